@@ -1,0 +1,3 @@
+from clutchcall.cli import main
+
+raise SystemExit(main())

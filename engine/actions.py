@@ -1,0 +1,208 @@
+"""What the turn engine decides: actions for the model leg and events for metrics/traces.
+
+Theory of operation: every output is a frozen, slotted, keyword-only dataclass on one base,
+:class:`Output`, validated when constructed. Traces keep references to them, so they never
+mutate. Each carries ``time`` (seconds, the ``now`` of the input that produced it).
+
+Actions (the shell must act on them):
+
+* :class:`Append` -- every caller frame, at once, in order: feed it to the model's input buffer.
+* :class:`Prime` -- non-final commit: the turn so far goes into the model's context.
+* :class:`Commit` -- final commit: the model must reply now.
+* :class:`Cancel` -- confirmed barge-in: stop the agent, clear the caller's playout, and tell
+  the model how much agent audio was played (``agent_played_ms``) so it can truncate.
+
+Events (observable only; for metrics and traces): :class:`TurnStarted`, :class:`EndOfTurn`,
+:class:`BackchannelFiltered`, :class:`BargeArmed`, :class:`BargeDismissed`,
+:class:`BargeConfirmed`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from clutchcall.engine.errors import LocalProtocolError
+
+
+def _check_time(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise LocalProtocolError(f"{name}: expected a finite time in seconds, got {value!r}")
+
+
+def _check_ms(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 0:
+        raise LocalProtocolError(f"{name}: expected a non-negative integer of ms, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Output:
+    """Base of every engine output. ``time``: seconds, the ``now`` it was decided at."""
+
+    kind: ClassVar[str] = "output"
+    is_action: ClassVar[bool] = False
+    time: float
+
+    def __post_init__(self) -> None:
+        _check_time(f"{type(self).__name__}.time", self.time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Append(Output):
+    """Append caller frame ``seq`` (``duration_ms`` long; ``speech`` = its VAD decision)."""
+
+    kind: ClassVar[str] = "append"
+    is_action: ClassVar[bool] = True
+    seq: int
+    duration_ms: int
+    speech: bool
+
+    def __post_init__(self) -> None:
+        _check_time("Append.time", self.time)
+        if self.duration_ms not in (10, 20, 30):
+            raise LocalProtocolError(f"Append.duration_ms: must be 10, 20 or 30, got {self.duration_ms!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prime(Output):
+    """Non-final commit of turn ``turn`` (``speech_ms`` of speech so far); no reply wanted."""
+
+    kind: ClassVar[str] = "prime"
+    is_action: ClassVar[bool] = True
+    turn: int
+    speech_ms: int
+
+    def __post_init__(self) -> None:
+        _check_time("Prime.time", self.time)
+        _check_ms("Prime.speech_ms", self.speech_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit(Output):
+    """Final commit of turn ``turn``: reply now. ``last_speech_at``: end of its last speech
+    frame (seconds), where turn latency starts."""
+
+    kind: ClassVar[str] = "commit"
+    is_action: ClassVar[bool] = True
+    turn: int
+    speech_ms: int
+    last_speech_at: float
+
+    def __post_init__(self) -> None:
+        _check_time("Commit.time", self.time)
+        _check_time("Commit.last_speech_at", self.last_speech_at)
+        _check_ms("Commit.speech_ms", self.speech_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel(Output):
+    """Confirmed barge-in: stop the agent; ``agent_played_ms`` of its audio had played."""
+
+    kind: ClassVar[str] = "cancel"
+    is_action: ClassVar[bool] = True
+    agent_played_ms: int
+
+    def __post_init__(self) -> None:
+        _check_time("Cancel.time", self.time)
+        _check_ms("Cancel.agent_played_ms", self.agent_played_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnStarted(Output):
+    """Caller turn ``turn`` opened; its first speech began at ``onset`` (seconds)."""
+
+    kind: ClassVar[str] = "turn_started"
+    turn: int
+    onset: float
+
+    def __post_init__(self) -> None:
+        _check_time("TurnStarted.time", self.time)
+        _check_time("TurnStarted.onset", self.onset)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndOfTurn(Output):
+    """Turn ``turn`` ended; ``committed`` tells whether it yielded ``Commit``.
+    ``reason``: ``"silence"`` (end-of-turn silence reached) or ``"agent_started"``."""
+
+    kind: ClassVar[str] = "end_of_turn"
+    turn: int
+    speech_ms: int
+    committed: bool
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_time("EndOfTurn.time", self.time)
+        _check_ms("EndOfTurn.speech_ms", self.speech_ms)
+        if self.reason not in ("silence", "agent_started"):
+            raise LocalProtocolError(f"EndOfTurn.reason: unknown {self.reason!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackchannelFiltered(Output):
+    """A burst too short to be a turn was not committed. ``over_agent``: it was spoken over
+    agent audio (a dismissed barge-in) rather than as a turn of its own."""
+
+    kind: ClassVar[str] = "backchannel_filtered"
+    speech_ms: int
+    over_agent: bool
+
+    def __post_init__(self) -> None:
+        _check_time("BackchannelFiltered.time", self.time)
+        _check_ms("BackchannelFiltered.speech_ms", self.speech_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BargeArmed(Output):
+    """Caller speech over agent audio: a barge-in is pending from ``onset`` (seconds)."""
+
+    kind: ClassVar[str] = "barge_armed"
+    onset: float
+
+    def __post_init__(self) -> None:
+        _check_time("BargeArmed.time", self.time)
+        _check_time("BargeArmed.onset", self.onset)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BargeDismissed(Output):
+    """A pending barge-in ended without ``Cancel``. ``reason``: ``"burst_ended"`` (the caller
+    stopped first: a backchannel) or ``"agent_finished"`` (the agent stopped first)."""
+
+    kind: ClassVar[str] = "barge_dismissed"
+    speech_ms: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_time("BargeDismissed.time", self.time)
+        _check_ms("BargeDismissed.speech_ms", self.speech_ms)
+        if self.reason not in ("burst_ended", "agent_finished"):
+            raise LocalProtocolError(f"BargeDismissed.reason: unknown {self.reason!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BargeConfirmed(Output):
+    """A pending barge-in reached ``barge_confirm_ms`` of speech (``speech_ms``): ``Cancel``
+    follows."""
+
+    kind: ClassVar[str] = "barge_confirmed"
+    speech_ms: int
+    agent_played_ms: int
+
+    def __post_init__(self) -> None:
+        _check_time("BargeConfirmed.time", self.time)
+        _check_ms("BargeConfirmed.speech_ms", self.speech_ms)
+        _check_ms("BargeConfirmed.agent_played_ms", self.agent_played_ms)
+
+
+ACTION_TYPES: tuple[type[Output], ...] = (Append, Prime, Commit, Cancel)
+EVENT_TYPES: tuple[type[Output], ...] = (
+    TurnStarted,
+    EndOfTurn,
+    BackchannelFiltered,
+    BargeArmed,
+    BargeDismissed,
+    BargeConfirmed,
+)
+OUTPUT_TYPES: dict[str, type[Output]] = {t.kind: t for t in ACTION_TYPES + EVENT_TYPES}

@@ -1,0 +1,113 @@
+"""Turn engine configuration: one frozen dataclass, every knob documented and validated.
+
+Theory of operation: :class:`TurnConfig` is built once per call, by the simulator and by the
+production edge alike (from TOML, CLI flags or code), and is never mutated. Construction
+validates every field and raises :class:`~clutchcall.engine.errors.ConfigError` naming the
+field. Durations are integer milliseconds so that the engine's arithmetic on them is exact.
+
+Defaults and why:
+
+* ``response_min_speech_ms = 600`` -- the product's backchannel filter: a turn whose speech
+  totals less than this never yields a final commit, so "mhm", "ok", "yeah" never wake the
+  model.
+* ``barge_confirm_ms = 300`` -- hold-and-confirm barge-in: speech over the agent must total
+  this much before the agent is cancelled.
+* ``end_of_turn_silence_ms = 500`` -- silence after the caller's last speech frame that ends
+  the turn. The two published anchors agree on half a second: OpenAI's server VAD defaults to
+  ``silence_duration_ms = 500`` and LiveKit's ``min_endpointing_delay`` is 0.5 s. Shorter
+  cuts callers off mid-sentence (mid-turn pauses have a long tail, p95 well above 1 s);
+  longer adds straight to turn latency, which is the number callers feel.
+* ``prime_silence_ms = 200`` -- a pause this long inside a real turn (one already past the
+  backchannel filter) sends a non-final commit, so the model has the turn so far in its
+  context and the final commit costs it only the tail. 200 ms is about the modal gap between
+  turns in conversation (Levinson & Torreira 2015), the earliest point a listener starts to
+  plan a reply. 0 disables priming.
+* ``burst_gap_ms = 100`` -- over the agent, a silence shorter than this does not end the
+  caller's burst (webrtcvad flickers inside words); a silence this long ends it, and a pending
+  barge-in that has not been confirmed is dismissed.
+* ``frame_ms = 20`` -- the nominal caller frame length; webrtcvad accepts 10, 20 or 30.
+  The engine accepts frames of any of these durations; this value is what shells frame to.
+* ``vad_aggressiveness = 2`` -- webrtcvad's mode 0-3 (3 filters the most non-speech);
+  used by the shells' VAD framing, kept here so a call has one config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from clutchcall.engine.errors import ConfigError
+
+VAD_FRAME_MS = (10, 20, 30)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnConfig:
+    """The turn engine's knobs. All durations are integer milliseconds."""
+
+    response_min_speech_ms: int = 600
+    """A turn whose speech frames total less than this never yields ``Commit`` (it is a
+    backchannel: ``BackchannelFiltered``). 0 turns the filter off."""
+
+    barge_confirm_ms: int = 300
+    """Speech over agent audio must total this long before ``Cancel``; shorter speech that
+    ends first is dismissed and the agent keeps talking. 0 cancels on the first speech frame."""
+
+    end_of_turn_silence_ms: int = 500
+    """Silence after the last speech frame that ends the turn (``Commit`` or filtered)."""
+
+    prime_silence_ms: int = 200
+    """A pause this long in a turn past the backchannel filter emits ``Prime`` (non-final
+    commit). Must be below ``end_of_turn_silence_ms``; 0 disables priming."""
+
+    burst_gap_ms: int = 100
+    """Over the agent, silence shorter than this does not end the caller's burst; a pending
+    barge-in is dismissed once silence reaches it."""
+
+    frame_ms: int = 20
+    """Nominal caller frame duration (10, 20 or 30 ms, as webrtcvad accepts)."""
+
+    vad_aggressiveness: int = 2
+    """webrtcvad mode, 0 (least aggressive) to 3 (most)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"TurnConfig.{f.name}: expected an integer, got {value!r}")
+            if value < 0:
+                raise ConfigError(f"TurnConfig.{f.name}: must be >= 0, got {value}")
+        if self.end_of_turn_silence_ms < 1:
+            raise ConfigError("TurnConfig.end_of_turn_silence_ms: must be >= 1 ms")
+        if self.prime_silence_ms and self.prime_silence_ms >= self.end_of_turn_silence_ms:
+            raise ConfigError(
+                "TurnConfig.prime_silence_ms: must be below end_of_turn_silence_ms "
+                f"({self.prime_silence_ms} >= {self.end_of_turn_silence_ms}); 0 disables priming"
+            )
+        if self.frame_ms not in VAD_FRAME_MS:
+            raise ConfigError(f"TurnConfig.frame_ms: must be one of {VAD_FRAME_MS}, got {self.frame_ms}")
+        if self.vad_aggressiveness > 3:
+            raise ConfigError(
+                f"TurnConfig.vad_aggressiveness: must be 0..3, got {self.vad_aggressiveness}"
+            )
+        for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms", "burst_gap_ms"):
+            if getattr(self, name) > 60_000:
+                raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
+
+    def replace(self, **changes: Any) -> TurnConfig:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, int]:
+        """Return the config as a plain dict (for traces and JSON output)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnConfig:
+        """Build from a dict (TOML table, JSON); unknown keys raise ``ConfigError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"TurnConfig: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
