@@ -103,7 +103,6 @@ import math
 from collections.abc import Callable
 
 from clutchcall.engine.actions import (
-    Append,
     BackchannelFiltered,
     BargeArmed,
     BargeConfirmed,
@@ -165,14 +164,14 @@ class TurnEngine:
         "_eot_at",
         "_eot_ms",
         "_gap_ms",
-        "_on_silence",
-        "_on_speech",
         "_last_frame_end",
         "_last_seq",
         "_last_speech_end",
         "_next_deadline",
         "_next_seq",
         "_now",
+        "_on_silence",
+        "_on_speech",
         "_out",
         "_prime_at",
         "_prime_ms",
