@@ -18,6 +18,10 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("engine", "demo"): ("clutchcall.engine.demo", "run the turn engine on a scripted call and print its actions"),
     ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
+    ("trace", "show"): ("clutchcall.traces.cli_trace_show", "print a recorded trace's header, counts and rows"),
+    ("corpus", "build"): ("clutchcall.traces.cli_corpus_build", "generate a deterministic labelled corpus (OUT_DIR --calls N --seed S)"),
+    ("corpus", "stats"): ("clutchcall.traces.cli_corpus_stats", "print a corpus's counts by kind and channel, and durations"),
+    ("corpus", "validate"): ("clutchcall.traces.cli_corpus_validate", "check every labelled call and recorded trace in a directory"),
 }
 
 
