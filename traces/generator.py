@@ -317,4 +317,4 @@ def build_corpus(out_dir: str | Path, calls: int, seed: int, *, human: bool = Tr
     return manifest
 
 
-__all__ = ["CHANNELS", "CHANNEL_ROTATION", "build_call", "build_corpus", "plan_call", "render"]
+__all__ = ["CHANNELS", "CHANNEL_ROTATION", "SpeechBank", "build_call", "build_corpus", "plan_call", "render"]
