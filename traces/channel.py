@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import soxr
-
 from clutchcall.engine.errors import ClutchCallError
 
 CHANNELS: dict[str, int] = {"clean16": 16000, "noisy16": 16000, "pstn8": 8000, "opus48": 48000}

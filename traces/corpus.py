@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
+from clutchcall.engine.errors import ClutchCallError
 from clutchcall.traces.channel import CHANNELS
 from clutchcall.traces.errors import TraceFormatError
 from clutchcall.traces.generator import MANIFEST
@@ -70,7 +70,7 @@ def validate_dir(path: str | Path, *, replay: bool = True) -> tuple[int, list[Tr
                         errors.append(TraceFormatError(p, "rows", f"replay differs: {mm}"))
             except TraceFormatError as exc:
                 errors.append(exc)
-            except Exception as exc:  # the engine rejecting the recorded inputs
+            except ClutchCallError as exc:  # the engine rejecting the recorded inputs
                 errors.append(TraceFormatError(p, "rows", f"replay failed: {type(exc).__name__}: {exc}"))
     return checked, errors
 
@@ -158,9 +158,9 @@ def format_stats(st: dict[str, Any]) -> str:
     """Render :func:`corpus_stats` output as readable text."""
     lines = [
         f"calls: {st['calls']}  invalid: {st['invalid']}  recorded traces: {st['traces']}",
-        f"audio: {st['total_s']:.1f} s total, per call min {st['call_s']['min']:.1f} / median "
-        f"{st['call_s']['median']:.1f} / max {st['call_s']['max']:.1f} s; agent speech "
-        f"{st['agent_s']:.1f} s; {st['bytes'] / 1e6:.2f} MB",
+        (f"audio: {st['total_s']:.1f} s total, per call min {st['call_s']['min']:.1f} / median "
+         f"{st['call_s']['median']:.1f} / max {st['call_s']['max']:.1f} s; agent speech "
+         f"{st['agent_s']:.1f} s; {st['bytes'] / 1e6:.2f} MB"),
         "calls by channel:",
     ]
     lines += [f"  {k:<10} {v:>5}" for k, v in st["by_channel"].items()]

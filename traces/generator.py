@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from clutchcall import __version__
 from clutchcall.traces import speech as sp
 from clutchcall.traces.channel import CHANNELS, apply_channel, check_available
 from clutchcall.traces.labels import DEFAULT_EXPECT, Labels, Segment, write_call
+
+from clutchcall import __version__
 
 MANIFEST = "MANIFEST.json"
 GENERATOR_VERSION = 1

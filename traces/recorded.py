@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
-from clutchcall import __version__
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import OUTPUT_TYPES, Output
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.engine.policy import TurnPolicy
 from clutchcall.traces.errors import TraceFormatError
+
+from clutchcall import __version__
 
 TRACE_FORMAT = "clutchcall.trace"
 TRACE_VERSION = 1

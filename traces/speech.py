@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import soxr
-
 from clutchcall.engine.errors import ClutchCallError
 
 SPEECH_RATE = 16000

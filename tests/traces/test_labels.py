@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.traces.errors import TraceFormatError
 from clutchcall.traces.labels import (

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
-from clutchcall.cli import main
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Commit
 from clutchcall.engine.scenario import FrameInput, scripted_call
@@ -26,6 +24,8 @@ from clutchcall.traces.recorded import (
     to_frame,
     write_trace,
 )
+
+from clutchcall.cli import main
 
 
 def record(seed: int = 3, seconds: float = 40.0, config: TurnConfig | None = None) -> tuple[RecordedTrace, list]:
