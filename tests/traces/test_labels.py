@@ -193,3 +193,17 @@ def test_writer_refuses_what_the_reader_would_reject(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.json").exists()
     with pytest.raises(TraceFormatError, match="rate"):
         write_call(tmp_path, "r", 44100, _pcm(), Labels(agent_speech=(), segments=()))
+
+
+def test_the_hand_written_example_in_format_md_validates(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "traces" / "FORMAT.md").read_text()
+    example = doc.split("`hello.json`", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    (tmp_path / "hello.json").write_text(example)
+    with wave.open(str(tmp_path / "hello.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 6 * 8000)
+    call = read_call(tmp_path / "hello")
+    assert [s.kind for s in call.labels.segments] == ["backchannel", "turn", "interruption"]
+    assert call.duration_ms == 6000
