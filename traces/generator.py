@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 from clutchcall.traces import speech as sp
 from clutchcall.traces.channel import CHANNELS, apply_channel, check_available
-from clutchcall.traces.labels import DEFAULT_EXPECT, Labels, Segment, write_call
+from clutchcall.traces.drive import CHANNEL_CODEC, drive_call
+from clutchcall.traces.labels import DEFAULT_EXPECT, LabelledCall, Labels, Segment, write_call
+from clutchcall.traces.recorded import write_trace
 
 from clutchcall import __version__
 
@@ -287,9 +289,12 @@ def build_call(seed: int, index: int, bank: SpeechBank) -> tuple[str, int, np.nd
 
 
 def build_corpus(out_dir: str | Path, calls: int, seed: int, *, human: bool = True,
-                 cache_dir: Path | None = None) -> dict[str, Any]:
+                 traces: int = 0, cache_dir: Path | None = None) -> dict[str, Any]:
     """Write ``calls`` labelled calls and ``MANIFEST.json`` into ``out_dir``; return the
-    manifest. Deterministic in ``(calls, seed, human)``. Raises
+    manifest. With ``traces`` > 0, also record the first ``traces`` calls driven through the
+    turn engine with the default config (``NAME.parquet``, see
+    :func:`clutchcall.traces.drive.drive_call`). Deterministic in ``(calls, seed, human,
+    traces)``. Raises
     :class:`~clutchcall.traces.speech.SpeechSourceError` if espeak-ng or (with ``human``) the
     ARCTIC download is unavailable, and ``ChannelError`` if a codec is missing."""
     check_available({CHANNEL_ROTATION[i % len(CHANNEL_ROTATION)] for i in range(calls)})
@@ -300,6 +305,11 @@ def build_corpus(out_dir: str | Path, calls: int, seed: int, *, human: bool = Tr
     for i in range(calls):
         name, rate, pcm, labels, info = build_call(seed, i, bank)
         write_call(out, name, rate, pcm, labels)
+        if i < traces:
+            trace = drive_call(LabelledCall(name=name, rate=rate, pcm=pcm, labels=labels),
+                               codec=CHANNEL_CODEC[info["channel"]])
+            write_trace(out / f"{name}.parquet", trace)
+            info["trace"] = f"{name}.parquet"
         entries.append(info)
     manifest = {
         "generator": "clutchcall.traces.generator",
@@ -310,7 +320,7 @@ def build_corpus(out_dir: str | Path, calls: int, seed: int, *, human: bool = Tr
         "calls": calls,
         "human_speech": human,
         "command": f"clutchcall corpus build OUT_DIR --calls {calls} --seed {seed}"
-                   + ("" if human else " --no-human"),
+                   + (f" --traces {traces}" if traces else "") + ("" if human else " --no-human"),
         "entries": entries,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -49,7 +49,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     a = tmp_path_factory.mktemp("corpus_a")
     b = tmp_path_factory.mktemp("corpus_b")
     for d in (a, b):
-        assert main(["corpus", "build", str(d), "--calls", str(N_CALLS), "--seed", str(SEED)]) == 0
+        assert main(["corpus", "build", str(d), "--calls", str(N_CALLS), "--seed", str(SEED),
+                     "--traces", "2"]) == 0
     return a, b
 
 
@@ -75,7 +76,9 @@ def test_manifest_records_the_command_and_sources(built: tuple[Path, Path]) -> N
     a, _ = built
     m = json.loads((a / MANIFEST).read_text())
     assert m["seed"] == SEED and m["calls"] == N_CALLS
-    assert m["command"] == f"clutchcall corpus build OUT_DIR --calls {N_CALLS} --seed {SEED}"
+    assert m["command"] == f"clutchcall corpus build OUT_DIR --calls {N_CALLS} --seed {SEED} --traces 2"
+    assert [e.get("trace") for e in m["entries"]] == ["call0000_pstn8.parquet", "call0001_clean16.parquet",
+                                                      None, None]
     assert m["espeak_ng"].startswith("eSpeak NG")
     assert [e["channel"] for e in m["entries"]] == list(CHANNEL_ROTATION[:N_CALLS])
 
