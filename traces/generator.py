@@ -10,7 +10,7 @@ files.
 One call is built in three steps:
 
 1. *Script* (:func:`plan_call`): a conversation on a millisecond timeline. The caller speaks
-   (a ``turn`` of 1-3 phrases (55/35/10 %) with mid-turn pauses, or a ``short_answer``); after a gap the
+   (a ``turn`` of 1-3 phrases (65/30/5 %) with mid-turn pauses, or a ``short_answer``); after a gap the
    agent replies (an interval in ``agent_speech``; its audio is not in the caller channel);
    while the agent talks the caller may ``backchannel`` (expect ``ignore``) or break in with
    an ``interruption`` (expect ``yield``); between events a labelled ``noise`` burst (a
@@ -45,12 +45,12 @@ from clutchcall import __version__
 
 MANIFEST = "MANIFEST.json"
 GENERATOR_VERSION = 1
-# Channel of call i: CHANNEL_ROTATION[i % 20]: 13 PSTN, 3 clean, 3 noisy, 1 Opus in 20.
+# Channel of call i: CHANNEL_ROTATION[i % 20]: 15 PSTN, 2 clean, 2 noisy, 1 Opus in 20.
 # Narrow-band PSTN is the common case for phone agents and the smallest on disk; Opus at
 # 48 kHz costs six times as many bytes per second, so it is the rarest.
 CHANNEL_ROTATION = ("pstn8", "clean16", "pstn8", "noisy16", "pstn8", "opus48", "pstn8", "pstn8",
-                    "clean16", "pstn8", "noisy16", "pstn8", "pstn8", "pstn8", "clean16", "pstn8",
-                    "noisy16", "pstn8", "pstn8", "pstn8")
+                    "pstn8", "pstn8", "pstn8", "clean16", "pstn8", "noisy16", "pstn8", "pstn8",
+                    "pstn8", "pstn8", "pstn8", "pstn8")
 SNRS_DB = (20.0, 10.0, 5.0)
 
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan")
@@ -169,7 +169,7 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     wpm = int(rng.integers(140, 191))
     pitch = int(rng.integers(30, 71))
     level = float(rng.uniform(-24.0, -18.0))  # the caller's speech level, dBFS RMS
-    target_ms = int(rng.integers(3500, 6501))
+    target_ms = int(rng.integers(3000, 6001))
     human = bank.human and rng.random() < 0.35
 
     placed: list[Placed] = []
@@ -190,7 +190,7 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     def agent_turn(start: int) -> int:
         """Agent talks from ``start``; the caller may backchannel or interrupt. Returns when
         the caller may speak next."""
-        length = int(rng.integers(1200, 3501))
+        length = int(rng.integers(1000, 3001))
         end = start + length
         agent.append((start, end))
         next_free = end
@@ -208,7 +208,7 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
         return next_free
 
     t = int(rng.integers(300, 900))
-    if rng.random() < 0.5:  # the agent greets first
+    if rng.random() < 0.35:  # the agent greets first
         t = agent_turn(t) + response_gap_ms(rng)
     while True:
         if rng.random() < 0.2:  # a noise burst in the silence before the caller speaks
@@ -216,7 +216,7 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
             end = put(t, burst, "noise", level_db=level + float(rng.uniform(-6.0, 3.0)))
             t = end + int(rng.integers(150, 500))
         if rng.random() < 0.7:
-            n_phrases = 1 + int(np.searchsorted([0.55, 0.9], rng.random(), side='right'))
+            n_phrases = 1 + int(np.searchsorted([0.65, 0.95], rng.random(), side='right'))
             clips = []
             for k in range(n_phrases):
                 if human and k == 0 and bank.arctic:
@@ -279,9 +279,11 @@ def build_call(seed: int, index: int, bank: SpeechBank) -> tuple[str, int, np.nd
     if channel == "noisy16":
         snr = SNRS_DB[index % len(SNRS_DB)]
         info["snr_db"] = snr
-        info["noise"] = "pink" if index % 2 else "brown"
+    pink = (index // 10) % 2 == 0
+    if channel == "noisy16":
+        info["noise"] = "pink" if pink else "brown"
     rate, pcm = apply_channel(x, channel, active=mask, snr_db=snr, rng=rng,
-                              noise_exponent=1.0 if index % 2 else 2.0)
+                              noise_exponent=1.0 if pink else 2.0)
     name = f"call{index:04d}_{channel}"
     info["name"] = name
     info["rate"] = rate
