@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import soxr
-
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Output
 from clutchcall.traces.labels import LabelledCall

@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import polars as pl
 from clutchcall.engine import TurnConfig, TurnEngine
@@ -93,7 +93,7 @@ class InputEvent:
     speech: bool | None = None
 
 
-Row = InputEvent | Output
+Row: TypeAlias = "InputEvent | Output"
 
 
 @dataclass(frozen=True, slots=True)

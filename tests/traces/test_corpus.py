@@ -8,15 +8,21 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from clutchcall.cli import main
 from clutchcall.engine.actions import Append, Cancel
 from clutchcall.traces.channel import CHANNELS
 from clutchcall.traces.corpus import corpus_stats, validate_dir
 from clutchcall.traces.drive import drive_call
 from clutchcall.traces.generator import SpeechBank, build_call
 from clutchcall.traces.labels import KINDS, LabelledCall, write_call
-from clutchcall.traces.recorded import InputEvent, RecordedTrace, first_mismatch, read_trace, write_trace
+from clutchcall.traces.recorded import (
+    InputEvent,
+    RecordedTrace,
+    first_mismatch,
+    read_trace,
+    write_trace,
+)
+
+from clutchcall.cli import main
 
 CORPUS = Path(__file__).resolve().parents[2] / "traces" / "corpus"
 
@@ -92,6 +98,7 @@ def test_validate_reports_one_line_per_bad_file(calls: list[LabelledCall], tmp_p
 
 def test_checked_in_corpus_is_valid_and_covers_every_kind_and_channel(capsys: pytest.CaptureFixture[str]) -> None:
     checked, errors = validate_dir(CORPUS)
+    assert checked >= 101
     assert errors == []
     st = corpus_stats(CORPUS)
     assert st["calls"] >= 100 and st["invalid"] == 0
