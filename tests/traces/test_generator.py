@@ -26,6 +26,7 @@ from clutchcall.traces.generator import (
     build_call,
     mid_turn_pause_ms,
     plan_call,
+    render,
     response_gap_ms,
 )
 from clutchcall.traces.labels import KINDS, LabelledCall, read_call
@@ -195,6 +196,26 @@ def test_channels_shape_the_signal() -> None:
     assert abs(snr - 10.0) < 0.2
 
 
+def _lag(out: np.ndarray, rate: int, clean16: np.ndarray) -> int:
+    """Samples by which ``out`` lags the clean render (resampled to ``rate``)."""
+    ref = np.asarray(soxr.resample(clean16, 16000, rate))
+    y = out.astype(np.float64) / 32767.0
+    n = 2 * max(len(ref), len(y))
+    c = np.fft.irfft(np.fft.rfft(y, n) * np.conj(np.fft.rfft(ref, n)), n)
+    window = rate // 20  # +-50 ms
+    cand = np.r_[c[:window], c[-window:]]
+    lags = np.r_[np.arange(window), np.arange(-window, 0)]
+    return int(lags[int(np.argmax(cand))])
+
+
+def test_pstn_channel_keeps_labels_aligned() -> None:
+    bank = SpeechBank()
+    x, _ = render(plan_call(SEED, 0, bank))
+    name, rate, pcm, _, _ = build_call(SEED, 0, bank)
+    assert name.endswith("_pstn8") and rate == 8000
+    assert abs(_lag(pcm, 8000, x)) <= 8  # <= 1 ms
+
+
 @pytest.mark.skipif(not _opus_available(), reason="needs clutchcall.engine.audio.opus (audio part)")
 def test_opus_channel_is_deterministic_and_aligned() -> None:
     bank = SpeechBank()
@@ -205,6 +226,8 @@ def test_opus_channel_is_deterministic_and_aligned() -> None:
     assert np.array_equal(one[2], two[2])
     outside, inside = vad_agreement(LabelledCall(name=one[0], rate=one[1], pcm=one[2], labels=one[3]))
     assert outside <= 0.02 and all(frac >= 0.5 for _, frac in inside)
+    x, _ = render(plan_call(SEED, i, bank))
+    assert abs(_lag(one[2], 48000, x)) <= 48  # encoder lookahead removed: <= 1 ms
 
 
 def test_every_kind_appears_within_a_few_calls() -> None:
