@@ -169,7 +169,7 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     wpm = int(rng.integers(140, 191))
     pitch = int(rng.integers(30, 71))
     level = float(rng.uniform(-24.0, -18.0))  # the caller's speech level, dBFS RMS
-    target_ms = int(rng.integers(3000, 6001))
+    target_ms = int(rng.integers(2500, 6001))
     human = bank.human and rng.random() < 0.35
 
     placed: list[Placed] = []
