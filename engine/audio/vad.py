@@ -128,9 +128,8 @@ class Vad:
                 f"vad frame must be 10, 20 or 30 ms ({sorted(self._sizes)} samples at "
                 f"{self.rate} Hz), got {frame.shape[0]} samples"
             )
-        if not frame.flags.c_contiguous:
-            frame = np.ascontiguousarray(frame)
-        return bool(self._vad.is_speech(frame, self.rate))
+        # bytes, not the array: webrtcvad reads a buffer's length in items, not bytes
+        return bool(self._vad.is_speech(frame.tobytes(), self.rate))
 
 
 def _design_lowpass(taps: int, cutoff_hz: float, rate: int, beta: float) -> npt.NDArray[np.float64]:
