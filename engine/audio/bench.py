@@ -82,7 +82,10 @@ def _speech(rates: tuple[int, ...]) -> tuple[dict[int, npt.NDArray[np.int16]], s
         t = np.arange(src_rate * 5) / src_rate
         f0 = 120 + 20 * np.sin(2 * np.pi * 0.5 * t)
         phase = 2 * np.pi * np.cumsum(f0) / src_rate
-        src = sum(np.sin(k * phase) / k for k in range(1, 20)) * (np.sin(2 * np.pi * 2 * t) > -0.3)
+        voiced = np.zeros_like(t)
+        for k in range(1, 20):
+            voiced += np.sin(k * phase) / k
+        src = voiced * (np.sin(2 * np.pi * 2 * t) > -0.3)
         source = "synthetic"
     src *= 16384.0 / np.max(np.abs(src))
     out = {}
@@ -160,7 +163,7 @@ def measure(
             warnings.simplefilter("ignore", DeprecationWarning)
             import audioop
         vf = VadFramer(8000, FRAME_MS, aggressiveness)
-        state: list[object] = [None]
+        state: list[tuple[int, tuple[tuple[int, int], ...]] | None] = [None]
 
         def step(p: bytes) -> object:
             lin = audioop.ulaw2lin(p, 2)
