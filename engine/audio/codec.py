@@ -7,17 +7,23 @@ little-endian at ``model_rate`` (24 kHz for OpenAI-Realtime-compatible models). 
 
 uplink (caller -> model)::
 
-    payload --decode_caller--> int16 @ caller_rate --to_model (soxr stream)--> PCM16 LE @ model_rate
+    payload --decode_caller--> int16 @ codec_rate --to_model (soxr stream)--> PCM16 LE @ model_rate
 
-``uplink(payload)`` does both steps; run the VAD on :meth:`Transcoder.decode_caller`'s output
-(webrtcvad takes 8/16/48 kHz directly, so the PSTN and browser paths judge speech before any
-resampling delay) and feed the model :meth:`Transcoder.to_model`'s output. :meth:`uplink_loss`
+``uplink(payload)`` does both steps; run the VAD (``VadFramer(tr.codec_rate, ...)``) on
+:meth:`Transcoder.decode_caller`'s output, so speech is judged before any resampling delay,
+and feed the model :meth:`Transcoder.to_model`'s output.
+
+``codec_rate`` is the rate our codec objects run at. For G.711 and PCM16 it is the caller
+rate. For Opus it is the model rate whenever Opus supports it (8/12/16/24/48 kHz): an Opus
+packet does not fix the rate it is decoded at, and libopus decodes a 48 kHz browser stream
+straight to 24 kHz (and encodes 24 kHz audio into packets any 48 kHz peer decodes), so the
+Opus paths need no soxr stage at all -- no resampler delay and less CPU. :meth:`uplink_loss`
 conceals one lost caller frame (Opus: libopus PLC; G.711/PCM16: one frame of silence) so the
 model-leg stream keeps its timing.
 
 downlink (model -> caller)::
 
-    PCM16 LE @ model_rate --soxr stream--> int16 @ caller_rate --FrameSplitter--> frame --encode--> payload
+    PCM16 LE @ model_rate --soxr stream--> int16 @ codec_rate --FrameSplitter--> frame --encode--> payload
 
 ``downlink(pcm)`` returns zero or more caller-leg payloads, one per ``frame_ms`` frame (PCM16:
 ``rate*frame_ms/1000*2`` bytes, G.711: one byte per sample, Opus: one packet per frame); the
@@ -124,6 +130,8 @@ class Transcoder:
         "caller_codec",
         "caller_frame_samples",
         "caller_rate",
+        "codec_frame_samples",
+        "codec_rate",
         "frame_ms",
         "model_rate",
     )
@@ -157,21 +165,26 @@ class Transcoder:
         self.model_rate = model_rate
         self.frame_ms = frame_ms
         self.caller_frame_samples = caller_rate * frame_ms // 1000
-        self._up = StreamResampler(caller_rate, model_rate, quality)
-        self._down = StreamResampler(model_rate, caller_rate, quality)
-        self._split = FrameSplitter(caller_rate, frame_ms)
+        codec_rate = caller_rate
+        if codec is Codec.OPUS and model_rate in OPUS_RATES:
+            codec_rate = model_rate
+        self.codec_rate = codec_rate
+        self.codec_frame_samples = codec_rate * frame_ms // 1000
+        self._up = StreamResampler(codec_rate, model_rate, quality)
+        self._down = StreamResampler(model_rate, codec_rate, quality)
+        self._split = FrameSplitter(codec_rate, frame_ms)
         self._dec: OpusDecoder | None = None
         self._enc: OpusEncoder | None = None
         if codec is Codec.OPUS:
-            self._dec = OpusDecoder(caller_rate)
-            self._enc = OpusEncoder(caller_rate, frame_ms, bitrate=opus_bitrate)
-        self._silence: npt.NDArray[np.int16] = np.zeros(self.caller_frame_samples, dtype=np.int16)
+            self._dec = OpusDecoder(codec_rate)
+            self._enc = OpusEncoder(codec_rate, frame_ms, bitrate=opus_bitrate)
+        self._silence: npt.NDArray[np.int16] = np.zeros(self.codec_frame_samples, dtype=np.int16)
         self._silence.setflags(write=False)
 
     # -- uplink ---------------------------------------------------------------------------
 
     def decode_caller(self, payload: bytes) -> npt.NDArray[np.int16]:
-        """Decode one caller-leg payload; return int16 samples at ``caller_rate``.
+        """Decode one caller-leg payload; return int16 samples at ``codec_rate``.
 
         Raises :class:`AudioError` for an empty payload, an odd PCM16 byte count, a corrupt
         Opus packet or a non-bytes payload (state unchanged).
@@ -211,10 +224,10 @@ class Transcoder:
         return self.to_model(self.decode_caller(payload))
 
     def conceal_caller(self) -> npt.NDArray[np.int16]:
-        """Return one ``frame_ms`` frame concealing a lost caller payload, at ``caller_rate``
+        """Return one ``frame_ms`` frame concealing a lost caller payload, at ``codec_rate``
         (Opus: libopus packet loss concealment; G.711/PCM16: silence)."""
         if self._dec is not None:
-            return self._dec.decode(None, self.caller_frame_samples)
+            return self._dec.decode(None, self.codec_frame_samples)
         return self._silence
 
     def uplink_loss(self) -> bytes:
@@ -281,4 +294,4 @@ class Transcoder:
     def downlink_delay_ms(self) -> float:
         """Audio given to :meth:`downlink` not yet returned as payloads, in ms (resampler
         pending output plus the partial frame)."""
-        return self._down.delay_ms + 1000.0 * self._split.pending / self.caller_rate
+        return self._down.delay_ms + 1000.0 * self._split.pending / self.codec_rate

@@ -72,6 +72,8 @@ class FrameSplitter:
         """
         _check_pcm(pcm)
         n = self.frame_samples
+        if pcm.shape[0] == n and self._carry.shape[0] == 0:
+            return [pcm]  # the common case: the network frame is exactly one frame
         data = pcm if self._carry.shape[0] == 0 else np.concatenate((self._carry, pcm))
         full = data.shape[0] // n
         frames = [data[i * n:(i + 1) * n] for i in range(full)]
@@ -177,7 +179,8 @@ class Decimate24To16:
         y = windows @ self._h
         self._hist = x[n:].copy()
         np.rint(y, out=y)
-        np.clip(y, -32768.0, 32767.0, out=y)
+        np.minimum(y, 32767.0, out=y)
+        np.maximum(y, -32768.0, out=y)
         out: npt.NDArray[np.int16] = y.astype(np.int16)
         return out
 

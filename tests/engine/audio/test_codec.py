@@ -89,6 +89,15 @@ def test_uplink_delivers_the_speech_at_model_rate(speech, codec: Codec, rate: in
     assert b"".join(tr2.uplink(p) for p in payloads) + tr2.uplink_flush() == out
 
 
+def test_opus_runs_at_the_model_rate_without_a_resampler(speech) -> None:  # type: ignore[no-untyped-def]
+    tr = Transcoder("opus", 48000, 24000)
+    assert tr.codec_rate == 24000 and tr.uplink_delay_ms == 0.0
+    enc = OpusEncoder(48000, 20)
+    for f in frames_of(speech[48000], 960)[:20]:
+        assert len(tr.uplink(enc.encode(f))) == 960  # 20 ms at 24 kHz, every frame, no burst
+    assert Transcoder("opus", 48000, 44100).codec_rate == 48000  # 44.1 kHz is no Opus rate
+
+
 def test_uplink_for_vad_and_model_separately(speech) -> None:  # type: ignore[no-untyped-def]
     """decode_caller + to_model is uplink, split so the VAD can run at the caller rate."""
     payloads = _caller_payloads(Codec.G711_ULAW, 8000, speech[8000])[:50]
@@ -139,7 +148,8 @@ def test_opus_uplink_loss_is_concealment_not_silence(speech) -> None:  # type: i
     for p in payloads[:loudest]:
         tr.decode_caller(p)
     concealed = tr.conceal_caller()
-    assert concealed.shape == (960,) and rms(concealed) > 300
+    assert tr.codec_rate == 24000  # decoded straight at the model rate
+    assert concealed.shape == (480,) and rms(concealed) > 300
 
 
 @pytest.mark.parametrize(
