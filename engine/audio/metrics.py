@@ -41,8 +41,10 @@ def correlation(a: npt.NDArray[np.generic], b: npt.NDArray[np.generic]) -> float
 def best_lag(ref: npt.NDArray[np.int16], test: npt.NDArray[np.int16], max_lag: int) -> int:
     """Return the lag ``L`` in ``0..max_lag`` maximising the dot product of ``ref[:n]`` with
     ``test[L:L+n]``, i.e. how many samples ``test`` lags ``ref``."""
-    n = min(ref.shape[0], test.shape[0]) - max_lag
+    n = min(ref.shape[0], test.shape[0] - max_lag)
     r = ref[:n].astype(np.float64)
-    t = test.astype(np.float64)
-    scores = [float(np.dot(r, t[lag:lag + n])) for lag in range(max_lag + 1)]
-    return int(np.argmax(scores))
+    t = test[: n + max_lag].astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(2 * n + max_lag)))
+    # cross-correlation by FFT: c[lag] = sum_i r[i] * t[i + lag]
+    c = np.fft.irfft(np.conj(np.fft.rfft(r, size)) * np.fft.rfft(t, size), size)
+    return int(np.argmax(c[: max_lag + 1]))
