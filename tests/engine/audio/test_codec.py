@@ -18,6 +18,8 @@ from clutchcall.engine.audio import (
     ulaw_encode,
 )
 from clutchcall.engine.audio.metrics import best_lag, correlation, frames_of, rms
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_codec_names() -> None:
@@ -219,3 +221,23 @@ def test_delay_properties_track_the_resamplers() -> None:
         tr.uplink(b"\xff" * 160)
         up.process(np.zeros(160, np.int16))
     assert tr.uplink_delay_ms == up.delay_ms
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    codec=st.sampled_from([Codec.OPUS, Codec.PCM16, Codec.G711_ALAW]),
+    junk=st.lists(st.binary(min_size=0, max_size=400), min_size=1, max_size=6),
+)
+def test_fuzzed_payloads_raise_only_audio_error(codec: Codec, junk: list[bytes]) -> None:
+    """Whatever a peer sends, uplink returns audio or raises AudioError, and the stream goes on."""
+    rate = 48000 if codec is Codec.OPUS else 8000 if codec is Codec.G711_ALAW else 16000
+    tr = Transcoder(codec, rate)
+    silence = _caller_payloads(codec, rate, np.zeros(rate // 10, np.int16))
+    for p in junk:
+        try:
+            out = tr.uplink(p)
+            assert len(out) % 2 == 0
+        except AudioError:
+            pass
+        tr.uplink(silence[0])  # the stream still works
+    assert len(tr.uplink_loss()) % 2 == 0
