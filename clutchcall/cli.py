@@ -22,6 +22,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("corpus", "build"): ("clutchcall.traces.cli_corpus_build", "generate a deterministic labelled corpus (OUT_DIR --calls N --seed S)"),
     ("corpus", "stats"): ("clutchcall.traces.cli_corpus_stats", "print a corpus's counts by kind and channel, and durations"),
     ("corpus", "validate"): ("clutchcall.traces.cli_corpus_validate", "check every labelled call and recorded trace in a directory"),
+    ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
 }
 
 
