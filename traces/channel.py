@@ -12,14 +12,18 @@ that the edge would decode for one channel variant:
 * ``opus48`` -- 48 kHz, Opus encode/decode round trip in 20 ms frames, with the encoder's
   lookahead removed so labels stay aligned.
 
-Codecs and resampling come from ``clutchcall.engine.audio`` (g711, opus) and soxr; every
-step is deterministic for the same input on the same machine.
+Codecs come from ``clutchcall.engine.audio`` (g711, opus: the same code the edge runs);
+resampling is soxr's one-shot ``resample`` (the engine's ``StreamResampler`` wraps the same
+library, streaming, with a delay we would only have to undo). Every step is deterministic
+for the same input on the same machine.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import soxr
+from clutchcall.engine.audio import g711
+from clutchcall.engine.audio.opus import OpusDecoder, OpusEncoder
 from clutchcall.engine.errors import ClutchCallError
 
 CHANNELS: dict[str, int] = {"clean16": 16000, "noisy16": 16000, "pstn8": 8000, "opus48": 48000}
@@ -70,29 +74,10 @@ def add_noise(x: np.ndarray, active: np.ndarray, snr_db: float, rng: np.random.G
 
 
 def _ulaw_roundtrip(pcm: np.ndarray) -> np.ndarray:
-    try:
-        from clutchcall.engine.audio import g711
-    except ImportError:  # the audio part not merged yet: same G.711 arithmetic in numpy
-        return _ulaw_roundtrip_numpy(pcm)
     return g711.ulaw_decode(g711.ulaw_encode(pcm))
 
 
-def _ulaw_roundtrip_numpy(pcm: np.ndarray) -> np.ndarray:
-    # G.711 mu-law: bias 0x84, 8 segments; decode gives the segment's mid-point.
-    x = pcm.astype(np.int32)
-    sign = x < 0
-    mag = np.minimum(np.abs(x), 32635) + 0x84
-    exp = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)
-    mant = (mag >> (exp + 3)) & 0x0F
-    y = (((mant << 3) + 0x84) << exp) - 0x84
-    return np.where(sign, -y, y).astype(np.int16)
-
-
 def _opus_roundtrip(pcm: np.ndarray, rate: int) -> np.ndarray:
-    try:
-        from clutchcall.engine.audio.opus import OpusDecoder, OpusEncoder
-    except ImportError as exc:  # pragma: no cover - depends on the audio part being present
-        raise ChannelError(f"opus48 needs clutchcall.engine.audio.opus: {exc}") from exc
     enc, dec = OpusEncoder(rate, frame_ms=20), OpusDecoder(rate)
     frame = rate // 50
     skip = int(enc.lookahead_samples)
@@ -109,9 +94,9 @@ def check_available(channels: set[str]) -> None:
             raise ChannelError(f"unknown channel {c!r} (one of {', '.join(CHANNELS)})")
     if "opus48" in channels:
         try:
-            import clutchcall.engine.audio.opus  # noqa: F401
-        except ImportError as exc:
-            raise ChannelError(f"opus48 needs clutchcall.engine.audio.opus: {exc}") from exc
+            OpusEncoder(48000, frame_ms=20)
+        except ClutchCallError as exc:  # libopus missing or unusable
+            raise ChannelError(f"opus48 needs libopus: {exc}") from exc
 
 
 def apply_channel(x: np.ndarray, channel: str, *, active: np.ndarray | None = None,

@@ -2,7 +2,7 @@
 
 Theory of operation: :func:`drive_call` is the offline shell for one labelled call. It
 frames the caller channel (``frame_ms`` from the config) and asks webrtcvad for each frame's
-decision (through ``clutchcall.engine.audio.vad`` when present), then runs the DESIGN drive
+decision (``clutchcall.engine.audio.vad``, as the edge does), then runs the DESIGN drive
 loop with a scripted agent: the agent's audio starts at each ``agent_speech`` interval's
 start and finishes at its end -- unless the engine emits ``Cancel`` while it plays, in which
 case the shell stops the playout at once (``agent_audio_finished`` at the cancel's time) and
@@ -17,9 +17,9 @@ a deterministic harness for the engine's caller-side decisions, not a conversati
 from __future__ import annotations
 
 import numpy as np
-import soxr
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Output
+from clutchcall.engine.audio.vad import VadFramer
 from clutchcall.traces.labels import LabelledCall
 from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
 
@@ -27,24 +27,10 @@ CHANNEL_CODEC = {"clean16": "pcm16", "noisy16": "pcm16", "pstn8": "g711_ulaw", "
 
 
 def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
-    """Return webrtcvad's decision for each whole ``frame_ms`` frame of int16 ``pcm``."""
-    try:
-        from clutchcall.engine.audio.vad import VadFramer
-    except ImportError:
-        return _vad_webrtc(pcm, rate, frame_ms, aggressiveness)
+    """Return the VAD decision for each whole ``frame_ms`` frame of int16 ``pcm``, from the
+    same framer the edge uses (``clutchcall.engine.audio.vad.VadFramer``, webrtcvad)."""
     framer = VadFramer(rate, frame_ms, aggressiveness)
     return [bool(s) for _, s in framer.push(pcm)]
-
-
-def _vad_webrtc(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
-    import webrtcvad
-
-    if rate not in (8000, 16000, 32000, 48000):
-        pcm = np.asarray(soxr.resample(pcm, rate, 16000)).astype(np.int16)
-        rate = 16000
-    vad = webrtcvad.Vad(aggressiveness)
-    n = rate * frame_ms // 1000
-    return [vad.is_speech(pcm[i * n:(i + 1) * n].tobytes(), rate) for i in range(len(pcm) // n)]
 
 
 def drive_call(call: LabelledCall, config: TurnConfig | None = None, *, codec: str = "pcm16",

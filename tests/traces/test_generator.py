@@ -37,14 +37,6 @@ SEED = 5
 N_CALLS = 4  # pstn8, clean16, pstn8, noisy16
 
 
-def _opus_available() -> bool:
-    try:
-        import clutchcall.engine.audio.opus  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     a = tmp_path_factory.mktemp("corpus_a")
@@ -156,8 +148,6 @@ def test_labels_match_the_audio(built: tuple[Path, Path]) -> None:
     # a wider sample, every SNR (call i of the rotation gets SNRS_DB[i % 3]), without files
     bank = SpeechBank()
     for i in (3, 5, 11, 13, 23):  # noisy 20 dB, opus, clean, noisy 10 dB, noisy 5 dB
-        if CHANNEL_ROTATION[i % 20] == "opus48" and not _opus_available():
-            continue
         name, rate, pcm, labels, info = build_call(SEED + 7, i, bank)
         checked.append((LabelledCall(name=name, rate=rate, pcm=pcm, labels=labels), info))
     seen_snr = set()
@@ -180,8 +170,6 @@ def test_channels_shape_the_signal() -> None:
     x = rng.standard_normal(16000) * 0.1
     active = np.ones(16000, dtype=bool)
     for ch, rate in CHANNELS.items():
-        if ch == "opus48" and not _opus_available():
-            continue
         r, y = apply_channel(x, ch, active=active, snr_db=10.0, rng=np.random.default_rng(2))
         assert r == rate and y.dtype == np.int16 and abs(len(y) - rate) <= 1
     # the PSTN band-pass removes energy below 300 Hz and above 3400 Hz
@@ -216,7 +204,6 @@ def test_pstn_channel_keeps_labels_aligned() -> None:
     assert abs(_lag(pcm, 8000, x)) <= 8  # <= 1 ms
 
 
-@pytest.mark.skipif(not _opus_available(), reason="needs clutchcall.engine.audio.opus (audio part)")
 def test_opus_channel_is_deterministic_and_aligned() -> None:
     bank = SpeechBank()
     i = CHANNEL_ROTATION.index("opus48")
