@@ -21,7 +21,7 @@ from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Output
 from clutchcall.engine.audio.vad import VadFramer
 from clutchcall.traces.labels import LabelledCall
-from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
+from clutchcall.traces.recorded import RecordedTrace, RecordingEngine, TraceRecorder
 
 CHANNEL_CODEC = {"clean16": "pcm16", "noisy16": "pcm16", "pstn8": "g711_ulaw", "opus48": "opus"}
 
@@ -39,9 +39,9 @@ def drive_call(call: LabelledCall, config: TurnConfig | None = None, *, codec: s
     scripted agent described above; return the recorded trace. ``codec`` goes in the header.
     Engine errors propagate (they would be bugs: the inputs are well-formed by construction)."""
     cfg = config or TurnConfig()
-    eng = TurnEngine(cfg)
     rec = TraceRecorder(call_id=call_id or call.name, codec=codec, rate=call.rate, config=cfg,
                         extra={"source": "clutchcall.traces.drive", "call": call.name})
+    eng = RecordingEngine(TurnEngine(cfg), rec)
     flags = vad_decisions(call.pcm, call.rate, cfg.frame_ms, cfg.vad_aggressiveness)
     step = cfg.frame_ms / 1000.0
     # (time, order, what, arg): frames first at equal times, then agent finish, then start
@@ -56,39 +56,32 @@ def drive_call(call: LabelledCall, config: TurnConfig | None = None, *, codec: s
     def drain(now: float) -> None:
         nonlocal playing
         outs: list[Output] = eng.drain()
-        rec.outputs(outs)
         if playing is not None and any(isinstance(o, Cancel) for o in outs):
             over.add(playing)
             playing = None
             eng.agent_audio_finished(now)
-            rec.agent_audio_finished(now)
             drain(now)
 
     for t, _, what, arg in events:
         deadline = eng.get_timer()
         while deadline is not None and deadline <= t:
             eng.handle_timer(deadline)
-            rec.timer(deadline)
             drain(deadline)
             deadline = eng.get_timer()
         if what == "frame":
             eng.caller_frame(t, speech=flags[arg], duration_ms=cfg.frame_ms, seq=arg)
-            rec.caller_frame(t, speech=flags[arg], duration_ms=cfg.frame_ms, seq=arg)
         elif what == "start" and playing is None and arg not in over:
             playing = arg
             eng.agent_audio_started(t)
-            rec.agent_audio_started(t)
         elif what == "finish" and playing == arg:
             playing = None
             over.add(arg)
             eng.agent_audio_finished(t)
-            rec.agent_audio_finished(t)
         else:
             continue
         drain(t)
     deadline = eng.get_timer()
     if deadline is not None:  # let the last turn end
         eng.handle_timer(deadline)
-        rec.timer(deadline)
         drain(deadline)
     return rec.trace()

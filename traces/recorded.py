@@ -12,8 +12,8 @@ Columns (see ``traces/FORMAT.md``): ``dir`` (str), ``kind`` (str), ``time`` (flo
 (str, null: the output's fields other than ``time`` as a JSON object). Times are float64 so
 they round-trip bit-exactly, which is what makes :func:`replay` exact.
 
-A shell records with :class:`TraceRecorder` (one call per input, one per drain) and writes
-once at the end of the call. :func:`read_trace` validates every row before returning;
+A shell records with :class:`TraceRecorder` (one call per input, one per drain) -- or drives
+a :class:`RecordingEngine`, which does both -- and writes once at the end of the call. :func:`read_trace` validates every row before returning;
 :func:`replay` feeds the inputs to a fresh :class:`TurnEngine` and :func:`first_mismatch`
 compares its outputs with the recorded ones.
 """
@@ -155,6 +155,46 @@ class TraceRecorder:
     def write(self, path: str | Path) -> None:
         """Write the trace to ``path`` (Parquet)."""
         write_trace(path, self.trace())
+
+
+class RecordingEngine:
+    """A :class:`TurnEngine` wrapper that records as it goes: the same input methods,
+    ``drain`` and ``get_timer``; every input and every drained output lands in ``recorder``.
+    A shell that drives this instead of the bare engine cannot forget to record."""
+
+    def __init__(self, engine: TurnEngine, recorder: TraceRecorder) -> None:
+        self.engine = engine
+        self.recorder = recorder
+
+    def caller_frame(self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None) -> None:
+        """Feed and record one caller frame (see ``TurnEngine.caller_frame``)."""
+        self.engine.caller_frame(now, speech=speech, duration_ms=duration_ms, seq=seq)
+        self.recorder.caller_frame(now, speech=speech, duration_ms=duration_ms, seq=seq)
+
+    def agent_audio_started(self, now: float) -> None:
+        """Feed and record ``agent_audio_started``."""
+        self.engine.agent_audio_started(now)
+        self.recorder.agent_audio_started(now)
+
+    def agent_audio_finished(self, now: float) -> None:
+        """Feed and record ``agent_audio_finished``."""
+        self.engine.agent_audio_finished(now)
+        self.recorder.agent_audio_finished(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Feed and record a timer firing."""
+        self.engine.handle_timer(now)
+        self.recorder.timer(now)
+
+    def get_timer(self) -> float | None:
+        """Return the engine's next deadline (see ``TurnEngine.get_timer``)."""
+        return self.engine.get_timer()
+
+    def drain(self) -> list[Output]:
+        """Return (and record) the engine's outputs since the last drain."""
+        outs = self.engine.drain()
+        self.recorder.outputs(outs)
+        return outs
 
 
 def _output_fields(out: Output) -> str:

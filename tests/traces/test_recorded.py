@@ -16,6 +16,7 @@ from clutchcall.traces.recorded import (
     META_KEY,
     InputEvent,
     RecordedTrace,
+    RecordingEngine,
     TraceRecorder,
     first_mismatch,
     read_header,
@@ -242,3 +243,31 @@ def test_frame_has_the_documented_schema(recorded: tuple[Path, RecordedTrace, li
     second = df.row(1, named=True)
     assert second["dir"] == "out" and second["kind"] == "append"
     assert json.loads(second["fields"]) == {"duration_ms": 20, "seq": 0, "speech": first["speech"]}
+
+
+def test_recording_engine_records_what_it_feeds(recorded: tuple[Path, RecordedTrace, list]) -> None:
+    _, trace, outs = recorded
+    eng = RecordingEngine(TurnEngine(trace.header.config),
+                          TraceRecorder(call_id="again", codec="g711_ulaw", rate=8000, config=trace.header.config))
+    got: list = []
+    for inp in trace.inputs:
+        if inp.kind == "caller_frame":
+            eng.caller_frame(inp.time, speech=bool(inp.speech), duration_ms=int(inp.duration_ms or 20), seq=inp.seq)
+        elif inp.kind == "agent_audio_started":
+            eng.agent_audio_started(inp.time)
+        elif inp.kind == "agent_audio_finished":
+            eng.agent_audio_finished(inp.time)
+        else:
+            assert eng.get_timer() is not None
+            eng.handle_timer(inp.time)
+        got.extend(eng.drain())
+    assert got == outs
+    assert eng.recorder.trace().rows == trace.rows
+
+
+def test_trace_show_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"garbage")
+    assert main(["trace", "show", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: -: not a Parquet file") and len(err.strip().splitlines()) == 1
