@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.traces.generator import build_corpus
@@ -33,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
     except ClutchCallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    total = sum(1 for _ in manifest["entries"])
+    total = len(manifest["entries"])
     print(f"wrote {total} calls to {args.out_dir} (seed {args.seed}) in {time.monotonic() - t0:.1f} s")
+    ours = {e["name"] for e in manifest["entries"]}
+    stale = sorted(p.name for p in Path(args.out_dir).glob("call*.json") if p.stem not in ours)
+    if stale:
+        print(f"warning: {len(stale)} older call(s) in {args.out_dir} are not in this build "
+              f"(e.g. {stale[0]}); remove them or build into an empty directory", file=sys.stderr)
     return 0

@@ -221,3 +221,15 @@ def test_every_kind_appears_within_a_few_calls() -> None:
     bank = SpeechBank()
     kinds = {s.kind for i in range(20) for s in plan_call(SEED, i, bank).labels.segments}
     assert kinds == set(KINDS)
+
+
+def test_no_human_build_uses_espeak_only_and_warns_about_stale_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["corpus", "build", str(tmp_path), "--calls", "3", "--seed", "9", "--no-human"]) == 0
+    m = json.loads((tmp_path / MANIFEST).read_text())
+    assert m["human_speech"] is False and all(e["human_speech"] == [] for e in m["entries"])
+    assert m["command"].endswith("--no-human")
+    assert main(["corpus", "build", str(tmp_path), "--calls", "2", "--seed", "9", "--no-human"]) == 0
+    assert "1 older call(s)" in capsys.readouterr().err
+    assert main(["corpus", "build", str(tmp_path), "--calls", "0"]) == 1
