@@ -18,6 +18,12 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("engine", "demo"): ("clutchcall.engine.demo", "run the turn engine on a scripted call and print its actions"),
     ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
+    ("sim", "run"): ("clutchcall.sim.cmd_run", "simulate labelled calls over a modelled caller leg; summary + Parquet"),
+    ("sim", "sweep"): ("clutchcall.sim.cmd_sweep", "grid-search turn-engine knobs on labelled calls (parallel); Pareto fronts, heatmaps"),
+    ("sim", "compare"): ("clutchcall.sim.cmd_compare", "replay calls under peer-policy presets (naive, livekit, pipecat, clutchcall)"),
+    ("sim", "replay"): ("clutchcall.sim.cmd_replay", "replay a recorded trace's inputs through the engine and check its actions"),
+    ("eval",): ("clutchcall.sim.cmd_eval", "score a directory of labelled calls against their labels (--json)"),
+    ("bench", "sim"): ("clutchcall.sim.bench", "benchmark the simulator (simulated call-seconds per wall-second)"),
 }
 
 

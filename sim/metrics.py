@@ -11,8 +11,10 @@ the segment it interrupted with (the cancelling frame lies within ``[start - 60 
 * expect ``reply`` (turn, short_answer): *missed reply* if no commit matched;
 * expect ``ignore`` (backchannel, noise): *backchannel wake-up* if a commit matched (the model
   was woken), *false barge-in* if a cancel matched (an agent reply was cut by it);
-* expect ``yield`` (interruption): *missed barge-in* if no cancel matched, else the *barge-in
-  latency* is when the agent stopped at the caller minus the segment's start.
+* expect ``yield`` (interruption): *missed barge-in* if no cancel matched while the agent was
+  still talking at the caller ``MISSED_BARGE_GRACE_MS`` (1 s) after the segment's start (an
+  agent that stopped by itself sooner, or was already stopped, was not missed); else the
+  *barge-in latency* is when the agent stopped at the caller minus the segment's start.
 
 A cancel that matches no segment is a false barge-in too; a commit that matches none is an
 *unlabelled commit*. Latencies per turn (ms): ``turn_latency_ms`` at the caller (end of the
@@ -70,6 +72,14 @@ CALL_COUNTS = (
 )
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
 CALL_SCHEMA.update({k: pl.Int64 for k in CALL_COUNTS})
+
+
+MISSED_BARGE_GRACE_MS = 1000
+
+
+def _playing_at(run: CallRun, t_caller: float, owd_down: float) -> bool:
+    t = t_caller - owd_down
+    return any(a <= t < b for a, b in run.agent_playing)
 
 
 def _match_commit(segs: tuple[Segment, ...], t_ms: float) -> int:
@@ -159,7 +169,8 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
                 counts["backchannel_wakeups"] += 1
         else:
             counts["interruptions"] += 1
-            if not cancelled:
+            if not cancelled and _playing_at(run, (s.start_ms + MISSED_BARGE_GRACE_MS) / 1000.0,
+                                             cfg.net.downlink.one_way_s):
                 outcome = "missed_barge_in"
                 counts["missed_barge_ins"] += 1
         seg_rows.append({

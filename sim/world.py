@@ -157,6 +157,8 @@ class CallRun:
     barges_armed: int = 0
     retransmissions: int = 0
     packets_lost: int = 0
+    agent_playing: list[list[float]] = field(default_factory=list)
+    """[start, end] edge times of each stretch in which agent audio was forwarded."""
 
 
 def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
@@ -367,8 +369,7 @@ class _World:
         self.source_gen += 1
         self.sources.clear()
         if self.playing:
-            self.playing = False
-            self.eng.agent_audio_finished(now)
+            self.set_playing(False, now)
 
     # -------------------------------------------------------------- agent audio
     def start_source(self, start: float, end: float) -> list[float]:
@@ -381,8 +382,7 @@ class _World:
         self.sources[sid] = end
         gen = self.source_gen
         if not self.playing:
-            self.playing = True
-            self.eng.agent_audio_started(start)
+            self.set_playing(True, start)
         ev = self.env.timeout(end - start)
         ev.callbacks.append(lambda _e: self.end_source(gen, sid))
         return arrivals
@@ -392,9 +392,17 @@ class _World:
             return
         del self.sources[sid]
         if not self.sources and self.playing:
-            self.playing = False
-            self.eng.agent_audio_finished(self.env.now)
+            self.set_playing(False, self.env.now)
             self.pump()
+
+    def set_playing(self, on: bool, now: float) -> None:
+        self.playing = on
+        if on:
+            self.run.agent_playing.append([now, math.inf])
+            self.eng.agent_audio_started(now)
+        else:
+            self.run.agent_playing[-1][1] = now
+            self.eng.agent_audio_finished(now)
 
     def script_proc(self):  # type: ignore[no-untyped-def]
         env = self.env
