@@ -143,7 +143,8 @@ def sweep(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
 
 
 def pareto(df: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
-    """Return the rows of ``df`` not dominated in (x, y), both minimised, sorted by x."""
+    """Return the rows of ``df`` not dominated in (x, y), both minimised, sorted by x (of
+    rows with equal (x, y), the first in grid order)."""
     rows = df.select(pl.all()).to_dicts()
 
     def val(r: dict[str, Any], k: str) -> float:
@@ -151,12 +152,16 @@ def pareto(df: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
         return math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
     front = []
+    seen: set[tuple[float, float]] = set()
     for r in rows:
         rx, ry = val(r, x), val(r, y)
+        if (rx, ry) in seen:  # equal trade-off: keep the first grid point only
+            continue
         dominated = any(val(o, x) <= rx and val(o, y) <= ry and (val(o, x) < rx or val(o, y) < ry)
                         for o in rows)
         if not dominated:
             front.append(r)
+            seen.add((rx, ry))
     front.sort(key=lambda r: (val(r, x), val(r, y)))
     return pl.DataFrame(front, schema=df.schema) if front else df.clear()
 

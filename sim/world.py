@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -215,6 +216,10 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
     return out, skipped
 
 
+def _ignore(_t: float) -> None:
+    return None
+
+
 def call_seed(seed: int, name: str) -> int:
     """Return the per-call seed derived from the run seed and the call's name."""
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) & 0x7FFFFFFFFFFFFFFF
@@ -229,6 +234,10 @@ class _World:
         self.model_rng = self.rngs["model"]
         self.up, self.down = _make_transports(cfg.net, self.rngs)
         self.eng = TurnEngine(cfg.turn)
+        self.exact: Any = getattr(self.down, "conn", None)
+        if not callable(getattr(self.exact, "run_until", None)):
+            self.exact = None
+        self.exact_gen = 0
         self.run = CallRun(call=call)
         self.frame_s = call.frame_ms / 1000.0
         self.owd_down = cfg.net.downlink.one_way_s
@@ -354,29 +363,55 @@ class _World:
         if not claimed and end > limit - self.owd_down - 0.1:
             end = max(now + self.frame_s, limit - self.owd_down - 0.1)
         rec["reply_start_edge_s"] = now
-        arrivals = self.start_source(now, end)
-        rec["first_audio_caller_s"] = min(arrivals)
+        rec["first_audio_caller_s"] = math.inf
+
+        def first(t: float) -> None:
+            if t < rec["first_audio_caller_s"]:
+                rec["first_audio_caller_s"] = t
+
+        self.start_source(now, end, first)
 
     def on_cancel(self, o: Cancel, now: float) -> None:
         self.reply_gen += 1  # a reply not yet started is dropped
         self.model_ready_at = now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0
         if self.run.turns and self.playing:
             self.run.turns[-1]["cancelled"] = True
-        stop = self.down.deliver([now], [24], [CONTROL])[0]
-        self.run.cancels.append({"cancel_edge_s": now, "cancel_seq": self.cur_seq,
-                                 "agent_played_ms": o.agent_played_ms,
-                                 "agent_stop_caller_s": stop})
+        crec = {"cancel_edge_s": now, "cancel_seq": self.cur_seq,
+                "agent_played_ms": o.agent_played_ms, "agent_stop_caller_s": math.inf}
+        self.run.cancels.append(crec)
+        if self.exact is not None:
+            self.exact.run_until(now)
+            self.exact.drop_pending(now)
+
+            def stopped(t: float) -> None:
+                crec["agent_stop_caller_s"] = t
+
+            self.exact.send(now, 24, CONTROL, stopped)
+            self.kick_exact()
+        else:
+            crec["agent_stop_caller_s"] = self.down.deliver([now], [24], [CONTROL])[0]
         self.source_gen += 1
         self.sources.clear()
         if self.playing:
             self.set_playing(False, now)
 
     # -------------------------------------------------------------- agent audio
-    def start_source(self, start: float, end: float) -> list[float]:
-        """Start forwarding agent audio [start, end) at the edge; return caller arrivals."""
+    def start_source(self, start: float, end: float,
+                     first: Callable[[float], None] | None = None) -> None:
+        """Start forwarding agent audio [start, end) at the edge; ``first(t)`` is called
+        with the delivery time at the caller of each frame (the caller keeps the minimum)."""
         n = max(1, int(round((end - start) / self.frame_s)))
         times = [start + i * self.frame_s for i in range(n)]
-        arrivals = self.down.deliver(times, [self.cfg.net.frame_bytes] * n)
+        if self.exact is not None:
+            self.exact.run_until(start)
+            cb = first if first is not None else _ignore
+            for t in times:
+                self.exact.send(t, self.cfg.net.frame_bytes, 0, cb)
+            self.kick_exact()
+        else:
+            arrivals = self.down.deliver(times, [self.cfg.net.frame_bytes] * n)
+            if first is not None:
+                first(min(arrivals))
         self.source_ids += 1
         sid = self.source_ids
         self.sources[sid] = end
@@ -385,7 +420,23 @@ class _World:
             self.set_playing(True, start)
         ev = self.env.timeout(end - start)
         ev.callbacks.append(lambda _e: self.end_source(gen, sid))
-        return arrivals
+
+    def kick_exact(self) -> None:
+        """Re-arm the exact downlink's driver at its next deadline (one pending timeout)."""
+        assert self.exact is not None
+        t = self.exact.next_time()
+        if t == math.inf:
+            return
+        self.exact_gen += 1
+        gen = self.exact_gen
+        ev = self.env.timeout(max(0.0, t - self.env.now))
+        ev.callbacks.append(lambda _e: self.drive_exact(gen))
+
+    def drive_exact(self, gen: int) -> None:
+        if gen != self.exact_gen or self.exact is None:
+            return
+        self.exact.run_until(self.env.now)
+        self.kick_exact()
 
     def end_source(self, gen: int, sid: int) -> None:
         if gen != self.source_gen or sid not in self.sources:
@@ -431,6 +482,8 @@ class _World:
         self.env.process(self.feeder(schedule))
         self.env.process(self.script_proc())
         self.env.run(until=call.duration_s + 10.0)
+        if self.exact is not None:
+            self.exact.run_until(call.duration_s + 30.0)
         self.run.retransmissions = self.up.retransmissions + self.down.retransmissions
         self.run.packets_lost = self.up.fwd.lost + self.down.fwd.lost
         return self.run
