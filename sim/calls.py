@@ -182,7 +182,10 @@ def find_calls(paths: list[str]) -> list[Path]:
         if p.is_dir():
             stems.update(j.with_suffix("") for j in p.rglob("*.json") if j.with_suffix(".wav").exists())
         else:
-            stems.add(p.with_suffix("") if p.suffix in (".json", ".wav") else p)
+            stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
+            if not stem.with_suffix(".json").exists():
+                raise CallFormatError(f"{item}: no such labelled call or directory")
+            stems.add(stem)
     if not stems:
         raise CallFormatError(f"no labelled calls (NAME.json + NAME.wav) in {', '.join(paths)}")
     return sorted(stems)

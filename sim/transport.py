@@ -538,7 +538,8 @@ class TcpTlsModel(TransportModel):
                     if cand:
                         retransmit(max(cand), now)
                     arm(now, _INF)
-                else:  # RTO
+                else:  # RTO: no loss probe until an ACK arrives again
+                    tlp_allowed = False
                     backoff += 1
                     if backoff > _MAX_BACKOFF:
                         out.clear()
