@@ -24,6 +24,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "replay"): ("clutchcall.sim.cmd_replay", "replay a recorded trace's inputs through the engine and check its actions"),
     ("eval",): ("clutchcall.sim.cmd_eval", "score a directory of labelled calls against their labels (--json)"),
     ("bench", "sim"): ("clutchcall.sim.bench", "benchmark the simulator (simulated call-seconds per wall-second)"),
+    ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
 }
 
 
