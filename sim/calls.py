@@ -9,8 +9,7 @@ plus ``NAME.json``, exactly::
 
 with ``kind`` in turn / short_answer / backchannel / interruption / noise and ``expect`` in
 reply / ignore / yield. :func:`load_call` reads the pair and runs the production VAD framing
-(``clutchcall.engine.audio.VadFramer`` once it is on main; webrtcvad with the same framing
-until then, see :func:`vad_decisions`) to get one speech decision per frame: the simulator
+(:class:`clutchcall.engine.audio.VadFramer`, see :func:`vad_decisions`) to get one speech decision per frame: the simulator
 feeds the engine exactly what the production edge would. :func:`load_call` is the one swap
 point for ``clutchcall.traces``' loader.
 
@@ -138,24 +137,16 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
     """Return one VAD decision per whole frame of ``pcm`` with the production VAD code
-    (``clutchcall.engine.audio.VadFramer``; plain webrtcvad framing if it is not present).
-    Raises CallFormatError for a rate webrtcvad cannot take."""
-    if rate not in (8000, 16000, 32000, 48000):
-        raise CallFormatError(f"VAD needs 8/16/32/48 kHz audio, got {rate} Hz")
-    try:
-        from clutchcall.engine.audio import VadFramer  # type: ignore[attr-defined]
-    except ImportError:
-        VadFramer = None
-    if VadFramer is not None:
-        framer = VadFramer(rate, frame_ms, aggressiveness)
-        return [bool(s) for _f, s in framer.push(pcm)]
-    import webrtcvad
+    (:class:`clutchcall.engine.audio.VadFramer`). Raises CallFormatError for audio the VAD
+    cannot take (e.g. an unsupported sample rate)."""
+    from clutchcall.engine.audio import AudioError, VadFramer
+    from clutchcall.engine.errors import ConfigError
 
-    vad = webrtcvad.Vad(aggressiveness)
-    step = rate * frame_ms // 1000
-    data = pcm.astype("<i2").tobytes()
-    return [vad.is_speech(data[i * 2:(i + step) * 2], rate)
-            for i in range(0, len(pcm) - step + 1, step)]
+    try:
+        framer = VadFramer(rate, frame_ms, aggressiveness)
+        return [bool(s) for _f, s in framer.push(pcm.astype(np.int16))]
+    except (AudioError, ConfigError, ValueError) as exc:
+        raise CallFormatError(f"VAD cannot take this audio ({rate} Hz): {exc}") from exc
 
 
 def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) -> Call:

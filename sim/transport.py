@@ -190,14 +190,16 @@ class QuicModel(TransportModel):
         mad = self.max_ack_delay
         arrival = [_INF] * n
         acked = [False] * n
+        # packets and ACKs in flight: (arrival time, order, kind, a, b)
         heap: list[tuple[float, int, int, int, float]] = []
         ctr = 0
-        # sender state
+        # sender state; ``sent`` is in packet-number order (dicts keep insertion order)
         sent: dict[int, tuple[float, int]] = {}  # pn -> (send time, item or -1 for a ping)
         largest_acked = -1
         pto_count = 0
         last_ae = 0.0
-        timer_gen = 0
+        timer_at = _INF  # the one loss-detection timer (loss time or PTO)
+        timer_pto = False
         ack_seen = 0
         # receiver state
         rx_log: list[int] = []
@@ -205,47 +207,47 @@ class QuicModel(TransportModel):
         rx_time: dict[int, float] = {}
         rx_largest = -1
         unacked = 0
-        ack_gen = 0
-        ack_armed = False
-
-        def push(t: float, kind: int, a: int, b: float = 0.0) -> None:
-            nonlocal ctr
-            ctr += 1
-            heapq.heappush(heap, (t, ctr, kind, a, b))
+        ack_at = _INF  # the receiver's delayed-ACK timer
+        push = heapq.heappush
 
         def send_packet(item: int, now: float) -> None:
-            nonlocal last_ae
+            nonlocal last_ae, ctr
             pn = self._pn
             self._pn += 1
             sent[pn] = (now, item)
             last_ae = now
-            size = (sizes[item] if item >= 0 else 1) + ovh
-            arr = fwd.transmit(now, size)
+            arr = fwd.transmit(now, (sizes[item] if item >= 0 else 1) + ovh)
             if arr is not None:
-                push(arr, _ARRIVE, pn, float(item))
+                ctr += 1
+                push(heap, (arr, ctr, _ARRIVE, pn, float(item)))
 
-        def arm(now: float) -> None:
-            nonlocal timer_gen
-            timer_gen += 1
+        def arm() -> None:
+            nonlocal timer_at, timer_pto
             if not sent:
+                timer_at = _INF
                 return
-            loss_delay = max(1.125 * max(self.latest_rtt, self.srtt), _GRANULARITY)
-            loss_time = _INF
-            for pn, (st, _item) in sent.items():
-                if pn < largest_acked:
-                    lt = st + loss_delay
-                    if lt < loss_time:
-                        loss_time = lt
-            if loss_time < _INF:
-                push(loss_time, _TIMER, timer_gen, 0.0)
+            first_pn = next(iter(sent))
+            if first_pn < largest_acked:
+                loss_delay = max(1.125 * max(self.latest_rtt, self.srtt), _GRANULARITY)
+                loss_time = _INF
+                for pn, (st, _item) in sent.items():
+                    if pn >= largest_acked:
+                        break
+                    if st + loss_delay < loss_time:
+                        loss_time = st + loss_delay
+                timer_at, timer_pto = loss_time, False
             else:
                 pto = self.srtt + max(4 * self.rttvar, _GRANULARITY) + mad
-                push(last_ae + pto * (1 << pto_count), _TIMER, timer_gen, 1.0)
+                timer_at, timer_pto = last_ae + pto * (1 << pto_count), True
 
         def detect_lost(now: float) -> None:
             loss_delay = max(1.125 * max(self.latest_rtt, self.srtt), _GRANULARITY)
-            lost = [pn for pn, (st, _i) in sent.items()
-                    if pn < largest_acked and (largest_acked - pn >= 3 or st <= now - loss_delay)]
+            lost = []
+            for pn, (st, _i) in sent.items():
+                if pn >= largest_acked:
+                    break
+                if largest_acked - pn >= 3 or st + loss_delay <= now:
+                    lost.append(pn)
             for pn in lost:
                 _st, item = sent.pop(pn)
                 if item >= 0 and not acked[item]:
@@ -253,82 +255,92 @@ class QuicModel(TransportModel):
                     send_packet(item, now)
 
         def send_ack(now: float) -> None:
-            nonlocal unacked, ack_gen, ack_armed
+            nonlocal unacked, ack_at, ctr
             unacked = 0
-            ack_gen += 1
-            ack_armed = False
+            ack_at = _INF
             upto = len(rx_log)
-            largest = rx_max[upto - 1]
-            delay = now - rx_time[largest]
+            delay = now - rx_time[rx_max[upto - 1]]
             arr = rev.transmit(now, self.ack_bytes)
             if arr is not None:
-                push(arr, _ACK, upto, delay)
+                ctr += 1
+                push(heap, (arr, ctr, _ACK, upto, delay))
 
-        for i in range(n):
-            push(times[i], _SEND, i)
-
-        while heap:
-            now, _c, kind, a, b = heapq.heappop(heap)
-            if kind == _SEND:
-                send_packet(a, now)
-                arm(now)
-            elif kind == _ARRIVE:
-                item = int(b)
-                if item >= 0 and now < arrival[item]:
-                    arrival[item] = now
-                out_of_order = a != rx_largest + 1
-                rx_log.append(a)
-                rx_max.append(a if not rx_max or a > rx_max[-1] else rx_max[-1])
-                rx_time.setdefault(a, now)
-                if a > rx_largest:
-                    rx_largest = a
-                unacked += 1
-                if out_of_order or unacked >= 2:
-                    send_ack(now)
-                elif not ack_armed:
-                    ack_armed = True
-                    push(now + mad, _ACK_TIMER, ack_gen)
-            elif kind == _ACK_TIMER:
-                if a == ack_gen and unacked:
-                    send_ack(now)
-            elif kind == _ACK:
-                if a <= ack_seen:
-                    continue
-                newly = rx_log[ack_seen:a]
-                ack_seen = a
-                largest = rx_max[a - 1]
-                sample_time = None
-                for pn in newly:
-                    entry = sent.pop(pn, None)
-                    if entry is None:
+        i_send = 0
+        t_send = times[0]
+        pop = heapq.heappop
+        while True:
+            t_heap = heap[0][0] if heap else _INF
+            # order at equal times: application sends, then arrivals, then timers
+            if t_send <= t_heap and t_send <= timer_at and t_send <= ack_at:
+                if t_send == _INF:
+                    break
+                send_packet(i_send, t_send)
+                i_send += 1
+                t_send = times[i_send] if i_send < n else _INF
+                arm()
+                continue
+            if t_heap <= timer_at and t_heap <= ack_at:
+                now, _c, kind, a, b = pop(heap)
+                if kind == _ARRIVE:
+                    item = int(b)
+                    if item >= 0 and now < arrival[item]:
+                        arrival[item] = now
+                    out_of_order = a != rx_largest + 1
+                    rx_log.append(a)
+                    rx_max.append(a if not rx_max or a > rx_max[-1] else rx_max[-1])
+                    if a not in rx_time:
+                        rx_time[a] = now
+                    if a > rx_largest:
+                        rx_largest = a
+                    unacked += 1
+                    if out_of_order or unacked >= 2:
+                        send_ack(now)
+                    elif ack_at == _INF:
+                        ack_at = now + mad
+                else:  # an ACK reaches the sender
+                    if a <= ack_seen:
                         continue
-                    if pn == largest:
-                        sample_time = entry[0]
-                    if entry[1] >= 0:
-                        acked[entry[1]] = True
-                if largest > largest_acked:
-                    largest_acked = largest
-                    if sample_time is not None:
-                        self._rtt_sample(now - sample_time, min(b, mad))
-                pto_count = 0
-                detect_lost(now)
-                arm(now)
-            else:  # _TIMER
-                if a != timer_gen:
-                    continue
-                if b == 0.0:
+                    newly = rx_log[ack_seen:a]
+                    ack_seen = a
+                    largest = rx_max[a - 1]
+                    sample_time = None
+                    for pn in newly:
+                        entry = sent.pop(pn, None)
+                        if entry is None:
+                            continue
+                        if pn == largest:
+                            sample_time = entry[0]
+                        if entry[1] >= 0:
+                            acked[entry[1]] = True
+                    if largest > largest_acked:
+                        largest_acked = largest
+                        if sample_time is not None:
+                            self._rtt_sample(now - sample_time, min(b, mad))
+                    pto_count = 0
                     detect_lost(now)
-                else:
-                    pto_count += 1
-                    if pto_count > _MAX_BACKOFF:
-                        sent.clear()
-                        continue
-                    oldest = next((it for _pn, (_st, it) in sent.items()
-                                   if it >= 0 and not acked[it]), -1)
-                    if oldest >= 0:
-                        self.retransmissions += 1
-                    send_packet(oldest, now)
-                arm(now)
+                    arm()
+                continue
+            if ack_at <= timer_at:
+                now = ack_at
+                if unacked:
+                    send_ack(now)
+                ack_at = _INF
+                continue
+            now = timer_at
+            if not timer_pto:
+                detect_lost(now)
+            else:
+                pto_count += 1
+                if pto_count > _MAX_BACKOFF:
+                    sent.clear()
+                    timer_at = _INF
+                    continue
+                oldest = next((it for _pn, (_st, it) in sent.items()
+                               if it >= 0 and not acked[it]), -1)
+                if oldest >= 0:
+                    self.retransmissions += 1
+                send_packet(oldest, now)
+            arm()
 
         stream_of = list(streams) if streams is not None else [i + 1 for i in range(n)]
         return self._order(times, arrival, stream_of, {CONTROL})
@@ -377,6 +389,7 @@ class TcpTlsModel(TransportModel):
         delivered = [_INF] * n
         heap: list[tuple[float, int, int, int, float]] = []
         ctr = 0
+        push, pop = heapq.heappush, heapq.heappop
         # sender: seg -> [send time, retransmitted?]
         out: dict[int, list[float]] = {}
         sacked: set[int] = set()
@@ -385,24 +398,22 @@ class TcpTlsModel(TransportModel):
         tlp_allowed = True
         last_send = 0.0
         rto_start = 0.0
-        timer_gen = 0
+        timer_at = _INF  # the one retransmission timer: mode 0 reorder, 1 TLP, 2 RTO
+        timer_mode = 2
         # receiver
         rcv_nxt = 0
         ooo: set[int] = set()
         unacked = 0
-        ack_gen = 0
-        ack_armed = False
+        ack_at = _INF
         acks: list[tuple[int, frozenset[int]]] = []
-
-        def push(t: float, kind: int, a: int, b: float = 0.0) -> None:
-            nonlocal ctr
-            ctr += 1
-            heapq.heappush(heap, (t, ctr, kind, a, b))
+        rack_xmit, rack_rtt = 0.0, self.srtt
 
         def transmit(seg: int, now: float) -> None:
+            nonlocal ctr
             arr = fwd.transmit(now, sizes[seg] + ovh)
             if arr is not None:
-                push(arr, _ARRIVE, seg)
+                ctr += 1
+                push(heap, (arr, ctr, _ARRIVE, seg, 0.0))
 
         def retransmit(seg: int, now: float) -> None:
             self.retransmissions += 1
@@ -411,29 +422,25 @@ class TcpTlsModel(TransportModel):
             e[1] = 1.0
             transmit(seg, now)
 
-        def rto_value() -> float:
-            return (self.srtt + max(4 * self.rttvar, 0.2)) * (1 << backoff)
-
-        def arm(now: float, reo_deadline: float) -> None:
-            nonlocal timer_gen
-            timer_gen += 1
+        def arm(reo_deadline: float) -> None:
+            nonlocal timer_at, timer_mode
             if not out:
+                timer_at = _INF
                 return
-            rto_at = rto_start + rto_value()
             if reo_deadline < _INF:
-                push(reo_deadline, _TIMER, timer_gen, 0.0)
+                timer_at, timer_mode = reo_deadline, 0
                 return
+            rto_at = rto_start + (self.srtt + max(4 * self.rttvar, 0.2)) * (1 << backoff)
             if tlp_allowed:
                 pto = max(2 * self.srtt, 0.01)
                 if len(out) == 1:
                     pto = max(pto, 1.5 * self.srtt + 0.2)
-                tlp_at = last_send + pto
-                if tlp_at < rto_at:
-                    push(tlp_at, _TIMER, timer_gen, 1.0)
+                if last_send + pto < rto_at:
+                    timer_at, timer_mode = last_send + pto, 1
                     return
-            push(rto_at, _TIMER, timer_gen, 2.0)
+            timer_at, timer_mode = rto_at, 2
 
-        def rack_detect(now: float, rack_xmit: float, rack_rtt: float) -> float:
+        def rack_detect(now: float) -> float:
             """Mark lost and retransmit; return the reorder-timer deadline (inf if none)."""
             reo_wnd = self.min_rtt / 4
             deadline = _INF
@@ -443,71 +450,72 @@ class TcpTlsModel(TransportModel):
                     continue
                 st, retx = out[seg]
                 dup = (not retx and seg < high_sacked
-                       and sum(1 for s in sacked if s > seg) >= 3)
+                       and sum(1 for x in sacked if x > seg) >= 3)
                 if st < rack_xmit or dup:
                     if dup or st + rack_rtt + reo_wnd <= now:
                         retransmit(seg, now)
-                    else:
-                        deadline = min(deadline, st + rack_rtt + reo_wnd)
+                    elif st + rack_rtt + reo_wnd < deadline:
+                        deadline = st + rack_rtt + reo_wnd
             return deadline
 
-        rack_state = [0.0, self.srtt]  # rack_xmit, rack_rtt
-
         def send_ack(now: float) -> None:
-            nonlocal unacked, ack_gen, ack_armed
+            nonlocal unacked, ack_at, ctr
             unacked = 0
-            ack_gen += 1
-            ack_armed = False
+            ack_at = _INF
             arr = rev.transmit(now, self.ack_bytes)
             if arr is not None:
                 acks.append((rcv_nxt, frozenset(ooo)))
-                push(arr, _ACK, len(acks) - 1)
+                ctr += 1
+                push(heap, (arr, ctr, _ACK, len(acks) - 1, 0.0))
 
-        for i in range(n):
-            push(times[i], _SEND, i)
-
-        while heap:
-            now, _c, kind, a, b = heapq.heappop(heap)
-            if kind == _SEND:
+        i_send = 0
+        t_send = times[0]
+        while True:
+            t_heap = heap[0][0] if heap else _INF
+            if t_send <= t_heap and t_send <= timer_at and t_send <= ack_at:
+                if t_send == _INF:
+                    break
+                now = t_send
                 if not out:
                     rto_start = now
-                out[a] = [now, 0.0]
+                out[i_send] = [now, 0.0]
                 last_send = now
-                transmit(a, now)
-                arm(now, _INF)
-            elif kind == _ARRIVE:
-                if a < rcv_nxt or a in ooo:
-                    send_ack(now)  # duplicate: ACK at once (D-SACK)
-                    continue
-                if a == rcv_nxt:
-                    filled = bool(ooo)
-                    delivered[a] = now
-                    rcv_nxt += 1
-                    while rcv_nxt in ooo:
-                        ooo.discard(rcv_nxt)
-                        delivered[rcv_nxt] = now
+                transmit(i_send, now)
+                i_send += 1
+                t_send = times[i_send] if i_send < n else _INF
+                if timer_mode != 0 or timer_at == _INF:
+                    arm(_INF)
+                continue
+            if t_heap <= timer_at and t_heap <= ack_at:
+                now, _c, kind, a, _b = pop(heap)
+                if kind == _ARRIVE:
+                    if a < rcv_nxt or a in ooo:
+                        send_ack(now)  # duplicate: ACK at once (D-SACK)
+                    elif a == rcv_nxt:
+                        filled = bool(ooo)
+                        delivered[a] = now
                         rcv_nxt += 1
-                    unacked += 1
-                    if filled or unacked >= 2:
+                        while rcv_nxt in ooo:
+                            ooo.discard(rcv_nxt)
+                            delivered[rcv_nxt] = now
+                            rcv_nxt += 1
+                        unacked += 1
+                        if filled or unacked >= 2:
+                            send_ack(now)
+                        elif ack_at == _INF:
+                            ack_at = now + delack
+                    else:
+                        ooo.add(a)
                         send_ack(now)
-                    elif not ack_armed:
-                        ack_armed = True
-                        push(now + delack, _ACK_TIMER, ack_gen)
-                else:
-                    ooo.add(a)
-                    send_ack(now)
-            elif kind == _ACK_TIMER:
-                if a == ack_gen and unacked:
-                    send_ack(now)
-            elif kind == _ACK:
+                    continue
                 cum, sack = acks[a]
-                newly: list[tuple[int, list[float]]] = []
-                for seg in [s for s in out if s < cum or (s in sack and s not in sacked)]:
+                newly: list[list[float]] = []
+                for seg in [x for x in out if x < cum or (x in sack and x not in sacked)]:
                     if seg < cum:
-                        newly.append((seg, out.pop(seg)))
+                        newly.append(out.pop(seg))
                         sacked.discard(seg)
                     else:
-                        newly.append((seg, out[seg]))
+                        newly.append(out[seg])
                         sacked.add(seg)
                 if not newly:
                     continue
@@ -516,39 +524,42 @@ class TcpTlsModel(TransportModel):
                     snd_una = cum
                     backoff = 0
                     rto_start = now
-                fresh = [e[0] for _s, e in newly if e[1] == 0.0]
+                fresh = [e[0] for e in newly if e[1] == 0.0]
                 if fresh:
                     self._rtt_sample(now - max(fresh))
-                latest = max(e[0] for _s, e in newly)
-                if latest >= rack_state[0] and (now - latest >= self.min_rtt or not
-                                                any(e[1] for _s, e in newly if e[0] == latest)):
-                    rack_state[0] = latest
-                    rack_state[1] = now - latest
-                deadline = rack_detect(now, rack_state[0], rack_state[1])
-                arm(now, deadline)
-            else:  # _TIMER
-                if a != timer_gen:
+                latest = max(e[0] for e in newly)
+                if latest >= rack_xmit and (now - latest >= self.min_rtt or not any(
+                        e[1] for e in newly if e[0] == latest)):
+                    rack_xmit, rack_rtt = latest, now - latest
+                arm(rack_detect(now))
+                continue
+            if ack_at <= timer_at:
+                now = ack_at
+                if unacked:
+                    send_ack(now)
+                ack_at = _INF
+                continue
+            now = timer_at
+            if timer_mode == 0:  # RACK reorder timer
+                arm(rack_detect(now))
+            elif timer_mode == 1:  # tail loss probe: resend the highest unSACKed segment
+                tlp_allowed = False
+                cand = [x for x in out if x not in sacked]
+                if cand:
+                    retransmit(max(cand), now)
+                arm(_INF)
+            else:  # RTO: no loss probe until an ACK arrives again
+                tlp_allowed = False
+                backoff += 1
+                if backoff > _MAX_BACKOFF:
+                    out.clear()
+                    timer_at = _INF
                     continue
-                if b == 0.0:  # RACK reorder timer
-                    deadline = rack_detect(now, rack_state[0], rack_state[1])
-                    arm(now, deadline)
-                elif b == 1.0:  # tail loss probe: resend the highest unSACKed segment
-                    tlp_allowed = False
-                    cand = [s for s in out if s not in sacked]
-                    if cand:
-                        retransmit(max(cand), now)
-                    arm(now, _INF)
-                else:  # RTO: no loss probe until an ACK arrives again
-                    tlp_allowed = False
-                    backoff += 1
-                    if backoff > _MAX_BACKOFF:
-                        out.clear()
-                        continue
-                    cand = [s for s in out if s not in sacked]
-                    if cand:
-                        retransmit(min(cand), now)
-                    rto_start = now
-                    arm(now, _INF)
+                cand = [x for x in out if x not in sacked]
+                if cand:
+                    retransmit(min(cand), now)
+                rto_start = now
+                arm(_INF)
 
         self._rcv_nxt = base + n
         # one byte stream: every message of the batch is ordered, and follows the previous

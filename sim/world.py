@@ -226,7 +226,8 @@ def call_seed(seed: int, name: str) -> int:
 
 
 class _World:
-    def __init__(self, call: Call, cfg: SimConfig) -> None:
+    def __init__(self, call: Call, cfg: SimConfig, recorder: Any = None) -> None:
+        self.rec = recorder
         self.call = call
         self.cfg = cfg
         self.env = simpy.Environment()
@@ -265,7 +266,10 @@ class _World:
     # -------------------------------------------------------------- drive loop
     def pump(self) -> None:
         eng = self.eng
+        rec = self.rec
         outs = eng.drain()
+        if rec is not None:
+            rec.outputs(outs)
         while outs:
             for o in outs:
                 k = o.kind
@@ -273,6 +277,8 @@ class _World:
                     continue
                 self.perform(o)
             outs = eng.drain()
+            if rec is not None and outs:
+                rec.outputs(outs)
         d = eng.get_timer()
         if d is not None and d != self.timer_at:
             self.timer_at = d
@@ -287,12 +293,16 @@ class _World:
         if gen != self.timer_gen:
             return
         self.timer_at = None
-        self.eng.handle_timer(max(deadline, self.env.now))
+        now = max(deadline, self.env.now)
+        if self.rec is not None:
+            self.rec.timer(now)
+        self.eng.handle_timer(now)
         self.pump()
 
     def feeder(self, schedule: list[tuple[float, int, bool]]):  # type: ignore[no-untyped-def]
         env, eng, fms = self.env, self.eng, self.call.frame_ms
         timeout = env.timeout
+        rec = self.rec
         for t, seq, speech in schedule:
             dt = t - env.now
             if dt > 0:
@@ -300,6 +310,8 @@ class _World:
             self.cur_seq = seq
             if speech:
                 self.last_speech_seq = seq
+            if rec is not None:
+                rec.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
             eng.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
             self.pump()
 
@@ -370,6 +382,7 @@ class _World:
                 rec["first_audio_caller_s"] = t
 
         self.start_source(now, end, first)
+        self.pump()
 
     def on_cancel(self, o: Cancel, now: float) -> None:
         self.reply_gen += 1  # a reply not yet started is dropped
@@ -450,9 +463,13 @@ class _World:
         self.playing = on
         if on:
             self.run.agent_playing.append([now, math.inf])
+            if self.rec is not None:
+                self.rec.agent_audio_started(now)
             self.eng.agent_audio_started(now)
         else:
             self.run.agent_playing[-1][1] = now
+            if self.rec is not None:
+                self.rec.agent_audio_finished(now)
             self.eng.agent_audio_finished(now)
 
     def script_proc(self):  # type: ignore[no-untyped-def]
@@ -489,7 +506,56 @@ class _World:
         return self.run
 
 
-def simulate_call(call: Call, cfg: SimConfig) -> CallRun:
+def simulate_call(call: Call, cfg: SimConfig, recorder: Any = None) -> CallRun:
     """Simulate one call under ``cfg``; return its :class:`CallRun`. Deterministic in
-    (call, cfg): the random streams derive from ``cfg.seed`` and the call's name."""
-    return _World(call, cfg).simulate()
+    (call, cfg): the random streams derive from ``cfg.seed`` and the call's name.
+
+    ``recorder``, if given, sees every engine input and drained output, in order, through
+    the methods of ``clutchcall.traces.recorded.TraceRecorder``: ``caller_frame(now, *,
+    speech, duration_ms, seq)``, ``agent_audio_started(now)``, ``agent_audio_finished(now)``,
+    ``timer(now)`` and ``outputs(list)``; :class:`InputLog` is a minimal one."""
+    return _World(call, cfg, recorder).simulate()
+
+
+class InputLog:
+    """A recorder that keeps the engine inputs as tuples (for engine-only replay):
+    ``("frame", now, speech, duration_ms, seq)``, ``("started", now)``,
+    ``("finished", now)``, ``("timer", now)``; and every output in ``outs``."""
+
+    def __init__(self) -> None:
+        self.inputs: list[tuple[Any, ...]] = []
+        self.outs: list[Any] = []
+
+    def caller_frame(self, now: float, *, speech: bool, duration_ms: int, seq: int | None) -> None:
+        self.inputs.append(("frame", now, speech, duration_ms, seq))
+
+    def agent_audio_started(self, now: float) -> None:
+        self.inputs.append(("started", now))
+
+    def agent_audio_finished(self, now: float) -> None:
+        self.inputs.append(("finished", now))
+
+    def timer(self, now: float) -> None:
+        self.inputs.append(("timer", now))
+
+    def outputs(self, outs: list[Any]) -> None:
+        self.outs.extend(outs)
+
+
+def replay_inputs(engine: TurnEngine, inputs: list[tuple[Any, ...]]) -> list[Any]:
+    """Feed an :class:`InputLog`'s inputs to ``engine`` (draining after each); return every
+    output. The engine is pure, so this reproduces the simulated call's outputs exactly."""
+    out: list[Any] = []
+    frame, drain = engine.caller_frame, engine.drain
+    for inp in inputs:
+        k = inp[0]
+        if k == "frame":
+            frame(inp[1], speech=inp[2], duration_ms=inp[3], seq=inp[4])
+        elif k == "timer":
+            engine.handle_timer(inp[1])
+        elif k == "started":
+            engine.agent_audio_started(inp[1])
+        else:
+            engine.agent_audio_finished(inp[1])
+        out += drain()
+    return out
