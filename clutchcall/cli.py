@@ -22,6 +22,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("corpus", "build"): ("clutchcall.traces.cli_corpus_build", "generate a deterministic labelled corpus (OUT_DIR --calls N --seed S)"),
     ("corpus", "stats"): ("clutchcall.traces.cli_corpus_stats", "print a corpus's counts by kind and channel, and durations"),
     ("corpus", "validate"): ("clutchcall.traces.cli_corpus_validate", "check every labelled call and recorded trace in a directory"),
+    ("sim", "run"): ("clutchcall.sim.cmd_run", "simulate labelled calls over a modelled caller leg; summary + Parquet"),
+    ("sim", "sweep"): ("clutchcall.sim.cmd_sweep", "grid-search turn-engine knobs on labelled calls (parallel); Pareto fronts, heatmaps"),
+    ("sim", "compare"): ("clutchcall.sim.cmd_compare", "replay calls under peer-policy presets (naive, livekit, pipecat, clutchcall)"),
+    ("sim", "replay"): ("clutchcall.sim.cmd_replay", "replay a recorded trace's inputs through the engine and check its actions"),
+    ("eval",): ("clutchcall.sim.cmd_eval", "score a directory of labelled calls against their labels (--json)"),
+    ("bench", "sim"): ("clutchcall.sim.bench", "benchmark the simulator (simulated call-seconds per wall-second)"),
     ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
 }
 
