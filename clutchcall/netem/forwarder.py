@@ -1,0 +1,131 @@
+"""The forwarding process between the two namespaces' TUN devices.
+
+Theory of operation: the process reads one JSON line on stdin (the link configuration, the
+two namespace names and the interface name), creates the TUN device in each namespace (see
+:mod:`clutchcall.netem.tun`), prints ``{"ready": true, ...}`` on stdout and then forwards:
+a packet read from the caller's TUN fd goes through the uplink :class:`PathModel`, one read
+from the edge's TUN fd through the downlink model. A packet the model keeps is pushed on a
+heap keyed by its release time; the loop sleeps in ``select`` (microsecond timeouts) until
+the earliest release or until a TUN fd is readable, writes every due packet to the other TUN
+fd, and reads at most a batch of packets per fd per turn so neither direction starves.
+Arrival times are taken right after ``select`` returns, on the monotonic clock.
+
+It stops when stdin reaches end of file (its parent closed the pipe or died), on SIGTERM or
+SIGINT, or when its parent dies (``PR_SET_PDEATHSIG``); it then prints
+``{"stats": {"uplink": ..., "downlink": ...}}`` and exits. Its TUN devices vanish with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import json
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+from clutchcall.netem.model import LinkConfig, PathModel
+from clutchcall.netem.tun import open_tun_in_netns
+
+__all__ = ["serve", "main"]
+
+_BATCH = 64
+_READ_SIZE = 65536
+PR_SET_PDEATHSIG = 1
+
+
+class _Stop(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise _Stop()
+
+
+def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
+          clock: Any = time.monotonic) -> dict[str, dict[str, int]]:
+    """Forward packets between ``edge_fd`` and ``caller_fd`` until ``control_fd`` is readable
+    (data or end of file) or :class:`_Stop` is raised by a signal handler.
+
+    Returns the per-direction counters ``{"uplink": {...}, "downlink": {...}}``.
+    """
+    up = PathModel(link.uplink, seed=link.seed, name="uplink")
+    down = PathModel(link.downlink, seed=link.seed, name="downlink")
+    # fd read from -> (model, fd written to)
+    routes = {caller_fd: (up, edge_fd), edge_fd: (down, caller_fd)}
+    heap: list[tuple[float, int, int, bytes, PathModel]] = []
+    seq = 0
+    rlist = [edge_fd, caller_fd, control_fd]
+    push, pop = heapq.heappush, heapq.heappop
+    read, write = os.read, os.write
+    try:
+        while True:
+            now = clock()
+            while heap and heap[0][0] <= now:
+                _, _, out_fd, data, model = pop(heap)
+                try:
+                    write(out_fd, data)
+                except OSError:
+                    model.stats.write_errors += 1
+            timeout = None if not heap else max(0.0, heap[0][0] - now)
+            ready, _, _ = select.select(rlist, [], [], timeout)
+            if not ready:
+                continue
+            now = clock()
+            for fd in ready:
+                if fd == control_fd:
+                    return {"uplink": up.stats.to_dict(), "downlink": down.stats.to_dict()}
+                model, out_fd = routes[fd]
+                admit = model.admit
+                for _ in range(_BATCH):
+                    try:
+                        data = read(fd, _READ_SIZE)
+                    except BlockingIOError:
+                        break
+                    if not data:
+                        break
+                    release = admit(now, len(data))
+                    if release is not None:
+                        seq += 1
+                        push(heap, (release, seq, out_fd, data, model))
+    except _Stop:
+        pass
+    return {"uplink": up.stats.to_dict(), "downlink": down.stats.to_dict()}
+
+
+def main() -> int:
+    """Entry point of ``python -m clutchcall.netem.forwarder``; returns the exit code."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 1
+    spec = json.loads(line)
+    link = LinkConfig.from_dict(spec["link"])
+    ifname = spec.get("ifname", "cc0")
+    edge_fd = open_tun_in_netns(spec["edge_ns"], ifname)
+    caller_fd = open_tun_in_netns(spec["caller_ns"], ifname)
+    out = sys.stdout
+    out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    out.flush()
+    if spec.get("parent_pid") and os.getppid() != spec["parent_pid"]:
+        return 1  # parent died before PDEATHSIG was armed
+    stats = serve(link, edge_fd, caller_fd, sys.stdin.fileno())
+    try:
+        out.write(json.dumps({"stats": stats}) + "\n")
+        out.flush()
+    except OSError:
+        pass  # parent gone
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except _Stop:
+        raise SystemExit(1) from None
