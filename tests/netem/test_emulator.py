@@ -167,11 +167,16 @@ def test_runner_coroutine_in_each_namespace() -> None:
 def test_cleanup_on_exception_and_children_stopped() -> None:
     with pytest.raises(RuntimeError):
         with WanEmulator(rtt_ms=5.0) as wan:
+            for side in ("edge", "caller"):
+                assert wan.run_in(side, ["ip", "link", "show", "cc0"]).returncode == 0
+            fwd = wan._forwarder
+            assert fwd is not None and fwd.poll() is None
             p = wan.popen_in("caller", ["sleep", "30"])
             q = wan.popen_in("edge", ["sh", "-c", "sleep 30 & sleep 30"])
             raise RuntimeError("boom")
     assert p.poll() is not None and q.poll() is not None
-    assert wan.edge_ns not in _leftovers(wan.edge_ns)
+    assert fwd.poll() is not None  # the forwarder, and with its fds the TUN devices, are gone
+    assert _leftovers(wan.edge_ns) == [] and _leftovers(wan.caller_ns) == []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "cc0" not in links
 
