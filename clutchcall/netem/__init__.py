@@ -6,9 +6,28 @@ Gilbert-Elliott loss and a token-bucket rate limit (see :mod:`clutchcall.netem.m
 impairment, :mod:`clutchcall.netem.emulator` for the namespaces and cleanup).
 """
 
-from clutchcall.netem.emulator import CALLER_ADDR, EDGE_ADDR, WanEmulator, sweep_stale
+from clutchcall.netem.emulator import (
+                                       CALLER_ADDR,
+                                       EDGE_ADDR,
+                                       NamespacePair,
+                                       VethPair,
+                                       WanEmulator,
+                                       sweep_stale,
+)
 from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
 from clutchcall.netem.tun import NetemError
 
-__all__ = ["WanEmulator", "sweep_stale", "EDGE_ADDR", "CALLER_ADDR", "GilbertElliott",
-           "LinkConfig", "PathConfig", "PathModel", "parse_ge", "NetemError"]
+__all__ = [
+                                       "CALLER_ADDR",
+                                       "EDGE_ADDR",
+                                       "GilbertElliott",
+                                       "LinkConfig",
+                                       "NamespacePair",
+                                       "NetemError",
+                                       "PathConfig",
+                                       "PathModel",
+                                       "VethPair",
+                                       "WanEmulator",
+                                       "parse_ge",
+                                       "sweep_stale",
+]

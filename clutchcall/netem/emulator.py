@@ -17,6 +17,9 @@ exit, and on SIGTERM/SIGHUP while an emulator is live; SIGINT arrives as Keyboar
 stops those processes, kills anything still inside the namespaces, stops the forwarder (its
 TUN devices vanish with its fds) and deletes the namespaces. Whatever a SIGKILLed run leaves
 behind is removed by :func:`sweep_stale`, which every start calls first.
+
+:class:`NamespacePair` holds all of this except the link itself; :class:`VethPair` is the
+unimpaired baseline with the same API (a kernel veth pair instead of TUN + forwarder).
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from clutchcall.netem.model import GilbertElliott, LinkConfig, parse_ge
 from clutchcall.netem.tun import NETNS_DIR, NetemError
 
-__all__ = ["WanEmulator", "sweep_stale", "EDGE_ADDR", "CALLER_ADDR", "NetemError"]
+__all__ = ["CALLER_ADDR", "EDGE_ADDR", "NamespacePair", "NetemError", "VethPair", "WanEmulator", "new_tag", "sweep_stale"]
 
 EDGE_ADDR = "198.18.0.1"
 CALLER_ADDR = "198.18.0.2"
@@ -46,7 +49,7 @@ PREFIX_LEN = 30
 IFNAME = "cc0"
 _NS_RE = re.compile(r"^cc-(edge|caller)-(\d+)-(\d+)$")
 _counter = iter(range(1 << 62))
-_live: "weakref.WeakSet[WanEmulator]" = weakref.WeakSet()
+_live: weakref.WeakSet[NamespacePair] = weakref.WeakSet()
 _sig_lock = threading.Lock()
 _saved_handlers: dict[int, Any] = {}
 
@@ -135,59 +138,53 @@ def _close_all() -> None:
         emu.close()
 
 
-class WanEmulator:
-    """An emulated WAN link between an "edge" and a "caller" network namespace.
+def new_tag() -> str:
+    """Return a fresh ``PID-N`` suffix for namespace names (see :func:`sweep_stale`)."""
+    return f"{os.getpid()}-{next(_counter)}"
 
-    Use as a context manager (``with WanEmulator(rtt_ms=50, loss=0.01) as wan: ...``) or call
-    :meth:`start` / :meth:`close`. Either the symmetric keyword arguments or a full ``link``
-    (:class:`~clutchcall.netem.model.LinkConfig`, per direction) configure the impairment;
-    ``ge`` may be a :class:`GilbertElliott` or its ``"p,r[,loss_bad[,loss_good]]"`` string.
-    Raises :class:`~clutchcall.engine.errors.ConfigError` for bad settings and
-    :class:`NetemError` when the namespaces or the forwarder cannot be set up.
+
+class NamespacePair:
+    """Two named namespaces, "edge" and "caller", joined by a link a subclass makes.
+
+    Holds what every pair shares: the names and addresses, the lifecycle (context manager,
+    :meth:`start`, :meth:`close` with the cleanup guarantees of the module docstring) and the
+    helpers that run processes inside (:meth:`popen_in`, :meth:`run_in`).
     """
 
-    def __init__(self, *, rtt_ms: float = 0.0, loss: float = 0.0, jitter_ms: float = 0.0,
-                 ge: GilbertElliott | str | None = None, rate_kbps: float | None = None,
-                 reorder: bool = False, queue_packets: int = 1000, burst_bytes: int = 1500,
-                 seed: int = 0, link: LinkConfig | None = None,
-                 ready_timeout: float = 10.0) -> None:
-        if isinstance(ge, str):
-            ge = parse_ge(ge)
-        if link is None:
-            link = LinkConfig.symmetric(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss=loss, ge=ge,
-                                        rate_kbps=rate_kbps, reorder=reorder,
-                                        queue_packets=queue_packets, burst_bytes=burst_bytes,
-                                        seed=seed)
-        self.link = link
-        tag = f"{os.getpid()}-{next(_counter)}"
+    def __init__(self) -> None:
+        tag = new_tag()
         self.edge_ns = f"cc-edge-{tag}"
         self.caller_ns = f"cc-caller-{tag}"
         self.edge_addr = EDGE_ADDR
         self.caller_addr = CALLER_ADDR
         self.ifname = IFNAME
-        self.ready_timeout = ready_timeout
-        self.stats: dict[str, dict[str, int]] | None = None
         self._children: list[subprocess.Popen[Any]] = []
-        self._forwarder: subprocess.Popen[bytes] | None = None
         self._made: list[str] = []
         self._started = False
         self._closed = False
+        self.link: LinkConfig | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def __enter__(self) -> WanEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> WanEmulator:
-        """Create the namespaces, start the forwarder, configure addresses; return ``self``.
+    def _make_link(self) -> None:
+        raise NotImplementedError
+
+    def _unmake_link(self) -> None:
+        pass
+
+    def start(self) -> Self:
+        """Create the namespaces and the link, configure addresses; return ``self``.
 
         Raises :class:`NetemError` (after undoing whatever was done) if any step fails.
         """
         if self._started:
-            raise NetemError("WanEmulator already started")
+            raise NetemError(f"{type(self).__name__} already started")
         self._started = True
         _live.add(self)
         _install_signal_handlers()
@@ -196,7 +193,7 @@ class WanEmulator:
             for ns in (self.edge_ns, self.caller_ns):
                 _ip("netns", "add", ns)
                 self._made.append(ns)
-            self._start_forwarder()
+            self._make_link()
             for ns, local in ((self.edge_ns, self.edge_addr), (self.caller_ns, self.caller_addr)):
                 _ip("-n", ns, "-batch", "-", input=(
                     "link set lo up\n"
@@ -207,33 +204,9 @@ class WanEmulator:
             raise
         return self
 
-    def _start_forwarder(self) -> None:
-        spec = {"link": self.link.to_dict(), "edge_ns": self.edge_ns,
-                "caller_ns": self.caller_ns, "ifname": self.ifname, "parent_pid": os.getpid()}
-        fwd = subprocess.Popen(
-            [sys.executable, "-m", "clutchcall.netem.forwarder"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True)
-        self._forwarder = fwd
-        assert fwd.stdin is not None and fwd.stdout is not None
-        fwd.stdin.write((json.dumps(spec) + "\n").encode())
-        fwd.stdin.flush()
-        ready, _, _ = select.select([fwd.stdout], [], [], self.ready_timeout)
-        line = fwd.stdout.readline() if ready else b""
-        try:
-            ok = bool(json.loads(line).get("ready")) if line else False
-        except ValueError:
-            ok = False
-        if not ok:
-            if fwd.poll() is None:
-                fwd.kill()
-            err = fwd.stderr.read().decode(errors="replace") if fwd.stderr else ""
-            raise NetemError(f"forwarder did not become ready: {err.strip()[-2000:]}")
-
     def close(self) -> None:
-        """Stop every process started in the namespaces, the forwarder, and delete the
-        namespaces (and so the TUN devices). Idempotent; never raises for cleanup trouble.
-        Sets :attr:`stats` to the forwarder's per-direction counters when it could read them.
+        """Stop every process started in the namespaces, take the link down and delete the
+        namespaces (and so their devices). Idempotent; never raises for cleanup trouble.
         """
         if self._closed or not self._started:
             return
@@ -242,7 +215,7 @@ class WanEmulator:
             self._stop_children()
             for ns in self._made:
                 _kill_netns_pids(ns)
-            self._stop_forwarder()
+            self._unmake_link()
         finally:
             for ns in self._made:
                 try:
@@ -277,23 +250,6 @@ class WanEmulator:
                     except Exception:
                         pass
 
-    def _stop_forwarder(self) -> None:
-        fwd = self._forwarder
-        if fwd is None:
-            return
-        try:  # communicate() closes its stdin: the forwarder sees EOF and stops
-            out, _ = fwd.communicate(timeout=3.0)
-        except subprocess.TimeoutExpired:
-            fwd.kill()
-            out, _ = fwd.communicate()
-        for line in out.decode(errors="replace").splitlines():
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(msg, dict) and "stats" in msg:
-                self.stats = msg["stats"]
-
     # -- running things inside ------------------------------------------------------------
 
     def ns(self, side: str) -> str:
@@ -319,7 +275,8 @@ class WanEmulator:
             "CLUTCHCALL_NETEM_CALLER_ADDR": self.caller_addr,
             "CLUTCHCALL_NETEM_EDGE_NS": self.edge_ns,
             "CLUTCHCALL_NETEM_CALLER_NS": self.caller_ns,
-            "CLUTCHCALL_NETEM_LINK": json.dumps(self.link.to_dict(), sort_keys=True),
+            "CLUTCHCALL_NETEM_LINK": json.dumps(
+                None if self.link is None else self.link.to_dict(), sort_keys=True),
         }
 
     def argv_in(self, side: str, argv: Sequence[str]) -> list[str]:
@@ -370,3 +327,92 @@ class WanEmulator:
         if check:
             r.check_returncode()
         return r
+
+
+class WanEmulator(NamespacePair):
+    """An emulated WAN link between an "edge" and a "caller" network namespace.
+
+    Use as a context manager (``with WanEmulator(rtt_ms=50, loss=0.01) as wan: ...``) or call
+    :meth:`start` / :meth:`close`. Either the symmetric keyword arguments or a full ``link``
+    (:class:`~clutchcall.netem.model.LinkConfig`, per direction) configure the impairment;
+    ``ge`` may be a :class:`GilbertElliott` or its ``"p,r[,loss_bad[,loss_good]]"`` string.
+    Raises :class:`~clutchcall.engine.errors.ConfigError` for bad settings and
+    :class:`NetemError` when the namespaces or the forwarder cannot be set up. After
+    :meth:`close`, :attr:`stats` holds the forwarder's per-direction counters.
+    """
+
+    def __init__(self, *, rtt_ms: float = 0.0, loss: float = 0.0, jitter_ms: float = 0.0,
+                 ge: GilbertElliott | str | None = None, rate_kbps: float | None = None,
+                 reorder: bool = False, queue_packets: int = 1000, burst_bytes: int = 1500,
+                 seed: int = 0, link: LinkConfig | None = None,
+                 ready_timeout: float = 10.0) -> None:
+        if isinstance(ge, str):
+            ge = parse_ge(ge)
+        if link is None:
+            link = LinkConfig.symmetric(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss=loss, ge=ge,
+                                        rate_kbps=rate_kbps, reorder=reorder,
+                                        queue_packets=queue_packets, burst_bytes=burst_bytes,
+                                        seed=seed)
+        super().__init__()
+        self.link = link
+        self.ready_timeout = ready_timeout
+        self.stats: dict[str, dict[str, int]] | None = None
+        self._forwarder: subprocess.Popen[bytes] | None = None
+
+    def _make_link(self) -> None:
+        self._start_forwarder()
+
+    def _unmake_link(self) -> None:
+        self._stop_forwarder()
+
+    def _start_forwarder(self) -> None:
+        assert self.link is not None
+        spec = {"link": self.link.to_dict(), "edge_ns": self.edge_ns,
+                "caller_ns": self.caller_ns, "ifname": self.ifname, "parent_pid": os.getpid()}
+        fwd = subprocess.Popen(
+            [sys.executable, "-m", "clutchcall.netem.forwarder"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        self._forwarder = fwd
+        assert fwd.stdin is not None and fwd.stdout is not None
+        fwd.stdin.write((json.dumps(spec) + "\n").encode())
+        fwd.stdin.flush()
+        ready, _, _ = select.select([fwd.stdout], [], [], self.ready_timeout)
+        line = fwd.stdout.readline() if ready else b""
+        try:
+            ok = bool(json.loads(line).get("ready")) if line else False
+        except ValueError:
+            ok = False
+        if not ok:
+            if fwd.poll() is None:
+                fwd.kill()
+            err = fwd.stderr.read().decode(errors="replace") if fwd.stderr else ""
+            raise NetemError(f"forwarder did not become ready: {err.strip()[-2000:]}")
+
+    def _stop_forwarder(self) -> None:
+        fwd = self._forwarder
+        if fwd is None:
+            return
+        try:  # communicate() closes its stdin: the forwarder sees EOF and stops
+            out, _ = fwd.communicate(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            fwd.kill()
+            out, _ = fwd.communicate()
+        for line in out.decode(errors="replace").splitlines():
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and "stats" in msg:
+                self.stats = msg["stats"]
+
+
+
+class VethPair(NamespacePair):
+    """The unimpaired baseline: the same two namespaces and addresses joined by a kernel
+    veth pair (no forwarder, no impairment). Same API as :class:`WanEmulator`; used by the
+    benchmark to measure what the userspace forwarder adds."""
+
+    def _make_link(self) -> None:
+        _ip("link", "add", "name", self.ifname, "netns", self.edge_ns, "type", "veth",
+            "peer", "name", self.ifname, "netns", self.caller_ns)

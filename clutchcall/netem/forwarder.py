@@ -30,7 +30,7 @@ from typing import Any
 from clutchcall.netem.model import LinkConfig, PathModel
 from clutchcall.netem.tun import open_tun_in_netns
 
-__all__ = ["serve", "main"]
+__all__ = ["main", "serve"]
 
 _BATCH = 64
 _READ_SIZE = 65536

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clutchcall.netem.emulator import WanEmulator
+from clutchcall.netem.emulator import NamespacePair
 from clutchcall.netem.tun import NetemError
 
 __all__ = ["SideResult", "run_pair"]
@@ -57,7 +57,7 @@ class SideResult:
 
 
 class _Proc:
-    def __init__(self, wan: WanEmulator, side: str, argv: Sequence[str],
+    def __init__(self, wan: NamespacePair, side: str, argv: Sequence[str],
                  env: Mapping[str, str] | None) -> None:
         self.res = SideResult(side=side, argv=list(argv))
         self.ready = threading.Event()
@@ -114,7 +114,7 @@ class _Proc:
         return self.res
 
 
-def run_pair(wan: WanEmulator, edge_argv: Sequence[str],
+def run_pair(wan: NamespacePair, edge_argv: Sequence[str],
              caller_argvs: Sequence[Sequence[str]], *, ready_timeout: float = 15.0,
              timeout: float = 60.0, edge_grace: float = 0.5, edge_stop_timeout: float = 5.0,
              edge_env: Mapping[str, str] | None = None,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 
-__all__ = ["GilbertElliott", "PathConfig", "PathModel", "PathStats", "LinkConfig", "parse_ge"]
+__all__ = ["GilbertElliott", "LinkConfig", "PathConfig", "PathModel", "PathStats", "parse_ge"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

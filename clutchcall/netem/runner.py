@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["signal_ready", "python_argv", "main"]
+__all__ = ["main", "python_argv", "signal_ready"]
 
 
 def signal_ready(**info: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from clutchcall.netem.runner import signal_ready
 
-__all__ = ["udp_echo_server", "udp_client"]
+__all__ = ["udp_client", "udp_echo_server"]
 
 
 class _Echo(asyncio.DatagramProtocol):
@@ -45,7 +45,7 @@ async def udp_echo_server(*, port: int, stop: asyncio.Event, max_seconds: float 
     signal_ready(port=port)
     try:
         await asyncio.wait_for(stop.wait(), max_seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     transport.close()
     return {"echoed": proto.count}
@@ -77,7 +77,7 @@ async def udp_client(*, port: int, count: int = 5, tag: int = 0, timeout: float 
             try:
                 while (await asyncio.wait_for(proto.queue.get(), timeout)) != msg:
                     pass
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             rtts.append((time.monotonic() - t0) * 1000.0)
         local = transport.get_extra_info("sockname")[0]

@@ -165,15 +165,14 @@ def test_runner_coroutine_in_each_namespace() -> None:
 
 
 def test_cleanup_on_exception_and_children_stopped() -> None:
-    with pytest.raises(RuntimeError):
-        with WanEmulator(rtt_ms=5.0) as wan:
-            for side in ("edge", "caller"):
-                assert wan.run_in(side, ["ip", "link", "show", "cc0"]).returncode == 0
-            fwd = wan._forwarder
-            assert fwd is not None and fwd.poll() is None
-            p = wan.popen_in("caller", ["sleep", "30"])
-            q = wan.popen_in("edge", ["sh", "-c", "sleep 30 & sleep 30"])
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), WanEmulator(rtt_ms=5.0) as wan:
+        for side in ("edge", "caller"):
+            assert wan.run_in(side, ["ip", "link", "show", "cc0"]).returncode == 0
+        fwd = wan._forwarder
+        assert fwd is not None and fwd.poll() is None
+        p = wan.popen_in("caller", ["sleep", "30"])
+        q = wan.popen_in("edge", ["sh", "-c", "sleep 30 & sleep 30"])
+        raise RuntimeError("boom")
     assert p.poll() is not None and q.poll() is not None
     assert fwd.poll() is not None  # the forwarder, and with its fds the TUN devices, are gone
     assert _leftovers(wan.edge_ns) == [] and _leftovers(wan.caller_ns) == []
@@ -229,3 +228,12 @@ def test_sweep_removes_leftovers_of_a_killed_run() -> None:
     removed = sweep_stale()
     assert set(names) <= set(removed)
     assert all(not _leftovers(n) for n in names)
+
+
+def test_veth_baseline_has_the_same_api() -> None:
+    from clutchcall.netem import VethPair
+    with VethPair() as pair:
+        r = _ping(pair, 10, interval=0.002)  # type: ignore[arg-type]
+        assert pair.run_in("caller", ["ip", "-o", "link", "show", "cc0"]).returncode == 0
+    assert r["received"] == 10 and r["median_ms"] < 2.0
+    assert _leftovers(pair.edge_ns) == []

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
-from clutchcall.netem.model import (GilbertElliott, LinkConfig, PathConfig, PathModel,
-                                    parse_ge)
+
+from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
 
 
 def _losses(cfg: PathConfig, n: int, seed: int = 0) -> list[bool]:
