@@ -7,27 +7,27 @@ impairment, :mod:`clutchcall.netem.emulator` for the namespaces and cleanup).
 """
 
 from clutchcall.netem.emulator import (
-                                       CALLER_ADDR,
-                                       EDGE_ADDR,
-                                       NamespacePair,
-                                       VethPair,
-                                       WanEmulator,
-                                       sweep_stale,
+    CALLER_ADDR,
+    EDGE_ADDR,
+    NamespacePair,
+    VethPair,
+    WanEmulator,
+    sweep_stale,
 )
 from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
 from clutchcall.netem.tun import NetemError
 
 __all__ = [
-                                       "CALLER_ADDR",
-                                       "EDGE_ADDR",
-                                       "GilbertElliott",
-                                       "LinkConfig",
-                                       "NamespacePair",
-                                       "NetemError",
-                                       "PathConfig",
-                                       "PathModel",
-                                       "VethPair",
-                                       "WanEmulator",
-                                       "parse_ge",
-                                       "sweep_stale",
+    "CALLER_ADDR",
+    "EDGE_ADDR",
+    "GilbertElliott",
+    "LinkConfig",
+    "NamespacePair",
+    "NetemError",
+    "PathConfig",
+    "PathModel",
+    "VethPair",
+    "WanEmulator",
+    "parse_ge",
+    "sweep_stale",
 ]
