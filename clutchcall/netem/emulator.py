@@ -41,7 +41,10 @@ from typing import Any, Self
 from clutchcall.netem.model import GilbertElliott, LinkConfig, parse_ge
 from clutchcall.netem.tun import NETNS_DIR, NetemError
 
-__all__ = ["CALLER_ADDR", "EDGE_ADDR", "NamespacePair", "NetemError", "VethPair", "WanEmulator", "new_tag", "sweep_stale"]
+__all__ = [
+    "CALLER_ADDR", "EDGE_ADDR", "NamespacePair", "NetemError", "VethPair", "WanEmulator",
+    "new_tag", "sweep_stale",
+]
 
 EDGE_ADDR = "198.18.0.1"
 CALLER_ADDR = "198.18.0.2"
