@@ -359,7 +359,7 @@ class WanEmulator(NamespacePair):
         super().__init__()
         self.link = link
         self.ready_timeout = ready_timeout
-        self.stats: dict[str, dict[str, int]] | None = None
+        self.stats: dict[str, dict[str, float]] | None = None
         self._forwarder: subprocess.Popen[bytes] | None = None
 
     def _make_link(self) -> None:

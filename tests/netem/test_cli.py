@@ -32,7 +32,7 @@ def test_stdout_is_cmds_only_and_status_passes_through() -> None:
     assert r.returncode == 7, r.stderr
     assert r.stdout == "198.18.0.1\n198.18.0.2/30\n"  # CMD ran in the caller namespace
     stats = json.loads(r.stderr.strip().splitlines()[-1])["netem_stats"]
-    assert set(stats) == {"uplink", "downlink"}
+    assert set(stats) == {"uplink", "downlink", "timing"}
     assert set(_our_namespaces()) == before
 
 

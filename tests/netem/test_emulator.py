@@ -72,6 +72,8 @@ def test_rtt_matches_request(rtt_ms: float) -> None:
     assert abs(med - rtt_ms) <= 2.0 + 0.05 * rtt_ms, rtts
     assert min(rtts) >= rtt_ms - 0.5  # never faster than the configured delay
     assert wan.stats is not None and wan.stats["uplink"]["packets"] == 40
+    timing = wan.stats["timing"]  # packets left the forwarder close to their release time
+    assert timing["writes"] == 80 and timing["late_us_mean"] < 500
 
 
 def test_asymmetric_delay_adds_up() -> None:
