@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
@@ -52,7 +51,7 @@ PREFIX_LEN = 30
 IFNAME = "cc0"
 _NS_RE = re.compile(r"^cc-(edge|caller)-(\d+)-(\d+)$")
 _counter = iter(range(1 << 62))
-_live: weakref.WeakSet[NamespacePair] = weakref.WeakSet()
+_live: set[NamespacePair] = set()  # strong refs: an unclosed pair is still closed at exit
 _sig_lock = threading.Lock()
 _saved_handlers: dict[int, Any] = {}
 

@@ -116,7 +116,10 @@ def _udp_blast(a: argparse.Namespace) -> dict[str, Any]:
 
 def _udp_sink(a: argparse.Namespace) -> dict[str, Any]:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    try:  # as root, beyond net.core.rmem_max: a stalled sink must not drop datagrams
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 8 << 20)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.bind((a.bind, a.port))
     _emit({"ready": True})
     end = time.monotonic() + a.max_seconds

@@ -89,7 +89,8 @@ def test_jitter_spreads_rtt_without_reordering() -> None:
         r = _ping(wan, 40, interval=0.03)
     rtts = r["rtt_ms"]
     assert r["received"] == 40
-    assert min(rtts) >= 40.0 - 16.0 - 0.5 and max(rtts[2:]) <= 40.0 + 16.0 + 3.0
+    p95 = sorted(rtts)[int(0.95 * len(rtts))]  # a scheduling hiccup may delay one probe
+    assert min(rtts) >= 40.0 - 16.0 - 0.5 and p95 <= 40.0 + 16.0 + 3.0
     mean = sum(rtts) / len(rtts)
     sd = math.sqrt(sum((x - mean) ** 2 for x in rtts) / len(rtts))
     assert sd > 2.0  # two uniform(+-8 ms) draws: sd about 6.5 ms
