@@ -29,6 +29,7 @@ from typing import Any
 __all__ = ["main"]
 
 _HDR = struct.Struct("!Id")  # sequence number, send time (monotonic seconds)
+_SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -117,7 +118,7 @@ def _udp_blast(a: argparse.Namespace) -> dict[str, Any]:
 def _udp_sink(a: argparse.Namespace) -> dict[str, Any]:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:  # as root, beyond net.core.rmem_max: a stalled sink must not drop datagrams
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 8 << 20)
+        s.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 8 << 20)
     except OSError:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.bind((a.bind, a.port))
