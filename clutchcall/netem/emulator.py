@@ -56,8 +56,10 @@ _sig_lock = threading.Lock()
 _saved_handlers: dict[int, Any] = {}
 
 
-def _ip(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["ip", *args], input=input, capture_output=True, text=True, timeout=30)
+def _ip(*args: str, input: str | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(["ip", *args], input=input, capture_output=True, text=True, timeout=30,
+                       check=False)
     if check and r.returncode != 0:
         raise NetemError(f"ip {' '.join(args)} failed: {r.stderr.strip()}")
     return r

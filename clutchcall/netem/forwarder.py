@@ -17,7 +17,8 @@ within tens of microseconds of their release time instead of a timer's slack lat
 
 It stops when stdin reaches end of file (its parent closed the pipe or died), on SIGTERM or
 SIGINT, or when its parent dies (``PR_SET_PDEATHSIG``); it then prints
-``{"stats": {"uplink": ..., "downlink": ..., "timing": ...}}`` and exits. Its TUN devices vanish with it.
+``{"stats": {"uplink": ..., "downlink": ..., "timing": ...}}`` and exits. Its TUN devices
+vanish with it.
 """
 
 from __future__ import annotations
@@ -96,8 +97,7 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
                 late = now - release
                 writes += 1
                 late_sum += late
-                if late > late_max:
-                    late_max = late
+                late_max = max(late_max, late)
                 if late > 0.001:
                     late_over += 1
             if heap:

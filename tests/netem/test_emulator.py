@@ -41,7 +41,7 @@ def _no_leftovers() -> Iterator[None]:
 
 
 def _ping(wan: WanEmulator, count: int, interval: float = 0.01) -> dict:
-    edge, (caller,) = run_pair(
+    _, (caller,) = run_pair(
         wan, PROBE + ["udp-echo", "--port", "9000", "--idle", "5", "--max-seconds", "20"],
         [PROBE + ["udp-ping", "--to", wan.edge_addr, "--port", "9000", "--count", str(count),
                   "--interval", str(interval), "--timeout", "0.5", "--max-seconds", "15"]],
