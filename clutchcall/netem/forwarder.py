@@ -45,6 +45,7 @@ PR_SET_TIMERSLACK = 29
 _LEAD_INIT = 200e-6  # how early to wake before a release, learned from the timer's lateness
 _LEAD_MIN = 20e-6
 _LEAD_MAX = 1e-3
+_MAX_IN_FLIGHT = 200_000  # packets held in the delay line at once (about 300 MB at most)
 
 
 class _Stop(Exception):
@@ -129,6 +130,9 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
                         break
                     release = admit(now, len(data))
                     if release is not None:
+                        if len(heap) >= _MAX_IN_FLIGHT:  # memory guard: count, drop
+                            model.stats.overflow += 1
+                            continue
                         seq += 1
                         push(heap, (release, seq, out_fd, data, model))
     except _Stop:

@@ -212,7 +212,8 @@ class LinkConfig:
 
 @dataclass(slots=True)
 class PathStats:
-    """Counters of one direction: packets/bytes in, random losses, queue drops, delivered."""
+    """Counters of one direction: packets/bytes in, random losses, queue drops, delivered
+    (admitted by the model); the forwarder adds write errors and delay-line overflows."""
 
     packets: int = 0
     bytes: int = 0
@@ -220,12 +221,13 @@ class PathStats:
     queue_dropped: int = 0
     delivered: int = 0
     write_errors: int = 0
+    overflow: int = 0
 
     def to_dict(self) -> dict[str, int]:
         """Return the counters as a dict."""
         return {"packets": self.packets, "bytes": self.bytes, "lost": self.lost,
                 "queue_dropped": self.queue_dropped, "delivered": self.delivered,
-                "write_errors": self.write_errors}
+                "write_errors": self.write_errors, "overflow": self.overflow}
 
 
 class PathModel:
