@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from clutchcall.engine.errors import ConfigError, LocalProtocolError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from clutchcall.engine.errors import ConfigError, LocalProtocolError
 
 from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
 
