@@ -240,3 +240,16 @@ def test_veth_baseline_has_the_same_api() -> None:
         assert pair.run_in("caller", ["ip", "-o", "link", "show", "cc0"]).returncode == 0
     assert r["received"] == 10 and r["median_ms"] < 2.0
     assert _leftovers(pair.edge_ns) == []
+
+
+def test_tcp_goodput_capped_by_rate_limit() -> None:
+    rate_kbps, nbytes = 4000.0, 400_000
+    with WanEmulator(rtt_ms=10.0, rate_kbps=rate_kbps, queue_packets=100) as wan:
+        _, (caller,) = run_pair(
+            wan, PROBE + ["tcp-echo", "--port", "9003", "--max-seconds", "20"],
+            [PROBE + ["tcp-client", "--to", wan.edge_addr, "--port", "9003",
+                      "--bytes", str(nbytes), "--max-seconds", "20"]], timeout=25)
+    c = caller.last
+    assert c is not None and c["intact"]
+    goodput_kbps = nbytes * 8 / c["seconds"] / 1000  # each direction carries nbytes
+    assert 0.5 * rate_kbps <= goodput_kbps <= rate_kbps
