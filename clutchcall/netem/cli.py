@@ -62,6 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="shell command to run in the edge namespace for CMD's lifetime")
     parser.add_argument("--edge-port", type=int, default=None,
                         help="wait (<= 10 s) until the edge command listens on this port")
+    parser.add_argument("--trace", metavar="FILE", default=None,
+                        help="write one CSV row per packet (arrival, release, written, fate)")
     parser.add_argument("--stats", action="store_true",
                         help="print the forwarder's per-direction counters (JSON) to stderr")
     parser.add_argument("--sweep", action="store_true",
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         wan = WanEmulator(rtt_ms=args.rtt_ms, jitter_ms=args.jitter_ms, reorder=args.reorder,
                           loss=args.loss, ge=parse_ge(args.ge) if args.ge else None,
                           rate_kbps=args.rate_kbps, queue_packets=args.queue_packets,
-                          seed=args.seed)
+                          seed=args.seed, trace_path=args.trace)
     except ConfigError as e:
         print(f"clutchcall netem: {e}", file=sys.stderr)
         return 2

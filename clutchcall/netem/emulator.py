@@ -342,14 +342,15 @@ class WanEmulator(NamespacePair):
     ``ge`` may be a :class:`GilbertElliott` or its ``"p,r[,loss_bad[,loss_good]]"`` string.
     Raises :class:`~clutchcall.engine.errors.ConfigError` for bad settings and
     :class:`NetemError` when the namespaces or the forwarder cannot be set up. After
-    :meth:`close`, :attr:`stats` holds the forwarder's per-direction counters.
+    :meth:`close`, :attr:`stats` holds the forwarder's per-direction counters, and with
+    ``trace_path`` that file holds one CSV row per packet (``forwarder.TRACE_HEADER``).
     """
 
     def __init__(self, *, rtt_ms: float = 0.0, loss: float = 0.0, jitter_ms: float = 0.0,
                  ge: GilbertElliott | str | None = None, rate_kbps: float | None = None,
                  reorder: bool = False, queue_packets: int = 1000, burst_bytes: int = 1500,
                  seed: int = 0, link: LinkConfig | None = None,
-                 ready_timeout: float = 10.0) -> None:
+                 ready_timeout: float = 10.0, trace_path: str | None = None) -> None:
         if isinstance(ge, str):
             ge = parse_ge(ge)
         if link is None:
@@ -360,6 +361,7 @@ class WanEmulator(NamespacePair):
         super().__init__()
         self.link = link
         self.ready_timeout = ready_timeout
+        self.trace_path = None if trace_path is None else os.path.abspath(trace_path)
         self.stats: dict[str, dict[str, float]] | None = None
         self._forwarder: subprocess.Popen[bytes] | None = None
 
@@ -372,7 +374,8 @@ class WanEmulator(NamespacePair):
     def _start_forwarder(self) -> None:
         assert self.link is not None
         spec = {"link": self.link.to_dict(), "edge_ns": self.edge_ns,
-                "caller_ns": self.caller_ns, "ifname": self.ifname, "parent_pid": os.getpid()}
+                "caller_ns": self.caller_ns, "ifname": self.ifname, "parent_pid": os.getpid(),
+                "trace_path": self.trace_path}
         fwd = subprocess.Popen(
             [sys.executable, "-m", "clutchcall.netem.forwarder"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -31,13 +31,17 @@ import select
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from clutchcall.netem.model import LinkConfig, PathModel
 from clutchcall.netem.tun import open_tun_in_netns
 
 __all__ = ["main", "serve"]
 
+TRACE_HEADER = "direction,arrival_s,release_s,written_s,size,fate\n"
+"""Trace columns: direction (uplink = caller -> edge), monotonic arrival time at the
+forwarder, release time the model chose, time actually written (empty if dropped), IP packet
+size, fate (ok, lost, queue_drop, overflow, write_error)."""
 _BATCH = 64
 _READ_SIZE = 65536
 PR_SET_PDEATHSIG = 1
@@ -57,19 +61,21 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 
 def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
-          clock: Any = time.monotonic) -> dict[str, dict[str, float]]:
+          clock: Any = time.monotonic, trace: TextIO | None = None
+          ) -> dict[str, dict[str, float]]:
     """Forward packets between ``edge_fd`` and ``caller_fd`` until ``control_fd`` is readable
     (data or end of file) or :class:`_Stop` is raised by a signal handler.
 
     Returns the per-direction counters ``{"uplink": {...}, "downlink": {...}}`` and
     ``"timing"``: how late packets left versus their release time (``late_us_mean``,
     ``late_us_max``, ``late_over_1ms``) and the learned timer lead (``lead_us``).
+    With ``trace``, one CSV row per packet is written to it (see :data:`TRACE_HEADER`).
     """
     up = PathModel(link.uplink, seed=link.seed, name="uplink")
     down = PathModel(link.downlink, seed=link.seed, name="downlink")
     # fd read from -> (model, fd written to)
     routes = {caller_fd: (up, edge_fd), edge_fd: (down, caller_fd)}
-    heap: list[tuple[float, int, int, bytes, PathModel]] = []
+    heap: list[tuple[float, int, int, bytes, PathModel, float]] = []
     seq = 0
     rlist = [edge_fd, caller_fd, control_fd]
     push, pop = heapq.heappush, heapq.heappop
@@ -90,11 +96,16 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
         while True:
             now = clock()
             while heap and heap[0][0] <= now:
-                release, _, out_fd, data, model = pop(heap)
+                release, _, out_fd, data, model, arrival = pop(heap)
+                fate = "ok"
                 try:
                     write(out_fd, data)
                 except OSError:
                     model.stats.write_errors += 1
+                    fate = "write_error"
+                if trace is not None:
+                    trace.write(f"{model.name},{arrival:.6f},{release:.6f},{now:.6f},"
+                                f"{len(data)},{fate}\n")
                 late = now - release
                 writes += 1
                 late_sum += late
@@ -128,13 +139,19 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
                         break
                     if not data:
                         break
+                    lost_before = model.stats.lost
                     release = admit(now, len(data))
+                    if release is not None and len(heap) >= _MAX_IN_FLIGHT:
+                        model.stats.overflow += 1  # memory guard: count, drop
+                        if trace is not None:
+                            trace.write(f"{model.name},{now:.6f},,,{len(data)},overflow\n")
+                        continue
                     if release is not None:
-                        if len(heap) >= _MAX_IN_FLIGHT:  # memory guard: count, drop
-                            model.stats.overflow += 1
-                            continue
                         seq += 1
-                        push(heap, (release, seq, out_fd, data, model))
+                        push(heap, (release, seq, out_fd, data, model, now))
+                    elif trace is not None:
+                        fate = "lost" if model.stats.lost > lost_before else "queue_drop"
+                        trace.write(f"{model.name},{now:.6f},,,{len(data)},{fate}\n")
     except _Stop:
         pass
     return result()
@@ -164,7 +181,13 @@ def main() -> int:
     out.flush()
     if spec.get("parent_pid") and os.getppid() != spec["parent_pid"]:
         return 1  # parent died before PDEATHSIG was armed
-    stats = serve(link, edge_fd, caller_fd, sys.stdin.fileno())
+    trace_path = spec.get("trace_path")
+    if trace_path:
+        with open(trace_path, "w", buffering=1 << 20) as trace:
+            trace.write(TRACE_HEADER)
+            stats = serve(link, edge_fd, caller_fd, sys.stdin.fileno(), trace=trace)
+    else:
+        stats = serve(link, edge_fd, caller_fd, sys.stdin.fileno())
     try:
         out.write(json.dumps({"stats": stats}) + "\n")
         out.flush()

@@ -235,6 +235,7 @@ class PathModel:
 
     def __init__(self, cfg: PathConfig, *, seed: int = 0, name: str = "path") -> None:
         self.cfg = cfg
+        self.name = name
         self.stats = PathStats()
         self._loss_rng = random.Random(f"clutchcall.netem:{seed}:{name}:loss")
         self._jitter_rng = random.Random(f"clutchcall.netem:{seed}:{name}:jitter")

@@ -253,3 +253,19 @@ def test_tcp_goodput_capped_by_rate_limit() -> None:
     assert c is not None and c["intact"]
     goodput_kbps = nbytes * 8 / c["seconds"] / 1000  # each direction carries nbytes
     assert 0.5 * rate_kbps <= goodput_kbps <= rate_kbps
+
+
+def test_packet_trace_matches_the_model(tmp_path: pytest.TempPathFactory) -> None:
+    path = str(tmp_path / "trace.csv")  # type: ignore[operator]
+    with WanEmulator(rtt_ms=20.0, loss=0.2, seed=8, trace_path=path) as wan:
+        r = _blast(wan, 300, 100, 0.001)
+    with open(path) as f:
+        header, *rows = [line.rstrip("\n").split(",") for line in f]
+    assert header == ["direction", "arrival_s", "release_s", "written_s", "size", "fate"]
+    up = [row for row in rows if row[0] == "uplink"]
+    assert len(up) == 300 and not [row for row in rows if row[0] == "downlink"]
+    ok = [row for row in up if row[5] == "ok"]
+    assert len(ok) == r["received"] and len(up) - len(ok) == wan.stats["uplink"]["lost"]
+    for row in ok:
+        arrival, release, written = map(float, row[1:4])
+        assert release == pytest.approx(arrival + 0.010, abs=2e-6) and written >= release
