@@ -38,8 +38,10 @@ from clutchcall.netem.tun import open_tun_in_netns
 
 __all__ = ["main", "serve"]
 
-TRACE_HEADER = "direction,arrival_s,release_s,written_s,size,fate\n"
-"""Trace columns: direction (uplink = caller -> edge), monotonic arrival time at the
+TRACE_HEADER = "direction,seq,arrival_s,release_s,written_s,size,fate\n"
+"""Trace columns: direction (uplink = caller -> edge), the packet's ordinal in its direction
+(0-based, the order the model saw it; rows are written in release order), monotonic arrival
+time at the
 forwarder, release time the model chose, time actually written (empty if dropped), IP packet
 size, fate (ok, lost, queue_drop, overflow, write_error)."""
 _BATCH = 64
@@ -75,7 +77,7 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
     down = PathModel(link.downlink, seed=link.seed, name="downlink")
     # fd read from -> (model, fd written to)
     routes = {caller_fd: (up, edge_fd), edge_fd: (down, caller_fd)}
-    heap: list[tuple[float, int, int, bytes, PathModel, float]] = []
+    heap: list[tuple[float, int, int, bytes, PathModel, float, int]] = []
     seq = 0
     rlist = [edge_fd, caller_fd, control_fd]
     push, pop = heapq.heappush, heapq.heappop
@@ -96,7 +98,7 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
         while True:
             now = clock()
             while heap and heap[0][0] <= now:
-                release, _, out_fd, data, model, arrival = pop(heap)
+                release, _, out_fd, data, model, arrival, ordinal = pop(heap)
                 fate = "ok"
                 try:
                     write(out_fd, data)
@@ -104,7 +106,7 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
                     model.stats.write_errors += 1
                     fate = "write_error"
                 if trace is not None:
-                    trace.write(f"{model.name},{arrival:.6f},{release:.6f},{now:.6f},"
+                    trace.write(f"{model.name},{ordinal},{arrival:.6f},{release:.6f},{now:.6f},"
                                 f"{len(data)},{fate}\n")
                 late = now - release
                 writes += 1
@@ -144,14 +146,17 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
                     if release is not None and len(heap) >= _MAX_IN_FLIGHT:
                         model.stats.overflow += 1  # memory guard: count, drop
                         if trace is not None:
-                            trace.write(f"{model.name},{now:.6f},,,{len(data)},overflow\n")
+                            trace.write(f"{model.name},{model.stats.packets - 1},{now:.6f},,,"
+                                        f"{len(data)},overflow\n")
                         continue
                     if release is not None:
                         seq += 1
-                        push(heap, (release, seq, out_fd, data, model, now))
+                        push(heap, (release, seq, out_fd, data, model, now,
+                                    model.stats.packets - 1))
                     elif trace is not None:
                         fate = "lost" if model.stats.lost > lost_before else "queue_drop"
-                        trace.write(f"{model.name},{now:.6f},,,{len(data)},{fate}\n")
+                        trace.write(f"{model.name},{model.stats.packets - 1},{now:.6f},,,"
+                                    f"{len(data)},{fate}\n")
     except _Stop:
         pass
     return result()

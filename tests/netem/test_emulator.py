@@ -261,11 +261,31 @@ def test_packet_trace_matches_the_model(tmp_path: pytest.TempPathFactory) -> Non
         r = _blast(wan, 300, 100, 0.001)
     with open(path) as f:
         header, *rows = [line.rstrip("\n").split(",") for line in f]
-    assert header == ["direction", "arrival_s", "release_s", "written_s", "size", "fate"]
+    assert header == ["direction", "seq", "arrival_s", "release_s", "written_s", "size",
+                      "fate"]
     up = [row for row in rows if row[0] == "uplink"]
     assert len(up) == 300 and not [row for row in rows if row[0] == "downlink"]
-    ok = [row for row in up if row[5] == "ok"]
+    assert sorted(int(row[1]) for row in up) == list(range(300))
+    ok = [row for row in up if row[6] == "ok"]
     assert len(ok) == r["received"] and len(up) - len(ok) == wan.stats["uplink"]["lost"]
     for row in ok:
-        arrival, release, written = map(float, row[1:4])
+        arrival, release, written = map(float, row[2:5])
         assert release == pytest.approx(arrival + 0.010, abs=2e-6) and written >= release
+
+
+def test_jitter_and_loss_replay_exactly_from_the_seed(tmp_path: pytest.TempPathFactory) -> None:
+    path = str(tmp_path / "trace.csv")  # type: ignore[operator]
+    link = LinkConfig.symmetric(rtt_ms=30.0, jitter_ms=6.0, loss=0.1, seed=77)
+    with WanEmulator(link=link, trace_path=path) as wan:
+        _blast(wan, 400, 100, 0.0005)
+    with open(path) as f:
+        rows = [line.rstrip("\n").split(",") for line in f][1:]
+    up = sorted((row for row in rows if row[0] == "uplink"), key=lambda r: int(r[1]))
+    assert len(up) == 400
+    model = PathModel(link.uplink, seed=77, name="uplink")  # replay the recorded arrivals
+    for row in up:
+        release = model.admit(float(row[2]), int(row[5]))
+        if row[6] == "lost":
+            assert release is None
+        else:
+            assert row[6] == "ok" and release == pytest.approx(float(row[3]), abs=2e-6)
