@@ -63,7 +63,7 @@ def _pps(pair: NamespacePair, count: int) -> float:
                        timeout=90, edge_grace=5.0)
     r = edge.last
     assert r is not None and r["received"] > 1, edge.stderr
-    return (r["received"] - 1) / (r["last"] - r["first"])
+    return float((r["received"] - 1) / (r["last"] - r["first"]))
 
 
 def _tcp(pair: NamespacePair, nbytes: int) -> float:
@@ -72,7 +72,7 @@ def _tcp(pair: NamespacePair, nbytes: int) -> float:
                                  "--bytes", str(nbytes), "--max-seconds", "60"]], timeout=90)
     r = c.last
     assert r is not None and r["intact"], c.stderr
-    return 2 * nbytes * 8 / r["seconds"] / 1e6  # Mbit/s, both directions counted
+    return float(2 * nbytes * 8 / r["seconds"] / 1e6)  # Mbit/s, both directions counted
 
 
 def _link_figures(pair: NamespacePair, a: argparse.Namespace) -> dict[str, float]:

@@ -142,16 +142,16 @@ def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
                     if not data:
                         break
                     lost_before = model.stats.lost
-                    release = admit(now, len(data))
-                    if release is not None and len(heap) >= _MAX_IN_FLIGHT:
+                    admitted = admit(now, len(data))
+                    if admitted is not None and len(heap) >= _MAX_IN_FLIGHT:
                         model.stats.overflow += 1  # memory guard: count, drop
                         if trace is not None:
                             trace.write(f"{model.name},{model.stats.packets - 1},{now:.6f},,,"
                                         f"{len(data)},overflow\n")
                         continue
-                    if release is not None:
+                    if admitted is not None:
                         seq += 1
-                        push(heap, (release, seq, out_fd, data, model, now,
+                        push(heap, (admitted, seq, out_fd, data, model, now,
                                     model.stats.packets - 1))
                     elif trace is not None:
                         fate = "lost" if model.stats.lost > lost_before else "queue_drop"
