@@ -6,7 +6,9 @@ impairment (``WanEmulator(rtt_ms=0)``) -- and report, for each, the UDP ping-pon
 (median and p99), the UDP packet rate the receiver sees when the sender blasts small
 datagrams flat out, and the TCP echo throughput. Ratios emulator/baseline come from the same
 process and the same run. Then the emulator is set to ``--rtt-ms`` (default 50) and the ping
-error (measured - requested) is reported, and the pure impairment model is timed per packet.
+error (measured - requested) is reported, the pure impairment model is timed per packet, and
+the forwarder's CPU share and lateness are measured under audio-like load (160-byte
+datagrams at 250 and 1000 packets/s each way, i.e. about 5 and 20 calls).
 Figures are medians over ``--repeat`` runs of each measurement.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -89,6 +92,31 @@ def _link_figures(pair: NamespacePair, a: argparse.Namespace) -> dict[str, float
             "udp_pps": statistics.median(pps), "tcp_echo_mbps": statistics.median(tcp)}
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load(rtt_ms: float, pps: int, seconds: float) -> dict[str, float]:
+    """Forwarder CPU share and write lateness while carrying ``pps`` packets/s each way of
+    160-byte datagrams (about pps/50 calls of 20 ms audio frames), echoed back."""
+    wan = WanEmulator(rtt_ms=rtt_ms)
+    with wan:
+        assert wan._forwarder is not None
+        pid = wan._forwarder.pid
+        c0, t0 = _cpu_seconds(pid), time.monotonic()
+        run_pair(wan, PROBE + ["udp-echo", "--port", "9503", "--idle", "1"],
+                 [PROBE + ["udp-blast", "--to", wan.edge_addr, "--port", "9503", "--count",
+                           str(int(pps * seconds)), "--size", "160", "--interval",
+                           str(1.0 / pps)]], timeout=seconds + 30, edge_grace=2.0)
+        cpu = (_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+    timing = (wan.stats or {}).get("timing", {})
+    return {"pps_each_way": pps, "forwarder_cpu_pct": 100.0 * cpu,
+            "late_us_mean": timing.get("late_us_mean", float("nan")),
+            "late_over_1ms_pct": 100.0 * timing.get("late_over_1ms", 0)
+            / max(1, timing.get("writes", 0))}
+
+
 def _model_us_per_packet(n: int = 200_000) -> float:
     cfg = PathConfig(delay_ms=25.0, jitter_ms=2.0, ge=GilbertElliott(p=0.01, r=0.3),
                      rate_kbps=100_000.0)
@@ -124,6 +152,7 @@ def run(a: argparse.Namespace) -> int:
                      "forwarder_late_us_mean": timing.get("late_us_mean"),
                      "forwarder_late_us_max": timing.get("late_us_max")},
         "model_us_per_packet": _model_us_per_packet(),
+        "load": [_load(a.rtt_ms, pps, 2.0) for pps in (250, 1000)],
     }
     if a.json:
         print(json.dumps(out, sort_keys=True))
@@ -140,4 +169,9 @@ def run(a: argparse.Namespace) -> int:
           f"writes {acc['forwarder_late_us_mean']:.1f} us late on average "
           f"(max {acc['forwarder_late_us_max']:.0f} us)")
     print(f"impairment model: {out['model_us_per_packet']:.2f} us/packet")
+    for ld in out["load"]:
+        print(f"at {ld['pps_each_way']} packets/s each way (160 B, rtt {a.rtt_ms:g} ms): "
+              f"forwarder CPU {ld['forwarder_cpu_pct']:.1f}%, writes "
+              f"{ld['late_us_mean']:.0f} us late on average, "
+              f"{ld['late_over_1ms_pct']:.1f}% over 1 ms")
     return 0
