@@ -289,3 +289,11 @@ def test_jitter_and_loss_replay_exactly_from_the_seed(tmp_path: pytest.TempPathF
             assert release is None
         else:
             assert row[6] == "ok" and release == pytest.approx(float(row[3]), abs=2e-6)
+
+
+def test_two_emulators_at_once_are_independent() -> None:
+    with WanEmulator(rtt_ms=10.0) as a, WanEmulator(rtt_ms=30.0) as b:
+        assert {a.edge_ns, a.caller_ns}.isdisjoint({b.edge_ns, b.caller_ns})
+        ra, rb = _ping(a, 10, 0.005), _ping(b, 10, 0.005)
+    assert abs(sorted(ra["rtt_ms"])[5] - 10.0) <= 2.5
+    assert abs(sorted(rb["rtt_ms"])[5] - 30.0) <= 3.5
