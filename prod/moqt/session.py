@@ -232,7 +232,6 @@ class MoqtSession:
         if self.role != "server" or not isinstance(self.peer_setup, ClientSetup):
             raise LocalProtocolError("SERVER_SETUP answers a received CLIENT_SETUP")
         self._check_open()
-        self.setup_done = True
         extra = () if param_get(params, SetupParam.MAX_REQUEST_ID) is not None else params_from(
             {SetupParam.MAX_REQUEST_ID: self.max_request_id_for_peer}
         )
@@ -250,6 +249,9 @@ class MoqtSession:
                     "no supported version offered: " + ",".join(hex(v) for v in msg.versions),
                 )
             params = msg.params
+            # requests may be pipelined behind CLIENT_SETUP; the shell handles the setup event
+            # (auth) first and closes the session if it refuses it.
+            self.setup_done = True
         else:
             if not isinstance(msg, ServerSetup):
                 raise _v(f"first control message must be SERVER_SETUP, got {type(msg).__name__}")
@@ -293,8 +295,6 @@ class MoqtSession:
             return [self._on_setup(msg)]
         if self.peer_setup is None:
             raise _v(f"{type(msg).__name__} before setup")
-        if self.role == "server" and not self.setup_done:
-            raise _v(f"{type(msg).__name__} before SERVER_SETUP was sent")
         if isinstance(msg, Subscribe):
             self._check_peer_request(msg.request_id)
             return [SubscribeReceived(message=msg)]
