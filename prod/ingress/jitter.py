@@ -10,9 +10,10 @@ arrival, :meth:`pop` to take what is due, and re-arms one timer at :meth:`get_ti
 
 Late-frame policy (documented contract):
 
-* A frame due and present is released at its playout time. If it is released after that time
-  (the caller runs slow or the network stalled), the schedule is re-anchored on it, so the
-  buffer follows the sender's clock instead of concealing a slow sender into silence.
+* A frame due and present is released at its playout time. If the frame due next *arrives*
+  after its playout time (the caller runs slow or the network stalled) and was not yet
+  declared lost, the schedule is re-anchored on it, so the buffer follows the sender's clock
+  instead of concealing a slow sender into silence.
 * A missing frame is declared **lost** only when its playout time has passed *and* a later
   frame is already buffered (evidence of a gap, not of a pause). It is replaced by the output
   of the ``conceal`` callback (e.g. the Transcoder's ``uplink_loss`` for Opus PLC; silence in
@@ -117,6 +118,10 @@ class JitterBuffer:
         if seq in self._buf:
             self.stats.duplicates += 1
             return
+        if seq == self._next and now > self._playout(seq):
+            # the frame due next arrives after its slot: re-anchor on the (slow) sender
+            assert self._t0 is not None
+            self._t0 += now - self._playout(seq)
         self._buf[seq] = (payload, seq * self.frame_ms if timestamp_ms is None else timestamp_ms)
 
     def pop(self, now: float) -> list[UplinkFrame]:
@@ -135,9 +140,6 @@ class JitterBuffer:
                 if now < due and len(self._buf) <= self.max_frames and not overflow:
                     break
                 payload, ts = self._buf.pop(seq)
-                if now > due:  # re-anchor on a late sender
-                    assert self._t0 is not None
-                    self._t0 += now - due
                 out.append(UplinkFrame(seq=seq, timestamp_ms=ts, payload=payload, released_at=now))
                 self.stats.released += 1
                 self._next = seq + 1
