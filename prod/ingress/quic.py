@@ -67,6 +67,7 @@ from clutchcall.prod.ingress.tickets import TicketStore
 from clutchcall.prod.ingress.tls import ensure_self_signed
 from clutchcall.prod.moqt.session import (
     Event,
+    MaxRequestIdReceived,
     MoqtSession,
     NamespacePublished,
     ObjectReceived,
@@ -165,6 +166,7 @@ class EdgeProtocol(QuicConnectionProtocol):
         self.call_id: str | None = None
         self.codec = ("pcm16", 16000, cfg.frame_ms)
         self._caller_audio_rid: int | None = None
+        self._namespace_ok = False
         self._caller_audio_ok = False
         self._agent_alias: int | None = None
         self._control_alias: int | None = None
@@ -272,6 +274,9 @@ class EdgeProtocol(QuicConnectionProtocol):
             elif isinstance(ev, PublishDoneReceived):
                 if ev.message.request_id == self._caller_audio_rid and self.call is not None:
                     self.call._end("caller ended caller-audio")
+            elif isinstance(ev, MaxRequestIdReceived):
+                if self._namespace_ok and self._caller_audio_rid is None:
+                    self._subscribe_caller_audio()
             elif isinstance(ev, UnsubscribeReceived):
                 if ev.request is not None and ev.request.track_name == TRACK_AGENT_AUDIO:
                     self._agent_alias = None
@@ -317,7 +322,7 @@ class EdgeProtocol(QuicConnectionProtocol):
         return (NAMESPACE_ROOT, self.call_id.encode())
 
     def _on_namespace(self, ev: NamespacePublished) -> None:
-        if ev.message.namespace != self._ns() or self._caller_audio_rid is not None:
+        if ev.message.namespace != self._ns() or self._namespace_ok:
             self.ingress.stats["namespace_refused"] += 1
             self._send_control_bytes(
                 self.moqt.publish_namespace_error(
@@ -326,6 +331,15 @@ class EdgeProtocol(QuicConnectionProtocol):
             )
             return
         self._send_control_bytes(self.moqt.publish_namespace_ok(ev.message.request_id))
+        self._namespace_ok = True
+        self._subscribe_caller_audio()
+
+    def _subscribe_caller_audio(self) -> None:
+        if not self.moqt.can_request():
+            # the caller granted us no request ID yet: say so and wait for MAX_REQUEST_ID
+            # (the setup timer closes the session if it never comes)
+            self._send_control_bytes(self.moqt.requests_blocked())
+            return
         rid, out = self.moqt.subscribe(self._ns(), TRACK_CALLER_AUDIO, priority=0)
         self._caller_audio_rid = rid
         self._send_control_bytes(out)

@@ -196,6 +196,14 @@ class MoqtSession:
         if self.closed is not None:
             raise LocalProtocolError(f"session already closed: {self.closed}")
 
+    def can_request(self) -> bool:
+        """True if the peer's MAX_REQUEST_ID lets us send one more request now."""
+        return not self.setup_done or self._next_local_request < self.peer_max_request_id
+
+    def requests_blocked(self) -> bytes:
+        """Return REQUESTS_BLOCKED bytes (we want to send a request the peer does not allow yet)."""
+        return RequestsBlocked(maximum_request_id=self.peer_max_request_id).encode()
+
     def _alloc_request(self) -> int:
         rid = self._next_local_request
         if self.setup_done and rid >= self.peer_max_request_id:
