@@ -252,6 +252,8 @@ class EdgeProtocol(QuicConnectionProtocol):
     # ---------------------------------------------------------------- MoQT events
 
     def _handle(self, events: list[Event]) -> None:
+        if not self.handshake_done and events:  # by construction never: 0-RTT data is deferred
+            self.ingress.stats["acted_before_handshake"] += 1
         for ev in events:
             if self._ended:
                 return
