@@ -6,8 +6,8 @@ Theory of operation
 WebSocket/TLS speaking Twilio Media Streams (:class:`WsCallerTransport`). It
 
 1. splits the input (16-bit mono PCM at the caller rate) into frames and marks each frame
-   speech or not (webrtcvad, aggressiveness 2, with a 200 ms hangover); a *turn end* is the
-   last speech frame before at least ``turn_gap_ms`` of non-speech;
+   speech or not (webrtcvad, aggressiveness 2); a *turn end* is the last speech frame before
+   at least ``turn_gap_ms`` (300 ms) of non-speech, or the last speech frame of the file;
 2. sends one frame every ``frame_ms`` on the event loop clock (1x real time);
 3. plays the agent audio it receives out at 1x into an output timeline (a WAV file): a
    ``clear_playout`` control event (Twilio ``clear``) drops what is queued and not yet played;
@@ -85,8 +85,12 @@ class CallResult:
         }
 
 
-def speech_flags(pcm: bytes, rate: int, frame_ms: int, aggressiveness: int = 2, hangover_ms: int = 200) -> list[bool]:
-    """Per-frame speech decisions for 16-bit mono PCM (webrtcvad + hangover)."""
+def speech_flags(pcm: bytes, rate: int, frame_ms: int, aggressiveness: int = 2, hangover_ms: int = 0) -> list[bool]:
+    """Per-frame speech decisions for 16-bit mono PCM (webrtcvad; optional hangover).
+
+    No hangover by default: a turn's last speech frame is the last frame the VAD called speech;
+    pauses inside a turn are bridged by ``turn_gap_ms`` in :func:`turn_ends` instead.
+    """
     import webrtcvad
 
     vad = webrtcvad.Vad(aggressiveness)
