@@ -35,8 +35,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import soxr
-
-    from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport, read_wav
+    from clutchcall.prod.caller.client import (
+        Caller,
+        QuicCallerTransport,
+        WsCallerTransport,
+        read_wav,
+    )
 
     pcm, rate = read_wav(args.wav)
     codec = "g711_ulaw" if args.transport == "ws" else args.codec

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
 import statistics
@@ -282,7 +283,6 @@ class QuicCallerTransport(CallerTransport):
     async def connect(self) -> None:
         from aioquic.asyncio import connect
         from aioquic.quic.configuration import QuicConfiguration
-
         from clutchcall.prod.caller.moqt_client import CallerProtocol
         from clutchcall.prod.moqt.wire import MOQT_ALPN
 
@@ -314,10 +314,8 @@ class QuicCallerTransport(CallerTransport):
         if self.proto is not None:
             self.proto.hangup()
         if self._cm is not None:
-            try:
+            with contextlib.suppress(ConnectionError, OSError):  # connection already gone
                 await self._cm.__aexit__(None, None, None)
-            except Exception:  # connection already gone
-                pass
             self._cm = None
 
 
@@ -391,16 +389,16 @@ class WsCallerTransport(CallerTransport):
     async def hangup(self) -> None:
         if self.ws is None:
             return
-        try:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed, OSError):
             self._seq += 1
             await self.ws.send(json.dumps({"event": "stop", "sequenceNumber": str(self._seq),
                                            "streamSid": self.stream_sid,
                                            "stop": {"accountSid": "AC0", "callSid": f"CA{self.call_id}"}}))
             await self.ws.close()
-        except Exception:
-            pass
         if self._reader is not None:
             try:
                 await asyncio.wait_for(self._reader, 2.0)
-            except (asyncio.TimeoutError, Exception):
+            except TimeoutError:
                 self._reader.cancel()

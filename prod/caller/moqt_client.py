@@ -25,7 +25,6 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
-
 from clutchcall.prod.ingress.config import (
     NAMESPACE_ROOT,
     PARAM_CODEC,

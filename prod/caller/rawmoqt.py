@@ -20,8 +20,14 @@ from typing import Any
 from aioquic.asyncio import QuicConnectionProtocol, connect
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent
-
-from clutchcall.prod.moqt.wire import MOQT_ALPN, AuthToken, ClientSetup, MOQT_VERSION_14, SetupParam, params_from
+from clutchcall.prod.moqt.wire import (
+    MOQT_ALPN,
+    MOQT_VERSION_14,
+    AuthToken,
+    ClientSetup,
+    SetupParam,
+    params_from,
+)
 
 
 class _Probe(QuicConnectionProtocol):
@@ -54,7 +60,7 @@ async def probe(
         p.transmit()
         try:
             await asyncio.wait_for(p.closed.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None, ""
         return p.code, p.reason
 
@@ -96,7 +102,7 @@ async def flood(host: str, port: int, n: int, kind: str, concurrency: int = 16, 
                 else:
                     code, _ = await probe(host, port, setup_with_token(b"v1.Zm9v.9999999999.AAAA"), timeout_s=3)
                 out[str(code)] += 1
-            except Exception as exc:  # a refused/failed handshake is an outcome, not a crash
+            except (ConnectionError, OSError, TimeoutError) as exc:  # a failed handshake is an outcome
                 out[type(exc).__name__] += 1
 
     await asyncio.gather(*(one(i) for i in range(n)))

@@ -23,7 +23,7 @@ def synth(text: str, rate: int = 16000, voice: str = "en-us", wpm: int = 170) ->
         path = Path(d) / "s.wav"
         proc = subprocess.run(
             ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(path), text],
-            capture_output=True, timeout=30,
+            capture_output=True, timeout=30, check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"espeak-ng failed: {proc.stderr.decode(errors='replace')}")

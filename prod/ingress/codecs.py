@@ -71,7 +71,6 @@ def ulaw_encode(pcm16le: bytes) -> bytes:
     """PCM16 little-endian -> G.711 µ-law bytes."""
     try:
         import numpy as np
-
         from clutchcall.engine.audio import g711  # type: ignore[attr-defined]
 
         return bytes(g711.ulaw_encode(np.frombuffer(pcm16le, dtype="<i2")).tobytes())
@@ -83,7 +82,6 @@ def ulaw_decode(ulaw: bytes) -> bytes:
     """G.711 µ-law bytes -> PCM16 little-endian."""
     try:
         import numpy as np
-
         from clutchcall.engine.audio import g711  # type: ignore[attr-defined]
 
         return bytes(g711.ulaw_decode(np.frombuffer(ulaw, dtype=np.uint8)).astype("<i2").tobytes())

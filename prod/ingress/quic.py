@@ -49,7 +49,6 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.codecs import CodecError, check_codec
@@ -81,7 +80,6 @@ from clutchcall.prod.moqt.session import (
 from clutchcall.prod.moqt.wire import (
     MOQT_ALPN,
     AuthToken,
-    Extension,
     MoqtError,
     SetupParam,
     SubgroupHeader,
@@ -270,9 +268,8 @@ class EdgeProtocol(QuicConnectionProtocol):
             elif isinstance(ev, SubscribeRejected):
                 raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "caller refused caller-audio subscription")
             elif isinstance(ev, ObjectReceived):
-                if self.call is not None and ev.request.request_id == self._caller_audio_rid:
-                    if ev.object.payload:
-                        self.call.feed_uplink(ev.object.group_id, ev.object.payload)
+                if self.call is not None and ev.request.request_id == self._caller_audio_rid and ev.object.payload:
+                    self.call.feed_uplink(ev.object.group_id, ev.object.payload)
             elif isinstance(ev, PublishDoneReceived):
                 if ev.message.request_id == self._caller_audio_rid and self.call is not None:
                     self.call._end("caller ended caller-audio")

@@ -31,14 +31,13 @@ from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.tls import ensure_self_signed, server_ssl_context
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 log = logging.getLogger("clutchcall.ingress.ws")
 
@@ -61,8 +60,10 @@ def parse_message(raw: str | bytes) -> dict[str, Any]:
         raise WsProtocolError(1003, "binary frames are not part of the protocol (expected JSON text)")
     try:
         msg = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise WsProtocolError(1007, f"bad JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise WsProtocolError(1007, "bad JSON: nested too deeply") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
         raise WsProtocolError(1007, "message must be a JSON object with an 'event' string")
     return msg
@@ -195,7 +196,7 @@ class WsIngress:
                 if task is not None:
                     try:
                         await asyncio.wait_for(task, 5.0)
-                    except (asyncio.TimeoutError, Exception):
+                    except TimeoutError:  # the handler's own errors are caught in _run_handler
                         task.cancel()
             await conn.close(1000, "call ended")
 
@@ -207,7 +208,7 @@ class WsIngress:
                 raise WsProtocolError(1008, "no start message in time")
             try:
                 raw = await asyncio.wait_for(conn.recv(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise WsProtocolError(1008, "no start message in time") from None
             msg = parse_message(raw)
             if msg["event"] == "connected":

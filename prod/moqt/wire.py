@@ -170,7 +170,7 @@ class NeedMore(Exception):
 class Reader:
     """A cursor over bytes. Running out raises :class:`NeedMore`; callers decide what it means."""
 
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes | memoryview, pos: int = 0, end: int | None = None) -> None:
         self.data = data

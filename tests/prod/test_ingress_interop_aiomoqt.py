@@ -18,14 +18,13 @@ import time
 import pytest
 
 aiomoqt = pytest.importorskip("aiomoqt")
-from aiomoqt.client import MOQTClient  # noqa: E402
-from aiomoqt.messages import ObjectHeader, SubgroupHeader, SubscribeOk  # noqa: E402
-from aiomoqt.types import MOQTMessageType, SetupParamType  # noqa: E402
-from aiomoqt.utils.buffer import Buffer  # noqa: E402
-from qh3.quic.events import StreamDataReceived  # noqa: E402
-
-from clutchcall.prod.ingress.config import IngressConfig  # noqa: E402
-from clutchcall.prod.ingress.quic import QuicIngress  # noqa: E402
+from aiomoqt.client import MOQTClient
+from aiomoqt.messages import ObjectHeader, SubgroupHeader, SubscribeOk
+from aiomoqt.types import MOQTMessageType, SetupParamType
+from aiomoqt.utils.buffer import Buffer
+from clutchcall.prod.ingress.config import IngressConfig
+from clutchcall.prod.ingress.quic import QuicIngress
+from qh3.quic.events import StreamDataReceived
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.call import EchoHandler

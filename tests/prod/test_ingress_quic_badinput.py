@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.caller.rawmoqt import probe, setup_with_token
 from clutchcall.prod.caller.speech import dialogue
@@ -109,7 +108,7 @@ def test_burst_of_1000_bad_tokens_does_not_disturb_a_call(tmp_path, speech) -> N
             before = edge.stats["refused_forged"]
             res = await good_call(edge, "steady", speech, tail_s=1.5)
             during = edge.stats["refused_forged"] - before
-            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
             await asyncio.wait_for(garbage.communicate(), 30)
         finally:
             for p in (proc, garbage):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 from clutchcall.prod.ingress.jitter import JitterBuffer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def jb(**kw):  # type: ignore[no-untyped-def]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from clutchcall.prod.moqt import session as s
 from clutchcall.prod.moqt import wire as w
-from clutchcall.prod.moqt.wire import MoqtError, TerminationCode as TC
+from clutchcall.prod.moqt.wire import MoqtError
+from clutchcall.prod.moqt.wire import TerminationCode as TC
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NS = (b"clutchcall", b"c1")
 
@@ -53,7 +53,7 @@ def test_full_call_flow() -> None:
 
 def test_objects_before_subscribe_ok_are_held_then_released() -> None:
     cli, srv = pair()
-    srid, raw = srv.subscribe(NS, b"caller-audio")
+    _, raw = srv.subscribe(NS, b"caller-audio")
     (ev,) = cli.receive_control(raw)
     alias, ok = cli.subscribe_ok(ev.message)
     assert srv.receive_data_stream(2, s.MoqtSession.encode_object_stream(alias, 1, b"early"), True) == []
