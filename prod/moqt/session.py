@@ -231,7 +231,7 @@ class MoqtSession:
         if self.role != "client":
             raise LocalProtocolError("only a client sends CLIENT_SETUP")
         extra = () if param_get(params, SetupParam.MAX_REQUEST_ID) is not None else params_from(
-            {SetupParam.MAX_REQUEST_ID: self.max_request_id_for_peer}
+            [(int(SetupParam.MAX_REQUEST_ID), self.max_request_id_for_peer)]
         )
         return ClientSetup(versions=versions, params=tuple(params) + extra).encode()
 
@@ -241,7 +241,7 @@ class MoqtSession:
             raise LocalProtocolError("SERVER_SETUP answers a received CLIENT_SETUP")
         self._check_open()
         extra = () if param_get(params, SetupParam.MAX_REQUEST_ID) is not None else params_from(
-            {SetupParam.MAX_REQUEST_ID: self.max_request_id_for_peer}
+            [(int(SetupParam.MAX_REQUEST_ID), self.max_request_id_for_peer)]
         )
         return ServerSetup(version=MOQT_VERSION_14, params=tuple(params) + extra).encode()
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -172,7 +172,7 @@ class Reader:
 
     __slots__ = ("data", "end", "pos")
 
-    def __init__(self, data: bytes | memoryview, pos: int = 0, end: int | None = None) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None) -> None:
         self.data = data
         self.pos = pos
         self.end = len(data) if end is None else end
@@ -241,9 +241,9 @@ class Param:
 Params = tuple[Param, ...]
 
 
-def params_from(items: dict[int, int | bytes] | Iterable[tuple[int, int | bytes]]) -> Params:
-    """Build a parameter tuple from a dict or pairs; raises ValueError on a type/value mismatch."""
-    pairs = items.items() if isinstance(items, dict) else items
+def params_from(items: Mapping[int, int | bytes] | Iterable[tuple[int, int | bytes]]) -> Params:
+    """Build a parameter tuple from a mapping or pairs; raises ValueError on a type/value mismatch."""
+    pairs = items.items() if isinstance(items, Mapping) else items
     return tuple(Param(t, v) for t, v in pairs)
 
 
@@ -829,7 +829,7 @@ SUBGROUP_TYPES = frozenset(t for t in range(0x10, 0x1E) if t not in (0x16, 0x17)
 
 def encode_subgroup_stream(
     header: SubgroupHeader,
-    objects: Sequence[tuple[int, bytes]] | Sequence[tuple[int, bytes, ObjectStatus]],
+    objects: Sequence[tuple[int, bytes] | tuple[int, bytes, ObjectStatus]],
     extensions: Sequence[Sequence[Extension]] | None = None,
 ) -> bytes:
     """Return a whole subgroup stream: the header then ``(object_id, payload[, status])`` objects.
@@ -839,8 +839,9 @@ def encode_subgroup_stream(
     out = [header.encode()]
     prev: int | None = None
     for i, obj in enumerate(objects):
-        oid, payload = obj[0], obj[1]
-        status = obj[2] if len(obj) > 2 else ObjectStatus.NORMAL  # type: ignore[misc]
+        oid: int = obj[0]
+        payload: bytes = obj[1]
+        status = obj[2] if len(obj) == 3 else ObjectStatus.NORMAL
         if prev is not None and oid <= prev:
             raise ValueError("object ids must increase within a subgroup")
         out.append(encode_varint(oid if prev is None else oid - prev - 1))
