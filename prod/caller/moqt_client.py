@@ -34,6 +34,7 @@ from clutchcall.prod.ingress.config import (
     codec_param,
 )
 from clutchcall.prod.moqt.session import (
+    GoawayReceived,
     MoqtSession,
     NamespaceRejected,
     ObjectReceived,
@@ -41,7 +42,14 @@ from clutchcall.prod.moqt.session import (
     SubscribeReceived,
     SubscribeRejected,
 )
-from clutchcall.prod.moqt.wire import AuthToken, MoqtError, SetupParam, TerminationCode, params_from
+from clutchcall.prod.moqt.wire import (
+    AuthToken,
+    MoqtError,
+    ObjectDatagram,
+    SetupParam,
+    TerminationCode,
+    params_from,
+)
 
 
 class CallerProtocol(QuicConnectionProtocol):
@@ -60,6 +68,7 @@ class CallerProtocol(QuicConnectionProtocol):
         self._accepted: set[int] = set()
         self._caller_audio_alias: int | None = None
         self._caller_audio_rid: int | None = None
+        self.goaway = False
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -126,6 +135,9 @@ class CallerProtocol(QuicConnectionProtocol):
                 out = self.moqt.subscribe_error(msg, 0x4, "no such track")
             assert self._control_sid is not None
             self._quic.send_stream_data(self._control_sid, out)
+        elif isinstance(ev, GoawayReceived):
+            self.goaway = True
+            self.t.on_control({"type": "info", "goaway": ev.new_session_uri.decode("utf-8", "replace")})
         elif isinstance(ev, SubscribeAccepted):
             self._accepted.add(ev.request.request_id)
         elif isinstance(ev, (SubscribeRejected, NamespaceRejected)):
@@ -153,6 +165,14 @@ class CallerProtocol(QuicConnectionProtocol):
         self._quic.send_stream_data(
             sid, MoqtSession.encode_object_stream(self._caller_audio_alias, seq, payload), end_stream=True
         )
+        self.transmit()
+
+    def send_datagram_frame(self, seq: int, payload: bytes) -> None:
+        """Send one caller frame as an OBJECT_DATAGRAM instead of a stream (unreliable)."""
+        if self._caller_audio_alias is None or self.close_code is not None:
+            return
+        dg = ObjectDatagram(track_alias=self._caller_audio_alias, group_id=seq, payload=payload)
+        self._quic.send_datagram_frame(dg.encode())
         self.transmit()
 
     def hangup(self) -> None:

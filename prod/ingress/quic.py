@@ -51,7 +51,7 @@ from aioquic.quic.events import (
 )
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
-from clutchcall.prod.ingress.codecs import CodecError, check_codec
+from clutchcall.prod.ingress.codecs import CodecError, check_codec, frame_bytes
 from clutchcall.prod.ingress.config import (
     NAMESPACE_ROOT,
     PARAM_CODEC,
@@ -269,6 +269,7 @@ class EdgeProtocol(QuicConnectionProtocol):
                 raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "caller refused caller-audio subscription")
             elif isinstance(ev, ObjectReceived):
                 if self.call is not None and ev.request.request_id == self._caller_audio_rid and ev.object.payload:
+                    self._check_frame(ev.object.payload)
                     self.call.feed_uplink(ev.object.group_id, ev.object.payload)
             elif isinstance(ev, PublishDoneReceived):
                 if ev.message.request_id == self._caller_audio_rid and self.call is not None:
@@ -282,6 +283,17 @@ class EdgeProtocol(QuicConnectionProtocol):
                 elif ev.request is not None and ev.request.track_name == TRACK_CONTROL:
                     self._control_alias = None
         self.transmit()
+
+    def _check_frame(self, payload: bytes) -> None:
+        """A constant-rate codec frame must have its exact size (wrong codec -> end the call)."""
+        codec, rate, frame_ms = self.codec
+        want = frame_bytes(codec, rate, frame_ms)
+        if want is not None and len(payload) != want:
+            self.ingress.stats["bad_frames"] += 1
+            raise MoqtError(
+                TerminationCode.PROTOCOL_VIOLATION,
+                f"caller-audio frame of {len(payload)} bytes, expected {want} for {codec}/{rate}/{frame_ms}",
+            )
 
     def _refuse(self, err: AuthError) -> None:
         code = _AUTH_CODES.get(err.reason, TerminationCode.UNAUTHORIZED)
@@ -417,6 +429,11 @@ class EdgeProtocol(QuicConnectionProtocol):
 
     # ---------------------------------------------------------------- ending
 
+    def send_goaway(self) -> None:
+        if not self._ended and self._control_stream_id is not None and self.moqt.setup_done:
+            self._send_control_bytes(self.moqt.goaway())
+            self.transmit()
+
     def _on_setup_timeout(self) -> None:
         if self.call is None and not self._ended:
             self.ingress.stats["closed_CONTROL_MESSAGE_TIMEOUT"] += 1
@@ -484,7 +501,12 @@ class QuicIngress:
         self.port = int(sock[1])
         return self.port
 
-    async def stop(self) -> None:
+    async def stop(self, goaway_grace_s: float = 0.0) -> None:
+        """Stop serving: GOAWAY to every session, ``goaway_grace_s`` for callers to leave, then close."""
+        if goaway_grace_s > 0:
+            for proto in list(self._protocols):
+                proto.send_goaway()
+            await asyncio.sleep(goaway_grace_s)
         for proto in list(self._protocols):
             proto.end_session(TerminationCode.NO_ERROR, "edge shutting down")
         if self._server is not None:
