@@ -18,6 +18,7 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("engine", "demo"): ("clutchcall.engine.demo", "run the turn engine on a scripted call and print its actions"),
     ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
+    ("bench", "callerleg"): ("clutchcall.prod.caller.bench", "benchmark the caller leg: MoQT codec objects/s and loopback calls over QUIC vs WebSocket"),
     ("call",): ("clutchcall.prod.caller.cli", "place a real call with a WAV over QUIC/MoQT or WebSocket/TLS; report mouth-to-ear turn latency"),
 }
 
