@@ -8,8 +8,12 @@ codec, and then hands the pipeline one :class:`CallSession` by awaiting
 
 * ``call.frames()`` is an async iterator of :class:`~clutchcall.prod.ingress.jitter.UplinkFrame`
   (caller-codec payloads in sequence order, after the jitter buffer; a lost frame comes as
-  ``concealed=True`` carrying the output of the concealer, see :meth:`BaseCall.set_concealer`).
-  It ends when the caller hangs up or the call is closed.
+  ``concealed=True`` carrying the output of the concealer). It ends when the caller hangs up
+  or the call is closed. The default concealer yields one frame of silence *in the caller
+  codec* (so a concealed frame can go through ``Transcoder.uplink`` like any other; for Opus
+  it is ``b""``). ``call.set_concealer(lambda seq: transcoder.uplink_loss())`` installs Opus
+  PLC instead; concealed payloads are then already PCM16 at the model rate (skip ``uplink``).
+  Jitter counters: ``call.jitter.stats`` (received, released, late, lost, skipped, ...).
 * ``await call.send_agent_audio(payload)`` sends one downlink frame in the caller codec.
 * ``await call.send_control(event)`` sends a control event, a JSON-able dict with a ``type``
   in :data:`CONTROL_TYPES` (``commit``, ``cancel``, ``clear_playout``, ``error``, ...). Over
@@ -53,6 +57,8 @@ class CallSession(Protocol):
     transport: str
 
     def frames(self) -> AsyncIterator[UplinkFrame]: ...
+
+    def set_concealer(self, conceal: Callable[[int], bytes]) -> None: ...
 
     async def send_agent_audio(self, payload: bytes) -> None: ...
 
