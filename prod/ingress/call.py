@@ -110,6 +110,8 @@ class BaseCall:
         self.agent_frames_sent = 0
         self.controls_sent = 0
         self.uplink_frames = 0
+        self.uplink_out_of_order = 0
+        self.uplink_max_seq = -1
 
     # ------------------------------------------------------------ pipeline side
 
@@ -169,6 +171,9 @@ class BaseCall:
         if self._closed.is_set():
             return
         self.uplink_frames += 1
+        if seq < self.uplink_max_seq:
+            self.uplink_out_of_order += 1  # overtaken by a later frame: no head-of-line blocking
+        self.uplink_max_seq = max(self.uplink_max_seq, seq)
         now = self._loop.time()
         self.jitter.push(now, seq, payload, timestamp_ms)
         self._drain(now)
