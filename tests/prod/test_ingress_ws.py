@@ -107,9 +107,14 @@ def _media(chunk: int, payload: str) -> str:
     return json.dumps({"event": "media", "media": {"chunk": str(chunk), "timestamp": "0", "payload": payload}})
 
 
-def test_ws_bad_input_refused_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_ws_bad_input_refused_clearly(tmp_path, speech8k) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         edge, uri = await _edge(tmp_path)
+        tr = WsCallerTransport(uri, token=edge.authority.issue("steady", time.time() + 60), call_id="steady",
+                               cafile=edge.cert_path)
+        caller = Caller(tr, call_id="steady", codec="g711_ulaw", rate=8000, tail_s=0.4, keep_payloads=True)
+        good_call = asyncio.ensure_future(caller.run(speech8k))
+        await asyncio.sleep(0.2)
         good = edge.authority.issue("c3", time.time() + 60)
         expired = edge.authority.issue("c3", time.time() - 1)
         ok_media = _media(1, base64.b64encode(b"\xff" * 160).decode())
@@ -129,6 +134,10 @@ def test_ws_bad_input_refused_clearly(tmp_path) -> None:  # type: ignore[no-unty
             assert got_code == code, (msgs, got_code, reason)
             assert words in reason, (words, reason)
         assert edge.stats["auth_expired"] == 1 and edge.stats["auth_malformed"] == 1
+        res = await good_call  # the call in progress was untouched
+        n = len(speech8k) // 320
+        assert res.agent_frames_received == n
+        assert b"".join(res.received_payloads) == ulaw_encode(speech8k[: n * 320])
         await edge.stop()
 
     run(main())
