@@ -38,6 +38,7 @@ from clutchcall.prod.moqt.session import (
     MoqtSession,
     NamespaceRejected,
     ObjectReceived,
+    PublishDoneReceived,
     SubscribeAccepted,
     SubscribeReceived,
     SubscribeRejected,
@@ -69,6 +70,7 @@ class CallerProtocol(QuicConnectionProtocol):
         self._caller_audio_alias: int | None = None
         self._caller_audio_rid: int | None = None
         self.goaway = False
+        self.publish_dones: list[Any] = []
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -135,6 +137,8 @@ class CallerProtocol(QuicConnectionProtocol):
                 out = self.moqt.subscribe_error(msg, 0x4, "no such track")
             assert self._control_sid is not None
             self._quic.send_stream_data(self._control_sid, out)
+        elif isinstance(ev, PublishDoneReceived):
+            self.publish_dones.append(ev.message)
         elif isinstance(ev, GoawayReceived):
             self.goaway = True
             self.t.on_control({"type": "info", "goaway": ev.new_session_uri.decode("utf-8", "replace")})

@@ -170,6 +170,9 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._control_alias: int | None = None
         self._control_stream: int | None = None
         self._control_writer: ControlTrackWriter | None = None
+        self._agent_rid: int | None = None
+        self._control_rid: int | None = None
+        self._agent_streams = 0
         self.call: QuicCall | None = None
         self._task: asyncio.Task[None] | None = None
         self._ended = False
@@ -371,7 +374,9 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._send_control_bytes(out)
         if msg.track_name == TRACK_AGENT_AUDIO:
             self._agent_alias = alias
+            self._agent_rid = msg.request_id
         else:
+            self._control_rid = msg.request_id
             self._control_alias = alias
             self._control_writer = ControlTrackWriter(alias)
             self._control_stream = self._quic.get_next_available_stream_id(is_unidirectional=True)
@@ -419,6 +424,7 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._quic.send_stream_data(
             sid, MoqtSession.encode_object_stream(self._agent_alias, group, payload), end_stream=True
         )
+        self._agent_streams += 1
         self.transmit()
 
     def send_control_object(self, payload: bytes) -> None:
@@ -440,12 +446,31 @@ class EdgeProtocol(QuicConnectionProtocol):
             self.end_session(TerminationCode.CONTROL_MESSAGE_TIMEOUT, "setup and subscriptions not completed in time")
 
     def end_session(self, code: TerminationCode, reason: str) -> None:
-        """Close the QUIC connection with MoQT termination ``code`` (an application error)."""
+        """Close the QUIC connection with MoQT termination ``code`` (an application error).
+
+        A normal end (NO_ERROR) first sends PUBLISH_DONE (TRACK_ENDED, with the number of data
+        streams opened) for the tracks the caller subscribed to, and FINs the control track.
+        """
         if self._ended:
+            return
+        if code == TerminationCode.NO_ERROR and self._control_stream_id is not None and self.moqt.setup_done:
+            for rid, count in ((self._agent_rid, self._agent_streams), (self._control_rid, 1)):
+                if rid is not None and rid in self.moqt.published:
+                    self._send_control_bytes(self.moqt.publish_done(rid, PUBLISH_DONE_TRACK_ENDED, reason[:100], count))
+            if self._control_stream is not None:
+                self._quic.send_stream_data(self._control_stream, b"", end_stream=True)
+            # let the PUBLISH_DONEs leave before CONNECTION_CLOSE (which discards unsent stream data)
+            self.transmit()
+            self._finish(reason)
+            asyncio.get_running_loop().call_later(0.1, self._close_now, int(code), reason[:200])
             return
         self._quic.close(error_code=int(code), reason_phrase=reason[:200])
         self.transmit()
         self._finish(reason)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        self._quic.close(error_code=code, reason_phrase=reason)
+        self.transmit()
 
     def _finish(self, reason: str) -> None:
         if self._ended:
@@ -507,9 +532,10 @@ class QuicIngress:
             for proto in list(self._protocols):
                 proto.send_goaway()
             await asyncio.sleep(goaway_grace_s)
-        for proto in list(self._protocols):
+        protos = list(self._protocols)
+        for proto in protos:
             proto.end_session(TerminationCode.NO_ERROR, "edge shutting down")
         if self._server is not None:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.15 if protos else 0)
             self._server.close()
             self._server = None

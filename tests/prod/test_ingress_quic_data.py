@@ -108,3 +108,29 @@ def test_goaway_on_shutdown(tmp_path) -> None:  # type: ignore[no-untyped-def]
         await tr.hangup()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_normal_end_sends_publish_done_with_stream_counts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class Three:
+        async def on_call(self, call):  # type: ignore[no-untyped-def]
+            for _ in range(3):
+                await call.send_agent_audio(b"\x00\x01" * 320)
+            await call.send_control({"type": "hangup"})
+
+    async def main() -> None:
+        edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "t")), Three())
+        await edge.start()
+        got: list = []  # type: ignore[type-arg]
+        tr = await connect(edge, "pd")
+        tr.on_agent_audio = got.append
+        for _ in range(200):
+            if tr.proto.close_code is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert tr.proto.close_code == TC.NO_ERROR and len(got) == 3
+        counts = sorted((m.status_code, m.stream_count) for m in tr.proto.publish_dones)
+        assert counts == [(2, 1), (2, 3)]  # TRACK_ENDED: control (1 stream), agent-audio (3 streams)
+        await tr.hangup()
+        await edge.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
