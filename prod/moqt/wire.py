@@ -181,9 +181,16 @@ class Reader:
         return self.end - self.pos
 
     def varint(self) -> int:
-        if self.pos >= self.end:
+        pos = self.pos
+        if pos >= self.end:
             raise NeedMore
-        first = self.data[self.pos]
+        first = self.data[pos]
+        if first < 0x40:  # fast path: one byte
+            self.pos = pos + 1
+            return int(first)
+        if first < 0x80 and pos + 2 <= self.end:  # two bytes
+            self.pos = pos + 2
+            return ((first & 0x3F) << 8) | self.data[pos + 1]
         length = 1 << (first >> 6)
         if self.pos + length > self.end:
             raise NeedMore
