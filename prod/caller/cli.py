@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="call token (required with --edge)")
     parser.add_argument("--call-id", default=None, help="call id (required with --edge)")
     parser.add_argument("--cafile", default=None, help="CA/cert file to trust for the edge")
-    parser.add_argument("--codec", choices=("pcm16", "g711_ulaw"), default="pcm16",
+    parser.add_argument("--codec", choices=("pcm16", "opus", "g711_ulaw", "g711_alaw"), default="pcm16",
                         help="QUIC caller codec (WebSocket is always G.711 u-law 8 kHz)")
     parser.add_argument("--echo", choices=("turns", "frames"), default="turns",
                         help="local edge's echo handler: replay each turn, or echo every frame")
@@ -44,7 +44,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
     pcm, rate = read_wav(args.wav)
     codec = "g711_ulaw" if args.transport == "ws" else args.codec
-    want = 8000 if codec == "g711_ulaw" else (rate if rate in (8000, 16000, 48000) else 16000)
+    want = 8000 if codec.startswith("g711") else (rate if rate in (8000, 16000, 48000) else 16000)
     if rate != want:
         pcm = soxr.resample(np.frombuffer(pcm, dtype="<i2"), rate, want).astype("<i2").tobytes()
     edge_objs: list[Any] = []

@@ -33,7 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clutchcall.prod.ingress.codecs import ulaw_decode, ulaw_encode
+import numpy as np
+from clutchcall.engine.audio import Codec, OpusDecoder, OpusEncoder, alaw_decode, alaw_encode
+from clutchcall.engine.audio import ulaw_decode as _ulaw_decode
+from clutchcall.engine.audio import ulaw_encode as _ulaw_encode
 
 
 @dataclass
@@ -145,6 +148,38 @@ def write_wav(path: str, pcm: bytes, rate: int) -> None:
         w.writeframes(pcm)
 
 
+class CallerCodec:
+    """The caller's own encoder/decoder (16-bit PCM <-> caller payloads), on the audio contract."""
+
+    def __init__(self, codec: str, rate: int, frame_ms: int = 20) -> None:
+        self.codec = Codec.parse(codec)
+        self.rate = rate
+        self.frame_samples = rate * frame_ms // 1000
+        self._enc = OpusEncoder(rate, frame_ms) if self.codec is Codec.OPUS else None
+        self._dec = OpusDecoder(rate) if self.codec is Codec.OPUS else None
+
+    def encode(self, pcm: bytes) -> bytes:
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        if self.codec is Codec.PCM16:
+            return pcm
+        if self.codec is Codec.G711_ULAW:
+            return bytes(_ulaw_encode(x).tobytes())
+        if self.codec is Codec.G711_ALAW:
+            return bytes(alaw_encode(x).tobytes())
+        assert self._enc is not None
+        return self._enc.encode(x)
+
+    def decode(self, payload: bytes) -> bytes:
+        if self.codec is Codec.PCM16:
+            return payload
+        if self.codec is Codec.OPUS:
+            assert self._dec is not None
+            return bytes(self._dec.decode(payload).astype("<i2").tobytes())
+        codes = np.frombuffer(payload, dtype=np.uint8)
+        pcm = _ulaw_decode(codes) if self.codec is Codec.G711_ULAW else alaw_decode(codes)
+        return bytes(pcm.astype("<i2").tobytes())
+
+
 class CallerTransport:
     """What a caller transport provides; callbacks are set by :class:`Caller`."""
 
@@ -187,14 +222,14 @@ class Caller:
         self.keep_payloads = keep_payloads
         self.result = CallResult(call_id=call_id, transport=transport.name, codec=codec, rate=rate)
         self._playout: deque[bytes] = deque()
-        self._played: list[bytes] = []
         self._closed = asyncio.Event()
+        self._codec = CallerCodec(codec, rate, frame_ms)
 
     def _encode(self, pcm: bytes) -> bytes:
-        return ulaw_encode(pcm) if self.codec == "g711_ulaw" else pcm
+        return self._codec.encode(pcm)
 
     def _decode(self, payload: bytes) -> bytes:
-        return ulaw_decode(payload) if self.codec == "g711_ulaw" else payload
+        return self._codec.decode(payload)
 
     def _agent_audio(self, payload: bytes) -> None:
         now = asyncio.get_running_loop().time()

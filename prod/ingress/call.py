@@ -237,6 +237,32 @@ def frame_energy_dbfs(codec: str, payload: bytes) -> float:
     return 20 * math.log10(rms / 32768.0) if rms > 0 else -math.inf
 
 
+class TranscodingEchoHandler:
+    """The pipeline's audio path with an echo for a model: every uplink frame goes through the
+    audio contract's ``Transcoder`` to model-rate PCM16 (Opus PLC for concealed frames via
+    ``set_concealer``) and straight back through ``Transcoder.downlink`` to the caller codec."""
+
+    def __init__(self, model_rate: int = 24000) -> None:
+        self.model_rate = model_rate
+        self.model_bytes = 0
+        self.concealed = 0
+
+    async def on_call(self, call: CallSession) -> None:
+        from clutchcall.engine.audio import Transcoder
+
+        tc = Transcoder(call.codec, call.rate, model_rate=self.model_rate, frame_ms=call.frame_ms)
+        call.set_concealer(lambda seq: tc.uplink_loss())
+        async for frame in call.frames():
+            if frame.concealed:
+                self.concealed += 1
+                pcm = frame.payload  # already model-rate PCM16 (the concealer above)
+            else:
+                pcm = tc.uplink(frame.payload)
+            self.model_bytes += len(pcm)
+            for payload in tc.downlink(pcm):
+                await call.send_agent_audio(payload)
+
+
 class EchoHandler:
     """Plays the caller's audio back.
 
