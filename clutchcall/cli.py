@@ -18,13 +18,10 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("engine", "demo"): ("clutchcall.engine.demo", "run the turn engine on a scripted call and print its actions"),
     ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
-<<<<<<< HEAD
     ("bench", "callerleg"): ("clutchcall.prod.caller.bench", "benchmark the caller leg: MoQT codec objects/s and loopback calls over QUIC vs WebSocket"),
     ("edge", "echo"): ("clutchcall.prod.ingress.serve", "run the QUIC/MoQT and WebSocket/TLS ingresses with the echo handler (demo edge)"),
     ("call",): ("clutchcall.prod.caller.cli", "place a real call with a WAV over QUIC/MoQT or WebSocket/TLS; report mouth-to-ear turn latency"),
-=======
     ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
->>>>>>> main
 }
 
 

@@ -33,12 +33,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from clutchcall.engine.errors import LocalProtocolError
-from clutchcall.prod.ingress.codecs import silence, ulaw_decode
+from clutchcall.prod.ingress.codecs import silence
 from clutchcall.prod.ingress.jitter import JitterBuffer, UplinkFrame
 
 CONTROL_TYPES = frozenset(
@@ -223,17 +222,14 @@ class BaseCall:
         raise NotImplementedError
 
 
-def frame_energy_dbfs(codec: str, payload: bytes) -> float:
-    """RMS level of one frame in dBFS (pcm16 / g711_ulaw; -inf for anything else or empty)."""
-    if codec == "g711_ulaw":
-        payload = ulaw_decode(payload)
-    elif codec != "pcm16":
+def frame_energy_dbfs(pcm: Any) -> float:
+    """RMS level of one frame of int16 samples (ndarray) in dBFS; -inf for silence or empty."""
+    import numpy as np
+
+    x = np.asarray(pcm, dtype=np.float64)
+    if x.size == 0:
         return -math.inf
-    n = len(payload) // 2
-    if n == 0:
-        return -math.inf
-    samples = struct.unpack(f"<{n}h", payload[: n * 2])
-    rms = math.sqrt(sum(s * s for s in samples) / n)
+    rms = math.sqrt(float(np.mean(x * x)))
     return 20 * math.log10(rms / 32768.0) if rms > 0 else -math.inf
 
 
@@ -270,7 +266,8 @@ class EchoHandler:
     byte-exact). Otherwise turn mode: frames louder than ``threshold_dbfs`` open a turn; after
     ``turn_silence_ms`` of quieter frames the turn's frames are played back (paced at 1x) after
     a ``commit`` control event. Speech arriving during playback stops it with
-    ``clear_playout`` (barge-in). Energy is measured for pcm16 and G.711 µ-law.
+    ``clear_playout`` (barge-in). Energy is measured on the decoded frame (any codec, via the
+    audio contract's ``Transcoder.decode_caller``).
     """
 
     def __init__(self, turn_silence_ms: int | None = None, threshold_dbfs: float = -40.0) -> None:
@@ -286,12 +283,19 @@ class EchoHandler:
                 if not frame.concealed:
                     await call.send_agent_audio(frame.payload)
             return
+        from clutchcall.engine.audio import AudioError, Transcoder
+
+        decoder = Transcoder(call.codec, call.rate, frame_ms=call.frame_ms)  # decode_caller only
         turn: list[bytes] = []
         quiet_ms = 0
         playback: asyncio.Task[None] | None = None
         try:
             async for frame in call.frames():
-                loud = frame_energy_dbfs(call.codec, frame.payload) > self.threshold_dbfs
+                try:
+                    pcm = decoder.conceal_caller() if frame.concealed else decoder.decode_caller(frame.payload)
+                except AudioError:
+                    continue  # an undecodable payload counts as neither speech nor silence
+                loud = frame_energy_dbfs(pcm) > self.threshold_dbfs
                 if loud:
                     if playback is not None and not playback.done():
                         playback.cancel()
