@@ -5,7 +5,8 @@
    0.5.3's classes parsing the same bytes (if installed), reported as a ratio.
 2. Calls: ``--calls`` sequential calls per transport (QUIC/MoQT and WebSocket/TLS) against an
    in-process edge with the turn-echo handler; reports median connect time and median
-   mouth-to-ear turn latency per transport and the QUIC / WS ratio. On loopback with no loss
+   mouth-to-ear turn latency per transport and the QUIC / WS ratio, plus QUIC reconnects that
+   resume with a session ticket (0-RTT): median connect time vs a full handshake. On loopback with no loss
    this measures software overhead, not the network (no head-of-line blocking to show).
 """
 
@@ -83,22 +84,36 @@ async def bench_calls(calls: int) -> dict[str, Any]:
     for name in ("quic", "ws"):
         edge: Any = (QuicIngress if name == "quic" else WsIngress)(cfg, EchoHandler(turn_silence_ms=400))
         port = await edge.start()
-        lat, conn = [], []
+        lat, conn, conn0 = [], [], []
+        tickets: list[Any] = []
         for i in range(calls):
             cid = f"bench-{name}-{i}"
             tok = edge.authority.issue(cid, time.time() + 600)
             if name == "quic":
                 tr: Any = QuicCallerTransport("127.0.0.1", port, token=tok, call_id=cid, codec="pcm16", rate=16000,
-                                              cafile=edge.cert_path)
+                                              cafile=edge.cert_path, ticket_sink=tickets.append)
                 r = await Caller(tr, call_id=cid, codec="pcm16", rate=16000, tail_s=1.0).run(pcm[16000])
             else:
                 tr = WsCallerTransport(f"wss://localhost:{port}/m", token=tok, call_id=cid, cafile=edge.cert_path)
                 r = await Caller(tr, call_id=cid, codec="g711_ulaw", rate=8000, tail_s=1.0).run(pcm[8000])
             lat += [t.latency_ms for t in r.turns if t.latency_ms is not None]
             conn.append(r.connect_ms)
+        if name == "quic":  # reconnects resuming with a session ticket, setup sent as 0-RTT
+            for i in range(calls):
+                cid = f"bench-0rtt-{i}"
+                tok = edge.authority.issue(cid, time.time() + 600)
+                tr = QuicCallerTransport("127.0.0.1", port, token=tok, call_id=cid, codec="pcm16", rate=16000,
+                                         cafile=edge.cert_path, session_ticket=tickets[-1] if tickets else None,
+                                         ticket_sink=tickets.append)
+                r = await Caller(tr, call_id=cid, codec="pcm16", rate=16000, tail_s=0.1).run(bytes(640 * 10))
+                if r.early_data_accepted:
+                    conn0.append(r.connect_ms)
         await edge.stop()
         res[name] = {"calls": calls, "turns": len(lat),
                      "connect_ms_median": round(statistics.median(conn), 2),
+                     **({"connect_ms_median_0rtt": round(statistics.median(conn0), 2),
+                         "connect_ratio_0rtt_vs_full": round(statistics.median(conn0) / statistics.median(conn), 3)}
+                        if conn0 else {}),
                      "mouth_to_ear_ms_median": round(statistics.median(lat), 2) if lat else None}
     q, w = res["quic"]["mouth_to_ear_ms_median"], res["ws"]["mouth_to_ear_ms_median"]
     if q and w:
