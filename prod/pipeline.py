@@ -1,0 +1,651 @@
+"""The per-call pipeline: caller audio -> VAD -> turn engine -> model leg; model audio -> caller.
+
+Theory of operation
+-------------------
+One :class:`CallPipeline` per call, all on the edge's asyncio loop. Its input is a stream of
+:class:`CallerFrame` (caller-codec payloads, normally one ``frame_ms`` frame each, in sequence
+order) pushed with :meth:`CallPipeline.feed` or pulled by :meth:`CallPipeline.run` from an async
+iterator; its output is a :class:`Downlink` (send one agent frame, clear the playout, send a
+control event). A caller leg plugs in with a thin adapter (see :class:`CallSessionDownlink`).
+
+Uplink, per payload: the transcoder decodes it to PCM at the caller rate, the VAD framer cuts
+``frame_ms`` frames and judges each, and each frame goes into the :class:`TurnEngine` with
+``now`` = its arrival on the loop clock, kept monotonic and non-overlapping: frames are laid
+end to end, and one that would end in the loop clock's future (it came early, right after a
+late one) is held until then, so the engine's clock never runs ahead of real time. Then the one drive loop of DESIGN §2: drain the engine, perform
+each output (``Append`` -> the frame's 24 kHz audio to the model leg, ``Prime`` / ``Commit`` /
+``BackchannelFiltered`` / ``Cancel`` -> the model leg; every output -> metrics), and re-arm the
+single ``loop.call_at`` timer whose callback runs ``handle_timer(max(deadline, loop.time()))``.
+
+Downlink: model audio chunks are transcoded to caller frames and queued; one pacer task sends
+them at 1x (frame k of a run at ``start + k * frame_ms``). The engine hears
+``agent_audio_started`` when the first frame of a run is actually sent and
+``agent_audio_finished`` when the last one has finished playing (the model said the response
+is done and the queue is empty) or the playout was cleared. On ``Cancel`` the queue is dropped
+and the caller's playout cleared at once, and the model leg is told to cancel and to truncate
+the playing item at the audio actually sent to the caller.
+
+Latencies, per committed turn (:class:`TurnRecord`): *turn latency* = first agent frame sent
+- ``Commit.last_speech_at`` (both on the loop clock); *edge-added* = turn latency - the
+end-of-turn silence (``Commit.time - last_speech_at``) - the model's own time to first audio
+as measured at the model leg. The model leg failing ends the call's pipeline cleanly with an
+``error`` control event to the caller; it never raises into the caller leg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import soxr
+import webrtcvad
+
+from clutchcall.engine import (
+    Append,
+    BackchannelFiltered,
+    Cancel,
+    Commit,
+    ConfigError,
+    Output,
+    Prime,
+    RemoteProtocolError,
+    TurnConfig,
+    TurnEngine,
+)
+from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
+from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
+from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
+
+log = logging.getLogger("clutchcall.pipeline")
+
+_VAD_RATES = (8000, 16000, 32000, 48000)
+
+
+# --------------------------------------------------------------------------- interfaces
+@dataclass(frozen=True, slots=True)
+class CallerFrame:
+    """One uplink payload. ``seq``: increasing frame number (gaps are losses), None to
+    number them in order; ``ts``: the sender's media time of the frame start (s), optional;
+    ``concealed``: the caller leg already concealed a loss with this payload."""
+
+    payload: bytes
+    seq: int | None = None
+    ts: float | None = None
+    concealed: bool = False
+
+
+class Downlink(Protocol):
+    """Where the pipeline sends to the caller (all awaited from the pipeline's pacer task)."""
+
+    async def send_agent_audio(self, payload: bytes) -> None:
+        """Send one ``frame_ms`` frame of agent audio in the caller codec."""
+
+    async def clear_playout(self) -> None:
+        """Tell the caller to drop agent audio it has queued (barge-in)."""
+
+    async def send_control(self, event: dict[str, Any]) -> None:
+        """Send a control event (``commit``, ``cancel``, ``error``, ...)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineConfig:
+    """Per-call knobs of the pipeline (the engine's are in :class:`TurnConfig`)."""
+
+    caller_rate: int = 16000
+    """Caller-leg sample rate (Hz)."""
+    caller_codec: str = "pcm16"
+    """Caller-leg codec; this build transcodes ``pcm16`` (others arrive with the audio package)."""
+    late_after_ms: int = 60
+    """A frame arriving this much later than its media time predicts counts as late."""
+    underrun_finish_ms: int = 400
+    """With the queue empty this long and the response not done, the agent counts as finished."""
+    drain_timeout_s: float = 10.0
+    """After the caller's last frame, :meth:`CallPipeline.run` waits at most this long for the
+    agent's reply to finish playing."""
+
+    def __post_init__(self) -> None:
+        if self.caller_codec != "pcm16":
+            raise ConfigError(f"PipelineConfig.caller_codec: only pcm16 yet, got {self.caller_codec!r}")
+        if self.caller_rate not in (8000, 12000, 16000, 24000, 32000, 44100, 48000):
+            raise ConfigError(f"PipelineConfig.caller_rate: unsupported {self.caller_rate}")
+        if self.late_after_ms < 0 or self.underrun_finish_ms < 20 or self.drain_timeout_s < 0:
+            raise ConfigError("PipelineConfig: late_after_ms >= 0, underrun_finish_ms >= 20, "
+                              "drain_timeout_s >= 0")
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """One committed turn and its latencies (ms, None until measured). Times are loop-clock
+    seconds: ``last_speech_at`` the arrival of the turn's last speech frame, ``commit_at`` the
+    engine's Commit time, ``performed_at`` when the commit was handed to the model leg,
+    ``first_audio_at`` when the first agent frame was sent to the caller."""
+
+    turn: int
+    last_speech_at: float
+    commit_at: float
+    performed_at: float
+    first_audio_at: float | None = None
+    turn_latency_ms: float | None = None
+    eot_silence_ms: float | None = None
+    model_ttfa_ms: float | None = None
+    edge_added_ms: float | None = None
+    response_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as a JSON-able dict."""
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- audio adapter
+class _Pcm16Transcoder:
+    """PCM16 caller leg <-> 24 kHz model leg (the subset of the audio package's
+    ``Transcoder`` this pipeline uses; swapped for it once it is on main). soxr's quick
+    quality keeps the streaming delay under a millisecond (its HQ mode emits in ~40 ms bursts)."""
+
+    def __init__(self, rate: int, frame_ms: int) -> None:
+        self.rate = rate
+        self.frame_samples = rate * frame_ms // 1000
+        self._up = None if rate == MODEL_RATE else soxr.ResampleStream(rate, MODEL_RATE, 1, dtype="int16", quality="QQ")
+        self._down_rs: Any = None
+        self._down = np.zeros(0, dtype=np.int16)
+        self.downlink_reset()
+
+    def decode_caller(self, payload: bytes) -> np.ndarray:
+        if len(payload) % 2:
+            raise RemoteProtocolError("pcm16 payload with an odd number of bytes")
+        return np.frombuffer(payload, dtype="<i2").astype(np.int16)
+
+    def to_model(self, pcm: np.ndarray) -> bytes:
+        if self._up is None:
+            return pcm.astype("<i2").tobytes()
+        return np.asarray(self._up.resample_chunk(pcm), dtype="<i2").tobytes()
+
+    def uplink_loss(self) -> bytes:
+        return self.to_model(np.zeros(self.frame_samples, dtype=np.int16))
+
+    def downlink(self, pcm: bytes) -> list[bytes]:
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        if self._down_rs is not None:
+            x = np.asarray(self._down_rs.resample_chunk(x), dtype=np.int16)
+        buf = np.concatenate([self._down, x]) if self._down.size else x
+        n = buf.size // self.frame_samples
+        frames = [buf[i * self.frame_samples:(i + 1) * self.frame_samples].astype("<i2").tobytes() for i in range(n)]
+        self._down = buf[n * self.frame_samples:]
+        return frames
+
+    def downlink_flush(self) -> list[bytes]:
+        if self._down.size == 0:
+            return []
+        pad = np.zeros(self.frame_samples - self._down.size, dtype=np.int16)
+        frame = np.concatenate([self._down, pad]).astype("<i2").tobytes()
+        self._down = np.zeros(0, dtype=np.int16)
+        return [frame]
+
+    def downlink_reset(self) -> None:
+        self._down = np.zeros(0, dtype=np.int16)
+        self._down_rs = None if self.rate == MODEL_RATE else soxr.ResampleStream(
+            MODEL_RATE, self.rate, 1, dtype="int16", quality="QQ")
+
+
+class _VadFramer:
+    """Cuts caller PCM into ``frame_ms`` frames and judges each with webrtcvad (at the caller
+    rate when webrtcvad takes it, else on a 16 kHz copy). Same contract as the audio package's
+    ``VadFramer.push``."""
+
+    def __init__(self, rate: int, frame_ms: int, aggressiveness: int) -> None:
+        self.frame_samples = rate * frame_ms // 1000
+        self.frame_ms = frame_ms
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._vad_rate = rate if rate in _VAD_RATES else 16000
+        self._rs = None if rate in _VAD_RATES else soxr.ResampleStream(rate, 16000, 1, dtype="int16", quality="QQ")
+        self._vbuf = np.zeros(0, dtype=np.int16)
+        self._buf = np.zeros(0, dtype=np.int16)
+        self._last = False
+
+    def push(self, pcm: np.ndarray) -> list[tuple[np.ndarray, bool]]:
+        buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm
+        out: list[tuple[np.ndarray, bool]] = []
+        n = buf.size // self.frame_samples
+        for i in range(n):
+            frame = buf[i * self.frame_samples:(i + 1) * self.frame_samples]
+            out.append((frame, self._judge(frame)))
+        self._buf = buf[n * self.frame_samples:]
+        return out
+
+    def _judge(self, frame: np.ndarray) -> bool:
+        if self._rs is None:
+            return bool(self._vad.is_speech(frame.astype("<i2").tobytes(), self._vad_rate))
+        v = np.concatenate([self._vbuf, np.asarray(self._rs.resample_chunk(frame), dtype=np.int16)])
+        step = self._vad_rate * self.frame_ms // 1000
+        n = v.size // step
+        if n:
+            self._last = any(self._vad.is_speech(v[i * step:(i + 1) * step].astype("<i2").tobytes(), self._vad_rate)
+                             for i in range(n))
+        self._vbuf = v[n * step:]
+        return self._last
+
+
+# --------------------------------------------------------------------------- the pipeline
+class CallPipeline:
+    """One call's pipeline. ``await start()``, then ``feed(frame)`` per uplink payload (or
+    ``await run(frames)``), then ``await close()``. See the module docstring."""
+
+    def __init__(
+        self,
+        downlink: Downlink,
+        *,
+        call_id: str = "call",
+        turn_config: TurnConfig | None = None,
+        config: PipelineConfig | None = None,
+        model_config: ModelLegConfig | None = None,
+        model_url: str | None = None,
+        metrics: EdgeMetrics | None = None,
+        record_outputs: bool = True,
+    ) -> None:
+        self.call_id = call_id
+        self.downlink = downlink
+        self.turn_config = turn_config or TurnConfig()
+        self.config = config or PipelineConfig()
+        self.metrics = metrics or EdgeMetrics()
+        self.log = call_logger(log, call_id)
+        self.engine = TurnEngine(self.turn_config)
+        self.frame_ms = self.turn_config.frame_ms
+        self._frame_s = self.frame_ms / 1000
+        self.transcoder = _Pcm16Transcoder(self.config.caller_rate, self.frame_ms)
+        self.vad = _VadFramer(self.config.caller_rate, self.frame_ms, self.turn_config.vad_aggressiveness)
+        self.model = ModelLeg(
+            model_config or ModelLegConfig(), url=model_url, on_audio=self._on_model_audio,
+            on_response_done=self._on_response_done, on_error=self._on_model_error,
+            on_closed=self._on_model_closed, metrics=self.metrics, logger=self.log)
+        self.outputs: list[Output] | None = [] if record_outputs else None
+        self.turns: list[TurnRecord] = []
+        self.failed: str | None = None
+        self.loop = asyncio.get_running_loop()
+        # engine clock
+        self._now = 0.0
+        self._last_frame_end = -1.0
+        self._seq = itertools.count()
+        self._last_seq = -1
+        self._media0: tuple[float, float] | None = None  # (arrival, ts) of the first timed frame
+        self._uplink: dict[int, bytes] = {}
+        self._held: collections.deque[tuple[float, float, np.ndarray, bool]] = collections.deque()
+        self._pump_handle: asyncio.TimerHandle | None = None
+        self._speech_arrival = (0.0, 0.0)  # (engine end time, loop arrival) of the last speech frame
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        # downlink
+        self._queue: collections.deque[tuple[str, str, bytes]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._clear_pending = False
+        self._controls: collections.deque[dict[str, Any]] = collections.deque()
+        self._playing_item: str | None = None
+        self._playing_response: str | None = None
+        self._playing = False
+        self._sent_ms: dict[str, int] = {}
+        self._done_responses: set[str] = set()
+        self._dropped: set[str] = set()  # cancelled responses
+        self._ttfa: dict[str, float | None] = {}
+        self._pending_turn: TurnRecord | None = None
+        self._pacer: asyncio.Task[None] | None = None
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.agent_frames_sent = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect the model leg and start the pacer. Raises RemoteProtocolError if the
+        model cannot be reached (the caller is told with an ``error`` control event)."""
+        current_call_id.set(self.call_id)
+        self.metrics.calls_active.inc()
+        self._pacer = asyncio.create_task(self._pace())
+        try:
+            await self.model.connect()
+        except RemoteProtocolError as exc:
+            self._fail(f"model leg unavailable: {exc}")
+            raise
+
+    async def run(self, frames: AsyncIterator[CallerFrame]) -> list[TurnRecord]:
+        """Start, feed every frame of ``frames`` until it ends (or the model leg fails), wait
+        up to ``drain_timeout_s`` for the reply in flight to finish, close. Returns the turns."""
+        try:
+            await self.start()
+            async for frame in frames:
+                if self.failed:
+                    break
+                self.feed(frame)
+            await self.wait_quiet(self.config.drain_timeout_s)
+        except RemoteProtocolError:
+            pass
+        finally:
+            await self.close()
+        return self.turns
+
+    async def wait_quiet(self, timeout: float) -> None:
+        """Return once no reply is pending or playing (or after ``timeout`` seconds)."""
+        end = self.loop.time() + timeout
+        while self.loop.time() < end and not self.failed:
+            pending = self._pending_turn is not None and self._pending_turn.first_audio_at is None
+            if (not pending and not self._playing and not self._queue and not self._held
+                    and self.engine.get_timer() is None):
+                return
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        """Stop timers and the pacer, close the model leg. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
+        await self.model.close()
+        if self._pacer is not None:
+            self._wake.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._pacer), 1.0)
+            self._pacer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pacer
+        self.metrics.calls_active.dec()
+
+    # -- uplink --------------------------------------------------------------------------
+    def feed(self, frame: CallerFrame) -> None:
+        """Process one uplink payload now. A malformed payload raises RemoteProtocolError
+        (nothing of it is processed); losses (sequence gaps) are counted and concealed."""
+        if self._closed or self.failed:
+            return
+        arrival = self.loop.time()
+        pcm = self.transcoder.decode_caller(frame.payload)
+        seq = frame.seq
+        if seq is not None and self._last_seq >= 0 and seq > self._last_seq + 1:
+            lost = seq - self._last_seq - 1
+            self.metrics.frames_lost.inc(lost)
+            for _ in range(min(lost, 50)):  # keep the model's input at 1x
+                self.model.append(self.transcoder.uplink_loss())
+        if frame.concealed:
+            self.metrics.frames_lost.inc()
+        if seq is not None:
+            self._last_seq = max(self._last_seq, seq)
+        if frame.ts is not None:
+            if self._media0 is None:
+                self._media0 = (arrival, frame.ts)
+            else:
+                due = self._media0[0] + (frame.ts - self._media0[1]) + len(pcm) / self.config.caller_rate
+                if arrival - due > self.config.late_after_ms / 1000:
+                    self.metrics.frames_late.inc()
+        frames = self.vad.push(pcm)
+        k = len(frames)
+        for i, (f, speech) in enumerate(frames):
+            self._held.append((arrival - (k - 1 - i) * self._frame_s, arrival, f, speech))
+        self._pump()
+
+    def _pump(self) -> None:
+        """Feed held frames to the engine. A frame's ``now`` is its arrival, laid end to end
+        after the previous frame; a frame that would end in the future of the loop clock (it
+        came early, after a late one) is held until then, so the engine's clock never runs
+        ahead of real time and no deadline fires early."""
+        self._pump_handle = None
+        while self._held and not self._closed:
+            nominal, arrival, f, speech = self._held[0]
+            end = max(nominal, self._last_frame_end + self._frame_s, self._now)
+            wait = end - self.loop.time()
+            if wait > 0.0002:
+                self._pump_handle = self.loop.call_at(end, self._pump)
+                return
+            self._held.popleft()
+            self._now = self._last_frame_end = end
+            if speech:
+                self._speech_arrival = (end, arrival)
+            n = next(self._seq)
+            self._uplink[n] = self.transcoder.to_model(f)
+            self.engine.caller_frame(end, speech=speech, duration_ms=self.frame_ms, seq=n)
+            self._drive()
+
+    # -- the drive loop ------------------------------------------------------------------
+    def _drive(self) -> None:
+        while True:
+            outs = self.engine.drain()
+            if not outs:
+                break
+            for out in outs:
+                self._perform(out)
+        self._rearm()
+
+    def _perform(self, out: Output) -> None:
+        if self.outputs is not None:
+            self.outputs.append(out)
+        self.metrics.observe_output(out)
+        if isinstance(out, Append):
+            pcm = self._uplink.pop(out.seq, b"")
+            if pcm and not self.failed:
+                self.model.append(pcm)
+        elif isinstance(out, Prime):
+            self.model.prime()
+        elif isinstance(out, Commit):
+            self.model.commit()
+            end, arrival = self._speech_arrival
+            # turn latency starts when the last speech frame *arrived* (loop clock); the engine's
+            # clock may run ahead of arrivals by the largest lateness seen (frames are laid end
+            # to end), and that skew is time spent inside the edge.
+            last = arrival if end == out.last_speech_at else out.last_speech_at
+            self._pending_turn = TurnRecord(out.turn, last, out.time, self.loop.time(),
+                                            eot_silence_ms=(out.time - out.last_speech_at) * 1000)
+            self._control({"type": "commit", "turn": out.turn})
+        elif isinstance(out, BackchannelFiltered):
+            self.model.backchannel_filtered()
+        elif isinstance(out, Cancel):
+            self._cancel(out)
+
+    def _rearm(self) -> None:
+        deadline = self.engine.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None and not self._closed:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        deadline = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        if deadline is None or self._closed:
+            return
+        self._now = max(deadline, self.loop.time(), self._now)
+        self.engine.handle_timer(self._now)
+        self._drive()
+
+    def _tick(self) -> float:
+        self._now = max(self.loop.time(), self._now)
+        return self._now
+
+    # -- downlink ------------------------------------------------------------------------
+    def _control(self, event: dict[str, Any]) -> None:
+        self._controls.append(event)
+        self._wake.set()
+
+    def _on_model_audio(self, chunk: AudioChunk) -> None:
+        if chunk.response_id in self._dropped or self._closed:
+            return
+        if chunk.first:
+            self._ttfa[chunk.response_id] = chunk.model_ttfa_s
+        for payload in self.transcoder.downlink(chunk.pcm):
+            self._queue.append((chunk.response_id, chunk.item_id, payload))
+        self._wake.set()
+
+    def _on_response_done(self, response_id: str, status: str) -> None:
+        self._done_responses.add(response_id)
+        if response_id not in self._dropped:
+            tail = self.transcoder.downlink_flush()
+            item = self._queue[-1][1] if self._queue else (self._playing_item or "")
+            for payload in tail:
+                self._queue.append((response_id, item, payload))
+        if len(self._done_responses) > 256:
+            self._done_responses = set(list(self._done_responses)[-64:])
+        self._wake.set()
+
+    def _cancel(self, out: Cancel) -> None:
+        item = self._playing_item
+        sent = self._sent_ms.get(item, 0) if item else None
+        for rid, _, _ in self._queue:
+            self._dropped.add(rid)
+        if self._playing_response:
+            self._dropped.add(self._playing_response)
+        self._queue.clear()
+        self.transcoder.downlink_reset()
+        self._clear_pending = True
+        end = self.model.cancel(out.agent_played_ms, item_id=item, sent_ms=sent)
+        self.log.info("barge-in: cancel, truncate %s at %s ms", item, end)
+        self._control({"type": "cancel", "agent_played_ms": out.agent_played_ms, "audio_end_ms": end})
+        if self._playing:
+            self._playing = False
+            self._playing_item = self._playing_response = None
+            self.engine.agent_audio_finished(self._tick())
+        self._wake.set()
+
+    async def _pace(self) -> None:
+        """The pacer: the only sender to the caller; sends queued frames at 1x."""
+        next_at = 0.0
+        try:
+            while True:
+                if self._closed:
+                    while self._controls:
+                        await self.downlink.send_control(self._controls.popleft())
+                    return
+                if self._clear_pending:
+                    self._clear_pending = False
+                    await self.downlink.clear_playout()
+                while self._controls:
+                    await self.downlink.send_control(self._controls.popleft())
+                now = self.loop.time()
+                if self._queue and not self._clear_pending:
+                    if now < next_at - 0.0005:
+                        await self._sleep_or_wake(next_at - now)
+                        continue
+                    rid, item, payload = self._queue.popleft()
+                    if rid in self._dropped:
+                        continue
+                    self._start_playing(rid, item)
+                    self._sent_ms[item] = self._sent_ms.get(item, 0) + self.frame_ms
+                    self.agent_frames_sent += 1
+                    await self.downlink.send_agent_audio(payload)
+                    # frames of one run go out at start + k * frame_ms; after a starve, restart
+                    base = next_at if next_at and now - next_at < self._frame_s else now
+                    next_at = base + self._frame_s
+                    continue
+                if self._playing:
+                    play_end = next_at
+                    done = self._playing_response in self._done_responses
+                    grace = self.config.underrun_finish_ms / 1000
+                    if done and now >= play_end - 0.0005 or now >= play_end + grace:
+                        self._playing = False
+                        self._playing_item = self._playing_response = None
+                        self.engine.agent_audio_finished(self._tick())
+                        self._drive()
+                        next_at = 0.0
+                        continue
+                    wait = (play_end - now) if done else (play_end + grace - now)
+                    await self._sleep_or_wake(max(wait, 0.001))
+                    continue
+                next_at = 0.0
+                await self._sleep_or_wake(None)
+        except (ConnectionError, RemoteProtocolError) as exc:
+            self._fail(f"downlink failed: {exc}")
+
+    async def _sleep_or_wake(self, timeout: float | None) -> None:
+        self._wake.clear()
+        if self._queue and timeout is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _start_playing(self, rid: str, item: str) -> None:
+        now = self.loop.time()
+        if self._playing and self._playing_response == rid:
+            return
+        if self._playing:  # a new response while the previous still plays: one continuous run
+            self._playing_response, self._playing_item = rid, item
+        else:
+            self._playing = True
+            self._playing_response, self._playing_item = rid, item
+            self.engine.agent_audio_started(self._tick())
+            self._drive()
+        turn = self._pending_turn
+        if turn is not None and turn.first_audio_at is None:
+            turn.first_audio_at = now
+            turn.response_id = rid
+            turn.turn_latency_ms = (now - turn.last_speech_at) * 1000
+            ttfa = self._ttfa.get(rid)
+            if ttfa is not None and turn.eot_silence_ms is not None:
+                turn.model_ttfa_ms = ttfa * 1000
+                turn.edge_added_ms = turn.turn_latency_ms - turn.eot_silence_ms - turn.model_ttfa_ms
+            self.metrics.observe_turn(turn.turn_latency_ms / 1000,
+                                      None if turn.edge_added_ms is None else turn.edge_added_ms / 1000)
+            self.turns.append(turn)
+            self._pending_turn = None
+            self.log.info("turn %d: latency %.1f ms, edge-added %s ms", turn.turn, turn.turn_latency_ms,
+                          None if turn.edge_added_ms is None else round(turn.edge_added_ms, 2))
+
+    # -- failures ------------------------------------------------------------------------
+    def _on_model_error(self, exc: RemoteProtocolError) -> None:
+        pass  # logged and counted by the model leg; the call continues
+
+    def _on_model_closed(self, exc: BaseException | None) -> None:
+        if not self._closed:
+            self.metrics.model_error("connection", "closed")
+            self._fail(f"model leg closed: {exc}")
+
+    def _fail(self, reason: str) -> None:
+        if self.failed:
+            return
+        self.failed = reason
+        self.log.error("call failed: %s", reason)
+        self._control({"type": "error", "code": "model_unavailable", "message": reason})
+
+
+# --------------------------------------------------------------------------- adapters
+class CallSessionDownlink:
+    """Adapts a caller leg's ``CallSession`` (prod/ingress/call.py) to :class:`Downlink`."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    async def send_agent_audio(self, payload: bytes) -> None:
+        await self.call.send_agent_audio(payload)
+
+    async def clear_playout(self) -> None:
+        await self.call.clear_playout()
+
+    async def send_control(self, event: dict[str, Any]) -> None:
+        await self.call.send_control(event)
+
+
+@dataclass
+class MemoryDownlink:
+    """A downlink that keeps what it is sent, with loop timestamps (for tests and tools)."""
+
+    frames: list[tuple[float, bytes]] = field(default_factory=list)
+    clears: list[float] = field(default_factory=list)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send_agent_audio(self, payload: bytes) -> None:
+        self.frames.append((asyncio.get_running_loop().time(), payload))
+
+    async def clear_playout(self) -> None:
+        self.clears.append(asyncio.get_running_loop().time())
+
+    async def send_control(self, event: dict[str, Any]) -> None:
+        self.controls.append(event)
