@@ -21,6 +21,13 @@ import json
 import logging
 from typing import Any
 
+from clutchcall.engine.actions import (
+    BackchannelFiltered,
+    BargeArmed,
+    BargeConfirmed,
+    BargeDismissed,
+    Output,
+)
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -28,14 +35,6 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-)
-
-from clutchcall.engine.actions import (
-    BackchannelFiltered,
-    BargeArmed,
-    BargeConfirmed,
-    BargeDismissed,
-    Output,
 )
 
 TURN_LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
@@ -178,8 +177,7 @@ class MetricsServer:
                 + b"\r\nConnection: close\r\n\r\n" + (body if parts[:1] != [b"HEAD"] else b"")
             )
             await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
             pass
         finally:
             writer.close()
@@ -213,9 +211,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(obj, separators=(",", ":"))
 
 
+class _CallAdapter(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
 def call_logger(logger: logging.Logger, call_id: str) -> logging.LoggerAdapter[logging.Logger]:
-    """Return an adapter that stamps ``call_id`` on every record it logs."""
-    return logging.LoggerAdapter(logger, {"call_id": call_id})
+    """Return an adapter that stamps ``call_id`` on every record it logs (a call's own
+    ``extra`` keys are kept too)."""
+    return _CallAdapter(logger, {"call_id": call_id})
 
 
 def configure_json_logging(level: int = logging.INFO, stream: Any = None) -> logging.Handler:

@@ -46,7 +46,6 @@ from typing import Any, Protocol
 import numpy as np
 import soxr
 import webrtcvad
-
 from clutchcall.engine import (
     Append,
     BackchannelFiltered,

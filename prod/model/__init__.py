@@ -9,5 +9,12 @@ from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
 from clutchcall.prod.model.protocol import ModelProtocolError, ModelServerError
 from clutchcall.prod.model.server import ModelServerConfig, ReferenceModelServer
 
-__all__ = ["AudioChunk", "ModelLeg", "ModelLegConfig", "ModelProtocolError", "ModelServerError",
-           "ModelServerConfig", "ReferenceModelServer"]
+__all__ = [
+           "AudioChunk",
+           "ModelLeg",
+           "ModelLegConfig",
+           "ModelProtocolError",
+           "ModelServerConfig",
+           "ModelServerError",
+           "ReferenceModelServer",
+]

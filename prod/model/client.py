@@ -37,9 +37,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
 from clutchcall.engine.errors import ConfigError, RemoteProtocolError
 from clutchcall.prod.model.protocol import (
     AUDIO_DELTA_TYPES,
@@ -50,9 +47,12 @@ from clutchcall.prod.model.protocol import (
     b64decode_pcm,
     b64encode,
     dumps,
+    obj,
     parse_event,
     session_update,
 )
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 log = logging.getLogger("clutchcall.model.client")
 
@@ -202,15 +202,16 @@ class ModelLeg:
         if self.config.dialect == "beta":
             headers["OpenAI-Beta"] = "realtime=v1"
         try:
+            assert self.url is not None
             self._ws = await connect(self.url, additional_headers=headers, max_size=16 << 20,
                                      open_timeout=self.config.connect_timeout_s, compression=None)
-        except (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, InvalidHandshake, InvalidURI) as exc:
             raise RemoteProtocolError(f"model leg: cannot connect to {self.url}: {exc}") from exc
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._writer())]
         self._send(session_update(self.config.dialect, self.config.instructions, self.config.voice))
         try:
             await asyncio.wait_for(self._session_created.wait(), self.config.connect_timeout_s)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             await self.close()
             raise RemoteProtocolError("model leg: no session.created from the server") from exc
         if self.closed:
@@ -407,13 +408,13 @@ class ModelLeg:
             self.responses[resp.id] = resp
             self.active_response = resp
         elif kind == "response.output_item.added":
-            item = ev.get("item")
+            new_item = ev.get("item")
             resp = self.responses.get(str(ev.get("response_id")))
-            if isinstance(item, dict) and isinstance(item.get("id"), str) and resp is not None:
-                if item["id"] not in resp.item_ids:
-                    resp.item_ids.append(item["id"])
+            if isinstance(new_item, dict) and isinstance(new_item.get("id"), str) and resp is not None:
+                if new_item["id"] not in resp.item_ids:
+                    resp.item_ids.append(new_item["id"])
                 if not resp.cancelled:
-                    self.current_item_id = item["id"]
+                    self.current_item_id = new_item["id"]
         elif kind == "response.done":
             r = ev.get("response")
             if not isinstance(r, dict) or not isinstance(r.get("id"), str):
@@ -430,7 +431,7 @@ class ModelLeg:
             if self.on_response_done is not None:
                 self.on_response_done(r["id"], status)
         elif kind == "error":
-            e = ev.get("error") if isinstance(ev.get("error"), dict) else {}
+            e = obj(ev.get("error"))
             # a refused response.create will get no response.created: forget its send time
             self._requested_at = [r for r in self._requested_at if r[0] != e.get("event_id")]
             self._protocol_error(ModelServerError(

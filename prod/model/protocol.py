@@ -97,6 +97,11 @@ def parse_event(raw: str | bytes) -> dict[str, Any]:
     return obj
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """Return ``value`` if it is a JSON object (dict), else an empty dict."""
+    return value if isinstance(value, dict) else {}
+
+
 def dumps(event: dict[str, Any]) -> str:
     """Return ``event`` as compact JSON text."""
     return json.dumps(event, separators=(",", ":"))

@@ -23,12 +23,9 @@ import contextlib
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.model.protocol import (
     BYTES_PER_MS,
@@ -38,9 +35,12 @@ from clutchcall.prod.model.protocol import (
     b64decode_pcm,
     b64encode,
     dumps,
+    obj,
     parse_event,
 )
 from clutchcall.prod.model.speech import SpeechCache, SpeechError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 log = logging.getLogger("clutchcall.model.server")
 
@@ -212,9 +212,8 @@ class _Session:
         if not isinstance(sess, dict):
             await self.error("invalid_value", "session.update needs a 'session' object", eid, "session")
             return
-        audio = sess.get("audio") if isinstance(sess.get("audio"), dict) else {}
-        inp = audio.get("input") if isinstance(audio.get("input"), dict) else {}
-        out = audio.get("output") if isinstance(audio.get("output"), dict) else {}
+        audio = obj(sess.get("audio"))
+        inp, out = obj(audio.get("input")), obj(audio.get("output"))
         td = inp.get("turn_detection", sess.get("turn_detection"))
         if td is not None:
             await self.error("invalid_value", "the reference model supports only client-managed "
@@ -445,7 +444,7 @@ class ReferenceModelServer:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> ReferenceModelServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

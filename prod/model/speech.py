@@ -18,7 +18,6 @@ import wave
 
 import numpy as np
 import soxr
-
 from clutchcall.engine.errors import ConfigError
 
 

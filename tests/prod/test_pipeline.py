@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from clutchcall.engine import Append, Cancel, Commit, TurnConfig
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.metrics import EdgeMetrics
@@ -45,8 +44,8 @@ async def play(pcm: np.ndarray, log: list[float] | None = None) -> AsyncIterator
 
 
 def model_cfg(**kw: Any) -> ModelServerConfig:
-    base: dict[str, Any] = dict(replies=("Okay, your order is on its way.",), time_to_first_audio_ms=120,
-                                delta_ms=40)
+    base: dict[str, Any] = {"replies": ("Okay, your order is on its way.",),
+                            "time_to_first_audio_ms": 120, "delta_ms": 40}
     base.update(kw)
     return ModelServerConfig(**base)
 
@@ -124,7 +123,7 @@ def test_barge_in_cancels_clears_playout_and_truncates_at_audio_sent() -> None:
             # the model was told to cancel and to truncate at the audio actually sent
             assert srv.stats.cancelled == 1
             assert len(srv.stats.truncations) == 1
-            item, end_ms = srv.stats.truncations[0]
+            _item, end_ms = srv.stats.truncations[0]
             assert end_ms == min(cancel.agent_played_ms, sent_at_cancel[0])
             assert abs(end_ms - cancel.agent_played_ms) <= 60
             # the caller's playout was cleared at once, and no audio of the cancelled reply after
