@@ -264,6 +264,9 @@ class CallPipeline:
             on_response_done=self._on_response_done, on_error=self._on_model_error,
             on_closed=self._on_model_closed, metrics=self.metrics, logger=self.log)
         self.outputs: list[Output] | None = [] if record_outputs else None
+        self.inputs: list[tuple[Any, ...]] | None = [] if record_outputs else None
+        """Engine inputs in order, for traces: ``("frame", now, speech, duration_ms, seq)``,
+        ``("timer", now)``, ``("agent_started", now)``, ``("agent_finished", now)``."""
         self.turns: list[TurnRecord] = []
         self.failed: str | None = None
         self.loop = asyncio.get_running_loop()
@@ -408,6 +411,8 @@ class CallPipeline:
                 self._speech_arrival = (end, arrival)
             n = next(self._seq)
             self._uplink[n] = self.transcoder.to_model(f)
+            if self.inputs is not None:
+                self.inputs.append(("frame", end, speech, self.frame_ms, n))
             self.engine.caller_frame(end, speech=speech, duration_ms=self.frame_ms, seq=n)
             self._drive()
 
@@ -464,8 +469,16 @@ class CallPipeline:
         if deadline is None or self._closed:
             return
         self._now = max(deadline, self.loop.time(), self._now)
+        if self.inputs is not None:
+            self.inputs.append(("timer", self._now))
         self.engine.handle_timer(self._now)
         self._drive()
+
+    def _agent_finished(self) -> None:
+        now = self._tick()
+        if self.inputs is not None:
+            self.inputs.append(("agent_finished", now))
+        self.engine.agent_audio_finished(now)
 
     def _tick(self) -> float:
         self._now = max(self.loop.time(), self._now)
@@ -512,7 +525,7 @@ class CallPipeline:
         if self._playing:
             self._playing = False
             self._playing_item = self._playing_response = None
-            self.engine.agent_audio_finished(self._tick())
+            self._agent_finished()
         self._wake.set()
 
     async def _pace(self) -> None:
@@ -552,7 +565,7 @@ class CallPipeline:
                     if done and now >= play_end - 0.0005 or now >= play_end + grace:
                         self._playing = False
                         self._playing_item = self._playing_response = None
-                        self.engine.agent_audio_finished(self._tick())
+                        self._agent_finished()
                         self._drive()
                         next_at = 0.0
                         continue
@@ -580,7 +593,10 @@ class CallPipeline:
         else:
             self._playing = True
             self._playing_response, self._playing_item = rid, item
-            self.engine.agent_audio_started(self._tick())
+            now_e = self._tick()
+            if self.inputs is not None:
+                self.inputs.append(("agent_started", now_e))
+            self.engine.agent_audio_started(now_e)
             self._drive()
         turn = self._pending_turn
         if turn is not None and turn.first_audio_at is None:

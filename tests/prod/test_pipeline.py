@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from clutchcall.engine import Append, Cancel, Commit, TurnConfig
+from clutchcall.engine import Append, Cancel, Commit, TurnConfig, TurnEngine
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
@@ -138,6 +138,8 @@ def test_barge_in_cancels_clears_playout_and_truncates_at_audio_sent() -> None:
             assert metrics.value("clutchcall_barge_ins_total", {"outcome": "armed"}) >= 1
             ctl = [c for c in down.controls if c["type"] == "cancel"]
             assert ctl and ctl[0]["audio_end_ms"] == end_ms
+            # the recorded engine inputs replay to exactly the same outputs
+            assert replay(pipe.inputs or []) == outs
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
@@ -225,6 +227,22 @@ def test_losses_and_late_frames_are_counted() -> None:
             assert metrics.value("clutchcall_frames_late_total") == 1
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def replay(inputs: list[tuple[Any, ...]]) -> list[Any]:
+    eng = TurnEngine(TurnConfig())
+    out: list[Any] = []
+    for kind, now, *rest in inputs:
+        if kind == "frame":
+            eng.caller_frame(now, speech=rest[0], duration_ms=rest[1], seq=rest[2])
+        elif kind == "timer":
+            eng.handle_timer(now)
+        elif kind == "agent_started":
+            eng.agent_audio_started(now)
+        else:
+            eng.agent_audio_finished(now)
+        out.extend(eng.drain())
+    return out
 
 
 async def _enumerate(it: AsyncIterator[CallerFrame]) -> AsyncIterator[tuple[int, CallerFrame]]:
