@@ -18,6 +18,8 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("engine", "demo"): ("clutchcall.engine.demo", "run the turn engine on a scripted call and print its actions"),
     ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
+    ("bench", "pipeline"): ("clutchcall.prod.pipeline_bench", "benchmark N concurrent calls through the per-call pipeline and the embedded model"),
+    ("model", "serve"): ("clutchcall.prod.model.cli", "run the embedded reference model (OpenAI Realtime protocol) on loopback"),
 }
 
 

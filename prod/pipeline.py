@@ -10,9 +10,10 @@ control event). A caller leg plugs in with a thin adapter (see :class:`CallSessi
 
 Uplink, per payload: the transcoder decodes it to PCM at the caller rate, the VAD framer cuts
 ``frame_ms`` frames and judges each, and each frame goes into the :class:`TurnEngine` with
-``now`` = its arrival on the loop clock, kept monotonic and non-overlapping: frames are laid
-end to end, and one that would end in the loop clock's future (it came early, right after a
-late one) is held until then, so the engine's clock never runs ahead of real time. Then the one drive loop of DESIGN §2: drain the engine, perform
+``now`` = when it was due at the edge on the loop clock: its media time (``CallerFrame.ts``)
+plus the smallest transit seen, or its arrival when it has no media time. Frames are laid end
+to end (never overlapping, never back in time), and one that would end in the loop clock's
+future is held until then, so the engine's clock never runs ahead of real time. Then the one drive loop of DESIGN §2: drain the engine, perform
 each output (``Append`` -> the frame's 24 kHz audio to the model leg, ``Prime`` / ``Commit`` /
 ``BackchannelFiltered`` / ``Cancel`` -> the model leg; every output -> metrics), and re-arm the
 single ``loop.call_at`` timer whose callback runs ``handle_timer(max(deadline, loop.time()))``.
@@ -26,9 +27,10 @@ and the caller's playout cleared at once, and the model leg is told to cancel an
 the playing item at the audio actually sent to the caller.
 
 Latencies, per committed turn (:class:`TurnRecord`): *turn latency* = first agent frame sent
-- ``Commit.last_speech_at`` (both on the loop clock); *edge-added* = turn latency - the
-end-of-turn silence (``Commit.time - last_speech_at``) - the model's own time to first audio
-as measured at the model leg. The model leg failing ends the call's pipeline cleanly with an
+- when the turn's last speech frame was due at the edge (both on the loop clock);
+*edge-added* = turn latency - the configured end-of-turn silence - the model's own time to
+first audio as measured at the model leg (``response.create`` written -> first delta read).
+So a late timer, a held frame, queues, transcoding and pacing all count as edge-added. The model leg failing ends the call's pipeline cleanly with an
 ``error`` control event to the caller; it never raises into the caller leg.
 """
 
@@ -122,7 +124,8 @@ class PipelineConfig:
 @dataclass(slots=True)
 class TurnRecord:
     """One committed turn and its latencies (ms, None until measured). Times are loop-clock
-    seconds: ``last_speech_at`` the arrival of the turn's last speech frame, ``commit_at`` the
+    seconds: ``last_speech_at`` when the turn's last speech frame was due (its nominal
+    arrival: media time + the smallest transit seen), ``commit_at`` the
     engine's Commit time, ``performed_at`` when the commit was handed to the model leg,
     ``first_audio_at`` when the first agent frame was sent to the caller."""
 
@@ -136,6 +139,9 @@ class TurnRecord:
     model_ttfa_ms: float | None = None
     edge_added_ms: float | None = None
     response_id: str | None = None
+    uplink_hold_ms: float | None = None
+    """How long the last speech frame waited between its nominal arrival and the engine's
+    clock (it was laid end to end after a late frame or a timer); part of edge-added."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-able dict."""
@@ -208,6 +214,11 @@ class _VadFramer:
         self._buf = np.zeros(0, dtype=np.int16)
         self._last = False
 
+    @property
+    def pending_samples(self) -> int:
+        """Samples waiting for the next whole frame."""
+        return int(self._buf.size)
+
     def push(self, pcm: np.ndarray) -> list[tuple[np.ndarray, bool]]:
         buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm
         out: list[tuple[np.ndarray, bool]] = []
@@ -275,11 +286,11 @@ class CallPipeline:
         self._last_frame_end = -1.0
         self._seq = itertools.count()
         self._last_seq = -1
-        self._media0: tuple[float, float] | None = None  # (arrival, ts) of the first timed frame
+        self._transit: float | None = None  # smallest arrival - media end seen (s)
         self._uplink: dict[int, bytes] = {}
-        self._held: collections.deque[tuple[float, float, np.ndarray, bool]] = collections.deque()
+        self._held: collections.deque[tuple[float, np.ndarray, bool]] = collections.deque()
         self._pump_handle: asyncio.TimerHandle | None = None
-        self._speech_arrival = (0.0, 0.0)  # (engine end time, loop arrival) of the last speech frame
+        self._speech_arrival = (0.0, 0.0)  # (engine end, nominal arrival) of the last speech frame
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         # downlink
@@ -379,28 +390,46 @@ class CallPipeline:
             self.metrics.frames_lost.inc()
         if seq is not None:
             self._last_seq = max(self._last_seq, seq)
-        if frame.ts is not None:
-            if self._media0 is None:
-                self._media0 = (arrival, frame.ts)
-            else:
-                due = self._media0[0] + (frame.ts - self._media0[1]) + len(pcm) / self.config.caller_rate
-                if arrival - due > self.config.late_after_ms / 1000:
-                    self.metrics.frames_late.inc()
         frames = self.vad.push(pcm)
         k = len(frames)
+        # where each frame ends: from the sender's media time when the frame carries one
+        # (mapped onto the loop clock by the smallest transit seen, so arrival jitter does not
+        # move the engine's clock), else from its arrival
+        if frame.ts is not None:
+            ts_end = frame.ts + len(pcm) / self.config.caller_rate
+            transit = arrival - ts_end
+            # the floor creeps up 1 ms/s so a sender clock slower than ours is followed
+            floor = None if self._transit is None else self._transit + 0.001 * len(pcm) / self.config.caller_rate
+            if floor is None or transit < floor:
+                self._transit = transit
+            else:
+                self._transit = floor
+                if transit - floor > self.config.late_after_ms / 1000:
+                    self.metrics.frames_late.inc()
+            last_end = ts_end + self._transit - self.vad.pending_samples / self.config.caller_rate
+        else:
+            last_end = arrival
         for i, (f, speech) in enumerate(frames):
-            self._held.append((arrival - (k - 1 - i) * self._frame_s, arrival, f, speech))
+            self._held.append((min(arrival, last_end - (k - 1 - i) * self._frame_s), f, speech))
         self._pump()
 
     def _pump(self) -> None:
         """Feed held frames to the engine. A frame's ``now`` is its arrival, laid end to end
         after the previous frame; a frame that would end in the future of the loop clock (it
         came early, after a late one) is held until then, so the engine's clock never runs
-        ahead of real time and no deadline fires early."""
+        ahead of real time and no deadline fires early. Silence frames take such a lag out
+        again (see below), so one late frame does not delay every later one."""
         self._pump_handle = None
         while self._held and not self._closed:
-            nominal, arrival, f, speech = self._held[0]
+            nominal, f, speech = self._held[0]
+            dur_ms = self.frame_ms
             end = max(nominal, self._last_frame_end + self._frame_s, self._now)
+            if end > nominal + 0.0002 and not speech and dur_ms > 10:
+                # re-sync: behind the arrivals after a late frame, a silence frame is given to
+                # the engine as 10 ms long (silence is measured in time, not in frames), which
+                # takes the lag out instead of carrying it into every later frame
+                dur_ms = 10
+                end = max(nominal, self._last_frame_end + 0.010, self._now)
             wait = end - self.loop.time()
             if wait > 0.0002:
                 self._pump_handle = self.loop.call_at(end, self._pump)
@@ -408,12 +437,12 @@ class CallPipeline:
             self._held.popleft()
             self._now = self._last_frame_end = end
             if speech:
-                self._speech_arrival = (end, arrival)
+                self._speech_arrival = (end, nominal)
             n = next(self._seq)
             self._uplink[n] = self.transcoder.to_model(f)
             if self.inputs is not None:
-                self.inputs.append(("frame", end, speech, self.frame_ms, n))
-            self.engine.caller_frame(end, speech=speech, duration_ms=self.frame_ms, seq=n)
+                self.inputs.append(("frame", end, speech, dur_ms, n))
+            self.engine.caller_frame(end, speech=speech, duration_ms=dur_ms, seq=n)
             self._drive()
 
     # -- the drive loop ------------------------------------------------------------------
@@ -438,13 +467,14 @@ class CallPipeline:
             self.model.prime()
         elif isinstance(out, Commit):
             self.model.commit()
-            end, arrival = self._speech_arrival
-            # turn latency starts when the last speech frame *arrived* (loop clock); the engine's
-            # clock may run ahead of arrivals by the largest lateness seen (frames are laid end
-            # to end), and that skew is time spent inside the edge.
-            last = arrival if end == out.last_speech_at else out.last_speech_at
+            end, nominal = self._speech_arrival
+            # turn latency starts when the last speech frame was due at the edge (its nominal
+            # arrival, loop clock); if it was held before the engine saw it, that hold is time
+            # spent inside the edge and counts as edge-added.
+            last = nominal if end == out.last_speech_at else out.last_speech_at
             self._pending_turn = TurnRecord(out.turn, last, out.time, self.loop.time(),
-                                            eot_silence_ms=(out.time - out.last_speech_at) * 1000)
+                                            eot_silence_ms=float(self.turn_config.end_of_turn_silence_ms),
+                                            uplink_hold_ms=(out.last_speech_at - last) * 1000)
             self._control({"type": "commit", "turn": out.turn})
         elif isinstance(out, BackchannelFiltered):
             self.model.backchannel_filtered()
