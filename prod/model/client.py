@@ -68,8 +68,10 @@ class ModelLegConfig:
     dialect: str = "ga"
     """``"ga"`` (gpt-realtime event shapes) or ``"beta"`` (older preview: adds the
     ``OpenAI-Beta: realtime=v1`` header and the flat session fields)."""
-    append_batch_ms: int = 40
-    """Audio per ``input_audio_buffer.append`` message (20 = one message per 20 ms frame)."""
+    append_batch_ms: int = 100
+    """Audio per ``input_audio_buffer.append`` message (20 = one message per 20 ms frame).
+    Every prime / commit / clear / cancel flushes first, so batching never delays a turn's
+    end; 100 ms keeps the per-call message rate (and its send syscalls) at 10/s."""
     instructions: str | None = None
     """System instructions put in ``session.update``; None leaves the server's."""
     voice: str | None = None

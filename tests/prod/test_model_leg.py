@@ -86,7 +86,7 @@ def test_commit_streams_real_speech_at_1x() -> None:
             for k, c in enumerate(col.chunks):
                 assert c.received_at - t0 >= k * 0.040 - 0.002
             assert srv.stats.appended_bytes == 500 * BYTES_PER_MS
-            assert srv.stats.commits == 1 and leg.stats.appends == 13  # 40 ms batches
+            assert srv.stats.commits == 1 and leg.stats.appends == 5  # 100 ms batches
             assert not col.errors
 
     run(main())
