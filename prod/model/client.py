@@ -222,6 +222,7 @@ class ModelLeg:
     async def close(self) -> None:
         """Flush what is queued (briefly), close the socket and stop the tasks."""
         if self._ws is not None and not self.closed:
+            self._flush_appends()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.flushed(), 1.0)
         self._mark_closed(None)
