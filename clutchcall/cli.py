@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
     ("bench", "pipeline"): ("clutchcall.prod.pipeline_bench", "benchmark N concurrent calls through the per-call pipeline and the embedded model"),
     ("model", "serve"): ("clutchcall.prod.model.cli", "run the embedded reference model (OpenAI Realtime protocol) on loopback"),
+    ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
 }
 
 

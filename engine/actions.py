@@ -197,10 +197,12 @@ class BargeConfirmed(Output):
 
 
 _new = object.__new__
-_set_time = Append.time.__set__  # type: ignore[attr-defined]
-_set_seq = Append.seq.__set__  # type: ignore[attr-defined]
-_set_duration = Append.duration_ms.__set__  # type: ignore[attr-defined]
-_set_speech = Append.speech.__set__  # type: ignore[attr-defined]
+# The slot descriptors of Append's fields: setting through them skips the frozen dataclass's
+# per-field object.__setattr__ calls (the engine's hot path creates one Append per frame).
+_set_time = vars(Output)["time"].__set__
+_set_seq = vars(Append)["seq"].__set__
+_set_duration = vars(Append)["duration_ms"].__set__
+_set_speech = vars(Append)["speech"].__set__
 
 
 def append_unchecked(time: float, seq: int, duration_ms: int, speech: bool) -> Append:

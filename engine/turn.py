@@ -119,7 +119,8 @@ from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
 from clutchcall.engine.errors import FrameOutOfOrder, InvalidInput, TimeWentBackwards
 from clutchcall.engine.policy import ThresholdPolicy, TurnPolicy
 
-# Two frames are contiguous if they meet within this much (float rounding of 1x clocks).
+# Time tolerance (s): two frames are contiguous, and a deadline is due, within this much,
+# so float rounding of 1x clocks (0.02 * k) never shifts a decision by a frame.
 _EPS = 1e-6
 
 
@@ -260,7 +261,7 @@ class TurnEngine:
         self._last_seq = seq
         self._next_seq = seq + 1
         deadline = self._next_deadline
-        if deadline is not None and deadline <= start:
+        if deadline is not None and deadline <= start + _EPS:
             self._expire(start, now)
         self._out.append(append_unchecked(now, seq, duration_ms, speech))
         # Hot path: the current state's frame handlers are cached by _enter (the same rows as
@@ -277,7 +278,7 @@ class TurnEngine:
         if state is not self._state:
             self._enter(state)
         deadline = self._next_deadline
-        if deadline is not None and deadline <= now:
+        if deadline is not None and deadline <= now + _EPS:
             self._expire(now, now)
 
     def agent_audio_started(self, now: float) -> None:
@@ -322,7 +323,7 @@ class TurnEngine:
         """Fire, in deadline order, every deadline ``<= upto``; outputs are stamped ``now``."""
         while True:
             deadline = self._next_deadline
-            if deadline is None or deadline > upto:
+            if deadline is None or deadline > upto + _EPS:
                 return
             if self._prime_at is not None and self._prime_at == deadline:
                 self._prime_at = None
