@@ -46,8 +46,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-import soxr
-import webrtcvad
 from clutchcall.engine import (
     Append,
     BackchannelFiltered,
@@ -60,13 +58,13 @@ from clutchcall.engine import (
     TurnConfig,
     TurnEngine,
 )
+from clutchcall.engine.audio import Codec, Transcoder, VadFramer
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
 
 log = logging.getLogger("clutchcall.pipeline")
 
-_VAD_RATES = (8000, 16000, 32000, 48000)
 
 
 # --------------------------------------------------------------------------- interfaces
@@ -100,9 +98,16 @@ class PipelineConfig:
     """Per-call knobs of the pipeline (the engine's are in :class:`TurnConfig`)."""
 
     caller_rate: int = 16000
-    """Caller-leg sample rate (Hz)."""
+    """Caller-leg sample rate (Hz); the codec must support it (Opus: 8-48 kHz, decoded at
+    24 kHz; G.711: 8 kHz; PCM16: 8/16/24/32/48 kHz)."""
     caller_codec: str = "pcm16"
-    """Caller-leg codec; this build transcodes ``pcm16`` (others arrive with the audio package)."""
+    """Caller-leg codec: ``pcm16``, ``opus``, ``g711_ulaw`` or ``g711_alaw``."""
+    caller_frame_ms: int = 20
+    """Downlink packetisation: agent audio goes to the caller in frames this long."""
+    resample_quality: str = "HQ"
+    """soxr recipe of the caller<->model resamplers. HQ delays the first agent frame of a reply
+    by ~19 ms on average (40 ms max) for 16 kHz callers -- edge-added latency; "LQ" 6-27 ms;
+    "QQ" none (but aliases). Callers at 24 kHz and Opus callers need no resampling."""
     late_after_ms: int = 60
     """A frame arriving this much later than its media time predicts counts as late."""
     underrun_finish_ms: int = 400
@@ -112,10 +117,10 @@ class PipelineConfig:
     agent's reply to finish playing."""
 
     def __post_init__(self) -> None:
-        if self.caller_codec != "pcm16":
-            raise ConfigError(f"PipelineConfig.caller_codec: only pcm16 yet, got {self.caller_codec!r}")
-        if self.caller_rate not in (8000, 12000, 16000, 24000, 32000, 44100, 48000):
-            raise ConfigError(f"PipelineConfig.caller_rate: unsupported {self.caller_rate}")
+        codec = Codec.parse(self.caller_codec)  # raises ConfigError
+        if self.caller_rate not in codec.rates:
+            raise ConfigError(f"PipelineConfig.caller_rate: {self.caller_rate} not supported by "
+                              f"{codec.value} (allowed: {sorted(codec.rates)})")
         if self.late_after_ms < 0 or self.underrun_finish_ms < 20 or self.drain_timeout_s < 0:
             raise ConfigError("PipelineConfig: late_after_ms >= 0, underrun_finish_ms >= 20, "
                               "drain_timeout_s >= 0")
@@ -148,100 +153,6 @@ class TurnRecord:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
 
 
-# --------------------------------------------------------------------------- audio adapter
-class _Pcm16Transcoder:
-    """PCM16 caller leg <-> 24 kHz model leg (the subset of the audio package's
-    ``Transcoder`` this pipeline uses; swapped for it once it is on main). soxr's quick
-    quality keeps the streaming delay under a millisecond (its HQ mode emits in ~40 ms bursts)."""
-
-    def __init__(self, rate: int, frame_ms: int) -> None:
-        self.rate = rate
-        self.frame_samples = rate * frame_ms // 1000
-        self._up = None if rate == MODEL_RATE else soxr.ResampleStream(rate, MODEL_RATE, 1, dtype="int16", quality="QQ")
-        self._down_rs: Any = None
-        self._down = np.zeros(0, dtype=np.int16)
-        self.downlink_reset()
-
-    def decode_caller(self, payload: bytes) -> np.ndarray:
-        if len(payload) % 2:
-            raise RemoteProtocolError("pcm16 payload with an odd number of bytes")
-        return np.frombuffer(payload, dtype="<i2").astype(np.int16)
-
-    def to_model(self, pcm: np.ndarray) -> bytes:
-        if self._up is None:
-            return pcm.astype("<i2").tobytes()
-        return np.asarray(self._up.resample_chunk(pcm), dtype="<i2").tobytes()
-
-    def uplink_loss(self) -> bytes:
-        return self.to_model(np.zeros(self.frame_samples, dtype=np.int16))
-
-    def downlink(self, pcm: bytes) -> list[bytes]:
-        x = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
-        if self._down_rs is not None:
-            x = np.asarray(self._down_rs.resample_chunk(x), dtype=np.int16)
-        buf = np.concatenate([self._down, x]) if self._down.size else x
-        n = buf.size // self.frame_samples
-        frames = [buf[i * self.frame_samples:(i + 1) * self.frame_samples].astype("<i2").tobytes() for i in range(n)]
-        self._down = buf[n * self.frame_samples:]
-        return frames
-
-    def downlink_flush(self) -> list[bytes]:
-        if self._down.size == 0:
-            return []
-        pad = np.zeros(self.frame_samples - self._down.size, dtype=np.int16)
-        frame = np.concatenate([self._down, pad]).astype("<i2").tobytes()
-        self._down = np.zeros(0, dtype=np.int16)
-        return [frame]
-
-    def downlink_reset(self) -> None:
-        self._down = np.zeros(0, dtype=np.int16)
-        self._down_rs = None if self.rate == MODEL_RATE else soxr.ResampleStream(
-            MODEL_RATE, self.rate, 1, dtype="int16", quality="QQ")
-
-
-class _VadFramer:
-    """Cuts caller PCM into ``frame_ms`` frames and judges each with webrtcvad (at the caller
-    rate when webrtcvad takes it, else on a 16 kHz copy). Same contract as the audio package's
-    ``VadFramer.push``."""
-
-    def __init__(self, rate: int, frame_ms: int, aggressiveness: int) -> None:
-        self.frame_samples = rate * frame_ms // 1000
-        self.frame_ms = frame_ms
-        self._vad = webrtcvad.Vad(aggressiveness)
-        self._vad_rate = rate if rate in _VAD_RATES else 16000
-        self._rs = None if rate in _VAD_RATES else soxr.ResampleStream(rate, 16000, 1, dtype="int16", quality="QQ")
-        self._vbuf = np.zeros(0, dtype=np.int16)
-        self._buf = np.zeros(0, dtype=np.int16)
-        self._last = False
-
-    @property
-    def pending_samples(self) -> int:
-        """Samples waiting for the next whole frame."""
-        return int(self._buf.size)
-
-    def push(self, pcm: np.ndarray) -> list[tuple[np.ndarray, bool]]:
-        buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm
-        out: list[tuple[np.ndarray, bool]] = []
-        n = buf.size // self.frame_samples
-        for i in range(n):
-            frame = buf[i * self.frame_samples:(i + 1) * self.frame_samples]
-            out.append((frame, self._judge(frame)))
-        self._buf = buf[n * self.frame_samples:]
-        return out
-
-    def _judge(self, frame: np.ndarray) -> bool:
-        if self._rs is None:
-            return bool(self._vad.is_speech(frame.astype("<i2").tobytes(), self._vad_rate))
-        v = np.concatenate([self._vbuf, np.asarray(self._rs.resample_chunk(frame), dtype=np.int16)])
-        step = self._vad_rate * self.frame_ms // 1000
-        n = v.size // step
-        if n:
-            self._last = any(self._vad.is_speech(v[i * step:(i + 1) * step].astype("<i2").tobytes(), self._vad_rate)
-                             for i in range(n))
-        self._vbuf = v[n * step:]
-        return self._last
-
-
 # --------------------------------------------------------------------------- the pipeline
 class CallPipeline:
     """One call's pipeline. ``await start()``, then ``feed(frame)`` per uplink payload (or
@@ -268,8 +179,12 @@ class CallPipeline:
         self.engine = TurnEngine(self.turn_config)
         self.frame_ms = self.turn_config.frame_ms
         self._frame_s = self.frame_ms / 1000
-        self.transcoder = _Pcm16Transcoder(self.config.caller_rate, self.frame_ms)
-        self.vad = _VadFramer(self.config.caller_rate, self.frame_ms, self.turn_config.vad_aggressiveness)
+        cfg = self.config
+        self.transcoder = Transcoder(cfg.caller_codec, cfg.caller_rate, MODEL_RATE,
+                                     frame_ms=cfg.caller_frame_ms, quality=cfg.resample_quality)
+        # the VAD judges what the caller leg decoded (before any resampling delay)
+        self.vad_rate = self.transcoder.codec_rate
+        self.vad = VadFramer(self.vad_rate, self.frame_ms, self.turn_config.vad_aggressiveness)
         self.model = ModelLeg(
             model_config or ModelLegConfig(), url=model_url, on_audio=self._on_model_audio,
             on_response_done=self._on_response_done, on_error=self._on_model_error,
@@ -379,34 +294,40 @@ class CallPipeline:
         if self._closed or self.failed:
             return
         arrival = self.loop.time()
-        pcm = self.transcoder.decode_caller(frame.payload)
         seq = frame.seq
+        if seq is not None and self._last_seq >= 0 and seq <= self._last_seq:
+            raise RemoteProtocolError(f"caller frame seq {seq} after {self._last_seq}")
+        parts: list[np.ndarray] = []
         if seq is not None and self._last_seq >= 0 and seq > self._last_seq + 1:
+            # a gap: conceal the lost frames (Opus: PLC, before the next packet is decoded) so
+            # the engine and the model keep a continuous 1x timeline
             lost = seq - self._last_seq - 1
             self.metrics.frames_lost.inc(lost)
-            for _ in range(min(lost, 50)):  # keep the model's input at 1x
-                self.model.append(self.transcoder.uplink_loss())
+            parts = [self.transcoder.conceal_caller() for _ in range(min(lost, 50))]
+        pcm = self.transcoder.decode_caller(frame.payload)
         if frame.concealed:
             self.metrics.frames_lost.inc()
         if seq is not None:
-            self._last_seq = max(self._last_seq, seq)
+            self._last_seq = seq
+        if parts:
+            pcm = np.concatenate([*parts, pcm])
         frames = self.vad.push(pcm)
         k = len(frames)
         # where each frame ends: from the sender's media time when the frame carries one
         # (mapped onto the loop clock by the smallest transit seen, so arrival jitter does not
         # move the engine's clock), else from its arrival
         if frame.ts is not None:
-            ts_end = frame.ts + len(pcm) / self.config.caller_rate
+            ts_end = frame.ts + len(pcm) / self.vad_rate - sum(len(p) for p in parts) / self.vad_rate
             transit = arrival - ts_end
             # the floor creeps up 1 ms/s so a sender clock slower than ours is followed
-            floor = None if self._transit is None else self._transit + 0.001 * len(pcm) / self.config.caller_rate
+            floor = None if self._transit is None else self._transit + 0.001 * len(pcm) / self.vad_rate
             if floor is None or transit < floor:
                 self._transit = transit
             else:
                 self._transit = floor
                 if transit - floor > self.config.late_after_ms / 1000:
                     self.metrics.frames_late.inc()
-            last_end = ts_end + self._transit - self.vad.pending_samples / self.config.caller_rate
+            last_end = ts_end + self._transit - self.vad.splitter.pending / self.vad_rate
         else:
             last_end = arrival
         for i, (f, speech) in enumerate(frames):
