@@ -6,7 +6,8 @@ default model of ``serve`` and ``demo``, so nothing outside is needed). Each con
 client events in arrival order; a final ``response.create`` starts one response task which
 waits the configured time to first audio, then streams the reply as
 ``response.output_audio.delta`` events at 1x real time (one ``delta_ms`` chunk per
-``delta_ms``, scheduled on absolute loop times so it never drifts). The reply is real speech
+``delta_ms``, scheduled on absolute loop times so it never drifts, after an initial burst of
+``lead_ms``). The reply is real speech
 rendered by espeak-ng (``mode="speak"``, cycling through ``replies``) or the caller's own
 committed turn played back (``mode="echo"``). ``response.cancel`` stops the stream and ends the
 response with status ``cancelled``; ``conversation.item.truncate`` cuts an assistant item's
@@ -67,6 +68,10 @@ class ModelServerConfig:
     """Delay from ``response.create`` to the first audio delta (the model's own latency)."""
     delta_ms: int = 40
     """Audio per ``response.output_audio.delta``; deltas are sent at 1x real time."""
+    lead_ms: int = 80
+    """The stream runs this far ahead of real time: the first deltas up to ``lead_ms`` go out
+    at once, the rest at 1x (real models generate faster than real time; a small lead lets
+    the edge's 1x playout start without starving on the first frames)."""
     replies: tuple[str, ...] = DEFAULT_REPLIES
     """Texts spoken in ``speak`` mode, cycled per response."""
     voice: str = "en-us"
@@ -83,6 +88,8 @@ class ModelServerConfig:
             raise ConfigError(f"ModelServerConfig.mode: 'speak' or 'echo', got {self.mode!r}")
         if not 0 <= self.time_to_first_audio_ms <= 60_000:
             raise ConfigError("ModelServerConfig.time_to_first_audio_ms: must be 0..60000")
+        if not 0 <= self.lead_ms <= 10_000:
+            raise ConfigError("ModelServerConfig.lead_ms: must be 0..10000")
         if not 10 <= self.delta_ms <= 1000 or self.delta_ms % 10:
             raise ConfigError("ModelServerConfig.delta_ms: a multiple of 10 in 10..1000")
         if self.mode == "speak" and not any(r.strip() for r in self.replies):
@@ -374,7 +381,7 @@ class _Session:
         step = self.cfg.delta_ms * BYTES_PER_MS
         t0 = loop.time()
         for k, off in enumerate(range(0, len(pcm), step)):
-            delay = t0 + k * self.cfg.delta_ms / 1000 - loop.time()
+            delay = t0 + (k * self.cfg.delta_ms - self.cfg.lead_ms) / 1000 - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             chunk = pcm[off: off + step]
