@@ -58,7 +58,7 @@ from clutchcall.engine import (
     TurnConfig,
     TurnEngine,
 )
-from clutchcall.engine.audio import Codec, Transcoder, VadFramer
+from clutchcall.engine.audio import AudioError, Codec, Transcoder, VadFramer
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
@@ -112,6 +112,9 @@ class PipelineConfig:
     """A frame arriving this much later than its media time predicts counts as late."""
     underrun_finish_ms: int = 400
     """With the queue empty this long and the response not done, the agent counts as finished."""
+    max_bad_frames: int = 50
+    """This many malformed caller payloads in a row end the call (``error`` ``bad_uplink``);
+    fewer are dropped and counted as lost."""
     drain_timeout_s: float = 10.0
     """After the caller's last frame, :meth:`CallPipeline.run` waits at most this long for the
     agent's reply to finish playing."""
@@ -121,6 +124,8 @@ class PipelineConfig:
         if self.caller_rate not in codec.rates:
             raise ConfigError(f"PipelineConfig.caller_rate: {self.caller_rate} not supported by "
                               f"{codec.value} (allowed: {sorted(codec.rates)})")
+        if self.max_bad_frames < 1:
+            raise ConfigError("PipelineConfig.max_bad_frames: must be >= 1")
         if self.late_after_ms < 0 or self.underrun_finish_ms < 20 or self.drain_timeout_s < 0:
             raise ConfigError("PipelineConfig: late_after_ms >= 0, underrun_finish_ms >= 20, "
                               "drain_timeout_s >= 0")
@@ -243,15 +248,26 @@ class CallPipeline:
     async def run(self, frames: AsyncIterator[CallerFrame]) -> list[TurnRecord]:
         """Start, feed every frame of ``frames`` until it ends (or the model leg fails), wait
         up to ``drain_timeout_s`` for the reply in flight to finish, close. Returns the turns."""
+        bad = 0
         try:
             await self.start()
             async for frame in frames:
                 if self.failed:
                     break
-                self.feed(frame)
+                try:
+                    good = self.feed(frame)
+                except RemoteProtocolError as exc:
+                    self.log.warning("caller frame dropped: %s", exc)
+                    good = False
+                # a malformed payload is concealed like a lost frame; a caller that sends
+                # nothing else is ended
+                bad = 0 if good else bad + 1
+                if bad >= self.config.max_bad_frames:
+                    self._fail(f"{bad} bad caller frames in a row", code="bad_uplink")
+                    break
             await self.wait_quiet(self.config.drain_timeout_s)
         except RemoteProtocolError:
-            pass
+            pass  # the model leg could not be reached: start() told the caller
         finally:
             await self.close()
         return self.turns
@@ -288,11 +304,13 @@ class CallPipeline:
         self.metrics.calls_active.dec()
 
     # -- uplink --------------------------------------------------------------------------
-    def feed(self, frame: CallerFrame) -> None:
-        """Process one uplink payload now. A malformed payload raises RemoteProtocolError
-        (nothing of it is processed); losses (sequence gaps) are counted and concealed."""
+    def feed(self, frame: CallerFrame) -> bool:
+        """Process one uplink payload now; return True if it was good. A malformed payload
+        (the transcoder raised ``AudioError``) is counted as lost and concealed like one, and
+        False is returned; so are losses (sequence gaps). A sequence number that goes back
+        raises RemoteProtocolError (nothing is processed)."""
         if self._closed or self.failed:
-            return
+            return True
         arrival = self.loop.time()
         seq = frame.seq
         if seq is not None and self._last_seq >= 0 and seq <= self._last_seq:
@@ -304,8 +322,14 @@ class CallPipeline:
             lost = seq - self._last_seq - 1
             self.metrics.frames_lost.inc(lost)
             parts = [self.transcoder.conceal_caller() for _ in range(min(lost, 50))]
-        pcm = self.transcoder.decode_caller(frame.payload)
-        if frame.concealed:
+        good = True
+        try:
+            pcm = self.transcoder.decode_caller(frame.payload)
+        except AudioError as exc:
+            good = False
+            self.log.warning("bad caller frame concealed: %s", exc)
+            pcm = self.transcoder.conceal_caller()
+        if frame.concealed or not good:
             self.metrics.frames_lost.inc()
         if seq is not None:
             self._last_seq = seq
@@ -333,6 +357,7 @@ class CallPipeline:
         for i, (f, speech) in enumerate(frames):
             self._held.append((min(arrival, last_end - (k - 1 - i) * self._frame_s), f, speech))
         self._pump()
+        return good
 
     def _pump(self) -> None:
         """Feed held frames to the engine. A frame's ``now`` is its arrival, laid end to end
@@ -539,6 +564,10 @@ class CallPipeline:
         now = self.loop.time()
         if self._playing and self._playing_response == rid:
             return
+        if len(self._sent_ms) > 64 or len(self._ttfa) > 64 or len(self._dropped) > 64:
+            self._sent_ms = {k: v for k, v in self._sent_ms.items() if k == item}
+            self._ttfa = {k: v for k, v in self._ttfa.items() if k == rid}
+            self._dropped = {r for r, _, _ in self._queue if r in self._dropped}
         if self._playing:  # a new response while the previous still plays: one continuous run
             self._playing_response, self._playing_item = rid, item
         else:
@@ -574,12 +603,12 @@ class CallPipeline:
             self.metrics.model_error("connection", "closed")
             self._fail(f"model leg closed: {exc}")
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, code: str = "model_unavailable") -> None:
         if self.failed:
             return
         self.failed = reason
         self.log.error("call failed: %s", reason)
-        self._control({"type": "error", "code": "model_unavailable", "message": reason})
+        self._control({"type": "error", "code": code, "message": reason})
 
 
 # --------------------------------------------------------------------------- adapters
@@ -615,3 +644,52 @@ class MemoryDownlink:
 
     async def send_control(self, event: dict[str, Any]) -> None:
         self.controls.append(event)
+
+
+async def _call_frames(call: Any) -> AsyncIterator[CallerFrame]:
+    async for f in call.frames():
+        yield CallerFrame(f.payload, seq=f.seq, ts=f.timestamp_ms / 1000, concealed=f.concealed)
+
+
+class PipelineHandler:
+    """A caller leg's ``CallHandler``: runs one :class:`CallPipeline` per accepted call.
+
+    ``on_call(call)`` maps the call's codec/rate/frame length to a :class:`PipelineConfig`
+    (an unsupported one gets an ``error`` control event ``unsupported_codec``), runs the
+    pipeline until the caller hangs up, and keeps the call's :class:`TurnRecord` list in
+    :attr:`turns` (by call id; the latest ``keep_calls`` calls).
+    """
+
+    def __init__(self, *, model_url: str, model_config: ModelLegConfig | None = None,
+                 turn_config: TurnConfig | None = None, metrics: EdgeMetrics | None = None,
+                 pipeline_options: dict[str, Any] | None = None, keep_calls: int = 1000,
+                 record: bool = False) -> None:
+        self.model_url = model_url
+        self.model_config = model_config or ModelLegConfig()
+        self.turn_config = turn_config or TurnConfig()
+        self.metrics = metrics or EdgeMetrics()
+        self.options = pipeline_options or {}
+        self.keep_calls = keep_calls
+        self.record = record
+        self.turns: dict[str, list[TurnRecord]] = {}
+        self.pipelines: dict[str, CallPipeline] = {}
+
+    async def on_call(self, call: Any) -> None:
+        """Run the pipeline for ``call`` until it ends; never raises for a peer's fault."""
+        try:
+            cfg = PipelineConfig(caller_rate=call.rate, caller_codec=call.codec,
+                                 caller_frame_ms=call.frame_ms, **self.options)
+        except ConfigError as exc:
+            await call.send_control({"type": "error", "code": "unsupported_codec", "message": str(exc)})
+            return
+        pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
+                            turn_config=self.turn_config, config=cfg,
+                            model_config=self.model_config, model_url=self.model_url,
+                            metrics=self.metrics, record_outputs=self.record)
+        self.pipelines[call.call_id] = pipe
+        try:
+            self.turns[call.call_id] = await pipe.run(_call_frames(call))
+        finally:
+            self.pipelines.pop(call.call_id, None)
+            while len(self.turns) > self.keep_calls:
+                del self.turns[next(iter(self.turns))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,13 @@ from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
 from clutchcall.prod.model.protocol import BYTES_PER_MS
 from clutchcall.prod.model.speech import render_speech_sync
-from clutchcall.prod.pipeline import CallerFrame, CallPipeline, MemoryDownlink, PipelineConfig
+from clutchcall.prod.pipeline import (
+    CallerFrame,
+    CallPipeline,
+    MemoryDownlink,
+    PipelineConfig,
+    PipelineHandler,
+)
 
 RATE = 16000
 FRAME = RATE // 50  # 20 ms
@@ -220,10 +227,11 @@ def test_losses_and_late_frames_are_counted() -> None:
             pipe.feed(CallerFrame(z, seq=3, ts=0.06))  # two lost; and early, not late
             await asyncio.sleep(0.2)
             pipe.feed(CallerFrame(z, seq=4, ts=0.08))  # ~120 ms behind its media time: late
+            assert not pipe.feed(CallerFrame(b"\x00" * 3, seq=5))  # concealed, counted
             with pytest.raises(RemoteProtocolError):
-                pipe.feed(CallerFrame(b"\x00" * 3, seq=5))
+                pipe.feed(CallerFrame(b"\x00" * 2, seq=5))  # sequence went back
             await pipe.close()
-            assert metrics.value("clutchcall_frames_lost_total") == 2
+            assert metrics.value("clutchcall_frames_lost_total") == 3
             assert metrics.value("clutchcall_frames_late_total") == 1
 
     asyncio.run(asyncio.wait_for(main(), 10))
@@ -250,3 +258,90 @@ async def _enumerate(it: AsyncIterator[CallerFrame]) -> AsyncIterator[tuple[int,
     async for x in it:
         yield i, x
         i += 1
+
+
+class MemoryCall:
+    """The caller-leg side of a call, in memory: what prod/ingress's CallSession exposes."""
+
+    transport = "memory"
+
+    def __init__(self, call_id: str, codec: str, rate: int, payloads: list[bytes]) -> None:
+        self.call_id, self.codec, self.rate, self.frame_ms = call_id, codec, rate, 20
+        self.payloads = payloads
+        self.audio: list[bytes] = []
+        self.controls: list[dict[str, Any]] = []
+        self.clears = 0
+
+    async def frames(self) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for k, p in enumerate(self.payloads):
+            delay = t0 + (k + 1) * 0.02 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield UplinkFrame(seq=k, timestamp_ms=k * 20, payload=p)
+
+    async def send_agent_audio(self, payload: bytes) -> None:
+        self.audio.append(payload)
+
+    async def send_control(self, event: dict[str, Any]) -> None:
+        self.controls.append(event)
+
+    async def clear_playout(self) -> None:
+        self.clears += 1
+
+
+@dataclass
+class UplinkFrame:
+    seq: int
+    timestamp_ms: int
+    payload: bytes
+    concealed: bool = False
+
+
+def test_handler_runs_a_g711_call_end_to_end() -> None:
+    from clutchcall.engine.audio import ulaw_encode
+
+    pcm8k = np.frombuffer(render_speech_sync("I need to reschedule my appointment.", 8000), dtype="<i2")
+    pcm8k = np.concatenate([np.zeros(1600, np.int16), pcm8k, np.zeros(8000 * 3, np.int16)])
+    ulaw = ulaw_encode(pcm8k).tobytes()
+    payloads = [ulaw[i:i + 160] for i in range(0, len(ulaw) - 159, 160)]
+
+    async def main() -> None:
+        async with ReferenceModelServer(model_cfg()) as srv:
+            handler = PipelineHandler(model_url=srv.url, pipeline_options={"drain_timeout_s": 3.0})
+            call = MemoryCall("g711-1", "g711_ulaw", 8000, payloads)
+            await handler.on_call(call)
+            turns = handler.turns["g711-1"]
+            assert len(turns) == 1 and turns[0].edge_added_ms is not None
+            assert call.audio and all(len(p) == 160 for p in call.audio)  # 20 ms of u-law
+            assert [c["type"] for c in call.controls] == ["commit"]
+            bad = MemoryCall("opus-x", "opus", 11025, [])
+            await handler.on_call(bad)
+            assert bad.controls[0]["code"] == "unsupported_codec"
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_bad_caller_payloads_are_dropped_then_end_the_call() -> None:
+    async def main() -> None:
+        async with ReferenceModelServer(model_cfg()) as srv:
+            metrics = EdgeMetrics()
+            down = MemoryDownlink()
+            pipe = CallPipeline(down, metrics=metrics, model_url=srv.url,
+                                config=PipelineConfig(caller_rate=RATE, max_bad_frames=5,
+                                                      drain_timeout_s=0))
+
+            async def frames() -> AsyncIterator[CallerFrame]:
+                z = silence(20).tobytes()
+                yield CallerFrame(z, seq=0)
+                yield CallerFrame(b"\x01" * 3, seq=1)  # odd PCM16: dropped, counted
+                yield CallerFrame(z, seq=2)
+                for k in range(3, 20):
+                    yield CallerFrame(b"\x01" * 5, seq=k)
+
+            await pipe.run(frames())
+            assert metrics.value("clutchcall_frames_lost_total") == 6  # 1, then 5 in a row
+            assert [c["code"] for c in down.controls if c["type"] == "error"] == ["bad_uplink"]
+
+    asyncio.run(asyncio.wait_for(main(), 10))
