@@ -149,6 +149,13 @@ class TurnRecord:
     model_ttfa_ms: float | None = None
     edge_added_ms: float | None = None
     response_id: str | None = None
+    commit_delay_ms: float | None = None
+    """Edge-added part 1: the end-of-turn deadline -> Commit handed to the model leg (timer
+    lateness, held frames)."""
+    request_delay_ms: float | None = None
+    """Part 2: Commit handed over -> ``response.create`` written to the socket (queue)."""
+    downlink_delay_ms: float | None = None
+    """Part 3: first audio delta read -> first agent frame sent (transcode, pacer)."""
     uplink_hold_ms: float | None = None
     """How long the last speech frame waited between its nominal arrival and the engine's
     clock (it was laid end to end after a late frame or a timer); part of edge-added."""
@@ -225,6 +232,7 @@ class CallPipeline:
         self._done_responses: set[str] = set()
         self._dropped: set[str] = set()  # cancelled responses
         self._ttfa: dict[str, float | None] = {}
+        self._first_rx: dict[str, float] = {}
         self._pending_turn: TurnRecord | None = None
         self._pacer: asyncio.Task[None] | None = None
         self._closed = False
@@ -470,6 +478,7 @@ class CallPipeline:
             return
         if chunk.first:
             self._ttfa[chunk.response_id] = chunk.model_ttfa_s
+            self._first_rx[chunk.response_id] = chunk.received_at
         for payload in self.transcoder.downlink(chunk.pcm):
             self._queue.append((chunk.response_id, chunk.item_id, payload))
         self._wake.set()
@@ -567,6 +576,7 @@ class CallPipeline:
         if len(self._sent_ms) > 64 or len(self._ttfa) > 64 or len(self._dropped) > 64:
             self._sent_ms = {k: v for k, v in self._sent_ms.items() if k == item}
             self._ttfa = {k: v for k, v in self._ttfa.items() if k == rid}
+            self._first_rx = {k: v for k, v in self._first_rx.items() if k == rid}
             self._dropped = {r for r, _, _ in self._queue if r in self._dropped}
         if self._playing:  # a new response while the previous still plays: one continuous run
             self._playing_response, self._playing_item = rid, item
@@ -587,6 +597,11 @@ class CallPipeline:
             if ttfa is not None and turn.eot_silence_ms is not None:
                 turn.model_ttfa_ms = ttfa * 1000
                 turn.edge_added_ms = turn.turn_latency_ms - turn.eot_silence_ms - turn.model_ttfa_ms
+                rx = self._first_rx.get(rid)
+                turn.commit_delay_ms = (turn.performed_at - turn.last_speech_at) * 1000 - turn.eot_silence_ms
+                if rx is not None:
+                    turn.downlink_delay_ms = (now - rx) * 1000
+                    turn.request_delay_ms = (rx - ttfa - turn.performed_at) * 1000
             self.metrics.observe_turn(turn.turn_latency_ms / 1000,
                                       None if turn.edge_added_ms is None else turn.edge_added_ms / 1000)
             self.turns.append(turn)

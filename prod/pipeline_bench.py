@@ -8,7 +8,8 @@ question, then silence while the agent answers, in a loop) and a downlink that c
 There is no caller transport here (that is ``bench edge``): the figures are the pipeline's own
 cost -- VAD, resampling, the turn engine, the model leg's JSON/base64 WebSocket traffic and the
 1x downlink pacer. Reported: turns, turn latency and edge-added latency percentiles (ms), frames
-late/lost, model errors, the event loop's lag (p99 of a 10 ms ticker's overshoot), and CPU: the
+late/lost, model errors, the event loop's lag (a 10 ms ticker's overshoot, p50/p99, under load
+and idle before the calls start: the baseline of this machine at that moment), and CPU: the
 edge process's CPU per call (% of one core, including the in-process callers) and the model's.
 """
 
@@ -41,6 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=20, help="concurrent calls (default 20)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each call (s)")
     parser.add_argument("--ttfa-ms", type=int, default=200, help="model time to first audio (ms)")
+    parser.add_argument("--quality", default="HQ", choices=("QQ", "LQ", "MQ", "HQ", "VHQ"),
+                        help="soxr quality of the 16 kHz <-> 24 kHz resamplers (default HQ)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -88,10 +91,10 @@ async def _lag_probe(stop: asyncio.Event, lags: list[float]) -> None:
 
 
 def _pct(xs: list[float], q: float) -> float | None:
-    return None if not xs else round(float(np.percentile(np.asarray(xs), q)), 3)
+    return None if not xs else round(float(np.percentile(np.asarray(xs), q)), 6)
 
 
-async def bench(calls: int, seconds: float, ttfa_ms: int) -> dict[str, Any]:
+async def bench(calls: int, seconds: float, ttfa_ms: int, quality: str = "HQ") -> dict[str, Any]:
     """Run the benchmark; return its figures (see the module docstring)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "clutchcall.cli", "model", "serve", "--ttfa-ms", str(ttfa_ms),
@@ -101,12 +104,20 @@ async def bench(calls: int, seconds: float, ttfa_ms: int) -> dict[str, Any]:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         url = json.loads(line)["url"]
         script = _script()
+        # baseline: how late an idle loop's 10 ms timer wakes on this machine right now
+        idle: list[float] = []
+        idle_stop = asyncio.Event()
+        idle_probe = asyncio.create_task(_lag_probe(idle_stop, idle))
+        await asyncio.sleep(2.0)
+        idle_stop.set()
+        await idle_probe
         metrics = EdgeMetrics()
         loop = asyncio.get_running_loop()
         t0 = loop.time() + 0.5
         downs = [_CountingDownlink() for _ in range(calls)]
         pipes = [CallPipeline(downs[i], call_id=f"bench-{i}", metrics=metrics, model_url=url,
-                              config=PipelineConfig(caller_rate=RATE, drain_timeout_s=0.0),
+                              config=PipelineConfig(caller_rate=RATE, drain_timeout_s=0.0,
+                                                    resample_quality=quality),
                               record_outputs=False) for i in range(calls)]
         stop = asyncio.Event()
         lags: list[float] = []
@@ -129,10 +140,15 @@ async def bench(calls: int, seconds: float, ttfa_ms: int) -> dict[str, Any]:
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = wall1 - wall0
     return {
-        "calls": calls, "seconds": seconds, "turns": len(turns),
+        "calls": calls, "seconds": seconds, "quality": quality, "turns": len(turns),
         "turn_latency_ms_p50": _pct(lat, 50), "turn_latency_ms_p95": _pct(lat, 95),
         "edge_added_ms_p50": _pct(edge, 50), "edge_added_ms_p95": _pct(edge, 95),
         "edge_added_ms_p99": _pct(edge, 99), "edge_added_ms_max": _pct(edge, 100),
+        "commit_delay_ms_p50": _pct([t.commit_delay_ms for t in turns if t.commit_delay_ms is not None], 50),
+        "commit_delay_ms_p99": _pct([t.commit_delay_ms for t in turns if t.commit_delay_ms is not None], 99),
+        "request_delay_ms_p99": _pct([t.request_delay_ms for t in turns if t.request_delay_ms is not None], 99),
+        "downlink_delay_ms_p50": _pct([t.downlink_delay_ms for t in turns if t.downlink_delay_ms is not None], 50),
+        "downlink_delay_ms_p99": _pct([t.downlink_delay_ms for t in turns if t.downlink_delay_ms is not None], 99),
         "uplink_hold_ms_p99": _pct([t.uplink_hold_ms for t in turns if t.uplink_hold_ms is not None], 99),
         "frames_late": metrics.value("clutchcall_frames_late_total"),
         "frames_lost": metrics.value("clutchcall_frames_lost_total"),
@@ -140,7 +156,10 @@ async def bench(calls: int, seconds: float, ttfa_ms: int) -> dict[str, Any]:
                             if s.name.endswith("_total")),
         "agent_frames": sum(d.frames for d in downs),
         "failed_calls": sum(1 for p in pipes if p.failed) + len(errors),
+        "loop_lag_ms_p50": None if not lags else round(_pct(lags, 50) * 1000, 3),  # type: ignore[operator]
         "loop_lag_ms_p99": None if not lags else round(_pct(lags, 99) * 1000, 3),  # type: ignore[operator]
+        "idle_loop_lag_ms_p50": None if not idle else round(_pct(idle, 50) * 1000, 3),  # type: ignore[operator]
+        "idle_loop_lag_ms_p99": None if not idle else round(_pct(idle, 99) * 1000, 3),  # type: ignore[operator]
         "edge_cpu_pct_per_call": round(100 * (cpu1 - cpu0) / wall / calls, 3),
         "edge_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
         "model_cpu_pct": round(100 * (child.ru_utime + child.ru_stime) / wall, 1),
@@ -153,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.seconds <= 0:
         print("--calls must be >= 1 and --seconds > 0", file=sys.stderr)
         return 2
-    res = asyncio.run(bench(args.calls, args.seconds, args.ttfa_ms))
+    res = asyncio.run(bench(args.calls, args.seconds, args.ttfa_ms, args.quality))
     if args.json:
         print(json.dumps(res))
     else:
