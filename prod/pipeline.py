@@ -214,7 +214,10 @@ class CallPipeline:
         self._seq = itertools.count()
         self._last_seq = -1
         self._transit: float | None = None  # smallest arrival - media end seen (s)
-        self._uplink: dict[int, bytes] = {}
+        self._uplink: dict[int, np.ndarray] = {}  # caller-rate frames awaiting their Append
+        self._up_batch: list[np.ndarray] = []  # appended, not yet resampled for the model
+        self._up_batch_samples = 0
+        self._up_batch_max = self.vad_rate * self.model.config.append_batch_ms // 1000
         self._held: collections.deque[tuple[float, np.ndarray, bool]] = collections.deque()
         self._pump_handle: asyncio.TimerHandle | None = None
         self._speech_arrival = (0.0, 0.0)  # (engine end, nominal arrival) of the last speech frame
@@ -301,6 +304,8 @@ class CallPipeline:
         if self._pump_handle is not None:
             self._pump_handle.cancel()
             self._pump_handle = None
+        if not self.failed:
+            self._flush_uplink()
         await self.model.close()
         if self._pacer is not None:
             self._wake.set()
@@ -393,7 +398,7 @@ class CallPipeline:
             if speech:
                 self._speech_arrival = (end, nominal)
             n = next(self._seq)
-            self._uplink[n] = self.transcoder.to_model(f)
+            self._uplink[n] = f
             if self.inputs is not None:
                 self.inputs.append(("frame", end, speech, dur_ms, n))
             self.engine.caller_frame(end, speech=speech, duration_ms=dur_ms, seq=n)
@@ -414,10 +419,18 @@ class CallPipeline:
             self.outputs.append(out)
         self.metrics.observe_output(out)
         if isinstance(out, Append):
-            pcm = self._uplink.pop(out.seq, b"")
-            if pcm and not self.failed:
-                self.model.append(pcm)
-        elif isinstance(out, Prime):
+            f = self._uplink.pop(out.seq, None)
+            if f is not None and not self.failed:
+                # resampled and handed to the model leg in batches of its append size (one
+                # soxr call per batch, not per frame); every other action flushes first
+                self._up_batch.append(f)
+                self._up_batch_samples += f.shape[0]
+                if self._up_batch_samples >= self._up_batch_max:
+                    self._flush_uplink()
+            return
+        if out.is_action or isinstance(out, BackchannelFiltered):
+            self._flush_uplink()
+        if isinstance(out, Prime):
             self.model.prime()
         elif isinstance(out, Commit):
             self.model.commit()
@@ -434,6 +447,15 @@ class CallPipeline:
             self.model.backchannel_filtered()
         elif isinstance(out, Cancel):
             self._cancel(out)
+
+    def _flush_uplink(self) -> None:
+        if self._up_batch:
+            pcm = self._up_batch[0] if len(self._up_batch) == 1 else np.concatenate(self._up_batch)
+            self._up_batch = []
+            self._up_batch_samples = 0
+            model_pcm = self.transcoder.to_model(pcm)
+            if model_pcm:
+                self.model.append(model_pcm)
 
     def _rearm(self) -> None:
         deadline = self.engine.get_timer()

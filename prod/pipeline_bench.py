@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import resource
 import sys
 import time
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.seconds <= 0:
         print("--calls must be >= 1 and --seconds > 0", file=sys.stderr)
         return 2
+    logging.getLogger("clutchcall").setLevel(logging.ERROR)
     res = asyncio.run(bench(args.calls, args.seconds, args.ttfa_ms, args.quality))
     if args.json:
         print(json.dumps(res))

@@ -374,7 +374,9 @@ class ModelLeg:
             err_type, code = "protocol", "invalid_event"
         if self.metrics is not None:
             self.metrics.model_error(err_type, code)
-        self.log.warning("model leg error: %s", exc, extra={"model_error_code": code})
+        # a cancel that crossed the response's end on the wire is a benign race
+        level = logging.INFO if code == "response_cancel_not_active" else logging.WARNING
+        self.log.log(level, "model leg error: %s", exc, extra={"model_error_code": code})
         if self.on_error is not None:
             self.on_error(exc)
 
