@@ -31,6 +31,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "callerleg"): ("clutchcall.prod.caller.bench", "benchmark the caller leg: MoQT codec objects/s and loopback calls over QUIC vs WebSocket"),
     ("edge", "echo"): ("clutchcall.prod.ingress.serve", "run the QUIC/MoQT and WebSocket/TLS ingresses with the echo handler (demo edge)"),
     ("call",): ("clutchcall.prod.caller.cli", "place a real call with a WAV over QUIC/MoQT or WebSocket/TLS; report mouth-to-ear turn latency"),
+    ("bench", "pipeline"): ("clutchcall.prod.pipeline_bench", "benchmark N concurrent calls through the per-call pipeline and the embedded model"),
+    ("model", "serve"): ("clutchcall.prod.model.cli", "run the embedded reference model (OpenAI Realtime protocol) on loopback"),
     ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
     ("bench", "netem"): ("clutchcall.netem.bench", "benchmark the WAN emulator against a veth baseline (RTT, packets/s, TCP, accuracy)"),
     ("netem",): ("clutchcall.netem.cli", "run a command in a namespace behind an emulated WAN link (delay, jitter, loss, rate)"),
