@@ -39,12 +39,17 @@ uint64_t cc_stress_consume(cc_consumer_t *c, uint64_t until_seq, uint32_t batch,
                            uint64_t max_spins, int verify);
 """
 
+UDPBENCH_CDEF = """
+int64_t cc_udp_blast(int fd, const uint8_t *dst, uint32_t dstlen, uint64_t total,
+                     uint32_t window, uint32_t sz, int idle_ms, uint64_t *active_us);
+"""
+
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF + UDPBENCH_CDEF)
 ffibuilder.set_source(
     "clutchcall.native._rings",
-    '#include "cc_tango.h"',
-    sources=[src("cc_tango.c")],
+    '#include "cc_tango.h"\n#include "cc_udpbench.h"',
+    sources=[src("cc_tango.c"), src("cc_udpbench.c")],
     include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=CFLAGS,
 )
