@@ -24,6 +24,8 @@ cc_uring_t *cc_uring_new(int fd, uint32_t entries, uint32_t nbufs, uint32_t buf_
                          uint32_t nsend, cc_ring_t *ring, uint32_t flags, int *err);
 void cc_uring_delete(cc_uring_t *u);
 int cc_uring_ring_fd(const cc_uring_t *u);
+int cc_uring_event_fd(const cc_uring_t *u);
+void cc_uring_clear_event(cc_uring_t *u);
 void cc_uring_get_stats(const cc_uring_t *u, cc_uring_stats_t *out);
 int cc_uring_recv_batch(cc_uring_t *u, cc_consumer_t *c, uint8_t *out, uint64_t out_cap,
                         uint32_t *lens, uint8_t *addrs, uint32_t max, uint32_t wait_nr);

@@ -11,7 +11,7 @@ Both implementations here offer the same small interface, batch-oriented:
 
 :class:`UringUdpIO` drives the C reactor (``csrc/cc_uring.c``): a multishot ``recvmsg`` into
 a provided-buffer ring, completions published into an mcache/dcache :class:`Ring`, sends as one
-batch of ``sendmsg`` SQEs per call. The loop watches the io_uring fd (``fileno()``) with
+batch of ``sendmsg`` SQEs per call. The loop watches the reactor's eventfd (``fileno()``) with
 ``add_reader``; it also works without asyncio through :meth:`UringUdpIO.recv_batch`.
 :class:`AsyncioUdpIO` is a plain asyncio datagram endpoint that groups the datagrams of one
 loop iteration into a batch. :func:`open_udp_io` picks one; when io_uring is not built or the
@@ -134,6 +134,7 @@ class UringUdpIO:
         self._sa_cache: dict[Addr, tuple[bytes, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_batch: OnBatch | None = None
+        self._kicked = False
         self.local_address = sock.getsockname()
 
     @property
@@ -155,8 +156,8 @@ class UringUdpIO:
         return int(self._cons.overrun_cnt)
 
     def fileno(self) -> int:
-        """Return the io_uring fd: readable when completions are pending."""
-        return int(self._lib.cc_uring_ring_fd(self._u))
+        """Return the reactor's eventfd: readable when completions are pending."""
+        return int(self._lib.cc_uring_event_fd(self._u))
 
     def recv_batch(self, max_n: int | None = None, wait: bool = False) -> list[Datagram]:
         """Return up to ``max_n`` received datagrams (empty if none; with ``wait`` block for
@@ -222,11 +223,20 @@ class UringUdpIO:
             ffi.new("uint32_t[]", salens), n)
         if rc < 0:
             raise OSError(-rc, "io_uring send: " + errno.errorcode.get(-rc, str(-rc)))
+        self._kick_if_pending()
         return int(rc)
+
+    def _kick_if_pending(self) -> None:
+        # Waiting for send slots (or a bounded drain) may have reaped receive completions into
+        # the ring: the eventfd was already consumed for them, so schedule a drain ourselves.
+        if (self._loop is not None and not self._kicked
+                and int(self._cons.seq) != int(self._lib.cc_ring_seq_next(self._ring_c))):
+            self._kicked = True
+            self._loop.call_soon(self._readable)
 
     async def start(self, on_batch: OnBatch) -> None:
         """Deliver received datagrams to ``on_batch`` from the running loop (add_reader on
-        the io_uring fd)."""
+        the reactor's eventfd)."""
         self._loop = asyncio.get_running_loop()
         self._on_batch = on_batch
         self._loop.add_reader(self.fileno(), self._readable)
@@ -241,8 +251,13 @@ class UringUdpIO:
             if not batch:
                 break
             on_batch(batch)
+        self._kick_if_pending()
 
     def _readable(self) -> None:
+        self._kicked = False
+        if self._u is None:
+            return
+        self._lib.cc_uring_clear_event(self._u)
         try:
             self._drain_now()
         except Exception:  # a broken callback must not kill the loop's reader

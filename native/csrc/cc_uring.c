@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define UD_RECV 1ULL
 #define UD_SEND_BASE (1ULL << 32)
@@ -25,6 +27,7 @@ typedef struct {
 struct cc_uring {
   struct io_uring ring;
   int fd;
+  int efd; /* eventfd registered with the ring: signalled on completions / deferred work */
   uint32_t nbufs, buf_sz, nsend, defer;
   struct io_uring_buf_ring *br;
   size_t br_sz;
@@ -71,6 +74,7 @@ cc_uring_t *cc_uring_new(int fd, uint32_t entries, uint32_t nbufs, uint32_t buf_
     return NULL;
   }
   u->fd = fd;
+  u->efd = -1;
   u->nbufs = nbufs;
   u->buf_sz = buf_sz;
   u->nsend = nsend;
@@ -96,6 +100,12 @@ cc_uring_t *cc_uring_new(int fd, uint32_t entries, uint32_t nbufs, uint32_t buf_
     return NULL;
   }
   u->st.setup_flags = p.flags;
+  u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (u->efd < 0 || (rc = io_uring_register_eventfd(&u->ring, u->efd)) != 0) {
+    *err = u->efd < 0 ? -errno : rc;
+    cc_uring_delete(u);
+    return NULL;
+  }
   /* provided-buffer ring, registered by hand (liburing 2.3) */
   u->br_sz = (size_t)nbufs * sizeof(struct io_uring_buf);
   u->br = mmap(NULL, u->br_sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
@@ -155,6 +165,7 @@ void cc_uring_delete(cc_uring_t *u) {
   if (!u) return;
   if (u->ring.ring_fd > 0) io_uring_queue_exit(&u->ring); /* cancels the multishot recv */
   if (u->br) munmap(u->br, u->br_sz);
+  if (u->efd >= 0) close(u->efd);
   free(u->bufs);
   free(u->slots);
   free(u->send_data);
@@ -165,6 +176,11 @@ void cc_uring_delete(cc_uring_t *u) {
 }
 
 int cc_uring_ring_fd(const cc_uring_t *u) { return u->ring.ring_fd; }
+int cc_uring_event_fd(const cc_uring_t *u) { return u->efd; }
+void cc_uring_clear_event(cc_uring_t *u) {
+  eventfd_t v;
+  eventfd_read(u->efd, &v);
+}
 void cc_uring_get_stats(const cc_uring_t *u, cc_uring_stats_t *out) { *out = u->st; }
 
 static void flush_stage(cc_uring_t *u, uint32_t *staged) {
@@ -330,7 +346,8 @@ int64_t cc_uring_echo_loop(cc_uring_t *u, cc_consumer_t *c, uint64_t max_pkts, i
     }
     if (n == 0) {
       if (now_ms() - last > (uint64_t)idle_ms) break;
-      struct pollfd pfd = {.fd = u->ring.ring_fd, .events = POLLIN};
+      struct pollfd pfd = {.fd = u->efd, .events = POLLIN};
+      cc_uring_clear_event(u);
       poll(&pfd, 1, 5);
       continue;
     }

@@ -7,8 +7,9 @@
  * io_uring_register_buf_ring, io_uring_buf_ring_init/add/advance) and arms one multishot
  * recvmsg that picks buffers from it. The ring is created with
  * IORING_SETUP_SINGLE_ISSUER|IORING_SETUP_DEFER_TASKRUN when the kernel accepts them (else
- * without). The ring fd is pollable (readable when completions or deferred work are pending),
- * so an asyncio loop can add_reader on it.
+ * without). An eventfd registered with the ring is signalled when completions (or, with
+ * DEFER_TASKRUN, deferred work) are pending, so an asyncio loop can add_reader on it. (Polling
+ * the ring fd itself misses wake-ups under DEFER_TASKRUN.)
  *
  * cc_uring_recv_batch runs deferred work, reaps up to max completions: each received datagram
  * ([28-byte sockaddr][payload]) is published into the cc_tango ring given at creation and its
@@ -43,6 +44,10 @@ cc_uring_t *cc_uring_new(int fd, uint32_t entries, uint32_t nbufs, uint32_t buf_
                          uint32_t nsend, cc_ring_t *ring, uint32_t flags, int *err);
 void cc_uring_delete(cc_uring_t *u);
 int cc_uring_ring_fd(const cc_uring_t *u);
+/* The eventfd registered with the ring (io_uring_register_eventfd): readable once completions
+ * or deferred task work are pending. Clear it before draining (cc_uring_clear_event). */
+int cc_uring_event_fd(const cc_uring_t *u);
+void cc_uring_clear_event(cc_uring_t *u);
 void cc_uring_get_stats(const cc_uring_t *u, cc_uring_stats_t *out);
 
 /* Reap up to max completions into the ring (see above); then drain up to max datagrams with
