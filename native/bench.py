@@ -1,0 +1,196 @@
+"""``clutchcall bench native``: the native data plane's figures, medians of repeated runs.
+
+Theory of operation: every figure is measured in this process against a baseline measured the
+same way. Rings: one producer and one (SPSC) or three (1P/3C) consumers, each a C loop called
+from its own Python thread (cffi releases the GIL), 32-byte messages in batches of 64; the
+consumers are reliable (credit flow control, so every message reaches every consumer); the
+1P/3C run is repeated with best-effort consumers, which the producer never waits for (on a
+loaded 2-core machine they are mostly lapped: the overrun fraction is reported). UDP echo on loopback: a C load generator (sendmmsg/recvmmsg,
+a fixed window of datagrams in flight) runs in a thread against an echo server on the asyncio
+loop: asyncio's ``DatagramProtocol`` (baseline), the io_uring reactor with the Python batch
+callback (what the edge uses), and the reactor's pure-C echo loop (the ceiling). Packets/s =
+echoes / time to the last echo. Every loop is bounded in count and by an idle timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from clutchcall.native import udpio
+from clutchcall.native.rings import Ring, ffi, lib
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--ring-msgs", type=int, default=4_000_000, help="messages per ring run")
+    parser.add_argument("--udp-pkts", type=int, default=100_000, help="echoes per UDP run")
+    parser.add_argument("--window", type=int, default=256, help="datagrams in flight")
+    parser.add_argument("--size", type=int, default=200, help="UDP payload bytes")
+
+
+def _threads(fns: list[Callable[[], None]]) -> float:
+    ts = [threading.Thread(target=f) for f in fns]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    return time.perf_counter() - t0
+
+
+def ring_run(total: int, nconsumers: int, reliable: bool, sz: int = 32,
+             batch: int = 64, depth: int = 4096) -> dict[str, Any]:
+    """Return one ring measurement: published/s, delivered/s per consumer, overruns."""
+    ring = Ring(depth=depth, mtu=64, fseq_slots=nconsumers if reliable else 0)
+    cons = [ring.consumer(reliable=reliable) for _ in range(nconsumers)]
+    pub = [0]
+
+    def produce() -> None:
+        pub[0] = lib.cc_stress_produce(ring.ptr, total, sz, batch, 50_000_000, 0)
+
+    def consumer(c: Any) -> Callable[[], None]:
+        return lambda: lib.cc_stress_consume(c._c, total, batch, 5_000_000, 0)
+
+    dt = _threads([consumer(c) for c in cons] + [produce])
+    return {
+        "published": int(pub[0]), "seconds": dt, "msgs_per_s": pub[0] / dt,
+        "delivered_per_s": [c.drained / dt for c in cons],
+        "overruns": [c.overruns for c in cons],
+    }
+
+
+def _blast(addr: tuple[Any, ...], total: int, window: int, size: int) -> tuple[int, float]:
+    cl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cl.bind(("127.0.0.1", 0))
+    cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    cl.setblocking(False)
+    sa, salen = udpio.sockaddr_bytes(addr, socket.AF_INET)
+    us = ffi.new("uint64_t *")
+    try:
+        got = lib.cc_udp_blast(cl.fileno(), sa, salen, total, window, size, 500, us)
+    finally:
+        cl.close()
+    if got < 0:
+        raise OSError(-got, "udp blast failed")
+    return int(got), us[0] / 1e6
+
+
+class _Echo(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.t.sendto(data, addr)  # type: ignore[attr-defined]
+
+
+async def _echo_asyncio(total: int, window: int, size: int) -> tuple[int, float]:
+    loop = asyncio.get_running_loop()
+    sock = udpio.bind_udp("127.0.0.1", 0)
+    transport, _ = await loop.create_datagram_endpoint(_Echo, sock=sock)
+    try:
+        return await loop.run_in_executor(None, _blast, sock.getsockname(), total, window, size)
+    finally:
+        transport.close()
+
+
+async def _echo_uring(total: int, window: int, size: int) -> tuple[int, float]:
+    loop = asyncio.get_running_loop()
+    io = udpio.UringUdpIO(udpio.bind_udp("127.0.0.1", 0))
+    await io.start(io.send_batch)  # echo each batch back in one submission
+    try:
+        return await loop.run_in_executor(None, _blast, io.local_address, total, window, size)
+    finally:
+        io.close()
+
+
+def _echo_uring_c(total: int, window: int, size: int) -> tuple[int, float]:
+    io = udpio.UringUdpIO(udpio.bind_udp("127.0.0.1", 0))
+    res: list[tuple[int, float]] = []
+    t = threading.Thread(target=lambda: res.append(_blast(io.local_address, total, window, size)))
+    t.start()
+    io._lib.cc_uring_echo_loop(io._u, io._cons, total, 1000)
+    t.join(60)
+    io.close()
+    return res[0]
+
+
+def udp_run(kind: str, total: int, window: int, size: int) -> dict[str, Any]:
+    """Return one UDP echo measurement for kind asyncio / uring / uring_c."""
+    if kind == "asyncio":
+        got, dt = asyncio.run(_echo_asyncio(total, window, size))
+    elif kind == "uring":
+        got, dt = asyncio.run(_echo_uring(total, window, size))
+    else:
+        got, dt = _echo_uring_c(total, window, size)
+    pps = got / dt if dt > 0 else 0.0
+    return {"echoes": got, "seconds": dt, "pps": pps, "us_per_packet": 1e6 / pps if pps else None}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every figure ``args.repeat`` times; return the JSON-ready result with medians."""
+    rep = max(1, args.repeat)
+    med = statistics.median
+    spsc = [ring_run(args.ring_msgs, 1, True) for _ in range(rep)]
+    mc = [ring_run(args.ring_msgs, 3, True) for _ in range(rep)]
+    mc_be = [ring_run(args.ring_msgs, 3, False) for _ in range(rep)]
+    out: dict[str, Any] = {
+        "ring_msgs_per_s": med(r["msgs_per_s"] for r in spsc),
+        "ring_spsc_msgs_per_s": med(r["msgs_per_s"] for r in spsc),
+        "ring_1p3c_publish_msgs_per_s": med(r["msgs_per_s"] for r in mc),
+        "ring_1p3c_delivered_msgs_per_s_per_consumer": med(
+            statistics.mean(r["delivered_per_s"]) for r in mc),
+        "ring_1p3c_best_effort_publish_msgs_per_s": med(r["msgs_per_s"] for r in mc_be),
+        "ring_1p3c_best_effort_overrun_fraction": med(
+            sum(r["overruns"]) / (3 * r["published"]) for r in mc_be),
+        "ring_message_bytes": 32,
+    }
+    udp: dict[str, list[dict[str, Any]]] = {"asyncio": [], "uring": [], "uring_c": []}
+    kinds = ["asyncio"] + (["uring", "uring_c"] if udpio.URING_BUILT else [])
+    for _ in range(rep):
+        for k in kinds:  # interleaved so drift hits every kind alike
+            udp[k].append(udp_run(k, args.udp_pkts, args.window, args.size))
+    for k in kinds:
+        pps = med(r["pps"] for r in udp[k])
+        out[f"udp_echo_{k}_pps"] = pps
+        out[f"udp_echo_{k}_us_per_packet"] = 1e6 / pps if pps else None
+    out["uring_vs_asyncio_pps_ratio"] = (
+        out["udp_echo_uring_pps"] / out["udp_echo_asyncio_pps"] if udpio.URING_BUILT else None)
+    out["uring_c_vs_asyncio_pps_ratio"] = (
+        out["udp_echo_uring_c_pps"] / out["udp_echo_asyncio_pps"] if udpio.URING_BUILT else None)
+    out["udp_payload_bytes"] = args.size
+    out["udp_window"] = args.window
+    out["repeat"] = rep
+    out["uring_built"] = udpio.URING_BUILT
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and print; return 0."""
+    res = measure(args)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"ring SPSC (reliable, 32 B):    {res['ring_spsc_msgs_per_s'] / 1e6:8.1f} M msgs/s")
+    print(f"ring 1P/3C (reliable):         {res['ring_1p3c_publish_msgs_per_s'] / 1e6:8.1f} M msgs/s"
+          f" to each of 3 consumers")
+    print(f"ring 1P/3C (best effort):      "
+          f"{res['ring_1p3c_best_effort_publish_msgs_per_s'] / 1e6:8.1f} M msgs/s published, "
+          f"overrun {res['ring_1p3c_best_effort_overrun_fraction']:.1%}")
+    for k in ("asyncio", "uring", "uring_c"):
+        if f"udp_echo_{k}_pps" in res:
+            print(f"udp echo {k:8s}: {res[f'udp_echo_{k}_pps'] / 1e3:9.1f} k pkts/s  "
+                  f"{res[f'udp_echo_{k}_us_per_packet']:6.2f} us/pkt")
+    if res["uring_vs_asyncio_pps_ratio"] is not None:
+        print(f"io_uring / asyncio: {res['uring_vs_asyncio_pps_ratio']:.2f}x  "
+              f"(C echo loop: {res['uring_c_vs_asyncio_pps_ratio']:.2f}x)")
+    return 0
