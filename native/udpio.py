@@ -373,14 +373,28 @@ def bind_udp(host: str, port: int, *, reuseport: bool = False,
 
 def open_udp_io(kind: str = "auto", host: str = "127.0.0.1", port: int = 0, *,
                 sock: socket.socket | None = None, reuseport: bool = False,
-                **uring_options: Any) -> UdpIO:
-    """Return datagram I/O of ``kind`` ("uring", "asyncio" or "auto") on a socket bound to
-    (host, port), or on ``sock`` if given. "uring" and "auto" fall back to asyncio with one
+                iface: str | None = None, **uring_options: Any) -> Any:
+    """Return datagram I/O of ``kind`` ("uring", "asyncio", "auto" or "xdp") on a socket bound
+    to (host, port), or on ``sock`` if given. "uring" and "auto" fall back to asyncio with one
     log line when io_uring is not built or the kernel refuses it (ENOSYS / EPERM / EINVAL);
-    other io_uring failures raise OSError. Raises ConfigError-like ValueError for a bad kind.
+    other io_uring failures raise OSError. "xdp" needs ``iface`` and an IPv4 ``host`` (the
+    interface's address) and a fixed port; it falls back the same way (see
+    clutchcall.native.xdp.XdpUdpIO). Raises ValueError for a bad kind or missing iface.
     """
-    if kind not in ("uring", "asyncio", "auto"):
-        raise ValueError(f"io kind must be uring, asyncio or auto, got {kind!r}")
+    if kind not in ("uring", "asyncio", "auto", "xdp"):
+        raise ValueError(f"io kind must be uring, asyncio, auto or xdp, got {kind!r}")
+    if kind == "xdp":
+        if not iface or not port:
+            raise ValueError("io kind xdp needs iface and a fixed port")
+        from clutchcall.native.xdp import XdpUdpIO, XdpUnavailable
+
+        try:
+            return XdpUdpIO(iface, host, port)
+        except XdpUnavailable as exc:
+            if exc.errno not in FALLBACK_ERRNOS + (errno.ENOENT, errno.ENODEV):
+                raise OSError(exc.errno, str(exc)) from exc
+            log.warning("AF_XDP unavailable (%s); using asyncio datagram I/O", exc)
+            return AsyncioUdpIO(sock or bind_udp(host, port, reuseport=reuseport))
     if sock is None:
         sock = bind_udp(host, port, reuseport=reuseport)
     if kind == "asyncio":
