@@ -19,10 +19,10 @@ import tempfile
 from setuptools import setup
 
 PROBES = {
-    "liburing": ("#include <liburing.h>\nint main(void){struct io_uring r;"
-                 "return io_uring_queue_init(2,&r,0);}\n", ["-luring"]),
-    "libxdp": ("#include <xdp/xsk.h>\n#include <bpf/libbpf.h>\n"
-               "int main(void){return xsk_umem__fd((void*)0)+libbpf_major_version();}\n",
+    "liburing": (("#include <liburing.h>\nint main(void){struct io_uring r;"
+                  "return io_uring_queue_init(2,&r,0);}\n"), ["-luring"]),
+    "libxdp": (("#include <xdp/xsk.h>\n#include <bpf/libbpf.h>\n"
+                "int main(void){return xsk_umem__fd((void*)0)+libbpf_major_version();}\n"),
                ["-lxdp", "-lbpf"]),
 }
 
@@ -39,7 +39,7 @@ def have(name: str) -> bool:
             f.write(code)
         try:
             res = subprocess.run([*cc, c_path, "-o", os.path.join(tmp, "probe"), *libs],
-                                 capture_output=True, timeout=60)
+                                 capture_output=True, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return False
         return res.returncode == 0

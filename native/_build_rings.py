@@ -8,7 +8,7 @@ import sys
 from cffi import FFI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _build_common import CFLAGS, CSRC, src  # noqa: E402
+from _build_common import CFLAGS, CSRC, src
 
 CDEF = """
 typedef struct cc_ring cc_ring_t;

@@ -9,8 +9,8 @@ import sys
 from cffi import FFI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _build_common import CFLAGS, CSRC, src  # noqa: E402
-from _build_rings import CDEF as RINGS_CDEF  # noqa: E402
+from _build_common import CFLAGS, CSRC, src
+from _build_rings import CDEF as RINGS_CDEF
 
 CDEF = RINGS_CDEF + """
 #define CC_ADDR_SZ 28

@@ -15,13 +15,14 @@ One thread publishes; each consumer is used by one thread at a time.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 from clutchcall.native._rings import ffi, lib
 
-__all__ = ["Ring", "Consumer", "Frag", "ffi", "lib"]
+__all__ = ["Consumer", "Frag", "Ring", "ffi", "lib"]
 
 
 class Frag(NamedTuple):
@@ -162,7 +163,5 @@ class Consumer:
             self._idx = -1
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(AttributeError, TypeError):  # interpreter teardown
             self.close()
-        except Exception:
-            pass

@@ -17,10 +17,14 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-from typing import Any
+from typing import Any, Self
 
 from clutchcall.native.quic_echo import QuicEchoServer, make_certificate, server_configuration
-from clutchcall.native.shard import ShardQuicConnection, bind_shard_sockets, shard_connection_factory
+from clutchcall.native.shard import (
+    ShardQuicConnection,
+    bind_shard_sockets,
+    shard_connection_factory,
+)
 from clutchcall.native.udpio import open_udp_io
 
 
@@ -113,7 +117,7 @@ class ShardedEchoService:
         self._pipes.clear()
         return self.reports
 
-    def __enter__(self) -> ShardedEchoService:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -7,10 +7,14 @@ import asyncio
 
 import pytest
 from aioquic.asyncio import connect
-
 from clutchcall.native import udpio
-from clutchcall.native.quic_echo import (QuicEchoClient, QuicEchoServer, client_configuration,
-                                         make_certificate, server_configuration)
+from clutchcall.native.quic_echo import (
+    QuicEchoClient,
+    QuicEchoServer,
+    client_configuration,
+    make_certificate,
+    server_configuration,
+)
 from clutchcall.native.udpio import UringUdpIO, open_udp_io
 
 CERT = make_certificate()

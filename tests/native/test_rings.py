@@ -7,11 +7,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 from clutchcall.native.rings import Ring, ffi, lib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_publish_then_drain_in_order() -> None:

@@ -11,12 +11,15 @@ import socket
 import time
 
 import pytest
-from aioquic.quic.configuration import QuicConfiguration
-
 from clutchcall.engine.errors import ConfigError
 from clutchcall.native.quic_echo import QuicEchoClient, client_configuration
-from clutchcall.native.shard import (ShardQuicConnection, bind_shard_sockets, reuseport_cbpf,
-                                     shard_cid, shard_of_datagram)
+from clutchcall.native.shard import (
+    ShardQuicConnection,
+    bind_shard_sockets,
+    reuseport_cbpf,
+    shard_cid,
+    shard_of_datagram,
+)
 from clutchcall.native.shard_server import ShardedEchoService
 
 
@@ -82,8 +85,8 @@ def test_shard_cid_and_program_validation() -> None:
 def test_shard_connection_issues_only_shard_cids() -> None:
     """Drive a real handshake between an aioquic client and a ShardQuicConnection in memory
     and check every CID the server ever issued (initial and NEW_CONNECTION_ID ones)."""
-    from clutchcall.native.quic_echo import make_certificate, server_configuration
     from aioquic.quic.connection import QuicConnection
+    from clutchcall.native.quic_echo import make_certificate, server_configuration
 
     cert, key = make_certificate()
     client = QuicConnection(configuration=client_configuration())

@@ -11,10 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-
 from clutchcall.native import xdp
 
 pytestmark = [
@@ -103,13 +101,13 @@ def test_quic_call_through_af_xdp(veth_pair: tuple[str, str, str]) -> None:
         # unreachable: the caller's connected socket sees ConnectionRefusedError
         probe = subprocess.run(
             ["ip", "netns", "exec", ns_c, sys.executable, "-c", PROBE, EDGE_IP],
-            capture_output=True, text=True, timeout=20)
+            capture_output=True, text=True, timeout=20, check=False)
         assert "REFUSED" in probe.stdout, probe.stdout + probe.stderr
         client = subprocess.run(
             ["ip", "netns", "exec", ns_c, sys.executable, "-c", CLIENT, EDGE_IP, str(PORT),
-             CALLER_IP], capture_output=True, text=True, timeout=40, env=env)
+             CALLER_IP], capture_output=True, text=True, timeout=40, env=env, check=False)
         assert "ECHO True True" in client.stdout, client.stdout + client.stderr
-        out, err = server.communicate(timeout=40)
+        out, _err = server.communicate(timeout=40)
     finally:
         if server.poll() is None:
             server.kill()
