@@ -65,7 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clutchcall " + " ".join(words), description=help_text)
     module.configure(parser)
     ns = parser.parse_args(rest)
-    return int(module.run(ns) or 0)
+    from clutchcall.engine.errors import ConfigError
+
+    try:
+        return int(module.run(ns) or 0)
+    except ConfigError as exc:
+        print(f"clutchcall {' '.join(words)}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

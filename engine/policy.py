@@ -1,0 +1,61 @@
+"""Turn-taking policy: the replaceable judgement calls inside the turn engine.
+
+Theory of operation: the transition table (``engine/turn.py``) decides *when* a question is
+asked -- at the end of a turn, and on every speech frame over agent audio -- and a policy
+answers it. Keeping the answers here lets an improved policy be proposed, simulated on the
+corpus and adopted with evidence without touching the state machine.
+
+How bursts are measured (shared by every policy): a turn's speech is the sum of the durations
+of its speech frames (silence inside the turn does not count); a barge-in's speech is the sum
+of the caller's speech frames *while agent audio plays*, across silences shorter than
+``burst_gap_ms``. Both are integers of milliseconds, so the thresholds compare exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from clutchcall.engine.config import TurnConfig
+
+
+class TurnPolicy(Protocol):
+    """What the engine asks its policy."""
+
+    def wants_reply(self, turn_speech_ms: int) -> bool:
+        """At end of turn: ``True`` -> final ``Commit``; ``False`` -> ``BackchannelFiltered``."""
+        ...
+
+    def may_prime(self, turn_speech_ms: int) -> bool:
+        """At a pause inside a turn: may a non-final ``Prime`` be sent?"""
+        ...
+
+    def barge_confirmed(self, barge_speech_ms: int) -> bool:
+        """On each speech frame over agent audio: confirm the pending barge-in now?"""
+        ...
+
+
+class ThresholdPolicy:
+    """The product's baseline: the two fixed thresholds of :class:`TurnConfig`.
+
+    * backchannel filter: reply only to turns with ``>= response_min_speech_ms`` of speech;
+    * prime only turns that already passed that filter (a backchannel must stay clearable);
+    * hold-and-confirm: cancel once ``>= barge_confirm_ms`` of speech over the agent.
+    """
+
+    __slots__ = ("_confirm", "_min_speech")
+
+    def __init__(self, config: TurnConfig) -> None:
+        self._min_speech = config.response_min_speech_ms
+        self._confirm = config.barge_confirm_ms
+
+    def wants_reply(self, turn_speech_ms: int) -> bool:
+        """Return whether a turn of ``turn_speech_ms`` speech deserves a reply."""
+        return turn_speech_ms >= self._min_speech
+
+    def may_prime(self, turn_speech_ms: int) -> bool:
+        """Return whether the turn so far may be primed into the model's context."""
+        return turn_speech_ms >= self._min_speech
+
+    def barge_confirmed(self, barge_speech_ms: int) -> bool:
+        """Return whether ``barge_speech_ms`` of speech over the agent confirms a barge-in."""
+        return barge_speech_ms >= self._confirm

@@ -1,0 +1,113 @@
+"""Scripted engine inputs: a deterministic, realistic mix of caller and agent behaviour.
+
+Theory of operation: :func:`scripted_call` turns a seed into a list of engine inputs -- caller
+frames at 1x with VAD decisions, agent audio start/finish -- shaped like a phone conversation:
+caller turns of 0.8-4 s with mid-turn pauses, replies from the agent after each committed turn,
+backchannels ("mhm") and barge-ins over the agent. It is pure (no clock, no I/O); the demo,
+the benchmark and tests drive the engine with it. :func:`run_inputs` plays such a list through
+a :class:`TurnEngine` with the DESIGN drive loop and returns every output.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from clutchcall.engine.actions import Output
+from clutchcall.engine.turn import TurnEngine
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameInput:
+    """A caller frame that ended at ``time`` (s)."""
+
+    time: float
+    speech: bool
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentInput:
+    """Agent audio ``started`` (True) or finished (False) at ``time`` (s)."""
+
+    time: float
+    started: bool
+
+
+ScriptInput = FrameInput | AgentInput
+
+
+def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> list[ScriptInput]:
+    """Return the inputs of a ``seconds``-long scripted call (deterministic in ``seed``).
+
+    The agent's behaviour is scripted, not reactive: after each caller turn the agent talks
+    for 1-4 s starting 0.9-1.4 s after the caller's speech ended (the end-of-turn silence plus
+    a model's time to first audio); during agent speech the caller may backchannel (150-500 ms)
+    or barge in (600-1500 ms).
+    """
+    rng = random.Random(seed)
+    step = frame_ms / 1000.0
+    n_frames = int(seconds * 1000) // frame_ms
+    speech = [False] * n_frames
+    agent: list[tuple[int, int]] = []
+    i = rng.randint(5, 25)
+    while i < n_frames:
+        # a caller turn made of 1-3 bursts separated by short pauses
+        for b in range(rng.randint(1, 3)):
+            if b:
+                i += rng.randint(5, 20)  # 100-400 ms pause inside the turn
+            length = rng.randint(20, 100)
+            for k in range(i, min(i + length, n_frames)):
+                speech[k] = True
+            i += length
+        i += rng.randint(45, 70)  # silence until the agent answers
+        a_len = rng.randint(50, 200)
+        agent.append((i, i + a_len))
+        # caller reactions over the agent
+        if rng.random() < 0.5:
+            j = i + rng.randint(10, max(11, a_len - 30))
+            for k in range(j, min(j + rng.randint(8, 25), n_frames)):
+                speech[k] = True
+        if rng.random() < 0.25:
+            j = i + rng.randint(20, max(21, a_len - 10))
+            for k in range(j, min(j + rng.randint(30, 75), n_frames)):
+                speech[k] = True
+        i += a_len + rng.randint(10, 40)
+    events: list[ScriptInput] = []
+    starts = {s: e for s, e in agent}
+    ends = {e for _, e in agent}
+    for k in range(n_frames):
+        t = round((k + 1) * step, 6)
+        events.append(FrameInput(time=t, speech=speech[k], duration_ms=frame_ms))
+        if k + 1 in starts:
+            events.append(AgentInput(time=t, started=True))
+        if k + 1 in ends:
+            events.append(AgentInput(time=t, started=False))
+    return events
+
+
+def run_inputs(engine: TurnEngine, inputs: list[ScriptInput]) -> list[Output]:
+    """Drive ``engine`` through ``inputs`` with the DESIGN drive loop; return all outputs.
+
+    Timers are honoured: before each input, a deadline at or before its time is fired with
+    ``handle_timer(deadline)``, as a shell's timer would have done.
+    """
+    out: list[Output] = []
+    agent_playing = False
+    for inp in inputs:
+        deadline = engine.get_timer()
+        while deadline is not None and deadline <= inp.time:
+            engine.handle_timer(deadline)
+            out.extend(engine.drain())
+            deadline = engine.get_timer()
+        if isinstance(inp, FrameInput):
+            engine.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms)
+        elif inp.started:
+            if not agent_playing:
+                engine.agent_audio_started(inp.time)
+                agent_playing = True
+        elif agent_playing:
+            engine.agent_audio_finished(inp.time)
+            agent_playing = False
+        out.extend(engine.drain())
+    return out

@@ -1,0 +1,551 @@
+"""The turn engine: a sans-IO state machine that decides when the caller's turn ended.
+
+Theory of operation
+-------------------
+The engine never reads a clock, sleeps or does I/O. Every input carries ``now`` (seconds,
+monotonic, float). The shell (simulator or production edge) runs one loop::
+
+    engine.caller_frame(now, speech=..., duration_ms=...)  # or agent_audio_started/finished
+    for output in engine.drain(): shell.perform(output)     # every input needs a drain after it
+    deadline = engine.get_timer()                           # re-arm the one timer
+    # when it fires: engine.handle_timer(max(deadline, clock())), then drain again
+
+Caller frames arrive at 1x real time, speech or not; ``now`` is the *end* of the frame's
+audio, so the frame covers ``[now - duration, now]``. Each frame yields an ``Append`` first,
+then whatever it decided. Silence is measured from the end of the last speech frame, not by
+counting frames, so the same decisions come out whether silence arrives as frames or as a
+gap that only the timer sees. Deadlines that fell before a frame's start fire before the frame
+is processed.
+
+All transitions live in :data:`TRANSITIONS`, one table keyed by ``(State, Input)``; an input
+that the table has no row for raises :class:`~clutchcall.engine.errors.InvalidInput`.
+Judgement calls (is this a backchannel? is this barge-in confirmed?) are asked of a
+:class:`~clutchcall.engine.policy.TurnPolicy`.
+
+States
+------
+``LISTENING``        no turn open, agent silent.
+``SPEAKING``         a turn is open and the caller is in speech.
+``PAUSED``           a turn is open and the caller is silent, less than the end-of-turn silence.
+``AWAITING``         the turn was committed; the agent's first audio has not started.
+``AWAITING_SPEECH``  as ``AWAITING`` but the caller speaks again (held, like a barge candidate).
+``AGENT``            agent audio plays, caller silent.
+``BARGE_PENDING``    agent audio plays and the caller speaks: a barge-in is pending.
+
+The table, row by row (inputs: SPEECH / SILENCE frame, AGENT_STARTED, AGENT_FINISHED, and the
+three deadlines PRIME_DUE, END_OF_TURN_DUE, BURST_END_DUE):
+
+=================  ==============  ===========================================================
+state              input           effect -> next state
+=================  ==============  ===========================================================
+LISTENING          SPEECH          open turn: TurnStarted -> SPEAKING
+LISTENING          SILENCE         nothing
+LISTENING          AGENT_STARTED   unsolicited agent audio (a greeting) -> AGENT
+LISTENING          AGENT_FINISHED  late finish (after a Cancel): ignored
+SPEAKING           SPEECH          count speech
+SPEAKING           SILENCE         arm prime (if the policy allows) and end-of-turn -> PAUSED
+SPEAKING           AGENT_STARTED   agent starts while the caller is mid-burst: the open turn
+                                   ends uncommitted (EndOfTurn reason agent_started), a
+                                   barge-in is armed from now -> BARGE_PENDING
+SPEAKING           AGENT_FINISHED  late finish: ignored
+PAUSED             SPEECH          same turn continues -> SPEAKING
+PAUSED             SILENCE         nothing (the deadlines run)
+PAUSED             PRIME_DUE       Prime (once per pause)
+PAUSED             END_OF_TURN     policy wants a reply: Commit, EndOfTurn -> AWAITING;
+                                   else BackchannelFiltered, EndOfTurn -> LISTENING
+PAUSED             AGENT_STARTED   the open turn ends uncommitted -> AGENT
+PAUSED             AGENT_FINISHED  late finish: ignored
+AWAITING           SPEECH          speech while the reply is pending is held -> AWAITING_SPEECH
+AWAITING           SILENCE         nothing
+AWAITING           AGENT_STARTED   -> AGENT
+AWAITING           AGENT_FINISHED  the reply ended without audio -> LISTENING
+AWAITING_SPEECH    SPEECH          count speech
+AWAITING_SPEECH    SILENCE         arm burst end
+AWAITING_SPEECH    BURST_END_DUE   burst over before the agent spoke; a short one is
+                                   BackchannelFiltered; its audio stays in the model's input
+                                   buffer for the next turn -> AWAITING
+AWAITING_SPEECH    AGENT_STARTED   agent starts over the caller: barge-in armed from now
+                                   (only speech over agent audio counts) -> BARGE_PENDING
+AWAITING_SPEECH    AGENT_FINISHED  reply ended without audio: the held speech opens a turn
+                                   -> SPEAKING (or PAUSED if in a gap)
+AGENT              SPEECH          BargeArmed at the frame's start; count; confirm check
+                                   -> BARGE_PENDING (or, if confirmed at once, as below)
+AGENT              SILENCE         nothing
+AGENT              AGENT_STARTED   error: agent audio already playing
+AGENT              AGENT_FINISHED  -> LISTENING
+BARGE_PENDING      SPEECH          count; once the policy confirms: BargeConfirmed, Cancel
+                                   (agent_played_ms), TurnStarted -> SPEAKING
+BARGE_PENDING      SILENCE         arm burst end
+BARGE_PENDING      BURST_END_DUE   a backchannel over the agent: BargeDismissed,
+                                   BackchannelFiltered, the agent keeps talking -> AGENT
+BARGE_PENDING      AGENT_STARTED   error: agent audio already playing
+BARGE_PENDING      AGENT_FINISHED  the agent finished first: no Cancel (nothing to stop);
+                                   BargeDismissed(agent_finished), the caller's speech opens a
+                                   turn -> SPEAKING (or PAUSED if in a gap)
+=================  ==============  ===========================================================
+
+Speech while waiting for the model's first audio (``AWAITING_SPEECH``) never cancels by itself:
+``Cancel`` exists to stop agent audio, so it needs agent audio. If the agent starts while the
+caller still speaks, the overlap is a pending barge-in like any other, timed from the agent's
+start. A barge-in that would be confirmed after the agent already finished is not: the agent
+stopped first, so there is nothing to cancel, and the caller's speech becomes a turn.
+
+Errors: a caller frame whose ``now`` is earlier than an input already processed raises
+``TimeWentBackwards``; one that overlaps the previous frame or repeats its sequence number
+raises ``FrameOutOfOrder``; a duration other than 10/20/30 ms or an input the table lacks
+raises ``InvalidInput``. In every case the engine's state is unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+
+from clutchcall.engine.actions import (
+    BackchannelFiltered,
+    BargeArmed,
+    BargeConfirmed,
+    BargeDismissed,
+    Cancel,
+    Commit,
+    EndOfTurn,
+    Output,
+    Prime,
+    TurnStarted,
+    append_unchecked,
+)
+from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
+from clutchcall.engine.errors import FrameOutOfOrder, InvalidInput, TimeWentBackwards
+from clutchcall.engine.policy import ThresholdPolicy, TurnPolicy
+
+# Time tolerance (s): two frames are contiguous, and a deadline is due, within this much,
+# so float rounding of 1x clocks (0.02 * k) never shifts a decision by a frame.
+_EPS = 1e-6
+
+
+class State(enum.Enum):
+    """The engine's states (see the module docstring for their meaning)."""
+
+    LISTENING = "listening"
+    SPEAKING = "speaking"
+    PAUSED = "paused"
+    AWAITING = "awaiting"
+    AWAITING_SPEECH = "awaiting_speech"
+    AGENT = "agent"
+    BARGE_PENDING = "barge_pending"
+
+
+class Input(enum.Enum):
+    """The inputs of the transition table."""
+
+    SPEECH = "speech"
+    SILENCE = "silence"
+    AGENT_STARTED = "agent_started"
+    AGENT_FINISHED = "agent_finished"
+    PRIME_DUE = "prime_due"
+    END_OF_TURN_DUE = "end_of_turn_due"
+    BURST_END_DUE = "burst_end_due"
+
+
+_Handler = Callable[["TurnEngine", float, int], "State"]
+
+
+class TurnEngine:
+    """The pure turn engine. See the module docstring for the contract.
+
+    Inputs: :meth:`caller_frame`, :meth:`agent_audio_started`, :meth:`agent_audio_finished`,
+    :meth:`handle_timer`. Every input may produce outputs: call :meth:`drain` after it.
+    """
+
+    __slots__ = (
+        "_agent_started_at",
+        "_barge_speech",
+        "_burst_end_at",
+        "_eot_at",
+        "_eot_ms",
+        "_gap_ms",
+        "_last_frame_end",
+        "_last_seq",
+        "_last_speech_end",
+        "_next_deadline",
+        "_next_seq",
+        "_now",
+        "_on_silence",
+        "_on_speech",
+        "_out",
+        "_prime_at",
+        "_prime_ms",
+        "_state",
+        "_turn",
+        "_turn_onset",
+        "_turn_speech",
+        "config",
+        "policy",
+    )
+
+    def __init__(self, config: TurnConfig | None = None, policy: TurnPolicy | None = None) -> None:
+        self.config = config if config is not None else TurnConfig()
+        self.policy: TurnPolicy = policy if policy is not None else ThresholdPolicy(self.config)
+        self._state = State.LISTENING
+        self._out: list[Output] = []
+        self._now = -math.inf
+        self._last_frame_end = -math.inf
+        self._last_seq = -1
+        self._next_seq = 0
+        self._turn = 0
+        self._turn_onset = 0.0
+        self._turn_speech = 0
+        self._last_speech_end = 0.0
+        self._barge_speech = 0
+        self._agent_started_at = 0.0
+        self._prime_at: float | None = None
+        self._eot_at: float | None = None
+        self._burst_end_at: float | None = None
+        self._next_deadline: float | None = None
+        self._prime_ms = self.config.prime_silence_ms
+        self._eot_ms = self.config.end_of_turn_silence_ms
+        self._gap_ms = self.config.burst_gap_ms
+        self._on_speech: _Handler | None = None
+        self._on_silence: _Handler | None = None
+        self._enter(State.LISTENING)
+
+    # ------------------------------------------------------------------ observation
+    @property
+    def state(self) -> State:
+        """The current state."""
+        return self._state
+
+    @property
+    def turn(self) -> int:
+        """The id of the latest turn opened (0 before the first)."""
+        return self._turn
+
+    def get_timer(self) -> float | None:
+        """Return the absolute time (s) at which :meth:`handle_timer` must be called, or
+        ``None`` when nothing is pending. Never earlier than the last input's ``now``."""
+        return self._next_deadline
+
+    def drain(self) -> list[Output]:
+        """Return the outputs decided since the last drain, oldest first, and forget them."""
+        out = self._out
+        self._out = []
+        return out
+
+    # ------------------------------------------------------------------ inputs
+    def caller_frame(
+        self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None
+    ) -> None:
+        """Feed one caller frame that ended at ``now`` with its VAD decision ``speech``.
+
+        ``duration_ms`` must be 10, 20 or 30; ``seq``, if given, must increase. Emits an
+        ``Append`` for the frame, then whatever the frame decided. Raises
+        ``TimeWentBackwards``, ``FrameOutOfOrder`` or ``InvalidInput`` (state unchanged).
+        """
+        if duration_ms not in VAD_FRAME_MS:
+            raise InvalidInput(f"caller_frame: duration_ms must be 10, 20 or 30, got {duration_ms!r}")
+        if not now >= self._now:  # also rejects NaN
+            raise TimeWentBackwards(f"caller_frame: now={now!r} is before the last input at {self._now!r}")
+        start = now - duration_ms / 1000.0
+        if start < self._last_frame_end - _EPS:
+            raise FrameOutOfOrder(
+                f"caller_frame: frame [{start:.6f}, {now:.6f}] overlaps the previous frame, "
+                f"which ended at {self._last_frame_end:.6f}"
+            )
+        if seq is None:
+            seq = self._next_seq
+        elif seq <= self._last_seq:
+            raise FrameOutOfOrder(f"caller_frame: seq {seq} after seq {self._last_seq}")
+        self._now = now
+        self._last_frame_end = now
+        self._last_seq = seq
+        self._next_seq = seq + 1
+        deadline = self._next_deadline
+        if deadline is not None and deadline <= start + _EPS:
+            self._expire(start, now)
+        self._out.append(append_unchecked(now, seq, duration_ms, speech))
+        # Hot path: the current state's frame handlers are cached by _enter (the same rows as
+        # TRANSITIONS; a None handler is a row whose effect is "nothing").
+        if speech:
+            handler = self._on_speech
+            if handler is None:
+                raise InvalidInput(f"no transition for input speech in state {self._state.value}")
+            state = handler(self, now, duration_ms)
+            self._last_speech_end = now
+        else:
+            handler = self._on_silence
+            state = self._state if handler is None else handler(self, now, duration_ms)
+        if state is not self._state:
+            self._enter(state)
+        deadline = self._next_deadline
+        if deadline is not None and deadline <= now + _EPS:
+            self._expire(now, now)
+
+    def agent_audio_started(self, now: float) -> None:
+        """The agent's audio started playing to the caller at ``now``."""
+        self._advance_clock(now, "agent_audio_started")
+        self._dispatch(Input.AGENT_STARTED, now, 0)
+        self._expire(now, now)
+
+    def agent_audio_finished(self, now: float) -> None:
+        """The agent's audio stopped playing at ``now`` (finished, or cleared after Cancel)."""
+        self._advance_clock(now, "agent_audio_finished")
+        self._dispatch(Input.AGENT_FINISHED, now, 0)
+        self._expire(now, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every deadline at or before ``now``. Safe to call early or spuriously."""
+        self._advance_clock(now, "handle_timer")
+        self._expire(now, now)
+
+    # ------------------------------------------------------------------ machinery
+    def _advance_clock(self, now: float, what: str) -> None:
+        if not now >= self._now:
+            raise TimeWentBackwards(f"{what}: now={now!r} is before the last input at {self._now!r}")
+        self._now = now
+
+    def _dispatch(self, inp: Input, now: float, duration_ms: int) -> None:
+        handler = TRANSITIONS.get((self._state, inp))
+        if handler is None:
+            raise InvalidInput(f"no transition for input {inp.value} in state {self._state.value}")
+        state = handler(self, now, duration_ms)
+        if state is not self._state:
+            self._enter(state)
+
+    def _enter(self, state: State) -> None:
+        self._state = state
+        speech = TRANSITIONS.get((state, Input.SPEECH))
+        silence = TRANSITIONS.get((state, Input.SILENCE))
+        self._on_speech = speech
+        self._on_silence = None if silence is TurnEngine._ignore else silence
+
+    def _expire(self, upto: float, now: float) -> None:
+        """Fire, in deadline order, every deadline ``<= upto``; outputs are stamped ``now``."""
+        while True:
+            deadline = self._next_deadline
+            if deadline is None or deadline > upto + _EPS:
+                return
+            if self._prime_at is not None and self._prime_at == deadline:
+                self._prime_at = None
+                inp = Input.PRIME_DUE
+            elif self._eot_at is not None and self._eot_at == deadline:
+                self._eot_at = None
+                inp = Input.END_OF_TURN_DUE
+            else:
+                self._burst_end_at = None
+                inp = Input.BURST_END_DUE
+            self._recompute_deadline()
+            self._dispatch(inp, now, 0)
+
+    def _recompute_deadline(self) -> None:
+        best: float | None = None
+        for d in (self._prime_at, self._eot_at, self._burst_end_at):
+            if d is not None and (best is None or d < best):
+                best = d
+        self._next_deadline = best
+
+    def _clear_deadlines(self) -> None:
+        self._prime_at = self._eot_at = self._burst_end_at = self._next_deadline = None
+
+    def _arm_pause(self) -> None:
+        base = self._last_speech_end
+        if self._prime_ms and self.policy.may_prime(self._turn_speech):
+            self._prime_at = base + self._prime_ms / 1000.0
+        self._eot_at = base + self._eot_ms / 1000.0
+        self._recompute_deadline()
+
+    def _arm_burst_end(self) -> None:
+        if self._burst_end_at is None:
+            self._burst_end_at = self._last_speech_end + self._gap_ms / 1000.0
+            self._recompute_deadline()
+
+    def _open_turn(self, now: float, onset: float) -> None:
+        self._turn += 1
+        self._turn_onset = onset
+        self._out.append(TurnStarted(time=now, turn=self._turn, onset=onset))
+
+    def _played_ms(self, now: float) -> int:
+        return max(0, round((now - self._agent_started_at) * 1000.0))
+
+    def _speech_becomes_turn(self, now: float) -> State:
+        """The caller's held speech (over or before the agent) opens a turn."""
+        self._open_turn(now, self._turn_onset)
+        in_gap = self._burst_end_at is not None
+        self._clear_deadlines()
+        if in_gap:
+            self._arm_pause()
+            return State.PAUSED
+        return State.SPEAKING
+
+    # ------------------------------------------------------------------ handlers
+    def _ignore(self, now: float, d: int) -> State:
+        return self._state
+
+    def _listening_speech(self, now: float, d: int) -> State:
+        self._turn_speech = d
+        self._open_turn(now, now - d / 1000.0)
+        return State.SPEAKING
+
+    def _to_agent(self, now: float, d: int) -> State:
+        self._agent_started_at = now
+        return State.AGENT
+
+    def _count_speech(self, now: float, d: int) -> State:
+        self._turn_speech += d
+        return self._state
+
+    def _speaking_silence(self, now: float, d: int) -> State:
+        self._arm_pause()
+        return State.PAUSED
+
+    def _turn_interrupted_by_agent(self, now: float) -> None:
+        self._clear_deadlines()
+        self._out.append(
+            EndOfTurn(time=now, turn=self._turn, speech_ms=self._turn_speech, committed=False,
+                      reason="agent_started")
+        )
+
+    def _speaking_agent_started(self, now: float, d: int) -> State:
+        self._turn_interrupted_by_agent(now)
+        self._agent_started_at = now
+        self._barge_speech = 0
+        self._out.append(BargeArmed(time=now, onset=now))
+        return State.BARGE_PENDING
+
+    def _paused_speech(self, now: float, d: int) -> State:
+        self._clear_deadlines()
+        self._turn_speech += d
+        return State.SPEAKING
+
+    def _paused_prime(self, now: float, d: int) -> State:
+        self._out.append(Prime(time=now, turn=self._turn, speech_ms=self._turn_speech))
+        return State.PAUSED
+
+    def _paused_end_of_turn(self, now: float, d: int) -> State:
+        self._clear_deadlines()
+        speech = self._turn_speech
+        if self.policy.wants_reply(speech):
+            self._out.append(
+                Commit(time=now, turn=self._turn, speech_ms=speech, last_speech_at=self._last_speech_end)
+            )
+            self._out.append(
+                EndOfTurn(time=now, turn=self._turn, speech_ms=speech, committed=True, reason="silence")
+            )
+            return State.AWAITING
+        self._out.append(BackchannelFiltered(time=now, speech_ms=speech, over_agent=False))
+        self._out.append(
+            EndOfTurn(time=now, turn=self._turn, speech_ms=speech, committed=False, reason="silence")
+        )
+        return State.LISTENING
+
+    def _paused_agent_started(self, now: float, d: int) -> State:
+        self._turn_interrupted_by_agent(now)
+        self._agent_started_at = now
+        return State.AGENT
+
+    def _awaiting_speech(self, now: float, d: int) -> State:
+        self._turn_speech = d
+        self._turn_onset = now - d / 1000.0
+        return State.AWAITING_SPEECH
+
+    def _finished_before_audio(self, now: float, d: int) -> State:
+        return State.LISTENING
+
+    def _held_speech(self, now: float, d: int) -> State:
+        self._turn_speech += d
+        if self._burst_end_at is not None:
+            self._burst_end_at = None
+            self._recompute_deadline()
+        return self._state
+
+    def _held_silence(self, now: float, d: int) -> State:
+        self._arm_burst_end()
+        return self._state
+
+    def _awaiting_burst_end(self, now: float, d: int) -> State:
+        if not self.policy.wants_reply(self._turn_speech):
+            self._out.append(BackchannelFiltered(time=now, speech_ms=self._turn_speech, over_agent=False))
+        return State.AWAITING
+
+    def _awaiting_speech_agent_started(self, now: float, d: int) -> State:
+        self._agent_started_at = now
+        self._barge_speech = 0
+        self._out.append(BargeArmed(time=now, onset=now))
+        return State.BARGE_PENDING
+
+    def _awaiting_speech_finished(self, now: float, d: int) -> State:
+        return self._speech_becomes_turn(now)
+
+    def _agent_speech(self, now: float, d: int) -> State:
+        onset = now - d / 1000.0
+        self._turn_speech = d
+        self._turn_onset = onset
+        self._barge_speech = 0
+        self._out.append(BargeArmed(time=now, onset=onset))
+        return self._barge_speech_frame(now, d)
+
+    def _barge_speech_frame(self, now: float, d: int) -> State:
+        if self._state is not State.AGENT:
+            self._turn_speech += d
+        self._barge_speech += d
+        if self._burst_end_at is not None:
+            self._burst_end_at = None
+            self._recompute_deadline()
+        if not self.policy.barge_confirmed(self._barge_speech):
+            return State.BARGE_PENDING
+        played = self._played_ms(now)
+        self._out.append(BargeConfirmed(time=now, speech_ms=self._barge_speech, agent_played_ms=played))
+        self._out.append(Cancel(time=now, agent_played_ms=played))
+        self._clear_deadlines()
+        self._open_turn(now, self._turn_onset)
+        return State.SPEAKING
+
+    def _agent_finished(self, now: float, d: int) -> State:
+        return State.LISTENING
+
+    def _barge_burst_end(self, now: float, d: int) -> State:
+        self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="burst_ended"))
+        self._out.append(BackchannelFiltered(time=now, speech_ms=self._turn_speech, over_agent=True))
+        return State.AGENT
+
+    def _barge_agent_finished(self, now: float, d: int) -> State:
+        self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="agent_finished"))
+        return self._speech_becomes_turn(now)
+
+
+S, I = State, Input
+TRANSITIONS: dict[tuple[State, Input], _Handler] = {
+    (S.LISTENING, I.SPEECH): TurnEngine._listening_speech,
+    (S.LISTENING, I.SILENCE): TurnEngine._ignore,
+    (S.LISTENING, I.AGENT_STARTED): TurnEngine._to_agent,
+    (S.LISTENING, I.AGENT_FINISHED): TurnEngine._ignore,
+    (S.SPEAKING, I.SPEECH): TurnEngine._count_speech,
+    (S.SPEAKING, I.SILENCE): TurnEngine._speaking_silence,
+    (S.SPEAKING, I.AGENT_STARTED): TurnEngine._speaking_agent_started,
+    (S.SPEAKING, I.AGENT_FINISHED): TurnEngine._ignore,
+    (S.PAUSED, I.SPEECH): TurnEngine._paused_speech,
+    (S.PAUSED, I.SILENCE): TurnEngine._ignore,
+    (S.PAUSED, I.PRIME_DUE): TurnEngine._paused_prime,
+    (S.PAUSED, I.END_OF_TURN_DUE): TurnEngine._paused_end_of_turn,
+    (S.PAUSED, I.AGENT_STARTED): TurnEngine._paused_agent_started,
+    (S.PAUSED, I.AGENT_FINISHED): TurnEngine._ignore,
+    (S.AWAITING, I.SPEECH): TurnEngine._awaiting_speech,
+    (S.AWAITING, I.SILENCE): TurnEngine._ignore,
+    (S.AWAITING, I.AGENT_STARTED): TurnEngine._to_agent,
+    (S.AWAITING, I.AGENT_FINISHED): TurnEngine._finished_before_audio,
+    (S.AWAITING_SPEECH, I.SPEECH): TurnEngine._held_speech,
+    (S.AWAITING_SPEECH, I.SILENCE): TurnEngine._held_silence,
+    (S.AWAITING_SPEECH, I.BURST_END_DUE): TurnEngine._awaiting_burst_end,
+    (S.AWAITING_SPEECH, I.AGENT_STARTED): TurnEngine._awaiting_speech_agent_started,
+    (S.AWAITING_SPEECH, I.AGENT_FINISHED): TurnEngine._awaiting_speech_finished,
+    (S.AGENT, I.SPEECH): TurnEngine._agent_speech,
+    (S.AGENT, I.SILENCE): TurnEngine._ignore,
+    (S.AGENT, I.AGENT_FINISHED): TurnEngine._agent_finished,
+    (S.BARGE_PENDING, I.SPEECH): TurnEngine._barge_speech_frame,
+    (S.BARGE_PENDING, I.SILENCE): TurnEngine._held_silence,
+    (S.BARGE_PENDING, I.BURST_END_DUE): TurnEngine._barge_burst_end,
+    (S.BARGE_PENDING, I.AGENT_FINISHED): TurnEngine._barge_agent_finished,
+}
+"""The transition table. Missing rows (e.g. AGENT_STARTED while agent audio already plays)
+raise ``InvalidInput``; deadline inputs only occur in the states that arm them."""
+del S, I

@@ -1,0 +1,30 @@
+"""The engine's commands run for real through the one CLI."""
+
+from __future__ import annotations
+
+import json
+
+from clutchcall.cli import main
+
+
+def test_bench_engine_json(capsys) -> None:
+    assert main(["bench", "engine", "--seconds", "20", "--runs", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["frames"] == 1000
+    assert res["frames_per_s"] > 0 and res["us_per_frame"] > 0
+
+
+def test_engine_demo(capsys) -> None:
+    assert main(["engine", "demo", "--seconds", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "commit" in out and "frames appended" in out
+
+
+def test_bad_config_is_a_clear_error(capsys) -> None:
+    assert main(["engine", "demo", "--barge-confirm-ms", "-3"]) == 2
+    assert "barge_confirm_ms" in capsys.readouterr().err
+
+
+def test_unknown_command(capsys) -> None:
+    assert main(["nope"]) == 2
+    assert main([]) == 0
