@@ -17,7 +17,7 @@ CDEF = RINGS_CDEF + """
 typedef struct cc_uring cc_uring_t;
 typedef struct cc_uring_stats {
   uint64_t rx_pkts, rx_bytes, rx_truncated, rx_enobufs, rx_errors, rearms;
-  uint64_t tx_pkts, tx_errors, tx_waits;
+  uint64_t tx_pkts, tx_errors, tx_waits, tx_gso_sends;
   uint32_t setup_flags;
 } cc_uring_stats_t;
 cc_uring_t *cc_uring_new(int fd, uint32_t entries, uint32_t nbufs, uint32_t buf_sz,

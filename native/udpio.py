@@ -11,7 +11,8 @@ Both implementations here offer the same small interface, batch-oriented:
 
 :class:`UringUdpIO` drives the C reactor (``csrc/cc_uring.c``): a multishot ``recvmsg`` into
 a provided-buffer ring, completions published into an mcache/dcache :class:`Ring`, sends as one
-batch of ``sendmsg`` SQEs per call. The loop watches the reactor's eventfd (``fileno()``) with
+batch of ``sendmsg`` SQEs per call (with UDP GSO, a run of equal-size datagrams to one peer,
+as QUIC typically produces, is one ``sendmsg`` that the kernel segments). The loop watches the reactor's eventfd (``fileno()``) with
 ``add_reader``; it also works without asyncio through :meth:`UringUdpIO.recv_batch`.
 :class:`AsyncioUdpIO` is a plain asyncio datagram endpoint that groups the datagrams of one
 loop iteration into a batch. :func:`open_udp_io` picks one; when io_uring is not built or the
@@ -101,7 +102,7 @@ class UringUdpIO:
 
     def __init__(self, sock: socket.socket, *, entries: int = 256, nbufs: int = 1024,
                  buf_sz: int = 2048, nsend: int = 512, ring_depth: int = 4096,
-                 max_batch: int = 256, defer_taskrun: bool = True) -> None:
+                 max_batch: int = 256, defer_taskrun: bool = True, gso: bool = True) -> None:
         if _uring is None:
             raise UringUnavailable("io_uring reactor not built (liburing missing at build)",
                                    errno.ENOSYS)
@@ -117,7 +118,7 @@ class UringUdpIO:
         self._ring_c = ffi.cast("cc_ring_t *", int(rffi.cast("uintptr_t", self.ring.ptr)))
         err = ffi.new("int *")
         ptr = lib.cc_uring_new(sock.fileno(), entries, nbufs, buf_sz, nsend, self._ring_c,
-                               1 if defer_taskrun else 0, err)
+                               (1 if defer_taskrun else 0) | (2 if gso else 0), err)
         if ptr == ffi.NULL:
             code = -err[0]
             raise UringUnavailable(f"io_uring setup failed: {errno.errorcode.get(code, code)}",
@@ -148,7 +149,7 @@ class UringUdpIO:
         self._lib.cc_uring_get_stats(self._u, st)
         return {k: int(getattr(st, k)) for k in (
             "rx_pkts", "rx_bytes", "rx_truncated", "rx_enobufs", "rx_errors", "rearms",
-            "tx_pkts", "tx_errors", "tx_waits", "setup_flags")}
+            "tx_pkts", "tx_errors", "tx_waits", "tx_gso_sends", "setup_flags")}
 
     @property
     def overruns(self) -> int:

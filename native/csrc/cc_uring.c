@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,13 @@
 
 #define UD_RECV 1ULL
 #define UD_SEND_BASE (1ULL << 32)
+#define UD_GSO_BASE (2ULL << 32)
+#define GSO_SLOTS 32
+#define GSO_MAX_SEGS 64
+#define GSO_BUF (64 * 1024)
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 #define BGID 7
 
 typedef struct {
@@ -22,6 +30,11 @@ typedef struct {
   struct iovec iov;
   struct sockaddr_in6 addr;
   int busy;
+  uint32_t nseg; /* datagrams carried by this send (GSO: several) */
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctl;
 } send_slot_t;
 
 struct cc_uring {
@@ -37,6 +50,11 @@ struct cc_uring {
   uint8_t *send_data;
   uint32_t *free_slots;
   uint32_t nfree;
+  send_slot_t gso[GSO_SLOTS]; /* UDP GSO sends: one sendmsg, many equal-size datagrams */
+  uint8_t *gso_data;
+  uint32_t gso_free[GSO_SLOTS];
+  uint32_t ngso_free;
+  int gso_on;
   int armed;
   cc_ring_t *out;
   uint8_t *stage;       /* staging for one publish batch */
@@ -149,6 +167,22 @@ cc_uring_t *cc_uring_new(int fd, uint32_t entries, uint32_t nbufs, uint32_t buf_
     s->msg.msg_name = &s->addr;
   }
   u->nfree = nsend;
+  u->gso_data = (flags & 2) ? malloc((size_t)GSO_SLOTS * GSO_BUF) : NULL;
+  u->gso_on = u->gso_data != NULL;
+  for (uint32_t i = 0; u->gso_on && i < GSO_SLOTS; i++) {
+    send_slot_t *s = &u->gso[i];
+    u->gso_free[u->ngso_free++] = GSO_SLOTS - 1 - i;
+    s->iov.iov_base = u->gso_data + (size_t)i * GSO_BUF;
+    s->msg.msg_iov = &s->iov;
+    s->msg.msg_iovlen = 1;
+    s->msg.msg_name = &s->addr;
+    s->msg.msg_control = s->ctl.buf;
+    s->msg.msg_controllen = sizeof(s->ctl.buf);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&s->msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  }
   u->rx_msg.msg_namelen = CC_ADDR_SZ;
   u->rx_msg.msg_controllen = 0;
   rc = arm_recv(u);
@@ -170,6 +204,7 @@ void cc_uring_delete(cc_uring_t *u) {
   free(u->slots);
   free(u->send_data);
   free(u->free_slots);
+  free(u->gso_data);
   free(u->stage);
   free(u->stage_lens);
   free(u);
@@ -239,6 +274,21 @@ static int reap(cc_uring_t *u, uint32_t max, uint32_t wait_nr) {
         flush_stage(u, &staged);
         soff = 0;
       }
+    } else if (ud >= UD_GSO_BASE && ud < UD_GSO_BASE + GSO_SLOTS) {
+      uint32_t slot = (uint32_t)(ud - UD_GSO_BASE);
+      send_slot_t *g = &u->gso[slot];
+      if (cqe->res < 0) {
+        u->st.tx_errors += g->nseg;
+        if (cqe->res == -EIO || cqe->res == -EINVAL || cqe->res == -EOPNOTSUPP)
+          u->gso_on = 0; /* the device cannot segment: plain sendmsg from now on */
+      } else {
+        u->st.tx_pkts += g->nseg;
+        u->st.tx_gso_sends++;
+      }
+      if (g->busy) {
+        g->busy = 0;
+        u->gso_free[u->ngso_free++] = slot;
+      }
     } else if (ud >= UD_SEND_BASE && ud < UD_SEND_BASE + u->nsend) {
       uint32_t slot = (uint32_t)(ud - UD_SEND_BASE);
       if (cqe->res < 0) u->st.tx_errors++;
@@ -292,6 +342,47 @@ int cc_uring_send_batch(cc_uring_t *u, const uint8_t *buf, const uint32_t *lens,
   for (i = 0; i < n; i++) {
     uint32_t l = lens[i];
     if (l > u->buf_sz || addrlens[i] > CC_ADDR_SZ) return -EMSGSIZE;
+    if (u->gso_on && l > 0) {
+      /* a run of datagrams to the same address, all of size l (the last may be shorter) */
+      const uint8_t *a = addrs + (size_t)i * CC_ADDR_SZ;
+      uint32_t k = i + 1;
+      uint64_t tot = l;
+      while (k < n && k - i < GSO_MAX_SEGS && addrlens[k] == addrlens[i] &&
+             memcmp(addrs + (size_t)k * CC_ADDR_SZ, a, addrlens[i]) == 0 && lens[k] <= l &&
+             lens[k] > 0 && tot + lens[k] <= 65000 - 48) {
+        tot += lens[k];
+        k++;
+        if (lens[k - 1] < l) break;
+      }
+      if (k - i >= 2) {
+        while (u->ngso_free == 0) {
+          u->st.tx_waits++;
+          int rc = reap(u, UINT32_MAX, 1);
+          if (rc < 0) return rc;
+        }
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+        if (!sqe) {
+          io_uring_submit(&u->ring);
+          sqe = io_uring_get_sqe(&u->ring);
+          if (!sqe) return -EBUSY;
+        }
+        uint32_t slot = u->gso_free[--u->ngso_free];
+        send_slot_t *g = &u->gso[slot];
+        g->busy = 1;
+        g->nseg = k - i;
+        memcpy(g->iov.iov_base, buf + off, tot);
+        g->iov.iov_len = tot;
+        memcpy(&g->addr, a, addrlens[i]);
+        g->msg.msg_namelen = addrlens[i];
+        uint16_t seg = (uint16_t)l;
+        memcpy(CMSG_DATA(CMSG_FIRSTHDR(&g->msg)), &seg, sizeof(seg));
+        io_uring_prep_sendmsg(sqe, u->fd, &g->msg, 0);
+        io_uring_sqe_set_data64(sqe, UD_GSO_BASE + slot);
+        off += tot;
+        i = k - 1;
+        continue;
+      }
+    }
     while (u->nfree == 0) { /* wait for send completions (they free slots) */
       u->st.tx_waits++;
       int rc = reap(u, UINT32_MAX, 1);

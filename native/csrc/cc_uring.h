@@ -19,8 +19,9 @@
  * same stream. Send completions free their slots.
  *
  * cc_uring_send_batch copies each datagram into a send slot (so callers may reuse their
- * buffers at once), queues one sendmsg SQE per datagram and submits them all with one
- * io_uring_enter. When no slot is free it waits for send completions.
+ * buffers at once), queues one sendmsg SQE per datagram -- or, with UDP GSO, one per run of
+ * equal-size datagrams to the same address (UDP_SEGMENT cmsg; the kernel splits them) -- and
+ * submits them all with one io_uring_enter. When no slot is free it waits for completions.
  */
 #ifndef CC_URING_H
 #define CC_URING_H
@@ -33,13 +34,14 @@ typedef struct cc_uring cc_uring_t;
 
 typedef struct cc_uring_stats {
   uint64_t rx_pkts, rx_bytes, rx_truncated, rx_enobufs, rx_errors, rearms;
-  uint64_t tx_pkts, tx_errors, tx_waits;
+  uint64_t tx_pkts, tx_errors, tx_waits, tx_gso_sends;
   uint32_t setup_flags; /* IORING_SETUP_* flags the kernel accepted */
 } cc_uring_stats_t;
 
 /* Create a reactor on UDP socket fd. Returns NULL and sets *err to a negative errno on
  * failure (-ENOSYS / -EPERM / -EINVAL when the kernel refuses io_uring). flags: bit0 = try
- * SINGLE_ISSUER|DEFER_TASKRUN. ring must have mtu >= CC_ADDR_SZ + buf_sz. */
+ * SINGLE_ISSUER|DEFER_TASKRUN, bit1 = UDP GSO (runs of equal-size datagrams to one address go
+ * out as one sendmsg with UDP_SEGMENT; turned off by itself if the device refuses). ring must have mtu >= CC_ADDR_SZ + buf_sz. */
 cc_uring_t *cc_uring_new(int fd, uint32_t entries, uint32_t nbufs, uint32_t buf_sz,
                          uint32_t nsend, cc_ring_t *ring, uint32_t flags, int *err);
 void cc_uring_delete(cc_uring_t *u);
