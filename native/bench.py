@@ -11,7 +11,11 @@ loop: asyncio's ``DatagramProtocol`` (baseline), the io_uring reactor with the P
 callback (what the edge uses), and the reactor's pure-C echo loop (the ceiling). Packets/s =
 echoes / time to the last echo; on a shared 2-core machine that wall-clock figure also pays for
 the load generator and other processes, so the echo server's own CPU time per packet (thread
-CPU time of the loop's thread) is reported too. Every loop is bounded in count and by an idle timeout.
+CPU time of the loop's thread) is reported too. QUIC: ``--calls`` aioquic calls from a separate
+load-generator process (``clutchcall.native.callgen``), each a stream carrying a 160-byte frame
+every 20 ms, against the QUIC echo edge on asyncio vs io_uring: echo round-trip percentiles,
+frames/s actually echoed and the edge's CPU per datagram. On 2 cores the aioquic load generator
+saturates first, so the RTTs include its queueing; the CPU figure is the edge's own. Every loop is bounded in count and by an idle timeout.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--udp-pkts", type=int, default=100_000, help="echoes per UDP run")
     parser.add_argument("--window", type=int, default=256, help="datagrams in flight")
     parser.add_argument("--size", type=int, default=200, help="UDP payload bytes")
+    parser.add_argument("--calls", type=int, default=200, help="QUIC calls (0: skip)")
+    parser.add_argument("--call-seconds", type=float, default=3.0, help="traffic per QUIC run")
 
 
 def _threads(fns: list[Callable[[], None]]) -> float:
@@ -146,6 +152,35 @@ def udp_run(kind: str, total: int, window: int, size: int) -> dict[str, Any]:
             "server_cpu_us_per_packet": cpu * 1e6 / got if got else None}
 
 
+async def _quic_calls(kind: str, calls: int, seconds: float) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    from clutchcall.native.quic_echo import (QuicEchoServer, make_certificate,
+                                             server_configuration)
+
+    io = udpio.open_udp_io(kind, "127.0.0.1", 0)
+    server = QuicEchoServer(io, server_configuration(*make_certificate()))
+    await server.start()
+    cpu0 = time.thread_time()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "clutchcall.native.callgen",
+        "--addr", f"127.0.0.1:{io.local_address[1]}", "--calls", str(calls),
+        "--seconds", str(seconds), stdout=subprocess.PIPE)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), seconds + 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        server.close()
+    cpu = time.thread_time() - cpu0
+    res: dict[str, Any] = json.loads(out)
+    res["server_cpu_us_per_datagram"] = cpu * 1e6 / max(1, server.datagrams_in)
+    res["frames_per_s"] = res["frames"] / seconds
+    return res
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every figure ``args.repeat`` times; return the JSON-ready result with medians."""
     rep = max(1, args.repeat)
@@ -182,6 +217,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         / out["udp_echo_uring_server_cpu_us_per_packet"] if udpio.URING_BUILT else None)
     out["uring_c_vs_asyncio_pps_ratio"] = (
         out["udp_echo_uring_c_pps"] / out["udp_echo_asyncio_pps"] if udpio.URING_BUILT else None)
+    if args.calls > 0:
+        for k in ["asyncio"] + (["uring"] if udpio.URING_BUILT else []):
+            q = asyncio.run(_quic_calls(k, args.calls, args.call_seconds))
+            for key in ("rtt_ms_p50", "rtt_ms_p95", "rtt_ms_p99", "frames_per_s", "unanswered",
+                        "server_cpu_us_per_datagram"):
+                out[f"quic_{k}_{key}"] = q[key]
+        out["quic_calls"] = args.calls
+        if udpio.URING_BUILT and out["quic_uring_rtt_ms_p50"]:
+            out["quic_uring_vs_asyncio_rtt_p50_ratio"] = (
+                out["quic_asyncio_rtt_ms_p50"] / out["quic_uring_rtt_ms_p50"])
     out["udp_payload_bytes"] = args.size
     out["udp_window"] = args.window
     out["repeat"] = rep
@@ -206,6 +251,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"udp echo {k:8s}: {res[f'udp_echo_{k}_pps'] / 1e3:9.1f} k pkts/s  "
                   f"{res[f'udp_echo_{k}_us_per_packet']:6.2f} us/pkt wall, server CPU "
                   f"{res[f'udp_echo_{k}_server_cpu_us_per_packet']:6.2f} us/pkt")
+    for k in ("asyncio", "uring"):
+        if f"quic_{k}_rtt_ms_p50" in res:
+            print(f"QUIC {res['quic_calls']} calls, 20 ms frames, {k:7s}: echo RTT p50/p95/p99 "
+                  f"{res[f'quic_{k}_rtt_ms_p50']:.1f}/{res[f'quic_{k}_rtt_ms_p95']:.1f}/"
+                  f"{res[f'quic_{k}_rtt_ms_p99']:.1f} ms, {res[f'quic_{k}_frames_per_s']:.0f} "
+                  f"frames/s echoed, edge CPU {res[f'quic_{k}_server_cpu_us_per_datagram']:.0f}"
+                  f" us/datagram")
     if res["uring_vs_asyncio_pps_ratio"] is not None:
         print(f"io_uring / asyncio: {res['uring_vs_asyncio_pps_ratio']:.2f}x packets/s, "
               f"{res['uring_vs_asyncio_server_cpu_ratio']:.2f}x less server CPU per packet  "
