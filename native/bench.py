@@ -156,8 +156,7 @@ async def _quic_calls(kind: str, calls: int, seconds: float) -> dict[str, Any]:
     import subprocess
     import sys
 
-    from clutchcall.native.quic_echo import (QuicEchoServer, make_certificate,
-                                             server_configuration)
+    from clutchcall.native.quic_echo import QuicEchoServer, make_certificate, server_configuration
 
     io = udpio.open_udp_io(kind, "127.0.0.1", 0)
     server = QuicEchoServer(io, server_configuration(*make_certificate()))
