@@ -90,6 +90,7 @@ class QuicEchoServer:
         self.handshakes = 0
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
 
     async def start(self) -> None:
         """Start serving on the running loop."""
@@ -99,6 +100,8 @@ class QuicEchoServer:
     def on_batch(self, batch: list[Datagram]) -> None:
         """Feed one batch of datagrams to their connections and send the replies at once."""
         assert self._loop is not None
+        if self.closed:
+            return
         now = self._loop.time()
         touched: dict[int, QuicConnection] = {}
         cid_len = self.configuration.connection_id_length
@@ -161,12 +164,17 @@ class QuicEchoServer:
     def _on_timer(self, conn: QuicConnection) -> None:
         assert self._loop is not None
         self._timers.pop(id(conn), None)
+        if self.closed:
+            return
         now = self._loop.time()
         conn.handle_timer(now)
         self._service([conn], now)
 
     def close(self) -> None:
-        """Cancel timers and close the I/O."""
+        """Cancel timers and close the I/O; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()

@@ -339,7 +339,10 @@ class AsyncioUdpIO:
         return n
 
     def close(self) -> None:
-        """Close the transport (or the bare socket if never started); idempotent."""
+        """Close the transport (or the bare socket if never started); idempotent. Datagrams
+        not yet handed over are dropped."""
+        self._on_batch = None
+        self._pending = []
         if self._transport is not None:
             self._transport.close()
             self._transport = None
