@@ -170,7 +170,11 @@ uint32_t cc_drain_batch(cc_consumer_t *c, uint8_t *out, uint64_t out_cap, uint32
     uint64_t loc = atomic_load_explicit(&l->loc, memory_order_relaxed);
     uint64_t chunk = loc & 0xffffffffu;
     uint32_t sz = (uint32_t)((loc >> 32) & 0xffff);
-    if (sz > r->mtu || chunk >= r->nchunks) sz = 0; /* torn fields; recheck below rejects */
+    /* chunk and sz come from one atomic word, so they belong together; bound them anyway */
+    if (sz > r->mtu || chunk * CC_CHUNK_SZ + sz > r->nchunks * CC_CHUNK_SZ) {
+      chunk = 0;
+      sz = 0;
+    }
     if (off + sz > out_cap) break;
     memcpy(out + off, r->dcache + chunk * CC_CHUNK_SZ, sz);
     atomic_thread_fence(memory_order_acquire);
