@@ -124,3 +124,47 @@ class ShardedEchoService:
     def __exit__(self, *exc: object) -> None:
         if self._procs:
             self.stop()
+
+
+class ShardProcesses:
+    """Generic shard-per-core runner for the production edge: binds ``nshards`` steered
+    SO_REUSEPORT sockets, then forks one process per shard running
+    ``target(shard, nshards, sock, stop_event)``; the target opens its own I/O on ``sock``
+    (``open_udp_io(kind, sock=sock)``), its own event loop and its own calls, and should
+    return soon after ``stop_event`` (a multiprocessing Event) is set.
+    Raises OSError if binding fails.
+    """
+
+    def __init__(self, nshards: int, host: str, port: int,
+                 target: Any, daemon: bool = True) -> None:
+        self.nshards = nshards
+        self.socks = bind_shard_sockets(host, port, nshards)
+        self.address = self.socks[0].getsockname()
+        self._ctx = mp.get_context("fork")
+        self.stop_event = self._ctx.Event()
+        self._target = target
+        self._daemon = daemon
+        self.procs: list[Any] = []
+
+    def start(self) -> None:
+        """Fork the shard processes."""
+        for k, s in enumerate(self.socks):
+            p = self._ctx.Process(target=self._target, daemon=self._daemon,
+                                  args=(k, self.nshards, s, self.stop_event))
+            p.start()
+            self.procs.append(p)
+
+    def stop(self, timeout: float = 10.0) -> list[int | None]:
+        """Set the stop event, join (kill after ``timeout``); return the exit codes."""
+        self.stop_event.set()
+        codes: list[int | None] = []
+        for p in self.procs:
+            p.join(timeout)
+            if p.is_alive():
+                p.kill()
+                p.join(2)
+            codes.append(p.exitcode)
+        for s in self.socks:
+            s.close()
+        self.procs.clear()
+        return codes
