@@ -55,33 +55,12 @@ except TimeoutError:
 """
 
 
-def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=check)
-
-
 @pytest.fixture
 def veth_pair():
-    tag = f"{os.getpid() % 100000}"
-    ns_e, ns_c = f"ccxe{tag}", f"ccxc{tag}"
-    if_e, if_c = f"ccxe{tag}", f"ccxc{tag}"
-    try:
-        _sh("ip", "netns", "add", ns_e)
-        _sh("ip", "netns", "add", ns_c)
-        _sh("ip", "link", "add", if_e, "netns", ns_e, "type", "veth", "peer", "name", if_c,
-            "netns", ns_c)
-        for ns, ifn, ip in ((ns_e, if_e, EDGE_IP), (ns_c, if_c, CALLER_IP)):
-            _sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifn)
-            _sh("ip", "-n", ns, "link", "set", ifn, "up")
-            _sh("ip", "-n", ns, "link", "set", "lo", "up")
-            _sh("ip", "netns", "exec", ns, "ethtool", "-K", ifn, "tx", "off")
-        mac_e = _sh("ip", "netns", "exec", ns_e, "cat", f"/sys/class/net/{if_e}/address").stdout.strip()
-        mac_c = _sh("ip", "netns", "exec", ns_c, "cat", f"/sys/class/net/{if_c}/address").stdout.strip()
-        _sh("ip", "-n", ns_e, "neigh", "replace", CALLER_IP, "lladdr", mac_c, "dev", if_e, "nud", "permanent")
-        _sh("ip", "-n", ns_c, "neigh", "replace", EDGE_IP, "lladdr", mac_e, "dev", if_c, "nud", "permanent")
-        yield ns_e, ns_c, if_e
-    finally:
-        _sh("ip", "netns", "del", ns_e, check=False)  # removes the veth pair with it
-        _sh("ip", "netns", "del", ns_c, check=False)
+    from clutchcall.native.netns import VethPair
+
+    with VethPair(edge_ip=EDGE_IP, caller_ip=CALLER_IP) as pair:
+        yield pair.ns_edge, pair.ns_caller, pair.if_edge
 
 
 def test_quic_call_through_af_xdp(veth_pair: tuple[str, str, str]) -> None:
