@@ -42,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--udp-pkts", type=int, default=100_000, help="echoes per UDP run")
     parser.add_argument("--window", type=int, default=256, help="datagrams in flight")
     parser.add_argument("--size", type=int, default=200, help="UDP payload bytes")
+    parser.add_argument("--xdp", action="store_true",
+                        help="also UDP echo on veth between two netns: AF_XDP vs io_uring vs "
+                        "asyncio (root; creates and removes the namespaces)")
     parser.add_argument("--calls", type=int, default=200, help="QUIC calls (0: skip)")
     parser.add_argument("--call-seconds", type=float, default=3.0, help="traffic per QUIC run")
 
@@ -77,9 +80,10 @@ def ring_run(total: int, nconsumers: int, reliable: bool, sz: int = 32,
     }
 
 
-def _blast(addr: tuple[Any, ...], total: int, window: int, size: int) -> tuple[int, float]:
+def _blast(addr: tuple[Any, ...], total: int, window: int, size: int,
+           bind: str = "127.0.0.1") -> tuple[int, float]:
     cl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    cl.bind(("127.0.0.1", 0))
+    cl.bind((bind, 0))
     cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     cl.setblocking(False)
     sa, salen = udpio.sockaddr_bytes(addr, socket.AF_INET)
@@ -180,6 +184,48 @@ async def _quic_calls(kind: str, calls: int, seconds: float) -> dict[str, Any]:
     return res
 
 
+def veth_run(total: int, window: int, size: int) -> dict[str, dict[str, Any]]:
+    """UDP echo across a veth pair between two namespaces for each io kind; return
+    {kind: {"pps", "server_cpu_us_per_packet", ...}}. Namespaces are removed at the end."""
+    import subprocess
+    import sys
+
+    from clutchcall.native.netns import VethPair
+    from clutchcall.native.xdp import XDP_BUILT, compile_program
+
+    kinds = ["asyncio"] + (["uring"] if udpio.URING_BUILT else []) + (["xdp"] if XDP_BUILT else [])
+    if XDP_BUILT:
+        compile_program()
+    res: dict[str, dict[str, Any]] = {}
+    env = dict(__import__("os").environ, LIBXDP_SKIP_DISPATCHER="1")
+    with VethPair() as v:
+        for k in kinds:
+            srv = subprocess.Popen(
+                ["ip", "netns", "exec", v.ns_edge, sys.executable, "-m", "clutchcall.native.xdp",
+                 "udp-echo", "--io", k, "--iface", v.if_edge, "--ip", v.edge_ip, "--port", "4433",
+                 "--seconds", "60", "--idle", "0.7"],
+                stdout=subprocess.PIPE, text=True, env=env)
+            try:
+                assert srv.stdout is not None
+                if srv.stdout.readline().strip() != "READY":
+                    raise RuntimeError(f"{k} echo server did not start")
+                cli = subprocess.run(
+                    ["ip", "netns", "exec", v.ns_caller, sys.executable, "-m",
+                     "clutchcall.native.bench", "--blast", f"{v.edge_ip}:4433", str(total),
+                     str(window), str(size), v.caller_ip],
+                    capture_output=True, text=True, timeout=120, env=env, check=True)
+                got, dt = json.loads(cli.stdout)
+                out, _ = srv.communicate(timeout=30)
+            finally:
+                if srv.poll() is None:
+                    srv.kill()
+                    srv.wait(5)
+            rep = json.loads(out.strip().splitlines()[-1])
+            res[k] = {"pps": got / dt if dt else 0.0, "echoes": got,
+                      "server_cpu_us_per_packet": rep["server_cpu_us_per_packet"]}
+    return res
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every figure ``args.repeat`` times; return the JSON-ready result with medians."""
     rep = max(1, args.repeat)
@@ -226,6 +272,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if udpio.URING_BUILT and out["quic_uring_rtt_ms_p50"]:
             out["quic_uring_vs_asyncio_rtt_p50_ratio"] = (
                 out["quic_asyncio_rtt_ms_p50"] / out["quic_uring_rtt_ms_p50"])
+    if args.xdp:
+        veth = [veth_run(args.udp_pkts, args.window, args.size) for _ in range(rep)]
+        for k in veth[0]:
+            out[f"veth_udp_echo_{k}_pps"] = med(r[k]["pps"] for r in veth)
+            out[f"veth_udp_echo_{k}_server_cpu_us_per_packet"] = med(
+                r[k]["server_cpu_us_per_packet"] for r in veth)
+        if "xdp" in veth[0]:
+            out["xdp_vs_asyncio_veth_pps_ratio"] = (
+                out["veth_udp_echo_xdp_pps"] / out["veth_udp_echo_asyncio_pps"])
     out["udp_payload_bytes"] = args.size
     out["udp_window"] = args.window
     out["repeat"] = rep
@@ -257,8 +312,23 @@ def run(args: argparse.Namespace) -> int:
                   f"{res[f'quic_{k}_rtt_ms_p99']:.1f} ms, {res[f'quic_{k}_frames_per_s']:.0f} "
                   f"frames/s echoed, edge CPU {res[f'quic_{k}_server_cpu_us_per_datagram']:.0f}"
                   f" us/datagram")
+    for k in ("asyncio", "uring", "xdp"):
+        if f"veth_udp_echo_{k}_pps" in res:
+            print(f"veth udp echo {k:8s}: {res[f'veth_udp_echo_{k}_pps'] / 1e3:9.1f} k pkts/s, "
+                  f"server CPU {res[f'veth_udp_echo_{k}_server_cpu_us_per_packet']:6.2f} us/pkt")
     if res["uring_vs_asyncio_pps_ratio"] is not None:
         print(f"io_uring / asyncio: {res['uring_vs_asyncio_pps_ratio']:.2f}x packets/s, "
               f"{res['uring_vs_asyncio_server_cpu_ratio']:.2f}x less server CPU per packet  "
               f"(C echo loop: {res['uring_c_vs_asyncio_pps_ratio']:.2f}x packets/s)")
     return 0
+
+
+if __name__ == "__main__":  # the benchmark's load generator inside a namespace
+    import sys
+
+    if len(sys.argv) == 7 and sys.argv[1] == "--blast":
+        _host, _port = sys.argv[2].rsplit(":", 1)
+        print(json.dumps(_blast((_host, int(_port)), int(sys.argv[3]), int(sys.argv[4]),
+                                int(sys.argv[5]), bind=sys.argv[6])))
+        sys.exit(0)
+    sys.exit(2)

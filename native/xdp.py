@@ -274,11 +274,51 @@ async def _serve(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+async def _udp_echo(args: argparse.Namespace) -> dict[str, Any]:
+    from clutchcall.native.udpio import open_udp_io
+
+    io: Any
+    if args.io == "xdp":
+        io = XdpUdpIO(args.iface, args.ip, args.port)
+    else:
+        io = open_udp_io(args.io, args.ip, args.port)
+    seen = [0, 0.0]
+
+    def echo(batch: list[Datagram]) -> None:
+        seen[0] += len(batch)
+        seen[1] = time.monotonic()
+        io.send_batch(batch)
+
+    await io.start(echo)
+    print("READY", flush=True)
+    t_end = time.monotonic() + args.seconds
+    cpu0 = time.thread_time()
+    while time.monotonic() < t_end:
+        await asyncio.sleep(0.05)
+        if seen[0] and time.monotonic() - seen[1] > args.idle:
+            break
+    cpu = time.thread_time() - cpu0
+    out = {"io": io.kind, "echoed": seen[0],
+           "server_cpu_us_per_packet": cpu * 1e6 / seen[0] if seen[0] else None}
+    if isinstance(io, XdpUdpIO):
+        out.update(io.stats())
+    io.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m clutchcall.native.xdp serve --iface IF --ip A --port P``: a QUIC echo
-    server behind AF_XDP (bounded by --seconds); prints READY, then a JSON report."""
+    server behind AF_XDP (bounded by --seconds); prints READY, then a JSON report.
+    ``udp-echo --io xdp|uring|asyncio ...``: a plain UDP echo for the benchmark, same output."""
     p = argparse.ArgumentParser(prog="python -m clutchcall.native.xdp")
     sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("udp-echo")
+    e.add_argument("--io", choices=["xdp", "uring", "asyncio"], default="xdp")
+    e.add_argument("--iface", default="")
+    e.add_argument("--ip", required=True)
+    e.add_argument("--port", type=int, default=4433)
+    e.add_argument("--seconds", type=float, default=30.0)
+    e.add_argument("--idle", type=float, default=1.0, help="stop after this long without traffic")
     s = sub.add_parser("serve")
     s.add_argument("--iface", required=True)
     s.add_argument("--ip", required=True)
@@ -286,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seconds", type=float, default=30.0)
     s.add_argument("--handshakes", type=int, default=0, help="exit when this many calls ended")
     args = p.parse_args(argv)
-    report = asyncio.run(_serve(args))
+    report = asyncio.run(_serve(args) if args.cmd == "serve" else _udp_echo(args))
     print(json.dumps(report), flush=True)
     return 0
 

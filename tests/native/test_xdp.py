@@ -96,3 +96,12 @@ def test_quic_call_through_af_xdp(veth_pair: tuple[str, str, str]) -> None:
     # every datagram the server handled came through the AF_XDP socket, replies went out on it
     assert report["rx_frames"] >= report["datagrams_in"] > 5
     assert report["tx_frames"] >= report["datagrams_out"] - report["dropped_no_neighbour"] > 5
+
+
+def test_bench_veth_echo_runs_every_kind() -> None:
+    from clutchcall.native.bench import veth_run
+
+    res = veth_run(total=2000, window=16, size=100)
+    assert set(res) >= {"asyncio", "xdp"}
+    for k, r in res.items():
+        assert r["echoes"] == 2000 and r["pps"] > 0, k
