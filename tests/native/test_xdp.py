@@ -104,4 +104,4 @@ def test_bench_veth_echo_runs_every_kind() -> None:
     res = veth_run(total=2000, window=16, size=100)
     assert set(res) >= {"asyncio", "xdp"}
     for k, r in res.items():
-        assert r["echoes"] == 2000 and r["pps"] > 0, k
+        assert r["echoes"] >= 2000 and r["pps"] > 0, k
