@@ -241,3 +241,22 @@ def test_fuzzed_payloads_raise_only_audio_error(codec: Codec, junk: list[bytes])
             pass
         tr.uplink(silence[0])  # the stream still works
     assert len(tr.uplink_loss()) % 2 == 0
+
+
+def test_low_latency_transcoder_returns_every_frame_at_once(speech) -> None:  # type: ignore[no-untyped-def]
+    """With quality="LL" each 20 ms caller frame gives 20 ms of model audio straight away and
+    each 20 ms of model audio gives one caller payload straight away: no bursts, no backlog."""
+    payloads = _caller_payloads(Codec.G711_ULAW, 8000, speech[8000])
+    tr = Transcoder("g711_ulaw", 8000, quality="LL")
+    up = [tr.uplink(p) for p in payloads]
+    assert all(len(u) == 960 for u in up)
+    assert 3.0 < tr.uplink_delay_ms < 5.0  # the FIR's group delay, nothing else
+    y = np.frombuffer(b"".join(up), dtype="<i2")
+    lag = best_lag(speech[24000], y, 400)
+    assert abs(lag - round(tr.uplink_delay_ms * 24)) <= 1
+    n = y.shape[0] - lag
+    assert correlation(speech[24000][:n], y[lag:lag + n]) > 0.9
+    model = speech[24000]
+    for f in frames_of(model, 480)[:100]:
+        assert len(tr.downlink(f.astype("<i2").tobytes())) == 1
+    assert 3.0 < tr.downlink_delay_ms < 5.0
