@@ -10,8 +10,9 @@ the edge would serve them:
   24 kHz (see :class:`~clutchcall.engine.audio.codec.Transcoder`: no soxr stage) -> webrtcvad
   (VadFramer at 24 kHz, judged at 16 kHz) -> PCM16 LE bytes;
 * ``pstn_downlink``: model PCM16 24 kHz bytes -> soxr 24 -> 8 kHz -> 20 ms frames -> mu-law;
-* ``pstn_uplink_ll`` / ``pstn_downlink_ll``: the same with the low-latency polyphase resampler
-  (quality "LL") instead of soxr.
+* ``pstn_uplink_hq`` / ``pstn_downlink_hq`` (or ``_ll``): the same PSTN paths with the other
+  resampler -- soxr "HQ" when the run uses the Transcoder default "auto" (= the low-latency
+  polyphase "LL" for these pairs), "LL" otherwise.
 
 The input is real speech (espeak-ng, falling back to a synthetic voiced signal if espeak-ng is
 missing), encoded beforehand so only the path itself is timed. For each path we report the
@@ -23,7 +24,7 @@ other processes inflate some runs). The default ``--calls 500`` is the goal itse
 call states' combined working set (soxr filter state, libopus state) is what the cache sees. A baseline runs in the same process: the same
 PSTN uplink built from the stdlib's ``audioop`` (``ulaw2lin`` + ``ratecv``, linear
 interpolation) plus the same VAD. The latency each resampler adds is measured per pair, for
-the chosen soxr quality and for "LL" (:func:`clutchcall.engine.audio.resample.measure_delay`). This module reads the clock; the
+soxr "HQ" and for "LL" (:func:`clutchcall.engine.audio.resample.measure_delay`). This module reads the clock; the
 core modules of the package do not.
 """
 
@@ -65,7 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=500, help="concurrent call states per path")
     parser.add_argument("--seconds", type=float, default=2.0, help="audio seconds per call per run")
     parser.add_argument("--runs", type=int, default=7, help="runs per path (the median is reported)")
-    parser.add_argument("--quality", default="HQ", help="soxr quality of the resamplers (HQ, LQ, ...)")
+    parser.add_argument("--quality", default="auto",
+                        help="resampler quality: auto (LL where possible; the Transcoder default),"
+                             " LL, or a soxr recipe (HQ, LQ, ...)")
     parser.add_argument("--aggressiveness", type=int, default=2, help="webrtcvad mode 0-3")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -138,7 +141,7 @@ def _path_stats(elapsed: list[tuple[float, float]], frames: int, calls: int) -> 
 
 
 def measure(
-    calls: int = 500, seconds: float = 2.0, runs: int = 7, quality: str = "HQ", aggressiveness: int = 2
+    calls: int = 500, seconds: float = 2.0, runs: int = 7, quality: str = "auto", aggressiveness: int = 2
 ) -> dict[str, object]:
     """Run the benchmark and return its figures as a dict (see the module docstring)."""
     speech, source = _speech((8000, 24000, 48000))
@@ -195,9 +198,10 @@ def measure(
         "pstn_downlink": (pstn_downlink_q(quality), model_chunks),
         "baseline_audioop_pstn_uplink": (audioop_baseline, ulaw_payloads),
     }
-    if quality != LOW_LATENCY:  # the low-latency resampler on the same PSTN paths
-        paths["pstn_uplink_ll"] = (pstn_uplink_q(LOW_LATENCY), ulaw_payloads)
-        paths["pstn_downlink_ll"] = (pstn_downlink_q(LOW_LATENCY), model_chunks)
+    # the same PSTN paths with the other resampler, for comparison
+    other = "HQ" if Transcoder(Codec.G711_ULAW, 8000, quality=quality).quality == LOW_LATENCY else LOW_LATENCY
+    paths[f"pstn_uplink_{other.lower()}"] = (pstn_uplink_q(other), ulaw_payloads)
+    paths[f"pstn_downlink_{other.lower()}"] = (pstn_downlink_q(other), model_chunks)
     elapsed: dict[str, list[tuple[float, float]]] = {k: [] for k in paths}
     for _ in range(runs):  # interleave the paths so drift hits them alike
         for name, (make, payloads) in paths.items():
@@ -226,7 +230,7 @@ def measure(
     delays: dict[str, dict[str, dict[str, float]]] = {}
     for a, b in DELAY_PAIRS:
         per_q = {}
-        for q in dict.fromkeys((quality, LOW_LATENCY)):
+        for q in ("HQ", LOW_LATENCY):
             r = measure_delay(a, b, quality=q, chunk_ms=FRAME_MS, clicks=8)
             per_q[q] = {
                 "added_latency_ms": round(r.added_latency_ms, 2),
@@ -267,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"audio paths at {FRAME_MS} ms frames, {res['calls']} concurrent calls x "
           f"{res['frames_per_call']} frames, median of {res['runs']} runs, one CPU "
-          f"{res['pinned_cpu']}, soxr {res['quality']}, {res['libopus']}, speech: {res['speech']}")
+          f"{res['pinned_cpu']}, resampler quality {res['quality']}, {res['libopus']}, speech: {res['speech']}")
     paths = res["paths"]
     assert isinstance(paths, dict)
     for name, s in paths.items():

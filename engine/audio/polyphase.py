@@ -34,6 +34,14 @@ _STOPBAND_DB = 75.0
 _PASSBAND = 0.85  # passband edge as a fraction of the lower Nyquist frequency
 
 
+def ll_supported(in_rate: int, out_rate: int) -> bool:
+    """Return True if :class:`PolyphaseResampler` handles ``in_rate -> out_rate``."""
+    if in_rate <= 0 or out_rate <= 0:
+        return False
+    g = math.gcd(in_rate, out_rate)
+    return out_rate // g <= MAX_FACTOR and in_rate // g <= MAX_FACTOR
+
+
 class PolyphaseResampler:
     """Resample one mono PCM16 stream by the rational factor ``out_rate / in_rate``.
 
