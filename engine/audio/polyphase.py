@@ -137,7 +137,8 @@ class PolyphaseResampler:
             work, win = self._plan(n)
             work[:hist] = self._buf
             work[hist:] = pcm
-            y = np.dot(win, self._q).ravel()
+            # same call shape as the general path below, so the arithmetic is identical
+            y = np.dot(np.ascontiguousarray(win), self._q).ravel()
             self._buf[:] = work[n:]
             np.rint(y, out=y)
             np.minimum(y, 32767.0, out=y)
