@@ -105,7 +105,7 @@ class Edge:
         self.ws = WsIngress(icfg, self.handler, authority=self.quic.authority)
         self.ws.cert_path, self.ws.key_path = self.quic.cert_path, self.quic.key_path
         self.ws_port = await self.ws.start()
-        self.cert_path = self.quic.cert_path
+        self.cert_path = os.path.abspath(self.quic.cert_path) if self.quic.cert_path else None
         if cfg.metrics_port >= 0:
             self.metrics_server = MetricsServer(self.metrics, cfg.metrics_host, cfg.metrics_port)
             self.metrics_port = await self.metrics_server.start()
