@@ -86,7 +86,7 @@ class EdgeConfig:
     model_dialect: str = "ga"
     """Realtime protocol dialect of the external model: ``ga`` or ``beta``."""
     trace_dir: str | None = None
-    """Directory for one recorded trace per call (``<call_id>.parquet``); None records none."""
+    """Directory for one recorded trace per call (``<call_id>.parquet``); None or "" records none."""
     caller_idle_timeout_s: float = 10.0
     """A call whose caller sends nothing for this long is ended (model session closed, trace
     written)."""

@@ -92,7 +92,7 @@ class Edge:
             model_cfg = ModelLegConfig.from_env(url=cfg.model_url, dialect=cfg.model_dialect)
         self.handler = EdgeHandler(model_url=self.model_url, model_config=model_cfg,
                                    turn_config=cfg.turn, metrics=self.metrics,
-                                   pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir,
+                                   pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
                                    idle_timeout_s=cfg.caller_idle_timeout_s)
         key = cfg.auth_key or os.environ.get("CLUTCHCALL_AUTH_KEY")
         kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}

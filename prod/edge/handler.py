@@ -11,7 +11,8 @@ the caller hangs up, the model leg fails (the caller gets an ``error`` control e
 pipeline) or the caller goes quiet: a watchdog ends a call whose caller sent no frame (a
 concealed frame does not count) for ``idle_timeout_s``, which ends the uplink iterator, so the
 pipeline closes the model session and returns. Whatever ended the call, its trace is written to
-``trace_dir/<call_id>.parquet`` off the event loop (a thread), and a :class:`CallSummary` is
+``trace_dir/<call_id>.parquet`` off the event loop (a thread; with no ``trace_dir`` nothing is
+recorded), and a :class:`CallSummary` is
 kept. A fault in one call never raises into the ingress or another call.
 """
 
@@ -134,7 +135,8 @@ class EdgeHandler:
         recorder = TraceRecorder(call_id=call.call_id, codec=cfg.caller_codec, rate=cfg.caller_rate,
                                  config=self.turn_config,
                                  extra={"transport": summary.transport, "source": "clutchcall edge"})
-        pipe.engine = RecordingEngine(pipe.engine, recorder)  # type: ignore[assignment]
+        if self.trace_dir is not None:  # record only what will be written
+            pipe.engine = RecordingEngine(pipe.engine, recorder)  # type: ignore[assignment]
         self.pipelines[call.call_id] = pipe
         last = [asyncio.get_running_loop().time()]
         watchdog = asyncio.create_task(self._watchdog(call, summary, last, clog))

@@ -37,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-url", default=None, help="ws(s):// URL of an external Realtime model (key: $OPENAI_API_KEY)")
     parser.add_argument("--ttfa-ms", type=int, default=None, help="embedded model's time to first audio (ms)")
     parser.add_argument("--trace-dir", default=None, help="recorded traces, one per call (default .clutchcall/traces)")
+    parser.add_argument("--no-trace", action="store_true", help="record no traces")
+    parser.add_argument("--summary-json", default=None, help="on stop, write every call's summary (turns, latencies) here")
+    parser.add_argument("--profile", default=None, help="profile the edge with cProfile; write pstats here on stop")
     parser.add_argument("--idle-timeout", type=float, default=None, help="end a call whose caller is silent this long (s)")
     parser.add_argument("--cert", default=None, help="PEM certificate (default: self-signed)")
     parser.add_argument("--key", default=None, help="PEM key of --cert")
@@ -66,6 +69,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         import dataclasses
 
         model = dataclasses.replace(model, time_to_first_audio_ms=args.ttfa_ms)
+    if args.no_trace:
+        cfg = cfg.with_overrides(trace_dir="")
     return cfg.with_overrides(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port,
                               metrics_port=args.metrics_port, model_url=args.model_url,
                               trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
@@ -102,6 +107,10 @@ async def serve(args: argparse.Namespace) -> int:
         await edge.stop(grace_s=args.grace)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    if args.summary_json and edge.handler is not None:
+        with open(args.summary_json, "w") as f:
+            json.dump({"calls": [c.to_dict() for c in edge.handler.calls.values()],
+                       "metrics": edge.metrics.exposition().decode()}, f)
     if args.ready_json:
         print(json.dumps({"stopped": True, **stats}), flush=True)
     return 0
@@ -112,4 +121,12 @@ def run(args: argparse.Namespace) -> int:
     if args.shards != 1 or args.io != "asyncio":
         print("clutchcall serve: --shards/--io uring are not available in this build; "
               "serving one asyncio process", file=sys.stderr)
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        try:
+            return int(prof.runcall(asyncio.run, serve(args)))
+        finally:
+            prof.dump_stats(args.profile)
     return asyncio.run(serve(args))
