@@ -169,6 +169,30 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
     }
 
 
+def _by_part(profile: str) -> dict[str, float]:
+    """Own time by part of the stack (% of profiled time, idle epoll wait separated)."""
+    st = pstats.Stats(profile)
+    total = st.total_tt or 1.0  # type: ignore[attr-defined]
+    parts: dict[str, float] = {}
+    for (file, _line, fn), (_cc, _nc, tt, _ct, _) in st.stats.items():  # type: ignore[attr-defined]
+        if "epoll" in fn or "select" in fn and file == "~":
+            key = "idle (epoll wait)"
+        elif "aioquic" in file:
+            key = "aioquic (QUIC/TLS in Python)"
+        elif "websockets" in file:
+            key = "websockets (model leg, WS ingress)"
+        elif "clutchcall" in file or "/prod/" in file or "/engine/" in file:
+            key = "clutchcall (pipeline, engine, MoQT, ingress)"
+        elif "asyncio" in file:
+            key = "asyncio event loop"
+        elif file == "~" and ("sendto" in fn or "recv" in fn or "send" in fn):
+            key = "socket syscalls"
+        else:
+            key = "other (json, base64, numpy, soxr, ...)"
+        parts[key] = parts.get(key, 0.0) + tt
+    return {k: round(100 * v / total, 1) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])}
+
+
 def _top(profile: str, n: int = 15) -> list[dict[str, Any]]:
     st = pstats.Stats(profile)
     rows = []
@@ -184,6 +208,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     model, url = await _start_model(args.ttfa_ms)
     runs: list[dict[str, Any]] = []
     profile_top = None
+    profile_parts = None
     try:
         with tempfile.TemporaryDirectory(prefix="clutchcall-bench-edge-") as work:
             def ok(r: dict[str, Any]) -> bool:
@@ -198,7 +223,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 if not args.json:
                     print(f"  {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
                           f"edge CPU {r['edge_cpu_pct']}% ({r['edge_cpu_pct_per_call']}%/call), "
-                          f"callers CPU {r['caller_cpu_pct']}%, lost {r['frames_lost']:.0f}", file=sys.stderr)
+                          f"callers CPU {r['caller_cpu_pct']}%, lost {r['frames_lost']:.0f}", file=sys.stderr, flush=True)
                 if ok(r):
                     best = max(best or 0, n)
                 else:
@@ -215,6 +240,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await run_once(args.calls, args.seconds, args.transport, url, work, profile=prof)
                 if os.path.exists(prof):
                     profile_top = _top(prof)
+                    profile_parts = _by_part(prof)
     finally:
         with contextlib.suppress(ProcessLookupError):
             model.terminate()
@@ -223,7 +249,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return {**main, "p99_goal_ms": args.p99_ms,
             "largest_calls_p99_ok": best if (args.search or ok(main)) else None,
             "smallest_calls_p99_over": worst,
-            "searched": args.search, "runs": runs if len(runs) > 1 else None, "profile_top": profile_top}
+            "searched": args.search, "runs": runs if len(runs) > 1 else None, "profile_top": profile_top,
+            "profile_parts_pct": profile_parts}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -237,9 +264,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(res))
         return 0
     for k, v in res.items():
-        if k in ("runs", "profile_top") or v is None:
+        if k in ("runs", "profile_top", "profile_parts_pct") or v is None:
             continue
         print(f"{k:>30}  {v}")
+    if res["profile_parts_pct"]:
+        print("\nedge profile (cProfile), own time by part: "
+              + ", ".join(f"{k} {v}%" for k, v in res["profile_parts_pct"].items()))
     if res["profile_top"]:
         print("\nedge profile (cProfile, top functions by own time):")
         for row in res["profile_top"]:
