@@ -59,4 +59,29 @@ else:
     print("clutchcall: libxdp/libbpf not found: AF_XDP path not built (asyncio fallback)",
           file=sys.stderr)
 
-setup(cffi_modules=cffi_modules)
+# The distribution's packages: clutchcall/ is the root package (CLI and tool glue) and each
+# top-level folder is a subpackage (DESIGN §4): engine/ -> clutchcall.engine, and so on for
+# every folder below them that holds an __init__.py. Computed, so a new subpackage needs no edit.
+SUBPACKAGE_ROOTS = ("engine", "sim", "prod", "native", "traces")
+
+
+def find_packages_mapped() -> tuple[list[str], dict[str, str]]:
+    """Return (packages, package_dir) for the layout above."""
+    packages, package_dir = [], {"clutchcall": "clutchcall"}
+    for root in ("clutchcall", *SUBPACKAGE_ROOTS):
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
+            if "__init__.py" not in filenames:
+                dirnames[:] = []
+                continue
+            rel = os.path.relpath(dirpath, root)
+            parts = [] if rel == "." else rel.split(os.sep)
+            prefix = ["clutchcall"] if root == "clutchcall" else ["clutchcall", root]
+            name = ".".join(prefix + parts)
+            packages.append(name)
+            package_dir[name] = dirpath
+    return packages, package_dir
+
+
+PACKAGES, PACKAGE_DIR = find_packages_mapped()
+setup(cffi_modules=cffi_modules, packages=PACKAGES, package_dir=PACKAGE_DIR)

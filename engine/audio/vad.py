@@ -1,0 +1,239 @@
+"""VAD framing: exact 10/20/30 ms frames from chunks of any size, and webrtcvad decisions.
+
+Theory of operation: audio reaches the edge in chunks of whatever size the network or the
+jitter buffer produced. :class:`FrameSplitter` cuts a stream into frames of exactly
+``rate * frame_ms / 1000`` samples, carrying the remainder over to the next ``push``; it never
+pads or drops audio (only :meth:`FrameSplitter.flush` pads, with zeros, on request).
+:class:`Vad` is one webrtcvad instance (``webrtcvad-wheels``) at aggressiveness 0-3, which
+judges one frame of 10, 20 or 30 ms at 8, 16, 32 or 48 kHz. :class:`VadFramer` chains the two
+and returns each frame with its decision.
+
+webrtcvad has no 24 kHz mode, yet 24 kHz is the model-leg rate. For 24 kHz, :class:`VadFramer`
+resamples each frame to 16 kHz internally with :class:`Decimate24To16`, a fixed 3:2 polyphase
+FIR (48 taps at 48 kHz, Kaiser-windowed sinc, cutoff 7 kHz, group delay 0.5 ms) that keeps its
+own history between frames. We do not use soxr here on purpose: soxr's streaming output comes
+in bursts some 20-40 ms late, so the 16 kHz frames would no longer line up with the 24 kHz
+frames they judge, and the decision for a frame would be late. The FIR maps every 24 kHz frame
+to exactly one 16 kHz frame of the same duration, so the decision belongs to its frame.
+(webrtcvad itself analyses at 8 kHz, so nothing above 4 kHz matters to it.)
+
+Errors: unsupported rate / frame length / aggressiveness -> ``ConfigError``; data of the wrong
+dtype or a frame of the wrong length -> ``AudioError``. No clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import webrtcvad  # type: ignore[import-untyped]
+from clutchcall.engine.audio.errors import AudioError, ConfigError
+
+__all__ = ["VAD_FRAME_MS", "VAD_RATES", "Decimate24To16", "FrameSplitter", "Vad", "VadFramer"]
+
+VAD_RATES: frozenset[int] = frozenset({8000, 16000, 32000, 48000})
+VAD_FRAME_MS: frozenset[int] = frozenset({10, 20, 30})
+FRAMER_RATES: frozenset[int] = VAD_RATES | {24000}
+
+
+def _check_pcm(pcm: npt.NDArray[np.int16]) -> None:
+    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise AudioError("expected a 1-D int16 array")
+
+
+class FrameSplitter:
+    """Split a PCM16 stream at ``rate`` Hz into frames of exactly ``frame_ms`` ms.
+
+    Any positive ``frame_ms`` whose frame is a whole number of samples is accepted.
+    Raises :class:`ConfigError` otherwise.
+    """
+
+    __slots__ = ("_carry", "frame_ms", "frame_samples", "rate")
+
+    def __init__(self, rate: int, frame_ms: int) -> None:
+        if not isinstance(rate, int) or rate <= 0:
+            raise ConfigError(f"rate must be a positive int, got {rate!r}")
+        if not isinstance(frame_ms, int) or frame_ms <= 0 or (rate * frame_ms) % 1000:
+            raise ConfigError(f"frame_ms={frame_ms!r} is not a whole number of samples at {rate} Hz")
+        self.rate = rate
+        self.frame_ms = frame_ms
+        self.frame_samples = rate * frame_ms // 1000
+        self._carry: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
+
+    @property
+    def pending(self) -> int:
+        """Samples carried over, waiting for the rest of their frame."""
+        return int(self._carry.shape[0])
+
+    def push(self, pcm: npt.NDArray[np.int16]) -> list[npt.NDArray[np.int16]]:
+        """Add a chunk of any length; return the complete frames now available, in order.
+
+        Frames may be views of ``pcm``: copy them if you will overwrite ``pcm``'s buffer.
+        Raises :class:`AudioError` if ``pcm`` is not a 1-D int16 array (state unchanged).
+        """
+        _check_pcm(pcm)
+        n = self.frame_samples
+        if pcm.shape[0] == n and self._carry.shape[0] == 0:
+            return [pcm]  # the common case: the network frame is exactly one frame
+        data = pcm if self._carry.shape[0] == 0 else np.concatenate((self._carry, pcm))
+        full = data.shape[0] // n
+        frames = [data[i * n:(i + 1) * n] for i in range(full)]
+        rest = data.shape[0] - full * n
+        self._carry = data[full * n:].copy() if rest else _EMPTY
+        return frames
+
+    def flush(self) -> npt.NDArray[np.int16] | None:
+        """Return the carried-over samples zero-padded to one frame (None if nothing is
+        pending), and start afresh."""
+        if self._carry.shape[0] == 0:
+            return None
+        frame = np.zeros(self.frame_samples, dtype=np.int16)
+        frame[: self._carry.shape[0]] = self._carry
+        self._carry = _EMPTY
+        return frame
+
+    def reset(self) -> None:
+        """Drop the carried-over samples."""
+        self._carry = _EMPTY
+
+
+_EMPTY: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
+_EMPTY.setflags(write=False)
+
+
+class Vad:
+    """One webrtcvad voice activity detector for frames at ``rate`` Hz.
+
+    ``aggressiveness`` 0 (least) .. 3 (filters the most non-speech).
+    Raises :class:`ConfigError` for a rate webrtcvad lacks or a bad aggressiveness.
+    """
+
+    __slots__ = ("_sizes", "_vad", "aggressiveness", "rate")
+
+    def __init__(self, rate: int, aggressiveness: int = 2) -> None:
+        if rate not in VAD_RATES:
+            raise ConfigError(f"webrtcvad rate must be one of {sorted(VAD_RATES)} Hz, got {rate!r}")
+        if not isinstance(aggressiveness, int) or not 0 <= aggressiveness <= 3:
+            raise ConfigError(f"vad aggressiveness must be 0..3, got {aggressiveness!r}")
+        self.rate = rate
+        self.aggressiveness = aggressiveness
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._sizes = frozenset(rate * ms // 1000 for ms in VAD_FRAME_MS)
+
+    def is_speech(self, frame: npt.NDArray[np.int16]) -> bool:
+        """Return True if webrtcvad judges the 10/20/30 ms ``frame`` to contain speech.
+
+        Raises :class:`AudioError` if ``frame`` is not a 1-D int16 array of 10, 20 or 30 ms.
+        """
+        _check_pcm(frame)
+        if frame.shape[0] not in self._sizes:
+            raise AudioError(
+                f"vad frame must be 10, 20 or 30 ms ({sorted(self._sizes)} samples at "
+                f"{self.rate} Hz), got {frame.shape[0]} samples"
+            )
+        # bytes, not the array: webrtcvad reads a buffer's length in items, not bytes
+        return bool(self._vad.is_speech(frame.tobytes(), self.rate))
+
+
+def _design_lowpass(taps: int, cutoff_hz: float, rate: int, beta: float) -> npt.NDArray[np.float64]:
+    n = np.arange(taps, dtype=np.float64) - (taps - 1) / 2.0
+    h = np.sinc(2.0 * cutoff_hz / rate * n) * np.kaiser(taps, beta)
+    out: npt.NDArray[np.float64] = h / h.sum()
+    return out
+
+
+class Decimate24To16:
+    """Frame-aligned 24 kHz -> 16 kHz resampler (up 2, 48-tap FIR at 48 kHz, down 3).
+
+    Each call maps ``n`` input samples (``n`` a multiple of 3) to exactly ``2n/3`` output
+    samples; history is kept between calls, so a stream cut into frames gives the same output
+    as the whole stream. Added delay: the FIR's group delay, 23.5 samples at 48 kHz (0.49 ms).
+
+    Polyphase form: with ``x`` zero-stuffed to 48 kHz and every third output kept, output
+    ``2p`` is ``sum_i h[2i] x[3p - i]`` and output ``2p+1`` is ``sum_i h[2i+1] x[3p+1 - i]``
+    (``x`` at 24 kHz), so every pair of outputs is one 25-sample window of the input, taken
+    every 3 samples, times a 25x2 matrix: one small matrix product per frame.
+    """
+
+    TAPS = 48
+    _SPAN = TAPS // 2 + 1  # input samples feeding one pair of outputs
+    __slots__ = ("_hist", "_hist_len", "_poly")
+
+    def __init__(self) -> None:
+        h = _design_lowpass(self.TAPS, 7000.0, 48000, 8.0) * 2.0  # x2: zero-stuffing gain
+        half = self.TAPS // 2
+        poly = np.zeros((self._SPAN, 2), dtype=np.float32)
+        for i in range(half):
+            poly[half - 1 - i, 0] = h[2 * i]
+            poly[half - i, 1] = h[2 * i + 1]
+        self._poly: npt.NDArray[np.float32] = poly
+        self._hist_len = half - 1  # input history the first output pair reaches back to
+        self._hist: npt.NDArray[np.float32] = np.zeros(self._hist_len, dtype=np.float32)
+
+    def process(self, pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        """Resample one chunk (a multiple of 3 samples); return a new int16 array.
+
+        Raises :class:`AudioError` for a non-int16 array or a length not divisible by 3.
+        """
+        _check_pcm(pcm)
+        n = pcm.shape[0]
+        if n % 3:
+            raise AudioError(f"24->16 kHz chunk must be a multiple of 3 samples, got {n}")
+        hl = self._hist_len
+        x = np.empty(hl + n, dtype=np.float32)
+        x[:hl] = self._hist
+        x[hl:] = pcm
+        windows = np.lib.stride_tricks.as_strided(
+            x, shape=(n // 3, self._SPAN), strides=(3 * x.itemsize, x.itemsize), writeable=False
+        )
+        y = np.dot(np.ascontiguousarray(windows), self._poly).ravel()
+        self._hist = x[n:].copy()
+        np.rint(y, out=y)
+        np.minimum(y, 32767.0, out=y)
+        np.maximum(y, -32768.0, out=y)
+        out: npt.NDArray[np.int16] = y.astype(np.int16)
+        return out
+
+    def reset(self) -> None:
+        """Forget the history (start of a new stream)."""
+        self._hist[:] = 0.0
+
+
+class VadFramer:
+    """Frame a PCM16 stream at ``rate`` Hz and judge each frame with webrtcvad.
+
+    ``rate`` 8, 16, 24 (judged at 16 kHz, see the module notes), 32 or 48 kHz; ``frame_ms``
+    10, 20 or 30; ``aggressiveness`` 0-3. Raises :class:`ConfigError` for anything else.
+    """
+
+    __slots__ = ("_down", "_vad", "aggressiveness", "frame_ms", "rate", "splitter")
+
+    def __init__(self, rate: int, frame_ms: int = 20, aggressiveness: int = 2) -> None:
+        if rate not in FRAMER_RATES:
+            raise ConfigError(f"vad framer rate must be one of {sorted(FRAMER_RATES)} Hz, got {rate!r}")
+        if frame_ms not in VAD_FRAME_MS:
+            raise ConfigError(f"vad frame_ms must be one of {sorted(VAD_FRAME_MS)}, got {frame_ms!r}")
+        self.rate = rate
+        self.frame_ms = frame_ms
+        self.aggressiveness = aggressiveness
+        self.splitter = FrameSplitter(rate, frame_ms)
+        self._down: Decimate24To16 | None = Decimate24To16() if rate == 24000 else None
+        self._vad = Vad(16000 if rate == 24000 else rate, aggressiveness)
+
+    def push(self, pcm: npt.NDArray[np.int16]) -> list[tuple[npt.NDArray[np.int16], bool]]:
+        """Add a chunk of any length; return ``(frame, is_speech)`` for each completed frame.
+
+        Frames are at ``rate`` (and may be views of ``pcm``).
+        Raises :class:`AudioError` if ``pcm`` is not a 1-D int16 array (state unchanged).
+        """
+        frames = self.splitter.push(pcm)
+        vad = self._vad
+        down = self._down
+        if down is None:
+            return [(f, vad.is_speech(f)) for f in frames]
+        return [(f, vad.is_speech(down.process(f))) for f in frames]
+
+    def reset(self) -> None:
+        """Drop carried-over samples and resampler history (new stream)."""
+        self.splitter.reset()
+        if self._down is not None:
+            self._down.reset()
