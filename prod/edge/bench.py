@@ -6,7 +6,7 @@ model runs as ``clutchcall model serve``; the edge runs as ``clutchcall serve`` 
 this process runs N real callers (:class:`~clutchcall.prod.caller.client.Caller`) over QUIC/MoQT
 (PCM16 16 kHz) or WebSocket/TLS (G.711 8 kHz), each playing real espeak-ng speech at 1x for
 ``--seconds`` (a question, then silence while the agent answers, repeated), with starts spread
-over the first second. Per run it reports: committed turns, the edge's turn latency and
+over the first second and frame phases at random. Per run it reports: committed turns, the edge's turn latency and
 edge-added latency percentiles (ms; edge-added = turn latency - end-of-turn silence - the
 model's own time to first audio, measured inside the edge), frames lost and late at the edge,
 the edge process's CPU (from ``/proc/PID/stat``) as % of one core per call, and this caller
@@ -115,8 +115,11 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
         scripts = [_script(rate, seconds, k) for k in range(len(QUESTIONS))]
         loop = asyncio.get_running_loop()
 
+        phases = np.random.default_rng(calls).uniform(0.0, 0.02, calls)
+
         async def one(i: int) -> Any:
-            await asyncio.sleep(i / max(calls, 1))  # starts spread over the first second
+            # starts spread over the first second, frame phases at random (as real callers')
+            await asyncio.sleep(i / max(calls, 1) + float(phases[i]))
             cid = f"bench-{i}"
             tok = ready["tokens"][cid]
             if transport == "quic":
@@ -220,7 +223,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(args.max_runs if args.search else 1):
                 r = await run_once(n, args.seconds, args.transport, url, work)
                 runs.append(r)
-                if not args.json:
+                if True:  # progress, on stderr
                     print(f"  {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
                           f"edge CPU {r['edge_cpu_pct']}% ({r['edge_cpu_pct_per_call']}%/call), "
                           f"callers CPU {r['caller_cpu_pct']}%, lost {r['frames_lost']:.0f}", file=sys.stderr, flush=True)

@@ -96,6 +96,9 @@ class EdgeConfig:
     """QUIC uplink jitter buffer depth."""
     quic_idle_timeout_s: float = 30.0
     """QUIC connection idle timeout."""
+    io: str = "asyncio"
+    """QUIC datagram I/O: ``asyncio`` (aioquic's own endpoint), ``uring`` (the io_uring reactor
+    of clutchcall.native; falls back to asyncio with one log line) or ``auto``."""
     json_logs: bool = True
     """Log one JSON object per line (with the call id) to stderr."""
     log_level: str = "info"
@@ -115,6 +118,8 @@ class EdgeConfig:
             raise ConfigError("EdgeConfig.metrics_port: must be -1..65535")
         if not self.caller_idle_timeout_s > 0:
             raise ConfigError("EdgeConfig.caller_idle_timeout_s: must be > 0")
+        if self.io not in ("asyncio", "uring", "auto"):
+            raise ConfigError(f"EdgeConfig.io: asyncio, uring or auto, got {self.io!r}")
         if self.max_calls < 1:
             raise ConfigError("EdgeConfig.max_calls: must be >= 1")
         if self.log_level not in ("debug", "info", "warning", "error"):

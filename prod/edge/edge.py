@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from typing import Any, Self
 
 from clutchcall.prod.edge.config import EdgeConfig
 from clutchcall.prod.edge.handler import EdgeHandler
+from clutchcall.prod.edge.native_io import NativeQuicIngress, SocketWsIngress
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.ingress.ws import WsIngress
@@ -47,8 +49,13 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 class Edge:
     """One edge instance (see module docstring)."""
 
-    def __init__(self, config: EdgeConfig | None = None, *, log_stream: Any = None) -> None:
+    def __init__(self, config: EdgeConfig | None = None, *, log_stream: Any = None,
+                 quic_sock: socket.socket | None = None, ws_sock: socket.socket | None = None) -> None:
+        """``quic_sock`` / ``ws_sock``: already-bound sockets to serve on (shards) instead of
+        binding ``config.quic_port`` / ``config.ws_port``."""
         self.config = config or EdgeConfig()
+        self._quic_sock, self._ws_sock = quic_sock, ws_sock
+        self.io_kind = "asyncio"
         self.metrics = EdgeMetrics()
         self.model_server: ReferenceModelServer | None = None
         self.model_url: str | None = None
@@ -100,9 +107,18 @@ class Edge:
                              key=cfg.key, cert_dir=cfg.cert_dir, frame_ms=cfg.turn.frame_ms,
                              jitter_depth_ms=cfg.jitter_depth_ms, max_calls=cfg.max_calls,
                              idle_timeout_s=cfg.quic_idle_timeout_s, **kw)
-        self.quic = QuicIngress(icfg, self.handler)
-        self.quic_port = await self.quic.start()
-        self.ws = WsIngress(icfg, self.handler, authority=self.quic.authority)
+        if cfg.io != "asyncio" or self._quic_sock is not None:
+            nq = NativeQuicIngress(icfg, self.handler, io_kind=cfg.io, sock=self._quic_sock)
+            self.quic = nq
+            self.quic_port = await nq.start()
+            self.io_kind = nq.io_kind
+        else:
+            self.quic = QuicIngress(icfg, self.handler)
+            self.quic_port = await self.quic.start()
+        if self._ws_sock is not None:
+            self.ws = SocketWsIngress(icfg, self.handler, authority=self.quic.authority, sock=self._ws_sock)
+        else:
+            self.ws = WsIngress(icfg, self.handler, authority=self.quic.authority)
         self.ws.cert_path, self.ws.key_path = self.quic.cert_path, self.quic.key_path
         self.ws_port = await self.ws.start()
         self.cert_path = os.path.abspath(self.quic.cert_path) if self.quic.cert_path else None
@@ -174,7 +190,8 @@ class Edge:
                 "metrics_url": (f"http://{self.config.metrics_host}:{self.metrics_port}/metrics"
                                 if self.metrics_server else None),
                 "cert": self.cert_path, "model_url": self.model_url,
-                "embedded_model": self.model_server is not None, "trace_dir": self.config.trace_dir}
+                "embedded_model": self.model_server is not None, "trace_dir": self.config.trace_dir,
+                "io": self.io_kind}
 
     def stats(self) -> dict[str, Any]:
         """Return the ingresses' counters and the number of calls in progress."""

@@ -51,8 +51,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-ttl", type=float, default=3600.0)
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument("--grace", type=float, default=1.0, help="seconds calls get to end on shutdown")
-    parser.add_argument("--io", choices=("asyncio", "uring"), default="asyncio",
-                        help="QUIC datagram I/O: asyncio, or io_uring via clutchcall.native (falls back)")
+    parser.add_argument("--io", choices=("asyncio", "uring", "auto"), default=None,
+                        help="QUIC datagram I/O: asyncio, or io_uring via clutchcall.native (falls back "
+                             "to asyncio with one log line)")
     parser.add_argument("--shards", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
 
 
@@ -75,7 +76,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               metrics_port=args.metrics_port, model_url=args.model_url,
                               trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
                               cert=args.cert, key=args.key, cert_dir=args.cert_dir,
-                              log_level=args.log_level, model=model)
+                              log_level=args.log_level, model=model,
+                              io=args.io)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -96,7 +98,7 @@ async def serve(args: argparse.Namespace) -> int:
                         token=edge.issue_token(args.call_id, args.token_ttl),
                         tokens={f"{args.call_id}-{i}": edge.issue_token(f"{args.call_id}-{i}", args.token_ttl)
                                 for i in range(max(0, args.tokens))},
-                        io="asyncio")
+                        )
             print(json.dumps(info), flush=True)
         try:
             await asyncio.wait_for(stop.wait(), args.seconds)
@@ -118,9 +120,9 @@ async def serve(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Serve; returns the exit code."""
-    if args.shards != 1 or args.io != "asyncio":
-        print("clutchcall serve: --shards/--io uring are not available in this build; "
-              "serving one asyncio process", file=sys.stderr)
+    if args.shards != 1:
+        print("clutchcall serve: --shards is not available in this build; serving one process",
+              file=sys.stderr)
     if args.profile:
         import cProfile
 
