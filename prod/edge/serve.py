@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--io", choices=("asyncio", "uring", "auto"), default=None,
                         help="QUIC datagram I/O: asyncio, or io_uring via clutchcall.native (falls back "
                              "to asyncio with one log line)")
-    parser.add_argument("--shards", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="edge processes sharing the ports (SO_REUSEPORT, QUIC steered by connection ID)")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -118,11 +119,38 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_shards(args: argparse.Namespace) -> int:
+    """``--shards N``: N edge processes on shared ports (see clutchcall.prod.edge.shards)."""
+    import threading
+
+    from clutchcall.prod.edge.shards import ShardedEdge
+
+    cfg = config_from_args(args)
+    sharded = ShardedEdge(cfg, args.shards)
+    ids = [args.call_id] + [f"{args.call_id}-{i}" for i in range(max(0, args.tokens))]
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    info = sharded.start(ids, args.token_ttl)
+    if args.ready_json:
+        tokens = info.pop("tokens")
+        info.update(ready=True, pid=os.getpid(), call_id=args.call_id, token=tokens[args.call_id],
+                    tokens={c: t for c, t in tokens.items() if c != args.call_id})
+        print(json.dumps(info), flush=True)
+    stop.wait(args.seconds)
+    stats = sharded.stop()
+    if args.ready_json:
+        print(json.dumps({"stopped": True, "shards": stats}), flush=True)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve; returns the exit code."""
-    if args.shards != 1:
-        print("clutchcall serve: --shards is not available in this build; serving one process",
-              file=sys.stderr)
+    if args.shards < 1:
+        print("clutchcall serve: --shards must be >= 1", file=sys.stderr)
+        return 2
+    if args.shards > 1:
+        return serve_shards(args)
     if args.profile:
         import cProfile
 

@@ -57,3 +57,53 @@ def test_serve_ready_json_call_and_sigterm(tmp_path) -> None:  # type: ignore[no
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_shards_io_uring_calls_land_and_stop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``serve --shards 2 --io uring``: one QUIC port and one WebSocket port for two edge
+    processes; real calls over both transports are answered; SIGTERM stops every shard."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clutchcall.cli", "serve", "--quic-port", "0", "--ws-port", "0",
+         "--metrics-port", "0", "--ready-json", "--no-trace", "--tokens", "6", "--shards", "2",
+         "--io", "uring", "--ttfa-ms", "100"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert ready["shards"] == 2 and len(set(ready["pids"])) == 2 and len(ready["metrics_ports"]) == 2
+        from clutchcall.native.udpio import URING_BUILT
+
+        assert ready["io"] == ("uring" if URING_BUILT else "asyncio")
+
+        async def main() -> list[object]:
+            from clutchcall.prod.caller.client import QuicCallerTransport
+
+            pcm16 = bytes(3200) + synth("Is the store open?", 16000) + bytes(16000 * 2)
+            pcm8 = bytes(1600) + synth("Is the store open?", 8000) + bytes(8000 * 2)
+            jobs = []
+            for i in range(6):
+                cid = f"call-0-{i}"
+                if i < 5:
+                    tr: object = QuicCallerTransport("127.0.0.1", ready["quic_port"], token=ready["tokens"][cid],
+                                                     call_id=cid, codec="pcm16", rate=16000, cafile=ready["cert"])
+                    jobs.append(Caller(tr, call_id=cid, codec="pcm16", rate=16000, tail_s=1.0).run(pcm16))  # type: ignore[arg-type]
+                else:
+                    tr = WsCallerTransport(f"wss://localhost:{ready['ws_port']}/media", token=ready["tokens"][cid],
+                                           call_id=cid, cafile=ready["cert"])
+                    jobs.append(Caller(tr, call_id=cid, codec="g711_ulaw", rate=8000, tail_s=1.0).run(pcm8))  # type: ignore[arg-type]
+            return list(await asyncio.gather(*jobs))
+
+        results = asyncio.run(main())
+        for res in results:
+            assert res.agent_frames_received > 0 and res.turns, res  # type: ignore[attr-defined]
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err[-2000:]
+        last = json.loads(rest.strip().splitlines()[-1])
+        assert last["stopped"] is True and len(last["shards"]) == 2
+        assert sum(s["quic"].get("calls_started", 0) for s in last["shards"]) == 5
+        assert sum(s["ws"].get("calls_started", 0) for s in last["shards"]) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
