@@ -47,6 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each call (s)")
     parser.add_argument("--transport", choices=("quic", "ws"), default="quic")
     parser.add_argument("--ttfa-ms", type=int, default=200, help="model time to first audio (ms)")
+    parser.add_argument("--io", choices=("asyncio", "uring", "auto"), default="asyncio",
+                        help="the edge's QUIC datagram I/O (serve --io)")
+    parser.add_argument("--shards", type=int, default=1, help="edge processes (serve --shards)")
     parser.add_argument("--search", action="store_true", help="step-search the largest N with p99 <= --p99-ms")
     parser.add_argument("--max-calls", type=int, default=1000, help="search bound (default 1000)")
     parser.add_argument("--max-runs", type=int, default=5, help="search runs at most (default 5)")
@@ -94,7 +97,8 @@ async def _start_model(ttfa_ms: int) -> tuple[asyncio.subprocess.Process, str]:
 
 
 async def run_once(calls: int, seconds: float, transport: str, model_url: str,
-                   workdir: str, profile: str | None = None) -> dict[str, Any]:
+                   workdir: str, profile: str | None = None, io: str = "asyncio",
+                   shards: int = 1) -> dict[str, Any]:
     """One load run with ``calls`` callers; return its figures (module docstring)."""
     from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
 
@@ -103,7 +107,7 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
            "--metrics-port", "-1", "--ready-json", "--no-trace", "--model-url", model_url,
            "--log-level", "error", "--call-id", "bench", "--tokens", str(calls),
            "--cert-dir", str(Path(workdir) / "tls"), "--summary-json", str(summary_path),
-           "--idle-timeout", "30", "--grace", "2"]
+           "--idle-timeout", "30", "--grace", "2", "--io", io, "--shards", str(shards)]
     if profile:
         cmd += ["--profile", profile]
     edge = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
@@ -111,6 +115,7 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
     assert edge.stdout is not None
     try:
         ready = json.loads(await asyncio.wait_for(edge.stdout.readline(), 60))
+        pids = ready.get("pids") or [edge.pid]
         codec, rate = ("pcm16", 16000) if transport == "quic" else ("g711_ulaw", 8000)
         scripts = [_script(rate, seconds, k) for k in range(len(QUESTIONS))]
         loop = asyncio.get_running_loop()
@@ -131,9 +136,9 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
             return await Caller(tr, call_id=cid, codec=codec, rate=rate, tail_s=0.5).run(scripts[i % len(scripts)])
 
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu0, wall0 = _cpu_s(edge.pid), loop.time()
+        cpu0, wall0 = sum(_cpu_s(p) for p in pids), loop.time()
         results = await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
-        cpu1, wall1 = _cpu_s(edge.pid), loop.time()
+        cpu1, wall1 = sum(_cpu_s(p) for p in pids), loop.time()
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -143,7 +148,12 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
         if edge.returncode is None:
             edge.kill()
             await edge.wait()
-    doc = json.loads(summary_path.read_text()) if summary_path.exists() else {"calls": [], "metrics": ""}
+    doc: dict[str, Any] = {"calls": [], "metrics": ""}
+    for part in [summary_path] + sorted(summary_path.parent.glob(summary_path.name + ".*")):
+        if part.exists():
+            d = json.loads(part.read_text())
+            doc["calls"] += d["calls"]
+            doc["metrics"] += d["metrics"]
     turns = [t for c in doc["calls"] for t in c["turns"]]
     added = [t["edge_added_ms"] for t in turns if t["edge_added_ms"] is not None]
     lat = [t["turn_latency_ms"] for t in turns if t["turn_latency_ms"] is not None]
@@ -153,7 +163,8 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
     wall = wall1 - wall0
     caller_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     return {
-        "calls": calls, "seconds": seconds, "transport": transport, "turns": len(turns),
+        "calls": calls, "seconds": seconds, "transport": transport, "io": ready.get("io"),
+        "shards": shards, "turns": len(turns),
         "calls_completed": len(ok), "calls_failed": len(errors) + sum(1 for c in doc["calls"] if c["failed"]),
         "edge_added_ms_p50": _pct(added, 50), "edge_added_ms_p95": _pct(added, 95),
         "edge_added_ms_p99": _pct(added, 99), "edge_added_ms_max": _pct(added, 100),
@@ -221,7 +232,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             best: int | None = None
             worst: int | None = None
             for _ in range(args.max_runs if args.search else 1):
-                r = await run_once(n, args.seconds, args.transport, url, work)
+                r = await run_once(n, args.seconds, args.transport, url, work, io=args.io, shards=args.shards)
                 runs.append(r)
                 if True:  # progress, on stderr
                     print(f"  {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
@@ -240,7 +251,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 n = nxt
             if args.profile:
                 prof = str(Path(work) / "edge.pstats")
-                await run_once(args.calls, args.seconds, args.transport, url, work, profile=prof)
+                await run_once(args.calls, args.seconds, args.transport, url, work, profile=prof,
+                               io=args.io, shards=1)
                 if os.path.exists(prof):
                     profile_top = _top(prof)
                     profile_parts = _by_part(prof)

@@ -89,7 +89,9 @@ class EdgeHandler:
         self.model_config = model_config or ModelLegConfig()
         self.turn_config = turn_config or TurnConfig()
         self.metrics = metrics or EdgeMetrics()
-        self.options = dict(pipeline_options or {})
+        # at the edge the uplink ends only when the call has ended (hangup, idle, shutdown):
+        # nobody is left to hear a reply, so the pipeline does not wait for it to play out
+        self.options = {"drain_timeout_s": 0.0, **(pipeline_options or {})}
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         if self.trace_dir is not None:
             self.trace_dir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ttfa-ms", type=int, default=None, help="embedded model's time to first audio (ms)")
     parser.add_argument("--trace-dir", default=None, help="recorded traces, one per call (default .clutchcall/traces)")
     parser.add_argument("--no-trace", action="store_true", help="record no traces")
-    parser.add_argument("--summary-json", default=None, help="on stop, write every call's summary (turns, latencies) here")
+    parser.add_argument("--summary-json", default=None,
+                        help="on stop, write every call's summary (turns, latencies) here (shard k: FILE.k)")
     parser.add_argument("--profile", default=None, help="profile the edge with cProfile; write pstats here on stop")
     parser.add_argument("--idle-timeout", type=float, default=None, help="end a call whose caller is silent this long (s)")
     parser.add_argument("--cert", default=None, help="PEM certificate (default: self-signed)")
@@ -131,7 +132,7 @@ def serve_shards(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    info = sharded.start(ids, args.token_ttl)
+    info = sharded.start(ids, args.token_ttl, summary_json=args.summary_json)
     if args.ready_json:
         tokens = info.pop("tokens")
         info.update(ready=True, pid=os.getpid(), call_id=args.call_id, token=tokens[args.call_id],

@@ -26,7 +26,7 @@ from clutchcall.prod.edge.config import EdgeConfig
 
 
 def _shard_main(k: int, n: int, cfg: EdgeConfig, udp: socket.socket, tcp: socket.socket, pipe: Any,
-                stop: Any, tokens: list[str], ttl: float) -> None:
+                stop: Any, tokens: list[str], ttl: float, summary_json: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
@@ -51,6 +51,12 @@ def _shard_main(k: int, n: int, cfg: EdgeConfig, udp: socket.socket, tcp: socket
             pass
         stats = edge.stats()
         await edge.stop(grace_s=1.0)
+        if summary_json and edge.handler is not None:
+            import json
+
+            with open(f"{summary_json}.{k}", "w") as f:
+                json.dump({"calls": [c.to_dict() for c in edge.handler.calls.values()],
+                           "metrics": edge.metrics.exposition().decode()}, f)
         pipe.send(("stopped", k, {**stats, "shard": k}))
 
     asyncio.run(main())
@@ -82,13 +88,15 @@ class ShardedEdge:
         self.procs: list[Any] = []
         self.pipes: list[Any] = []
 
-    def start(self, call_ids: list[str], ttl: float, timeout: float = 60.0) -> dict[str, Any]:
-        """Fork the shards, wait until every one is serving; return the combined info."""
+    def start(self, call_ids: list[str], ttl: float, timeout: float = 60.0,
+              summary_json: str | None = None) -> dict[str, Any]:
+        """Fork the shards, wait until every one is serving; return the combined info. With
+        ``summary_json``, shard k writes its call summaries to ``<summary_json>.k`` on stop."""
         for k in range(self.n):
             parent, child = self._ctx.Pipe()
             p = self._ctx.Process(target=_shard_main, daemon=True,
                                   args=(k, self.n, self.cfg, self.udp[k], self.tcp[k], child,
-                                        self.stop_event, call_ids, ttl))
+                                        self.stop_event, call_ids, ttl, summary_json))
             p.start()
             self.procs.append(p)
             self.pipes.append(parent)
