@@ -174,11 +174,11 @@ def _table(r: dict[str, Any]) -> str:
     def f(v: Any, nd: int = 1) -> str:
         return "-" if v is None else f"{v:.{nd}f}"
 
-    lines = [f"clutchcall demo: {' + '.join(r['calls'])} over {r['transport']} ({r['codec']} {r['rate']} Hz), "
-             f"{r['audio_s']} s of caller audio, embedded model",
+    lines = [(f"clutchcall demo: {' + '.join(r['calls'])} over {r['transport']} ({r['codec']} {r['rate']} Hz), "
+             f"{r['audio_s']} s of caller audio, embedded model"),
              "",
-             f"{'turn':>4}  {'at (s)':>7}  {'turn latency':>12}  {'= silence':>9}  {'+ model':>8}  "
-             f"{'+ edge-added':>12}  {'mouth-to-ear':>12}",
+             (f"{'turn':>4}  {'at (s)':>7}  {'turn latency':>12}  {'= silence':>9}  {'+ model':>8}  "
+             f"{'+ edge-added':>12}  {'mouth-to-ear':>12}"),
              f"{'':>4}  {'':>7}  {'(edge, ms)':>12}  {'(ms)':>9}  {'(ms)':>8}  {'(ms)':>12}  {'(caller, ms)':>12}"]
     for t in r["turns"]:
         lines.append(f"{t['turn']:>4}  {t['at_s']:>7.2f}  {f(t['turn_latency_ms']):>12}  {f(t['eot_silence_ms'], 0):>9}  "
@@ -186,12 +186,12 @@ def _table(r: dict[str, Any]) -> str:
     if not r["turns"]:
         lines.append("  (no committed turns)")
     lines += ["",
-              f"turn latency p50 {f(r['turn_latency_ms_p50'])} ms, p95 {f(r['turn_latency_ms_p95'])} ms; "
+              (f"turn latency p50 {f(r['turn_latency_ms_p50'])} ms, p95 {f(r['turn_latency_ms_p95'])} ms; "
               f"edge-added p50 {f(r['edge_added_ms_p50'], 2)} ms, p99 {f(r['edge_added_ms_p99'], 2)} ms; "
-              f"mouth-to-ear p50 {f(r['mouth_to_ear_ms_p50'])} ms",
-              f"backchannels filtered {r['backchannels_filtered']:.0f}, barge-ins confirmed "
+              f"mouth-to-ear p50 {f(r['mouth_to_ear_ms_p50'])} ms"),
+              (f"backchannels filtered {r['backchannels_filtered']:.0f}, barge-ins confirmed "
               f"{r['barge_ins_confirmed']:.0f} / dismissed {r['barge_ins_dismissed']:.0f}, "
-              f"playout clears {r['clear_playouts']}",
+              f"playout clears {r['clear_playouts']}"),
               f"recorded trace: {r['engine_inputs']} engine inputs, {r['engine_outputs']} outputs; replay "
               + ("reproduces every action exactly" if r["trace_replay_exact"] else f"MISMATCH: {r['trace_replay_mismatch']}")
               + (f" ({r['trace']})" if r["trace"] else ""),

@@ -145,7 +145,7 @@ class EdgeHandler:
         clog.info("call started (%s, %s/%d Hz)", summary.transport, call.codec, call.rate)
         try:
             summary.turns = await pipe.run(self._frames(call, summary, last))
-        except Exception:  # a pipeline bug must not take other calls down
+        except Exception:  # noqa: BLE001 -- a pipeline bug must not take other calls down
             clog.exception("pipeline failed")
             summary.failed = summary.failed or "internal error"
             with contextlib.suppress(Exception):
@@ -167,7 +167,7 @@ class EdgeHandler:
                     await asyncio.to_thread(recorder.write, path)
                     summary.trace = str(path)
                     self.traces_written.inc()
-                except Exception:
+                except Exception:  # noqa: BLE001 -- logged; the call still ends cleanly
                     clog.exception("writing the trace failed")
             self._done(summary)
             clog.info("call ended: %s; %d turns; trace %s", summary.end_reason, len(summary.turns),

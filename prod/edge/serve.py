@@ -112,7 +112,7 @@ async def serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     if args.summary_json and edge.handler is not None:
-        with open(args.summary_json, "w") as f:
+        with open(args.summary_json, "w") as f:  # noqa: ASYNC230 -- once, at shutdown
             json.dump({"calls": [c.to_dict() for c in edge.handler.calls.values()],
                        "metrics": edge.metrics.exposition().decode()}, f)
     if args.ready_json:

@@ -40,7 +40,7 @@ def _shard_main(k: int, n: int, cfg: EdgeConfig, udp: socket.socket, tcp: socket
         edge = Edge(cfg, quic_sock=udp, ws_sock=tcp)
         try:
             info = await edge.start()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- reported to the parent
             pipe.send(("error", k, repr(exc)))
             return
         info.update(shard=k, pid=os.getpid(),
@@ -54,7 +54,7 @@ def _shard_main(k: int, n: int, cfg: EdgeConfig, udp: socket.socket, tcp: socket
         if summary_json and edge.handler is not None:
             import json
 
-            with open(f"{summary_json}.{k}", "w") as f:
+            with open(f"{summary_json}.{k}", "w") as f:  # noqa: ASYNC230 -- once, at shutdown
                 json.dump({"calls": [c.to_dict() for c in edge.handler.calls.values()],
                            "metrics": edge.metrics.exposition().decode()}, f)
         pipe.send(("stopped", k, {**stats, "shard": k}))

@@ -16,7 +16,7 @@ def test_demo_json_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = subprocess.run(
         [sys.executable, "-m", "clutchcall.cli", "demo", "--json", "--call", "call0011_clean16",
          "--transport", "ws", "--tail", "1.5", "--trace-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=80, cwd=tmp_path)
+        check=False, capture_output=True, text=True, timeout=80, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -33,5 +33,5 @@ def test_demo_json_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert r["trace_replay_exact"] is True and r["trace"] and (tmp_path / "traces").is_dir()
     # a call that is not in the corpus is a clear error (exit 2)
     table = subprocess.run([sys.executable, "-m", "clutchcall.cli", "demo", "--call", "nonexistent"],
-                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+                           check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert table.returncode == 2 and "cannot read" in table.stderr
