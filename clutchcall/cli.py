@@ -37,6 +37,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "netem"): ("clutchcall.netem.bench", "benchmark the WAN emulator against a veth baseline (RTT, packets/s, TCP, accuracy)"),
     ("netem",): ("clutchcall.netem.cli", "run a command in a namespace behind an emulated WAN link (delay, jitter, loss, rate)"),
     ("native", "echo"): ("clutchcall.native.echo_cmd", "run the shard-per-core QUIC echo service (io_uring/asyncio), optionally self-test it"),
+    ("twin", "check"): ("clutchcall.twin.check", "real edge over an emulated WAN vs the simulator: measured vs predicted turn latency"),
     ("bench", "native"): ("clutchcall.native.bench", "benchmark the native data plane (ring msgs/s, UDP echo io_uring vs asyncio)"),
 }
 
