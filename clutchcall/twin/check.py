@@ -98,7 +98,8 @@ def sim_config(transport: str, *, rtt_ms: float, loss: float, ttfa_ms: int, repl
 
     depth = IngressConfig().jitter_depth_ms if transport == "quic" else 0
     net = NetConfig.symmetric(transport=SIM_TRANSPORT[transport], rtt_ms=rtt_ms, loss=loss,
-                              late_frame_ms=float(depth), frame_bytes=frame_bytes)
+                              late_frame_ms=float(depth), playout_delay_ms=float(depth),
+                              media_clock=True, frame_bytes=frame_bytes)
     model = ModelConfig(ttfa_median_ms=float(ttfa_ms), ttfa_sigma=0.0, prefill=True,
                         reply_min_ms=min(replies_ms), reply_max_ms=max(replies_ms),
                         cancel_delay_ms=1.0, model_leg_ms=0.5)
