@@ -180,7 +180,7 @@ def run_check(*, rtt_ms: float = 50.0, loss: float = 0.01, calls: int = 4, ttfa_
                 transport, crec, erec, rtt_ms=rtt_ms, loss=loss, ttfa_ms=ttfa_ms, eot_ms=eot_ms,
                 replies_ms=replies_ms, seed=seed + ti, simulate_call=simulate_call,
                 measure=measure, prepare_audio=prepare_audio)
-        result["netem"] = wan.stats
+    result["netem"] = wan.stats  # the forwarder's counters, set when the emulator closed
     result["wall_s"] = round(time.monotonic() - t_start, 2)
     return result
 
