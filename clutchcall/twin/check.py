@@ -208,7 +208,18 @@ def _score(transport: str, crec: list[dict[str, Any]], erec: dict[str, Any], *, 
             lat = lat if math.isfinite(lat) else math.nan
             pred_rows.append({"call": rec["call_id"], "end_of_speech_s": t["end_of_speech_caller_s"],
                               "turn_latency_ms": lat, "edge_added_ms": lat - floor})
-    edge_turns = [r for recs in erec.get("turns", {}).values() for r in recs]
+    edge_turns = [{"call": cid, **r} for cid, recs in erec.get("turns", {}).items() for r in recs]
+    # where the time went, per measured turn: caller send of the last speech frame -> its
+    # nominal arrival at the engine (uplink + jitter buffer) and -> first agent frame sent
+    for row in meas_rows:
+        near = [e for e in edge_turns if e["call"] == row["call"]
+                and abs(e["last_speech_at"] - row["end_of_speech_s"]) < 1.0]
+        if near:
+            e = min(near, key=lambda e: abs(e["last_speech_at"] - row["end_of_speech_s"]))
+            row["uplink_ms"] = round((e["last_speech_at"] - row["end_of_speech_s"]) * 1000, 2)
+            if e.get("first_audio_at") is not None and math.isfinite(row["first_audio_s"]):
+                row["downlink_ms"] = round((row["first_audio_s"] - e["first_audio_at"]) * 1000, 2)
+            row["edge_turn_latency_ms"] = e.get("turn_latency_ms")
     m_lat = measure.percentiles([r["turn_latency_ms"] for r in meas_rows])
     p_lat = measure.percentiles([r["turn_latency_ms"] for r in pred_rows])
     rel = measure.rel_errors(m_lat, p_lat)
@@ -229,7 +240,7 @@ def _score(transport: str, crec: list[dict[str, Any]], erec: dict[str, Any], *, 
                                                      if r.get("turn_latency_ms") is not None]),
         "edge_stats": {k: erec.get(k) for k in ("quic_stats", "ws_stats", "model")},
         "errors": errors,
-        "rows": {"measured": meas_rows, "predicted": pred_rows},
+        "rows": {"measured": meas_rows, "predicted": pred_rows, "edge": edge_turns},
     }
 
 
