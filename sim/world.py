@@ -218,8 +218,7 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
         t = a if a > gate else gate
         if t < last + frame_s:
             t = last + frame_s
-        if t < nominal:
-            t = nominal
+        t = max(t, nominal)
         if a < math.inf and t > a + eps and not speech[k] and t > nominal + eps:
             # behind the schedule: drop this silence frame to catch up
             skipped += 1

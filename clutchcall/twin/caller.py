@@ -28,6 +28,7 @@ def prepare_audio(wav: str, transport: str) -> tuple[bytes, int, str]:
     ``clutchcall call`` prepares it: WebSocket is G.711 u-law at 8 kHz; QUIC sends PCM16 at
     the file's rate when it is 8/16/48 kHz, else at 16 kHz. Raises ValueError on a bad WAV."""
     import soxr
+
     from clutchcall.prod.caller.client import read_wav
 
     pcm, rate = read_wav(wav)
@@ -109,7 +110,7 @@ async def _one_call(spec: dict[str, Any], delay: float, host: str, tail_s: float
     try:
         res = await caller.run(pcm)
         summary = res.summary()
-    except (OSError, ConnectionError, asyncio.TimeoutError, ssl.SSLError) as exc:
+    except (TimeoutError, OSError, ConnectionError, ssl.SSLError) as exc:
         error, summary = f"{type(exc).__name__}: {exc}", {}
     return {"call_id": spec["call_id"], "transport": transport, "wav": spec["wav"],
             "codec": codec, "rate": rate, "sent": sent, "agent": agent,

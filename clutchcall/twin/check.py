@@ -252,8 +252,8 @@ def _fmt(v: Any) -> str:
 
 def table(result: dict[str, Any]) -> str:
     """Return the side-by-side text table of a result."""
-    lines = [f"twin check: rtt {result['rtt_ms']} ms, loss {result['loss']}, {result['calls']} calls, "
-             f"model ttfa {result['ttfa_ms']} ms ({result.get('wall_s', '?')} s)",
+    lines = [(f"twin check: rtt {result['rtt_ms']} ms, loss {result['loss']}, {result['calls']} calls, "
+              f"model ttfa {result['ttfa_ms']} ms ({result.get('wall_s', '?')} s)"),
              f"{'transport':<10}{'metric':<22}{'p50':>9}{'p95':>9}{'p99':>9}"]
     for tname, t in result["transports"].items():
         lab = f"{tname}/{t['sim_transport']}"

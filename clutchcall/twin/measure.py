@@ -49,7 +49,7 @@ def edge_vad(pcm: bytes, rate: int, codec: str, aggressiveness: int = 2) -> list
 def sim_call(name: str, flags: list[bool], tail_s: float) -> Call:
     """Return the simulator's call for audio with edge VAD ``flags`` followed by the
     caller's ``tail_s`` of silence (the caller keeps sending frames while it listens)."""
-    tail = int(round(tail_s * 1000 / FRAME_MS))
+    tail = round(tail_s * 1000 / FRAME_MS)
     return Call(name=name, frame_ms=FRAME_MS, speech=tuple(flags) + (False,) * tail,
                 agent_speech=(), segments=())
 
