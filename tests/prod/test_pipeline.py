@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from clutchcall.engine import Append, Cancel, Commit, TurnConfig, TurnEngine
+from clutchcall.engine import Append, Cancel, Commit, Prime, TurnConfig, TurnEngine
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
@@ -71,6 +71,8 @@ def test_real_utterance_commits_and_agent_audio_plays_at_1x() -> None:
             outs = pipe.outputs or []
             commits = [o for o in outs if isinstance(o, Commit)]
             assert len(commits) == 1 and commits[0].speech_ms >= 600
+            primes = [o for o in outs if isinstance(o, Prime)]
+            assert srv.stats.commits == len(primes) + 1  # each prime is a non-final commit
             # every Commit is preceded by the Appends of its speech, and all of them went out
             assert sum(isinstance(o, Append) for o in outs) == len(caller) // FRAME
             assert srv.stats.appended_bytes >= (len(caller) // FRAME - 2) * 20 * BYTES_PER_MS
@@ -345,3 +347,22 @@ def test_bad_caller_payloads_are_dropped_then_end_the_call() -> None:
             assert [c["code"] for c in down.controls if c["type"] == "error"] == ["bad_uplink"]
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_slow_model_does_not_stall_another_call() -> None:
+    caller = np.concatenate([silence(200), speech("Where is my order?"), silence(1500)])
+
+    async def main() -> None:
+        slow_cfg = model_cfg(time_to_first_audio_ms=60_000)
+        async with ReferenceModelServer(model_cfg()) as fast, ReferenceModelServer(slow_cfg) as slow:
+            metrics = EdgeMetrics()
+            cfg = PipelineConfig(caller_rate=RATE, drain_timeout_s=1.0)
+            a = CallPipeline(MemoryDownlink(), call_id="slow", metrics=metrics, model_url=slow.url, config=cfg)
+            b = CallPipeline(MemoryDownlink(), call_id="fast", metrics=metrics, model_url=fast.url, config=cfg)
+            ta, tb = await asyncio.gather(a.run(play(caller)), b.run(play(caller)))
+            assert ta == [] and a.failed is None  # still waiting for its model: no crash
+            assert len(tb) == 1 and tb[0].edge_added_ms is not None
+            assert tb[0].edge_added_ms < 100  # not held up behind the other call's model
+            assert metrics.value("clutchcall_calls_active") == 0
+
+    asyncio.run(asyncio.wait_for(main(), 30))
