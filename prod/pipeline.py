@@ -506,6 +506,13 @@ class CallPipeline:
         self._wake.set()
 
     def _on_response_done(self, response_id: str, status: str) -> None:
+        if response_id not in self._ttfa and response_id not in self._dropped and not self._playing:
+            # the reply ended (or was refused) without audio: the engine stops waiting for it
+            self.log.warning("model reply %r ended without audio (%s)", response_id, status)
+            self._pending_turn = None
+            self._agent_finished()
+            self._drive()
+            return
         self._done_responses.add(response_id)
         if response_id not in self._dropped:
             tail = self.transcoder.downlink_flush()

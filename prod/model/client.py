@@ -152,7 +152,9 @@ class ModelLeg:
     """One model session. Use ``await leg.connect()``, the action methods, ``await leg.close()``.
 
     Callbacks (all optional, called on the event loop): ``on_audio(AudioChunk)``,
-    ``on_response_done(response_id, status)``, ``on_error(ModelServerError | ModelProtocolError)``,
+    ``on_response_done(response_id, status)`` (``("", "failed")`` when a ``response.create`` was
+refused: no reply is coming; one refused because another response was still active is sent
+again when that one is done), ``on_error(ModelServerError | ModelProtocolError)``,
     ``on_closed(exc | None)`` once when the connection ends.
     """
 
@@ -194,6 +196,7 @@ class ModelLeg:
         self._uncommitted = 0
         self._primed = False
         self._requested_at: list[tuple[str, float]] = []  # (event_id, sent at) per response.create
+        self._retry_create = False
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._session_created = asyncio.Event()
@@ -460,13 +463,23 @@ class ModelLeg:
                     del self.responses[old]
             if self.on_response_done is not None:
                 self.on_response_done(r["id"], status)
+            if self._retry_create and self.active_response is None:
+                self._retry_create = False
+                self._send({"type": "response.create"}, kind="response.create")
         elif kind == "error":
             e = obj(ev.get("error"))
+            code = str(e.get("code") or "unknown")
             # a refused response.create will get no response.created: forget its send time
+            refused = any(r[0] == e.get("event_id") for r in self._requested_at)
             self._requested_at = [r for r in self._requested_at if r[0] != e.get("event_id")]
             self._protocol_error(ModelServerError(
-                str(e.get("type") or "unknown"), str(e.get("code") or "unknown"),
+                str(e.get("type") or "unknown"), code,
                 str(e.get("message") or ""), e.get("event_id"), e.get("param")))
+            if refused:
+                if code == "conversation_already_has_active_response" and self.active_response is not None:
+                    self._retry_create = True  # ask again once the active response is done
+                elif self.on_response_done is not None:
+                    self.on_response_done("", "failed")  # no reply is coming for this commit
         elif kind in ("session.created", "session.updated"):
             if isinstance(ev.get("session"), dict):
                 self.session = ev["session"]

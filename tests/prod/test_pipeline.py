@@ -4,13 +4,14 @@ turn engine, the real model leg against the embedded reference model."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from clutchcall.engine import Append, Cancel, Commit, Prime, TurnConfig, TurnEngine
+from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig, TurnEngine
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
@@ -364,5 +365,36 @@ def test_a_slow_model_does_not_stall_another_call() -> None:
             assert len(tb) == 1 and tb[0].edge_added_ms is not None
             assert tb[0].edge_added_ms < 100  # not held up behind the other call's model
             assert metrics.value("clutchcall_calls_active") == 0
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_refused_reply_does_not_leave_the_engine_waiting() -> None:
+    """A model that refuses every response.create: each turn still ends and the next commits."""
+    from websockets.asyncio.server import serve
+
+    async def handler(ws: Any) -> None:
+        await ws.send(json.dumps({"type": "session.created", "session": {}}))
+        async for raw in ws:
+            ev = json.loads(raw)
+            if ev["type"] == "response.create":
+                await ws.send(json.dumps({"type": "error", "error": {
+                    "type": "server_error", "code": "overloaded", "message": "try later",
+                    "event_id": ev["event_id"]}}))
+
+    caller = np.concatenate([silence(200), speech("Where is my order?"), silence(900),
+                             speech("Hello, are you there?"), silence(900)])
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            metrics = EdgeMetrics()
+            pipe = CallPipeline(MemoryDownlink(), metrics=metrics, model_url=f"ws://127.0.0.1:{port}",
+                                config=PipelineConfig(caller_rate=RATE, drain_timeout_s=0.5))
+            await pipe.run(play(caller))
+            commits = [o for o in pipe.outputs or [] if isinstance(o, Commit)]
+            assert len(commits) == 2 and pipe.failed is None
+            assert metrics.value("clutchcall_model_errors_total", {"type": "server_error", "code": "overloaded"}) == 2
+            assert pipe.engine.state is State.LISTENING
 
     asyncio.run(asyncio.wait_for(main(), 30))
