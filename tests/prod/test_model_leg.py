@@ -316,3 +316,28 @@ def test_a_model_that_stops_reading_is_given_up_not_buffered_forever() -> None:
             await leg.close()
 
     run(main(), timeout=30)
+
+
+def test_a_create_refused_for_an_active_response_is_sent_again_after_it() -> None:
+    async def main() -> None:
+        cfg = ModelServerConfig(replies=(REPLY,), time_to_first_audio_ms=50, delta_ms=40)
+        async with ReferenceModelServer(cfg) as srv:
+            col = Collector()
+            leg = col.leg(srv.url)
+            await leg.connect()
+            leg.append(tone(300))
+            leg.commit()
+            leg.append(tone(300))
+            leg.commit()  # refused (a response is active), then retried after it
+            while len(col.done) < 2:
+                await asyncio.wait_for(col.done_event.wait(), 10)
+                col.done_event.clear()
+            assert [s for _, s in col.done] == ["completed", "completed"]
+            assert [e.code for e in col.errors if isinstance(e, ModelServerError)] == [
+                "conversation_already_has_active_response"]
+            firsts = [c for c in col.chunks if c.first]
+            assert len(firsts) == 2 and all(c.model_ttfa_s is not None for c in firsts)
+            assert srv.stats.responses == 2
+            await leg.close()
+
+    run(main())
