@@ -595,8 +595,13 @@ class CallPipeline:
         self._wake.clear()
         if self._queue and timeout is None:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        # a timer handle that sets the event: cheaper than wait_for's task per wake-up
+        handle = None if timeout is None else self.loop.call_later(timeout, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            if handle is not None:
+                handle.cancel()
 
     def _start_playing(self, rid: str, item: str) -> None:
         now = self.loop.time()
