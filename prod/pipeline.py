@@ -378,7 +378,9 @@ class CallPipeline:
         came early, after a late one) is held until then, so the engine's clock never runs
         ahead of real time and no deadline fires early. Silence frames take such a lag out
         again (see below), so one late frame does not delay every later one."""
-        self._pump_handle = None
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
         while self._held and not self._closed:
             nominal, f, speech = self._held[0]
             dur_ms = self.frame_ms
