@@ -1,0 +1,239 @@
+"""Labelled calls as the simulator consumes them: caller VAD frames, agent speech, labels.
+
+Theory of operation: a labelled call on disk is ``NAME.wav`` (the caller's audio, mono PCM16)
+plus ``NAME.json``, exactly::
+
+    {"version": 1,
+     "agent_speech": [[start_ms, end_ms], ...],
+     "segments": [{"start_ms": .., "end_ms": .., "kind": .., "expect": ..}, ...]}
+
+with ``kind`` in turn / short_answer / backchannel / interruption / noise and ``expect`` in
+reply / ignore / yield. :func:`load_call` reads the pair and runs the production VAD framing
+(:class:`clutchcall.engine.audio.VadFramer`, see :func:`vad_decisions`) to get one speech decision per frame: the simulator
+feeds the engine exactly what the production edge would. :func:`load_call` is the one swap
+point for ``clutchcall.traces``' loader.
+
+A :class:`Call` can also be built from intervals (:meth:`Call.from_intervals`) -- frame-level
+VAD sequences for tests -- and :func:`synthetic_call` makes a deterministic labelled call of
+any length (turns, short answers, backchannels, interruptions, noise) for tests and the
+benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clutchcall.engine.errors import ClutchCallError
+
+KINDS = ("turn", "short_answer", "backchannel", "interruption", "noise")
+EXPECTS = ("reply", "ignore", "yield")
+
+
+class CallFormatError(ClutchCallError, ValueError):
+    """A labelled call (JSON or WAV) is malformed; the message names the file and field."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Segment:
+    """One labelled stretch of the caller's audio and what should happen to it."""
+
+    start_ms: int
+    end_ms: int
+    kind: str
+    expect: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """A call ready to simulate. ``speech[k]``: VAD decision of caller frame k, which covers
+    ``[k * frame_ms, (k + 1) * frame_ms)`` ms of the call."""
+
+    name: str
+    frame_ms: int
+    speech: tuple[bool, ...]
+    agent_speech: tuple[tuple[int, int], ...]
+    segments: tuple[Segment, ...]
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the call's caller audio in seconds."""
+        return len(self.speech) * self.frame_ms / 1000.0
+
+    @classmethod
+    def from_intervals(
+        cls,
+        name: str,
+        *,
+        duration_ms: int,
+        caller_speech: list[tuple[int, int]],
+        agent_speech: list[tuple[int, int]] | None = None,
+        segments: list[Segment] | None = None,
+        frame_ms: int = 20,
+    ) -> Call:
+        """Build a call whose frame k is speech iff it overlaps a ``caller_speech`` interval
+        by at least half a frame. Raises CallFormatError on bad intervals."""
+        n = duration_ms // frame_ms
+        speech = [False] * n
+        for s, e in caller_speech:
+            if e < s or s < 0:
+                raise CallFormatError(f"{name}: bad speech interval {(s, e)}")
+            for k in range(max(0, s // frame_ms), min(n, e // frame_ms + 1)):
+                lo, hi = k * frame_ms, (k + 1) * frame_ms
+                if min(hi, e) - max(lo, s) >= frame_ms / 2:
+                    speech[k] = True
+        return cls(name=name, frame_ms=frame_ms, speech=tuple(speech),
+                   agent_speech=tuple((int(a), int(b)) for a, b in (agent_speech or [])),
+                   segments=tuple(segments or []))
+
+
+def _labels(path: Path) -> tuple[list[tuple[int, int]], list[Segment]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CallFormatError(f"{path}: cannot read labels: {exc}") from exc
+    if not isinstance(data, dict) or data.get("version") != 1:
+        raise CallFormatError(f"{path}: expected an object with version 1")
+    if set(data) != {"version", "agent_speech", "segments"}:
+        raise CallFormatError(f"{path}: keys must be exactly version, agent_speech, segments")
+    agent = []
+    for item in data["agent_speech"]:
+        if (not isinstance(item, list) or len(item) != 2
+                or not all(isinstance(v, int) for v in item) or item[1] < item[0]):
+            raise CallFormatError(f"{path}: agent_speech entries must be [start_ms, end_ms]")
+        agent.append((item[0], item[1]))
+    segs = []
+    for i, seg in enumerate(data["segments"]):
+        if not isinstance(seg, dict) or set(seg) != {"start_ms", "end_ms", "kind", "expect"}:
+            raise CallFormatError(f"{path}: segments[{i}] needs exactly start_ms, end_ms, kind, expect")
+        if seg["kind"] not in KINDS or seg["expect"] not in EXPECTS:
+            raise CallFormatError(f"{path}: segments[{i}] has kind/expect {seg['kind']}/{seg['expect']}")
+        if not (isinstance(seg["start_ms"], int) and isinstance(seg["end_ms"], int)
+                and 0 <= seg["start_ms"] <= seg["end_ms"]):
+            raise CallFormatError(f"{path}: segments[{i}] has a bad time range")
+        segs.append(Segment(**seg))
+    return agent, segs
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Return (mono int16 samples, sample rate) of a PCM16 WAV; raise CallFormatError."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise CallFormatError(f"{path}: expected 16-bit PCM")
+            rate, ch = w.getframerate(), w.getnchannels()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    except (OSError, wave.Error, EOFError) as exc:
+        raise CallFormatError(f"{path}: cannot read WAV: {exc}") from exc
+    if ch > 1:
+        pcm = pcm.reshape(-1, ch)[:, 0]
+    return pcm.astype(np.int16), rate
+
+
+def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
+    """Return one VAD decision per whole frame of ``pcm`` with the production VAD code
+    (:class:`clutchcall.engine.audio.VadFramer`). Raises CallFormatError for audio the VAD
+    cannot take (e.g. an unsupported sample rate)."""
+    from clutchcall.engine.audio import AudioError, VadFramer
+    from clutchcall.engine.errors import ConfigError
+
+    try:
+        framer = VadFramer(rate, frame_ms, aggressiveness)
+        return [bool(s) for _f, s in framer.push(pcm.astype(np.int16))]
+    except (AudioError, ConfigError, ValueError) as exc:
+        raise CallFormatError(f"VAD cannot take this audio ({rate} Hz): {exc}") from exc
+
+
+def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) -> Call:
+    """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) and run
+    the VAD on the audio. Raises CallFormatError for a missing or malformed file."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
+    jpath, wpath = stem.with_suffix(".json"), stem.with_suffix(".wav")
+    if not jpath.exists() or not wpath.exists():
+        raise CallFormatError(f"{stem}: needs both {jpath.name} and {wpath.name}")
+    agent, segs = _labels(jpath)
+    pcm, rate = read_wav(wpath)
+    speech = vad_decisions(pcm, rate, frame_ms, aggressiveness)
+    return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
+                agent_speech=tuple(agent), segments=tuple(segs))
+
+
+def find_calls(paths: list[str]) -> list[Path]:
+    """Expand files and directories into the sorted list of labelled-call stems
+    (every ``*.json`` with a sibling ``*.wav``). Raises CallFormatError if none."""
+    stems: set[Path] = set()
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            stems.update(j.with_suffix("") for j in p.rglob("*.json") if j.with_suffix(".wav").exists())
+        else:
+            stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
+            if not stem.with_suffix(".json").exists():
+                raise CallFormatError(f"{item}: no such labelled call or directory")
+            stems.add(stem)
+    if not stems:
+        raise CallFormatError(f"no labelled calls (NAME.json + NAME.wav) in {', '.join(paths)}")
+    return sorted(stems)
+
+
+def synthetic_call(seed: int, seconds: float = 60.0, frame_ms: int = 20,
+                   name: str | None = None) -> Call:
+    """Return a deterministic labelled call of about ``seconds``: agent turns with caller
+    backchannels (150-450 ms, ignore), interruptions (0.8-2 s, yield) and noise blips
+    (40-100 ms, ignore) over them; caller turns (0.8-4 s with pauses, reply) and short
+    answers (200-500 ms, reply) after them. VAD frames follow the intervals exactly."""
+    rng = random.Random(seed)
+    total = int(seconds * 1000)
+    t = 500
+    caller: list[tuple[int, int]] = []
+    agent: list[tuple[int, int]] = []
+    segs: list[Segment] = []
+    while t < total - 6000:
+        # caller: a turn or a short answer
+        if rng.random() < 0.3:
+            d = rng.randrange(200, 500, 20)
+            caller.append((t, t + d))
+            segs.append(Segment(start_ms=t, end_ms=t + d, kind="short_answer", expect="reply"))
+            t += d
+        else:
+            start = t
+            for b in range(rng.randint(1, 3)):
+                if b:
+                    t += rng.randrange(100, 300, 20)
+                d = rng.randrange(500, 1600, 20)
+                caller.append((t, t + d))
+                t += d
+            segs.append(Segment(start_ms=start, end_ms=t, kind="turn", expect="reply"))
+        # the agent answers and talks for 2-5 s
+        t += rng.randrange(900, 1300, 20)
+        a0, a1 = t, t + rng.randrange(2000, 5000, 20)
+        agent.append((a0, a1))
+        u = rng.random()
+        if u < 0.45:
+            s = rng.randrange(a0 + 300, max(a0 + 320, a1 - 600), 20)
+            d = rng.randrange(160, 460, 20)
+            caller.append((s, s + d))
+            segs.append(Segment(start_ms=s, end_ms=s + d, kind="backchannel", expect="ignore"))
+        elif u < 0.55:
+            s = rng.randrange(a0 + 300, max(a0 + 320, a1 - 600), 20)
+            d = rng.randrange(40, 100, 20)
+            caller.append((s, s + d))
+            segs.append(Segment(start_ms=s, end_ms=s + d, kind="noise", expect="ignore"))
+        if rng.random() < 0.3:
+            s = rng.randrange(a0 + 600, max(a0 + 620, a1 - 200), 20)
+            s = max(s, caller[-1][1] + 400) if caller[-1][0] >= a0 else s
+            d = rng.randrange(800, 2000, 20)
+            caller.append((s, s + d))
+            segs.append(Segment(start_ms=s, end_ms=s + d, kind="interruption", expect="yield"))
+            t = max(a1, s + d) + rng.randrange(900, 1300, 20)
+        else:
+            t = a1 + rng.randrange(300, 900, 20)
+    return Call.from_intervals(name or f"synthetic-{seed}", duration_ms=total,
+                               caller_speech=caller, agent_speech=agent, segments=segs,
+                               frame_ms=frame_ms)

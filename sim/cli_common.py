@@ -1,0 +1,112 @@
+"""Argument helpers shared by the ``clutchcall sim ...`` and ``clutchcall eval`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from clutchcall.engine import TurnConfig
+from clutchcall.sim.link import LinkConfig
+from clutchcall.sim.presets import PRESETS, preset
+from clutchcall.sim.runner import load_calls
+from clutchcall.sim.world import TRANSPORTS, ModelConfig, NetConfig, SimConfig
+
+_TURN_FIELDS = list(TurnConfig().to_dict())
+
+
+def add_calls(parser: argparse.ArgumentParser, *, nargs: str = "*") -> None:
+    parser.add_argument("calls", nargs=nargs, metavar="CALLS",
+                        help="labelled calls (NAME.json + NAME.wav) or directories of them "
+                             "(default: the checked-in corpus traces/corpus)")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N",
+                        help="also simulate N generated labelled calls")
+    parser.add_argument("--synthetic-seconds", type=float, default=120.0)
+
+
+def add_net(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("caller leg")
+    g.add_argument("--transport", choices=TRANSPORTS, default="quic")
+    g.add_argument("--rtt-ms", type=float, default=50.0)
+    g.add_argument("--loss", type=float, default=0.0, help="Bernoulli loss per direction")
+    g.add_argument("--jitter-ms", type=float, default=0.0, help="mean exponential jitter")
+    g.add_argument("--burst-loss", metavar="P:R", default=None,
+                   help="Gilbert-Elliott bursts: P(good->bad):P(bad->good)")
+    g.add_argument("--rate-kbps", type=float, default=0.0, help="bottleneck (0 = none)")
+    g.add_argument("--queue-bytes", type=int, default=64_000)
+    g.add_argument("--late-frame-ms", type=float, default=60.0, help="edge jitter buffer depth")
+    g.add_argument("--zero-rtt", action="store_true", help="QUIC 0-RTT resumption")
+
+
+def add_model(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--ttfa-ms", type=float, default=350.0, help="median time to first audio")
+    g.add_argument("--ttfa-sigma", type=float, default=0.35)
+    g.add_argument("--no-prefill", action="store_true",
+                   help="no continuous prefill: first audio grows with the turn's length")
+    g.add_argument("--cancel-delay-ms", type=float, default=50.0)
+
+
+def add_turn(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("turn engine")
+    g.add_argument("--preset", choices=list(PRESETS), default="clutchcall")
+    for f in _TURN_FIELDS:
+        g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
+
+
+def add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=1)
+
+
+def net_config(a: argparse.Namespace) -> NetConfig:
+    link: dict[str, Any] = {"rtt_ms": a.rtt_ms, "loss": a.loss, "jitter_ms": a.jitter_ms,
+                            "rate_kbps": a.rate_kbps, "queue_bytes": a.queue_bytes}
+    if a.burst_loss:
+        p, r = (float(x) for x in a.burst_loss.split(":"))
+        link.update(ge_p=p, ge_r=r)
+    lc = LinkConfig(**link)
+    return NetConfig(transport=a.transport, uplink=lc, downlink=lc,
+                     late_frame_ms=a.late_frame_ms, zero_rtt=a.zero_rtt)
+
+
+def model_config(a: argparse.Namespace) -> ModelConfig:
+    return ModelConfig(ttfa_median_ms=a.ttfa_ms, ttfa_sigma=a.ttfa_sigma,
+                       prefill=not a.no_prefill, cancel_delay_ms=a.cancel_delay_ms)
+
+
+def turn_config(a: argparse.Namespace) -> TurnConfig:
+    changes = {f: getattr(a, f) for f in _TURN_FIELDS if getattr(a, f, None) is not None}
+    return preset(a.preset).replace(**changes)
+
+
+def sim_config(a: argparse.Namespace, turn: TurnConfig | None = None) -> SimConfig:
+    return SimConfig(turn=turn or turn_config(a), net=net_config(a), model=model_config(a),
+                     seed=a.seed)
+
+
+def calls_from(a: argparse.Namespace, frame_ms: int = 20, aggressiveness: int = 2) -> list:
+    return load_calls(a.calls, frame_ms=frame_ms, aggressiveness=aggressiveness,
+                      synthetic=a.synthetic, synthetic_seconds=a.synthetic_seconds)
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    """Return rows as a fixed-width text table."""
+    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) if cells else len(c)
+              for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(x.rjust(w) for x, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=False)

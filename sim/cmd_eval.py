@@ -1,0 +1,45 @@
+"""``clutchcall eval DIR``: score a directory of labelled calls against their labels with one
+config; print the rates (``--json``: one JSON object with exactly the eval keys plus counts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from clutchcall.engine.errors import ClutchCallError
+from clutchcall.sim import cli_common as cc
+from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS
+from clutchcall.sim.runner import run as run_calls
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", metavar="DIR", nargs="?", default=None,
+                        help="directory of labelled calls (default: traces/corpus)")
+    parser.add_argument("--synthetic", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--synthetic-seconds", type=float, default=120.0, help=argparse.SUPPRESS)
+    cc.add_net(parser)
+    cc.add_model(parser)
+    cc.add_turn(parser)
+    cc.add_seed(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    args.calls = [args.dir] if args.dir else []
+    try:
+        cfg = cc.sim_config(args)
+        calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
+        _t, summary = run_calls(calls, cfg)
+    except (ClutchCallError, OSError) as exc:
+        print(f"clutchcall eval: {exc}", file=sys.stderr)
+        return 2
+    out = {k: summary[k] for k in EVAL_KEYS}
+    out.update({k: summary[k] for k in ("calls", "call_hours", *CALL_COUNTS)})
+    if args.json:
+        print(json.dumps(out))
+    else:
+        width = max(len(k) for k in out)
+        for k, v in out.items():
+            print(f"{k:<{width}}  {cc.fmt(v)}")
+    return 0

@@ -1,0 +1,225 @@
+"""Running the simulator over many calls and configs: one run, a parallel grid, tables.
+
+Theory of operation: :func:`run` simulates every call under one :class:`SimConfig` and scores
+them (:mod:`clutchcall.sim.metrics`). :func:`sweep` runs a grid of configs in parallel on all
+cores with ``multiprocessing`` (each worker receives the calls once, at start-up; each task is
+one grid point; results are put back in grid order, so the output does not depend on which
+worker finished first) and reports progress on stderr. :func:`pareto` and :func:`recommend`
+turn a sweep table into its trade-off fronts and a suggested config.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from clutchcall.engine import TurnConfig
+from clutchcall.engine.errors import ConfigError
+from clutchcall.sim.calls import Call, find_calls, load_call, synthetic_call
+from clutchcall.sim.metrics import summarize, tables
+from clutchcall.sim.world import SimConfig, simulate_call
+
+
+def default_corpus() -> Path:
+    """Return the checked-in corpus directory (``traces/corpus`` in the source tree)."""
+    import clutchcall
+
+    return Path(clutchcall.__file__).resolve().parent.parent / "traces" / "corpus"
+
+
+def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int = 2,
+               synthetic: int = 0, synthetic_seconds: float = 120.0) -> list[Call]:
+    """Load labelled calls from files/directories (the checked-in corpus if none are given
+    and ``synthetic`` is 0), plus ``synthetic`` generated calls. Raises CallFormatError."""
+    paths = list(paths)
+    calls: list[Call] = []
+    if paths or not synthetic:
+        if not paths:
+            paths = [str(default_corpus())]
+        calls += [load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness)
+                  for p in find_calls(paths)]
+    calls += [synthetic_call(1000 + i, synthetic_seconds, frame_ms) for i in range(synthetic)]
+    return calls
+
+
+def run(calls: list[Call], cfg: SimConfig) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """Simulate ``calls`` under ``cfg``; return (tables, summary)."""
+    t = tables([simulate_call(c, cfg) for c in calls], cfg)
+    return t, summarize(t)
+
+
+def parse_range(text: str) -> list[int]:
+    """Parse ``A:B:STEP`` (inclusive of B when on the grid), ``A,B,C`` or ``A`` into ints.
+    Raises ConfigError on malformed text."""
+    try:
+        if ":" in text:
+            parts = [int(x) for x in text.split(":")]
+            if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+                raise ValueError
+            return list(range(parts[0], parts[1] + 1, parts[2]))
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"bad range {text!r}: use START:STOP:STEP or A,B,C") from None
+
+
+_CALLS: list[Call] = []
+
+
+def _init(calls: list[Call]) -> None:
+    global _CALLS
+    _CALLS = calls
+
+
+def _point(args: tuple[int, SimConfig]) -> tuple[int, dict[str, Any]]:
+    i, cfg = args
+    return i, run(_CALLS, cfg)[1]
+
+
+def _progress(done: int, total: int, t0: float) -> None:
+    width = 30
+    fill = int(width * done / total) if total else width
+    el = time.perf_counter() - t0
+    eta = el / done * (total - done) if done else 0.0
+    sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
+                     f"{el:6.1f}s elapsed, {eta:6.1f}s left")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def sweep(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
+          processes: int | None = None, progress: bool = True) -> pl.DataFrame:
+    """Run every combination of ``grid`` (TurnConfig field -> values) on ``calls``; return
+    one row per point (the grid values, then the summary). Invalid combinations (e.g. a
+    prime silence not below the end of turn) are skipped. Raises ConfigError for an unknown
+    field."""
+    known = set(TurnConfig().to_dict())
+    for k in grid:
+        if k not in known:
+            raise ConfigError(f"sweep: unknown TurnConfig field {k!r}")
+    keys = list(grid)
+    points: list[tuple[dict[str, int], SimConfig]] = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        changes = dict(zip(keys, combo))
+        try:
+            turn = base.turn.replace(**changes)
+        except ConfigError:
+            continue
+        points.append((changes, SimConfig(turn=turn, net=base.net, model=base.model,
+                                          seed=base.seed)))
+    n = len(points)
+    results: list[dict[str, Any] | None] = [None] * n
+    procs = processes or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    tasks = [(i, cfg) for i, (_c, cfg) in enumerate(points)]
+    if procs <= 1 or n <= 1:
+        for k, task in enumerate(tasks):
+            _init(calls)
+            i, res = _point(task)
+            results[i] = res
+            if progress:
+                _progress(k + 1, n, t0)
+    else:
+        ctx = mp.get_context("fork") if sys.platform == "linux" else mp.get_context()
+        with ctx.Pool(procs, initializer=_init, initargs=(calls,)) as pool:
+            for k, (i, res) in enumerate(pool.imap_unordered(_point, tasks)):
+                results[i] = res
+                if progress:
+                    _progress(k + 1, n, t0)
+    rows = []
+    for (changes, _cfg), res in zip(points, results):
+        assert res is not None
+        rows.append({**changes, **res})
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def pareto(df: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
+    """Return the rows of ``df`` not dominated in (x, y), both minimised, sorted by x (of
+    rows with equal (x, y), the first in grid order)."""
+    rows = df.select(pl.all()).to_dicts()
+
+    def val(r: dict[str, Any], k: str) -> float:
+        v = r.get(k)
+        return math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    front = []
+    seen: set[tuple[float, float]] = set()
+    for r in rows:
+        rx, ry = val(r, x), val(r, y)
+        if (rx, ry) in seen:  # equal trade-off: keep the first grid point only
+            continue
+        dominated = any(val(o, x) <= rx and val(o, y) <= ry and (val(o, x) < rx or val(o, y) < ry)
+                        for o in rows)
+        if not dominated:
+            front.append(r)
+            seen.add((rx, ry))
+    front.sort(key=lambda r: (val(r, x), val(r, y)))
+    return pl.DataFrame(front, schema=df.schema) if front else df.clear()
+
+
+COST_WEIGHTS = {
+    "false_barge_in_rate": 1.0,
+    "missed_barge_in_rate": 1.0,
+    "backchannel_wakeup_rate": 1.0,
+    "missed_reply_rate": 1.0,
+}
+"""Weights of :func:`recommend`'s cost; plus 0.5 per second of p50 barge-in latency."""
+
+
+def cost(row: dict[str, Any]) -> float:
+    """Return the scalar cost :func:`recommend` minimises for one sweep row."""
+    c = sum(w * float(row.get(k) or 0.0) for k, w in COST_WEIGHTS.items())
+    lat = row.get("barge_latency_ms_p50")
+    c += 0.5 * (float(lat) / 1000.0 if lat is not None else 1.0)
+    return c
+
+
+def recommend(df: pl.DataFrame, keys: list[str]) -> dict[str, Any]:
+    """Return the grid values of the lowest-cost row and its cost (ties: first in order)."""
+    rows = df.to_dicts()
+    best = min(rows, key=cost)
+    return {**{k: best[k] for k in keys}, "cost": round(cost(best), 6)}
+
+
+def heatmaps(df: pl.DataFrame, xkey: str, ykey: str, metrics: list[str], out_dir: str,
+             fixed: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> list[str]:
+    """Write one PNG heatmap per metric over (xkey, ykey); return the paths. Other swept
+    parameters are reduced by taking the mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    xs = sorted(df[xkey].unique().to_list())
+    ys = sorted(df[ykey].unique().to_list())
+    paths = []
+    for m in metrics:
+        agg = df.group_by(xkey, ykey).agg(pl.col(m).cast(pl.Float64).mean())
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for r in agg.to_dicts():
+            if r[m] is not None:
+                grid[ys.index(r[ykey]), xs.index(r[xkey])] = r[m]
+        fig, ax = plt.subplots(figsize=(7, 5))
+        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(ys)), [str(y) for y in ys], fontsize=7)
+        ax.set_xlabel(xkey)
+        ax.set_ylabel(ykey)
+        ax.set_title(m)
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        p = os.path.join(out_dir, f"heatmap_{m}.png")
+        fig.savefig(p, dpi=80, metadata={"Software": None})
+        plt.close(fig)
+        paths.append(p)
+    return paths

@@ -1,0 +1,561 @@
+"""The simulated world of one call: caller, caller leg, edge (the real turn engine), model.
+
+Theory of operation
+-------------------
+One ``simpy.Environment`` per call; all times are ``env.now`` seconds of virtual time and the
+wall clock is never read. The parts:
+
+* **caller** -- sends one frame every ``frame_ms`` for the whole call (speech or silence, as a
+  phone leg does), frame k ending at caller time ``(k + 1) * frame_ms``; its VAD decision comes
+  from the labelled call (VAD run on the audio by :mod:`clutchcall.sim.calls`).
+* **uplink** -- the transport model (:mod:`clutchcall.sim.transport`, or the exact aioquic
+  mode) turns the caller's whole send schedule into arrival times at the edge in one call
+  (closed form per frame: no simpy event per packet). The edge's **jitter buffer** then feeds
+  the engine in sequence order at most at 1x: a frame is fed at
+  ``max(arrival, previous feed + frame)``; a frame not there by its playout deadline
+  (``send + RTT/2 + late_frame_ms``) is skipped (a gap the engine sees as no frame), and while
+  the buffer is behind real time it drops *silence* frames to catch up (never speech). Over
+  QUIC a lost frame thus costs one gap; over TCP every later frame waits for it (head-of-line
+  blocking) and the speech behind it is fed late.
+* **edge** -- the :class:`~clutchcall.engine.TurnEngine`, driven by the DESIGN §2 loop with
+  ``env.now``: feed -> drain -> perform -> re-arm the one timer (a single logical timer: each
+  re-arm schedules one simpy timeout tagged with a generation; a stale one is ignored, and the
+  firing one calls ``handle_timer(max(deadline, env.now))``). ``agent_audio_started`` /
+  ``agent_audio_finished`` are fed when the edge starts / stops forwarding agent audio.
+* **model** -- continuous prefill: after a ``Commit`` reaches it (``model_leg_ms``), its first
+  audio comes after a lognormal time to first audio (median ``ttfa_median_ms``); without
+  prefill (``prefill=False``) the delay grows by ``no_prefill_ms_per_s`` per second of the
+  turn's speech. Audio flows out at 1x. A ``Cancel`` is honoured ``cancel_delay_ms`` after it
+  reaches the model; a reply asked for before that waits for it.
+* **agent speech** -- the labelled call's ``agent_speech`` intervals are what the caller heard
+  and reacted to; the edge plays each at ``start - RTT/2`` so that it reaches the caller on
+  time. A model reply to a committed turn *is* the recorded agent turn that follows that
+  turn's labelled segment (it starts at the model's own first audio and ends where the
+  recording's agent turn ends); a reply with no recorded agent turn to claim lasts a drawn
+  ``reply_min_ms``..``reply_max_ms``, cut short before the caller's next labelled turn.
+  A ``Cancel`` stops all agent audio at once and sends a "clear playout" control message
+  downlink (QUIC: its own stream; TCP: behind every earlier byte); the agent stops at the
+  caller when it arrives.
+* **downlink** -- each stretch of agent audio is handed to the downlink transport as one batch
+  of 1x frames; the caller hears the first agent audio when the first of them is delivered.
+
+The outputs of a run (:class:`CallRun`) are plain records; :mod:`clutchcall.sim.metrics`
+scores them against the labels.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
+from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
+from clutchcall.engine.errors import ConfigError
+from clutchcall.sim.calls import Call
+from clutchcall.sim.link import Link, LinkConfig, direction_rngs
+from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel, TransportModel
+
+TRANSPORTS = ("quic", "tcp", "quic-exact")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetConfig:
+    """The caller leg: transport and the link of each direction."""
+
+    transport: str = "quic"
+    """"quic" (fast model), "tcp" (TCP+TLS 1.3 model) or "quic-exact" (aioquic)."""
+    uplink: LinkConfig = field(default_factory=LinkConfig)
+    downlink: LinkConfig = field(default_factory=LinkConfig)
+    late_frame_ms: float = 60.0
+    """Edge jitter-buffer depth: a caller frame later than this past its nominal arrival
+    (send + RTT/2) is skipped."""
+    frame_bytes: int = 160
+    """Audio payload per 20 ms frame (Opus at 64 kbit/s)."""
+    zero_rtt: bool = False
+    """QUIC resumption with 0-RTT (handshake costs nothing)."""
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"NetConfig.transport: one of {TRANSPORTS}, got {self.transport!r}")
+        if self.late_frame_ms < 0 or not math.isfinite(self.late_frame_ms):
+            raise ConfigError("NetConfig.late_frame_ms: must be a finite number >= 0")
+        if self.frame_bytes < 1:
+            raise ConfigError("NetConfig.frame_bytes: must be >= 1")
+
+    @classmethod
+    def symmetric(cls, *, transport: str = "quic", rtt_ms: float = 50.0, loss: float = 0.0,
+                  jitter_ms: float = 0.0, **link: Any) -> NetConfig:
+        """Return a config with the same link parameters both ways."""
+        extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt") if k in link}
+        lc = LinkConfig(rtt_ms=rtt_ms, loss=loss, jitter_ms=jitter_ms, **link)
+        return cls(transport=transport, uplink=lc, downlink=lc, **extra)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    """The modelled speech-to-speech model."""
+
+    ttfa_median_ms: float = 350.0
+    """Median time to first audio after the final commit reaches the model."""
+    ttfa_sigma: float = 0.35
+    """Lognormal shape of the time to first audio (0 = always the median)."""
+    prefill: bool = True
+    """Continuous prefill; False adds ``no_prefill_ms_per_s`` per second of turn speech."""
+    no_prefill_ms_per_s: float = 80.0
+    reply_min_ms: int = 1200
+    reply_max_ms: int = 3500
+    cancel_delay_ms: float = 50.0
+    """How long after a cancel reaches it the model stops and is ready again."""
+    model_leg_ms: float = 5.0
+    """One-way delay edge <-> model."""
+
+    def __post_init__(self) -> None:
+        for name in ("ttfa_median_ms", "ttfa_sigma", "no_prefill_ms_per_s", "cancel_delay_ms",
+                     "model_leg_ms"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"ModelConfig.{name}: must be a finite number >= 0")
+        if not 0 < self.reply_min_ms <= self.reply_max_ms:
+            raise ConfigError("ModelConfig: need 0 < reply_min_ms <= reply_max_ms")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimConfig:
+    """Everything one simulated run depends on (with the calls)."""
+
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as nested plain dicts."""
+        return {"turn": self.turn.to_dict(), "net": asdict(self.net), "model": asdict(self.model),
+                "seed": self.seed}
+
+
+@dataclass(slots=True)
+class CallRun:
+    """What happened in one simulated call (times in seconds; caller times on the caller's
+    clock = the call's timeline, edge times on the same virtual clock)."""
+
+    call: Call
+    connect_s: float = 0.0
+    frames_fed: int = 0
+    frames_skipped: int = 0
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    cancels: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[tuple[float, str, int]] = field(default_factory=list)
+    """(time, kind, turn or agent_played_ms or -1) of every Prime/Commit/Cancel, for replay."""
+    backchannels_filtered: int = 0
+    primes: int = 0
+    barges_armed: int = 0
+    retransmissions: int = 0
+    packets_lost: int = 0
+    agent_playing: list[list[float]] = field(default_factory=list)
+    """[start, end] edge times of each stretch in which agent audio was forwarded."""
+
+
+def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
+                     ) -> tuple[TransportModel, TransportModel]:
+    up = Link(net.uplink, rngs["uplink"])
+    up_ack = Link(net.downlink, rngs["uplink_ack"])
+    down = Link(net.downlink, rngs["downlink"])
+    down_ack = Link(net.uplink, rngs["downlink_ack"])
+    if net.transport == "tcp":
+        return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
+    if net.transport == "quic":
+        return (QuicModel(up, up_ack, zero_rtt=net.zero_rtt),
+                QuicModel(down, down_ack, zero_rtt=net.zero_rtt))
+    from clutchcall.sim.quic_exact import ExactQuicTransport
+
+    return ExactQuicTransport.pair(net, rngs)
+
+
+def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, ...],
+                  frame_s: float, nominal_owd: float, late_s: float, *,
+                  skip_late_speech: bool = True) -> tuple[list[tuple[float, int, bool]], int]:
+    """Return ([(feed time, seq, speech)], frames skipped): when and in which order the
+    edge jitter buffer feeds caller frames to the engine.
+
+    Frame k is fed at ``max(arrival, previous frame resolved, previous feed + frame)`` (in
+    order, at most 1x). If that is past its deadline ``send + nominal_owd + late_s`` it is
+    skipped -- except a speech frame when ``skip_late_speech`` is False (TCP: the bytes
+    will come and the engine must hear the speech; silence is dropped to catch up). A
+    skipped frame is resolved when it arrives or at its deadline, whichever is first.
+    """
+    out: list[tuple[float, int, bool]] = []
+    last = -math.inf
+    gate = -math.inf
+    skipped = 0
+    eps = 1e-9
+    for k in range(len(send)):
+        a = arrival[k]
+        dl = send[k] + nominal_owd + late_s
+        t = a if a > gate else gate
+        if t < last + frame_s:
+            t = last + frame_s
+        if a < math.inf and t > a + eps and not speech[k] and t > send[k] + nominal_owd + eps:
+            # behind real time: drop this silence frame to catch up
+            skipped += 1
+            gate = max(gate, a)
+        elif t <= dl + eps or (a < math.inf and speech[k] and not skip_late_speech):
+            out.append((t, k, speech[k]))
+            last = gate = t
+        else:
+            skipped += 1
+            r = a if a < dl else dl
+            if r > gate:
+                gate = r
+    return out, skipped
+
+
+def _ignore(_t: float) -> None:
+    return None
+
+
+def call_seed(seed: int, name: str) -> int:
+    """Return the per-call seed derived from the run seed and the call's name."""
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) & 0x7FFFFFFFFFFFFFFF
+
+
+class _World:
+    def __init__(self, call: Call, cfg: SimConfig, recorder: Any = None) -> None:
+        self.rec = recorder
+        self.call = call
+        self.cfg = cfg
+        self.env = simpy.Environment()
+        self.rngs = direction_rngs(call_seed(cfg.seed, call.name))
+        self.model_rng = self.rngs["model"]
+        self.up, self.down = _make_transports(cfg.net, self.rngs)
+        self.eng = TurnEngine(cfg.turn)
+        self.exact: Any = getattr(self.down, "conn", None)
+        if not callable(getattr(self.exact, "run_until", None)):
+            self.exact = None
+        self.exact_gen = 0
+        self.run = CallRun(call=call)
+        self.frame_s = call.frame_ms / 1000.0
+        self.owd_down = cfg.net.downlink.one_way_s
+        self.owd_up = cfg.net.uplink.one_way_s
+        self.leg = cfg.model.model_leg_ms / 1000.0
+        # timer
+        self.timer_gen = 0
+        self.timer_at: float | None = None
+        # agent audio at the edge
+        self.sources: dict[int, float] = {}  # source id -> scheduled end
+        self.source_gen = 0
+        self.source_ids = 0
+        self.playing = False
+        # model
+        self.reply_gen = 0
+        self.model_ready_at = 0.0
+        self.last_speech_seq = -1
+        self.cur_seq = -1
+        # scripted agent turns at the edge: [edge start, edge end, claimed]
+        self.script = [[a / 1000.0 - self.owd_down, b / 1000.0 - self.owd_down, False]
+                       for a, b in call.agent_speech]
+        reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
+        self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
+
+    # -------------------------------------------------------------- drive loop
+    def pump(self) -> None:
+        eng = self.eng
+        rec = self.rec
+        outs = eng.drain()
+        if rec is not None:
+            rec.outputs(outs)
+        while outs:
+            for o in outs:
+                k = o.kind
+                if k == "append":
+                    continue
+                self.perform(o)
+            outs = eng.drain()
+            if rec is not None and outs:
+                rec.outputs(outs)
+        d = eng.get_timer()
+        if d is not None and d != self.timer_at:
+            self.timer_at = d
+            self.timer_gen += 1
+            gen = self.timer_gen
+            ev = self.env.timeout(max(0.0, d - self.env.now))
+            ev.callbacks.append(lambda _e, gen=gen, d=d: self.fire(gen, d))
+        elif d is None:
+            self.timer_at = None
+
+    def fire(self, gen: int, deadline: float) -> None:
+        if gen != self.timer_gen:
+            return
+        self.timer_at = None
+        now = max(deadline, self.env.now)
+        if self.rec is not None:
+            self.rec.timer(now)
+        self.eng.handle_timer(now)
+        self.pump()
+
+    def feeder(self, schedule: list[tuple[float, int, bool]]):  # type: ignore[no-untyped-def]
+        env, eng, fms = self.env, self.eng, self.call.frame_ms
+        timeout = env.timeout
+        rec = self.rec
+        for t, seq, speech in schedule:
+            dt = t - env.now
+            if dt > 0:
+                yield timeout(dt)
+            self.cur_seq = seq
+            if speech:
+                self.last_speech_seq = seq
+            if rec is not None:
+                rec.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
+            eng.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
+            self.pump()
+
+    # -------------------------------------------------------------- actions
+    def perform(self, o: Any) -> None:
+        now = self.env.now
+        if isinstance(o, Commit):
+            self.run.actions.append((o.time, "commit", o.turn))
+            self.on_commit(o, now)
+        elif isinstance(o, Cancel):
+            self.run.actions.append((o.time, "cancel", o.agent_played_ms))
+            self.on_cancel(o, now)
+        elif isinstance(o, Prime):
+            self.run.actions.append((o.time, "prime", o.turn))
+            self.run.primes += 1
+        elif isinstance(o, BackchannelFiltered):
+            self.run.backchannels_filtered += 1
+        elif isinstance(o, BargeArmed):
+            self.run.barges_armed += 1
+
+    def on_commit(self, o: Commit, now: float) -> None:
+        m = self.cfg.model
+        end_caller = (self.last_speech_seq + 1) * self.frame_s
+        ttfa = m.ttfa_median_ms / 1000.0
+        if m.ttfa_sigma > 0:
+            ttfa *= math.exp(m.ttfa_sigma * float(self.model_rng.standard_normal()))
+        if not m.prefill:
+            ttfa += m.no_prefill_ms_per_s / 1000.0 * o.speech_ms / 1000.0
+        reply_len = float(self.model_rng.integers(m.reply_min_ms, m.reply_max_ms + 1)) / 1000.0
+        start = max(now + self.leg, self.model_ready_at) + ttfa + self.leg
+        rec = {
+            "turn": o.turn, "speech_ms": o.speech_ms, "end_of_speech_caller_s": end_caller,
+            "last_speech_edge_s": o.last_speech_at, "commit_s": now, "ttfa_s": ttfa,
+            "reply_start_edge_s": math.nan, "first_audio_caller_s": math.nan, "cancelled": False,
+        }
+        self.run.turns.append(rec)
+        self.reply_gen += 1
+        gen = self.reply_gen
+        ev = self.env.timeout(start - now)
+        ev.callbacks.append(lambda _e: self.start_reply(gen, rec, reply_len, end_caller))
+
+    def start_reply(self, gen: int, rec: dict[str, Any], reply_len: float, end_caller: float
+                    ) -> None:
+        if gen != self.reply_gen:
+            return
+        now = self.env.now
+        end = now + reply_len
+        # claim the recorded agent turn that follows this caller turn, if it has not started
+        nxt = [s for s in self.reply_segment_starts if s > end_caller + 0.05]
+        limit = nxt[0] if nxt else math.inf
+        claimed = False
+        for item in self.script:
+            a, b, used = item
+            if used or a < end_caller - self.owd_down:
+                continue
+            if a <= limit - self.owd_down and a > now - 1e-9:
+                item[2] = True
+                end = max(b, now + self.frame_s)
+                claimed = True
+            break
+        if not claimed and end > limit - self.owd_down - 0.1:
+            end = max(now + self.frame_s, limit - self.owd_down - 0.1)
+        rec["reply_start_edge_s"] = now
+        rec["first_audio_caller_s"] = math.inf
+
+        def first(t: float) -> None:
+            if t < rec["first_audio_caller_s"]:
+                rec["first_audio_caller_s"] = t
+
+        self.start_source(now, end, first)
+        self.pump()
+
+    def on_cancel(self, o: Cancel, now: float) -> None:
+        self.reply_gen += 1  # a reply not yet started is dropped
+        self.model_ready_at = now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0
+        if self.run.turns and self.playing:
+            self.run.turns[-1]["cancelled"] = True
+        crec = {"cancel_edge_s": now, "cancel_seq": self.cur_seq,
+                "agent_played_ms": o.agent_played_ms, "agent_stop_caller_s": math.inf}
+        self.run.cancels.append(crec)
+        if self.exact is not None:
+            self.exact.run_until(now)
+            self.exact.drop_pending(now)
+
+            def stopped(t: float) -> None:
+                crec["agent_stop_caller_s"] = t
+
+            self.exact.send(now, 24, CONTROL, stopped)
+            self.kick_exact()
+        else:
+            crec["agent_stop_caller_s"] = self.down.deliver([now], [24], [CONTROL])[0]
+        self.source_gen += 1
+        self.sources.clear()
+        if self.playing:
+            self.set_playing(False, now)
+
+    # -------------------------------------------------------------- agent audio
+    def start_source(self, start: float, end: float,
+                     first: Callable[[float], None] | None = None) -> None:
+        """Start forwarding agent audio [start, end) at the edge; ``first(t)`` is called
+        with the delivery time at the caller of each frame (the caller keeps the minimum)."""
+        n = max(1, int(round((end - start) / self.frame_s)))
+        times = [start + i * self.frame_s for i in range(n)]
+        if self.exact is not None:
+            self.exact.run_until(start)
+            cb = first if first is not None else _ignore
+            for t in times:
+                self.exact.send(t, self.cfg.net.frame_bytes, 0, cb)
+            self.kick_exact()
+        else:
+            arrivals = self.down.deliver(times, [self.cfg.net.frame_bytes] * n)
+            if first is not None:
+                first(min(arrivals))
+        self.source_ids += 1
+        sid = self.source_ids
+        self.sources[sid] = end
+        gen = self.source_gen
+        if not self.playing:
+            self.set_playing(True, start)
+        ev = self.env.timeout(end - start)
+        ev.callbacks.append(lambda _e: self.end_source(gen, sid))
+
+    def kick_exact(self) -> None:
+        """Re-arm the exact downlink's driver at its next deadline (one pending timeout)."""
+        assert self.exact is not None
+        t = self.exact.next_time()
+        if t == math.inf:
+            return
+        self.exact_gen += 1
+        gen = self.exact_gen
+        ev = self.env.timeout(max(0.0, t - self.env.now))
+        ev.callbacks.append(lambda _e: self.drive_exact(gen))
+
+    def drive_exact(self, gen: int) -> None:
+        if gen != self.exact_gen or self.exact is None:
+            return
+        self.exact.run_until(self.env.now)
+        self.kick_exact()
+
+    def end_source(self, gen: int, sid: int) -> None:
+        if gen != self.source_gen or sid not in self.sources:
+            return
+        del self.sources[sid]
+        if not self.sources and self.playing:
+            self.set_playing(False, self.env.now)
+            self.pump()
+
+    def set_playing(self, on: bool, now: float) -> None:
+        self.playing = on
+        if on:
+            self.run.agent_playing.append([now, math.inf])
+            if self.rec is not None:
+                self.rec.agent_audio_started(now)
+            self.eng.agent_audio_started(now)
+        else:
+            self.run.agent_playing[-1][1] = now
+            if self.rec is not None:
+                self.rec.agent_audio_finished(now)
+            self.eng.agent_audio_finished(now)
+
+    def script_proc(self):  # type: ignore[no-untyped-def]
+        env = self.env
+        for item in self.script:
+            a, b, _used = item
+            if a > env.now:
+                yield env.timeout(a - env.now)
+            if item[2] or b <= env.now:
+                continue
+            item[2] = True
+            self.start_source(env.now, b)
+            self.pump()
+
+    # -------------------------------------------------------------- run
+    def simulate(self) -> CallRun:
+        call = self.call
+        self.run.connect_s = self.up.handshake(0.0)
+        n = len(call.speech)
+        send = [(k + 1) * self.frame_s for k in range(n)]
+        arrival = self.up.deliver(send, [self.cfg.net.frame_bytes] * n)
+        schedule, skipped = feed_schedule(
+            send, arrival, call.speech, self.frame_s, self.owd_up,
+            self.cfg.net.late_frame_ms / 1000.0, skip_late_speech=self.cfg.net.transport != "tcp")
+        self.run.frames_fed = len(schedule)
+        self.run.frames_skipped = skipped
+        self.env.process(self.feeder(schedule))
+        self.env.process(self.script_proc())
+        self.env.run(until=call.duration_s + 10.0)
+        if self.exact is not None:
+            self.exact.run_until(call.duration_s + 30.0)
+        self.run.retransmissions = self.up.retransmissions + self.down.retransmissions
+        self.run.packets_lost = self.up.fwd.lost + self.down.fwd.lost
+        return self.run
+
+
+def simulate_call(call: Call, cfg: SimConfig, recorder: Any = None) -> CallRun:
+    """Simulate one call under ``cfg``; return its :class:`CallRun`. Deterministic in
+    (call, cfg): the random streams derive from ``cfg.seed`` and the call's name.
+
+    ``recorder``, if given, sees every engine input and drained output, in order, through
+    the methods of ``clutchcall.traces.recorded.TraceRecorder``: ``caller_frame(now, *,
+    speech, duration_ms, seq)``, ``agent_audio_started(now)``, ``agent_audio_finished(now)``,
+    ``timer(now)`` and ``outputs(list)``; :class:`InputLog` is a minimal one."""
+    return _World(call, cfg, recorder).simulate()
+
+
+class InputLog:
+    """A recorder that keeps the engine inputs as tuples (for engine-only replay):
+    ``("frame", now, speech, duration_ms, seq)``, ``("started", now)``,
+    ``("finished", now)``, ``("timer", now)``; and every output in ``outs``."""
+
+    def __init__(self) -> None:
+        self.inputs: list[tuple[Any, ...]] = []
+        self.outs: list[Any] = []
+
+    def caller_frame(self, now: float, *, speech: bool, duration_ms: int, seq: int | None) -> None:
+        self.inputs.append(("frame", now, speech, duration_ms, seq))
+
+    def agent_audio_started(self, now: float) -> None:
+        self.inputs.append(("started", now))
+
+    def agent_audio_finished(self, now: float) -> None:
+        self.inputs.append(("finished", now))
+
+    def timer(self, now: float) -> None:
+        self.inputs.append(("timer", now))
+
+    def outputs(self, outs: list[Any]) -> None:
+        self.outs.extend(outs)
+
+
+def replay_inputs(engine: TurnEngine, inputs: list[tuple[Any, ...]]) -> list[Any]:
+    """Feed an :class:`InputLog`'s inputs to ``engine`` (draining after each); return every
+    output. The engine is pure, so this reproduces the simulated call's outputs exactly."""
+    out: list[Any] = []
+    frame, drain = engine.caller_frame, engine.drain
+    for inp in inputs:
+        k = inp[0]
+        if k == "frame":
+            frame(inp[1], speech=inp[2], duration_ms=inp[3], seq=inp[4])
+        elif k == "timer":
+            engine.handle_timer(inp[1])
+        elif k == "started":
+            engine.agent_audio_started(inp[1])
+        else:
+            engine.agent_audio_finished(inp[1])
+        out += drain()
+    return out
