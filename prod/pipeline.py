@@ -341,7 +341,10 @@ class CallPipeline:
             parts = [self.transcoder.conceal_caller() for _ in range(min(lost, 50))]
         good = True
         try:
-            pcm = self.transcoder.decode_caller(frame.payload)
+            # a frame the caller leg concealed is concealed here (Opus: PLC from the decoder's
+            # state) rather than decoded from the caller leg's placeholder payload
+            pcm = (self.transcoder.conceal_caller() if frame.concealed
+                   else self.transcoder.decode_caller(frame.payload))
         except AudioError as exc:
             good = False
             self.log.warning("bad caller frame concealed: %s", exc)
