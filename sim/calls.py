@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from clutchcall.engine.errors import ClutchCallError
 
 KINDS = ("turn", "short_answer", "backchannel", "interruption", "noise")

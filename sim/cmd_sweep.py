@@ -16,7 +16,7 @@ import sys
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
-from clutchcall.sim.runner import heatmaps, parse_range, pareto, recommend, sweep
+from clutchcall.sim.runner import heatmaps, pareto, parse_range, recommend, sweep
 
 HEATMAP_METRICS = ["false_barge_in_rate", "missed_barge_in_rate", "backchannel_wakeup_rate",
                    "missed_reply_rate", "barge_latency_ms_p50", "turn_latency_ms_p95"]

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
 from clutchcall.sim.calls import Segment
 from clutchcall.sim.world import CallRun, SimConfig
 

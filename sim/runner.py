@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call, find_calls, load_call, synthetic_call
@@ -129,7 +128,9 @@ def sweep(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
             if progress:
                 _progress(k + 1, n, t0)
     else:
-        ctx = mp.get_context("fork") if sys.platform == "linux" else mp.get_context()
+        # spawn, not fork: polars (and numpy's BLAS) keep thread pools that a fork can
+        # leave locked in the child
+        ctx = mp.get_context("spawn")
         with ctx.Pool(procs, initializer=_init, initargs=(calls,)) as pool:
             for k, (i, res) in enumerate(pool.imap_unordered(_point, tasks)):
                 results[i] = res

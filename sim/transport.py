@@ -64,6 +64,7 @@ be dead); such a message is never delivered (``math.inf``).
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -105,8 +106,7 @@ class TransportModel:
     # -- RTT estimator (RFC 9002 §5.3 / RFC 6298) --------------------------------------
     def _rtt_sample(self, rtt: float, ack_delay: float = 0.0) -> None:
         self.latest_rtt = rtt
-        if rtt < self.min_rtt:
-            self.min_rtt = rtt
+        self.min_rtt = min(self.min_rtt, rtt)
         adjusted = rtt - ack_delay if rtt - ack_delay >= self.min_rtt else rtt
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - adjusted)
         self.srtt = 0.875 * self.srtt + 0.125 * adjusted
@@ -127,7 +127,7 @@ class TransportModel:
                streams: Sequence[int] | None) -> None:
         if len(times) != len(sizes) or (streams is not None and len(streams) != len(times)):
             raise ValueError("deliver: times, sizes and streams must have equal lengths")
-        for a, b in zip(times, times[1:]):
+        for a, b in itertools.pairwise(times):
             if b < a:
                 raise ValueError("deliver: send times must be sorted")
 
@@ -233,8 +233,7 @@ class QuicModel(TransportModel):
                 for pn, (st, _item) in sent.items():
                     if pn >= largest_acked:
                         break
-                    if st + loss_delay < loss_time:
-                        loss_time = st + loss_delay
+                    loss_time = min(loss_time, st + loss_delay)
                 timer_at, timer_pto = loss_time, False
             else:
                 pto = self.srtt + max(4 * self.rttvar, _GRANULARITY) + mad
@@ -290,8 +289,7 @@ class QuicModel(TransportModel):
                     rx_max.append(a if not rx_max or a > rx_max[-1] else rx_max[-1])
                     if a not in rx_time:
                         rx_time[a] = now
-                    if a > rx_largest:
-                        rx_largest = a
+                    rx_largest = max(rx_largest, a)
                     unacked += 1
                     if out_of_order or unacked >= 2:
                         send_ack(now)

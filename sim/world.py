@@ -53,7 +53,6 @@ from typing import Any
 
 import numpy as np
 import simpy
-
 from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
 from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
 from clutchcall.engine.errors import ConfigError
@@ -198,9 +197,8 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
     for k in range(len(send)):
         a = arrival[k]
         dl = send[k] + nominal_owd + late_s
-        t = a if a > gate else gate
-        if t < last + frame_s:
-            t = last + frame_s
+        t = max(gate, a)
+        t = max(t, last + frame_s)
         if a < math.inf and t > a + eps and not speech[k] and t > send[k] + nominal_owd + eps:
             # behind real time: drop this silence frame to catch up
             skipped += 1
@@ -210,9 +208,8 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
             last = gate = t
         else:
             skipped += 1
-            r = a if a < dl else dl
-            if r > gate:
-                gate = r
+            r = min(dl, a)
+            gate = max(gate, r)
     return out, skipped
 
 
@@ -378,8 +375,7 @@ class _World:
         rec["first_audio_caller_s"] = math.inf
 
         def first(t: float) -> None:
-            if t < rec["first_audio_caller_s"]:
-                rec["first_audio_caller_s"] = t
+            rec["first_audio_caller_s"] = min(rec["first_audio_caller_s"], t)
 
         self.start_source(now, end, first)
         self.pump()
@@ -413,7 +409,7 @@ class _World:
                      first: Callable[[float], None] | None = None) -> None:
         """Start forwarding agent audio [start, end) at the edge; ``first(t)`` is called
         with the delivery time at the caller of each frame (the caller keeps the minimum)."""
-        n = max(1, int(round((end - start) / self.frame_s)))
+        n = max(1, round((end - start) / self.frame_s))
         times = [start + i * self.frame_s for i in range(n)]
         if self.exact is not None:
             self.exact.run_until(start)
