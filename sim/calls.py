@@ -22,6 +22,7 @@ benchmark.
 from __future__ import annotations
 
 import json
+import math
 import random
 import wave
 from dataclasses import dataclass
@@ -42,8 +43,8 @@ class CallFormatError(ClutchCallError, ValueError):
 class Segment:
     """One labelled stretch of the caller's audio and what should happen to it."""
 
-    start_ms: int
-    end_ms: int
+    start_ms: float
+    end_ms: float
     kind: str
     expect: str
 
@@ -56,7 +57,7 @@ class Call:
     name: str
     frame_ms: int
     speech: tuple[bool, ...]
-    agent_speech: tuple[tuple[int, int], ...]
+    agent_speech: tuple[tuple[float, float], ...]
     segments: tuple[Segment, ...]
 
     @property
@@ -70,8 +71,8 @@ class Call:
         name: str,
         *,
         duration_ms: int,
-        caller_speech: list[tuple[int, int]],
-        agent_speech: list[tuple[int, int]] | None = None,
+        caller_speech: list[tuple[float, float]],
+        agent_speech: list[tuple[float, float]] | None = None,
         segments: list[Segment] | None = None,
         frame_ms: int = 20,
     ) -> Call:
@@ -82,16 +83,20 @@ class Call:
         for s, e in caller_speech:
             if e < s or s < 0:
                 raise CallFormatError(f"{name}: bad speech interval {(s, e)}")
-            for k in range(max(0, s // frame_ms), min(n, e // frame_ms + 1)):
+            for k in range(max(0, int(s // frame_ms)), min(n, int(e // frame_ms) + 1)):
                 lo, hi = k * frame_ms, (k + 1) * frame_ms
                 if min(hi, e) - max(lo, s) >= frame_ms / 2:
                     speech[k] = True
         return cls(name=name, frame_ms=frame_ms, speech=tuple(speech),
-                   agent_speech=tuple((int(a), int(b)) for a, b in (agent_speech or [])),
+                   agent_speech=tuple((a, b) for a, b in (agent_speech or [])),
                    segments=tuple(segments or []))
 
 
-def _labels(path: Path) -> tuple[list[tuple[int, int]], list[Segment]]:
+def _is_num(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+def _labels(path: Path) -> tuple[list[tuple[float, float]], list[Segment]]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -103,7 +108,7 @@ def _labels(path: Path) -> tuple[list[tuple[int, int]], list[Segment]]:
     agent = []
     for item in data["agent_speech"]:
         if (not isinstance(item, list) or len(item) != 2
-                or not all(isinstance(v, int) for v in item) or item[1] < item[0]):
+                or not all(_is_num(v) for v in item) or item[1] < item[0]):
             raise CallFormatError(f"{path}: agent_speech entries must be [start_ms, end_ms]")
         agent.append((item[0], item[1]))
     segs = []
@@ -112,8 +117,8 @@ def _labels(path: Path) -> tuple[list[tuple[int, int]], list[Segment]]:
             raise CallFormatError(f"{path}: segments[{i}] needs exactly start_ms, end_ms, kind, expect")
         if seg["kind"] not in KINDS or seg["expect"] not in EXPECTS:
             raise CallFormatError(f"{path}: segments[{i}] has kind/expect {seg['kind']}/{seg['expect']}")
-        if not (isinstance(seg["start_ms"], int) and isinstance(seg["end_ms"], int)
-                and 0 <= seg["start_ms"] <= seg["end_ms"]):
+        if not (_is_num(seg["start_ms"]) and _is_num(seg["end_ms"])
+                and seg["start_ms"] <= seg["end_ms"]):
             raise CallFormatError(f"{path}: segments[{i}] has a bad time range")
         segs.append(Segment(**seg))
     return agent, segs
@@ -150,14 +155,28 @@ def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int
 
 def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) -> Call:
     """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) and run
-    the VAD on the audio. Raises CallFormatError for a missing or malformed file."""
+    the VAD on the audio. Reads through ``clutchcall.traces.labels.read_call`` (the one
+    validating reader of the format) when it is installed. Raises CallFormatError (or the
+    traces reader's TraceFormatError; both are ClutchCallErrors) for a missing or malformed
+    file."""
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
-    jpath, wpath = stem.with_suffix(".json"), stem.with_suffix(".wav")
-    if not jpath.exists() or not wpath.exists():
-        raise CallFormatError(f"{stem}: needs both {jpath.name} and {wpath.name}")
-    agent, segs = _labels(jpath)
-    pcm, rate = read_wav(wpath)
+    try:
+        from clutchcall.traces.labels import read_call
+    except ImportError:
+        read_call = None
+    if read_call is not None:
+        lc = read_call(stem)
+        agent = [(float(a), float(b)) for a, b in lc.labels.agent_speech]
+        segs = [Segment(start_ms=float(x.start_ms), end_ms=float(x.end_ms), kind=x.kind,
+                        expect=x.expect) for x in lc.labels.segments]
+        pcm, rate = np.asarray(lc.pcm, dtype=np.int16), lc.rate
+    else:
+        jpath, wpath = stem.with_suffix(".json"), stem.with_suffix(".wav")
+        if not jpath.exists() or not wpath.exists():
+            raise CallFormatError(f"{stem}: needs both {jpath.name} and {wpath.name}")
+        agent, segs = _labels(jpath)
+        pcm, rate = read_wav(wpath)
     speech = vad_decisions(pcm, rate, frame_ms, aggressiveness)
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
                 agent_speech=tuple(agent), segments=tuple(segs))
@@ -236,3 +255,38 @@ def synthetic_call(seed: int, seconds: float = 60.0, frame_ms: int = 20,
     return Call.from_intervals(name or f"synthetic-{seed}", duration_ms=total,
                                caller_speech=caller, agent_speech=agent, segments=segs,
                                frame_ms=frame_ms)
+
+
+def segment_for_commit(segments: tuple[Segment, ...], t_ms: float) -> int:
+    """Return the index of the labelled segment a commit whose turn's speech ended at caller
+    time ``t_ms`` closed (its end within ``[start - 60, end + 300]`` ms; the closest end
+    wins), or -1."""
+    best, best_d = -1, float("inf")
+    for i, s in enumerate(segments):
+        if s.start_ms - 60 <= t_ms <= s.end_ms + 300:
+            d = abs(s.end_ms - t_ms)
+            if d < best_d:
+                best, best_d = i, d
+    return best
+
+
+def reply_intervals(call: Call, max_gap_ms: float = 3000.0) -> dict[int, int]:
+    """Map each ``expect == "reply"`` segment to the index of the agent_speech interval that
+    answers it: the first one starting at or after the segment's end (within
+    ``max_gap_ms``) and before the next reply segment starts. FORMAT.md: such a reply is
+    placed at a human pace; a reactive simulator starts it at its own commit and keeps only
+    its length."""
+    reply_segs = [i for i, s in enumerate(call.segments) if s.expect == "reply"]
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for n, i in enumerate(reply_segs):
+        seg = call.segments[i]
+        nxt = call.segments[reply_segs[n + 1]].start_ms if n + 1 < len(reply_segs) else float("inf")
+        for j, (a, _b) in enumerate(call.agent_speech):
+            if j in used or a < seg.end_ms - 1:
+                continue
+            if a <= seg.end_ms + max_gap_ms and a < nxt:
+                out[i] = j
+                used.add(j)
+            break
+    return out

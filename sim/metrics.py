@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from clutchcall.sim.calls import Segment
+from clutchcall.sim.calls import Segment, segment_for_commit
 from clutchcall.sim.world import CallRun, SimConfig
 
 EVAL_KEYS = (
@@ -59,7 +59,7 @@ TURN_SCHEMA = {
 }
 SEGMENT_SCHEMA = {
     "call": pl.Utf8, "segment": pl.Int64, "kind": pl.Utf8, "expect": pl.Utf8,
-    "start_ms": pl.Int64, "end_ms": pl.Int64, "over_agent": pl.Boolean, "committed": pl.Boolean,
+    "start_ms": pl.Float64, "end_ms": pl.Float64, "over_agent": pl.Boolean, "committed": pl.Boolean,
     "cancelled": pl.Boolean, "outcome": pl.Utf8, "turn_latency_ms": pl.Float64,
     "barge_latency_ms": pl.Float64,
 }
@@ -82,13 +82,7 @@ def _playing_at(run: CallRun, t_caller: float, owd_down: float) -> bool:
 
 
 def _match_commit(segs: tuple[Segment, ...], t_ms: float) -> int:
-    best, best_d = -1, math.inf
-    for i, s in enumerate(segs):
-        if s.start_ms - 60 <= t_ms <= s.end_ms + 300:
-            d = abs(s.end_ms - t_ms)
-            if d < best_d:
-                best, best_d = i, d
-    return best
+    return segment_for_commit(segs, t_ms)
 
 
 def _match_cancel(segs: tuple[Segment, ...], t_ms: float) -> int:
@@ -99,7 +93,7 @@ def _match_cancel(segs: tuple[Segment, ...], t_ms: float) -> int:
     return best
 
 
-def _overlaps(seg: Segment, intervals: tuple[tuple[int, int], ...]) -> bool:
+def _overlaps(seg: Segment, intervals: tuple[tuple[float, float], ...]) -> bool:
     return any(a < seg.end_ms and seg.start_ms < b for a, b in intervals)
 
 

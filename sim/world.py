@@ -27,12 +27,16 @@ wall clock is never read. The parts:
   prefill (``prefill=False``) the delay grows by ``no_prefill_ms_per_s`` per second of the
   turn's speech. Audio flows out at 1x. A ``Cancel`` is honoured ``cancel_delay_ms`` after it
   reaches the model; a reply asked for before that waits for it.
-* **agent speech** -- the labelled call's ``agent_speech`` intervals are what the caller heard
-  and reacted to; the edge plays each at ``start - RTT/2`` so that it reaches the caller on
-  time. A model reply to a committed turn *is* the recorded agent turn that follows that
-  turn's labelled segment (it starts at the model's own first audio and ends where the
-  recording's agent turn ends); a reply with no recorded agent turn to claim lasts a drawn
-  ``reply_min_ms``..``reply_max_ms``, cut short before the caller's next labelled turn.
+* **agent speech** -- the labelled call's ``agent_speech`` intervals are the agent's planned
+  playback, what the caller heard and reacted to. An interval that answers a ``reply``
+  segment (:func:`~clutchcall.sim.calls.reply_intervals`) is the model's reply: it plays only
+  if a commit closes that segment, starting at the model's own first audio and keeping its
+  planned length (FORMAT.md: "a simulator with a reactive agent may instead start it at its
+  own commit and keep only its length"); a missed reply leaves the agent silent. Every other
+  interval (a greeting, ...) plays at its planned time, sent by the edge at ``start - RTT/2``
+  so that it reaches the caller on time. A commit with no planned answer to claim (a
+  backchannel that woke the model, a second commit inside one turn) gets a drawn
+  ``reply_min_ms``..``reply_max_ms`` reply, ended before the caller's next labelled turn.
   A ``Cancel`` stops all agent audio at once and sends a "clear playout" control message
   downlink (QUIC: its own stream; TCP: behind every earlier byte); the agent stops at the
   caller when it arrives.
@@ -56,7 +60,7 @@ import simpy
 from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
 from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
 from clutchcall.engine.errors import ConfigError
-from clutchcall.sim.calls import Call
+from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel, TransportModel
 
@@ -254,9 +258,14 @@ class _World:
         self.model_ready_at = 0.0
         self.last_speech_seq = -1
         self.cur_seq = -1
-        # scripted agent turns at the edge: [edge start, edge end, claimed]
+        # the labelled agent speech at the edge: [edge start, edge end, used]. Intervals that
+        # answer a reply segment are the model's replies: they play only when claimed by a
+        # commit of that segment (starting at the model's own first audio, keeping their
+        # length); the others (greetings, ...) play at their planned times.
         self.script = [[a / 1000.0 - self.owd_down, b / 1000.0 - self.owd_down, False]
                        for a, b in call.agent_speech]
+        self.reply_of = reply_intervals(call)
+        self.reactive = set(self.reply_of.values())
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
@@ -355,22 +364,19 @@ class _World:
         if gen != self.reply_gen:
             return
         now = self.env.now
-        end = now + reply_len
-        # claim the recorded agent turn that follows this caller turn, if it has not started
-        nxt = [s for s in self.reply_segment_starts if s > end_caller + 0.05]
-        limit = nxt[0] if nxt else math.inf
-        claimed = False
-        for item in self.script:
-            a, b, used = item
-            if used or a < end_caller - self.owd_down:
-                continue
-            if a <= limit - self.owd_down and a > now - 1e-9:
-                item[2] = True
-                end = max(b, now + self.frame_s)
-                claimed = True
-            break
-        if not claimed and end > limit - self.owd_down - 0.1:
-            end = max(now + self.frame_s, limit - self.owd_down - 0.1)
+        seg = segment_for_commit(self.call.segments, end_caller * 1000.0)
+        j = self.reply_of.get(seg, -1)
+        if j >= 0 and not self.script[j][2]:
+            # the recorded answer to this turn: its planned length, started now
+            a, b, _used = self.script[j]
+            self.script[j][2] = True
+            end = now + max(b - a, self.frame_s)
+        else:
+            # no recorded answer to claim: a drawn length, ended before the caller's next
+            # labelled turn (the recording shows the caller did not wait for more)
+            nxt = [x for x in self.reply_segment_starts if x > end_caller + 0.05]
+            limit = (nxt[0] if nxt else math.inf) - self.owd_down - 0.1
+            end = max(now + self.frame_s, min(now + reply_len, limit))
         rec["reply_start_edge_s"] = now
         rec["first_audio_caller_s"] = math.inf
 
@@ -470,8 +476,10 @@ class _World:
 
     def script_proc(self):  # type: ignore[no-untyped-def]
         env = self.env
-        for item in self.script:
+        for j, item in enumerate(self.script):
             a, b, _used = item
+            if j in self.reactive:
+                continue
             if a > env.now:
                 yield env.timeout(a - env.now)
             if item[2] or b <= env.now:
