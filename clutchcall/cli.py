@@ -18,13 +18,26 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("engine", "demo"): ("clutchcall.engine.demo", "run the turn engine on a scripted call and print its actions"),
     ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
+    ("trace", "show"): ("clutchcall.traces.cli_trace_show", "print a recorded trace's header, counts and rows"),
+    ("corpus", "build"): ("clutchcall.traces.cli_corpus_build", "generate a deterministic labelled corpus (OUT_DIR --calls N --seed S)"),
+    ("corpus", "stats"): ("clutchcall.traces.cli_corpus_stats", "print a corpus's counts by kind and channel, and durations"),
+    ("corpus", "validate"): ("clutchcall.traces.cli_corpus_validate", "check every labelled call and recorded trace in a directory"),
     ("sim", "run"): ("clutchcall.sim.cmd_run", "simulate labelled calls over a modelled caller leg; summary + Parquet"),
     ("sim", "sweep"): ("clutchcall.sim.cmd_sweep", "grid-search turn-engine knobs on labelled calls (parallel); Pareto fronts, heatmaps"),
     ("sim", "compare"): ("clutchcall.sim.cmd_compare", "replay calls under peer-policy presets (naive, livekit, pipecat, clutchcall)"),
     ("sim", "replay"): ("clutchcall.sim.cmd_replay", "replay a recorded trace's inputs through the engine and check its actions"),
     ("eval",): ("clutchcall.sim.cmd_eval", "score a directory of labelled calls against their labels (--json)"),
     ("bench", "sim"): ("clutchcall.sim.bench", "benchmark the simulator (simulated call-seconds per wall-second)"),
+    ("bench", "callerleg"): ("clutchcall.prod.caller.bench", "benchmark the caller leg: MoQT codec objects/s and loopback calls over QUIC vs WebSocket"),
+    ("edge", "echo"): ("clutchcall.prod.ingress.serve", "run the QUIC/MoQT and WebSocket/TLS ingresses with the echo handler (demo edge)"),
+    ("call",): ("clutchcall.prod.caller.cli", "place a real call with a WAV over QUIC/MoQT or WebSocket/TLS; report mouth-to-ear turn latency"),
+    ("bench", "pipeline"): ("clutchcall.prod.pipeline_bench", "benchmark N concurrent calls through the per-call pipeline and the embedded model"),
+    ("model", "serve"): ("clutchcall.prod.model.cli", "run the embedded reference model (OpenAI Realtime protocol) on loopback"),
     ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
+    ("bench", "netem"): ("clutchcall.netem.bench", "benchmark the WAN emulator against a veth baseline (RTT, packets/s, TCP, accuracy)"),
+    ("netem",): ("clutchcall.netem.cli", "run a command in a namespace behind an emulated WAN link (delay, jitter, loss, rate)"),
+    ("native", "echo"): ("clutchcall.native.echo_cmd", "run the shard-per-core QUIC echo service (io_uring/asyncio), optionally self-test it"),
+    ("bench", "native"): ("clutchcall.native.bench", "benchmark the native data plane (ring msgs/s, UDP echo io_uring vs asyncio)"),
 }
 
 

@@ -1,0 +1,1 @@
+"""clutchcall.prod.caller: a real caller client (library and `clutchcall call`)."""

@@ -1,0 +1,188 @@
+"""The caller's side of a MoQT call on aioquic (used by QuicCallerTransport).
+
+Theory of operation
+-------------------
+On ``start_session`` the caller opens its control stream and pipelines CLIENT_SETUP (token,
+codec), PUBLISH_NAMESPACE ``("clutchcall", CALL_ID)`` and SUBSCRIBEs to ``agent-audio`` and
+``control``. With a session ticket this whole flight leaves as 0-RTT data (the edge holds it
+until the handshake completes). The session is *ready* once the edge's SUBSCRIBE to
+``caller-audio`` has been accepted and both of our subscriptions are accepted. Each caller
+frame then goes out as one object on a new unidirectional stream (group = frame sequence).
+Agent-audio objects and control objects (JSON) are handed to the transport's callbacks.
+Hanging up sends PUBLISH_DONE for caller-audio and closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aioquic.asyncio import QuicConnectionProtocol
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+)
+from clutchcall.prod.ingress.config import (
+    NAMESPACE_ROOT,
+    PARAM_CODEC,
+    TRACK_AGENT_AUDIO,
+    TRACK_CALLER_AUDIO,
+    TRACK_CONTROL,
+    codec_param,
+)
+from clutchcall.prod.moqt.session import (
+    GoawayReceived,
+    MoqtSession,
+    NamespaceRejected,
+    ObjectReceived,
+    PublishDoneReceived,
+    SubscribeAccepted,
+    SubscribeReceived,
+    SubscribeRejected,
+)
+from clutchcall.prod.moqt.wire import (
+    AuthToken,
+    MoqtError,
+    ObjectDatagram,
+    SetupParam,
+    TerminationCode,
+    params_from,
+)
+
+
+class CallerProtocol(QuicConnectionProtocol):
+    def __init__(self, *args: Any, transport: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.t = transport
+        self.moqt = MoqtSession("client")
+        self.ready = asyncio.Event()
+        self.error: Exception | None = None
+        self.session_resumed = False
+        self.early_data_accepted = False
+        self._control_sid: int | None = None
+        self._ns = (NAMESPACE_ROOT, transport.call_id.encode())
+        self._agent_rid: int | None = None
+        self._control_rid: int | None = None
+        self._accepted: set[int] = set()
+        self._caller_audio_alias: int | None = None
+        self._caller_audio_rid: int | None = None
+        self.goaway = False
+        self.publish_dones: list[Any] = []
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def start_session(self) -> None:
+        sid = self._quic.get_next_available_stream_id(is_unidirectional=False)
+        self._control_sid = sid
+        token = AuthToken(value=self.t.token.encode()).encode()
+        params = params_from({
+            SetupParam.PATH: b"/clutchcall",
+            SetupParam.AUTHORIZATION_TOKEN: token,
+            PARAM_CODEC: codec_param(self.t.codec, self.t.rate, self.t.frame_ms),
+        })
+        out = [self.moqt.client_setup(params)]
+        _, ns = self.moqt.publish_namespace(self._ns)
+        out.append(ns)
+        self._agent_rid, sub_a = self.moqt.subscribe(self._ns, TRACK_AGENT_AUDIO, priority=0)
+        self._control_rid, sub_c = self.moqt.subscribe(self._ns, TRACK_CONTROL, priority=0)
+        out += [sub_a, sub_c]
+        self._quic.send_stream_data(sid, b"".join(out))
+        self.transmit()
+
+    def _fail(self, exc: Exception) -> None:
+        if self.error is None:
+            self.error = exc
+        self.ready.set()
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        try:
+            self._on_event(event)
+        except MoqtError as err:
+            self._fail(err)
+            self._quic.close(error_code=int(err.code), reason_phrase=err.reason[:200])
+            self.transmit()
+
+    def _on_event(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            self.session_resumed = event.session_resumed
+            self.early_data_accepted = event.early_data_accepted
+        elif isinstance(event, ConnectionTerminated):
+            self.close_code = event.error_code
+            self.close_reason = event.reason_phrase
+            self._fail(ConnectionError(f"edge closed the session: code {event.error_code:#x} {event.reason_phrase}"))
+            cb = getattr(self.t, "on_closed", None)
+            if cb is not None:
+                cb(event.reason_phrase)
+        elif isinstance(event, StreamDataReceived):
+            if event.stream_id == self._control_sid:
+                events = self.moqt.receive_control(event.data, event.end_stream)
+            elif event.stream_id % 4 == 3:  # server-initiated unidirectional
+                events = self.moqt.receive_data_stream(event.stream_id, event.data, event.end_stream)
+            else:
+                raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"unexpected stream {event.stream_id}")
+            for ev in events:
+                self._on_moqt(ev)
+            self.transmit()
+
+    def _on_moqt(self, ev: Any) -> None:
+        if isinstance(ev, SubscribeReceived):
+            msg = ev.message
+            if msg.namespace == self._ns and msg.track_name == TRACK_CALLER_AUDIO:
+                self._caller_audio_alias, out = self.moqt.subscribe_ok(msg)
+                self._caller_audio_rid = msg.request_id
+            else:
+                out = self.moqt.subscribe_error(msg, 0x4, "no such track")
+            assert self._control_sid is not None
+            self._quic.send_stream_data(self._control_sid, out)
+        elif isinstance(ev, PublishDoneReceived):
+            self.publish_dones.append(ev.message)
+        elif isinstance(ev, GoawayReceived):
+            self.goaway = True
+            self.t.on_control({"type": "info", "goaway": ev.new_session_uri.decode("utf-8", "replace")})
+        elif isinstance(ev, SubscribeAccepted):
+            self._accepted.add(ev.request.request_id)
+        elif isinstance(ev, (SubscribeRejected, NamespaceRejected)):
+            self._fail(ConnectionError(f"edge refused: {ev.message.reason}"))
+        elif isinstance(ev, ObjectReceived):
+            if ev.request.request_id == self._agent_rid and ev.object.payload:
+                self.t.on_agent_audio(ev.object.payload)
+            elif ev.request.request_id == self._control_rid and ev.object.payload:
+                try:
+                    event = json.loads(ev.object.payload)
+                except ValueError:
+                    raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "control object is not JSON") from None
+                self.t.on_control(event)
+        if (
+            self._caller_audio_alias is not None
+            and self._agent_rid in self._accepted
+            and self._control_rid in self._accepted
+        ):
+            self.ready.set()
+
+    def send_frame(self, seq: int, payload: bytes) -> None:
+        if self._caller_audio_alias is None or self.close_code is not None:
+            return
+        sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        self._quic.send_stream_data(
+            sid, MoqtSession.encode_object_stream(self._caller_audio_alias, seq, payload), end_stream=True
+        )
+        self.transmit()
+
+    def send_datagram_frame(self, seq: int, payload: bytes) -> None:
+        """Send one caller frame as an OBJECT_DATAGRAM instead of a stream (unreliable)."""
+        if self._caller_audio_alias is None or self.close_code is not None:
+            return
+        dg = ObjectDatagram(track_alias=self._caller_audio_alias, group_id=seq, payload=payload)
+        self._quic.send_datagram_frame(dg.encode())
+        self.transmit()
+
+    def hangup(self) -> None:
+        if self.close_code is not None or self._control_sid is None:
+            return
+        if self._caller_audio_rid is not None:
+            self._quic.send_stream_data(self._control_sid, self.moqt.publish_done(self._caller_audio_rid, 0x2, "hangup"))
+        self._quic.close(error_code=0, reason_phrase="caller hung up")
+        self.transmit()

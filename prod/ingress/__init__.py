@@ -1,0 +1,1 @@
+"""clutchcall.prod.ingress: the caller leg edge (QUIC/MoQT and WebSocket/TLS ingress)."""

@@ -1,0 +1,73 @@
+"""Caller-leg configuration: one dataclass, documented defaults, validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clutchcall.engine.errors import ConfigError
+
+NAMESPACE_ROOT = b"clutchcall"
+TRACK_CALLER_AUDIO = b"caller-audio"
+TRACK_AGENT_AUDIO = b"agent-audio"
+TRACK_CONTROL = b"control"
+# ClutchCall's own setup parameter (odd type: bytes) carrying "codec/rate/frame_ms",
+# e.g. b"pcm16/16000/20". Unknown parameters are ignored by other MoQT peers.
+PARAM_CODEC = 0x3C3B
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngressConfig:
+    """Settings of both ingresses.
+
+    host: address both ingresses bind (loopback by default).
+    quic_port / ws_port: UDP / TCP ports; 0 picks a free one.
+    cert / key: PEM paths of a real certificate; None -> a self-signed one in ``cert_dir``.
+    cert_dir: where the self-signed certificate is created on first run.
+    auth_key: HMAC key for call tokens (>= 16 bytes).
+    frame_ms: caller frame duration (20 ms).
+    jitter_depth_ms: uplink jitter buffer depth for QUIC (40 ms; WebSocket/TCP uses 0).
+    max_object_bytes: largest MoQT object accepted (oversized -> PROTOCOL_VIOLATION).
+    setup_timeout_s: a QUIC session must complete setup and its subscriptions in this time.
+    max_calls: concurrent calls before new ones are refused.
+    max_zero_rtt_bytes: 0-RTT bytes buffered (not acted on) until the handshake completes.
+    idle_timeout_s: QUIC idle timeout.
+    """
+
+    host: str = "127.0.0.1"
+    quic_port: int = 0
+    ws_port: int = 0
+    cert: str | None = None
+    key: str | None = None
+    cert_dir: str = ".clutchcall/tls"
+    auth_key: bytes = b"clutchcall-dev-key-change-me!"
+    frame_ms: int = 20
+    jitter_depth_ms: int = 40
+    max_object_bytes: int = 16384
+    setup_timeout_s: float = 5.0
+    max_calls: int = 1000
+    max_zero_rtt_bytes: int = 65536
+    idle_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.frame_ms not in (10, 20, 30, 40, 60):
+            raise ConfigError(f"frame_ms must be one of 10/20/30/40/60, got {self.frame_ms}")
+        if not 0 <= self.jitter_depth_ms <= 1000:
+            raise ConfigError("jitter_depth_ms must be within 0..1000")
+        if len(self.auth_key) < 16:
+            raise ConfigError("auth_key must be at least 16 bytes")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("cert and key go together")
+        if self.max_object_bytes < 64 or self.setup_timeout_s <= 0 or self.max_calls < 1:
+            raise ConfigError("max_object_bytes >= 64, setup_timeout_s > 0, max_calls >= 1")
+
+
+def parse_codec_param(value: bytes) -> tuple[str, int, int]:
+    """Parse b"codec/rate/frame_ms" -> (codec, rate, frame_ms); raises ValueError."""
+    parts = value.decode("ascii").split("/")
+    if len(parts) != 3:
+        raise ValueError("codec parameter must be codec/rate/frame_ms")
+    return parts[0], int(parts[1]), int(parts[2])
+
+
+def codec_param(codec: str, rate: int, frame_ms: int) -> bytes:
+    return f"{codec}/{rate}/{frame_ms}".encode("ascii")

@@ -1,0 +1,175 @@
+"""Uplink jitter buffer, sans-IO (time is an argument).
+
+Theory of operation
+-------------------
+Caller frames arrive with a sequence number (MoQT group ID, Twilio chunk) and possibly out
+of order (QUIC carries each frame on its own stream, so a lost packet delays only that frame).
+The buffer releases frames in sequence order on a playout schedule anchored on the first
+frame: ``playout(seq) = t0 + depth + (seq - seq0) * frame``. The shell calls :meth:`push` on
+arrival, :meth:`pop` to take what is due, and re-arms one timer at :meth:`get_timer`.
+
+Late-frame policy (documented contract):
+
+* A frame due and present is released at its playout time. If the frame due next *arrives*
+  after its playout time (the caller runs slow or the network stalled) and was not yet
+  declared lost, the schedule is re-anchored on it, so the buffer follows the sender's clock
+  instead of concealing a slow sender into silence.
+* A missing frame is declared **lost** only when its playout time has passed *and* a later
+  frame is already buffered (evidence of a gap, not of a pause). It is replaced by the output
+  of the ``conceal`` callback (e.g. the Transcoder's ``uplink_loss`` for Opus PLC; silence in
+  the caller codec otherwise) and counted in ``lost``. At most ``max_conceal`` consecutive
+  frames are concealed; a longer gap is skipped (counted in ``lost`` and ``skipped``).
+* A frame whose slot was already released or concealed is **late**: it is dropped and counted
+  in ``late``. A repeat of a buffered frame is dropped and counted in ``duplicates``.
+* If more than ``max_frames`` are buffered (sender faster than real time), the oldest due
+  frames are released at once and ``overflow`` is counted.
+
+Concealed frames are emitted with ``concealed=True``; their payload is whatever ``conceal``
+returned (the pipeline decides its format, see ``clutchcall.prod.ingress.call``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clutchcall.engine.errors import ConfigError, LocalProtocolError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UplinkFrame:
+    """One caller frame after the jitter buffer.
+
+    ``seq``: frame sequence number; ``timestamp_ms``: media time of the frame start
+    (``seq * frame_ms`` unless the transport carried its own); ``payload``: caller-codec bytes,
+    or the concealment output when ``concealed``; ``released_at``: shell clock (s) of release.
+    """
+
+    seq: int
+    timestamp_ms: int
+    payload: bytes
+    concealed: bool = False
+    released_at: float = 0.0
+
+
+@dataclass(slots=True)
+class JitterStats:
+    received: int = 0
+    released: int = 0
+    late: int = 0
+    lost: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    overflow: int = 0
+
+
+class JitterBuffer:
+    """Reorders uplink frames by sequence number; see the module docstring for the policy."""
+
+    def __init__(
+        self,
+        *,
+        frame_ms: int = 20,
+        depth_ms: int = 40,
+        max_frames: int = 50,
+        max_conceal: int = 10,
+        conceal: Callable[[int], bytes] | None = None,
+    ) -> None:
+        if frame_ms <= 0:
+            raise ConfigError(f"frame_ms must be > 0, got {frame_ms}")
+        if depth_ms < 0:
+            raise ConfigError(f"depth_ms must be >= 0, got {depth_ms}")
+        if max_frames < 1 or max_conceal < 0:
+            raise ConfigError("max_frames must be >= 1 and max_conceal >= 0")
+        self.frame_s = frame_ms / 1000.0
+        self.frame_ms = frame_ms
+        self.depth_s = depth_ms / 1000.0
+        self.max_frames = max_frames
+        self.max_conceal = max_conceal
+        self.conceal = conceal if conceal is not None else (lambda seq: b"")
+        self.stats = JitterStats()
+        self._buf: dict[int, tuple[bytes, int]] = {}
+        self._t0: float | None = None
+        self._seq0 = 0
+        self._next: int | None = None
+        self._last_now = float("-inf")
+
+    def _playout(self, seq: int) -> float:
+        assert self._t0 is not None
+        return self._t0 + self.depth_s + (seq - self._seq0) * self.frame_s
+
+    def _tick(self, now: float) -> None:
+        if now < self._last_now:
+            raise LocalProtocolError(f"time went backwards: {now} < {self._last_now}")
+        self._last_now = now
+
+    def push(self, now: float, seq: int, payload: bytes, timestamp_ms: int | None = None) -> None:
+        """Add a frame that arrived at ``now``. Late or duplicate frames are counted and dropped."""
+        self._tick(now)
+        if seq < 0:
+            raise LocalProtocolError(f"negative sequence number {seq}")
+        self.stats.received += 1
+        if self._t0 is None:
+            self._t0, self._seq0, self._next = now, seq, seq
+        assert self._next is not None
+        if seq < self._next:
+            self.stats.late += 1
+            return
+        if seq in self._buf:
+            self.stats.duplicates += 1
+            return
+        if seq == self._next and now > self._playout(seq):
+            # the frame due next arrives after its slot: re-anchor on the (slow) sender
+            assert self._t0 is not None
+            self._t0 += now - self._playout(seq)
+        self._buf[seq] = (payload, seq * self.frame_ms if timestamp_ms is None else timestamp_ms)
+
+    def pop(self, now: float) -> list[UplinkFrame]:
+        """Return the frames due at ``now`` in sequence order (real or concealed)."""
+        self._tick(now)
+        out: list[UplinkFrame] = []
+        if self._next is None:
+            return out
+        overflow = len(self._buf) > self.max_frames
+        if overflow:
+            self.stats.overflow += 1
+        while self._buf:
+            seq = self._next
+            due = self._playout(seq)
+            if seq in self._buf:
+                if now < due and len(self._buf) <= self.max_frames and not overflow:
+                    break
+                payload, ts = self._buf.pop(seq)
+                out.append(UplinkFrame(seq=seq, timestamp_ms=ts, payload=payload, released_at=now))
+                self.stats.released += 1
+                self._next = seq + 1
+                overflow = len(self._buf) > self.max_frames
+                continue
+            if now < due and not overflow:
+                break
+            # a gap with later frames buffered: conceal or skip
+            first_present = min(self._buf)
+            gap = first_present - seq
+            if gap > self.max_conceal:
+                self.stats.lost += gap
+                self.stats.skipped += gap
+                assert self._t0 is not None
+                self._t0 -= gap * self.frame_s  # keep the schedule of the frames after the gap
+                self._next = first_present
+                continue
+            out.append(
+                UplinkFrame(seq=seq, timestamp_ms=seq * self.frame_ms, payload=self.conceal(seq), concealed=True,
+                            released_at=now)
+            )
+            self.stats.lost += 1
+            self._next = seq + 1
+        return out
+
+    def get_timer(self) -> float | None:
+        """Absolute time (s) at which :meth:`pop` will next have something, or None."""
+        if not self._buf or self._next is None:
+            return None
+        return self._playout(self._next)
+
+    def __len__(self) -> int:
+        return len(self._buf)

@@ -1,0 +1,541 @@
+"""QUIC ingress: MoQT draft-14 over raw QUIC (ALPN ``moq-00``) on aioquic.
+
+Theory of operation
+-------------------
+One QUIC connection is one call. The caller opens the control stream (its first
+bidirectional stream) and sends CLIENT_SETUP carrying its token (AUTHORIZATION_TOKEN,
+USE_VALUE) and its codec (ClutchCall parameter ``PARAM_CODEC``: ``codec/rate/frame_ms``).
+The edge checks the token (refusals close the session with UNAUTHORIZED, MALFORMED_AUTH_TOKEN
+or EXPIRED_AUTH_TOKEN and are counted), answers SERVER_SETUP, and then:
+
+* the caller sends PUBLISH_NAMESPACE ``("clutchcall", CALL_ID)`` (must match the token); the
+  edge answers PUBLISH_NAMESPACE_OK and SUBSCRIBEs to ``caller-audio``;
+* the caller SUBSCRIBEs to ``agent-audio`` and ``control``; the edge answers SUBSCRIBE_OK.
+
+When all three subscriptions stand, the call starts: a :class:`QuicCall` is handed to the
+:class:`~clutchcall.prod.ingress.call.CallHandler`. Audio frames travel one per group, each on
+a new unidirectional stream (group ID = frame sequence number), so a lost packet delays only
+its own frame; control events are JSON objects on one long-lived subgroup stream of the
+``control`` track (reliable, in order). Caller frames go through the jitter buffer.
+
+0-RTT: the edge issues session tickets (:class:`~clutchcall.prod.ingress.tickets.TicketStore`)
+and accepts early data, but every stream byte that arrives before the handshake completes is
+buffered (bounded) and processed only after it completes: nothing, not even the setup, is acted
+on from 0-RTT data, so a replayed 0-RTT flight (which cannot complete a handshake) has no effect.
+
+Any MoQT violation closes that session with its termination code (QUIC application error
+code) and is counted; other calls are untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from aioquic.asyncio import QuicConnectionProtocol, serve
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import stream_is_client_initiated, stream_is_unidirectional
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    DatagramFrameReceived,
+    HandshakeCompleted,
+    ProtocolNegotiated,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
+from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
+from clutchcall.prod.ingress.call import BaseCall, CallHandler
+from clutchcall.prod.ingress.codecs import CodecError, check_codec, frame_bytes
+from clutchcall.prod.ingress.config import (
+    NAMESPACE_ROOT,
+    PARAM_CODEC,
+    TRACK_AGENT_AUDIO,
+    TRACK_CALLER_AUDIO,
+    TRACK_CONTROL,
+    IngressConfig,
+    codec_param,
+    parse_codec_param,
+)
+from clutchcall.prod.ingress.tickets import TicketStore
+from clutchcall.prod.ingress.tls import ensure_self_signed
+from clutchcall.prod.moqt.session import (
+    Event,
+    MaxRequestIdReceived,
+    MoqtSession,
+    NamespacePublished,
+    ObjectReceived,
+    PublishDoneReceived,
+    SetupReceived,
+    SubscribeAccepted,
+    SubscribeReceived,
+    SubscribeRejected,
+    UnsubscribeReceived,
+)
+from clutchcall.prod.moqt.wire import (
+    MOQT_ALPN,
+    AuthToken,
+    MoqtError,
+    SetupParam,
+    SubgroupHeader,
+    TerminationCode,
+    TokenAliasType,
+    encode_varint,
+    param_get,
+    params_from,
+)
+
+log = logging.getLogger("clutchcall.ingress.quic")
+
+SUBSCRIBE_ERROR_TRACK_DOES_NOT_EXIST = 0x4
+SUBSCRIBE_ERROR_UNAUTHORIZED = 0x1
+NAMESPACE_ERROR_UNAUTHORIZED = 0x1
+PUBLISH_DONE_TRACK_ENDED = 0x2
+PUBLISH_DONE_SUBSCRIPTION_ENDED = 0x3
+
+_AUTH_CODES = {
+    "missing": TerminationCode.UNAUTHORIZED,
+    "forged": TerminationCode.UNAUTHORIZED,
+    "wrong_call": TerminationCode.UNAUTHORIZED,
+    "malformed": TerminationCode.MALFORMED_AUTH_TOKEN,
+    "expired": TerminationCode.EXPIRED_AUTH_TOKEN,
+}
+
+
+class ControlTrackWriter:
+    """Writes control events as objects of one subgroup stream (group 0), in order."""
+
+    def __init__(self, alias: int) -> None:
+        self.alias = alias
+        self.next_object = 0
+
+    def header(self) -> bytes:
+        return SubgroupHeader(track_alias=self.alias, group_id=0, publisher_priority=0).encode()
+
+    def object(self, payload: bytes) -> bytes:
+        delta = self.next_object if self.next_object == 0 else 0
+        self.next_object += 1
+        return encode_varint(delta) + encode_varint(len(payload)) + payload
+
+
+class QuicCall(BaseCall):
+    """A call on one QUIC/MoQT session (see module docstring)."""
+
+    transport = "quic"
+
+    def __init__(self, proto: EdgeProtocol, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._proto = proto
+        self._control_stream: int | None = None
+        self._control_writer: ControlTrackWriter | None = None
+        self._agent_group = 0
+
+    async def _transport_send_audio(self, payload: bytes) -> None:
+        self._proto.send_agent_frame(self._agent_group, payload)
+        self._agent_group += 1
+
+    async def _transport_send_control(self, event: dict[str, Any]) -> None:
+        self._proto.send_control_object(json.dumps(event, separators=(",", ":")).encode())
+
+    async def _transport_close(self, reason: str) -> None:
+        self._proto.end_session(TerminationCode.NO_ERROR, reason)
+
+
+class EdgeProtocol(QuicConnectionProtocol):
+    """One MoQT session at the edge; created by aioquic per connection."""
+
+    def __init__(self, *args: Any, ingress: QuicIngress, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ingress = ingress
+        cfg = ingress.config
+        self.moqt = MoqtSession("server", max_object_bytes=cfg.max_object_bytes)
+        self.handshake_done = False
+        self.early_data_accepted = False
+        self.session_resumed = False
+        self._deferred: list[QuicEvent] = []
+        self._deferred_bytes = 0
+        self.deferred_events = 0
+        self._control_stream_id: int | None = None
+        self.call_id: str | None = None
+        self.codec = ("pcm16", 16000, cfg.frame_ms)
+        self._caller_audio_rid: int | None = None
+        self._namespace_ok = False
+        self._caller_audio_ok = False
+        self._agent_alias: int | None = None
+        self._control_alias: int | None = None
+        self._control_stream: int | None = None
+        self._control_writer: ControlTrackWriter | None = None
+        self._agent_rid: int | None = None
+        self._control_rid: int | None = None
+        self._agent_streams = 0
+        self.call: QuicCall | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ended = False
+        loop = asyncio.get_running_loop()
+        self._setup_timer = loop.call_later(cfg.setup_timeout_s, self._on_setup_timeout)
+        ingress.stats["sessions"] += 1
+        ingress._protocols.add(self)
+
+    # ---------------------------------------------------------------- QUIC events
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if self._ended:
+            return
+        try:
+            self._on_quic_event(event)
+        except MoqtError as err:
+            self.ingress.stats[f"closed_{err.code.name}"] += 1
+            log.info("closing MoQT session: %s", err)
+            self.end_session(err.code, err.reason)
+        except Exception as exc:  # a bug must not take the process or other calls down
+            log.exception("internal error in MoQT session")
+            self.ingress.stats["closed_INTERNAL_ERROR"] += 1
+            self.end_session(TerminationCode.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+
+    def _on_quic_event(self, event: QuicEvent) -> None:
+        if isinstance(event, ProtocolNegotiated):
+            if event.alpn_protocol != MOQT_ALPN:
+                raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"ALPN {event.alpn_protocol!r}")
+            return
+        if isinstance(event, HandshakeCompleted):
+            self.handshake_done = True
+            self.early_data_accepted = event.early_data_accepted
+            self.session_resumed = event.session_resumed
+            if event.session_resumed:
+                self.ingress.stats["resumed"] += 1
+            if event.early_data_accepted:
+                self.ingress.stats["zero_rtt_sessions"] += 1
+            deferred, self._deferred = self._deferred, []
+            for ev in deferred:
+                self._on_stream_event(ev)
+            return
+        if isinstance(event, ConnectionTerminated):
+            self._finish(f"connection closed: {event.reason_phrase or event.error_code}")
+            return
+        if isinstance(event, (StreamDataReceived, DatagramFrameReceived, StreamReset)):
+            if not self.handshake_done:
+                # 0-RTT data: buffer, act on it only once the handshake has completed
+                size = len(getattr(event, "data", b""))
+                self._deferred_bytes += size
+                if self._deferred_bytes > self.ingress.config.max_zero_rtt_bytes:
+                    raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "too much 0-RTT data")
+                self._deferred.append(event)
+                self.deferred_events += 1
+                self.ingress.stats["zero_rtt_deferred_events"] += 1
+                return
+            self._on_stream_event(event)
+
+    def _on_stream_event(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamReset):
+            self.moqt.stream_reset(event.stream_id)
+            return
+        if isinstance(event, DatagramFrameReceived):
+            self._handle(self.moqt.receive_datagram(event.data))
+            return
+        assert isinstance(event, StreamDataReceived)
+        sid = event.stream_id
+        if not stream_is_client_initiated(sid):
+            raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"data on server-initiated stream {sid}")
+        if stream_is_unidirectional(sid):
+            self._handle(self.moqt.receive_data_stream(sid, event.data, event.end_stream))
+            return
+        if self._control_stream_id is None:
+            self._control_stream_id = sid
+        elif sid != self._control_stream_id:
+            raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "second bidirectional stream")
+        self._handle(self.moqt.receive_control(event.data, event.end_stream))
+
+    # ---------------------------------------------------------------- MoQT events
+
+    def _handle(self, events: list[Event]) -> None:
+        if not self.handshake_done and events:  # by construction never: 0-RTT data is deferred
+            self.ingress.stats["acted_before_handshake"] += 1
+        for ev in events:
+            if self._ended:
+                return
+            if isinstance(ev, SetupReceived):
+                self._on_setup(ev)
+            elif isinstance(ev, NamespacePublished):
+                self._on_namespace(ev)
+            elif isinstance(ev, SubscribeReceived):
+                self._on_subscribe(ev)
+            elif isinstance(ev, SubscribeAccepted):
+                if ev.request.request_id == self._caller_audio_rid:
+                    self._caller_audio_ok = True
+                    self._maybe_start()
+            elif isinstance(ev, SubscribeRejected):
+                raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "caller refused caller-audio subscription")
+            elif isinstance(ev, ObjectReceived):
+                if self.call is not None and ev.request.request_id == self._caller_audio_rid and ev.object.payload:
+                    self._check_frame(ev.object.payload)
+                    self.call.feed_uplink(ev.object.group_id, ev.object.payload)
+            elif isinstance(ev, PublishDoneReceived):
+                if ev.message.request_id == self._caller_audio_rid and self.call is not None:
+                    self.call._end("caller ended caller-audio")
+            elif isinstance(ev, MaxRequestIdReceived):
+                if self._namespace_ok and self._caller_audio_rid is None:
+                    self._subscribe_caller_audio()
+            elif isinstance(ev, UnsubscribeReceived):
+                if ev.request is not None and ev.request.track_name == TRACK_AGENT_AUDIO:
+                    self._agent_alias = None
+                elif ev.request is not None and ev.request.track_name == TRACK_CONTROL:
+                    self._control_alias = None
+        self.transmit()
+
+    def _check_frame(self, payload: bytes) -> None:
+        """A constant-rate codec frame must have its exact size (wrong codec -> end the call)."""
+        codec, rate, frame_ms = self.codec
+        want = frame_bytes(codec, rate, frame_ms)
+        if want is not None and len(payload) != want:
+            self.ingress.stats["bad_frames"] += 1
+            raise MoqtError(
+                TerminationCode.PROTOCOL_VIOLATION,
+                f"caller-audio frame of {len(payload)} bytes, expected {want} for {codec}/{rate}/{frame_ms}",
+            )
+
+    def _refuse(self, err: AuthError) -> None:
+        code = _AUTH_CODES.get(err.reason, TerminationCode.UNAUTHORIZED)
+        self.ingress.stats[f"refused_{err.reason}"] += 1
+        raise MoqtError(code, str(err))
+
+    def _on_setup(self, ev: SetupReceived) -> None:
+        params = ev.message.params
+        raw = param_get(params, SetupParam.AUTHORIZATION_TOKEN)
+        token: bytes | None = None
+        if isinstance(raw, bytes):
+            tok = AuthToken.decode(raw)
+            if tok.alias_type != TokenAliasType.USE_VALUE:
+                raise MoqtError(TerminationCode.UNKNOWN_AUTH_TOKEN_ALIAS, "token aliases are not supported")
+            token = tok.value
+        try:
+            self.call_id = self.ingress.authority.verify(token, time.time())
+        except AuthError as err:
+            self._refuse(err)
+        cp = param_get(params, PARAM_CODEC)
+        if isinstance(cp, bytes):
+            try:
+                codec, rate, frame_ms = parse_codec_param(cp)
+                check_codec(codec, rate)
+            except (ValueError, UnicodeDecodeError, CodecError) as exc:
+                raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"codec parameter: {exc}") from None
+            if frame_ms != self.ingress.config.frame_ms:
+                raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"frame_ms {frame_ms} not offered")
+            self.codec = (codec, rate, frame_ms)
+        if len(self.ingress.calls) >= self.ingress.config.max_calls:
+            raise MoqtError(TerminationCode.TOO_MANY_REQUESTS, "edge at capacity")
+        out = self.moqt.server_setup(params_from({PARAM_CODEC: codec_param(*self.codec)}))
+        self._send_control_bytes(out)
+
+    def _ns(self) -> tuple[bytes, bytes]:
+        assert self.call_id is not None
+        return (NAMESPACE_ROOT, self.call_id.encode())
+
+    def _on_namespace(self, ev: NamespacePublished) -> None:
+        if ev.message.namespace != self._ns() or self._namespace_ok:
+            self.ingress.stats["namespace_refused"] += 1
+            self._send_control_bytes(
+                self.moqt.publish_namespace_error(
+                    ev.message.request_id, NAMESPACE_ERROR_UNAUTHORIZED, "namespace must be (clutchcall, <call id>)"
+                )
+            )
+            return
+        self._send_control_bytes(self.moqt.publish_namespace_ok(ev.message.request_id))
+        self._namespace_ok = True
+        self._subscribe_caller_audio()
+
+    def _subscribe_caller_audio(self) -> None:
+        if not self.moqt.can_request():
+            # the caller granted us no request ID yet: say so and wait for MAX_REQUEST_ID
+            # (the setup timer closes the session if it never comes)
+            self._send_control_bytes(self.moqt.requests_blocked())
+            return
+        rid, out = self.moqt.subscribe(self._ns(), TRACK_CALLER_AUDIO, priority=0)
+        self._caller_audio_rid = rid
+        self._send_control_bytes(out)
+
+    def _on_subscribe(self, ev: SubscribeReceived) -> None:
+        msg = ev.message
+        if msg.namespace != self._ns():
+            self._send_control_bytes(
+                self.moqt.subscribe_error(msg, SUBSCRIBE_ERROR_UNAUTHORIZED, "not this call's namespace")
+            )
+            return
+        if msg.track_name not in (TRACK_AGENT_AUDIO, TRACK_CONTROL):
+            self._send_control_bytes(
+                self.moqt.subscribe_error(msg, SUBSCRIBE_ERROR_TRACK_DOES_NOT_EXIST, "no such track")
+            )
+            return
+        alias, out = self.moqt.subscribe_ok(msg, params_from({PARAM_CODEC: codec_param(*self.codec)}))
+        self._send_control_bytes(out)
+        if msg.track_name == TRACK_AGENT_AUDIO:
+            self._agent_alias = alias
+            self._agent_rid = msg.request_id
+        else:
+            self._control_rid = msg.request_id
+            self._control_alias = alias
+            self._control_writer = ControlTrackWriter(alias)
+            self._control_stream = self._quic.get_next_available_stream_id(is_unidirectional=True)
+            self._quic.send_stream_data(self._control_stream, self._control_writer.header())
+        self._maybe_start()
+
+    def _maybe_start(self) -> None:
+        if self.call is not None or not (
+            self._caller_audio_ok and self._agent_alias is not None and self._control_alias is not None
+        ):
+            return
+        self._setup_timer.cancel()
+        codec, rate, frame_ms = self.codec
+        assert self.call_id is not None
+        if self.call_id in self.ingress.calls:
+            raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "call already connected")
+        self.call = QuicCall(
+            self, call_id=self.call_id, codec=codec, rate=rate, frame_ms=frame_ms,
+            jitter_depth_ms=self.ingress.config.jitter_depth_ms,
+        )
+        self.ingress.calls[self.call_id] = self.call
+        self.ingress.stats["calls_started"] += 1
+        self._task = asyncio.ensure_future(self._run_call(self.call))
+
+    async def _run_call(self, call: QuicCall) -> None:
+        try:
+            await self.ingress.handler.on_call(call)
+        except Exception:
+            log.exception("call handler failed for call %s", call.call_id)
+            self.ingress.stats["handler_errors"] += 1
+        finally:
+            if not self._ended:
+                self.end_session(TerminationCode.NO_ERROR, "call ended")
+
+    # ---------------------------------------------------------------- sending
+
+    def _send_control_bytes(self, data: bytes) -> None:
+        assert self._control_stream_id is not None
+        self._quic.send_stream_data(self._control_stream_id, data)
+
+    def send_agent_frame(self, group: int, payload: bytes) -> None:
+        if self._ended or self._agent_alias is None:
+            return
+        sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        self._quic.send_stream_data(
+            sid, MoqtSession.encode_object_stream(self._agent_alias, group, payload), end_stream=True
+        )
+        self._agent_streams += 1
+        self.transmit()
+
+    def send_control_object(self, payload: bytes) -> None:
+        if self._ended or self._control_writer is None or self._control_stream is None:
+            return
+        self._quic.send_stream_data(self._control_stream, self._control_writer.object(payload))
+        self.transmit()
+
+    # ---------------------------------------------------------------- ending
+
+    def send_goaway(self) -> None:
+        if not self._ended and self._control_stream_id is not None and self.moqt.setup_done:
+            self._send_control_bytes(self.moqt.goaway())
+            self.transmit()
+
+    def _on_setup_timeout(self) -> None:
+        if self.call is None and not self._ended:
+            self.ingress.stats["closed_CONTROL_MESSAGE_TIMEOUT"] += 1
+            self.end_session(TerminationCode.CONTROL_MESSAGE_TIMEOUT, "setup and subscriptions not completed in time")
+
+    def end_session(self, code: TerminationCode, reason: str) -> None:
+        """Close the QUIC connection with MoQT termination ``code`` (an application error).
+
+        A normal end (NO_ERROR) first sends PUBLISH_DONE (TRACK_ENDED, with the number of data
+        streams opened) for the tracks the caller subscribed to, and FINs the control track.
+        """
+        if self._ended:
+            return
+        if code == TerminationCode.NO_ERROR and self._control_stream_id is not None and self.moqt.setup_done:
+            for rid, count in ((self._agent_rid, self._agent_streams), (self._control_rid, 1)):
+                if rid is not None and rid in self.moqt.published:
+                    self._send_control_bytes(self.moqt.publish_done(rid, PUBLISH_DONE_TRACK_ENDED, reason[:100], count))
+            if self._control_stream is not None:
+                self._quic.send_stream_data(self._control_stream, b"", end_stream=True)
+            # let the PUBLISH_DONEs leave before CONNECTION_CLOSE (which discards unsent stream data)
+            self.transmit()
+            self._finish(reason)
+            asyncio.get_running_loop().call_later(0.1, self._close_now, int(code), reason[:200])
+            return
+        self._quic.close(error_code=int(code), reason_phrase=reason[:200])
+        self.transmit()
+        self._finish(reason)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        self._quic.close(error_code=code, reason_phrase=reason)
+        self.transmit()
+
+    def _finish(self, reason: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._setup_timer.cancel()
+        self.ingress._protocols.discard(self)
+        if self.call is not None:
+            self.call._end(reason)
+            if self.ingress.calls.get(self.call.call_id) is self.call:
+                del self.ingress.calls[self.call.call_id]
+            self.ingress.stats["calls_ended"] += 1
+
+
+class QuicIngress:
+    """Serves MoQT calls on UDP ``config.host:config.quic_port``; see module docstring."""
+
+    def __init__(
+        self,
+        config: IngressConfig,
+        handler: CallHandler,
+        authority: TokenAuthority | None = None,
+        tickets: TicketStore | None = None,
+    ) -> None:
+        self.config = config
+        self.handler = handler
+        self.authority = authority or TokenAuthority(config.auth_key)
+        self.tickets = tickets or TicketStore()
+        self.stats: Counter[str] = Counter()
+        self.calls: dict[str, QuicCall] = {}
+        self._protocols: set[EdgeProtocol] = set()
+        self._server: QuicServer | None = None
+        self.port = 0
+        self.cert_path = config.cert
+        self.key_path = config.key
+
+    async def start(self) -> int:
+        """Bind and serve; return the UDP port."""
+        if self.cert_path is None:
+            cert, key = ensure_self_signed(self.config.cert_dir)
+            self.cert_path, self.key_path = str(cert), str(key)
+        qc = QuicConfiguration(
+            is_client=False, alpn_protocols=[MOQT_ALPN], max_datagram_frame_size=65536,
+            idle_timeout=self.config.idle_timeout_s,
+        )
+        qc.load_cert_chain(self.cert_path, self.key_path)
+        self._server = await serve(
+            self.config.host, self.config.quic_port, configuration=qc,
+            create_protocol=lambda *a, **k: EdgeProtocol(*a, ingress=self, **k),
+            session_ticket_fetcher=self.tickets.pop, session_ticket_handler=self.tickets.add,
+        )
+        sock = self._server._transport.get_extra_info("sockname")  # type: ignore[union-attr]
+        self.port = int(sock[1])
+        return self.port
+
+    async def stop(self, goaway_grace_s: float = 0.0) -> None:
+        """Stop serving: GOAWAY to every session, ``goaway_grace_s`` for callers to leave, then close."""
+        if goaway_grace_s > 0:
+            for proto in list(self._protocols):
+                proto.send_goaway()
+            await asyncio.sleep(goaway_grace_s)
+        protos = list(self._protocols)
+        for proto in protos:
+            proto.end_session(TerminationCode.NO_ERROR, "edge shutting down")
+        if self._server is not None:
+            await asyncio.sleep(0.15 if protos else 0)
+            self._server.close()
+            self._server = None

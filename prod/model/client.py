@@ -1,0 +1,449 @@
+"""The model leg: an OpenAI Realtime client with client-managed turns.
+
+Theory of operation: :class:`ModelLeg` owns one WebSocket to a Realtime-compatible server
+(the embedded :mod:`clutchcall.prod.model.server` by default, or an external one from
+``CLUTCHCALL_MODEL_URL`` / ``OPENAI_API_KEY``). Its action methods are synchronous so the
+engine drive loop can call them in order without awaiting: each one turns an engine action
+into protocol events and puts them on one outgoing queue, which a writer task sends in order.
+
+* ``append(pcm)`` -- ``input_audio_buffer.append``; audio is batched up to
+  ``append_batch_ms`` per message (frames still flow at 1x; every other action flushes first).
+* ``prime()`` -- ``input_audio_buffer.commit`` (non-final).
+* ``commit()`` -- ``input_audio_buffer.commit`` + ``response.create`` (the commit is skipped
+  when a prime already committed everything but < 100 ms, which the server would refuse).
+* ``backchannel_filtered()`` -- ``input_audio_buffer.clear`` when nothing else is pending
+  (no prime since the last commit); otherwise the primed turn stays and nothing is sent.
+* ``cancel(played_ms, ...)`` -- ``response.cancel`` (while a response is active) and
+  ``conversation.item.truncate`` of the playing assistant item at ``audio_end_ms`` clamped to
+  the audio actually sent to the caller and received from the model.
+
+A reader task handles server events: audio deltas (``response.output_audio.delta`` and the
+older ``response.audio.delta``) go to the ``on_audio`` callback as :class:`AudioChunk` (deltas
+of a cancelled response are dropped); ``response.created`` / ``response.done`` and output item
+ids are tracked; ``error`` events become :class:`ModelServerError`, logged, counted in the
+metrics and passed to ``on_error`` -- the leg keeps running. The model's own time to first
+audio is measured here: from the moment ``response.create`` was written to the socket to the
+arrival of the response's first audio delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clutchcall.engine.errors import ConfigError, RemoteProtocolError
+from clutchcall.prod.model.protocol import (
+    AUDIO_DELTA_TYPES,
+    BYTES_PER_MS,
+    MIN_COMMIT_MS,
+    ModelProtocolError,
+    ModelServerError,
+    b64decode_pcm,
+    b64encode,
+    dumps,
+    obj,
+    parse_event,
+    session_update,
+)
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+log = logging.getLogger("clutchcall.model.client")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelLegConfig:
+    """How to reach the model. ``url`` None means the embedded reference model."""
+
+    url: str | None = None
+    """``ws://`` / ``wss://`` URL of a Realtime-compatible server (env ``CLUTCHCALL_MODEL_URL``)."""
+    api_key: str | None = None
+    """Bearer token sent as ``Authorization`` (env ``OPENAI_API_KEY``); None sends none."""
+    dialect: str = "ga"
+    """``"ga"`` (gpt-realtime event shapes) or ``"beta"`` (older preview: adds the
+    ``OpenAI-Beta: realtime=v1`` header and the flat session fields)."""
+    append_batch_ms: int = 100
+    """Audio per ``input_audio_buffer.append`` message (20 = one message per 20 ms frame).
+    Every prime / commit / clear / cancel flushes first, so batching never delays a turn's
+    end; 100 ms keeps the per-call message rate (and its send syscalls) at 10/s."""
+    instructions: str | None = None
+    """System instructions put in ``session.update``; None leaves the server's."""
+    voice: str | None = None
+    """Output voice put in ``session.update``; None leaves the server's."""
+    connect_timeout_s: float = 10.0
+    """Give up connecting (and waiting for ``session.created``) after this long."""
+
+    def __post_init__(self) -> None:
+        if self.dialect not in ("ga", "beta"):
+            raise ConfigError(f"ModelLegConfig.dialect: 'ga' or 'beta', got {self.dialect!r}")
+        if self.url is not None and not self.url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"ModelLegConfig.url: must be ws:// or wss://, got {self.url!r}")
+        if not 10 <= self.append_batch_ms <= 1000:
+            raise ConfigError("ModelLegConfig.append_batch_ms: must be 10..1000")
+        if not self.connect_timeout_s > 0:
+            raise ConfigError("ModelLegConfig.connect_timeout_s: must be > 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ModelLegConfig:
+        """Build from ``CLUTCHCALL_MODEL_URL`` and ``OPENAI_API_KEY`` (``env`` defaults to
+        ``os.environ``); keyword ``overrides`` that are not None win. Raises ConfigError."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {"url": env.get("CLUTCHCALL_MODEL_URL") or None,
+                                  "api_key": env.get("OPENAI_API_KEY") or None}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Agent audio from the model: PCM16 24 kHz ``pcm`` of ``item_id`` in ``response_id``.
+    ``first`` marks the response's first chunk, which carries ``model_ttfa_s`` (the model's
+    own time to first audio, seconds) and ``received_at`` (loop time)."""
+
+    response_id: str
+    item_id: str
+    pcm: bytes
+    received_at: float
+    first: bool = False
+    model_ttfa_s: float | None = None
+
+
+@dataclass(slots=True)
+class _ResponseState:
+    id: str
+    requested_at: float | None
+    first_audio_at: float | None = None
+    status: str = "in_progress"
+    item_ids: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+
+@dataclass(slots=True)
+class ModelLegStats:
+    """Counts of what the leg sent and received."""
+
+    appends: int = 0
+    appended_bytes: int = 0
+    commits: int = 0
+    primes: int = 0
+    skipped_commits: int = 0
+    clears: int = 0
+    responses_requested: int = 0
+    cancels: int = 0
+    truncates: int = 0
+    audio_bytes: int = 0
+    dropped_audio_bytes: int = 0
+    errors: int = 0
+
+
+class ModelLeg:
+    """One model session. Use ``await leg.connect()``, the action methods, ``await leg.close()``.
+
+    Callbacks (all optional, called on the event loop): ``on_audio(AudioChunk)``,
+    ``on_response_done(response_id, status)``, ``on_error(ModelServerError | ModelProtocolError)``,
+    ``on_closed(exc | None)`` once when the connection ends.
+    """
+
+    def __init__(
+        self,
+        config: ModelLegConfig,
+        *,
+        url: str | None = None,
+        on_audio: Callable[[AudioChunk], None] | None = None,
+        on_response_done: Callable[[str, str], None] | None = None,
+        on_error: Callable[[RemoteProtocolError], None] | None = None,
+        on_closed: Callable[[BaseException | None], None] | None = None,
+        metrics: Any = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.config = config
+        self.url = url or config.url
+        if self.url is None:
+            raise ConfigError("ModelLeg: no model URL (start the embedded model or set CLUTCHCALL_MODEL_URL)")
+        self.on_audio = on_audio
+        self.on_response_done = on_response_done
+        self.on_error = on_error
+        self.on_closed = on_closed
+        self.metrics = metrics
+        self.log = logger or log
+        self.stats = ModelLegStats()
+        self.errors: list[RemoteProtocolError] = []
+        self.session: dict[str, Any] | None = None
+        self.responses: dict[str, _ResponseState] = {}
+        self.active_response: _ResponseState | None = None
+        self.item_audio_bytes: dict[str, int] = {}
+        self.current_item_id: str | None = None
+        self.closed = False
+        self.close_reason: BaseException | None = None
+        self._ws: ClientConnection | None = None
+        self._out: asyncio.Queue[tuple[str, str, str] | None] = asyncio.Queue()
+        self._pending = bytearray()
+        self._batch_bytes = config.append_batch_ms * BYTES_PER_MS
+        self._uncommitted = 0
+        self._primed = False
+        self._requested_at: list[tuple[str, float]] = []  # (event_id, sent at) per response.create
+        self._ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session_created = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Open the WebSocket, wait for ``session.created``, send ``session.update``.
+        Raises :class:`RemoteProtocolError` if the server cannot be reached or misbehaves."""
+        headers: dict[str, str] = {}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        if self.config.dialect == "beta":
+            headers["OpenAI-Beta"] = "realtime=v1"
+        try:
+            assert self.url is not None
+            self._ws = await connect(self.url, additional_headers=headers, max_size=16 << 20,
+                                     open_timeout=self.config.connect_timeout_s, compression=None)
+        except (TimeoutError, OSError, InvalidHandshake, InvalidURI) as exc:
+            raise RemoteProtocolError(f"model leg: cannot connect to {self.url}: {exc}") from exc
+        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._writer())]
+        self._send(session_update(self.config.dialect, self.config.instructions, self.config.voice))
+        try:
+            await asyncio.wait_for(self._session_created.wait(), self.config.connect_timeout_s)
+        except TimeoutError as exc:
+            await self.close()
+            raise RemoteProtocolError("model leg: no session.created from the server") from exc
+        if self.closed:
+            raise RemoteProtocolError(f"model leg: closed during setup: {self.close_reason}")
+
+    async def close(self) -> None:
+        """Flush what is queued (briefly), close the socket and stop the tasks."""
+        if self._ws is not None and not self.closed:
+            self._flush_appends()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.flushed(), 1.0)
+        self._mark_closed(None)
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def flushed(self) -> None:
+        """Return once every queued event has been written to the socket."""
+        await self._idle.wait()
+
+    # -- engine actions (synchronous; queued in order) ------------------------------------
+    def append(self, pcm: bytes) -> None:
+        """Queue caller audio (PCM16 24 kHz) for ``input_audio_buffer.append``."""
+        if len(pcm) % 2:
+            raise ValueError("append: PCM16 needs an even number of bytes")
+        self._pending += pcm
+        self._uncommitted += len(pcm)
+        if len(self._pending) >= self._batch_bytes:
+            self._flush_appends()
+
+    def prime(self) -> bool:
+        """Non-final commit; returns False (and sends nothing) if < 100 ms is buffered."""
+        self._flush_appends()
+        if self._uncommitted < MIN_COMMIT_MS * BYTES_PER_MS:
+            return False
+        self._send({"type": "input_audio_buffer.commit"})
+        self._uncommitted = 0
+        self._primed = True
+        self.stats.primes += 1
+        return True
+
+    def commit(self) -> None:
+        """Final commit and ``response.create``."""
+        self._flush_appends()
+        if self._uncommitted >= MIN_COMMIT_MS * BYTES_PER_MS or not self._primed:
+            self._send({"type": "input_audio_buffer.commit"})
+            self.stats.commits += 1
+        else:
+            self.stats.skipped_commits += 1
+        self._uncommitted = 0
+        self._primed = False
+        self._send({"type": "response.create"}, kind="response.create")
+        self.stats.responses_requested += 1
+
+    def backchannel_filtered(self) -> bool:
+        """Clear the input buffer unless a prime is pending; returns whether it cleared."""
+        if self._primed:
+            return False
+        self._pending.clear()
+        self._uncommitted = 0
+        self._send({"type": "input_audio_buffer.clear"})
+        self.stats.clears += 1
+        return True
+
+    def cancel(self, played_ms: int, item_id: str | None = None, sent_ms: int | None = None) -> int | None:
+        """Stop the agent: ``response.cancel`` while a response is active, then truncate
+        ``item_id`` (default: the latest assistant item) at ``min(played_ms, sent_ms, audio
+        received)``. Returns the ``audio_end_ms`` sent, or None if there was no item."""
+        self._flush_appends()
+        resp = self.active_response
+        if resp is not None and not resp.cancelled:
+            resp.cancelled = True
+            self._send({"type": "response.cancel", "response_id": resp.id})
+            self.stats.cancels += 1
+        item = item_id or self.current_item_id
+        if item is None:
+            return None
+        for r in self.responses.values():
+            if item in r.item_ids:
+                r.cancelled = True
+        end = max(0, int(played_ms))
+        if sent_ms is not None:
+            end = min(end, max(0, int(sent_ms)))
+        end = min(end, self.item_audio_bytes.get(item, 0) // BYTES_PER_MS)
+        self.item_audio_bytes[item] = end * BYTES_PER_MS  # the item is this long from now on
+        self._send({"type": "conversation.item.truncate", "item_id": item, "content_index": 0,
+                    "audio_end_ms": end})
+        self.stats.truncates += 1
+        return end
+
+    # -- internals -----------------------------------------------------------------------
+    def _flush_appends(self) -> None:
+        if self._pending:
+            self._send({"type": "input_audio_buffer.append", "audio": b64encode(bytes(self._pending))})
+            self.stats.appends += 1
+            self.stats.appended_bytes += len(self._pending)
+            self._pending.clear()
+
+    def _send(self, event: dict[str, Any], kind: str = "") -> None:
+        if self.closed:
+            return
+        event["event_id"] = eid = f"evt_c{next(self._ids)}"
+        self._idle.clear()
+        self._out.put_nowait((dumps(event), kind, eid))
+
+    async def _writer(self) -> None:
+        assert self._ws is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self._out.empty():
+                    self._idle.set()
+                msg = await self._out.get()
+                if msg is None:
+                    return
+                await self._ws.send(msg[0])
+                if msg[1] == "response.create":
+                    self._requested_at.append((msg[2], loop.time()))
+        except ConnectionClosed as exc:
+            self._mark_closed(exc)
+        finally:
+            self._idle.set()
+
+    async def _reader(self) -> None:
+        assert self._ws is not None
+        try:
+            async for raw in self._ws:
+                try:
+                    self._handle(parse_event(raw))
+                except ModelProtocolError as exc:
+                    self._protocol_error(exc)
+            self._mark_closed(None)
+        except ConnectionClosed as exc:
+            self._mark_closed(exc)
+
+    def _mark_closed(self, exc: BaseException | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = exc
+        self._session_created.set()
+        self._idle.set()
+        self._out.put_nowait(None)
+        if self.on_closed is not None:
+            self.on_closed(exc)
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> None:
+        self.stats.errors += 1
+        self.errors.append(exc)
+        if isinstance(exc, ModelServerError):
+            err_type, code = exc.err_type, exc.code
+        else:
+            err_type, code = "protocol", "invalid_event"
+        if self.metrics is not None:
+            self.metrics.model_error(err_type, code)
+        # a cancel that crossed the response's end on the wire is a benign race
+        level = logging.INFO if code == "response_cancel_not_active" else logging.WARNING
+        self.log.log(level, "model leg error: %s", exc, extra={"model_error_code": code})
+        if self.on_error is not None:
+            self.on_error(exc)
+
+    def _handle(self, ev: dict[str, Any]) -> None:
+        kind = ev["type"]
+        loop = asyncio.get_running_loop()
+        if kind in AUDIO_DELTA_TYPES:
+            pcm = b64decode_pcm(ev.get("delta"))
+            rid, item = str(ev.get("response_id")), str(ev.get("item_id"))
+            resp = self.responses.get(rid)
+            if resp is None or resp.cancelled:
+                self.stats.dropped_audio_bytes += len(pcm)
+                return
+            now = loop.time()
+            self.item_audio_bytes[item] = self.item_audio_bytes.get(item, 0) + len(pcm)
+            self.stats.audio_bytes += len(pcm)
+            if item not in resp.item_ids:
+                resp.item_ids.append(item)
+                self.current_item_id = item
+            first = resp.first_audio_at is None
+            ttfa = None
+            if first:
+                resp.first_audio_at = now
+                if resp.requested_at is not None:
+                    ttfa = now - resp.requested_at
+            if self.on_audio is not None:
+                self.on_audio(AudioChunk(rid, item, pcm, now, first, ttfa))
+        elif kind == "response.created":
+            r = ev.get("response")
+            if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+                raise ModelProtocolError("response.created without response.id")
+            requested = self._requested_at.pop(0)[1] if self._requested_at else None
+            resp = _ResponseState(r["id"], requested)
+            self.responses[resp.id] = resp
+            self.active_response = resp
+        elif kind == "response.output_item.added":
+            new_item = ev.get("item")
+            resp = self.responses.get(str(ev.get("response_id")))
+            if isinstance(new_item, dict) and isinstance(new_item.get("id"), str) and resp is not None:
+                if new_item["id"] not in resp.item_ids:
+                    resp.item_ids.append(new_item["id"])
+                if not resp.cancelled:
+                    self.current_item_id = new_item["id"]
+        elif kind == "response.done":
+            r = ev.get("response")
+            if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+                raise ModelProtocolError("response.done without response.id")
+            resp = self.responses.get(r["id"])
+            status = str(r.get("status", "completed"))
+            if resp is not None:
+                resp.status = status
+            if self.active_response is not None and self.active_response.id == r["id"]:
+                self.active_response = None
+            if len(self.responses) > 64:  # keep the recent ones only
+                for old in list(self.responses)[:-32]:
+                    del self.responses[old]
+            if self.on_response_done is not None:
+                self.on_response_done(r["id"], status)
+        elif kind == "error":
+            e = obj(ev.get("error"))
+            # a refused response.create will get no response.created: forget its send time
+            self._requested_at = [r for r in self._requested_at if r[0] != e.get("event_id")]
+            self._protocol_error(ModelServerError(
+                str(e.get("type") or "unknown"), str(e.get("code") or "unknown"),
+                str(e.get("message") or ""), e.get("event_id"), e.get("param")))
+        elif kind in ("session.created", "session.updated"):
+            if isinstance(ev.get("session"), dict):
+                self.session = ev["session"]
+            self._session_created.set()
+        # other events (committed, cleared, truncated, content parts, transcripts) need no action

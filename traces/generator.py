@@ -1,0 +1,332 @@
+"""The corpus generator: deterministic labelled calls made from real speech.
+
+Theory of operation: :func:`build_corpus` writes ``N`` labelled calls (``NAME.wav`` +
+``NAME.json``, see ``traces/FORMAT.md``) and a ``MANIFEST.json`` into a directory. Call ``i``
+of seed ``S`` depends only on ``(S, i)``: its random numbers come from
+``numpy.random.default_rng([S, i])``, its speech from espeak-ng (deterministic for the same
+arguments) and from the pinned CMU ARCTIC recordings, so the same seed gives byte-identical
+files.
+
+One call is built in three steps:
+
+1. *Script* (:func:`plan_call`): a conversation on a millisecond timeline. The caller speaks
+   (a ``turn`` of 1-3 phrases (65/30/5 %) with mid-turn pauses, or a ``short_answer``); after a gap the
+   agent replies (an interval in ``agent_speech``; its audio is not in the caller channel);
+   while the agent talks the caller may ``backchannel`` (expect ``ignore``) or break in with
+   an ``interruption`` (expect ``yield``); between events a labelled ``noise`` burst (a
+   knock, a cough-like burst, a click) may occur. The agent may open the call with a
+   greeting. Timing is drawn from published conversation statistics (see FORMAT.md):
+   response gaps ~ N(200 ms, 180 ms) clipped to 50-1200 ms, mid-turn pauses lognormal with a
+   median of 500 ms and a 95th percentile near 1.9 s, backchannels only during agent speech
+   and < 1 s.
+2. *Render*: each caller clip is levelled (one speaker level per call, +-2 dB per clip) and
+   mixed into a clean 16 kHz float signal; the labels are exactly where the clips were put
+   (``start_ms``/``end_ms`` are the clip's trimmed extent, rounded outwards to whole ms).
+3. *Channel* (:mod:`clutchcall.traces.channel`): ``clean16``, ``noisy16`` (SNR 20/10/5 dB),
+   ``pstn8`` (band-pass, 8 kHz, mu-law) or ``opus48`` (Opus round trip at 48 kHz). The
+   channel of call ``i`` follows a fixed rotation so every channel is covered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from clutchcall.traces import speech as sp
+from clutchcall.traces.channel import CHANNELS, apply_channel, check_available
+from clutchcall.traces.drive import CHANNEL_CODEC, drive_call
+from clutchcall.traces.labels import DEFAULT_EXPECT, LabelledCall, Labels, Segment, write_call
+from clutchcall.traces.recorded import write_trace
+
+from clutchcall import __version__
+
+MANIFEST = "MANIFEST.json"
+GENERATOR_VERSION = 1
+# Channel of call i: CHANNEL_ROTATION[i % 20]: 15 PSTN, 2 clean, 2 noisy, 1 Opus in 20.
+# Narrow-band PSTN is the common case for phone agents and the smallest on disk; Opus at
+# 48 kHz costs six times as many bytes per second, so it is the rarest.
+CHANNEL_ROTATION = ("pstn8", "clean16", "pstn8", "noisy16", "pstn8", "opus48", "pstn8", "pstn8",
+                    "pstn8", "pstn8", "pstn8", "clean16", "pstn8", "noisy16", "pstn8", "pstn8",
+                    "pstn8", "pstn8", "pstn8", "pstn8")
+SNRS_DB = (20.0, 10.0, 5.0)
+
+VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f4", "f5")
+
+TURN_PHRASES = (
+    "I'd like to check the status of my order",
+    "my account number is four five six seven",
+    "can you tell me when the store opens tomorrow",
+    "I was charged twice for the same thing",
+    "the package never arrived",
+    "I need to change my delivery address",
+    "could you send me a copy of the invoice",
+    "I'm calling about the appointment on Friday",
+    "my internet has been down since this morning",
+    "is there any way to get a refund",
+    "I'd like to book a table for four people",
+    "what time does the last train leave",
+    "my card was declined at the checkout",
+    "I forgot my password and I can't log in",
+    "can I move the meeting to next week",
+    "the reference number is on the letter",
+    "I think there's a mistake on my bill",
+    "how much would it cost to upgrade",
+    "I'm not sure which plan I'm on",
+    "please cancel the subscription",
+    "the last time I called nobody got back to me",
+    "it's the blue one in the second picture",
+    "we're moving house at the end of the month",
+    "could you repeat the last part",
+)
+SHORT_ANSWERS = ("yes", "no", "sure", "yes please", "no thanks", "yep", "nope", "that's right")
+BACKCHANNELS = ("mhm", "ok", "yeah", "right", "uh-huh")
+INTERRUPTIONS = ("wait, stop", "no no, that's not what I meant", "hold on a second",
+                 "sorry, stop, that's wrong", "no, wait")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Placed:
+    """One caller clip (or noise burst) placed at ``start_ms`` on the call timeline."""
+
+    start_ms: int
+    clip: np.ndarray  # float32, 16 kHz
+    level_db: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallPlan:
+    """A scripted call: clips placed on the timeline, its labels and its length."""
+
+    placed: tuple[Placed, ...]
+    labels: Labels
+    duration_ms: int
+    info: dict[str, Any]
+
+
+def _ms(n_samples: int) -> int:
+    return -(-n_samples * 1000 // sp.SPEECH_RATE)  # ceil
+
+
+def response_gap_ms(rng: np.random.Generator) -> int:
+    """A gap between turns: N(200, 180) ms clipped to 50..1200 (Stivers 2009; L&T 2015)."""
+    return int(np.clip(rng.normal(200.0, 180.0), 50.0, 1200.0))
+
+
+def mid_turn_pause_ms(rng: np.random.Generator) -> int:
+    """A pause inside a turn: lognormal, median 500 ms, sigma 0.8 (p95 ~1.86 s), 150..3000."""
+    return int(np.clip(rng.lognormal(np.log(500.0), 0.8), 150.0, 3000.0))
+
+
+def noise_burst(rng: np.random.Generator) -> np.ndarray:
+    """A non-speech burst at 16 kHz (knock, cough-like burst or click train), 80-400 ms."""
+    kind = int(rng.integers(3))
+    n = int(rng.integers(80, 400)) * sp.SPEECH_RATE // 1000
+    t = np.arange(n) / sp.SPEECH_RATE
+    if kind == 0:  # knock: a few decaying low resonances
+        y = np.zeros(n)
+        for k in range(int(rng.integers(2, 4))):
+            at = int(k * n / 3)
+            tt = t[: n - at]
+            y[at:] += np.sin(2 * np.pi * rng.uniform(120, 300) * tt) * np.exp(-tt * 40)
+    elif kind == 1:  # cough-like: shaped broadband noise
+        env = np.sin(np.pi * np.arange(n) / n) ** 2
+        y = rng.standard_normal(n) * env
+        y = np.convolve(y, np.ones(4) / 4, mode="same")
+    else:  # clicks
+        y = np.zeros(n)
+        for at in rng.integers(0, max(1, n - 40), size=int(rng.integers(3, 8))):
+            y[at:at + 40] += rng.standard_normal(40) * np.exp(-np.arange(40) / 6)
+    y = y / (np.max(np.abs(y)) + 1e-12)
+    return y.astype(np.float32)
+
+
+class SpeechBank:
+    """Speech clips for one build: espeak-ng per (text, voice, rate, pitch), and the ARCTIC
+    utterances when ``human`` (fetched/cached on first use)."""
+
+    def __init__(self, human: bool = True, cache_dir: Path | None = None) -> None:
+        self.human = human
+        self._arctic = sp.arctic_utterances(cache_dir) if human else []
+
+    @property
+    def arctic(self) -> list[tuple[str, np.ndarray]]:
+        """The human utterances ``[(name, float32 16 kHz)]`` (empty when ``human`` is off)."""
+        return self._arctic
+
+    def say(self, text: str, voice: str, wpm: int, pitch: int) -> np.ndarray:
+        """Return ``text`` spoken by espeak-ng (float32, 16 kHz, trimmed)."""
+        return sp.espeak(text, voice, wpm, pitch)
+
+
+def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
+    """Script call ``index`` of ``seed`` (deterministic); return its :class:`CallPlan`."""
+    rng = np.random.default_rng([seed, index])
+    voice = f"{VOICES[int(rng.integers(len(VOICES)))]}+{VARIANTS[int(rng.integers(len(VARIANTS)))]}"
+    wpm = int(rng.integers(140, 191))
+    pitch = int(rng.integers(30, 71))
+    level = float(rng.uniform(-24.0, -18.0))  # the caller's speech level, dBFS RMS
+    target_ms = int(rng.integers(2500, 6001))
+    human = bank.human and rng.random() < 0.35
+
+    placed: list[Placed] = []
+    segments: list[Segment] = []
+    agent: list[tuple[int, int]] = []
+    used_human: list[str] = []
+
+    def put(start: int, clip: np.ndarray, kind: str, level_db: float | None = None) -> int:
+        lv = level + float(rng.uniform(-2.0, 2.0)) if level_db is None else level_db
+        placed.append(Placed(start_ms=start, clip=clip, level_db=lv))
+        end = start + _ms(len(clip))
+        segments.append(Segment(start_ms=start, end_ms=end, kind=kind, expect=DEFAULT_EXPECT[kind]))
+        return end
+
+    def say(text: str, faster: int = 0) -> np.ndarray:
+        return bank.say(text, voice, min(wpm + faster, 260), pitch)
+
+    def agent_turn(start: int) -> int:
+        """Agent talks from ``start``; the caller may backchannel or interrupt. Returns when
+        the caller may speak next."""
+        length = int(rng.integers(1000, 3001))
+        end = start + length
+        agent.append((start, end))
+        next_free = end
+        r = rng.random()
+        if r < 0.45:  # backchannel(s) during the agent's speech
+            at = start + int(rng.integers(500, max(501, length - 900)))
+            clip = say(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))], faster=20)
+            if _ms(len(clip)) < 1000 and at + _ms(len(clip)) < end - 100:
+                put(at, clip, "backchannel")
+        elif r < 0.75:  # an interruption: the ideal agent yields
+            at = start + int(rng.integers(600, max(601, length - 600)))
+            clip = say(INTERRUPTIONS[int(rng.integers(len(INTERRUPTIONS)))])
+            stop = put(at, clip, "interruption")
+            next_free = max(stop, end)
+        return next_free
+
+    t = int(rng.integers(300, 900))
+    if rng.random() < 0.35:  # the agent greets first
+        t = agent_turn(t) + response_gap_ms(rng)
+    while True:
+        if rng.random() < 0.2:  # a noise burst in the silence before the caller speaks
+            burst = noise_burst(rng)
+            end = put(t, burst, "noise", level_db=level + float(rng.uniform(-6.0, 3.0)))
+            t = end + int(rng.integers(150, 500))
+        if rng.random() < 0.7:
+            n_phrases = 1 + int(np.searchsorted([0.65, 0.95], rng.random(), side='right'))
+            clips = []
+            for k in range(n_phrases):
+                if human and k == 0 and bank.arctic:
+                    name, clip = bank.arctic[int(rng.integers(len(bank.arctic)))]
+                    used_human.append(name)
+                    clips.append(clip)
+                else:
+                    clips.append(say(TURN_PHRASES[int(rng.integers(len(TURN_PHRASES)))]))
+            # one segment spans the whole turn, pauses included
+            start = t
+            lv = level + float(rng.uniform(-2.0, 2.0))
+            for k, clip in enumerate(clips):
+                if k:
+                    t += mid_turn_pause_ms(rng)
+                placed.append(Placed(start_ms=t, clip=clip, level_db=lv))
+                t += _ms(len(clip))
+            segments.append(Segment(start_ms=start, end_ms=t, kind="turn", expect="reply"))
+        else:
+            t = put(t, say(SHORT_ANSWERS[int(rng.integers(len(SHORT_ANSWERS)))]), "short_answer")
+        t = agent_turn(t + response_gap_ms(rng))
+        if t >= target_ms - 1500:
+            break
+        t += response_gap_ms(rng)
+    duration = t + int(rng.integers(300, 800))
+    info = {"voice": voice, "wpm": wpm, "pitch": pitch, "level_dbfs": round(level, 2),
+            "human_speech": sorted(set(used_human))}
+    return CallPlan(placed=tuple(placed), labels=Labels(agent_speech=tuple(agent), segments=tuple(segments)),
+                    duration_ms=duration, info=info)
+
+
+def render(plan: CallPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Mix the plan's clips into a clean 16 kHz float64 signal; return ``(signal, speech
+    mask)`` (the mask marks samples of speech clips, used to set noise SNR)."""
+    n = plan.duration_ms * sp.SPEECH_RATE // 1000
+    x = np.zeros(n, dtype=np.float64)
+    mask = np.zeros(n, dtype=bool)
+    noise_starts = {s.start_ms for s in plan.labels.segments if s.kind == "noise"}
+    for p in plan.placed:
+        clip = p.clip.astype(np.float64)
+        rms = float(np.sqrt(np.mean(clip**2))) + 1e-12
+        clip = clip * (10 ** (p.level_db / 20) / rms)
+        peak = float(np.max(np.abs(clip)))
+        if peak > 0.7:  # keep sparse bursts (clicks) and loud clips from clipping
+            clip *= 0.7 / peak
+        a = p.start_ms * sp.SPEECH_RATE // 1000
+        x[a:a + len(clip)] += clip[: n - a]
+        if p.start_ms not in noise_starts:
+            mask[a:a + len(clip)] = True
+    return x, mask
+
+
+def build_call(seed: int, index: int, bank: SpeechBank) -> tuple[str, int, np.ndarray, Labels, dict[str, Any]]:
+    """Build call ``index`` of ``seed``; return ``(name, rate, int16 pcm, labels, info)``."""
+    channel = CHANNEL_ROTATION[index % len(CHANNEL_ROTATION)]
+    plan = plan_call(seed, index, bank)
+    x, mask = render(plan)
+    info = dict(plan.info, channel=channel)
+    rng = np.random.default_rng([seed, index, 1])
+    snr = None
+    if channel == "noisy16":
+        snr = SNRS_DB[index % len(SNRS_DB)]
+        info["snr_db"] = snr
+    pink = (index // 10) % 2 == 0
+    if channel == "noisy16":
+        info["noise"] = "pink" if pink else "brown"
+    rate, pcm = apply_channel(x, channel, active=mask, snr_db=snr, rng=rng,
+                              noise_exponent=1.0 if pink else 2.0)
+    name = f"call{index:04d}_{channel}"
+    info["name"] = name
+    info["rate"] = rate
+    return name, rate, pcm, plan.labels, info
+
+
+def build_corpus(out_dir: str | Path, calls: int, seed: int, *, human: bool = True,
+                 traces: int = 0, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Write ``calls`` labelled calls and ``MANIFEST.json`` into ``out_dir``; return the
+    manifest. With ``traces`` > 0, also record the first ``traces`` calls driven through the
+    turn engine with the default config (``NAME.parquet``, see
+    :func:`clutchcall.traces.drive.drive_call`). Deterministic in ``(calls, seed, human,
+    traces)``. Raises
+    :class:`~clutchcall.traces.speech.SpeechSourceError` if espeak-ng or (with ``human``) the
+    ARCTIC download is unavailable, and ``ChannelError`` if a codec is missing."""
+    check_available({CHANNEL_ROTATION[i % len(CHANNEL_ROTATION)] for i in range(calls)})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bank = SpeechBank(human=human, cache_dir=cache_dir)
+    entries = []
+    for i in range(calls):
+        name, rate, pcm, labels, info = build_call(seed, i, bank)
+        write_call(out, name, rate, pcm, labels)
+        if i < traces:
+            trace = drive_call(LabelledCall(name=name, rate=rate, pcm=pcm, labels=labels),
+                               codec=CHANNEL_CODEC[info["channel"]])
+            write_trace(out / f"{name}.parquet", trace)
+            info["trace"] = f"{name}.parquet"
+        entries.append(info)
+    manifest = {
+        "generator": "clutchcall.traces.generator",
+        "generator_version": GENERATOR_VERSION,
+        "clutchcall_version": __version__,
+        "espeak_ng": sp.espeak_version(),
+        "seed": seed,
+        "calls": calls,
+        "human_speech": human,
+        "command": f"clutchcall corpus build OUT_DIR --calls {calls} --seed {seed}"
+                   + (f" --traces {traces}" if traces else "") + ("" if human else " --no-human"),
+        "entries": entries,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest
+
+
+__all__ = ["CHANNELS", "CHANNEL_ROTATION", "SpeechBank", "build_call", "build_corpus", "plan_call", "render"]
