@@ -8,10 +8,10 @@ plus ``NAME.json``, exactly::
      "segments": [{"start_ms": .., "end_ms": .., "kind": .., "expect": ..}, ...]}
 
 with ``kind`` in turn / short_answer / backchannel / interruption / noise and ``expect`` in
-reply / ignore / yield. :func:`load_call` reads the pair and runs the production VAD framing
-(:class:`clutchcall.engine.audio.VadFramer`, see :func:`vad_decisions`) to get one speech decision per frame: the simulator
-feeds the engine exactly what the production edge would. :func:`load_call` is the one swap
-point for ``clutchcall.traces``' loader.
+reply / ignore / yield (``traces/FORMAT.md``). :func:`load_call` reads the pair with
+``clutchcall.traces``' validating reader and runs the production VAD framing
+(:class:`clutchcall.engine.audio.VadFramer`) to get one speech decision per frame: the
+simulator feeds the engine exactly what the production edge would.
 
 A :class:`Call` can also be built from intervals (:meth:`Call.from_intervals`) -- frame-level
 VAD sequences for tests -- and :func:`synthetic_call` makes a deterministic labelled call of
@@ -21,18 +21,12 @@ benchmark.
 
 from __future__ import annotations
 
-import json
-import math
 import random
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from clutchcall.engine.errors import ClutchCallError
-
-KINDS = ("turn", "short_answer", "backchannel", "interruption", "noise")
-EXPECTS = ("reply", "ignore", "yield")
 
 
 class CallFormatError(ClutchCallError, ValueError):
@@ -92,53 +86,6 @@ class Call:
                    segments=tuple(segments or []))
 
 
-def _is_num(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
-
-
-def _labels(path: Path) -> tuple[list[tuple[float, float]], list[Segment]]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CallFormatError(f"{path}: cannot read labels: {exc}") from exc
-    if not isinstance(data, dict) or data.get("version") != 1:
-        raise CallFormatError(f"{path}: expected an object with version 1")
-    if set(data) != {"version", "agent_speech", "segments"}:
-        raise CallFormatError(f"{path}: keys must be exactly version, agent_speech, segments")
-    agent = []
-    for item in data["agent_speech"]:
-        if (not isinstance(item, list) or len(item) != 2
-                or not all(_is_num(v) for v in item) or item[1] < item[0]):
-            raise CallFormatError(f"{path}: agent_speech entries must be [start_ms, end_ms]")
-        agent.append((item[0], item[1]))
-    segs = []
-    for i, seg in enumerate(data["segments"]):
-        if not isinstance(seg, dict) or set(seg) != {"start_ms", "end_ms", "kind", "expect"}:
-            raise CallFormatError(f"{path}: segments[{i}] needs exactly start_ms, end_ms, kind, expect")
-        if seg["kind"] not in KINDS or seg["expect"] not in EXPECTS:
-            raise CallFormatError(f"{path}: segments[{i}] has kind/expect {seg['kind']}/{seg['expect']}")
-        if not (_is_num(seg["start_ms"]) and _is_num(seg["end_ms"])
-                and seg["start_ms"] <= seg["end_ms"]):
-            raise CallFormatError(f"{path}: segments[{i}] has a bad time range")
-        segs.append(Segment(**seg))
-    return agent, segs
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Return (mono int16 samples, sample rate) of a PCM16 WAV; raise CallFormatError."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise CallFormatError(f"{path}: expected 16-bit PCM")
-            rate, ch = w.getframerate(), w.getnchannels()
-            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    except (OSError, wave.Error, EOFError) as exc:
-        raise CallFormatError(f"{path}: cannot read WAV: {exc}") from exc
-    if ch > 1:
-        pcm = pcm.reshape(-1, ch)[:, 0]
-    return pcm.astype(np.int16), rate
-
-
 def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
     """Return one VAD decision per whole frame of ``pcm`` with the production VAD code
     (:class:`clutchcall.engine.audio.VadFramer`). Raises CallFormatError for audio the VAD
@@ -154,30 +101,23 @@ def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int
 
 
 def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) -> Call:
-    """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) and run
-    the VAD on the audio. Reads through ``clutchcall.traces.labels.read_call`` (the one
-    validating reader of the format) when it is installed. Raises CallFormatError (or the
-    traces reader's TraceFormatError; both are ClutchCallErrors) for a missing or malformed
-    file."""
+    """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) through
+    ``clutchcall.traces.labels.read_call`` (the one validating reader of the format) and run
+    the VAD on the audio. Raises CallFormatError (carrying the reader's ``PATH: FIELD:
+    PROBLEM`` text) for a missing or malformed file."""
+    from clutchcall.traces.errors import TraceFormatError
+    from clutchcall.traces.labels import read_call
+
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
     try:
-        from clutchcall.traces.labels import read_call
-    except ImportError:
-        read_call = None
-    if read_call is not None:
         lc = read_call(stem)
-        agent = [(float(a), float(b)) for a, b in lc.labels.agent_speech]
-        segs = [Segment(start_ms=float(x.start_ms), end_ms=float(x.end_ms), kind=x.kind,
-                        expect=x.expect) for x in lc.labels.segments]
-        pcm, rate = np.asarray(lc.pcm, dtype=np.int16), lc.rate
-    else:
-        jpath, wpath = stem.with_suffix(".json"), stem.with_suffix(".wav")
-        if not jpath.exists() or not wpath.exists():
-            raise CallFormatError(f"{stem}: needs both {jpath.name} and {wpath.name}")
-        agent, segs = _labels(jpath)
-        pcm, rate = read_wav(wpath)
-    speech = vad_decisions(pcm, rate, frame_ms, aggressiveness)
+    except TraceFormatError as exc:
+        raise CallFormatError(str(exc)) from exc
+    agent = [(float(a), float(b)) for a, b in lc.labels.agent_speech]
+    segs = [Segment(start_ms=float(x.start_ms), end_ms=float(x.end_ms), kind=x.kind,
+                    expect=x.expect) for x in lc.labels.segments]
+    speech = vad_decisions(np.asarray(lc.pcm, dtype=np.int16), lc.rate, frame_ms, aggressiveness)
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
                 agent_speech=tuple(agent), segments=tuple(segs))
 
