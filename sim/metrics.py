@@ -25,8 +25,9 @@ minus what ClutchCall cannot remove -- the end-of-turn silence, the model's time
 audio and its leg both ways, and the caller leg's base one-way delay both ways -- i.e. the
 time lost to loss recovery, head-of-line blocking, jitter buffering and frame timing.
 
-Rates: ``*_rate`` are fractions of the opportunities (the count of segments of that expect),
-0.0 when there were none; ``*_per_hour`` divide counts by the hours of call simulated.
+Rates: ``*_rate`` are fractions of the opportunities, 0.0 when there were none: false
+barge-ins per (ignore segments over agent speech + cancels that match no segment), missed
+barge-ins per interruption, wake-ups per ignore segment, missed replies per reply segment; ``*_per_hour`` divide counts by the hours of call simulated.
 Tables are polars DataFrames with fixed schemas, so equal runs write byte-identical Parquet.
 """
 
@@ -66,7 +67,8 @@ SEGMENT_SCHEMA = {
 CALL_COUNTS = (
     "commits", "cancels", "primes", "reply_segments", "missed_replies", "short_answers",
     "missed_short_answers", "ignore_segments", "backchannel_wakeups", "unlabelled_commits",
-    "false_barge_ins", "interruptions", "missed_barge_ins", "frames_skipped",
+    "false_barge_ins", "unlabelled_cancels", "interruptions", "missed_barge_ins",
+    "frames_skipped",
     "retransmissions", "packets_lost",
 )
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
@@ -175,6 +177,7 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
             "barge_latency_ms": seg_cancel.get(i, math.nan) if s.expect == "yield" else math.nan,
         })
     counts["false_barge_ins"] += unmatched_cancels
+    counts["unlabelled_cancels"] = unmatched_cancels
     counts["unlabelled_commits"] = unlabelled
     counts["commits"] = len(run.turns)
     counts["cancels"] = len(run.cancels)
@@ -230,8 +233,8 @@ def summarize(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
     lat = turns["turn_latency_ms"].to_list()
     barge = t["segments"]["barge_latency_ms"].to_list()
     out: dict[str, Any] = {
-        "false_barge_in_rate": rate(c["false_barge_ins"], max(ignore_over_agent, 1)
-                                    if c["false_barge_ins"] else ignore_over_agent),
+        "false_barge_in_rate": rate(c["false_barge_ins"],
+                                    ignore_over_agent + c["unlabelled_cancels"]),
         "missed_barge_in_rate": rate(c["missed_barge_ins"], c["interruptions"]),
         "backchannel_wakeup_rate": rate(c["backchannel_wakeups"], c["ignore_segments"]),
         "missed_reply_rate": rate(c["missed_replies"], c["reply_segments"]),
