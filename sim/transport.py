@@ -159,9 +159,17 @@ class QuicModel(TransportModel):
     ack_bytes = 50
 
     def __init__(self, fwd: Link, rev: Link, *, max_ack_delay_ms: float = 25.0,
-                 zero_rtt: bool = False) -> None:
+                 zero_rtt: bool = False, ack_every: int = 2,
+                 ack_delay_ms: float | None = None) -> None:
+        """``max_ack_delay_ms`` is the advertised bound (used in the PTO); the receiver ACKs
+        every ``ack_every``-th ack-eliciting packet or ``ack_delay_ms`` (default: the bound)
+        after the first unacknowledged one. RFC 9000's default is 2 / 25 ms; the ACK
+        frequency extension (draft-ietf-quic-ack-frequency) changes them; aioquic ACKs every
+        packet after 1 ms (``ack_every`` large, ``ack_delay_ms=1``)."""
         super().__init__(fwd, rev, max_ack_delay_ms=max_ack_delay_ms)
         self.zero_rtt = zero_rtt
+        self.ack_every = max(1, int(ack_every))
+        self.ack_delay = (max_ack_delay_ms if ack_delay_ms is None else ack_delay_ms) / 1000.0
         self._pn = 0
 
     def handshake(self, t0: float) -> float:
@@ -188,6 +196,7 @@ class QuicModel(TransportModel):
         fwd, rev = self.fwd, self.rev
         ovh = self.overhead_bytes
         mad = self.max_ack_delay
+        ack_every, ack_delay = self.ack_every, self.ack_delay
         arrival = [_INF] * n
         acked = [False] * n
         # packets and ACKs in flight: (arrival time, order, kind, a, b)
@@ -291,10 +300,10 @@ class QuicModel(TransportModel):
                         rx_time[a] = now
                     rx_largest = max(rx_largest, a)
                     unacked += 1
-                    if out_of_order or unacked >= 2:
+                    if out_of_order or unacked >= ack_every:
                         send_ack(now)
                     elif ack_at == _INF:
-                        ack_at = now + mad
+                        ack_at = now + ack_delay
                 else:  # an ACK reaches the sender
                     if a <= ack_seen:
                         continue

@@ -82,6 +82,11 @@ class NetConfig:
     """Audio payload per 20 ms frame (Opus at 64 kbit/s)."""
     zero_rtt: bool = False
     """QUIC resumption with 0-RTT (handshake costs nothing)."""
+    quic_ack_every: int = 2
+    """Fast QUIC model: the receiver ACKs every N-th ack-eliciting packet (RFC 9000: 2)."""
+    quic_ack_delay_ms: float = 25.0
+    """Fast QUIC model: ...or this long after the first unacknowledged one (RFC 9000: 25 ms;
+    aioquic uses 1 ms with every packet)."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -95,7 +100,8 @@ class NetConfig:
     def symmetric(cls, *, transport: str = "quic", rtt_ms: float = 50.0, loss: float = 0.0,
                   jitter_ms: float = 0.0, **link: Any) -> NetConfig:
         """Return a config with the same link parameters both ways."""
-        extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt") if k in link}
+        extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt",
+                                          "quic_ack_every", "quic_ack_delay_ms") if k in link}
         lc = LinkConfig(rtt_ms=rtt_ms, loss=loss, jitter_ms=jitter_ms, **link)
         return cls(transport=transport, uplink=lc, downlink=lc, **extra)
 
@@ -174,8 +180,9 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
     if net.transport == "tcp":
         return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
     if net.transport == "quic":
-        return (QuicModel(up, up_ack, zero_rtt=net.zero_rtt),
-                QuicModel(down, down_ack, zero_rtt=net.zero_rtt))
+        kw = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
+              "ack_delay_ms": net.quic_ack_delay_ms}
+        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)  # type: ignore[arg-type]
     from clutchcall.sim.quic_exact import ExactQuicTransport
 
     return ExactQuicTransport.pair(net, rngs)
