@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from clutchcall.engine import TurnConfig
+from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
 from clutchcall.sim.runner import load_calls
@@ -66,7 +67,10 @@ def net_config(a: argparse.Namespace) -> NetConfig:
     link: dict[str, Any] = {"rtt_ms": a.rtt_ms, "loss": a.loss, "jitter_ms": a.jitter_ms,
                             "rate_kbps": a.rate_kbps, "queue_bytes": a.queue_bytes}
     if a.burst_loss:
-        p, r = (float(x) for x in a.burst_loss.split(":"))
+        try:
+            p, r = (float(x) for x in a.burst_loss.split(":"))
+        except ValueError:
+            raise ConfigError(f"--burst-loss: expected P:R, got {a.burst_loss!r}") from None
         link.update(ge_p=p, ge_r=r)
     lc = LinkConfig(**link)
     return NetConfig(transport=a.transport, uplink=lc, downlink=lc,

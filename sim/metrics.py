@@ -71,8 +71,11 @@ CALL_COUNTS = (
     "frames_skipped",
     "retransmissions", "packets_lost",
 )
+PER_HOUR = ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
+            "missed_short_answers")
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
 CALL_SCHEMA.update({k: pl.Int64 for k in CALL_COUNTS})
+CALL_SCHEMA.update({f"{k}_per_hour": pl.Float64 for k in PER_HOUR})
 
 
 MISSED_BARGE_GRACE_MS = 1000
@@ -188,6 +191,9 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
     call_row: dict[str, Any] = {"call": call.name, "duration_s": call.duration_s,
                                 "connect_ms": run.connect_s * 1000.0}
     call_row.update(counts)
+    hours = call.duration_s / 3600.0
+    for k in PER_HOUR:
+        call_row[f"{k}_per_hour"] = counts[k] / hours if hours else 0.0
     return turn_rows, seg_rows, call_row
 
 
@@ -253,8 +259,7 @@ def summarize(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
             out[f"{col.removesuffix('_ms')}_ms_p{q}"] = _pct(vals, q)
     out["barge_latency_ms_p95"] = _pct(barge, 95)
     out["barge_latency_ms_p99"] = _pct(barge, 99)
-    for k in ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
-              "missed_short_answers"):
+    for k in PER_HOUR:
         out[f"{k}_per_hour"] = round(c[k] / hours, 3) if hours else 0.0
     return out
 

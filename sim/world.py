@@ -299,8 +299,9 @@ class _World:
             gen = self.timer_gen
             ev = self.env.timeout(max(0.0, d - self.env.now))
             ev.callbacks.append(lambda _e, gen=gen, d=d: self.fire(gen, d))
-        elif d is None:
+        elif d is None and self.timer_at is not None:
             self.timer_at = None
+            self.timer_gen += 1  # disarm the pending timeout
 
     def fire(self, gen: int, deadline: float) -> None:
         if gen != self.timer_gen:

@@ -76,6 +76,8 @@ def test_bad_input_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["sim", "run", str(tmp_path / "missing")]) == 2
     assert "no such labelled call" in capsys.readouterr().err
     assert main(["sim", "sweep", "--barge-confirm-ms", "9:1", "--synthetic", "1"]) == 2
+    assert main(["sim", "run", "--synthetic", "1", "--burst-loss", "x"]) == 2
+    assert main(["eval", "--synthetic", "1", "--loss", "2"]) == 2
 
 
 def test_bench_sim_json(capsys: pytest.CaptureFixture[str]) -> None:
