@@ -122,14 +122,51 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) 
                 agent_speech=tuple(agent), segments=tuple(segs))
 
 
+def call_from_trace(path: str | Path) -> Call:
+    """Build a :class:`Call` from a recorded trace's inputs (``clutchcall.traces``): the
+    caller frames' VAD decisions in order, and the agent audio started/finished inputs as
+    the agent's planned speech. It has no labels, so only latencies can be scored. Raises
+    CallFormatError for a malformed trace or frames of mixed durations."""
+    from clutchcall.traces.errors import TraceFormatError
+    from clutchcall.traces.recorded import read_trace
+
+    try:
+        trace = read_trace(path)
+    except TraceFormatError as exc:
+        raise CallFormatError(str(exc)) from exc
+    frames = [i for i in trace.inputs if i.kind == "caller_frame"]
+    durations = {i.duration_ms for i in frames}
+    if len(durations) > 1:
+        raise CallFormatError(f"{path}: caller frames of mixed durations {sorted(durations)}")
+    frame_ms = durations.pop() if durations else 20
+    agent: list[tuple[float, float]] = []
+    start: float | None = None
+    for i in trace.inputs:
+        if i.kind == "agent_audio_started" and start is None:
+            start = i.time * 1000.0
+        elif i.kind == "agent_audio_finished" and start is not None:
+            agent.append((start, i.time * 1000.0))
+            start = None
+    if start is not None and frames:
+        agent.append((start, frames[-1].time * 1000.0))
+    return Call(name=Path(path).stem, frame_ms=frame_ms,
+                speech=tuple(bool(i.speech) for i in frames), agent_speech=tuple(agent),
+                segments=())
+
+
 def find_calls(paths: list[str]) -> list[Path]:
-    """Expand files and directories into the sorted list of labelled-call stems
-    (every ``*.json`` with a sibling ``*.wav``). Raises CallFormatError if none."""
+    """Expand files and directories into the sorted list of labelled-call stems (every
+    ``*.json`` with a sibling ``*.wav``) and recorded traces named explicitly (``*.parquet``).
+    Raises CallFormatError if none, or for a path that does not exist."""
     stems: set[Path] = set()
     for item in paths:
         p = Path(item)
         if p.is_dir():
             stems.update(j.with_suffix("") for j in p.rglob("*.json") if j.with_suffix(".wav").exists())
+        elif p.suffix == ".parquet":
+            if not p.exists():
+                raise CallFormatError(f"{item}: no such recorded trace")
+            stems.add(p)
         else:
             stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
             if not stem.with_suffix(".json").exists():

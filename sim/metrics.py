@@ -16,8 +16,9 @@ the segment it interrupted with (the cancelling frame lies within ``[start - 60 
   agent that stopped by itself sooner, or was already stopped, was not missed); else the
   *barge-in latency* is when the agent stopped at the caller minus the segment's start.
 
-A cancel that matches no segment is a false barge-in too; a commit that matches none is an
-*unlabelled commit*. Latencies per turn (ms): ``turn_latency_ms`` at the caller (end of the
+A cancel that matches no segment is a false barge-in too (an *unlabelled cancel*); a commit
+that matches none is an *unlabelled commit* (a call with no segments at all -- a recorded
+trace used as the caller -- is scored for latencies only). Latencies per turn (ms): ``turn_latency_ms`` at the caller (end of the
 last speech frame sent -> first agent audio frame received), ``turn_latency_edge_ms`` (last
 speech frame fed to the engine -> first agent audio frame sent), ``commit_delay_ms`` (end of
 speech at the caller -> commit at the edge), and ``edge_added_ms``: turn latency at the caller
@@ -179,8 +180,9 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
             "turn_latency_ms": seg_commit.get(i, math.nan) if s.expect == "reply" else math.nan,
             "barge_latency_ms": seg_cancel.get(i, math.nan) if s.expect == "yield" else math.nan,
         })
-    counts["false_barge_ins"] += unmatched_cancels
-    counts["unlabelled_cancels"] = unmatched_cancels
+    if segs:  # a call without labels (a recorded trace) scores latencies only
+        counts["false_barge_ins"] += unmatched_cancels
+        counts["unlabelled_cancels"] = unmatched_cancels
     counts["unlabelled_commits"] = unlabelled
     counts["commits"] = len(run.turns)
     counts["cancels"] = len(run.cancels)

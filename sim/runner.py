@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ConfigError
-from clutchcall.sim.calls import Call, find_calls, load_call, synthetic_call
+from clutchcall.sim.calls import Call, call_from_trace, find_calls, load_call, synthetic_call
 from clutchcall.sim.metrics import summarize, tables
 from clutchcall.sim.world import SimConfig, simulate_call
 
@@ -44,7 +44,8 @@ def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int 
     if paths or not synthetic:
         if not paths:
             paths = [str(default_corpus())]
-        calls += [load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness)
+        calls += [call_from_trace(p) if p.suffix == ".parquet"
+                  else load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness)
                   for p in find_calls(paths)]
     calls += [synthetic_call(1000 + i, synthetic_seconds, frame_ms) for i in range(synthetic)]
     return calls

@@ -56,3 +56,16 @@ def test_cli_on_the_checked_in_corpus(capsys: pytest.CaptureFixture[str]) -> Non
     assert data["calls"] >= 1 and data["reply_segments"] > 0
     if CORPUS_TRACES:
         assert main(["sim", "replay", *map(str, CORPUS_TRACES)]) == 0
+
+
+@pytest.mark.skipif(not CORPUS_TRACES, reason="no recorded traces in traces/corpus")
+def test_a_recorded_trace_drives_the_caller_over_a_modelled_network(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from clutchcall.sim.calls import call_from_trace
+
+    call = call_from_trace(CORPUS_TRACES[0])
+    trace = load_trace(CORPUS_TRACES[0])
+    assert len(call.speech) == sum(1 for i in trace.inputs if i.kind == "caller_frame")
+    assert main(["sim", "run", str(CORPUS_TRACES[0]), "--transport", "tcp", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["calls"] == 1 and data["reply_segments"] == 0
