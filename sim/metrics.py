@@ -27,7 +27,8 @@ audio and its leg both ways, and the caller leg's base one-way delay both ways -
 time lost to loss recovery, head-of-line blocking, jitter buffering and frame timing.
 
 Rates: ``*_rate`` are fractions of the opportunities, 0.0 when there were none: false
-barge-ins per (ignore segments over agent speech + cancels that match no segment), missed
+barge-ins per (ignore segments + cancels that match no segment; the reactive agent may be
+talking where the recording's was not, so every ignore segment is an opportunity), missed
 barge-ins per interruption, wake-ups per ignore segment, missed replies per reply segment; ``*_per_hour`` divide counts by the hours of call simulated.
 Tables are polars DataFrames with fixed schemas, so equal runs write byte-identical Parquet.
 """
@@ -242,7 +243,7 @@ def summarize(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
     barge = t["segments"]["barge_latency_ms"].to_list()
     out: dict[str, Any] = {
         "false_barge_in_rate": rate(c["false_barge_ins"],
-                                    ignore_over_agent + c["unlabelled_cancels"]),
+                                    c["ignore_segments"] + c["unlabelled_cancels"]),
         "missed_barge_in_rate": rate(c["missed_barge_ins"], c["interruptions"]),
         "backchannel_wakeup_rate": rate(c["backchannel_wakeups"], c["ignore_segments"]),
         "missed_reply_rate": rate(c["missed_replies"], c["reply_segments"]),
