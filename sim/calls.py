@@ -22,6 +22,7 @@ benchmark.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +66,9 @@ class Call:
         name: str,
         *,
         duration_ms: int,
-        caller_speech: list[tuple[float, float]],
-        agent_speech: list[tuple[float, float]] | None = None,
-        segments: list[Segment] | None = None,
+        caller_speech: Sequence[tuple[float, float]],
+        agent_speech: Sequence[tuple[float, float]] | None = None,
+        segments: Sequence[Segment] | None = None,
         frame_ms: int = 20,
     ) -> Call:
         """Build a call whose frame k is speech iff it overlaps a ``caller_speech`` interval
@@ -135,7 +136,7 @@ def call_from_trace(path: str | Path) -> Call:
     except TraceFormatError as exc:
         raise CallFormatError(str(exc)) from exc
     frames = [i for i in trace.inputs if i.kind == "caller_frame"]
-    durations = {i.duration_ms for i in frames}
+    durations = {int(i.duration_ms or 0) for i in frames}
     if len(durations) > 1:
         raise CallFormatError(f"{path}: caller frames of mixed durations {sorted(durations)}")
     frame_ms = durations.pop() if durations else 20

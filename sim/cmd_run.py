@@ -10,8 +10,10 @@ import sys
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
+from clutchcall.sim.calls import Call
 from clutchcall.sim.metrics import EVAL_KEYS, write_tables
 from clutchcall.sim.runner import run as run_calls
+from clutchcall.sim.world import SimConfig
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "trace DIR/NAME.parquet (replay with 'clutchcall sim replay')")
 
 
-def record_traces(calls: list, cfg: object, out_dir: str) -> list[str]:
+def record_traces(calls: list[Call], cfg: SimConfig, out_dir: str) -> list[str]:
     """Simulate each call with a ``clutchcall.traces`` TraceRecorder attached and write
     ``OUT/NAME.parquet``; return the paths."""
     from clutchcall.sim.world import simulate_call

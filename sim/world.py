@@ -53,6 +53,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
-from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel, TransportModel
+from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel
 
 TRANSPORTS = ("quic", "tcp", "quic-exact")
 
@@ -172,7 +173,8 @@ class CallRun:
 
 
 def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
-                     ) -> tuple[TransportModel, TransportModel]:
+                     ) -> tuple[Any, Any]:
+    """Return (uplink, downlink) transports: fast models, or the exact aioquic pair."""
     up = Link(net.uplink, rngs["uplink"])
     up_ack = Link(net.downlink, rngs["uplink_ack"])
     down = Link(net.downlink, rngs["downlink"])
@@ -298,10 +300,13 @@ class _World:
             self.timer_gen += 1
             gen = self.timer_gen
             ev = self.env.timeout(max(0.0, d - self.env.now))
-            ev.callbacks.append(lambda _e, gen=gen, d=d: self.fire(gen, d))
+            ev.callbacks.append(partial(self._fire_cb, gen, d))
         elif d is None and self.timer_at is not None:
             self.timer_at = None
             self.timer_gen += 1  # disarm the pending timeout
+
+    def _fire_cb(self, gen: int, deadline: float, _event: object) -> None:
+        self.fire(gen, deadline)
 
     def fire(self, gen: int, deadline: float) -> None:
         if gen != self.timer_gen:
