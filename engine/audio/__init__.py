@@ -6,6 +6,7 @@ clock and no I/O; one object per stream and direction holds that stream's state.
 * :mod:`.g711` -- G.711 mu-law / A-law by lookup table, bit-exact with ``audioop``.
 * :mod:`.opus` -- Opus encoder/decoder through our cffi (ABI mode) binding to libopus, with PLC.
 * :mod:`.resample` -- soxr streaming resampler (chunk-invariant output, measured delay).
+* :mod:`.polyphase` -- low-latency polyphase FIR resampler ("LL": no block buffering).
 * :mod:`.vad` -- frame splitter with carry-over, webrtcvad, and the two chained.
 * :mod:`.codec` -- the :class:`Codec` names and the per-call :class:`Transcoder`.
 
@@ -20,6 +21,7 @@ from clutchcall.engine.audio.codec import Codec, Transcoder, payload_bytes
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 from clutchcall.engine.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from clutchcall.engine.audio.opus import OpusDecoder, OpusEncoder
+from clutchcall.engine.audio.polyphase import PolyphaseResampler
 from clutchcall.engine.audio.resample import DelayReport, StreamResampler, measure_delay
 from clutchcall.engine.audio.vad import Decimate24To16, FrameSplitter, Vad, VadFramer
 
@@ -32,6 +34,7 @@ __all__ = [
     "FrameSplitter",
     "OpusDecoder",
     "OpusEncoder",
+    "PolyphaseResampler",
     "StreamResampler",
     "Transcoder",
     "Vad",

@@ -9,7 +9,10 @@ the edge would serve them:
 * ``opus_uplink``: Opus packet from a 48 kHz browser encoder -> libopus decode straight at
   24 kHz (see :class:`~clutchcall.engine.audio.codec.Transcoder`: no soxr stage) -> webrtcvad
   (VadFramer at 24 kHz, judged at 16 kHz) -> PCM16 LE bytes;
-* ``pstn_downlink``: model PCM16 24 kHz bytes -> soxr 24 -> 8 kHz -> 20 ms frames -> mu-law.
+* ``pstn_downlink``: model PCM16 24 kHz bytes -> soxr 24 -> 8 kHz -> 20 ms frames -> mu-law;
+* ``pstn_uplink_hq`` / ``pstn_downlink_hq`` (or ``_ll``): the same PSTN paths with the other
+  resampler -- soxr "HQ" when the run uses the Transcoder default "auto" (= the low-latency
+  polyphase "LL" for these pairs), "LL" otherwise.
 
 The input is real speech (espeak-ng, falling back to a synthetic voiced signal if espeak-ng is
 missing), encoded beforehand so only the path itself is timed. For each path we report the
@@ -20,8 +23,8 @@ calls one core keeps up with at 100 % load (the best run is given too: on a shar
 other processes inflate some runs). The default ``--calls 500`` is the goal itself, so the
 call states' combined working set (soxr filter state, libopus state) is what the cache sees. A baseline runs in the same process: the same
 PSTN uplink built from the stdlib's ``audioop`` (``ulaw2lin`` + ``ratecv``, linear
-interpolation) plus the same VAD. The resampler delay of each pair is measured with impulses
-(:func:`clutchcall.engine.audio.resample.measure_delay`). This module reads the clock; the
+interpolation) plus the same VAD. The latency each resampler adds is measured per pair, for
+soxr "HQ" and for "LL" (:func:`clutchcall.engine.audio.resample.measure_delay`). This module reads the clock; the
 core modules of the package do not.
 """
 
@@ -47,7 +50,7 @@ from clutchcall.engine.audio.codec import Codec, Transcoder
 from clutchcall.engine.audio.g711 import ulaw_encode
 from clutchcall.engine.audio.metrics import frames_of
 from clutchcall.engine.audio.opus import OpusEncoder, opus_version
-from clutchcall.engine.audio.resample import measure_delay
+from clutchcall.engine.audio.resample import LOW_LATENCY, measure_delay
 from clutchcall.engine.audio.vad import VadFramer
 
 FRAME_MS = 20
@@ -63,7 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=500, help="concurrent call states per path")
     parser.add_argument("--seconds", type=float, default=2.0, help="audio seconds per call per run")
     parser.add_argument("--runs", type=int, default=7, help="runs per path (the median is reported)")
-    parser.add_argument("--quality", default="HQ", help="soxr quality of the resamplers (HQ, LQ, ...)")
+    parser.add_argument("--quality", default="auto",
+                        help="resampler quality: auto (LL where possible; the Transcoder default),"
+                             " LL, or a soxr recipe (HQ, LQ, ...)")
     parser.add_argument("--aggressiveness", type=int, default=2, help="webrtcvad mode 0-3")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -136,7 +141,7 @@ def _path_stats(elapsed: list[tuple[float, float]], frames: int, calls: int) -> 
 
 
 def measure(
-    calls: int = 500, seconds: float = 2.0, runs: int = 7, quality: str = "HQ", aggressiveness: int = 2
+    calls: int = 500, seconds: float = 2.0, runs: int = 7, quality: str = "auto", aggressiveness: int = 2
 ) -> dict[str, object]:
     """Run the benchmark and return its figures as a dict (see the module docstring)."""
     speech, source = _speech((8000, 24000, 48000))
@@ -146,15 +151,22 @@ def measure(
     model_chunks = [f.astype("<i2").tobytes() for f in _frames(speech[24000], 24000, seconds)]
     frames = len(ulaw_payloads)
 
-    def pstn_uplink() -> Callable[[bytes], object]:
-        tr = Transcoder(Codec.G711_ULAW, 8000, 24000, FRAME_MS, quality)
-        vf = VadFramer(8000, FRAME_MS, aggressiveness)
-        decode, to_model, push = tr.decode_caller, tr.to_model, vf.push
+    def pstn_uplink_q(q: str) -> Callable[[], Callable[[bytes], object]]:
+        def make() -> Callable[[bytes], object]:
+            tr = Transcoder(Codec.G711_ULAW, 8000, 24000, FRAME_MS, q)
+            vf = VadFramer(8000, FRAME_MS, aggressiveness)
+            decode, to_model, push = tr.decode_caller, tr.to_model, vf.push
 
-        def step(p: bytes) -> object:
-            pcm = decode(p)
-            return push(pcm), to_model(pcm)
-        return step
+            def step(p: bytes) -> object:
+                pcm = decode(p)
+                return push(pcm), to_model(pcm)
+            return step
+        return make
+
+    def pstn_downlink_q(q: str) -> Callable[[], Callable[[bytes], object]]:
+        def make() -> Callable[[bytes], object]:
+            return Transcoder(Codec.G711_ULAW, 8000, 24000, FRAME_MS, q).downlink
+        return make
 
     def opus_uplink() -> Callable[[bytes], object]:
         tr = Transcoder(Codec.OPUS, 48000, 24000, FRAME_MS, quality)
@@ -165,9 +177,6 @@ def measure(
             pcm = decode(p)
             return push(pcm), to_model(pcm)
         return step
-
-    def pstn_downlink() -> Callable[[bytes], object]:
-        return Transcoder(Codec.G711_ULAW, 8000, 24000, FRAME_MS, quality).downlink
 
     def audioop_baseline() -> Callable[[bytes], object]:
         with warnings.catch_warnings():
@@ -184,11 +193,15 @@ def measure(
         return step
 
     paths: dict[str, tuple[Callable[[], Callable[[bytes], object]], list[bytes]]] = {
-        "pstn_uplink": (pstn_uplink, ulaw_payloads),
+        "pstn_uplink": (pstn_uplink_q(quality), ulaw_payloads),
         "opus_uplink": (opus_uplink, opus_payloads),
-        "pstn_downlink": (pstn_downlink, model_chunks),
+        "pstn_downlink": (pstn_downlink_q(quality), model_chunks),
         "baseline_audioop_pstn_uplink": (audioop_baseline, ulaw_payloads),
     }
+    # the same PSTN paths with the other resampler, for comparison
+    other = "HQ" if Transcoder(Codec.G711_ULAW, 8000, quality=quality).quality == LOW_LATENCY else LOW_LATENCY
+    paths[f"pstn_uplink_{other.lower()}"] = (pstn_uplink_q(other), ulaw_payloads)
+    paths[f"pstn_downlink_{other.lower()}"] = (pstn_downlink_q(other), model_chunks)
     elapsed: dict[str, list[tuple[float, float]]] = {k: [] for k in paths}
     for _ in range(runs):  # interleave the paths so drift hits them alike
         for name, (make, payloads) in paths.items():
@@ -214,13 +227,18 @@ def measure(
             ts.append(time.thread_time() - t0)
         stage_us[name] = round(statistics.median(ts) / (10 * frames) * 1e6, 2)
 
-    delays = {}
+    delays: dict[str, dict[str, dict[str, float]]] = {}
     for a, b in DELAY_PAIRS:
-        r = measure_delay(a, b, quality=quality, chunk_ms=FRAME_MS, clicks=16)
-        delays[f"{a // 1000}k_{b // 1000}k"] = {
-            "mean_ms": round(r.mean_ms, 2), "max_ms": round(r.max_ms, 2),
-            "soxr_pending_mean_ms": round(r.soxr_mean_ms, 2),
-        }
+        per_q = {}
+        for q in ("HQ", LOW_LATENCY):
+            r = measure_delay(a, b, quality=q, chunk_ms=FRAME_MS, clicks=8)
+            per_q[q] = {
+                "added_latency_ms": round(r.added_latency_ms, 2),
+                "buffering_mean_ms": round(r.buffering_mean_ms, 2),
+                "buffering_max_ms": round(r.buffering_max_ms, 2),
+                "group_delay_ms": round(r.group_delay_ms, 2),
+            }
+        delays[f"{a // 1000}k_{b // 1000}k"] = per_q
     base = stats["baseline_audioop_pstn_uplink"]["us_per_frame"]
     return {
         "pstn_uplink_calls_per_core": stats["pstn_uplink"]["calls_per_core"],
@@ -253,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"audio paths at {FRAME_MS} ms frames, {res['calls']} concurrent calls x "
           f"{res['frames_per_call']} frames, median of {res['runs']} runs, one CPU "
-          f"{res['pinned_cpu']}, soxr {res['quality']}, {res['libopus']}, speech: {res['speech']}")
+          f"{res['pinned_cpu']}, resampler quality {res['quality']}, {res['libopus']}, speech: {res['speech']}")
     paths = res["paths"]
     assert isinstance(paths, dict)
     for name, s in paths.items():
@@ -262,9 +280,14 @@ def run(args: argparse.Namespace) -> int:
               f"spread {s['spread_pct']}%, wall {s['wall_us_per_frame']} us/frame)")
     print(f"  PSTN uplink / audioop baseline: {res['pstn_uplink_over_audioop_baseline']}x")
     print(f"  PSTN uplink stages (us/frame): {res['pstn_uplink_stage_us_per_frame']}")
-    print("  resampler delay at 20 ms chunks (impulse-measured mean / max ms; soxr pending mean):")
+    print("  resampler latency at 20 ms chunks, ms: added (= worst buffering + group delay)"
+          " [buffering mean / max, group delay]")
     delays = res["resampler_delay_ms"]
     assert isinstance(delays, dict)
-    for pair, d in delays.items():
-        print(f"    {pair:9s} {d['mean_ms']:6.2f} / {d['max_ms']:6.2f}   ({d['soxr_pending_mean_ms']})")
+    for pair, per_q in delays.items():
+        cells = "   ".join(
+            f"{q}: {d['added_latency_ms']:6.2f} [{d['buffering_mean_ms']:.1f} / "
+            f"{d['buffering_max_ms']:.0f}, {d['group_delay_ms']:.2f}]" for q, d in per_q.items()
+        )
+        print(f"    {pair:9s} {cells}")
     return 0

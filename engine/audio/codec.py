@@ -7,7 +7,7 @@ little-endian at ``model_rate`` (24 kHz for OpenAI-Realtime-compatible models). 
 
 uplink (caller -> model)::
 
-    payload --decode_caller--> int16 @ codec_rate --to_model (soxr stream)--> PCM16 LE @ model_rate
+    payload --decode_caller--> int16 @ codec_rate --to_model (resampler)--> PCM16 LE @ model_rate
 
 ``uplink(payload)`` does both steps; run the VAD (``VadFramer(tr.codec_rate, ...)``) on
 :meth:`Transcoder.decode_caller`'s output, so speech is judged before any resampling delay,
@@ -23,7 +23,7 @@ model-leg stream keeps its timing.
 
 downlink (model -> caller)::
 
-    PCM16 LE @ model_rate --soxr stream--> int16 @ codec_rate --FrameSplitter--> frame --encode--> payload
+    PCM16 LE @ model_rate --resampler--> int16 @ codec_rate --FrameSplitter--> frame --encode--> payload
 
 ``downlink(pcm)`` returns zero or more caller-leg payloads, one per ``frame_ms`` frame (PCM16:
 ``rate*frame_ms/1000*2`` bytes, G.711: one byte per sample, Opus: one packet per frame); the
@@ -34,9 +34,16 @@ emits the resampler's tail and the last partial frame padded with silence); on b
 Errors: malformed payloads (empty, odd PCM16 byte count, corrupt Opus packet, wrong type) raise
 :class:`AudioError`, and every state (Opus decoder, resamplers, frame splitter) is left as it
 was before the call, so the next payload is processed normally. Bad construction parameters
-raise ``ConfigError``. Note the soxr resamplers emit in bursts (see
-:mod:`clutchcall.engine.audio.resample`): ``uplink`` may return ``b""`` for some payloads and
-more than one frame's worth for others; total durations match. No clock, no I/O.
+raise ``ConfigError``.
+
+Resampling: by default (``quality="auto"``) both directions use the low-latency polyphase
+resampler ("LL", :mod:`clutchcall.engine.audio.polyphase`) whenever the rate ratio is simple
+(every pair among 8/12/16/24/32/48 kHz), else soxr "HQ" (44.1 kHz). LL returns every 20 ms
+frame at once and adds only its filter's group delay (4 ms for 8<->24 kHz), where soxr's
+streaming API holds audio back in blocks (up to 80 ms for 8<->24 kHz at 20 ms frames, which
+would land on turn latency) at about the same CPU cost. Pass ``quality="HQ"`` (or another soxr
+recipe) for soxr; its output then comes in bursts: ``uplink`` may return ``b""`` for some
+payloads and several frames' worth for others (total durations match). No clock, no I/O.
 """
 
 from __future__ import annotations
@@ -53,7 +60,13 @@ from clutchcall.engine.audio.g711 import (
     ULAW_ENCODE_TABLE,
 )
 from clutchcall.engine.audio.opus import OPUS_RATES, OpusDecoder, OpusEncoder
-from clutchcall.engine.audio.resample import QUALITIES, SUPPORTED_RATES, StreamResampler
+from clutchcall.engine.audio.polyphase import ll_supported
+from clutchcall.engine.audio.resample import (
+    LOW_LATENCY,
+    QUALITIES,
+    SUPPORTED_RATES,
+    StreamResampler,
+)
 from clutchcall.engine.audio.vad import FrameSplitter
 
 __all__ = ["Codec", "Transcoder", "payload_bytes"]
@@ -112,9 +125,10 @@ def payload_bytes(codec: Codec | str, rate: int, frame_ms: int) -> int | None:
 class Transcoder:
     """Per-call transcoding between a caller-leg codec and model-leg PCM16.
 
-    ``Transcoder(caller_codec, caller_rate, model_rate=24000, frame_ms=20, quality="HQ",
+    ``Transcoder(caller_codec, caller_rate, model_rate=24000, frame_ms=20, quality="auto",
     opus_bitrate=None)``. ``frame_ms`` is the downlink packetisation (and the length of one
-    concealed uplink frame); ``quality`` the soxr recipe of both resamplers; ``opus_bitrate``
+    concealed uplink frame); ``quality`` the resamplers' quality: "auto" (LL when the ratio
+    allows, else HQ; see the module notes), "LL" or a soxr recipe; ``opus_bitrate``
     the downlink Opus encoder's bitrate (None: libopus default).
     Raises ``ConfigError`` for an unknown codec, a rate the codec or resampler does not
     support, or an unsupported ``frame_ms``.
@@ -134,6 +148,7 @@ class Transcoder:
         "codec_rate",
         "frame_ms",
         "model_rate",
+        "quality",
     )
 
     def __init__(
@@ -142,7 +157,7 @@ class Transcoder:
         caller_rate: int,
         model_rate: int = 24000,
         frame_ms: int = 20,
-        quality: str = "HQ",
+        quality: str = "auto",
         opus_bitrate: int | None = None,
     ) -> None:
         codec = Codec.parse(caller_codec)
@@ -158,8 +173,8 @@ class Transcoder:
                 f"frame_ms {frame_ms!r} not supported by {codec.value} "
                 f"(allowed: {sorted(codec.frame_ms_allowed)})"
             )
-        if quality not in QUALITIES:
-            raise ConfigError(f"quality must be one of {QUALITIES}, got {quality!r}")
+        if quality != "auto" and quality not in QUALITIES:
+            raise ConfigError(f"quality must be 'auto' or one of {QUALITIES}, got {quality!r}")
         self.caller_codec = codec
         self.caller_rate = caller_rate
         self.model_rate = model_rate
@@ -170,6 +185,9 @@ class Transcoder:
             codec_rate = model_rate
         self.codec_rate = codec_rate
         self.codec_frame_samples = codec_rate * frame_ms // 1000
+        if quality == "auto":
+            quality = LOW_LATENCY if ll_supported(codec_rate, model_rate) else "HQ"
+        self.quality = quality  # as resolved
         self._up = StreamResampler(codec_rate, model_rate, quality)
         self._down = StreamResampler(model_rate, codec_rate, quality)
         self._split = FrameSplitter(codec_rate, frame_ms)

@@ -13,14 +13,16 @@ Latency: soxr trims its filter's group delay from the start of the output, so ou
 moment the lag is soxr's pending output, which :attr:`StreamResampler.delay_samples` reports
 (output samples; :attr:`delay_ms` in ms). soxr works in internal blocks, so with 20 ms input
 chunks the output arrives in bursts and the lag saw-tooths between a floor and a peak.
-:func:`measure_delay` measures it the direct way, with impulses: it feeds a click at a known
-input time in ``chunk_ms`` chunks and records when (in input time) the output containing the
-click's peak is returned; ``mean_ms`` / ``max_ms`` over click positions spread across a block
-are what turn latency accounting should add for this direction (``clutchcall bench audio``
-prints them per pair and quality). Measured with 20 ms chunks, HQ adds on average 18.75 ms
-(max 40) for the 16/24/48 kHz pairs, 40 ms (max 80) for 8<->24 and 63.75 ms (max 100) for
-8<->16 kHz; LQ (passband 80 % instead of 95 %) adds 6-27 ms; "QQ" (cubic, no anti-alias
-filter) adds none but aliases. soxr's own pending-output figure agrees within a few ms.
+:func:`measure_delay` measures it directly: which chunk returns each output sample, compared
+with the chunk it belongs to (buffering), and where a click lands in the output (group delay);
+``added_latency_ms`` (worst buffering lag + group delay) is what turn latency accounting
+should add for this direction when the output is played out continuously, and
+``clutchcall bench audio`` prints it per pair. With 20 ms chunks and HQ the buffering lag
+averages about 20 ms (max 40) for the 16/24/48 kHz pairs, 40 ms (max 80) for 8<->24 and
+60 ms (max 120) for 8<->16 kHz; LQ (passband 80 % instead of 95 %) about half; soxr's own
+pending-output figure agrees. The "LL" quality swaps soxr for
+:class:`~clutchcall.engine.audio.polyphase.PolyphaseResampler`: no buffering, 1-4 ms of
+group delay, at a somewhat higher CPU cost for downsampling.
 
 ``process(..., last=True)`` flushes the tail and leaves the stream fresh for a new signal
 (e.g. the next agent reply). No clock, no I/O.
@@ -34,11 +36,14 @@ import numpy as np
 import numpy.typing as npt
 import soxr  # type: ignore[import-untyped]
 from clutchcall.engine.audio.errors import AudioError, ConfigError
+from clutchcall.engine.audio.polyphase import PolyphaseResampler
 
 __all__ = ["QUALITIES", "SUPPORTED_RATES", "DelayReport", "StreamResampler", "measure_delay"]
 
 SUPPORTED_RATES: frozenset[int] = frozenset({8000, 12000, 16000, 24000, 32000, 44100, 48000})
-QUALITIES: tuple[str, ...] = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+SOXR_QUALITIES: tuple[str, ...] = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+LOW_LATENCY = "LL"  # our polyphase FIR (:mod:`.polyphase`) instead of soxr
+QUALITIES: tuple[str, ...] = (*SOXR_QUALITIES, LOW_LATENCY)
 _EMPTY_F32: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
 
 
@@ -54,11 +59,13 @@ def _to_int16(y: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
 class StreamResampler:
     """Resample one mono PCM16 stream from ``in_rate`` to ``out_rate`` (Hz).
 
-    ``quality`` is soxr's recipe: "QQ", "LQ", "MQ", "HQ" (default) or "VHQ". Equal rates make
-    a pass-through (no delay). Raises :class:`ConfigError` for an unsupported rate or quality.
+    ``quality`` is soxr's recipe: "QQ", "LQ", "MQ", "HQ" (default) or "VHQ"; or "LL" for
+    :class:`~clutchcall.engine.audio.polyphase.PolyphaseResampler` (2-4 ms of group delay and
+    no block buffering, for simple ratios only: not 44.1 kHz). Equal rates make a pass-through
+    (no delay). Raises :class:`ConfigError` for an unsupported rate, quality or LL ratio.
     """
 
-    __slots__ = ("_in_total", "_out_total", "_rs", "in_rate", "out_rate", "quality")
+    __slots__ = ("_in_total", "_out_total", "_pp", "_rs", "in_rate", "out_rate", "quality")
 
     def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
         for name, rate in (("in_rate", in_rate), ("out_rate", out_rate)):
@@ -69,8 +76,12 @@ class StreamResampler:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.quality = quality
+        same = in_rate == out_rate
+        self._pp: PolyphaseResampler | None = (
+            PolyphaseResampler(in_rate, out_rate) if quality == LOW_LATENCY and not same else None
+        )
         self._rs: soxr.ResampleStream | None = (
-            None if in_rate == out_rate
+            None if same or self._pp is not None
             else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
         )
         self._in_total = 0
@@ -83,7 +94,10 @@ class StreamResampler:
 
     @property
     def delay_samples(self) -> float:
-        """Output samples owed for input already given (soxr's pending output) right now."""
+        """Current lag in output samples: soxr's pending output (output owed for input
+        already given), or for "LL" the filter's group delay plus any partial block."""
+        if self._pp is not None:
+            return self._pp.delay_samples
         if self._rs is None:
             return 0.0
         return float(self._rs.delay())
@@ -113,7 +127,14 @@ class StreamResampler:
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
             raise AudioError("resampler expects a 1-D int16 array")
         if self._rs is None:
-            out_same: npt.NDArray[np.int16] = pcm.copy()
+            out_same: npt.NDArray[np.int16] = (
+                pcm.copy() if self._pp is None else self._pp.process(pcm, last)
+            )
+            if last:
+                self._in_total = self._out_total = 0
+            else:
+                self._in_total += pcm.shape[0]
+                self._out_total += out_same.shape[0]
             return out_same
         x = pcm.astype(np.float32) if pcm.shape[0] else _EMPTY_F32
         y = self._rs.resample_chunk(x, last=last)
@@ -135,60 +156,83 @@ class StreamResampler:
         """Drop everything pending and start afresh (e.g. after a barge-in cancel)."""
         if self._rs is not None:
             self._rs.clear()
+        if self._pp is not None:
+            self._pp.reset()
         self._in_total = 0
         self._out_total = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DelayReport:
-    """Measured latency of one resampling direction with fixed-size input chunks."""
+    """Measured latency of one resampling direction fed fixed-size chunks (all in ms).
+
+    * ``buffering_mean_ms`` / ``buffering_max_ms``: how much later each output sample is
+      returned than the end of the input chunk it belongs to (soxr's block buffering; 0 for
+      "LL"), mean and max over the samples of a steady stream.
+    * ``group_delay_ms``: how far a click is shifted inside the output stream (soxr trims its
+      filter delay: about 0; "LL" keeps it: 1-4 ms).
+    * ``added_latency_ms`` = ``buffering_max_ms + group_delay_ms``: what the resampler adds to
+      turn latency when its output is played out continuously (a playout buffer has to absorb
+      the worst burst lag, not the mean).
+    * ``reported_mean_ms``: the mean of :attr:`StreamResampler.delay_ms` after each chunk.
+    """
 
     in_rate: int
     out_rate: int
     quality: str
     chunk_ms: int
-    mean_ms: float  # input time fed -> output returned, mean over click positions
-    max_ms: float
-    min_ms: float
-    soxr_mean_ms: float  # soxr's own pending-output figure, mean over chunk boundaries
+    buffering_mean_ms: float
+    buffering_max_ms: float
+    group_delay_ms: float
+    added_latency_ms: float
+    reported_mean_ms: float
 
 
 def measure_delay(
-    in_rate: int, out_rate: int, quality: str = "HQ", chunk_ms: int = 20, clicks: int = 16
+    in_rate: int, out_rate: int, quality: str = "HQ", chunk_ms: int = 20, clicks: int = 8
 ) -> DelayReport:
-    """Measure the input-to-output lag of a :class:`StreamResampler` with impulses.
+    """Measure the latency a :class:`StreamResampler` adds, fed ``chunk_ms`` chunks.
 
-    For each of ``clicks`` positions spread over 400 ms, a fresh resampler is fed silence with
-    one full-scale click, in ``chunk_ms`` chunks; the click's lag is how much more input (in
-    ms) had to be fed, after the chunk holding the click, before the output containing the
-    click's peak came back: the latency the resampler adds on top of framing. Returns the mean,
-    max and min of those lags, and the mean of soxr's pending-output figure after each chunk.
-    Raises :class:`ConfigError` for unsupported rates or quality.
+    Buffering: a stream of 60 chunks is fed and, for every output sample, the chunk after
+    which it was returned is compared with the chunk whose input time it represents.
+    Group delay: ``clicks`` fresh resamplers each get one full-scale click (positions spread
+    over a chunk and beyond) and the output peak's time is compared with the click's
+    (median over clicks). Returns a :class:`DelayReport`.
+    Raises :class:`ConfigError` for unsupported rates, quality or ``chunk_ms``.
     """
     chunk_in = in_rate * chunk_ms // 1000
-    if chunk_in <= 0:
+    chunk_out = out_rate * chunk_ms / 1000.0
+    if chunk_in <= 0 or chunk_out < 1:
         raise ConfigError(f"chunk_ms too small: {chunk_ms!r}")
-    total_chunks = 40 + 1000 // chunk_ms  # 1 s of lead-in/tail beyond the 400 ms spread
-    lags: list[float] = []
-    pending: list[float] = []
+    n_chunks = 60
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(chunk_in * n_chunks) * 3000).astype(np.int16)
+    rs = StreamResampler(in_rate, out_rate, quality)
+    returned_after: list[npt.NDArray[np.int64]] = []
+    reported: list[float] = []
+    for c in range(n_chunks):
+        y = rs.process(noise[c * chunk_in:(c + 1) * chunk_in])
+        returned_after.append(np.full(y.shape[0], c, dtype=np.int64))
+        reported.append(rs.delay_ms)
+    when = np.concatenate(returned_after)
+    own = np.floor(np.arange(when.shape[0]) / chunk_out).astype(np.int64)
+    steady = own >= 5  # skip the start-up
+    lag_ms = (when - own)[steady] * float(chunk_ms)
+    shifts: list[float] = []
     for k in range(clicks):
-        rs = StreamResampler(in_rate, out_rate, quality)
-        sig = np.zeros(chunk_in * total_chunks, dtype=np.int16)
-        click_at = in_rate // 5 + (k * in_rate * 2 // 5) // clicks  # 200..600 ms
+        click_at = in_rate // 10 + (k * in_rate * 37 // 1000)  # 100 ms + k * 37 ms
+        sig = np.zeros(in_rate, dtype=np.int16)
         sig[click_at] = 30000
-        click_out = click_at * out_rate / in_rate
-        got = 0
-        for c in range(total_chunks):
-            y = rs.process(sig[c * chunk_in:(c + 1) * chunk_in])
-            if k == 0:
-                pending.append(rs.delay_ms)
-            got += y.shape[0]
-            if got > click_out + 1:
-                lags.append(float(chunk_ms * (c - click_at // chunk_in)))
-                break
-    arr = np.asarray(lags, dtype=np.float64)
+        y = StreamResampler(in_rate, out_rate, quality).process(sig, last=True)
+        peak = int(np.argmax(np.abs(y.astype(np.int32))))
+        shifts.append(1000.0 * (peak / out_rate - click_at / in_rate))
+    buffering_max = float(lag_ms.max()) if lag_ms.shape[0] else 0.0
+    group = float(np.median(shifts))
     return DelayReport(
         in_rate=in_rate, out_rate=out_rate, quality=quality, chunk_ms=chunk_ms,
-        mean_ms=float(arr.mean()), max_ms=float(arr.max()), min_ms=float(arr.min()),
-        soxr_mean_ms=float(np.mean(pending[5:])) if len(pending) > 5 else 0.0,
+        buffering_mean_ms=float(lag_ms.mean()) if lag_ms.shape[0] else 0.0,
+        buffering_max_ms=buffering_max,
+        group_delay_ms=group,
+        added_latency_ms=buffering_max + max(group, 0.0),
+        reported_mean_ms=float(np.mean(reported[5:])),
     )

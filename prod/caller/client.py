@@ -414,7 +414,15 @@ class WsCallerTransport(CallerTransport):
             self.on_closed(reason)
 
     async def send_frame(self, seq: int, payload: bytes) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         self._seq += 1
+        try:
+            await self._send_media(seq, payload)
+        except ConnectionClosed as exc:  # the edge ended the call: stop sending
+            self.on_closed(str(exc))
+
+    async def _send_media(self, seq: int, payload: bytes) -> None:
         await self.ws.send(json.dumps({
             "event": "media", "sequenceNumber": str(self._seq), "streamSid": self.stream_sid,
             "media": {"track": "inbound", "chunk": str(seq + 1), "timestamp": str(seq * 20),

@@ -14,7 +14,9 @@ codec, and then hands the pipeline one :class:`CallSession` by awaiting
   it is ``b""``). ``call.set_concealer(lambda seq: transcoder.uplink_loss())`` installs Opus
   PLC instead; concealed payloads are then already PCM16 at the model rate (skip ``uplink``).
   Jitter counters: ``call.jitter.stats`` (received, released, late, lost, skipped, ...).
-* ``await call.send_agent_audio(payload)`` sends one downlink frame in the caller codec.
+* ``await call.send_agent_audio(payload)`` sends one downlink frame in the caller codec
+  (e.g. each payload of ``Transcoder.downlink``). It does not pace: frames leave at once and
+  the caller plays them out at 1x from its buffer, which ``clear_playout`` empties.
 * ``await call.send_control(event)`` sends a control event, a JSON-able dict with a ``type``
   in :data:`CONTROL_TYPES` (``commit``, ``cancel``, ``clear_playout``, ``error``, ...). Over
   QUIC it is one object on the reliable ``control`` track; over Twilio Media Streams

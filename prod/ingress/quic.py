@@ -118,9 +118,9 @@ class ControlTrackWriter:
         return SubgroupHeader(track_alias=self.alias, group_id=0, publisher_priority=0).encode()
 
     def object(self, payload: bytes) -> bytes:
-        delta = self.next_object if self.next_object == 0 else 0
+        # object IDs 0, 1, 2, ...: the first delta is the ID itself (0), each next one is 0
         self.next_object += 1
-        return encode_varint(delta) + encode_varint(len(payload)) + payload
+        return encode_varint(0) + encode_varint(len(payload)) + payload
 
 
 class QuicCall(BaseCall):
@@ -131,8 +131,6 @@ class QuicCall(BaseCall):
     def __init__(self, proto: EdgeProtocol, **kw: Any) -> None:
         super().__init__(**kw)
         self._proto = proto
-        self._control_stream: int | None = None
-        self._control_writer: ControlTrackWriter | None = None
         self._agent_group = 0
 
     async def _transport_send_audio(self, payload: bytes) -> None:

@@ -20,10 +20,12 @@ def test_bench_audio_json_prints_real_figures(capsys: pytest.CaptureFixture[str]
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert isinstance(res["pstn_uplink_calls_per_core"], int) and res["pstn_uplink_calls_per_core"] > 0
-    for path in ("pstn_uplink", "opus_uplink", "pstn_downlink", "baseline_audioop_pstn_uplink"):
+    for path in ("pstn_uplink", "opus_uplink", "pstn_downlink", "baseline_audioop_pstn_uplink",
+                 "pstn_uplink_hq", "pstn_downlink_hq"):
         s = res["paths"][path]
         assert s["us_per_frame"] > 0 and 0 < s["rtf"] < 1
-    assert res["resampler_delay_ms"]["8k_24k"]["mean_ms"] > 0
+    assert res["resampler_delay_ms"]["8k_24k"]["HQ"]["buffering_mean_ms"] > 0
+    assert 0 < res["resampler_delay_ms"]["8k_24k"]["LL"]["added_latency_ms"] < 5
     assert res["speech"] == "espeak-ng" and res["libopus"].startswith("libopus")
 
 

@@ -42,6 +42,15 @@ def test_config_errors(args: tuple[str, int]) -> None:
         Transcoder(*args)
 
 
+def test_quality_auto_picks_low_latency_when_the_ratio_allows() -> None:
+    assert Transcoder("g711_ulaw", 8000).quality == "LL"
+    assert Transcoder("pcm16", 16000).quality == "LL"
+    assert Transcoder("pcm16", 44100).quality == "HQ"  # 147/80 is no simple ratio
+    assert Transcoder("pcm16", 16000, quality="MQ").quality == "MQ"
+    with pytest.raises(ConfigError):
+        Transcoder("pcm16", 44100, quality="LL")
+
+
 def test_config_errors_frame_and_model_rate() -> None:
     with pytest.raises(ConfigError):
         Transcoder("opus", 48000, frame_ms=30)
@@ -75,10 +84,11 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("quality", ["auto", "HQ"])
 @pytest.mark.parametrize("codec,rate,model_rate", CASES, ids=[f"{c.value}-{r}-{m}" for c, r, m in CASES])
-def test_uplink_delivers_the_speech_at_model_rate(speech, codec: Codec, rate: int, model_rate: int) -> None:  # type: ignore[no-untyped-def]
+def test_uplink_delivers_the_speech_at_model_rate(speech, codec: Codec, rate: int, model_rate: int, quality: str) -> None:  # type: ignore[no-untyped-def]
     payloads = _caller_payloads(codec, rate, speech[rate])
-    tr = Transcoder(codec, rate, model_rate)
+    tr = Transcoder(codec, rate, model_rate, quality=quality)
     out = b"".join(tr.uplink(p) for p in payloads) + tr.uplink_flush()
     y = np.frombuffer(out, dtype="<i2")
     assert y.shape[0] == len(payloads) * model_rate // 50
@@ -87,7 +97,7 @@ def test_uplink_delivers_the_speech_at_model_rate(speech, codec: Codec, rate: in
     n = y.shape[0] - lag
     assert correlation(ref[:n], y[lag:lag + n]) > 0.9
     # deterministic: a second transcoder fed the same payloads gives the same bytes
-    tr2 = Transcoder(codec, rate, model_rate)
+    tr2 = Transcoder(codec, rate, model_rate, quality=quality)
     assert b"".join(tr2.uplink(p) for p in payloads) + tr2.uplink_flush() == out
 
 
@@ -159,11 +169,12 @@ def test_opus_uplink_loss_is_concealment_not_silence(speech) -> None:  # type: i
     [(Codec.G711_ULAW, 8000, 20), (Codec.G711_ALAW, 8000, 10), (Codec.PCM16, 16000, 20),
      (Codec.OPUS, 48000, 20), (Codec.OPUS, 16000, 10)],
 )
-def test_downlink_frames_payloads_and_is_chunk_invariant(speech, codec: Codec, rate: int, frame_ms: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("quality", ["auto", "HQ"])
+def test_downlink_frames_payloads_and_is_chunk_invariant(speech, codec: Codec, rate: int, frame_ms: int, quality: str) -> None:  # type: ignore[no-untyped-def]
     model = speech[24000].astype("<i2").tobytes()
-    whole_tr = Transcoder(codec, rate, frame_ms=frame_ms)
+    whole_tr = Transcoder(codec, rate, frame_ms=frame_ms, quality=quality)
     whole = whole_tr.downlink(model) + whole_tr.downlink_flush()
-    tr = Transcoder(codec, rate, frame_ms=frame_ms)
+    tr = Transcoder(codec, rate, frame_ms=frame_ms, quality=quality)
     chunked: list[bytes] = []
     rng = np.random.default_rng(5)
     i = 0
@@ -209,14 +220,14 @@ def test_downlink_reset_drops_pending_audio(speech) -> None:  # type: ignore[no-
     tr.downlink(speech[24000][:12345].astype("<i2").tobytes())
     assert tr.downlink_delay_ms > 0
     tr.downlink_reset()  # barge-in
-    assert tr.downlink_delay_ms == 0
+    assert tr.downlink_delay_ms == fresh.downlink_delay_ms
     reply = speech[24000][24000:48000].astype("<i2").tobytes()
     assert tr.downlink(reply) + tr.downlink_flush() == fresh.downlink(reply) + fresh.downlink_flush()
 
 
 def test_delay_properties_track_the_resamplers() -> None:
-    tr = Transcoder("g711_ulaw", 8000)
-    up = StreamResampler(8000, 24000)
+    tr = Transcoder("g711_ulaw", 8000, quality="HQ")
+    up = StreamResampler(8000, 24000, "HQ")
     for _ in range(7):
         tr.uplink(b"\xff" * 160)
         up.process(np.zeros(160, np.int16))
@@ -241,3 +252,22 @@ def test_fuzzed_payloads_raise_only_audio_error(codec: Codec, junk: list[bytes])
             pass
         tr.uplink(silence[0])  # the stream still works
     assert len(tr.uplink_loss()) % 2 == 0
+
+
+def test_low_latency_transcoder_returns_every_frame_at_once(speech) -> None:  # type: ignore[no-untyped-def]
+    """With quality="LL" each 20 ms caller frame gives 20 ms of model audio straight away and
+    each 20 ms of model audio gives one caller payload straight away: no bursts, no backlog."""
+    payloads = _caller_payloads(Codec.G711_ULAW, 8000, speech[8000])
+    tr = Transcoder("g711_ulaw", 8000, quality="LL")
+    up = [tr.uplink(p) for p in payloads]
+    assert all(len(u) == 960 for u in up)
+    assert 3.0 < tr.uplink_delay_ms < 5.0  # the FIR's group delay, nothing else
+    y = np.frombuffer(b"".join(up), dtype="<i2")
+    lag = best_lag(speech[24000], y, 400)
+    assert abs(lag - round(tr.uplink_delay_ms * 24)) <= 1
+    n = y.shape[0] - lag
+    assert correlation(speech[24000][:n], y[lag:lag + n]) > 0.9
+    model = speech[24000]
+    for f in frames_of(model, 480)[:100]:
+        assert len(tr.downlink(f.astype("<i2").tobytes())) == 1
+    assert 3.0 < tr.downlink_delay_ms < 5.0
