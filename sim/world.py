@@ -353,7 +353,12 @@ class _World:
 
     def on_commit(self, o: Commit, now: float) -> None:
         m = self.cfg.model
-        end_caller = (self.last_speech_seq + 1) * self.frame_s
+        # the caller's own last speech frame of this burst: the last one fed, extended over
+        # speech frames the jitter buffer skipped (lost or late) right after it
+        k, speech = self.last_speech_seq, self.call.speech
+        while k + 1 < len(speech) and speech[k + 1]:
+            k += 1
+        end_caller = (k + 1) * self.frame_s
         ttfa = m.ttfa_median_ms / 1000.0
         if m.ttfa_sigma > 0:
             ttfa *= math.exp(m.ttfa_sigma * float(self.model_rng.standard_normal()))
