@@ -22,6 +22,12 @@ int cc_xsk_fd(const cc_xsk_t *x);
 void cc_xsk_get_stats(const cc_xsk_t *x, cc_xsk_stats_t *out);
 int cc_xsk_recv_batch(cc_xsk_t *x, uint8_t *out, uint64_t out_cap, uint32_t *lens, uint32_t max);
 int cc_xsk_send_batch(cc_xsk_t *x, const uint8_t *buf, const uint32_t *lens, uint32_t n);
+typedef struct cc_peer { uint32_t ip; uint16_t port; uint8_t mac[6]; } cc_peer_t;
+int cc_xsk_recv_udp(cc_xsk_t *x, uint32_t my_ip_be, uint16_t my_port, uint8_t *out,
+                    uint64_t out_cap, uint32_t *lens, cc_peer_t *peers, uint32_t max,
+                    uint64_t *dropped);
+int cc_xsk_send_udp(cc_xsk_t *x, uint32_t my_ip_be, uint16_t my_port, const uint8_t *my_mac,
+                    const uint8_t *buf, const uint32_t *lens, const cc_peer_t *peers, uint32_t n);
 """
 
 ffibuilder = FFI()

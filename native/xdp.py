@@ -6,9 +6,9 @@ an AF_XDP socket on one interface queue through the C module (``csrc/cc_xdp.c``:
 mode, our program attached with ``bpf_xdp_attach``, libxdp's dispatcher not used), and offers
 the same small interface as :mod:`clutchcall.native.udpio` (``start(on_batch)``,
 ``send_batch``, ``local_address``, ``kind == "xdp"``, ``close``). The XSK delivers whole
-Ethernet frames: this module checks and strips Ethernet/IPv4/UDP headers (learning each peer's
-MAC address from its frames) and builds them for replies (IPv4 header checksum computed, UDP
-checksum 0, which IPv4 allows). Only IPv4 without options on our address and port is taken;
+Ethernet frames: the C side checks and strips Ethernet/IPv4/UDP headers (the sender's MAC
+address comes along, so this module learns each peer's MAC from its frames) and builds them
+for replies (IPv4 header checksum computed, UDP checksum 0, which IPv4 allows). Only IPv4 without options on our address and port is taken;
 anything else the program already passed to the kernel. Replies to a peer whose MAC was never
 seen are dropped and counted. Requires root (CAP_NET_ADMIN, CAP_BPF) and the interface; on
 veth set ``LIBXDP_SKIP_DISPATCHER=1`` and turn tx checksum offload off on both ends.
@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import socket
-import struct
 import subprocess
 import sys
 import sysconfig
@@ -80,13 +79,6 @@ def compile_program(out_dir: str | None = None) -> str:
     return str(out)
 
 
-def _csum(hdr: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _mac(iface: str) -> bytes:
     return bytes.fromhex(Path(f"/sys/class/net/{iface}/address").read_text().strip().replace(":", ""))
 
@@ -124,9 +116,13 @@ class XdpUdpIO:
         self._out = self._ffi.new("uint8_t[]", max_batch * 2048)
         self._lens = self._ffi.new("uint32_t[]", max_batch)
         self._neigh: dict[str, bytes] = {}
-        self._ip_id = 0
+        self._ip_be = int.from_bytes(self._ip_raw, "little")  # network order in a host u32
+        self._mac_c = self._ffi.new("uint8_t[6]", list(self._mac))
+        self._peers = self._ffi.new("cc_peer_t[]", max_batch)
+        self._dropped = self._ffi.new("uint64_t *")
+        self._addr_cache: dict[bytes, tuple[str, int]] = {}
+        self._peer_cache: dict[Any, bytes] = {}
         self.dropped_no_neighbour = 0
-        self.dropped_malformed = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_batch: OnBatch | None = None
 
@@ -141,81 +137,80 @@ class XdpUdpIO:
         return {"rx_frames": int(st.rx_frames), "tx_frames": int(st.tx_frames),
                 "tx_no_frame": int(st.tx_no_frame), "fill_short": int(st.fill_short),
                 "dropped_no_neighbour": self.dropped_no_neighbour,
-                "dropped_malformed": self.dropped_malformed}
+                "dropped_malformed": int(self._dropped[0])}
 
     def recv_batch(self, max_n: int | None = None) -> list[Datagram]:
-        """Return up to ``max_n`` UDP datagrams for our address and port (others dropped)."""
+        """Return up to ``max_n`` UDP datagrams for our address and port (others dropped and
+        counted). Headers are checked and stripped in C."""
         if self._x is None:
             raise LocalProtocolError("AF_XDP socket closed")
         m = min(max_n or self.max_batch, self.max_batch)
-        n = self._lib.cc_xsk_recv_batch(self._x, self._out, m * 2048, self._lens, m)
+        n = self._lib.cc_xsk_recv_udp(self._x, self._ip_be, self.port, self._out, m * 2048,
+                                      self._lens, self._peers, m, self._dropped)
         if n <= 0:
             return []
         sizes = [self._lens[i] for i in range(n)]
         raw = self._ffi.buffer(self._out, sum(sizes))[:]
+        praw = self._ffi.buffer(self._peers, n * 12)[:]
+        cache = self._addr_cache
         res: list[Datagram] = []
         off = 0
-        for ln in sizes:
-            frame = raw[off:off + ln]
+        for i in range(n):
+            key = praw[i * 12:i * 12 + 6]
+            addr = cache.get(key)
+            if addr is None:
+                if len(cache) > 65536:
+                    cache.clear()
+                addr = cache[key] = (socket.inet_ntoa(key[:4]), int.from_bytes(key[4:6], "little"))
+            mac = praw[i * 12 + 6:i * 12 + 12]
+            if self._neigh.get(addr[0]) != mac:
+                self._neigh[addr[0]] = mac
+                self._peer_cache.pop(addr, None)
+            ln = sizes[i]
+            res.append((raw[off:off + ln], addr))
             off += ln
-            d = self._parse(frame)
-            if d is not None:
-                res.append(d)
         return res
 
-    def _parse(self, f: bytes) -> Datagram | None:
-        if len(f) < 42 or f[12:14] != b"\x08\x00" or f[14] != 0x45 or f[23] != 17:
-            self.dropped_malformed += 1
-            return None
-        if f[30:34] != self._ip_raw:
-            self.dropped_malformed += 1
-            return None
-        total = int.from_bytes(f[16:18], "big")
-        sport, dport, ulen = struct.unpack("!HHH", f[34:40])
-        if dport != self.port or ulen < 8 or 34 + ulen > len(f) or 14 + total > len(f):
-            self.dropped_malformed += 1
-            return None
-        src = socket.inet_ntoa(f[26:30])
-        self._neigh[src] = f[6:12]
-        return f[42:34 + ulen], (src, sport)
-
     def send_batch(self, datagrams: Iterable[Datagram]) -> int:
-        """Build Ethernet/IPv4/UDP frames and transmit them in one batch; return how many were
-        queued. Raises LocalProtocolError for an oversize datagram or non-IPv4 address."""
+        """Frame (Ethernet/IPv4/UDP, in C) and transmit the datagrams in one batch; return how
+        many were queued. Datagrams to a peer whose MAC address was never seen are dropped and
+        counted. Raises LocalProtocolError for an oversize datagram or non-IPv4 address."""
         if self._x is None:
             raise LocalProtocolError("AF_XDP socket closed")
-        frames: list[bytes] = []
+        datas: list[bytes] = []
+        peers: list[bytes] = []
+        pc = self._peer_cache
         for data, addr in datagrams:
             if len(data) > 2048 - 42:
                 raise LocalProtocolError(f"datagram of {len(data)} bytes too large for a frame")
-            mac = self._neigh.get(addr[0])
-            if mac is None:
-                self.dropped_no_neighbour += 1
-                continue
-            try:
-                dst_ip = socket.inet_aton(addr[0])
-            except OSError as exc:
-                raise LocalProtocolError(f"not an IPv4 address: {addr!r}") from exc
-            self._ip_id = (self._ip_id + 1) & 0xFFFF
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(data), self._ip_id, 0x4000, 64,
-                             17, 0, self._ip_raw, dst_ip)
-            ip = ip[:10] + _csum(ip).to_bytes(2, "big") + ip[12:]
-            udp = struct.pack("!HHHH", self.port, int(addr[1]), 8 + len(data), 0)
-            frames.append(mac + self._mac + b"\x08\x00" + ip + udp + data)
-        if not frames:
+            peer = pc.get(addr)
+            if peer is None:
+                mac = self._neigh.get(addr[0])
+                if mac is None:
+                    self.dropped_no_neighbour += 1
+                    continue
+                try:
+                    ip = socket.inet_aton(addr[0])
+                except OSError as exc:
+                    raise LocalProtocolError(f"not an IPv4 address: {addr!r}") from exc
+                peer = pc[addr] = ip + int(addr[1]).to_bytes(2, "little") + mac
+            datas.append(data)
+            peers.append(peer)
+        if not datas:
             return 0
         ffi = self._ffi
         sent = 0
         for _attempt in range(100):  # bounded: wait for TX frames to complete if pool is dry
-            rest = frames[sent:]
+            rest = datas[sent:]
             buf = b"".join(rest)
-            rc = self._lib.cc_xsk_send_batch(self._x, ffi.from_buffer(buf),
-                                             ffi.new("uint32_t[]", [len(f) for f in rest]),
-                                             len(rest))
+            rc = self._lib.cc_xsk_send_udp(
+                self._x, self._ip_be, self.port, self._mac_c, ffi.from_buffer(buf),
+                ffi.new("uint32_t[]", [len(d) for d in rest]),
+                ffi.from_buffer("cc_peer_t[]", b"".join(peers[sent:])), len(rest))
             if rc < 0:
                 raise OSError(-rc, "AF_XDP send failed")
             sent += rc
-            if sent == len(frames):
+            if sent == len(datas):
                 break
             time.sleep(0.0005)
         return sent

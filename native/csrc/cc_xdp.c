@@ -187,3 +187,112 @@ int cc_xsk_send_batch(cc_xsk_t *x, const uint8_t *buf, const uint32_t *lens, uin
   recycle_completions(x);
   return (int)can;
 }
+
+static uint16_t ip_csum(const uint8_t *h) {
+  uint32_t s = 0;
+  for (int i = 0; i < 20; i += 2) s += (uint32_t)(h[i] << 8 | h[i + 1]);
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (uint16_t)~s;
+}
+
+int cc_xsk_recv_udp(cc_xsk_t *x, uint32_t my_ip_be, uint16_t my_port, uint8_t *out,
+                    uint64_t out_cap, uint32_t *lens, cc_peer_t *peers, uint32_t max,
+                    uint64_t *dropped) {
+  uint32_t idx_rx, idx_fill;
+  uint32_t n = xsk_ring_cons__peek(&x->rx, max, &idx_rx);
+  if (!n) return 0;
+  uint64_t off = 0;
+  uint32_t k = 0, i;
+  uint64_t addrs[n];
+  for (i = 0; i < n; i++) {
+    const struct xdp_desc *d = xsk_ring_cons__rx_desc(&x->rx, idx_rx + i);
+    addrs[i] = xsk_umem__extract_addr(d->addr);
+    const uint8_t *f = xsk_umem__get_data(x->area, d->addr);
+    uint32_t len = d->len;
+    if (len < 42 || f[12] != 0x08 || f[13] != 0x00 || f[14] != 0x45 || f[23] != 17 ||
+        memcmp(f + 30, &my_ip_be, 4) != 0) {
+      (*dropped)++;
+      continue;
+    }
+    uint32_t total = (uint32_t)(f[16] << 8 | f[17]);
+    uint16_t dport = (uint16_t)(f[36] << 8 | f[37]);
+    uint32_t ulen = (uint32_t)(f[38] << 8 | f[39]);
+    if (dport != my_port || ulen < 8 || 34 + ulen > len || 14 + total > len ||
+        off + (ulen - 8) > out_cap) {
+      (*dropped)++;
+      continue;
+    }
+    memcpy(out + off, f + 42, ulen - 8);
+    lens[k] = ulen - 8;
+    memcpy(&peers[k].ip, f + 26, 4);
+    peers[k].port = (uint16_t)(f[34] << 8 | f[35]);
+    memcpy(peers[k].mac, f + 6, 6);
+    off += ulen - 8;
+    k++;
+  }
+  xsk_ring_cons__release(&x->rx, n);
+  uint32_t got = xsk_ring_prod__reserve(&x->fill, n, &idx_fill);
+  if (got != n) x->st.fill_short++;
+  for (i = 0; i < got; i++) *xsk_ring_prod__fill_addr(&x->fill, idx_fill + i) = addrs[i];
+  xsk_ring_prod__submit(&x->fill, got);
+  x->st.rx_frames += n;
+  return (int)k;
+}
+
+int cc_xsk_send_udp(cc_xsk_t *x, uint32_t my_ip_be, uint16_t my_port, const uint8_t *my_mac,
+                    const uint8_t *buf, const uint32_t *lens, const cc_peer_t *peers, uint32_t n) {
+  recycle_completions(x);
+  uint32_t fit = 0;
+  for (uint32_t i = 0; i < n; i++) fit += lens[i] + 42 <= x->frame_sz;
+  uint32_t can = fit < x->tx_nfree ? fit : x->tx_nfree;
+  uint32_t idx = 0;
+  if (can) can = xsk_ring_prod__reserve(&x->tx, can, &idx);
+  uint64_t off = 0;
+  static uint16_t ip_id;
+  uint32_t q = 0;
+  for (uint32_t i = 0; i < n && q < can; i++) {
+    uint32_t l = lens[i];
+    const uint8_t *payload = buf + off;
+    off += l;
+    if (l + 42 > x->frame_sz) continue; /* too large for one frame: skip */
+    uint64_t addr = x->tx_free[--x->tx_nfree];
+    uint8_t *f = xsk_umem__get_data(x->area, addr);
+    memcpy(f, peers[i].mac, 6);
+    memcpy(f + 6, my_mac, 6);
+    f[12] = 0x08;
+    f[13] = 0x00;
+    uint8_t *ip = f + 14;
+    uint16_t tot = (uint16_t)(28 + l);
+    ip_id++;
+    ip[0] = 0x45; ip[1] = 0;
+    ip[2] = (uint8_t)(tot >> 8); ip[3] = (uint8_t)tot;
+    ip[4] = (uint8_t)(ip_id >> 8); ip[5] = (uint8_t)ip_id;
+    ip[6] = 0x40; ip[7] = 0; /* DF */
+    ip[8] = 64; ip[9] = 17;
+    ip[10] = 0; ip[11] = 0;
+    memcpy(ip + 12, &my_ip_be, 4);
+    memcpy(ip + 16, &peers[i].ip, 4);
+    uint16_t c = ip_csum(ip);
+    ip[10] = (uint8_t)(c >> 8); ip[11] = (uint8_t)c;
+    uint8_t *u = ip + 20;
+    u[0] = (uint8_t)(my_port >> 8); u[1] = (uint8_t)my_port;
+    u[2] = (uint8_t)(peers[i].port >> 8); u[3] = (uint8_t)peers[i].port;
+    u[4] = (uint8_t)((8 + l) >> 8); u[5] = (uint8_t)(8 + l);
+    u[6] = 0; u[7] = 0; /* no UDP checksum (allowed over IPv4) */
+    memcpy(u + 8, payload, l);
+    struct xdp_desc *d = xsk_ring_prod__tx_desc(&x->tx, idx + q);
+    d->addr = addr;
+    d->len = 42 + l;
+    q++;
+  }
+  if (q) {
+    xsk_ring_prod__submit(&x->tx, q);
+    if (sendto(xsk_socket__fd(x->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno != EAGAIN &&
+        errno != EBUSY && errno != ENOBUFS)
+      return -errno;
+  }
+  x->st.tx_frames += q;
+  if (q < n) x->st.tx_no_frame += n - q;
+  recycle_completions(x);
+  return (int)q;
+}

@@ -33,4 +33,22 @@ void cc_xsk_get_stats(const cc_xsk_t *x, cc_xsk_stats_t *out);
 int cc_xsk_recv_batch(cc_xsk_t *x, uint8_t *out, uint64_t out_cap, uint32_t *lens, uint32_t max);
 /* Transmit n frames packed in buf; returns frames queued (fewer if the pool ran dry) or -errno. */
 int cc_xsk_send_batch(cc_xsk_t *x, const uint8_t *buf, const uint32_t *lens, uint32_t n);
+
+/* UDP over IPv4 framing done in C. A peer: IPv4 address (network order), port (host order),
+ * MAC address. */
+typedef struct cc_peer {
+  uint32_t ip;
+  uint16_t port;
+  uint8_t mac[6];
+} cc_peer_t;
+/* Receive up to max UDP payloads for my_ip_be:my_port (other frames counted in *dropped):
+ * payloads packed in out with lens, senders in peers. Returns the count. */
+int cc_xsk_recv_udp(cc_xsk_t *x, uint32_t my_ip_be, uint16_t my_port, uint8_t *out,
+                    uint64_t out_cap, uint32_t *lens, cc_peer_t *peers, uint32_t max,
+                    uint64_t *dropped);
+/* Build Ethernet/IPv4/UDP frames (IP checksum computed, UDP checksum 0) from my_mac/my_ip/
+ * my_port to peers[i] for the n payloads packed in buf, and transmit them.
+ * Returns frames queued or -errno. */
+int cc_xsk_send_udp(cc_xsk_t *x, uint32_t my_ip_be, uint16_t my_port, const uint8_t *my_mac,
+                    const uint8_t *buf, const uint32_t *lens, const cc_peer_t *peers, uint32_t n);
 #endif

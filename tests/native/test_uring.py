@@ -162,3 +162,26 @@ def test_gso_batches_arrive_as_separate_datagrams() -> None:
         cl.close()
     finally:
         io.close()
+
+
+def test_received_datagrams_are_published_into_the_ring_for_other_consumers() -> None:
+    """The reactor publishes each completion into its mcache/dcache ring: a second consumer
+    (a tap, e.g. a recorder thread) sees exactly the stream recv_batch delivers."""
+    io = UringUdpIO(udpio.bind_udp("127.0.0.1", 0))
+    try:
+        tap = io.ring.consumer()
+        cl = _client()
+        for i in range(30):
+            cl.sendto(b"dgram %d" % i, io.local_address)
+        got: list = []
+        deadline = time.monotonic() + 5
+        while len(got) < 30 and time.monotonic() < deadline:
+            got += io.recv_batch(wait=True)
+        frags = tap.drain(100)
+        assert [f.payload[udpio.ADDR_SZ:] for f in frags] == [d for d, _ in got]
+        port = cl.getsockname()[1]
+        assert all(int.from_bytes(f.payload[2:4], "big") == port for f in frags)
+        assert tap.overruns == 0 and io.overruns == 0
+        cl.close()
+    finally:
+        io.close()
