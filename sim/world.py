@@ -87,6 +87,10 @@ class NetConfig:
     """Fixed jitter-buffer depth: no caller frame is fed before ``send + RTT/2 +
     playout_delay_ms`` (a playout schedule, as the production QUIC ingress's
     ``IngressConfig.jitter_depth_ms``); 0 = fed on arrival. The late deadline is at least it."""
+    jitter_buffer: str = "adaptive"
+    """"adaptive": fed on arrival (see :func:`feed_schedule`); "playout": the production
+    ingress's buffer (:func:`playout_schedule`: a schedule ``playout_delay_ms`` deep anchored
+    on the first frame, re-anchored on a late frame, never shrinking back)."""
     media_clock: bool = False
     """The engine hears each caller frame at its media time (its nominal arrival ``send +
     RTT/2 + playout_delay_ms``, laid end to end, never before the engine's clock) even when
@@ -105,6 +109,9 @@ class NetConfig:
             raise ConfigError("NetConfig.late_frame_ms: must be a finite number >= 0")
         if self.frame_bytes < 1:
             raise ConfigError("NetConfig.frame_bytes: must be >= 1")
+        if self.jitter_buffer not in ("adaptive", "playout"):
+            raise ConfigError("NetConfig.jitter_buffer: 'adaptive' or 'playout', "
+                              f"got {self.jitter_buffer!r}")
         if self.playout_delay_ms < 0 or not math.isfinite(self.playout_delay_ms):
             raise ConfigError("NetConfig.playout_delay_ms: must be a finite number >= 0")
 
@@ -114,7 +121,8 @@ class NetConfig:
         """Return a config with the same link parameters both ways."""
         extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt",
                                           "quic_ack_every", "quic_ack_delay_ms",
-                                          "playout_delay_ms", "media_clock") if k in link}
+                                          "playout_delay_ms", "media_clock", "jitter_buffer")
+                 if k in link}
         lc = LinkConfig(rtt_ms=rtt_ms, loss=loss, jitter_ms=jitter_ms, **link)
         return cls(transport=transport, uplink=lc, downlink=lc, **extra)
 
@@ -240,6 +248,43 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
             skipped += 1
             r = min(dl, a)
             gate = max(gate, r)
+    return out, skipped
+
+
+def playout_schedule(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
+                     depth_s: float) -> tuple[list[tuple[float, int, bool]], int]:
+    """Return ([(feed time, seq, speech)], frames skipped) of the production ingress's
+    jitter buffer (``prod/ingress/jitter.py``): anchored on the first frame received
+    (``seq0``; earlier frames are late), frame k plays at ``anchor + depth + (k - seq0) *
+    frame``. A frame there by its slot plays at the slot; one missing at its slot is lost
+    (concealed: skipped here) if a later frame arrives before it does; else the frame due next
+    is late and the schedule is re-anchored on its arrival -- and never shrinks back, so the
+    buffer keeps the largest lateness seen (TCP: the longest head-of-line stall so far).
+    """
+    n = len(arrival)
+    out: list[tuple[float, int, bool]] = []
+    if n == 0:
+        return out, 0
+    after = [math.inf] * (n + 1)  # earliest arrival among frames k+1..n-1
+    for k in range(n - 1, -1, -1):
+        after[k] = min(arrival[k], after[k + 1])
+    seq0 = min(range(n), key=lambda k: arrival[k])
+    if arrival[seq0] == math.inf:
+        return out, n
+    anchor = arrival[seq0] + depth_s - seq0 * frame_s
+    skipped = seq0
+    for k in range(seq0, n):
+        a = arrival[k]
+        slot = anchor + k * frame_s
+        if a <= slot:
+            t = slot
+        elif after[k + 1] < a or a == math.inf:
+            skipped += 1
+            continue
+        else:
+            anchor += a - slot
+            t = a
+        out.append((t, k, speech[k]))
     return out, skipped
 
 
@@ -546,10 +591,15 @@ class _World:
         n = len(call.speech)
         send = [(k + 1) * self.frame_s for k in range(n)]
         arrival = self.up.deliver(send, [self.cfg.net.frame_bytes] * n)
-        schedule, skipped = feed_schedule(
-            send, arrival, call.speech, self.frame_s, self.owd_up,
-            self.cfg.net.late_frame_ms / 1000.0, skip_late_speech=self.cfg.net.transport != "tcp",
-            hold_s=self.cfg.net.playout_delay_ms / 1000.0)
+        if self.cfg.net.jitter_buffer == "playout":
+            schedule, skipped = playout_schedule(arrival, call.speech, self.frame_s,
+                                                 self.cfg.net.playout_delay_ms / 1000.0)
+        else:
+            schedule, skipped = feed_schedule(
+                send, arrival, call.speech, self.frame_s, self.owd_up,
+                self.cfg.net.late_frame_ms / 1000.0,
+                skip_late_speech=self.cfg.net.transport != "tcp",
+                hold_s=self.cfg.net.playout_delay_ms / 1000.0)
         self.run.frames_fed = len(schedule)
         self.run.frames_skipped = skipped
         self.env.process(self.feeder(schedule))

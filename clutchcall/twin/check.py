@@ -97,9 +97,11 @@ def sim_config(transport: str, *, rtt_ms: float, loss: float, ttfa_ms: int, repl
     from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig
 
     depth = IngressConfig().jitter_depth_ms if transport == "quic" else 0
+    # both ends of the real QUIC leg are aioquic: it ACKs every packet within 1 ms
+    ack = {"quic_ack_every": 1, "quic_ack_delay_ms": 1.0} if transport == "quic" else {}
     net = NetConfig.symmetric(transport=SIM_TRANSPORT[transport], rtt_ms=rtt_ms, loss=loss,
                               late_frame_ms=float(depth), playout_delay_ms=float(depth),
-                              media_clock=True, frame_bytes=frame_bytes)
+                              jitter_buffer="playout", frame_bytes=frame_bytes, **ack)
     model = ModelConfig(ttfa_median_ms=float(ttfa_ms), ttfa_sigma=0.0, prefill=True,
                         reply_min_ms=min(replies_ms), reply_max_ms=max(replies_ms),
                         cancel_delay_ms=1.0, model_leg_ms=0.5)

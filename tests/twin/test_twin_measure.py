@@ -121,9 +121,60 @@ def test_media_clock_keeps_tcp_hol_delay_out_of_the_engine_clock() -> None:
 
 def test_twin_sim_config_matches_the_embedded_model_and_ingress() -> None:
     q = sim_config("quic", rtt_ms=80, loss=0.02, ttfa_ms=250, replies_ms=[1800, 4200], frame_bytes=664, seed=2)
-    assert q.net.transport == "quic" and q.net.playout_delay_ms == 40.0 and q.net.media_clock
+    assert q.net.transport == "quic" and q.net.playout_delay_ms == 40.0
+    assert q.net.jitter_buffer == "playout" and q.net.quic_ack_every == 1
     assert q.net.uplink.rtt_ms == 80 and q.net.downlink.loss == 0.02
     assert q.model.ttfa_median_ms == 250 and q.model.ttfa_sigma == 0.0
     assert (q.model.reply_min_ms, q.model.reply_max_ms) == (1800, 4200)
     w = sim_config("ws", rtt_ms=80, loss=0.02, ttfa_ms=250, replies_ms=[1800], frame_bytes=400, seed=2)
     assert w.net.transport == "tcp" and w.net.playout_delay_ms == 0.0
+
+
+def test_playout_schedule_is_the_ingress_jitter_buffer() -> None:
+    from clutchcall.sim.world import playout_schedule
+
+    f = 0.02
+    owd = 0.025
+    send = [f * (k + 1) for k in range(8)]
+    speech = (True,) * 8
+    # QUIC-like: frame 2 lost and retransmitted late, frame 3 arrives first -> concealed,
+    # the schedule keeps its slots (depth 40 ms)
+    arr = [s + owd for s in send]
+    arr[2] += 0.07
+    out, skipped = playout_schedule(arr, speech, f, 0.04)
+    assert skipped == 1 and [k for _t, k, _s in out] == [0, 1, 3, 4, 5, 6, 7]
+    assert all(t == pytest.approx(send[k] + owd + 0.04) for t, k, _s in out)
+    # TCP-like head-of-line stall of 70 ms from frame 2 on (depth 0): re-anchored on frame 2,
+    # every later frame keeps the lag; a shorter later stall does not add to it
+    arr = [s + owd for s in send]
+    for k in range(2, 8):
+        arr[k] = max(arr[k], send[2] + owd + 0.07)
+    arr[6] = max(arr[6], send[6] + owd + 0.03)
+    out, skipped = playout_schedule(arr, speech, f, 0.0)
+    assert skipped == 0
+    lag = [t - (send[k] + owd) for t, k, _s in out]
+    assert lag[:2] == pytest.approx([0.0, 0.0]) and lag[2:] == pytest.approx([0.07] * 6)
+    # anchored on the first frame received: frames before it are late
+    arr = [s + owd for s in send]
+    arr[0] += 0.05
+    out, skipped = playout_schedule(arr, speech, f, 0.0)
+    assert skipped == 1 and out[0][1] == 1
+    assert playout_schedule([], (), f, 0.0) == ([], 0)
+    assert playout_schedule([math.inf], (True,), f, 0.0) == ([], 1)
+
+
+def test_playout_buffer_in_the_world_turns_a_tcp_stall_into_turn_latency() -> None:
+    call = _turn_call()
+    model = ModelConfig(ttfa_sigma=0.0, ttfa_median_ms=300.0)
+    lat = {}
+    for jb in ("adaptive", "playout"):
+        net = NetConfig.symmetric(transport="tcp", rtt_ms=50, loss=0.05, late_frame_ms=0.0,
+                                  jitter_buffer=jb)
+        run = simulate_call(call, SimConfig(net=net, model=model, seed=2))
+        lat[jb] = [(t["first_audio_caller_s"] - t["end_of_speech_caller_s"]) * 1000 for t in run.turns]
+    assert len(lat["playout"]) == 2
+    assert all(v >= 850 - 1e-6 for v in lat["playout"])
+    # the playout buffer never shrinks: the second turn is no faster than the first's lag allows
+    assert max(lat["playout"]) > 851 and sum(lat["playout"]) >= sum(lat["adaptive"]) - 1e-6
+    with pytest.raises(ConfigError):
+        NetConfig(jitter_buffer="fifo")
