@@ -10,10 +10,13 @@ control event). A caller leg plugs in with a thin adapter (see :class:`CallSessi
 
 Uplink, per payload: the transcoder decodes it to PCM at the caller rate, the VAD framer cuts
 ``frame_ms`` frames and judges each, and each frame goes into the :class:`TurnEngine` with
-``now`` = when it was due at the edge on the loop clock: its media time (``CallerFrame.ts``)
-plus the smallest transit seen, or its arrival when it has no media time. Frames are laid end
-to end (never overlapping, never back in time), and one that would end in the loop clock's
-future is held until then, so the engine's clock never runs ahead of real time. Then the one drive loop of DESIGN §2: drain the engine, perform
+``now`` = when it was due at the edge: its media time (``CallerFrame.ts``) plus the smallest
+transit seen (or its arrival when it has no media time). That is the engine's clock, the
+*media clock*; it runs behind the loop clock by the current lag (the latest frame's arrival
+minus its due time), and the timer, agent start/finish and holds are all placed on it
+(``loop.time() - lag``), so arrival jitter never reorders caller frames against the agent's
+audio or the deadlines. Frames are laid end to end (never overlapping, never back in time);
+one that would end in that clock's future is held until then. Then the one drive loop of DESIGN §2: drain the engine, perform
 each output (``Append`` -> the frame's 24 kHz audio to the model leg, ``Prime`` / ``Commit`` /
 ``BackchannelFiltered`` / ``Cancel`` -> the model leg; every output -> metrics), and re-arm the
 single ``loop.call_at`` timer whose callback runs ``handle_timer(max(deadline, loop.time()))``.
@@ -104,10 +107,12 @@ class PipelineConfig:
     """Caller-leg codec: ``pcm16``, ``opus``, ``g711_ulaw`` or ``g711_alaw``."""
     caller_frame_ms: int = 20
     """Downlink packetisation: agent audio goes to the caller in frames this long."""
-    resample_quality: str = "HQ"
-    """soxr recipe of the caller<->model resamplers. HQ delays the first agent frame of a reply
-    by ~19 ms on average (40 ms max) for 16 kHz callers -- edge-added latency; "LQ" 6-27 ms;
-    "QQ" none (but aliases). Callers at 24 kHz and Opus callers need no resampling."""
+    resample_quality: str = "auto"
+    """Quality of the caller<->model resamplers (the Transcoder's ``quality``). "auto" (default)
+    uses the low-latency polyphase resampler where the rate ratio allows (8/16 <-> 24 kHz:
+    1.3-3.9 ms of delay, every frame out at once) and soxr HQ otherwise. soxr "HQ" delays the
+    first agent frame of a reply by ~19 ms on average (40 ms max) for 16 kHz callers -- straight
+    into edge-added latency; "LQ" 6-27 ms. Callers at 24 kHz and Opus callers need none."""
     late_after_ms: int = 60
     """A frame arriving this much later than its media time predicts counts as late."""
     underrun_finish_ms: int = 400
@@ -214,6 +219,7 @@ class CallPipeline:
         self._seq = itertools.count()
         self._last_seq = -1
         self._transit: float | None = None  # smallest arrival - media end seen (s)
+        self._lag = 0.0  # arrival - nominal end of the latest frame (s)
         self._uplink: dict[int, np.ndarray] = {}  # caller-rate frames awaiting their Append
         self._up_batch: list[np.ndarray] = []  # appended, not yet resampled for the model
         self._up_batch_samples = 0
@@ -337,7 +343,10 @@ class CallPipeline:
             parts = [self.transcoder.conceal_caller() for _ in range(min(lost, 50))]
         good = True
         try:
-            pcm = self.transcoder.decode_caller(frame.payload)
+            # a frame the caller leg concealed is concealed here (Opus: PLC from the decoder's
+            # state) rather than decoded from the caller leg's placeholder payload
+            pcm = (self.transcoder.conceal_caller() if frame.concealed
+                   else self.transcoder.decode_caller(frame.payload))
         except AudioError as exc:
             good = False
             self.log.warning("bad caller frame concealed: %s", exc)
@@ -367,18 +376,22 @@ class CallPipeline:
             last_end = ts_end + self._transit - self.vad.splitter.pending / self.vad_rate
         else:
             last_end = arrival
+        # how far the media clock (where frames are placed) runs behind the loop clock now
+        self._lag = max(0.0, arrival - last_end)
         for i, (f, speech) in enumerate(frames):
             self._held.append((min(arrival, last_end - (k - 1 - i) * self._frame_s), f, speech))
         self._pump()
         return good
 
     def _pump(self) -> None:
-        """Feed held frames to the engine. A frame's ``now`` is its arrival, laid end to end
-        after the previous frame; a frame that would end in the future of the loop clock (it
-        came early, after a late one) is held until then, so the engine's clock never runs
-        ahead of real time and no deadline fires early. Silence frames take such a lag out
-        again (see below), so one late frame does not delay every later one."""
-        self._pump_handle = None
+        """Feed held frames to the engine. A frame's ``now`` is its due time, laid end to end
+        after the previous frame; a frame that would end in the engine clock's future is held
+        until then, so the engine never runs ahead of real time and no deadline fires early.
+        Silence frames take such a lag out again (see below), so one late frame does not delay
+        every later one."""
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
         while self._held and not self._closed:
             nominal, f, speech = self._held[0]
             dur_ms = self.frame_ms
@@ -389,9 +402,9 @@ class CallPipeline:
                 # takes the lag out instead of carrying it into every later frame
                 dur_ms = 10
                 end = max(nominal, self._last_frame_end + 0.010, self._now)
-            wait = end - self.loop.time()
+            wait = end - self._clock()
             if wait > 0.0002:
-                self._pump_handle = self.loop.call_at(end, self._pump)
+                self._pump_handle = self.loop.call_at(end + self._lag, self._pump)
                 return
             self._held.popleft()
             self._now = self._last_frame_end = end
@@ -466,7 +479,7 @@ class CallPipeline:
             self._timer = None
         self._timer_at = deadline
         if deadline is not None and not self._closed:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer = self.loop.call_at(deadline + self._lag, self._on_timer)
 
     def _on_timer(self) -> None:
         deadline = self._timer_at
@@ -474,7 +487,7 @@ class CallPipeline:
         self._timer_at = None
         if deadline is None or self._closed:
             return
-        self._now = max(deadline, self.loop.time(), self._now)
+        self._now = max(deadline, self._clock(), self._now)
         if self.inputs is not None:
             self.inputs.append(("timer", self._now))
         self.engine.handle_timer(self._now)
@@ -486,8 +499,12 @@ class CallPipeline:
             self.inputs.append(("agent_finished", now))
         self.engine.agent_audio_finished(now)
 
+    def _clock(self) -> float:
+        """The engine's clock: the loop clock minus the current media lag (see feed)."""
+        return self.loop.time() - self._lag
+
     def _tick(self) -> float:
-        self._now = max(self.loop.time(), self._now)
+        self._now = max(self._clock(), self._now)
         return self._now
 
     # -- downlink ------------------------------------------------------------------------
@@ -506,6 +523,13 @@ class CallPipeline:
         self._wake.set()
 
     def _on_response_done(self, response_id: str, status: str) -> None:
+        if response_id not in self._ttfa and response_id not in self._dropped and not self._playing:
+            # the reply ended (or was refused) without audio: the engine stops waiting for it
+            self.log.warning("model reply %r ended without audio (%s)", response_id, status)
+            self._pending_turn = None
+            self._agent_finished()
+            self._drive()
+            return
         self._done_responses.add(response_id)
         if response_id not in self._dropped:
             tail = self.transcoder.downlink_flush()
@@ -588,8 +612,13 @@ class CallPipeline:
         self._wake.clear()
         if self._queue and timeout is None:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        # a timer handle that sets the event: cheaper than wait_for's task per wake-up
+        handle = None if timeout is None else self.loop.call_later(timeout, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            if handle is not None:
+                handle.cancel()
 
     def _start_playing(self, rid: str, item: str) -> None:
         now = self.loop.time()

@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=20, help="concurrent calls (default 20)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each call (s)")
     parser.add_argument("--ttfa-ms", type=int, default=200, help="model time to first audio (ms)")
-    parser.add_argument("--quality", default="HQ", choices=("QQ", "LQ", "MQ", "HQ", "VHQ"),
+    parser.add_argument("--quality", default="auto", choices=("auto", "QQ", "LQ", "MQ", "HQ", "VHQ"),
                         help="soxr quality of the 16 kHz <-> 24 kHz resamplers (default HQ)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -95,7 +95,7 @@ def _pct(xs: list[float], q: float) -> float | None:
     return None if not xs else round(float(np.percentile(np.asarray(xs), q)), 6)
 
 
-async def bench(calls: int, seconds: float, ttfa_ms: int, quality: str = "HQ") -> dict[str, Any]:
+async def bench(calls: int, seconds: float, ttfa_ms: int, quality: str = "auto") -> dict[str, Any]:
     """Run the benchmark; return its figures (see the module docstring)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "clutchcall.cli", "model", "serve", "--ttfa-ms", str(ttfa_ms),

@@ -8,10 +8,10 @@ plus ``NAME.json``, exactly::
      "segments": [{"start_ms": .., "end_ms": .., "kind": .., "expect": ..}, ...]}
 
 with ``kind`` in turn / short_answer / backchannel / interruption / noise and ``expect`` in
-reply / ignore / yield. :func:`load_call` reads the pair and runs the production VAD framing
-(:class:`clutchcall.engine.audio.VadFramer`, see :func:`vad_decisions`) to get one speech decision per frame: the simulator
-feeds the engine exactly what the production edge would. :func:`load_call` is the one swap
-point for ``clutchcall.traces``' loader.
+reply / ignore / yield (``traces/FORMAT.md``). :func:`load_call` reads the pair with
+``clutchcall.traces``' validating reader and runs the production VAD framing
+(:class:`clutchcall.engine.audio.VadFramer`) to get one speech decision per frame: the
+simulator feeds the engine exactly what the production edge would.
 
 A :class:`Call` can also be built from intervals (:meth:`Call.from_intervals`) -- frame-level
 VAD sequences for tests -- and :func:`synthetic_call` makes a deterministic labelled call of
@@ -21,18 +21,13 @@ benchmark.
 
 from __future__ import annotations
 
-import json
 import random
-import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from clutchcall.engine.errors import ClutchCallError
-
-KINDS = ("turn", "short_answer", "backchannel", "interruption", "noise")
-EXPECTS = ("reply", "ignore", "yield")
 
 
 class CallFormatError(ClutchCallError, ValueError):
@@ -43,8 +38,8 @@ class CallFormatError(ClutchCallError, ValueError):
 class Segment:
     """One labelled stretch of the caller's audio and what should happen to it."""
 
-    start_ms: int
-    end_ms: int
+    start_ms: float
+    end_ms: float
     kind: str
     expect: str
 
@@ -57,7 +52,7 @@ class Call:
     name: str
     frame_ms: int
     speech: tuple[bool, ...]
-    agent_speech: tuple[tuple[int, int], ...]
+    agent_speech: tuple[tuple[float, float], ...]
     segments: tuple[Segment, ...]
 
     @property
@@ -71,9 +66,9 @@ class Call:
         name: str,
         *,
         duration_ms: int,
-        caller_speech: list[tuple[int, int]],
-        agent_speech: list[tuple[int, int]] | None = None,
-        segments: list[Segment] | None = None,
+        caller_speech: Sequence[tuple[float, float]],
+        agent_speech: Sequence[tuple[float, float]] | None = None,
+        segments: Sequence[Segment] | None = None,
         frame_ms: int = 20,
     ) -> Call:
         """Build a call whose frame k is speech iff it overlaps a ``caller_speech`` interval
@@ -83,56 +78,13 @@ class Call:
         for s, e in caller_speech:
             if e < s or s < 0:
                 raise CallFormatError(f"{name}: bad speech interval {(s, e)}")
-            for k in range(max(0, s // frame_ms), min(n, e // frame_ms + 1)):
+            for k in range(max(0, int(s // frame_ms)), min(n, int(e // frame_ms) + 1)):
                 lo, hi = k * frame_ms, (k + 1) * frame_ms
                 if min(hi, e) - max(lo, s) >= frame_ms / 2:
                     speech[k] = True
         return cls(name=name, frame_ms=frame_ms, speech=tuple(speech),
-                   agent_speech=tuple((int(a), int(b)) for a, b in (agent_speech or [])),
+                   agent_speech=tuple((a, b) for a, b in (agent_speech or [])),
                    segments=tuple(segments or []))
-
-
-def _labels(path: Path) -> tuple[list[tuple[int, int]], list[Segment]]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CallFormatError(f"{path}: cannot read labels: {exc}") from exc
-    if not isinstance(data, dict) or data.get("version") != 1:
-        raise CallFormatError(f"{path}: expected an object with version 1")
-    if set(data) != {"version", "agent_speech", "segments"}:
-        raise CallFormatError(f"{path}: keys must be exactly version, agent_speech, segments")
-    agent = []
-    for item in data["agent_speech"]:
-        if (not isinstance(item, list) or len(item) != 2
-                or not all(isinstance(v, int) for v in item) or item[1] < item[0]):
-            raise CallFormatError(f"{path}: agent_speech entries must be [start_ms, end_ms]")
-        agent.append((item[0], item[1]))
-    segs = []
-    for i, seg in enumerate(data["segments"]):
-        if not isinstance(seg, dict) or set(seg) != {"start_ms", "end_ms", "kind", "expect"}:
-            raise CallFormatError(f"{path}: segments[{i}] needs exactly start_ms, end_ms, kind, expect")
-        if seg["kind"] not in KINDS or seg["expect"] not in EXPECTS:
-            raise CallFormatError(f"{path}: segments[{i}] has kind/expect {seg['kind']}/{seg['expect']}")
-        if not (isinstance(seg["start_ms"], int) and isinstance(seg["end_ms"], int)
-                and 0 <= seg["start_ms"] <= seg["end_ms"]):
-            raise CallFormatError(f"{path}: segments[{i}] has a bad time range")
-        segs.append(Segment(**seg))
-    return agent, segs
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Return (mono int16 samples, sample rate) of a PCM16 WAV; raise CallFormatError."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise CallFormatError(f"{path}: expected 16-bit PCM")
-            rate, ch = w.getframerate(), w.getnchannels()
-            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    except (OSError, wave.Error, EOFError) as exc:
-        raise CallFormatError(f"{path}: cannot read WAV: {exc}") from exc
-    if ch > 1:
-        pcm = pcm.reshape(-1, ch)[:, 0]
-    return pcm.astype(np.int16), rate
 
 
 def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
@@ -150,28 +102,72 @@ def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int
 
 
 def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) -> Call:
-    """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) and run
-    the VAD on the audio. Raises CallFormatError for a missing or malformed file."""
+    """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) through
+    ``clutchcall.traces.labels.read_call`` (the one validating reader of the format) and run
+    the VAD on the audio. Raises CallFormatError (carrying the reader's ``PATH: FIELD:
+    PROBLEM`` text) for a missing or malformed file."""
+    from clutchcall.traces.errors import TraceFormatError
+    from clutchcall.traces.labels import read_call
+
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
-    jpath, wpath = stem.with_suffix(".json"), stem.with_suffix(".wav")
-    if not jpath.exists() or not wpath.exists():
-        raise CallFormatError(f"{stem}: needs both {jpath.name} and {wpath.name}")
-    agent, segs = _labels(jpath)
-    pcm, rate = read_wav(wpath)
-    speech = vad_decisions(pcm, rate, frame_ms, aggressiveness)
+    try:
+        lc = read_call(stem)
+    except TraceFormatError as exc:
+        raise CallFormatError(str(exc)) from exc
+    agent = [(float(a), float(b)) for a, b in lc.labels.agent_speech]
+    segs = [Segment(start_ms=float(x.start_ms), end_ms=float(x.end_ms), kind=x.kind,
+                    expect=x.expect) for x in lc.labels.segments]
+    speech = vad_decisions(np.asarray(lc.pcm, dtype=np.int16), lc.rate, frame_ms, aggressiveness)
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
                 agent_speech=tuple(agent), segments=tuple(segs))
 
 
+def call_from_trace(path: str | Path) -> Call:
+    """Build a :class:`Call` from a recorded trace's inputs (``clutchcall.traces``): the
+    caller frames' VAD decisions in order, and the agent audio started/finished inputs as
+    the agent's planned speech. It has no labels, so only latencies can be scored. Raises
+    CallFormatError for a malformed trace or frames of mixed durations."""
+    from clutchcall.traces.errors import TraceFormatError
+    from clutchcall.traces.recorded import read_trace
+
+    try:
+        trace = read_trace(path)
+    except TraceFormatError as exc:
+        raise CallFormatError(str(exc)) from exc
+    frames = [i for i in trace.inputs if i.kind == "caller_frame"]
+    durations = {int(i.duration_ms or 0) for i in frames}
+    if len(durations) > 1:
+        raise CallFormatError(f"{path}: caller frames of mixed durations {sorted(durations)}")
+    frame_ms = durations.pop() if durations else 20
+    agent: list[tuple[float, float]] = []
+    start: float | None = None
+    for i in trace.inputs:
+        if i.kind == "agent_audio_started" and start is None:
+            start = i.time * 1000.0
+        elif i.kind == "agent_audio_finished" and start is not None:
+            agent.append((start, i.time * 1000.0))
+            start = None
+    if start is not None and frames:
+        agent.append((start, frames[-1].time * 1000.0))
+    return Call(name=Path(path).stem, frame_ms=frame_ms,
+                speech=tuple(bool(i.speech) for i in frames), agent_speech=tuple(agent),
+                segments=())
+
+
 def find_calls(paths: list[str]) -> list[Path]:
-    """Expand files and directories into the sorted list of labelled-call stems
-    (every ``*.json`` with a sibling ``*.wav``). Raises CallFormatError if none."""
+    """Expand files and directories into the sorted list of labelled-call stems (every
+    ``*.json`` with a sibling ``*.wav``) and recorded traces named explicitly (``*.parquet``).
+    Raises CallFormatError if none, or for a path that does not exist."""
     stems: set[Path] = set()
     for item in paths:
         p = Path(item)
         if p.is_dir():
             stems.update(j.with_suffix("") for j in p.rglob("*.json") if j.with_suffix(".wav").exists())
+        elif p.suffix == ".parquet":
+            if not p.exists():
+                raise CallFormatError(f"{item}: no such recorded trace")
+            stems.add(p)
         else:
             stem = p.with_suffix("") if p.suffix in (".json", ".wav") else p
             if not stem.with_suffix(".json").exists():
@@ -237,3 +233,38 @@ def synthetic_call(seed: int, seconds: float = 60.0, frame_ms: int = 20,
     return Call.from_intervals(name or f"synthetic-{seed}", duration_ms=total,
                                caller_speech=caller, agent_speech=agent, segments=segs,
                                frame_ms=frame_ms)
+
+
+def segment_for_commit(segments: tuple[Segment, ...], t_ms: float) -> int:
+    """Return the index of the labelled segment a commit whose turn's speech ended at caller
+    time ``t_ms`` closed (its end within ``[start - 60, end + 300]`` ms; the closest end
+    wins), or -1."""
+    best, best_d = -1, float("inf")
+    for i, s in enumerate(segments):
+        if s.start_ms - 60 <= t_ms <= s.end_ms + 300:
+            d = abs(s.end_ms - t_ms)
+            if d < best_d:
+                best, best_d = i, d
+    return best
+
+
+def reply_intervals(call: Call, max_gap_ms: float = 3000.0) -> dict[int, int]:
+    """Map each ``expect == "reply"`` segment to the index of the agent_speech interval that
+    answers it: the first one starting at or after the segment's end (within
+    ``max_gap_ms``) and before the next reply segment starts. FORMAT.md: such a reply is
+    placed at a human pace; a reactive simulator starts it at its own commit and keeps only
+    its length."""
+    reply_segs = [i for i, s in enumerate(call.segments) if s.expect == "reply"]
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for n, i in enumerate(reply_segs):
+        seg = call.segments[i]
+        nxt = call.segments[reply_segs[n + 1]].start_ms if n + 1 < len(reply_segs) else float("inf")
+        for j, (a, _b) in enumerate(call.agent_speech):
+            if j in used or a < seg.end_ms - 1:
+                continue
+            if a <= seg.end_ms + max_gap_ms and a < nxt:
+                out[i] = j
+                used.add(j)
+            break
+    return out

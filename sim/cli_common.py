@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 from clutchcall.engine import TurnConfig
+from clutchcall.engine.config import POLICY_NAMES
+from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
 from clutchcall.sim.runner import load_calls
@@ -36,6 +38,10 @@ def add_net(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--queue-bytes", type=int, default=64_000)
     g.add_argument("--late-frame-ms", type=float, default=60.0, help="edge jitter buffer depth")
     g.add_argument("--zero-rtt", action="store_true", help="QUIC 0-RTT resumption")
+    g.add_argument("--quic-ack-every", type=int, default=2,
+                   help="fast QUIC model: ACK every N packets (RFC 9000: 2)")
+    g.add_argument("--quic-ack-delay-ms", type=float, default=25.0,
+                   help="fast QUIC model: delayed-ACK timer (RFC 9000: 25 ms; aioquic: 1)")
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +57,11 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("turn engine")
     g.add_argument("--preset", choices=list(PRESETS), default="clutchcall")
     for f in _TURN_FIELDS:
-        g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
+        if f == "policy":
+            g.add_argument("--policy", choices=POLICY_NAMES, default=None, dest=f,
+                           help="turn policy (default: the preset's, i.e. threshold)")
+        else:
+            g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
 
 
 def add_seed(parser: argparse.ArgumentParser) -> None:
@@ -62,11 +72,15 @@ def net_config(a: argparse.Namespace) -> NetConfig:
     link: dict[str, Any] = {"rtt_ms": a.rtt_ms, "loss": a.loss, "jitter_ms": a.jitter_ms,
                             "rate_kbps": a.rate_kbps, "queue_bytes": a.queue_bytes}
     if a.burst_loss:
-        p, r = (float(x) for x in a.burst_loss.split(":"))
+        try:
+            p, r = (float(x) for x in a.burst_loss.split(":"))
+        except ValueError:
+            raise ConfigError(f"--burst-loss: expected P:R, got {a.burst_loss!r}") from None
         link.update(ge_p=p, ge_r=r)
     lc = LinkConfig(**link)
     return NetConfig(transport=a.transport, uplink=lc, downlink=lc,
-                     late_frame_ms=a.late_frame_ms, zero_rtt=a.zero_rtt)
+                     late_frame_ms=a.late_frame_ms, zero_rtt=a.zero_rtt,
+                     quic_ack_every=a.quic_ack_every, quic_ack_delay_ms=a.quic_ack_delay_ms)
 
 
 def model_config(a: argparse.Namespace) -> ModelConfig:

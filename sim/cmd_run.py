@@ -10,8 +10,10 @@ import sys
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
+from clutchcall.sim.calls import Call
 from clutchcall.sim.metrics import EVAL_KEYS, write_tables
 from clutchcall.sim.runner import run as run_calls
+from clutchcall.sim.world import SimConfig
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +25,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write turns/segments/calls.parquet and summary.json here")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--record", default=None, metavar="DIR",
+                        help="also write each call's engine inputs/outputs as a recorded "
+                             "trace DIR/NAME.parquet (replay with 'clutchcall sim replay')")
+
+
+def record_traces(calls: list[Call], cfg: SimConfig, out_dir: str) -> list[str]:
+    """Simulate each call with a ``clutchcall.traces`` TraceRecorder attached and write
+    ``OUT/NAME.parquet``; return the paths."""
+    from clutchcall.sim.world import simulate_call
+    from clutchcall.traces.recorded import TraceRecorder
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for call in calls:
+        rec = TraceRecorder(call_id=call.name, codec="pcm16", rate=16000, config=cfg.turn,
+                            extra={"shell": "clutchcall.sim", "seed": cfg.seed,
+                                   "transport": cfg.net.transport})
+        simulate_call(call, cfg, rec)
+        path = os.path.join(out_dir, f"{call.name}.parquet")
+        rec.write(path)
+        paths.append(path)
+    return paths
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = cc.sim_config(args)
         calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
+        if args.record:
+            record_traces(calls, cfg, args.record)
         t, summary = run_calls(calls, cfg)
     except (ClutchCallError, OSError) as exc:
         print(f"clutchcall sim run: {exc}", file=sys.stderr)

@@ -16,7 +16,7 @@ import sys
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
-from clutchcall.sim.runner import heatmaps, parse_range, pareto, recommend, sweep
+from clutchcall.sim.runner import heatmaps, pareto, parse_range, recommend, sweep
 
 HEATMAP_METRICS = ["false_barge_in_rate", "missed_barge_in_rate", "backchannel_wakeup_rate",
                    "missed_reply_rate", "barge_latency_ms_p50", "turn_latency_ms_p95"]
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if len(keys) >= 2:
         pngs = heatmaps(df, keys[0], keys[1], HEATMAP_METRICS, args.out)
     rec = recommend(df, keys)
-    with open(os.path.join(args.out, "recommended.json"), "w") as f:
-        json.dump(rec, f, indent=1)
+    with open(os.path.join(args.out, "recommended.json"), "w") as fh:
+        json.dump(rec, fh, indent=1)
     print(f"{df.height} grid points over {len(calls)} calls -> {args.out}/")
     print("Pareto front: false barge-ins vs barge-in latency")
     print(cc.table(fb.select(cols_fb).to_dicts(), cols_fb))

@@ -28,7 +28,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 from clutchcall.engine.errors import ConfigError
 
 _BLOCK = 4096
@@ -82,8 +81,22 @@ class LinkConfig:
 class Link:
     """One direction of a path; see the module docstring for the model."""
 
-    __slots__ = ("cfg", "_rng", "_u", "_e", "_ui", "_ei", "_bad", "_busy_until", "_owd",
-                 "_jit", "_bps", "_ge", "sent", "lost")
+    __slots__ = (
+        "_bad",
+        "_bps",
+        "_busy_until",
+        "_e",
+        "_ei",
+        "_ge",
+        "_jit",
+        "_owd",
+        "_rng",
+        "_u",
+        "_ui",
+        "cfg",
+        "lost",
+        "sent",
+    )
 
     def __init__(self, cfg: LinkConfig, rng: np.random.Generator) -> None:
         self.cfg = cfg
@@ -136,7 +149,7 @@ class Link:
             return None
         depart = t
         if self._bps > 0.0:
-            start = self._busy_until if self._busy_until > t else t
+            start = max(t, self._busy_until)
             backlog = (start - t) * self._bps / 8.0
             if backlog + nbytes > cfg.queue_bytes:
                 self.lost += 1

@@ -16,8 +16,9 @@ the segment it interrupted with (the cancelling frame lies within ``[start - 60 
   agent that stopped by itself sooner, or was already stopped, was not missed); else the
   *barge-in latency* is when the agent stopped at the caller minus the segment's start.
 
-A cancel that matches no segment is a false barge-in too; a commit that matches none is an
-*unlabelled commit*. Latencies per turn (ms): ``turn_latency_ms`` at the caller (end of the
+A cancel that matches no segment is a false barge-in too (an *unlabelled cancel*); a commit
+that matches none is an *unlabelled commit* (a call with no segments at all -- a recorded
+trace used as the caller -- is scored for latencies only). Latencies per turn (ms): ``turn_latency_ms`` at the caller (end of the
 last speech frame sent -> first agent audio frame received), ``turn_latency_edge_ms`` (last
 speech frame fed to the engine -> first agent audio frame sent), ``commit_delay_ms`` (end of
 speech at the caller -> commit at the edge), and ``edge_added_ms``: turn latency at the caller
@@ -25,8 +26,10 @@ minus what ClutchCall cannot remove -- the end-of-turn silence, the model's time
 audio and its leg both ways, and the caller leg's base one-way delay both ways -- i.e. the
 time lost to loss recovery, head-of-line blocking, jitter buffering and frame timing.
 
-Rates: ``*_rate`` are fractions of the opportunities (the count of segments of that expect),
-0.0 when there were none; ``*_per_hour`` divide counts by the hours of call simulated.
+Rates: ``*_rate`` are fractions of the opportunities, 0.0 when there were none: false
+barge-ins per (ignore segments + cancels that match no segment; the reactive agent may be
+talking where the recording's was not, so every ignore segment is an opportunity), missed
+barge-ins per interruption, wake-ups per ignore segment, missed replies per reply segment; ``*_per_hour`` divide counts by the hours of call simulated.
 Tables are polars DataFrames with fixed schemas, so equal runs write byte-identical Parquet.
 """
 
@@ -37,8 +40,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
-from clutchcall.sim.calls import Segment
+from clutchcall.sim.calls import Segment, segment_for_commit
 from clutchcall.sim.world import CallRun, SimConfig
 
 EVAL_KEYS = (
@@ -60,18 +62,22 @@ TURN_SCHEMA = {
 }
 SEGMENT_SCHEMA = {
     "call": pl.Utf8, "segment": pl.Int64, "kind": pl.Utf8, "expect": pl.Utf8,
-    "start_ms": pl.Int64, "end_ms": pl.Int64, "over_agent": pl.Boolean, "committed": pl.Boolean,
+    "start_ms": pl.Float64, "end_ms": pl.Float64, "over_agent": pl.Boolean, "committed": pl.Boolean,
     "cancelled": pl.Boolean, "outcome": pl.Utf8, "turn_latency_ms": pl.Float64,
     "barge_latency_ms": pl.Float64,
 }
 CALL_COUNTS = (
     "commits", "cancels", "primes", "reply_segments", "missed_replies", "short_answers",
     "missed_short_answers", "ignore_segments", "backchannel_wakeups", "unlabelled_commits",
-    "false_barge_ins", "interruptions", "missed_barge_ins", "frames_skipped",
+    "false_barge_ins", "unlabelled_cancels", "interruptions", "missed_barge_ins",
+    "frames_skipped",
     "retransmissions", "packets_lost",
 )
+PER_HOUR = ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
+            "missed_short_answers")
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
 CALL_SCHEMA.update({k: pl.Int64 for k in CALL_COUNTS})
+CALL_SCHEMA.update({f"{k}_per_hour": pl.Float64 for k in PER_HOUR})
 
 
 MISSED_BARGE_GRACE_MS = 1000
@@ -83,13 +89,7 @@ def _playing_at(run: CallRun, t_caller: float, owd_down: float) -> bool:
 
 
 def _match_commit(segs: tuple[Segment, ...], t_ms: float) -> int:
-    best, best_d = -1, math.inf
-    for i, s in enumerate(segs):
-        if s.start_ms - 60 <= t_ms <= s.end_ms + 300:
-            d = abs(s.end_ms - t_ms)
-            if d < best_d:
-                best, best_d = i, d
-    return best
+    return segment_for_commit(segs, t_ms)
 
 
 def _match_cancel(segs: tuple[Segment, ...], t_ms: float) -> int:
@@ -100,7 +100,7 @@ def _match_cancel(segs: tuple[Segment, ...], t_ms: float) -> int:
     return best
 
 
-def _overlaps(seg: Segment, intervals: tuple[tuple[int, int], ...]) -> bool:
+def _overlaps(seg: Segment, intervals: tuple[tuple[float, float], ...]) -> bool:
     return any(a < seg.end_ms and seg.start_ms < b for a, b in intervals)
 
 
@@ -181,7 +181,9 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
             "turn_latency_ms": seg_commit.get(i, math.nan) if s.expect == "reply" else math.nan,
             "barge_latency_ms": seg_cancel.get(i, math.nan) if s.expect == "yield" else math.nan,
         })
-    counts["false_barge_ins"] += unmatched_cancels
+    if segs:  # a call without labels (a recorded trace) scores latencies only
+        counts["false_barge_ins"] += unmatched_cancels
+        counts["unlabelled_cancels"] = unmatched_cancels
     counts["unlabelled_commits"] = unlabelled
     counts["commits"] = len(run.turns)
     counts["cancels"] = len(run.cancels)
@@ -192,6 +194,9 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
     call_row: dict[str, Any] = {"call": call.name, "duration_s": call.duration_s,
                                 "connect_ms": run.connect_s * 1000.0}
     call_row.update(counts)
+    hours = call.duration_s / 3600.0
+    for k in PER_HOUR:
+        call_row[f"{k}_per_hour"] = counts[k] / hours if hours else 0.0
     return turn_rows, seg_rows, call_row
 
 
@@ -237,8 +242,8 @@ def summarize(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
     lat = turns["turn_latency_ms"].to_list()
     barge = t["segments"]["barge_latency_ms"].to_list()
     out: dict[str, Any] = {
-        "false_barge_in_rate": rate(c["false_barge_ins"], max(ignore_over_agent, 1)
-                                    if c["false_barge_ins"] else ignore_over_agent),
+        "false_barge_in_rate": rate(c["false_barge_ins"],
+                                    c["ignore_segments"] + c["unlabelled_cancels"]),
         "missed_barge_in_rate": rate(c["missed_barge_ins"], c["interruptions"]),
         "backchannel_wakeup_rate": rate(c["backchannel_wakeups"], c["ignore_segments"]),
         "missed_reply_rate": rate(c["missed_replies"], c["reply_segments"]),
@@ -257,8 +262,7 @@ def summarize(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
             out[f"{col.removesuffix('_ms')}_ms_p{q}"] = _pct(vals, q)
     out["barge_latency_ms_p95"] = _pct(barge, 95)
     out["barge_latency_ms_p99"] = _pct(barge, 99)
-    for k in ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
-              "missed_short_answers"):
+    for k in PER_HOUR:
         out[f"{k}_per_hour"] = round(c[k] / hours, 3) if hours else 0.0
     return out
 

@@ -35,7 +35,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
 from clutchcall.sim.link import Link
 from clutchcall.sim.transport import CONTROL
 
@@ -56,7 +55,7 @@ def self_signed_cert() -> tuple[Any, Any]:
 
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sim.clutchcall.test")])
-        start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+        start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(key.public_key()).serial_number(1)
                 .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=36500))

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ConfigError
-from clutchcall.sim.calls import Call, find_calls, load_call, synthetic_call
+from clutchcall.sim.calls import Call, call_from_trace, find_calls, load_call, synthetic_call
 from clutchcall.sim.metrics import summarize, tables
 from clutchcall.sim.world import SimConfig, simulate_call
 
@@ -45,7 +44,8 @@ def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int 
     if paths or not synthetic:
         if not paths:
             paths = [str(default_corpus())]
-        calls += [load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness)
+        calls += [call_from_trace(p) if p.suffix == ".parquet"
+                  else load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness)
                   for p in find_calls(paths)]
     calls += [synthetic_call(1000 + i, synthetic_seconds, frame_ms) for i in range(synthetic)]
     return calls
@@ -122,23 +122,25 @@ def sweep(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
     t0 = time.perf_counter()
     tasks = [(i, cfg) for i, (_c, cfg) in enumerate(points)]
     if procs <= 1 or n <= 1:
-        for k, task in enumerate(tasks):
-            _init(calls)
-            i, res = _point(task)
-            results[i] = res
+        _init(calls)
+        for done, task in enumerate(tasks, 1):
+            idx, res = _point(task)
+            results[idx] = res
             if progress:
-                _progress(k + 1, n, t0)
+                _progress(done, n, t0)
     else:
-        ctx = mp.get_context("fork") if sys.platform == "linux" else mp.get_context()
+        # spawn, not fork: polars (and numpy's BLAS) keep thread pools that a fork can
+        # leave locked in the child
+        ctx = mp.get_context("spawn")
         with ctx.Pool(procs, initializer=_init, initargs=(calls,)) as pool:
-            for k, (i, res) in enumerate(pool.imap_unordered(_point, tasks)):
-                results[i] = res
+            for done, (idx, res) in enumerate(pool.imap_unordered(_point, tasks), 1):
+                results[idx] = res
                 if progress:
-                    _progress(k + 1, n, t0)
+                    _progress(done, n, t0)
     rows = []
-    for (changes, _cfg), res in zip(points, results):
-        assert res is not None
-        rows.append({**changes, **res})
+    for (changes, _cfg), point in zip(points, results, strict=True):
+        assert point is not None
+        rows.append({**changes, **point})
     return pl.DataFrame(rows, infer_schema_length=None)
 
 

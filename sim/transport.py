@@ -64,6 +64,7 @@ be dead); such a message is never delivered (``math.inf``).
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -105,8 +106,7 @@ class TransportModel:
     # -- RTT estimator (RFC 9002 §5.3 / RFC 6298) --------------------------------------
     def _rtt_sample(self, rtt: float, ack_delay: float = 0.0) -> None:
         self.latest_rtt = rtt
-        if rtt < self.min_rtt:
-            self.min_rtt = rtt
+        self.min_rtt = min(self.min_rtt, rtt)
         adjusted = rtt - ack_delay if rtt - ack_delay >= self.min_rtt else rtt
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - adjusted)
         self.srtt = 0.875 * self.srtt + 0.125 * adjusted
@@ -127,7 +127,7 @@ class TransportModel:
                streams: Sequence[int] | None) -> None:
         if len(times) != len(sizes) or (streams is not None and len(streams) != len(times)):
             raise ValueError("deliver: times, sizes and streams must have equal lengths")
-        for a, b in zip(times, times[1:]):
+        for a, b in itertools.pairwise(times):
             if b < a:
                 raise ValueError("deliver: send times must be sorted")
 
@@ -159,9 +159,17 @@ class QuicModel(TransportModel):
     ack_bytes = 50
 
     def __init__(self, fwd: Link, rev: Link, *, max_ack_delay_ms: float = 25.0,
-                 zero_rtt: bool = False) -> None:
+                 zero_rtt: bool = False, ack_every: int = 2,
+                 ack_delay_ms: float | None = None) -> None:
+        """``max_ack_delay_ms`` is the advertised bound (used in the PTO); the receiver ACKs
+        every ``ack_every``-th ack-eliciting packet or ``ack_delay_ms`` (default: the bound)
+        after the first unacknowledged one. RFC 9000's default is 2 / 25 ms; the ACK
+        frequency extension (draft-ietf-quic-ack-frequency) changes them; aioquic ACKs every
+        packet after 1 ms (``ack_every`` large, ``ack_delay_ms=1``)."""
         super().__init__(fwd, rev, max_ack_delay_ms=max_ack_delay_ms)
         self.zero_rtt = zero_rtt
+        self.ack_every = max(1, int(ack_every))
+        self.ack_delay = (max_ack_delay_ms if ack_delay_ms is None else ack_delay_ms) / 1000.0
         self._pn = 0
 
     def handshake(self, t0: float) -> float:
@@ -188,6 +196,7 @@ class QuicModel(TransportModel):
         fwd, rev = self.fwd, self.rev
         ovh = self.overhead_bytes
         mad = self.max_ack_delay
+        ack_every, ack_delay = self.ack_every, self.ack_delay
         arrival = [_INF] * n
         acked = [False] * n
         # packets and ACKs in flight: (arrival time, order, kind, a, b)
@@ -233,8 +242,7 @@ class QuicModel(TransportModel):
                 for pn, (st, _item) in sent.items():
                     if pn >= largest_acked:
                         break
-                    if st + loss_delay < loss_time:
-                        loss_time = st + loss_delay
+                    loss_time = min(loss_time, st + loss_delay)
                 timer_at, timer_pto = loss_time, False
             else:
                 pto = self.srtt + max(4 * self.rttvar, _GRANULARITY) + mad
@@ -290,13 +298,12 @@ class QuicModel(TransportModel):
                     rx_max.append(a if not rx_max or a > rx_max[-1] else rx_max[-1])
                     if a not in rx_time:
                         rx_time[a] = now
-                    if a > rx_largest:
-                        rx_largest = a
+                    rx_largest = max(rx_largest, a)
                     unacked += 1
-                    if out_of_order or unacked >= 2:
+                    if out_of_order or unacked >= ack_every:
                         send_ack(now)
                     elif ack_at == _INF:
-                        ack_at = now + mad
+                        ack_at = now + ack_delay
                 else:  # an ACK reaches the sender
                     if a <= ack_seen:
                         continue

@@ -27,12 +27,16 @@ wall clock is never read. The parts:
   prefill (``prefill=False``) the delay grows by ``no_prefill_ms_per_s`` per second of the
   turn's speech. Audio flows out at 1x. A ``Cancel`` is honoured ``cancel_delay_ms`` after it
   reaches the model; a reply asked for before that waits for it.
-* **agent speech** -- the labelled call's ``agent_speech`` intervals are what the caller heard
-  and reacted to; the edge plays each at ``start - RTT/2`` so that it reaches the caller on
-  time. A model reply to a committed turn *is* the recorded agent turn that follows that
-  turn's labelled segment (it starts at the model's own first audio and ends where the
-  recording's agent turn ends); a reply with no recorded agent turn to claim lasts a drawn
-  ``reply_min_ms``..``reply_max_ms``, cut short before the caller's next labelled turn.
+* **agent speech** -- the labelled call's ``agent_speech`` intervals are the agent's planned
+  playback, what the caller heard and reacted to. An interval that answers a ``reply``
+  segment (:func:`~clutchcall.sim.calls.reply_intervals`) is the model's reply: it plays only
+  if a commit closes that segment, starting at the model's own first audio and keeping its
+  planned length (FORMAT.md: "a simulator with a reactive agent may instead start it at its
+  own commit and keep only its length"); a missed reply leaves the agent silent. Every other
+  interval (a greeting, ...) plays at its planned time, sent by the edge at ``start - RTT/2``
+  so that it reaches the caller on time. A commit with no planned answer to claim (a
+  backchannel that woke the model, a second commit inside one turn) gets a drawn
+  ``reply_min_ms``..``reply_max_ms`` reply, ended before the caller's next labelled turn.
   A ``Cancel`` stops all agent audio at once and sends a "clear playout" control message
   downlink (QUIC: its own stream; TCP: behind every earlier byte); the agent stops at the
   caller when it arrives.
@@ -49,17 +53,17 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import simpy
-
 from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
 from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
 from clutchcall.engine.errors import ConfigError
-from clutchcall.sim.calls import Call
+from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
-from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel, TransportModel
+from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel
 
 TRANSPORTS = ("quic", "tcp", "quic-exact")
 
@@ -79,6 +83,24 @@ class NetConfig:
     """Audio payload per 20 ms frame (Opus at 64 kbit/s)."""
     zero_rtt: bool = False
     """QUIC resumption with 0-RTT (handshake costs nothing)."""
+    playout_delay_ms: float = 0.0
+    """Fixed jitter-buffer depth: no caller frame is fed before ``send + RTT/2 +
+    playout_delay_ms`` (a playout schedule, as the production QUIC ingress's
+    ``IngressConfig.jitter_depth_ms``); 0 = fed on arrival. The late deadline is at least it."""
+    jitter_buffer: str = "adaptive"
+    """"adaptive": fed on arrival (see :func:`feed_schedule`); "playout": the production
+    ingress's buffer (:func:`playout_schedule`: a schedule ``playout_delay_ms`` deep anchored
+    on the first frame, re-anchored on a late frame, never shrinking back)."""
+    media_clock: bool = False
+    """The engine hears each caller frame at its media time (its nominal arrival ``send +
+    RTT/2 + playout_delay_ms``, laid end to end, never before the engine's clock) even when
+    the frame is fed later (TCP head-of-line blocking), as the production pipeline does;
+    False = at the time it is fed."""
+    quic_ack_every: int = 2
+    """Fast QUIC model: the receiver ACKs every N-th ack-eliciting packet (RFC 9000: 2)."""
+    quic_ack_delay_ms: float = 25.0
+    """Fast QUIC model: ...or this long after the first unacknowledged one (RFC 9000: 25 ms;
+    aioquic uses 1 ms with every packet)."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -87,12 +109,20 @@ class NetConfig:
             raise ConfigError("NetConfig.late_frame_ms: must be a finite number >= 0")
         if self.frame_bytes < 1:
             raise ConfigError("NetConfig.frame_bytes: must be >= 1")
+        if self.jitter_buffer not in ("adaptive", "playout"):
+            raise ConfigError("NetConfig.jitter_buffer: 'adaptive' or 'playout', "
+                              f"got {self.jitter_buffer!r}")
+        if self.playout_delay_ms < 0 or not math.isfinite(self.playout_delay_ms):
+            raise ConfigError("NetConfig.playout_delay_ms: must be a finite number >= 0")
 
     @classmethod
     def symmetric(cls, *, transport: str = "quic", rtt_ms: float = 50.0, loss: float = 0.0,
                   jitter_ms: float = 0.0, **link: Any) -> NetConfig:
         """Return a config with the same link parameters both ways."""
-        extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt") if k in link}
+        extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt",
+                                          "quic_ack_every", "quic_ack_delay_ms",
+                                          "playout_delay_ms", "media_clock", "jitter_buffer")
+                 if k in link}
         lc = LinkConfig(rtt_ms=rtt_ms, loss=loss, jitter_ms=jitter_ms, **link)
         return cls(transport=transport, uplink=lc, downlink=lc, **extra)
 
@@ -163,7 +193,8 @@ class CallRun:
 
 
 def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
-                     ) -> tuple[TransportModel, TransportModel]:
+                     ) -> tuple[Any, Any]:
+    """Return (uplink, downlink) transports: fast models, or the exact aioquic pair."""
     up = Link(net.uplink, rngs["uplink"])
     up_ack = Link(net.downlink, rngs["uplink_ack"])
     down = Link(net.downlink, rngs["downlink"])
@@ -171,8 +202,9 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
     if net.transport == "tcp":
         return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
     if net.transport == "quic":
-        return (QuicModel(up, up_ack, zero_rtt=net.zero_rtt),
-                QuicModel(down, down_ack, zero_rtt=net.zero_rtt))
+        kw = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
+              "ack_delay_ms": net.quic_ack_delay_ms}
+        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)  # type: ignore[arg-type]
     from clutchcall.sim.quic_exact import ExactQuicTransport
 
     return ExactQuicTransport.pair(net, rngs)
@@ -180,7 +212,8 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
 
 def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, ...],
                   frame_s: float, nominal_owd: float, late_s: float, *,
-                  skip_late_speech: bool = True) -> tuple[list[tuple[float, int, bool]], int]:
+                  skip_late_speech: bool = True, hold_s: float = 0.0
+                  ) -> tuple[list[tuple[float, int, bool]], int]:
     """Return ([(feed time, seq, speech)], frames skipped): when and in which order the
     edge jitter buffer feeds caller frames to the engine.
 
@@ -189,20 +222,23 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
     skipped -- except a speech frame when ``skip_late_speech`` is False (TCP: the bytes
     will come and the engine must hear the speech; silence is dropped to catch up). A
     skipped frame is resolved when it arrives or at its deadline, whichever is first.
+    ``hold_s`` > 0 is a fixed playout schedule: no frame is fed before its playout time
+    ``send + nominal_owd + hold_s``, and the deadline is at least that time.
     """
     out: list[tuple[float, int, bool]] = []
     last = -math.inf
     gate = -math.inf
     skipped = 0
     eps = 1e-9
+    late_s = max(late_s, hold_s)
     for k in range(len(send)):
         a = arrival[k]
+        nominal = send[k] + nominal_owd + hold_s
         dl = send[k] + nominal_owd + late_s
-        t = a if a > gate else gate
-        if t < last + frame_s:
-            t = last + frame_s
-        if a < math.inf and t > a + eps and not speech[k] and t > send[k] + nominal_owd + eps:
-            # behind real time: drop this silence frame to catch up
+        t = max(gate, a)
+        t = max(t, last + frame_s, nominal)
+        if a < math.inf and t > a + eps and not speech[k] and t > nominal + eps:
+            # behind the schedule: drop this silence frame to catch up
             skipped += 1
             gate = max(gate, a)
         elif t <= dl + eps or (a < math.inf and speech[k] and not skip_late_speech):
@@ -210,9 +246,45 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
             last = gate = t
         else:
             skipped += 1
-            r = a if a < dl else dl
-            if r > gate:
-                gate = r
+            r = min(dl, a)
+            gate = max(gate, r)
+    return out, skipped
+
+
+def playout_schedule(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
+                     depth_s: float) -> tuple[list[tuple[float, int, bool]], int]:
+    """Return ([(feed time, seq, speech)], frames skipped) of the production ingress's
+    jitter buffer (``prod/ingress/jitter.py``): anchored on the first frame received
+    (``seq0``; earlier frames are late), frame k plays at ``anchor + depth + (k - seq0) *
+    frame``. A frame there by its slot plays at the slot; one missing at its slot is lost
+    (concealed: skipped here) if a later frame arrives before it does; else the frame due next
+    is late and the schedule is re-anchored on its arrival -- and never shrinks back, so the
+    buffer keeps the largest lateness seen (TCP: the longest head-of-line stall so far).
+    """
+    n = len(arrival)
+    out: list[tuple[float, int, bool]] = []
+    if n == 0:
+        return out, 0
+    after = [math.inf] * (n + 1)  # earliest arrival among frames k+1..n-1
+    for k in range(n - 1, -1, -1):
+        after[k] = min(arrival[k], after[k + 1])
+    seq0 = min(range(n), key=lambda k: arrival[k])
+    if arrival[seq0] == math.inf:
+        return out, n
+    anchor = arrival[seq0] + depth_s - seq0 * frame_s
+    skipped = seq0
+    for k in range(seq0, n):
+        a = arrival[k]
+        slot = anchor + k * frame_s
+        if a <= slot:
+            t = slot
+        elif after[k + 1] < a or a == math.inf:
+            skipped += 1
+            continue
+        else:
+            anchor += a - slot
+            t = a
+        out.append((t, k, speech[k]))
     return out, skipped
 
 
@@ -244,6 +316,7 @@ class _World:
         self.owd_down = cfg.net.downlink.one_way_s
         self.owd_up = cfg.net.uplink.one_way_s
         self.leg = cfg.model.model_leg_ms / 1000.0
+        self.clock = 0.0  # the latest time given to the engine
         # timer
         self.timer_gen = 0
         self.timer_at: float | None = None
@@ -257,9 +330,14 @@ class _World:
         self.model_ready_at = 0.0
         self.last_speech_seq = -1
         self.cur_seq = -1
-        # scripted agent turns at the edge: [edge start, edge end, claimed]
+        # the labelled agent speech at the edge: [edge start, edge end, used]. Intervals that
+        # answer a reply segment are the model's replies: they play only when claimed by a
+        # commit of that segment (starting at the model's own first audio, keeping their
+        # length); the others (greetings, ...) play at their planned times.
         self.script = [[a / 1000.0 - self.owd_down, b / 1000.0 - self.owd_down, False]
                        for a, b in call.agent_speech]
+        self.reply_of = reply_intervals(call)
+        self.reactive = set(self.reply_of.values())
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
@@ -285,15 +363,20 @@ class _World:
             self.timer_gen += 1
             gen = self.timer_gen
             ev = self.env.timeout(max(0.0, d - self.env.now))
-            ev.callbacks.append(lambda _e, gen=gen, d=d: self.fire(gen, d))
-        elif d is None:
+            ev.callbacks.append(partial(self._fire_cb, gen, d))
+        elif d is None and self.timer_at is not None:
             self.timer_at = None
+            self.timer_gen += 1  # disarm the pending timeout
+
+    def _fire_cb(self, gen: int, deadline: float, _event: object) -> None:
+        self.fire(gen, deadline)
 
     def fire(self, gen: int, deadline: float) -> None:
         if gen != self.timer_gen:
             return
         self.timer_at = None
         now = max(deadline, self.env.now)
+        self.clock = now
         if self.rec is not None:
             self.rec.timer(now)
         self.eng.handle_timer(now)
@@ -303,6 +386,11 @@ class _World:
         env, eng, fms = self.env, self.eng, self.call.frame_ms
         timeout = env.timeout
         rec = self.rec
+        net = self.cfg.net
+        media = net.media_clock
+        base = self.owd_up + net.playout_delay_ms / 1000.0
+        frame_s = self.frame_s
+        last_end = -math.inf
         for t, seq, speech in schedule:
             dt = t - env.now
             if dt > 0:
@@ -310,9 +398,17 @@ class _World:
             self.cur_seq = seq
             if speech:
                 self.last_speech_seq = seq
+            now = env.now
+            if media:
+                # the frame's media time on the edge clock: its nominal arrival, laid end to
+                # end, never before the engine's clock (the production pipeline's rule)
+                now = max((seq + 1) * frame_s + base, last_end + frame_s, self.clock)
+                now = min(now, env.now)
+                last_end = now
+            self.clock = now
             if rec is not None:
-                rec.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
-            eng.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
+                rec.caller_frame(now, speech=speech, duration_ms=fms, seq=seq)
+            eng.caller_frame(now, speech=speech, duration_ms=fms, seq=seq)
             self.pump()
 
     # -------------------------------------------------------------- actions
@@ -334,7 +430,12 @@ class _World:
 
     def on_commit(self, o: Commit, now: float) -> None:
         m = self.cfg.model
-        end_caller = (self.last_speech_seq + 1) * self.frame_s
+        # the caller's own last speech frame of this burst: the last one fed, extended over
+        # speech frames the jitter buffer skipped (lost or late) right after it
+        k, speech = self.last_speech_seq, self.call.speech
+        while k + 1 < len(speech) and speech[k + 1]:
+            k += 1
+        end_caller = (k + 1) * self.frame_s
         ttfa = m.ttfa_median_ms / 1000.0
         if m.ttfa_sigma > 0:
             ttfa *= math.exp(m.ttfa_sigma * float(self.model_rng.standard_normal()))
@@ -358,28 +459,24 @@ class _World:
         if gen != self.reply_gen:
             return
         now = self.env.now
-        end = now + reply_len
-        # claim the recorded agent turn that follows this caller turn, if it has not started
-        nxt = [s for s in self.reply_segment_starts if s > end_caller + 0.05]
-        limit = nxt[0] if nxt else math.inf
-        claimed = False
-        for item in self.script:
-            a, b, used = item
-            if used or a < end_caller - self.owd_down:
-                continue
-            if a <= limit - self.owd_down and a > now - 1e-9:
-                item[2] = True
-                end = max(b, now + self.frame_s)
-                claimed = True
-            break
-        if not claimed and end > limit - self.owd_down - 0.1:
-            end = max(now + self.frame_s, limit - self.owd_down - 0.1)
+        seg = segment_for_commit(self.call.segments, end_caller * 1000.0)
+        j = self.reply_of.get(seg, -1)
+        if j >= 0 and not self.script[j][2]:
+            # the recorded answer to this turn: its planned length, started now
+            a, b, _used = self.script[j]
+            self.script[j][2] = True
+            end = now + max(b - a, self.frame_s)
+        else:
+            # no recorded answer to claim: a drawn length, ended before the caller's next
+            # labelled turn (the recording shows the caller did not wait for more)
+            nxt = [x for x in self.reply_segment_starts if x > end_caller + 0.05]
+            limit = (nxt[0] if nxt else math.inf) - self.owd_down - 0.1
+            end = max(now + self.frame_s, min(now + reply_len, limit))
         rec["reply_start_edge_s"] = now
         rec["first_audio_caller_s"] = math.inf
 
         def first(t: float) -> None:
-            if t < rec["first_audio_caller_s"]:
-                rec["first_audio_caller_s"] = t
+            rec["first_audio_caller_s"] = min(rec["first_audio_caller_s"], t)
 
         self.start_source(now, end, first)
         self.pump()
@@ -413,7 +510,7 @@ class _World:
                      first: Callable[[float], None] | None = None) -> None:
         """Start forwarding agent audio [start, end) at the edge; ``first(t)`` is called
         with the delivery time at the caller of each frame (the caller keeps the minimum)."""
-        n = max(1, int(round((end - start) / self.frame_s)))
+        n = max(1, round((end - start) / self.frame_s))
         times = [start + i * self.frame_s for i in range(n)]
         if self.exact is not None:
             self.exact.run_until(start)
@@ -460,6 +557,7 @@ class _World:
             self.pump()
 
     def set_playing(self, on: bool, now: float) -> None:
+        self.clock = now
         self.playing = on
         if on:
             self.run.agent_playing.append([now, math.inf])
@@ -474,8 +572,10 @@ class _World:
 
     def script_proc(self):  # type: ignore[no-untyped-def]
         env = self.env
-        for item in self.script:
+        for j, item in enumerate(self.script):
             a, b, _used = item
+            if j in self.reactive:
+                continue
             if a > env.now:
                 yield env.timeout(a - env.now)
             if item[2] or b <= env.now:
@@ -491,9 +591,15 @@ class _World:
         n = len(call.speech)
         send = [(k + 1) * self.frame_s for k in range(n)]
         arrival = self.up.deliver(send, [self.cfg.net.frame_bytes] * n)
-        schedule, skipped = feed_schedule(
-            send, arrival, call.speech, self.frame_s, self.owd_up,
-            self.cfg.net.late_frame_ms / 1000.0, skip_late_speech=self.cfg.net.transport != "tcp")
+        if self.cfg.net.jitter_buffer == "playout":
+            schedule, skipped = playout_schedule(arrival, call.speech, self.frame_s,
+                                                 self.cfg.net.playout_delay_ms / 1000.0)
+        else:
+            schedule, skipped = feed_schedule(
+                send, arrival, call.speech, self.frame_s, self.owd_up,
+                self.cfg.net.late_frame_ms / 1000.0,
+                skip_late_speech=self.cfg.net.transport != "tcp",
+                hold_s=self.cfg.net.playout_delay_ms / 1000.0)
         self.run.frames_fed = len(schedule)
         self.run.frames_skipped = skipped
         self.env.process(self.feeder(schedule))

@@ -78,6 +78,10 @@ class ModelLegConfig:
     """Output voice put in ``session.update``; None leaves the server's."""
     connect_timeout_s: float = 10.0
     """Give up connecting (and waiting for ``session.created``) after this long."""
+    max_backlog: int = 300
+    """Messages queued but not yet written (the model stopped reading: its TCP window is
+    full) beyond which the leg gives up (~30 s of audio at 100 ms batches): it closes with
+    a RemoteProtocolError instead of buffering without bound."""
 
     def __post_init__(self) -> None:
         if self.dialect not in ("ga", "beta"):
@@ -86,6 +90,8 @@ class ModelLegConfig:
             raise ConfigError(f"ModelLegConfig.url: must be ws:// or wss://, got {self.url!r}")
         if not 10 <= self.append_batch_ms <= 1000:
             raise ConfigError("ModelLegConfig.append_batch_ms: must be 10..1000")
+        if self.max_backlog < 1:
+            raise ConfigError("ModelLegConfig.max_backlog: must be >= 1")
         if not self.connect_timeout_s > 0:
             raise ConfigError("ModelLegConfig.connect_timeout_s: must be > 0")
 
@@ -146,7 +152,9 @@ class ModelLeg:
     """One model session. Use ``await leg.connect()``, the action methods, ``await leg.close()``.
 
     Callbacks (all optional, called on the event loop): ``on_audio(AudioChunk)``,
-    ``on_response_done(response_id, status)``, ``on_error(ModelServerError | ModelProtocolError)``,
+    ``on_response_done(response_id, status)`` (``("", "failed")`` when a ``response.create`` was
+refused: no reply is coming; one refused because another response was still active is sent
+again when that one is done), ``on_error(ModelServerError | ModelProtocolError)``,
     ``on_closed(exc | None)`` once when the connection ends.
     """
 
@@ -188,6 +196,7 @@ class ModelLeg:
         self._uncommitted = 0
         self._primed = False
         self._requested_at: list[tuple[str, float]] = []  # (event_id, sent at) per response.create
+        self._retry_create = False
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._session_created = asyncio.Event()
@@ -206,7 +215,8 @@ class ModelLeg:
         try:
             assert self.url is not None
             self._ws = await connect(self.url, additional_headers=headers, max_size=16 << 20,
-                                     open_timeout=self.config.connect_timeout_s, compression=None)
+                                     open_timeout=self.config.connect_timeout_s,
+                                     close_timeout=2.0, compression=None)
         except (TimeoutError, OSError, InvalidHandshake, InvalidURI) as exc:
             raise RemoteProtocolError(f"model leg: cannot connect to {self.url}: {exc}") from exc
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._writer())]
@@ -227,6 +237,8 @@ class ModelLeg:
                 await asyncio.wait_for(self.flushed(), 1.0)
         self._mark_closed(None)
         if self._ws is not None:
+            if self.close_reason is not None:  # a failed leg: no closing handshake
+                self._ws.transport.abort()
             with contextlib.suppress(Exception):
                 await self._ws.close()
         for t in self._tasks:
@@ -320,9 +332,23 @@ class ModelLeg:
     def _send(self, event: dict[str, Any], kind: str = "") -> None:
         if self.closed:
             return
+        if self._out.qsize() >= self.config.max_backlog:
+            exc = RemoteProtocolError(f"model leg: {self._out.qsize()} messages not written: "
+                                      "the model stopped reading")
+            self._protocol_error(exc)
+            self._mark_closed(exc)
+            if self._ws is not None:
+                asyncio.get_running_loop().create_task(self._abort())
+            return
         event["event_id"] = eid = f"evt_c{next(self._ids)}"
         self._idle.clear()
         self._out.put_nowait((dumps(event), kind, eid))
+
+    async def _abort(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._ws is not None:
+            self._ws.transport.abort()
 
     async def _writer(self) -> None:
         assert self._ws is not None
@@ -370,8 +396,10 @@ class ModelLeg:
         self.errors.append(exc)
         if isinstance(exc, ModelServerError):
             err_type, code = exc.err_type, exc.code
-        else:
+        elif isinstance(exc, ModelProtocolError):
             err_type, code = "protocol", "invalid_event"
+        else:
+            err_type, code = "connection", "backlog"
         if self.metrics is not None:
             self.metrics.model_error(err_type, code)
         # a cancel that crossed the response's end on the wire is a benign race
@@ -435,13 +463,23 @@ class ModelLeg:
                     del self.responses[old]
             if self.on_response_done is not None:
                 self.on_response_done(r["id"], status)
+            if self._retry_create and self.active_response is None:
+                self._retry_create = False
+                self._send({"type": "response.create"}, kind="response.create")
         elif kind == "error":
             e = obj(ev.get("error"))
+            code = str(e.get("code") or "unknown")
             # a refused response.create will get no response.created: forget its send time
+            refused = any(r[0] == e.get("event_id") for r in self._requested_at)
             self._requested_at = [r for r in self._requested_at if r[0] != e.get("event_id")]
             self._protocol_error(ModelServerError(
-                str(e.get("type") or "unknown"), str(e.get("code") or "unknown"),
+                str(e.get("type") or "unknown"), code,
                 str(e.get("message") or ""), e.get("event_id"), e.get("param")))
+            if refused:
+                if code == "conversation_already_has_active_response" and self.active_response is not None:
+                    self._retry_create = True  # ask again once the active response is done
+                elif self.on_response_done is not None:
+                    self.on_response_done("", "failed")  # no reply is coming for this commit
         elif kind in ("session.created", "session.updated"):
             if isinstance(ev.get("session"), dict):
                 self.session = ev["session"]

@@ -290,3 +290,54 @@ def test_unreachable_model_is_a_typed_error() -> None:
                                    "OPENAI_API_KEY": "k"})
     assert cfg.url == "wss://api.example/v1/realtime" and cfg.api_key == "k"
     assert ModelLegConfig.from_env({}).url is None
+
+
+def test_a_model_that_stops_reading_is_given_up_not_buffered_forever() -> None:
+    async def handler(ws: Any) -> None:
+        await ws.send(json.dumps({"type": "session.created", "session": {}}))
+        await ws.wait_closed()  # never reads: the websockets queue fills, then TCP backpressure
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, max_queue=1, close_timeout=0.5) as server:
+            port = server.sockets[0].getsockname()[1]
+            metrics = EdgeMetrics()
+            closed: list[BaseException | None] = []
+            leg = ModelLeg(ModelLegConfig(url=f"ws://127.0.0.1:{port}", append_batch_ms=1000,
+                                          max_backlog=20), metrics=metrics, on_closed=closed.append)
+            await leg.connect()
+            second = tone(1000)
+            for _ in range(2000):  # up to ~96 MB: far more than the socket buffers hold
+                leg.append(second)
+                await asyncio.sleep(0)
+                if leg.closed:
+                    break
+            assert leg.closed and closed and closed[0] is not None
+            assert metrics.value("clutchcall_model_errors_total", {"type": "connection", "code": "backlog"}) == 1
+            await leg.close()
+
+    run(main(), timeout=30)
+
+
+def test_a_create_refused_for_an_active_response_is_sent_again_after_it() -> None:
+    async def main() -> None:
+        cfg = ModelServerConfig(replies=(REPLY,), time_to_first_audio_ms=50, delta_ms=40)
+        async with ReferenceModelServer(cfg) as srv:
+            col = Collector()
+            leg = col.leg(srv.url)
+            await leg.connect()
+            leg.append(tone(300))
+            leg.commit()
+            leg.append(tone(300))
+            leg.commit()  # refused (a response is active), then retried after it
+            while len(col.done) < 2:
+                await asyncio.wait_for(col.done_event.wait(), 10)
+                col.done_event.clear()
+            assert [s for _, s in col.done] == ["completed", "completed"]
+            assert [e.code for e in col.errors if isinstance(e, ModelServerError)] == [
+                "conversation_already_has_active_response"]
+            firsts = [c for c in col.chunks if c.first]
+            assert len(firsts) == 2 and all(c.model_ttfa_s is not None for c in firsts)
+            assert srv.stats.responses == 2
+            await leg.close()
+
+    run(main())

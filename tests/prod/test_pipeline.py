@@ -4,13 +4,14 @@ turn engine, the real model leg against the embedded reference model."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from clutchcall.engine import Append, Cancel, Commit, TurnConfig, TurnEngine
+from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig, TurnEngine
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
@@ -71,6 +72,8 @@ def test_real_utterance_commits_and_agent_audio_plays_at_1x() -> None:
             outs = pipe.outputs or []
             commits = [o for o in outs if isinstance(o, Commit)]
             assert len(commits) == 1 and commits[0].speech_ms >= 600
+            primes = [o for o in outs if isinstance(o, Prime)]
+            assert srv.stats.commits == len(primes) + 1  # each prime is a non-final commit
             # every Commit is preceded by the Appends of its speech, and all of them went out
             assert sum(isinstance(o, Append) for o in outs) == len(caller) // FRAME
             assert srv.stats.appended_bytes >= (len(caller) // FRAME - 2) * 20 * BYTES_PER_MS
@@ -345,3 +348,53 @@ def test_bad_caller_payloads_are_dropped_then_end_the_call() -> None:
             assert [c["code"] for c in down.controls if c["type"] == "error"] == ["bad_uplink"]
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_slow_model_does_not_stall_another_call() -> None:
+    caller = np.concatenate([silence(200), speech("Where is my order?"), silence(1500)])
+
+    async def main() -> None:
+        slow_cfg = model_cfg(time_to_first_audio_ms=60_000)
+        async with ReferenceModelServer(model_cfg()) as fast, ReferenceModelServer(slow_cfg) as slow:
+            metrics = EdgeMetrics()
+            cfg = PipelineConfig(caller_rate=RATE, drain_timeout_s=1.0)
+            a = CallPipeline(MemoryDownlink(), call_id="slow", metrics=metrics, model_url=slow.url, config=cfg)
+            b = CallPipeline(MemoryDownlink(), call_id="fast", metrics=metrics, model_url=fast.url, config=cfg)
+            ta, tb = await asyncio.gather(a.run(play(caller)), b.run(play(caller)))
+            assert ta == [] and a.failed is None  # still waiting for its model: no crash
+            assert len(tb) == 1 and tb[0].edge_added_ms is not None
+            assert tb[0].edge_added_ms < 100  # not held up behind the other call's model
+            assert metrics.value("clutchcall_calls_active") == 0
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_refused_reply_does_not_leave_the_engine_waiting() -> None:
+    """A model that refuses every response.create: each turn still ends and the next commits."""
+    from websockets.asyncio.server import serve
+
+    async def handler(ws: Any) -> None:
+        await ws.send(json.dumps({"type": "session.created", "session": {}}))
+        async for raw in ws:
+            ev = json.loads(raw)
+            if ev["type"] == "response.create":
+                await ws.send(json.dumps({"type": "error", "error": {
+                    "type": "server_error", "code": "overloaded", "message": "try later",
+                    "event_id": ev["event_id"]}}))
+
+    caller = np.concatenate([silence(200), speech("Where is my order?"), silence(900),
+                             speech("Hello, are you there?"), silence(900)])
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            metrics = EdgeMetrics()
+            pipe = CallPipeline(MemoryDownlink(), metrics=metrics, model_url=f"ws://127.0.0.1:{port}",
+                                config=PipelineConfig(caller_rate=RATE, drain_timeout_s=0.5))
+            await pipe.run(play(caller))
+            commits = [o for o in pipe.outputs or [] if isinstance(o, Commit)]
+            assert len(commits) == 2 and pipe.failed is None
+            assert metrics.value("clutchcall_model_errors_total", {"type": "server_error", "code": "overloaded"}) == 2
+            assert pipe.engine.state is State.LISTENING
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from clutchcall.sim.calls import Call, CallFormatError, find_calls, load_call, synthetic_call
 
 
@@ -14,9 +13,9 @@ def test_load_call_runs_the_vad_on_real_speech(corpus: Path) -> None:
     call = load_call(corpus / "booking")
     assert call.frame_ms == 20 and call.duration_s == pytest.approx(20.0)
     seg = call.segments[0]
-    inside = call.speech[seg.start_ms // 20: seg.end_ms // 20]
+    inside = call.speech[int(seg.start_ms) // 20: int(seg.end_ms) // 20]
     assert sum(inside) > 0.6 * len(inside)  # espeak's sentence is mostly speech
-    gap = call.speech[(seg.end_ms + 500) // 20: 4000 // 20]
+    gap = call.speech[int(seg.end_ms + 500) // 20: 4000 // 20]
     assert sum(gap) <= 2  # the line noise between turns is not
     assert call.agent_speech == ((4300, 11500), (16500, 19000))
     assert [s.kind for s in call.segments] == ["turn", "backchannel", "interruption",

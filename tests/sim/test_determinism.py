@@ -30,3 +30,15 @@ def test_different_seeds_differ(tmp_path: Path) -> None:
     b = _write(tmp_path / "b", 8)
     assert a["turns.parquet"] != b["turns.parquet"]
     assert a["calls.parquet"] != b["calls.parquet"]
+
+
+def test_parallel_sweep_equals_serial_sweep() -> None:
+    from clutchcall.sim.runner import sweep
+
+    calls = [synthetic_call(s, 30) for s in (1, 2)]
+    base = SimConfig(net=NetConfig.symmetric(loss=0.02, jitter_ms=2), seed=3)
+    grid = {"response_min_speech_ms": [200, 600], "barge_confirm_ms": [0, 300]}
+    serial = sweep(calls, base, grid, processes=1, progress=False)
+    parallel = sweep(calls, base, grid, processes=2, progress=False)
+    assert serial.equals(parallel)
+    assert serial.height == 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from clutchcall.engine import TurnConfig
 from clutchcall.sim.calls import Call, Segment, synthetic_call
 from clutchcall.sim.metrics import summarize, tables
@@ -134,3 +133,30 @@ def test_with_loss_tcp_tail_latency_rises_above_quic() -> None:
         p99[transport] = (s["turn_latency_ms_p99"], s["edge_added_ms_p99"])
     assert p99["tcp"][0] > p99["quic"][0]
     assert p99["tcp"][1] > p99["quic"][1]
+
+
+def test_planned_answer_starts_at_the_models_first_audio_and_keeps_its_length() -> None:
+    # the corpus places the agent's answer at a human pace (200 ms after the turn)
+    call = Call.from_intervals("r", duration_ms=9000, caller_speech=[(500, 1500)],
+                               agent_speech=[(1700, 4700)],
+                               segments=[_seg(500, 1500, "turn", "reply")])
+    run = simulate_call(call, _cfg())
+    (start, end), = run.agent_playing
+    # commit at 1.5 + 0.025 + 0.5; first audio 0.3 + 2 x 0.005 later (edge times)
+    assert start == pytest.approx(2.335)
+    assert end - start == pytest.approx(3.0)
+
+
+def test_a_missed_reply_leaves_the_planned_answer_unplayed() -> None:
+    call = Call.from_intervals("m", duration_ms=6000, caller_speech=[(500, 800)],
+                               agent_speech=[(1000, 3000)],
+                               segments=[_seg(500, 800, "short_answer", "reply")])
+    run = simulate_call(call, _cfg())
+    assert run.turns == [] and run.agent_playing == []
+
+
+def test_unanswerable_agent_speech_plays_at_its_planned_time() -> None:
+    call = Call.from_intervals("g", duration_ms=5000, caller_speech=[],
+                               agent_speech=[(1000, 2500)])
+    run = simulate_call(call, _cfg())
+    assert run.agent_playing == [[pytest.approx(0.975), pytest.approx(2.475)]]
