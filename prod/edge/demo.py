@@ -185,6 +185,8 @@ def _table(r: dict[str, Any]) -> str:
                      f"{f(t['model_ttfa_ms']):>8}  {f(t['edge_added_ms'], 2):>12}  {f(t['mouth_to_ear_ms']):>12}")
     if not r["turns"]:
         lines.append("  (no committed turns)")
+    else:
+        lines.append("  (engine turn numbers; a turn the caller barged into before its reply started is not listed)")
     lines += ["",
               (f"turn latency p50 {f(r['turn_latency_ms_p50'])} ms, p95 {f(r['turn_latency_ms_p95'])} ms; "
               f"edge-added p50 {f(r['edge_added_ms_p50'], 2)} ms, p99 {f(r['edge_added_ms_p99'], 2)} ms; "
