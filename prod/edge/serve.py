@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ws-port", type=int, default=None, help="TCP port of WebSocket/TLS (default 8443; 0: free)")
     parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port on loopback (default 9464; -1: off)")
     parser.add_argument("--model-url", default=None, help="ws(s):// URL of an external Realtime model (key: $OPENAI_API_KEY)")
+    parser.add_argument("--model-dialect", choices=("ga", "beta"), default=None,
+                        help="Realtime protocol dialect of --model-url (default ga)")
     parser.add_argument("--ttfa-ms", type=int, default=None, help="embedded model's time to first audio (ms)")
     parser.add_argument("--trace-dir", default=None, help="recorded traces, one per call (default .clutchcall/traces)")
     parser.add_argument("--no-trace", action="store_true", help="record no traces")
@@ -76,6 +78,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         cfg = cfg.with_overrides(trace_dir="")
     return cfg.with_overrides(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port,
                               metrics_port=args.metrics_port, model_url=args.model_url,
+                              model_dialect=args.model_dialect,
                               trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
                               cert=args.cert, key=args.key, cert_dir=args.cert_dir,
                               log_level=args.log_level, model=model,
