@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -119,7 +120,8 @@ async def serve(args: argparse.Namespace) -> int:
             json.dump({"calls": [c.to_dict() for c in edge.handler.calls.values()],
                        "metrics": edge.metrics.exposition().decode()}, f)
     if args.ready_json:
-        print(json.dumps({"stopped": True, **stats}), flush=True)
+        with contextlib.suppress(BrokenPipeError):  # whoever read the ready line may be gone
+            print(json.dumps({"stopped": True, **stats}), flush=True)
     return 0
 
 
