@@ -38,6 +38,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("netem",): ("clutchcall.netem.cli", "run a command in a namespace behind an emulated WAN link (delay, jitter, loss, rate)"),
     ("native", "echo"): ("clutchcall.native.echo_cmd", "run the shard-per-core QUIC echo service (io_uring/asyncio), optionally self-test it"),
     ("bench", "native"): ("clutchcall.native.bench", "benchmark the native data plane (ring msgs/s, UDP echo io_uring vs asyncio)"),
+    ("bench", "ingress-io"): ("clutchcall.prod.ingress.io_bench", "benchmark the QUIC ingress echo round trip on io_uring vs asyncio datagram I/O (tens of callers)"),
 }
 
 

@@ -98,7 +98,7 @@ def test_auto_falls_back_when_the_kernel_refuses(tmp_path, speech, monkeypatch, 
         raise udpio.UringUnavailable("io_uring setup failed: ENOSYS", errno.ENOSYS)
 
     monkeypatch.delenv("CLUTCHCALL_NO_URING", raising=False)
-    monkeypatch.setattr(udpio, "UringUdpIO", refuse)
+    monkeypatch.setattr(udpio.UringUdpIO, "__init__", refuse)
 
     async def main() -> None:
         edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "tls")), EchoHandler())  # io="auto"
