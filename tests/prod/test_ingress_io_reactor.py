@@ -130,3 +130,45 @@ def test_io_setting_is_validated() -> None:
     with pytest.raises(ConfigError):
         IngressConfig(io="xdp-please")
     assert IngressConfig().io == "auto"
+
+
+@needs_uring
+def test_reactor_hands_the_loop_bounded_chunks_with_tasks_in_between(monkeypatch) -> None:
+    """A burst larger than the chunk arrives whole, in chunks of at most RX_CHUNK, and a task
+    woken by the first chunk runs before the last chunk is delivered."""
+    import socket
+
+    from clutchcall.prod.ingress import dataplane
+
+    monkeypatch.delenv("CLUTCHCALL_NO_URING", raising=False)
+
+    async def main() -> None:
+        io = dataplane.open_ingress_io("uring", "127.0.0.1", 0)
+        assert io.kind == "uring"
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sizes: list[int] = []
+        order: list[str] = []
+        got = asyncio.Event()
+        total = 5 * dataplane.RX_CHUNK + 3
+
+        def on_batch(batch: list) -> None:  # type: ignore[type-arg]
+            if not sizes:
+                asyncio.get_running_loop().call_soon(order.append, "task")
+            sizes.append(len(batch))
+            order.append("chunk")
+            if sum(sizes) >= total:
+                got.set()
+
+        try:
+            for i in range(total):  # all queued in the ring before the loop looks
+                tx.sendto(b"x%d" % i, io.local_address)
+            await asyncio.sleep(0.05)
+            await io.start(on_batch)
+            await asyncio.wait_for(got.wait(), 5)
+        finally:
+            tx.close()
+            io.close()
+        assert sum(sizes) == total and max(sizes) <= dataplane.RX_CHUNK and len(sizes) >= 6
+        assert order.index("task") < len(order) - 1  # ran between chunks, not after the drain
+
+    asyncio.run(main())

@@ -134,3 +134,52 @@ def test_shard_processes_are_cleaned_up_when_a_shard_fails(tmp_path) -> None:  #
     with pytest.raises(RuntimeError, match="did not start"):
         svc.start(timeout=20)
     assert svc._procs is None
+
+
+_SERVE_SCRIPT = r"""
+import json, sys
+from clutchcall.prod.ingress.call import EchoHandler
+from clutchcall.prod.ingress.config import IngressConfig
+from clutchcall.prod.ingress.sharding import run_sharded_ingress
+
+def ready(svc):
+    print(json.dumps({"port": svc.port, "pids": [svc.shards[k]["pid"] for k in sorted(svc.shards)],
+                      "io": svc.io_kinds, "cert": svc.cert_path}), flush=True)
+
+reports = run_sharded_ingress(2, IngressConfig(cert_dir=sys.argv[1], io="auto"),
+                              lambda shard: EchoHandler(), on_ready=ready, duration_s=60)
+print(json.dumps({"reports": {str(k): {"calls": len(r["calls"]), "mis_steered": r["mis_steered"]}
+                              for k, r in reports.items()}}), flush=True)
+"""
+
+
+def test_sigterm_stops_the_sharded_ingress_cleanly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE_SCRIPT, str(tmp_path / "tls")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        info = json.loads(line)
+        assert len(info["pids"]) == 2 and len(info["io"]) == 2
+        authority = TokenAuthority(IngressConfig().auth_key)
+        pcm = dialogue(["hi"], rate=16000, gap_s=0.2)
+        out = asyncio.run(asyncio.wait_for(_call(info["port"], info["cert"], authority, "t1", pcm), 30))
+        assert out["res"].agent_frames_received == out["res"].frames_sent > 0
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0
+    final = json.loads(rest.strip().splitlines()[-1])["reports"]
+    assert sorted(final) == ["0", "1"]
+    assert sum(r["calls"] for r in final.values()) == 1
+    assert all(r["mis_steered"] == 0 for r in final.values())
+    # the shard processes are gone: the parent joined them before exiting
+    assert not [pid for pid in info["pids"] if os.path.exists(f"/proc/{pid}")]
