@@ -37,7 +37,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 from clutchcall.prod.ingress.call import CallHandler, CallSession
@@ -46,6 +46,8 @@ from clutchcall.prod.ingress.config import IngressConfig
 log = logging.getLogger("clutchcall.ingress.shard")
 
 HandlerFactory = Callable[[int], CallHandler]
+Cleanup = Callable[[], Awaitable[None]]
+ShardStart = Callable[[int, Any], Awaitable[Cleanup | None]]
 
 
 class _ShardTaggedHandler:
@@ -94,7 +96,8 @@ def _count_steering(io: Any, shard: int, nshards: int, counters: dict[str, int])
 
 def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, *,
                 config: IngressConfig, handler_factory: HandlerFactory, q: Any,
-                announce: bool, goaway_grace_s: float) -> None:
+                announce: bool, goaway_grace_s: float,
+                on_shard_start: ShardStart | None = None) -> None:
     """Body of shard process ``shard``: serve until ``stop_event`` or SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
@@ -113,6 +116,14 @@ def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, 
         except Exception as exc:
             q.put(("failed", shard, f"{type(exc).__name__}: {exc}"))
             raise
+        cleanup = None
+        if on_shard_start is not None:
+            try:
+                cleanup = await on_shard_start(shard, ingress)
+            except Exception as exc:
+                q.put(("failed", shard, f"on_shard_start: {type(exc).__name__}: {exc}"))
+                await ingress.stop()
+                raise
         counters = {"datagrams": 0, "mis_steered": 0}
         io = ingress._server._transport.io  # type: ignore[union-attr]
         _count_steering(io, shard, nshards, counters)
@@ -124,6 +135,8 @@ def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, 
                 pass
         reactor = io.stats() if hasattr(io, "stats") else None
         await ingress.stop(goaway_grace_s=goaway_grace_s if ingress.calls else 0.0)
+        if cleanup is not None:
+            await cleanup()
         report = {"shard": shard, "pid": os.getpid(), "io": ingress.io_kind,
                   "stats": dict(ingress.stats), "calls": handler.calls, **counters}
         if reactor is not None:
@@ -141,14 +154,18 @@ class ShardedIngress:
     """``nshards`` processes serving the QUIC ingress on one UDP port; a context manager.
 
     ``handler_factory(shard)`` is called in each shard process (after the fork) and returns
-    that shard's CallHandler. ``config.quic_port`` 0 picks a free port (``self.port``). The
+    that shard's CallHandler. ``on_shard_start(shard, ingress)``, if given, is awaited in each
+    shard once its QUIC ingress serves (start per-shard extras there: metrics, another
+    ingress); it may return an async cleanup, awaited after the ingress stopped.
+    ``config.quic_port`` 0 picks a free port (``self.port``). The
     self-signed certificate (if ``config.cert`` is None) is made once, before forking.
     Raises ConfigError for a bad shard count, OSError if binding fails, RuntimeError if a
     shard fails to start (all shards are stopped then).
     """
 
     def __init__(self, nshards: int, config: IngressConfig, handler_factory: HandlerFactory,
-                 *, announce: bool = True, goaway_grace_s: float = 0.2) -> None:
+                 *, announce: bool = True, goaway_grace_s: float = 0.2,
+                 on_shard_start: ShardStart | None = None) -> None:
         from clutchcall.engine.errors import ConfigError
 
         if not 1 <= nshards <= 256:
@@ -164,6 +181,7 @@ class ShardedIngress:
         self._factory = handler_factory
         self._announce = announce
         self._grace = goaway_grace_s
+        self._on_shard_start = on_shard_start
         self._procs: Any = None
         self._q: Any = None
         self.port = 0
@@ -210,7 +228,8 @@ class ShardedIngress:
         self._q = mp.get_context("fork").Queue()
         target = functools.partial(
             _shard_main, config=self.config, handler_factory=self._factory, q=self._q,
-            announce=self._announce, goaway_grace_s=self._grace)
+            announce=self._announce, goaway_grace_s=self._grace,
+            on_shard_start=self._on_shard_start)
         self._procs = ShardProcesses(self.nshards, self.config.host, self.config.quic_port, target)
         self.port = int(self._procs.address[1])
         self._procs.start()
@@ -256,13 +275,15 @@ class ShardedIngress:
 
 def run_sharded_ingress(nshards: int, config: IngressConfig, handler_factory: HandlerFactory,
                         *, on_ready: Callable[[ShardedIngress], None] | None = None,
-                        duration_s: float | None = None) -> dict[int, dict[str, Any]]:
+                        duration_s: float | None = None,
+                        **kwargs: Any) -> dict[int, dict[str, Any]]:
     """Serve the QUIC ingress on ``nshards`` processes until SIGTERM / SIGINT (or
     ``duration_s``); return the shards' reports. ``on_ready`` is called once all shards
-    serve. Raises as :class:`ShardedIngress` does."""
+    serve; ``kwargs`` go to :class:`ShardedIngress` (``on_shard_start``, ``announce``,
+    ``goaway_grace_s``). Raises as :class:`ShardedIngress` does."""
     done = threading.Event()
     previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    svc = ShardedIngress(nshards, config, handler_factory)
+    svc = ShardedIngress(nshards, config, handler_factory, **kwargs)
     try:
         svc.start()
         if on_ready is not None:

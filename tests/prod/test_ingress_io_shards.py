@@ -137,7 +137,7 @@ def test_shard_processes_are_cleaned_up_when_a_shard_fails(tmp_path) -> None:  #
 
 
 _SERVE_SCRIPT = r"""
-import json, sys
+import json, pathlib, sys
 from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.sharding import run_sharded_ingress
@@ -146,8 +146,18 @@ def ready(svc):
     print(json.dumps({"port": svc.port, "pids": [svc.shards[k]["pid"] for k in sorted(svc.shards)],
                       "io": svc.io_kinds, "cert": svc.cert_path}), flush=True)
 
+async def on_shard_start(shard, ingress):
+    base = pathlib.Path(sys.argv[1]).parent
+    (base / f"shard{shard}.started").write_text(str(ingress.port))
+
+    async def cleanup():
+        (base / f"shard{shard}.stopped").write_text("")
+
+    return cleanup
+
 reports = run_sharded_ingress(2, IngressConfig(cert_dir=sys.argv[1], io="auto"),
-                              lambda shard: EchoHandler(), on_ready=ready, duration_s=60)
+                              lambda shard: EchoHandler(), on_ready=ready, duration_s=60,
+                              on_shard_start=on_shard_start)
 print(json.dumps({"reports": {str(k): {"calls": len(r["calls"]), "mis_steered": r["mis_steered"]}
                               for k, r in reports.items()}}), flush=True)
 """
@@ -181,5 +191,8 @@ def test_sigterm_stops_the_sharded_ingress_cleanly(tmp_path) -> None:  # type: i
     assert sorted(final) == ["0", "1"]
     assert sum(r["calls"] for r in final.values()) == 1
     assert all(r["mis_steered"] == 0 for r in final.values())
+    for k in (0, 1):  # the per-shard start hook ran in each shard, and its cleanup at the stop
+        assert (tmp_path / f"shard{k}.started").read_text() == str(info["port"])
+        assert (tmp_path / f"shard{k}.stopped").exists()
     # the shard processes are gone: the parent joined them before exiting
     assert not [pid for pid in info["pids"] if os.path.exists(f"/proc/{pid}")]
