@@ -118,3 +118,52 @@ def open_ingress_io(kind: str, host: str, port: int, sock: socket.socket | None 
         raise ConfigError(f"io=uring requested but io_uring cannot be used here: {why}")
     log.warning("QUIC ingress: io_uring unavailable (%s); serving on asyncio datagram I/O", why)
     return AsyncioUdpIO(sock)
+
+
+def _coalescing_transport_class() -> Any:
+    from clutchcall.native.aio_bridge import BatchDatagramTransport
+
+    class CoalescingBatchTransport(BatchDatagramTransport):
+        """The bridge's batched transport, plus one transmit per connection per received
+        batch: while a batch is fed to aioquic, a protocol that wants to transmit marks itself
+        in ``dirty`` (see ``EdgeProtocol.transmit``) instead of building packets there and
+        then (aioquic's protocol transmits after every datagram, and our MoQT handling once
+        more); after the batch each marked protocol transmits once, and everything leaves in
+        one send batch."""
+
+        def __init__(self, io: Any, protocol: Any) -> None:
+            super().__init__(io, protocol)
+            self.dirty: dict[Any, None] | None = None
+
+        def on_batch(self, batch: list[Any]) -> None:
+            self._in_batch = True
+            self.dirty = {}
+            try:
+                for data, addr in batch:
+                    self.protocol.datagram_received(data, addr)
+            finally:
+                dirty, self.dirty = self.dirty, None
+                for proto in dirty:
+                    try:
+                        proto.transmit()
+                    except Exception:  # one connection's failure must not stop the others
+                        log.exception("transmit failed")
+                self._in_batch = False
+            self.flush()
+
+    return CoalescingBatchTransport
+
+
+async def serve_ingress_quic(io: Any, *, configuration: Any, create_protocol: Any,
+                             **server_kwargs: Any) -> Any:
+    """Run aioquic's ``QuicServer`` over ``io`` (from :func:`open_ingress_io`) with the
+    coalescing batch transport; return the server (``server.close()`` stops it and closes
+    ``io``)."""
+    from aioquic.asyncio.server import QuicServer
+
+    server = QuicServer(configuration=configuration, create_protocol=create_protocol,
+                        **server_kwargs)
+    transport = _coalescing_transport_class()(io, server)
+    server.connection_made(transport)
+    await io.start(transport.on_batch)
+    return server

@@ -67,7 +67,7 @@ from clutchcall.prod.ingress.config import (
     codec_param,
     parse_codec_param,
 )
-from clutchcall.prod.ingress.dataplane import open_ingress_io
+from clutchcall.prod.ingress.dataplane import open_ingress_io, serve_ingress_quic
 from clutchcall.prod.ingress.tickets import TicketStore
 from clutchcall.prod.ingress.tls import ensure_self_signed
 from clutchcall.prod.moqt.session import (
@@ -417,6 +417,15 @@ class EdgeProtocol(QuicConnectionProtocol):
 
     # ---------------------------------------------------------------- sending
 
+    def transmit(self) -> None:
+        """Send what the connection has to send; while a received batch is being fed, only
+        note that (the transport transmits each noted connection once after the batch)."""
+        dirty = getattr(self._transport, "dirty", None)
+        if dirty is not None:
+            dirty[self] = None
+            return
+        super().transmit()
+
     def _send_control_bytes(self, data: bytes) -> None:
         assert self._control_stream_id is not None
         self._quic.send_stream_data(self._control_stream_id, data)
@@ -525,11 +534,9 @@ class QuicIngress:
             idle_timeout=self.config.idle_timeout_s,
         )
         qc.load_cert_chain(self.cert_path, self.key_path)
-        from clutchcall.native.aio_bridge import serve_quic
-
         io = open_ingress_io(self.config.io, self.config.host, self.config.quic_port, sock=self._sock)
         try:
-            self._server = await serve_quic(
+            self._server = await serve_ingress_quic(
                 io, configuration=qc,
                 create_protocol=lambda *a, **k: EdgeProtocol(*a, ingress=self, **k),
                 session_ticket_fetcher=self.tickets.pop, session_ticket_handler=self.tickets.add,
