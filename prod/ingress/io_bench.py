@@ -47,6 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="traffic per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per I/O kind (median)")
     parser.add_argument("--kinds", default="asyncio,uring", help="I/O kinds, comma separated")
+    parser.add_argument("--path", choices=("handler", "direct"), default="handler",
+                        help="handler: echo through the call's jitter buffer (depth 0), queue and "
+                        "handler task; direct: echo from the receive path (the data plane alone)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -148,19 +151,31 @@ class _EdgeClock:
 class _ClockedEchoHandler:
     """The frame-echo handler, noting each frame's receive-batch time for :class:`_EdgeClock`."""
 
-    def __init__(self, clock: _EdgeClock) -> None:
+    def __init__(self, clock: _EdgeClock, direct: bool = False) -> None:
         self.clock = clock
+        self.direct = direct
 
     async def on_call(self, call: Any) -> None:
         clock = self.clock
         received: dict[int, float] = {}
         feed = call.feed_uplink
+        proto = call._proto
+        group = [0]
 
         def feed_uplink(seq: int, payload: bytes, timestamp_ms: int | None = None) -> None:
+            if self.direct:  # echo from the receive path itself: no jitter buffer, no task
+                proto.send_agent_frame(group[0], payload)
+                group[0] += 1
+                if clock.recording:
+                    clock.pending.append(clock.batch_t)
+                return
             received[seq] = clock.batch_t
             feed(seq, payload, timestamp_ms)
 
         call.feed_uplink = feed_uplink
+        if self.direct:
+            await call.wait_closed()
+            return
         async for frame in call.frames():
             if frame.concealed:
                 continue
@@ -170,13 +185,14 @@ class _ClockedEchoHandler:
                 clock.pending.append(t)
 
 
-async def _run_once(kind: str, calls: int, seconds: float, cert_dir: str) -> dict[str, Any]:
+async def _run_once(kind: str, calls: int, seconds: float, cert_dir: str,
+                    direct: bool = False) -> dict[str, Any]:
     from clutchcall.prod.ingress.config import IngressConfig
     from clutchcall.prod.ingress.quic import QuicIngress
 
     cfg = IngressConfig(cert_dir=cert_dir, io=kind, jitter_depth_ms=0, max_calls=calls + 10)
     clock = _EdgeClock()
-    edge = QuicIngress(cfg, _ClockedEchoHandler(clock))  # type: ignore[arg-type]
+    edge = QuicIngress(cfg, _ClockedEchoHandler(clock, direct))  # type: ignore[arg-type]
     await edge.start()
     io = edge._server._transport.io  # type: ignore[union-attr]
     dg = {"rx": 0, "tx": 0}
@@ -234,14 +250,16 @@ async def _run_once(kind: str, calls: int, seconds: float, cert_dir: str) -> dic
     return res
 
 
-def measure(calls: int, seconds: float, repeat: int, kinds: list[str]) -> dict[str, Any]:
+def measure(calls: int, seconds: float, repeat: int, kinds: list[str],
+            direct: bool = False) -> dict[str, Any]:
     """Run the benchmark; return the figures (medians per kind, ratios uring/asyncio)."""
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeat):
             for kind in kinds:
-                runs[kind].append(asyncio.run(_run_once(kind, calls, seconds, tmp)))
-    out: dict[str, Any] = {"calls": calls, "seconds": seconds, "repeat": repeat, "runs": runs}
+                runs[kind].append(asyncio.run(_run_once(kind, calls, seconds, tmp, direct)))
+    out: dict[str, Any] = {"calls": calls, "seconds": seconds, "repeat": repeat,
+                           "path": "direct" if direct else "handler", "runs": runs}
     for kind, rs in runs.items():
         for key in KEYS:
             vals = [r[key] for r in rs if r.get(key) is not None]
@@ -258,11 +276,11 @@ def measure(calls: int, seconds: float, repeat: int, kinds: list[str]) -> dict[s
 def run(args: argparse.Namespace) -> int:
     """Run ``clutchcall bench ingress-io``; print figures; return 0."""
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    res = measure(args.calls, args.seconds, args.repeat, kinds)
+    res = measure(args.calls, args.seconds, args.repeat, kinds, args.path == "direct")
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"QUIC ingress echo, {args.calls} concurrent MoQT callers (separate process), "
+    print(f"QUIC ingress echo ({args.path} path), {args.calls} concurrent MoQT callers (separate process), "
           f"{args.seconds:.0f} s x {args.repeat} runs per kind, medians:")
     for kind in kinds:
         print(f"  {kind:8s} edge-added p50 {res[f'{kind}_edge_added_ms_p50']:.3f} ms  p95 "
