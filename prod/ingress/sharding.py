@@ -99,7 +99,8 @@ def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, 
                 announce: bool, goaway_grace_s: float,
                 on_shard_start: ShardStart | None = None) -> None:
     """Body of shard process ``shard``: serve until ``stop_event`` or SIGTERM."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (Ctrl-C hits the group)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, until the loop's
     from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
     from clutchcall.prod.ingress.quic import QuicIngress
 
@@ -109,9 +110,9 @@ def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        handler = _ShardTaggedHandler(handler_factory(shard), shard, nshards, q, announce)
-        ingress = QuicIngress(config, handler, sock=sock)  # type: ignore[arg-type]
         try:
+            handler = _ShardTaggedHandler(handler_factory(shard), shard, nshards, q, announce)
+            ingress = QuicIngress(config, handler, sock=sock)  # type: ignore[arg-type]
             await ingress.start()
         except Exception as exc:
             q.put(("failed", shard, f"{type(exc).__name__}: {exc}"))
@@ -230,7 +231,13 @@ class ShardedIngress:
             _shard_main, config=self.config, handler_factory=self._factory, q=self._q,
             announce=self._announce, goaway_grace_s=self._grace,
             on_shard_start=self._on_shard_start)
-        self._procs = ShardProcesses(self.nshards, self.config.host, self.config.quic_port, target)
+        try:
+            self._procs = ShardProcesses(self.nshards, self.config.host, self.config.quic_port,
+                                         target)
+        except BaseException:
+            self._q.close()
+            self._q = None
+            raise
         self.port = int(self._procs.address[1])
         self._procs.start()
         deadline = time.monotonic() + timeout
@@ -280,7 +287,8 @@ def run_sharded_ingress(nshards: int, config: IngressConfig, handler_factory: Ha
     """Serve the QUIC ingress on ``nshards`` processes until SIGTERM / SIGINT (or
     ``duration_s``); return the shards' reports. ``on_ready`` is called once all shards
     serve; ``kwargs`` go to :class:`ShardedIngress` (``on_shard_start``, ``announce``,
-    ``goaway_grace_s``). Raises as :class:`ShardedIngress` does."""
+    ``goaway_grace_s``). Call it from the main thread (it installs SIGTERM / SIGINT handlers
+    and restores them on return). Raises as :class:`ShardedIngress` does."""
     done = threading.Event()
     previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     svc = ShardedIngress(nshards, config, handler_factory, **kwargs)
