@@ -6,7 +6,7 @@ setup:
 	bash .ci/setup
 
 run: setup
-	clutchcall engine demo
+	clutchcall demo
 
 test: setup
 	$(PYTHON) -m pytest -q

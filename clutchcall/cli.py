@@ -37,6 +37,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "netem"): ("clutchcall.netem.bench", "benchmark the WAN emulator against a veth baseline (RTT, packets/s, TCP, accuracy)"),
     ("netem",): ("clutchcall.netem.cli", "run a command in a namespace behind an emulated WAN link (delay, jitter, loss, rate)"),
     ("native", "echo"): ("clutchcall.native.echo_cmd", "run the shard-per-core QUIC echo service (io_uring/asyncio), optionally self-test it"),
+    ("serve",): ("clutchcall.prod.edge.serve", "run the production edge: QUIC/MoQT + WebSocket ingress, turn engine, model leg (embedded model by default)"),
+    ("demo",): ("clutchcall.prod.edge.demo", "one real call on loopback through the edge and the embedded model; table of turn latencies"),
+    ("bench", "edge"): ("clutchcall.prod.edge.bench", "load-test the edge: N concurrent real callers (QUIC or WebSocket); edge-added latency, CPU per call"),
+    ("twin", "check"): ("clutchcall.twin.check", "real edge over an emulated WAN vs the simulator: measured vs predicted turn latency"),
     ("bench", "native"): ("clutchcall.native.bench", "benchmark the native data plane (ring msgs/s, UDP echo io_uring vs asyncio)"),
     ("bench", "ingress-io"): ("clutchcall.prod.ingress.io_bench", "benchmark the QUIC ingress echo round trip on io_uring vs asyncio datagram I/O (tens of callers)"),
 }

@@ -29,6 +29,15 @@ Defaults and why:
   The engine accepts frames of any of these durations; this value is what shells frame to.
 * ``vad_aggressiveness = 2`` -- webrtcvad's mode 0-3 (3 filters the most non-speech);
   used by the shells' VAD framing, kept here so a call has one config.
+* ``policy = "threshold"`` -- which :mod:`~clutchcall.engine.policy` answers the engine's
+  questions. ``"threshold"`` is the product's baseline (the two fixed thresholds above);
+  ``"answer_aware"`` also lets a short turn that *answers* the agent (it starts within
+  ``answer_window_ms`` of the agent's audio finishing on its own) through with
+  ``answer_min_speech_ms`` of speech: "yes" / "no" after a question get a reply, while
+  backchannels, which come during the agent's speech, are still filtered.
+* ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
+  knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
+  answers (mean ~200 ms, long tail; Stivers et al. 2009).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from typing import Any
 from clutchcall.engine.errors import ConfigError
 
 VAD_FRAME_MS = (10, 20, 30)
+POLICY_NAMES = ("threshold", "answer_aware")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,8 +81,22 @@ class TurnConfig:
     vad_aggressiveness: int = 2
     """webrtcvad mode, 0 (least aggressive) to 3 (most)."""
 
+    policy: str = "threshold"
+    """Name of the turn policy: "threshold" (baseline) or "answer_aware"."""
+
+    answer_min_speech_ms: int = 200
+    """answer_aware only: speech a turn that answers the agent needs for ``Commit``."""
+
+    answer_window_ms: int = 1500
+    """answer_aware only: a turn starting within this long after the agent's audio finished on
+    its own (not cancelled) is an answer."""
+
     def __post_init__(self) -> None:
+        if self.policy not in POLICY_NAMES:
+            raise ConfigError(f"TurnConfig.policy: must be one of {POLICY_NAMES}, got {self.policy!r}")
         for f in dataclasses.fields(self):
+            if f.name == "policy":
+                continue
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"TurnConfig.{f.name}: expected an integer, got {value!r}")
@@ -91,7 +115,8 @@ class TurnConfig:
             raise ConfigError(
                 f"TurnConfig.vad_aggressiveness: must be 0..3, got {self.vad_aggressiveness}"
             )
-        for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms", "burst_gap_ms"):
+        for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
+                     "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 
@@ -99,7 +124,7 @@ class TurnConfig:
         """Return a copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | str]:
         """Return the config as a plain dict (for traces and JSON output)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 

@@ -19,13 +19,15 @@ from clutchcall.engine.config import TurnConfig
 
 
 class TurnPolicy(Protocol):
-    """What the engine asks its policy."""
+    """What the engine asks its policy. ``answer`` tells whether the turn answers the agent:
+    it started within ``answer_window_ms`` after the agent's audio finished on its own (or
+    while it was finishing), as opposed to a turn out of the blue or speech over the agent."""
 
-    def wants_reply(self, turn_speech_ms: int) -> bool:
+    def wants_reply(self, turn_speech_ms: int, answer: bool) -> bool:
         """At end of turn: ``True`` -> final ``Commit``; ``False`` -> ``BackchannelFiltered``."""
         ...
 
-    def may_prime(self, turn_speech_ms: int) -> bool:
+    def may_prime(self, turn_speech_ms: int, answer: bool) -> bool:
         """At a pause inside a turn: may a non-final ``Prime`` be sent?"""
         ...
 
@@ -48,14 +50,48 @@ class ThresholdPolicy:
         self._min_speech = config.response_min_speech_ms
         self._confirm = config.barge_confirm_ms
 
-    def wants_reply(self, turn_speech_ms: int) -> bool:
+    def wants_reply(self, turn_speech_ms: int, answer: bool) -> bool:
         """Return whether a turn of ``turn_speech_ms`` speech deserves a reply."""
         return turn_speech_ms >= self._min_speech
 
-    def may_prime(self, turn_speech_ms: int) -> bool:
+    def may_prime(self, turn_speech_ms: int, answer: bool) -> bool:
         """Return whether the turn so far may be primed into the model's context."""
         return turn_speech_ms >= self._min_speech
 
     def barge_confirmed(self, barge_speech_ms: int) -> bool:
         """Return whether ``barge_speech_ms`` of speech over the agent confirms a barge-in."""
         return barge_speech_ms >= self._confirm
+
+
+class AnswerAwarePolicy(ThresholdPolicy):
+    """The baseline, except that a turn answering the agent needs only
+    ``answer_min_speech_ms`` of speech to be replied to.
+
+    Why: backchannels ("mhm", "yeah") come *during* the other's speech, while short answers
+    ("yes", "no", "sure") come *after* it, typically ~200 ms after (Stivers et al. 2009). The
+    baseline's 600 ms filter drops most short answers; this policy keeps them and still
+    filters backchannels, whose bursts start over the agent (a pending barge-in, dismissed or
+    confirmed, is never an answer). Evidence: ``clutchcall eval --policy answer_aware`` vs the
+    default on the corpus (see the sim notes). Hold-and-confirm barge-in is unchanged.
+    """
+
+    __slots__ = ("_answer_min",)
+
+    def __init__(self, config: TurnConfig) -> None:
+        super().__init__(config)
+        self._answer_min = config.answer_min_speech_ms
+
+    def wants_reply(self, turn_speech_ms: int, answer: bool) -> bool:
+        """Return whether the turn deserves a reply (answers need less speech)."""
+        return turn_speech_ms >= (self._answer_min if answer else self._min_speech)
+
+    def may_prime(self, turn_speech_ms: int, answer: bool) -> bool:
+        """Return whether the turn so far may be primed (answers need less speech)."""
+        return self.wants_reply(turn_speech_ms, answer)
+
+
+def make_policy(config: TurnConfig) -> TurnPolicy:
+    """Return the policy that ``config.policy`` names."""
+    if config.policy == "answer_aware":
+        return AnswerAwarePolicy(config)
+    return ThresholdPolicy(config)

@@ -20,7 +20,10 @@ is processed.
 All transitions live in :data:`TRANSITIONS`, one table keyed by ``(State, Input)``; an input
 that the table has no row for raises :class:`~clutchcall.engine.errors.InvalidInput`.
 Judgement calls (is this a backchannel? is this barge-in confirmed?) are asked of a
-:class:`~clutchcall.engine.policy.TurnPolicy`.
+:class:`~clutchcall.engine.policy.TurnPolicy` (``config.policy`` names it). The engine tells
+the policy whether a turn *answers* the agent: it opened after the agent's audio finished on
+its own (not cancelled, and not while the caller was already speaking over it), within
+``answer_window_ms``; only the first turn after agent audio can be one.
 
 States
 ------
@@ -117,7 +120,7 @@ from clutchcall.engine.actions import (
 )
 from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
 from clutchcall.engine.errors import FrameOutOfOrder, InvalidInput, TimeWentBackwards
-from clutchcall.engine.policy import ThresholdPolicy, TurnPolicy
+from clutchcall.engine.policy import TurnPolicy, make_policy
 
 # Time tolerance (s): two frames are contiguous, and a deadline is due, within this much,
 # so float rounding of 1x clocks (0.02 * k) never shifts a decision by a frame.
@@ -159,7 +162,9 @@ class TurnEngine:
     """
 
     __slots__ = (
+        "_agent_done_at",
         "_agent_started_at",
+        "_answer_window",
         "_barge_speech",
         "_burst_end_at",
         "_eot_at",
@@ -178,6 +183,7 @@ class TurnEngine:
         "_prime_ms",
         "_state",
         "_turn",
+        "_turn_answer",
         "_turn_onset",
         "_turn_speech",
         "config",
@@ -186,7 +192,7 @@ class TurnEngine:
 
     def __init__(self, config: TurnConfig | None = None, policy: TurnPolicy | None = None) -> None:
         self.config = config if config is not None else TurnConfig()
-        self.policy: TurnPolicy = policy if policy is not None else ThresholdPolicy(self.config)
+        self.policy: TurnPolicy = policy if policy is not None else make_policy(self.config)
         self._state = State.LISTENING
         self._out: list[Output] = []
         self._now = -math.inf
@@ -199,6 +205,9 @@ class TurnEngine:
         self._last_speech_end = 0.0
         self._barge_speech = 0
         self._agent_started_at = 0.0
+        self._agent_done_at: float | None = None
+        self._turn_answer = False
+        self._answer_window = self.config.answer_window_ms / 1000.0
         self._prime_at: float | None = None
         self._eot_at: float | None = None
         self._burst_end_at: float | None = None
@@ -349,7 +358,7 @@ class TurnEngine:
 
     def _arm_pause(self) -> None:
         base = self._last_speech_end
-        if self._prime_ms and self.policy.may_prime(self._turn_speech):
+        if self._prime_ms and self.policy.may_prime(self._turn_speech, self._turn_answer):
             self._prime_at = base + self._prime_ms / 1000.0
         self._eot_at = base + self._eot_ms / 1000.0
         self._recompute_deadline()
@@ -360,6 +369,11 @@ class TurnEngine:
             self._recompute_deadline()
 
     def _open_turn(self, now: float, onset: float) -> None:
+        # A turn answers the agent if it starts after the agent's audio finished on its own,
+        # within the answer window; only the first turn after agent audio can be an answer.
+        done = self._agent_done_at
+        self._turn_answer = done is not None and -_EPS <= onset - done <= self._answer_window + _EPS
+        self._agent_done_at = None
         self._turn += 1
         self._turn_onset = onset
         self._out.append(TurnStarted(time=now, turn=self._turn, onset=onset))
@@ -388,6 +402,7 @@ class TurnEngine:
 
     def _to_agent(self, now: float, d: int) -> State:
         self._agent_started_at = now
+        self._agent_done_at = None
         return State.AGENT
 
     def _count_speech(self, now: float, d: int) -> State:
@@ -408,6 +423,7 @@ class TurnEngine:
     def _speaking_agent_started(self, now: float, d: int) -> State:
         self._turn_interrupted_by_agent(now)
         self._agent_started_at = now
+        self._agent_done_at = None
         self._barge_speech = 0
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
@@ -424,7 +440,7 @@ class TurnEngine:
     def _paused_end_of_turn(self, now: float, d: int) -> State:
         self._clear_deadlines()
         speech = self._turn_speech
-        if self.policy.wants_reply(speech):
+        if self.policy.wants_reply(speech, self._turn_answer):
             self._out.append(
                 Commit(time=now, turn=self._turn, speech_ms=speech, last_speech_at=self._last_speech_end)
             )
@@ -441,6 +457,7 @@ class TurnEngine:
     def _paused_agent_started(self, now: float, d: int) -> State:
         self._turn_interrupted_by_agent(now)
         self._agent_started_at = now
+        self._agent_done_at = None
         return State.AGENT
 
     def _awaiting_speech(self, now: float, d: int) -> State:
@@ -463,12 +480,13 @@ class TurnEngine:
         return self._state
 
     def _awaiting_burst_end(self, now: float, d: int) -> State:
-        if not self.policy.wants_reply(self._turn_speech):
+        if not self.policy.wants_reply(self._turn_speech, False):
             self._out.append(BackchannelFiltered(time=now, speech_ms=self._turn_speech, over_agent=False))
         return State.AWAITING
 
     def _awaiting_speech_agent_started(self, now: float, d: int) -> State:
         self._agent_started_at = now
+        self._agent_done_at = None
         self._barge_speech = 0
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
@@ -501,6 +519,7 @@ class TurnEngine:
         return State.SPEAKING
 
     def _agent_finished(self, now: float, d: int) -> State:
+        self._agent_done_at = now
         return State.LISTENING
 
     def _barge_burst_end(self, now: float, d: int) -> State:
@@ -510,6 +529,7 @@ class TurnEngine:
 
     def _barge_agent_finished(self, now: float, d: int) -> State:
         self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="agent_finished"))
+        self._agent_done_at = now  # the caller started before this: not an answer
         return self._speech_becomes_turn(now)
 
 

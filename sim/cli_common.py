@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from clutchcall.engine import TurnConfig
+from clutchcall.engine.config import POLICY_NAMES
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
@@ -56,7 +57,11 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("turn engine")
     g.add_argument("--preset", choices=list(PRESETS), default="clutchcall")
     for f in _TURN_FIELDS:
-        g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
+        if f == "policy":
+            g.add_argument("--policy", choices=POLICY_NAMES, default=None, dest=f,
+                           help="turn policy (default: the preset's, i.e. threshold)")
+        else:
+            g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
 
 
 def add_seed(parser: argparse.ArgumentParser) -> None:

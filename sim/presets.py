@@ -24,6 +24,9 @@ engine's knobs as below. The mapping, with its sources:
     ``end_of_turn_silence_ms = 200``, no prime (it must stay below the end-of-turn silence).
 ``clutchcall`` -- :class:`~clutchcall.engine.TurnConfig` defaults (600 ms backchannel filter,
     300 ms hold-and-confirm, 500 ms end of turn, prime at 200 ms).
+``clutchcall-answer`` -- the defaults with the opt-in ``answer_aware`` policy: a turn that starts
+    within 1.5 s after the agent's audio finished on its own needs only 200 ms of speech, so
+    short answers to the agent's questions get a reply (engine/policy.py).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ PRESETS: dict[str, TurnConfig] = {
     "pipecat": TurnConfig(response_min_speech_ms=200, barge_confirm_ms=200,
                           end_of_turn_silence_ms=200, prime_silence_ms=0),
     "clutchcall": TurnConfig(),
+    "clutchcall-answer": TurnConfig(policy="answer_aware"),
 }
 
 

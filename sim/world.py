@@ -83,6 +83,19 @@ class NetConfig:
     """Audio payload per 20 ms frame (Opus at 64 kbit/s)."""
     zero_rtt: bool = False
     """QUIC resumption with 0-RTT (handshake costs nothing)."""
+    playout_delay_ms: float = 0.0
+    """Fixed jitter-buffer depth: no caller frame is fed before ``send + RTT/2 +
+    playout_delay_ms`` (a playout schedule, as the production QUIC ingress's
+    ``IngressConfig.jitter_depth_ms``); 0 = fed on arrival. The late deadline is at least it."""
+    jitter_buffer: str = "adaptive"
+    """"adaptive": fed on arrival (see :func:`feed_schedule`); "playout": the production
+    ingress's buffer (:func:`playout_schedule`: a schedule ``playout_delay_ms`` deep anchored
+    on the first frame, re-anchored on a late frame, never shrinking back)."""
+    media_clock: bool = False
+    """The engine hears each caller frame at its media time (its nominal arrival ``send +
+    RTT/2 + playout_delay_ms``, laid end to end, never before the engine's clock) even when
+    the frame is fed later (TCP head-of-line blocking), as the production pipeline does;
+    False = at the time it is fed."""
     quic_ack_every: int = 2
     """Fast QUIC model: the receiver ACKs every N-th ack-eliciting packet (RFC 9000: 2)."""
     quic_ack_delay_ms: float = 25.0
@@ -96,13 +109,20 @@ class NetConfig:
             raise ConfigError("NetConfig.late_frame_ms: must be a finite number >= 0")
         if self.frame_bytes < 1:
             raise ConfigError("NetConfig.frame_bytes: must be >= 1")
+        if self.jitter_buffer not in ("adaptive", "playout"):
+            raise ConfigError("NetConfig.jitter_buffer: 'adaptive' or 'playout', "
+                              f"got {self.jitter_buffer!r}")
+        if self.playout_delay_ms < 0 or not math.isfinite(self.playout_delay_ms):
+            raise ConfigError("NetConfig.playout_delay_ms: must be a finite number >= 0")
 
     @classmethod
     def symmetric(cls, *, transport: str = "quic", rtt_ms: float = 50.0, loss: float = 0.0,
                   jitter_ms: float = 0.0, **link: Any) -> NetConfig:
         """Return a config with the same link parameters both ways."""
         extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt",
-                                          "quic_ack_every", "quic_ack_delay_ms") if k in link}
+                                          "quic_ack_every", "quic_ack_delay_ms",
+                                          "playout_delay_ms", "media_clock", "jitter_buffer")
+                 if k in link}
         lc = LinkConfig(rtt_ms=rtt_ms, loss=loss, jitter_ms=jitter_ms, **link)
         return cls(transport=transport, uplink=lc, downlink=lc, **extra)
 
@@ -192,7 +212,8 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
 
 def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, ...],
                   frame_s: float, nominal_owd: float, late_s: float, *,
-                  skip_late_speech: bool = True) -> tuple[list[tuple[float, int, bool]], int]:
+                  skip_late_speech: bool = True, hold_s: float = 0.0
+                  ) -> tuple[list[tuple[float, int, bool]], int]:
     """Return ([(feed time, seq, speech)], frames skipped): when and in which order the
     edge jitter buffer feeds caller frames to the engine.
 
@@ -201,19 +222,23 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
     skipped -- except a speech frame when ``skip_late_speech`` is False (TCP: the bytes
     will come and the engine must hear the speech; silence is dropped to catch up). A
     skipped frame is resolved when it arrives or at its deadline, whichever is first.
+    ``hold_s`` > 0 is a fixed playout schedule: no frame is fed before its playout time
+    ``send + nominal_owd + hold_s``, and the deadline is at least that time.
     """
     out: list[tuple[float, int, bool]] = []
     last = -math.inf
     gate = -math.inf
     skipped = 0
     eps = 1e-9
+    late_s = max(late_s, hold_s)
     for k in range(len(send)):
         a = arrival[k]
+        nominal = send[k] + nominal_owd + hold_s
         dl = send[k] + nominal_owd + late_s
         t = max(gate, a)
-        t = max(t, last + frame_s)
-        if a < math.inf and t > a + eps and not speech[k] and t > send[k] + nominal_owd + eps:
-            # behind real time: drop this silence frame to catch up
+        t = max(t, last + frame_s, nominal)
+        if a < math.inf and t > a + eps and not speech[k] and t > nominal + eps:
+            # behind the schedule: drop this silence frame to catch up
             skipped += 1
             gate = max(gate, a)
         elif t <= dl + eps or (a < math.inf and speech[k] and not skip_late_speech):
@@ -223,6 +248,43 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
             skipped += 1
             r = min(dl, a)
             gate = max(gate, r)
+    return out, skipped
+
+
+def playout_schedule(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
+                     depth_s: float) -> tuple[list[tuple[float, int, bool]], int]:
+    """Return ([(feed time, seq, speech)], frames skipped) of the production ingress's
+    jitter buffer (``prod/ingress/jitter.py``): anchored on the first frame received
+    (``seq0``; earlier frames are late), frame k plays at ``anchor + depth + (k - seq0) *
+    frame``. A frame there by its slot plays at the slot; one missing at its slot is lost
+    (concealed: skipped here) if a later frame arrives before it does; else the frame due next
+    is late and the schedule is re-anchored on its arrival -- and never shrinks back, so the
+    buffer keeps the largest lateness seen (TCP: the longest head-of-line stall so far).
+    """
+    n = len(arrival)
+    out: list[tuple[float, int, bool]] = []
+    if n == 0:
+        return out, 0
+    after = [math.inf] * (n + 1)  # earliest arrival among frames k+1..n-1
+    for k in range(n - 1, -1, -1):
+        after[k] = min(arrival[k], after[k + 1])
+    seq0 = min(range(n), key=lambda k: arrival[k])
+    if arrival[seq0] == math.inf:
+        return out, n
+    anchor = arrival[seq0] + depth_s - seq0 * frame_s
+    skipped = seq0
+    for k in range(seq0, n):
+        a = arrival[k]
+        slot = anchor + k * frame_s
+        if a <= slot:
+            t = slot
+        elif after[k + 1] < a or a == math.inf:
+            skipped += 1
+            continue
+        else:
+            anchor += a - slot
+            t = a
+        out.append((t, k, speech[k]))
     return out, skipped
 
 
@@ -254,6 +316,7 @@ class _World:
         self.owd_down = cfg.net.downlink.one_way_s
         self.owd_up = cfg.net.uplink.one_way_s
         self.leg = cfg.model.model_leg_ms / 1000.0
+        self.clock = 0.0  # the latest time given to the engine
         # timer
         self.timer_gen = 0
         self.timer_at: float | None = None
@@ -313,6 +376,7 @@ class _World:
             return
         self.timer_at = None
         now = max(deadline, self.env.now)
+        self.clock = now
         if self.rec is not None:
             self.rec.timer(now)
         self.eng.handle_timer(now)
@@ -322,6 +386,11 @@ class _World:
         env, eng, fms = self.env, self.eng, self.call.frame_ms
         timeout = env.timeout
         rec = self.rec
+        net = self.cfg.net
+        media = net.media_clock
+        base = self.owd_up + net.playout_delay_ms / 1000.0
+        frame_s = self.frame_s
+        last_end = -math.inf
         for t, seq, speech in schedule:
             dt = t - env.now
             if dt > 0:
@@ -329,9 +398,17 @@ class _World:
             self.cur_seq = seq
             if speech:
                 self.last_speech_seq = seq
+            now = env.now
+            if media:
+                # the frame's media time on the edge clock: its nominal arrival, laid end to
+                # end, never before the engine's clock (the production pipeline's rule)
+                now = max((seq + 1) * frame_s + base, last_end + frame_s, self.clock)
+                now = min(now, env.now)
+                last_end = now
+            self.clock = now
             if rec is not None:
-                rec.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
-            eng.caller_frame(env.now, speech=speech, duration_ms=fms, seq=seq)
+                rec.caller_frame(now, speech=speech, duration_ms=fms, seq=seq)
+            eng.caller_frame(now, speech=speech, duration_ms=fms, seq=seq)
             self.pump()
 
     # -------------------------------------------------------------- actions
@@ -480,6 +557,7 @@ class _World:
             self.pump()
 
     def set_playing(self, on: bool, now: float) -> None:
+        self.clock = now
         self.playing = on
         if on:
             self.run.agent_playing.append([now, math.inf])
@@ -513,9 +591,15 @@ class _World:
         n = len(call.speech)
         send = [(k + 1) * self.frame_s for k in range(n)]
         arrival = self.up.deliver(send, [self.cfg.net.frame_bytes] * n)
-        schedule, skipped = feed_schedule(
-            send, arrival, call.speech, self.frame_s, self.owd_up,
-            self.cfg.net.late_frame_ms / 1000.0, skip_late_speech=self.cfg.net.transport != "tcp")
+        if self.cfg.net.jitter_buffer == "playout":
+            schedule, skipped = playout_schedule(arrival, call.speech, self.frame_s,
+                                                 self.cfg.net.playout_delay_ms / 1000.0)
+        else:
+            schedule, skipped = feed_schedule(
+                send, arrival, call.speech, self.frame_s, self.owd_up,
+                self.cfg.net.late_frame_ms / 1000.0,
+                skip_late_speech=self.cfg.net.transport != "tcp",
+                hold_s=self.cfg.net.playout_delay_ms / 1000.0)
         self.run.frames_fed = len(schedule)
         self.run.frames_skipped = skipped
         self.env.process(self.feeder(schedule))

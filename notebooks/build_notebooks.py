@@ -1,0 +1,170 @@
+"""Write tuning.ipynb and latency.ipynb (run: python notebooks/build_notebooks.py).
+
+The notebooks are generated from the cell sources below so that they stay reviewable as code;
+they are committed without outputs and executed in CI (tests/twin/test_notebooks.py) with
+CLUTCHCALL_NB_SMALL=1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+TUNING = [
+    ("md", """# Tuning the turn engine on the corpus
+
+The simulator (`clutchcall.sim`) replays every labelled corpus call through the real
+`TurnEngine` over a modelled caller leg (QUIC, RTT 50 ms, 1 % loss) and scores it against the
+labels. Here we sweep the two thresholds of the seed -- the backchannel filter
+`response_min_speech_ms` and the barge-in confirmation `barge_confirm_ms` -- and look at
+heatmaps, the two Pareto fronts, and the recommended defaults.
+Set `CLUTCHCALL_NB_SMALL=1` for the small configuration CI runs."""),
+    ("code", """import json
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import polars as pl
+from clutchcall.engine import TurnConfig
+from clutchcall.sim.runner import sweep, pareto, recommend, cost
+from clutchcall.sim.world import NetConfig, SimConfig
+from clutchcall.twin import notebook as nbh
+
+SMALL = nbh.small()
+calls = nbh.corpus_calls()
+grid = ({"response_min_speech_ms": [300, 600, 900], "barge_confirm_ms": [100, 300, 500]} if SMALL else
+        {"response_min_speech_ms": list(range(200, 1201, 100)), "barge_confirm_ms": list(range(0, 801, 50))})
+base = SimConfig(turn=TurnConfig(), net=NetConfig.symmetric(transport="quic", rtt_ms=50, loss=0.01))
+print(len(calls), "calls,", sum(c.duration_s for c in calls) / 60, "min of audio;",
+      len(grid["response_min_speech_ms"]) * len(grid["barge_confirm_ms"]), "grid points")"""),
+    ("code", """df = sweep(calls, base, grid, processes=1 if SMALL else None, progress=False)
+keys = list(grid)
+df.select(keys + ["false_barge_in_rate", "missed_barge_in_rate", "backchannel_wakeup_rate",
+                  "missed_reply_rate", "barge_latency_ms_p50", "turn_latency_ms_p95"]).head(10)"""),
+    ("md", "## Heatmaps\nEach cell is one grid point; colour is the metric (lower is better)."),
+    ("code", """metrics = ["false_barge_in_rate", "missed_barge_in_rate", "backchannel_wakeup_rate", "missed_reply_rate",
+           "barge_latency_ms_p50", "turn_latency_ms_p95"]
+fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+for ax, m in zip(axes.flat, metrics):
+    xs, ys, g = nbh.heatmap_grid(df, "response_min_speech_ms", "barge_confirm_ms", m)
+    im = ax.imshow(g, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys], fontsize=7)
+    ax.set_xlabel("response_min_speech_ms"); ax.set_ylabel("barge_confirm_ms"); ax.set_title(m)
+    fig.colorbar(im, ax=ax)
+fig.tight_layout()
+assert all(not pl.Series(nbh.heatmap_grid(df, "response_min_speech_ms", "barge_confirm_ms", m)[2].ravel()).is_nan().all()
+           for m in metrics[:4])"""),
+    ("md", "## Pareto fronts\nFalse barge-ins vs barge-in latency (the confirm window's trade-off), and backchannel wake-ups vs missed replies (the filter's)."),
+    ("code", """fronts = {}
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+for ax, (x, y) in zip(axes, [("false_barge_in_rate", "barge_latency_ms_p50"),
+                             ("backchannel_wakeup_rate", "missed_reply_rate")]):
+    front = pareto(df, x, y)
+    fronts[(x, y)] = front
+    ax.scatter(df[x].to_list(), df[y].to_list(), s=14, alpha=0.4, label="grid points")
+    ax.plot(front[x].to_list(), front[y].to_list(), "o-", color="C3", label="Pareto front")
+    for r in front.to_dicts():
+        ax.annotate(f"{r['response_min_speech_ms']}/{r['barge_confirm_ms']}", (r[x], r[y]), fontsize=7)
+    ax.set_xlabel(x); ax.set_ylabel(y); ax.legend()
+fig.tight_layout()
+for k, f in fronts.items():
+    assert f.height >= 1, k
+    print(k, f.select(keys + list(k)).to_dicts())"""),
+    ("md", "## Recommended defaults\nThe lowest cost (sum of the four error rates + 0.5 per second of p50 barge-in latency), against the seed's 600 / 300."),
+    ("code", """rec = recommend(df, keys)
+seed = df.filter((pl.col("response_min_speech_ms") == 600) & (pl.col("barge_confirm_ms") == 300)).to_dicts()
+print("recommended:", json.dumps(rec))
+if seed:
+    print("seed 600/300 cost:", round(cost(seed[0]), 6))
+    assert rec["cost"] <= cost(seed[0]) + 1e-12"""),
+]
+
+LATENCY = [
+    ("md", """# Turn latency: QUIC vs TCP+TLS, and the simulator against the real edge
+
+1. The simulator's mouth-to-ear turn latency CDFs over QUIC and over TCP+TLS (the WebSocket
+   leg) on the corpus calls, for a few loss rates at RTT 50 ms.
+2. Predicted vs measured: a `clutchcall twin check --out FILE` result -- the real edge and real
+   callers over the userspace WAN emulator next to the simulator's prediction on the same calls
+   (`$CLUTCHCALL_TWIN_RESULT`, else the run saved in `notebooks/twin_result.json`).
+Set `CLUTCHCALL_NB_SMALL=1` for the small configuration CI runs."""),
+    ("code", """import math
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from clutchcall.sim.runner import run
+from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig
+from clutchcall.twin import notebook as nbh
+
+SMALL = nbh.small()
+calls = nbh.corpus_calls(8)
+losses = [0.0, 0.02] if SMALL else [0.0, 0.01, 0.03, 0.05]
+lat, summary = {}, []
+for transport in ("quic", "tcp"):
+    for loss in losses:
+        cfg = SimConfig(net=NetConfig.symmetric(transport=transport, rtt_ms=50, loss=loss),
+                        model=ModelConfig(ttfa_sigma=0.0))
+        tables, s = run(calls, cfg)
+        lat[(transport, loss)] = tables["turns"]["turn_latency_ms"].to_list()
+        summary.append({"transport": transport, "loss": loss, "turns": tables["turns"].height,
+                        **{k: s[f"turn_latency_ms_{k}"] for k in ("p50", "p95", "p99")}})
+for r in summary:
+    print(r)"""),
+    ("code", """fig, ax = plt.subplots(figsize=(8, 5))
+for (transport, loss), v in lat.items():
+    x, y = nbh.ecdf(v)
+    ax.step(x, y, where="post", label=f"{transport}, loss {loss:.0%}",
+            linestyle="-" if transport == "quic" else "--")
+ax.set_xlabel("mouth-to-ear turn latency (ms)"); ax.set_ylabel("fraction of turns")
+ax.set_title("Simulated turn latency CDF, RTT 50 ms"); ax.legend(); ax.grid(alpha=0.3)
+assert all(len(nbh.ecdf(v)[0]) > 0 for v in lat.values())"""),
+    ("md", "## Predicted vs measured (the twin check)"),
+    ("code", """res = nbh.twin_result()
+print(f"rtt {res['rtt_ms']} ms, loss {res['loss']}, {res['calls']} calls, model ttfa {res['ttfa_ms']} ms")
+qs = ["p50", "p95", "p99"]
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+for ax, (name, t) in zip(axes, res["transports"].items()):
+    m = [t["measured"][q] for q in qs]; p = [t["predicted"][q] for q in qs]
+    xs = np.arange(len(qs))
+    ax.bar(xs - 0.2, m, 0.4, label="measured (real edge over netem)")
+    ax.bar(xs + 0.2, p, 0.4, label=f"predicted (sim, {t['sim_transport']})")
+    ax.set_xticks(xs, qs); ax.set_ylabel("ms"); ax.set_ylim(min(m + p) * 0.9, max(m + p) * 1.05)
+    ax.set_title(f"{name}: max rel error {100 * t['max_rel_error']:.1f}%"); ax.legend(loc="lower right")
+    print(name, "measured", t["measured"], "predicted", t["predicted"], "rel", t["rel_error"])
+fig.tight_layout()"""),
+    ("code", """fig, ax = plt.subplots(figsize=(6, 6))
+for name, t in res["transports"].items():
+    rows = t.get("rows")
+    if not rows:
+        continue
+    for side, marker in (("measured", "o"), ("predicted", "x")):
+        x, y = nbh.ecdf([r["turn_latency_ms"] for r in rows[side]])
+        ax.step(x, y, where="post", label=f"{name} {side}")
+ax.set_xlabel("mouth-to-ear turn latency (ms)"); ax.set_ylabel("fraction of turns"); ax.legend(); ax.grid(alpha=0.3)
+assert all(math.isfinite(t["max_rel_error"]) for t in res["transports"].values())"""),
+]
+
+
+def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def main() -> None:
+    for name, cells in (("tuning.ipynb", TUNING), ("latency.ipynb", LATENCY)):
+        nb = build(cells)
+        for i, c in enumerate(nb.cells):
+            c["id"] = f"{name.split('.')[0]}-{i}"
+        nbformat.write(nb, str(HERE / name))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The edge's call handler: one recorded pipeline per call, with a caller idle timeout.
+
+Theory of operation: an ingress hands :class:`EdgeHandler` one ``CallSession`` per accepted
+call (``on_call``). The handler builds a :class:`~clutchcall.prod.pipeline.CallPipeline` for
+the call's codec, rate and frame length and swaps the pipeline's engine for a
+:class:`~clutchcall.traces.recorded.RecordingEngine`, so every engine input and every drained
+output lands in a :class:`~clutchcall.traces.recorded.TraceRecorder` exactly as the pipeline
+fed and drained them (the pipeline only ever calls the engine's public input methods,
+``drain`` and ``get_timer``, which the recording wrapper provides). The pipeline then runs until
+the caller hangs up, the model leg fails (the caller gets an ``error`` control event from the
+pipeline) or the caller goes quiet: a watchdog ends a call whose caller sent no frame (a
+concealed frame does not count) for ``idle_timeout_s``, which ends the uplink iterator, so the
+pipeline closes the model session and returns. Whatever ended the call, its trace is written to
+``trace_dir/<call_id>.parquet`` off the event loop (a thread; with no ``trace_dir`` nothing is
+recorded), and a :class:`CallSummary` is
+kept. A fault in one call never raises into the ingress or another call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clutchcall.engine import TurnConfig
+from clutchcall.engine.errors import ConfigError
+from clutchcall.prod.metrics import EdgeMetrics, call_logger
+from clutchcall.prod.model.client import ModelLegConfig
+from clutchcall.prod.pipeline import (
+    CallerFrame,
+    CallPipeline,
+    CallSessionDownlink,
+    PipelineConfig,
+    TurnRecord,
+)
+from clutchcall.traces.recorded import RecordingEngine, TraceRecorder
+
+log = logging.getLogger("clutchcall.edge")
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def trace_path(trace_dir: str | Path, call_id: str) -> Path:
+    """Return where the trace of ``call_id`` goes (unsafe characters replaced by ``_``)."""
+    return Path(trace_dir) / f"{_SAFE.sub('_', call_id)[:120] or 'call'}.parquet"
+
+
+@dataclass(slots=True)
+class CallSummary:
+    """What happened on one call: its turns, how it ended, where its trace is."""
+
+    call_id: str
+    transport: str
+    codec: str
+    rate: int
+    started_at: float
+    ended_at: float | None = None
+    end_reason: str = ""
+    failed: str | None = None
+    idle_closed: bool = False
+    frames: int = 0
+    agent_frames_sent: int = 0
+    turns: list[TurnRecord] = field(default_factory=list)
+    trace: str | None = None
+    engine_inputs: int = 0
+    engine_outputs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the summary as a JSON-able dict."""
+        d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        d["turns"] = [t.to_dict() for t in self.turns]
+        return d
+
+
+class EdgeHandler:
+    """A ``CallHandler`` running one recorded :class:`CallPipeline` per call (module doc)."""
+
+    def __init__(self, *, model_url: str, model_config: ModelLegConfig | None = None,
+                 turn_config: TurnConfig | None = None, metrics: EdgeMetrics | None = None,
+                 pipeline_options: dict[str, Any] | None = None, trace_dir: str | Path | None = None,
+                 idle_timeout_s: float = 10.0, keep_calls: int = 1000) -> None:
+        self.model_url = model_url
+        self.model_config = model_config or ModelLegConfig()
+        self.turn_config = turn_config or TurnConfig()
+        self.metrics = metrics or EdgeMetrics()
+        # at the edge the uplink ends only when the call has ended (hangup, idle, shutdown):
+        # nobody is left to hear a reply, so the pipeline does not wait for it to play out
+        self.options = {"drain_timeout_s": 0.0, **(pipeline_options or {})}
+        self.trace_dir = Path(trace_dir) if trace_dir is not None else None
+        if self.trace_dir is not None:
+            self.trace_dir.mkdir(parents=True, exist_ok=True)
+        self.idle_timeout_s = idle_timeout_s
+        self.keep_calls = keep_calls
+        self.pipelines: dict[str, CallPipeline] = {}
+        self.calls: dict[str, CallSummary] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+        from prometheus_client import Counter
+
+        self.idle_closed = Counter("calls_idle_closed", "Calls ended because the caller sent nothing "
+                                   "for the idle timeout.", namespace="clutchcall",
+                                   registry=self.metrics.registry)
+        self.traces_written = Counter("traces_written", "Recorded call traces written.",
+                                      namespace="clutchcall", registry=self.metrics.registry)
+
+    # ------------------------------------------------------------------ the call
+    async def on_call(self, call: Any) -> None:
+        """Run the pipeline for ``call`` until it ends; never raises for a peer's or the
+        model's fault (the ingress closes the call when this returns)."""
+        clog = call_logger(log, call.call_id)
+        summary = CallSummary(call.call_id, getattr(call, "transport", "?"), call.codec, call.rate,
+                              started_at=time.time())
+        self.calls[call.call_id] = summary
+        old = self._ended.get(call.call_id)
+        if old is not None and old.is_set():  # a previous call with this id
+            del self._ended[call.call_id]
+        while len(self.calls) > self.keep_calls:
+            del self.calls[next(iter(self.calls))]
+        try:
+            cfg = PipelineConfig(caller_rate=call.rate, caller_codec=call.codec,
+                                 caller_frame_ms=call.frame_ms, **self.options)
+        except ConfigError as exc:
+            summary.failed = f"unsupported codec: {exc}"
+            summary.end_reason = "unsupported_codec"
+            await call.send_control({"type": "error", "code": "unsupported_codec", "message": str(exc)})
+            self._done(summary)
+            return
+        pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
+                            turn_config=self.turn_config, config=cfg,
+                            model_config=self.model_config, model_url=self.model_url,
+                            metrics=self.metrics, record_outputs=False)
+        recorder = TraceRecorder(call_id=call.call_id, codec=cfg.caller_codec, rate=cfg.caller_rate,
+                                 config=self.turn_config,
+                                 extra={"transport": summary.transport, "source": "clutchcall edge"})
+        if self.trace_dir is not None:  # record only what will be written
+            pipe.engine = RecordingEngine(pipe.engine, recorder)  # type: ignore[assignment]
+        self.pipelines[call.call_id] = pipe
+        last = [asyncio.get_running_loop().time()]
+        watchdog = asyncio.create_task(self._watchdog(call, summary, last, clog))
+        clog.info("call started (%s, %s/%d Hz)", summary.transport, call.codec, call.rate)
+        try:
+            summary.turns = await pipe.run(self._frames(call, summary, last))
+        except Exception:  # noqa: BLE001 -- a pipeline bug must not take other calls down
+            clog.exception("pipeline failed")
+            summary.failed = summary.failed or "internal error"
+            with contextlib.suppress(Exception):
+                await pipe.close()
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            self.pipelines.pop(call.call_id, None)
+            summary.failed = summary.failed or pipe.failed
+            summary.agent_frames_sent = pipe.agent_frames_sent
+            summary.end_reason = summary.end_reason or getattr(call, "close_reason", "") or "ended"
+            trace = recorder.trace()
+            summary.engine_inputs = len(trace.inputs)
+            summary.engine_outputs = len(trace.rows) - summary.engine_inputs
+            if self.trace_dir is not None:
+                path = trace_path(self.trace_dir, call.call_id)
+                try:
+                    await asyncio.to_thread(recorder.write, path)
+                    summary.trace = str(path)
+                    self.traces_written.inc()
+                except Exception:  # noqa: BLE001 -- logged; the call still ends cleanly
+                    clog.exception("writing the trace failed")
+            self._done(summary)
+            clog.info("call ended: %s; %d turns; trace %s", summary.end_reason, len(summary.turns),
+                      summary.trace)
+
+    async def _frames(self, call: Any, summary: CallSummary, last: list[float]) -> AsyncIterator[CallerFrame]:
+        loop = asyncio.get_running_loop()
+        async for f in call.frames():
+            if not f.concealed:
+                last[0] = loop.time()
+            summary.frames += 1
+            yield CallerFrame(f.payload, seq=f.seq, ts=None if f.timestamp_ms is None else f.timestamp_ms / 1000,
+                              concealed=f.concealed)
+
+    async def _watchdog(self, call: Any, summary: CallSummary, last: list[float], clog: Any) -> None:
+        loop = asyncio.get_running_loop()
+        period = min(1.0, self.idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            if loop.time() - last[0] >= self.idle_timeout_s:
+                summary.idle_closed = True
+                summary.end_reason = "caller idle"
+                self.idle_closed.inc()
+                clog.warning("caller sent nothing for %.1f s: ending the call", self.idle_timeout_s)
+                with contextlib.suppress(Exception):
+                    await call.close("caller idle")
+                return
+
+    def _done(self, summary: CallSummary) -> None:
+        summary.ended_at = time.time()
+        self._ended.setdefault(summary.call_id, asyncio.Event()).set()
+        while len(self._ended) > self.keep_calls:
+            del self._ended[next(iter(self._ended))]
+
+    async def wait_ended(self, call_id: str, timeout: float) -> CallSummary:
+        """Return the summary of ``call_id`` once it has ended (trace written). Raises
+        TimeoutError after ``timeout`` seconds."""
+        await asyncio.wait_for(self._ended.setdefault(call_id, asyncio.Event()).wait(), timeout)
+        return self.calls[call_id]

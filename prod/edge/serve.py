@@ -1,0 +1,166 @@
+"""``clutchcall serve``: run the production edge until SIGINT/SIGTERM (or ``--seconds``).
+
+Theory of operation: builds an :class:`~clutchcall.prod.edge.EdgeConfig` from ``--config FILE``
+(TOML, see :mod:`clutchcall.prod.edge.config`) with the flags on top, starts an
+:class:`~clutchcall.prod.edge.Edge` (the embedded reference model unless ``--model-url``; the
+API key of an external model comes from ``OPENAI_API_KEY``) and serves. With ``--ready-json``
+it prints exactly one JSON line on stdout once both ingresses listen::
+
+    {"ready": true, "quic_port": ..., "ws_port": ..., "metrics_port": ..., "token": ...,
+     "call_id": ..., "tokens": {...}, "cert": ..., "model_url": ..., "pid": ...}
+
+so tests and the twin check can drive it (``token`` is for ``--call-id``; ``--tokens N`` adds
+tokens for call ids ``<call-id>-0`` .. ``<call-id>-(N-1)``; with ``CLUTCHCALL_AUTH_KEY`` set a
+driver can also mint its own with ``TokenAuthority``). On SIGINT/SIGTERM the edge stops
+gracefully (calls get ``--grace`` seconds, traces are written) and, with ``--ready-json``, one
+last line ``{"stopped": true, ...}`` gives the ingress counters. Logs are JSON lines on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options to ``parser``."""
+    parser.add_argument("--config", default=None, help="TOML config file ([edge], [turn], [pipeline], [model])")
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    parser.add_argument("--quic-port", type=int, default=None, help="UDP port of QUIC/MoQT (default 4443; 0: free)")
+    parser.add_argument("--ws-port", type=int, default=None, help="TCP port of WebSocket/TLS (default 8443; 0: free)")
+    parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port on loopback (default 9464; -1: off)")
+    parser.add_argument("--model-url", default=None, help="ws(s):// URL of an external Realtime model (key: $OPENAI_API_KEY)")
+    parser.add_argument("--model-dialect", choices=("ga", "beta"), default=None,
+                        help="Realtime protocol dialect of --model-url (default ga)")
+    parser.add_argument("--ttfa-ms", type=int, default=None, help="embedded model's time to first audio (ms)")
+    parser.add_argument("--trace-dir", default=None, help="recorded traces, one per call (default .clutchcall/traces)")
+    parser.add_argument("--no-trace", action="store_true", help="record no traces")
+    parser.add_argument("--summary-json", default=None,
+                        help="on stop, write every call's summary (turns, latencies) here (shard k: FILE.k)")
+    parser.add_argument("--profile", default=None, help="profile the edge with cProfile; write pstats here on stop")
+    parser.add_argument("--idle-timeout", type=float, default=None, help="end a call whose caller is silent this long (s)")
+    parser.add_argument("--cert", default=None, help="PEM certificate (default: self-signed)")
+    parser.add_argument("--key", default=None, help="PEM key of --cert")
+    parser.add_argument("--cert-dir", default=None, help="where the self-signed certificate lives")
+    parser.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--ready-json", action="store_true", help="print one JSON line on stdout when listening")
+    parser.add_argument("--call-id", default="call-0", help="call id of the printed token")
+    parser.add_argument("--tokens", type=int, default=0, help="also print tokens for N call ids <call-id>-i")
+    parser.add_argument("--token-ttl", type=float, default=3600.0)
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    parser.add_argument("--grace", type=float, default=1.0, help="seconds calls get to end on shutdown")
+    parser.add_argument("--io", choices=("asyncio", "uring", "auto"), default=None,
+                        help="QUIC datagram I/O: asyncio, or io_uring via clutchcall.native (falls back "
+                             "to asyncio with one log line)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="edge processes sharing the ports (SO_REUSEPORT, QUIC steered by connection ID)")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Return the EdgeConfig of ``--config`` with the flags applied. Raises ConfigError."""
+    from clutchcall.prod.edge.config import load_config
+
+    cfg = load_config(args.config)
+    if args.config is None:  # the command's defaults (the dataclass's are for embedding)
+        cfg = cfg.with_overrides(quic_port=4443, ws_port=8443, metrics_port=9464,
+                                 trace_dir=".clutchcall/traces")
+    model = cfg.model
+    if args.ttfa_ms is not None:
+        import dataclasses
+
+        model = dataclasses.replace(model, time_to_first_audio_ms=args.ttfa_ms)
+    if args.no_trace:
+        cfg = cfg.with_overrides(trace_dir="")
+    return cfg.with_overrides(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port,
+                              metrics_port=args.metrics_port, model_url=args.model_url,
+                              model_dialect=args.model_dialect,
+                              trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
+                              cert=args.cert, key=args.key, cert_dir=args.cert_dir,
+                              log_level=args.log_level, model=model,
+                              io=args.io)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run the edge until a signal or ``--seconds``; return the exit code."""
+    from clutchcall.prod.edge import Edge
+
+    cfg = config_from_args(args)
+    edge = Edge(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await edge.start()
+    try:
+        if args.ready_json:
+            info = edge.info()
+            info.update(ready=True, pid=os.getpid(), call_id=args.call_id,
+                        token=edge.issue_token(args.call_id, args.token_ttl),
+                        tokens={f"{args.call_id}-{i}": edge.issue_token(f"{args.call_id}-{i}", args.token_ttl)
+                                for i in range(max(0, args.tokens))},
+                        )
+            print(json.dumps(info), flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), args.seconds)
+        except TimeoutError:
+            pass
+    finally:
+        stats = edge.stats()
+        await edge.stop(grace_s=args.grace)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if args.summary_json and edge.handler is not None:
+        with open(args.summary_json, "w") as f:  # noqa: ASYNC230 -- once, at shutdown
+            json.dump({"calls": [c.to_dict() for c in edge.handler.calls.values()],
+                       "metrics": edge.metrics.exposition().decode()}, f)
+    if args.ready_json:
+        print(json.dumps({"stopped": True, **stats}), flush=True)
+    return 0
+
+
+def serve_shards(args: argparse.Namespace) -> int:
+    """``--shards N``: N edge processes on shared ports (see clutchcall.prod.edge.shards)."""
+    import threading
+
+    from clutchcall.prod.edge.shards import ShardedEdge
+
+    cfg = config_from_args(args)
+    sharded = ShardedEdge(cfg, args.shards)
+    ids = [args.call_id] + [f"{args.call_id}-{i}" for i in range(max(0, args.tokens))]
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    info = sharded.start(ids, args.token_ttl, summary_json=args.summary_json)
+    if args.ready_json:
+        tokens = info.pop("tokens")
+        info.update(ready=True, pid=os.getpid(), call_id=args.call_id, token=tokens[args.call_id],
+                    tokens={c: t for c, t in tokens.items() if c != args.call_id})
+        print(json.dumps(info), flush=True)
+    stop.wait(args.seconds)
+    stats = sharded.stop()
+    if args.ready_json:
+        print(json.dumps({"stopped": True, "shards": stats}), flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve; returns the exit code."""
+    if args.shards < 1:
+        print("clutchcall serve: --shards must be >= 1", file=sys.stderr)
+        return 2
+    if args.shards > 1:
+        return serve_shards(args)
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        try:
+            return int(prof.runcall(asyncio.run, serve(args)))
+        finally:
+            prof.dump_stats(args.profile)
+    return asyncio.run(serve(args))
