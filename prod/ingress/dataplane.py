@@ -8,8 +8,8 @@ to the connections, and everything they want to send in reply leaves as one ``se
 (one io_uring submission on the reactor).
 
 * ``"uring"``: the io_uring reactor (multishot ``recvmsg`` into a provided-buffer ring,
-  batched ``sendmsg``); if it cannot be used here this is a :class:`ConfigError`, because the
-  operator asked for it by name.
+  batched ``sendmsg``); if it cannot be used here (library not built, or the kernel refuses:
+  ENOSYS, EPERM, EINVAL) one warning line says why and asyncio serves: never a crash.
 * ``"asyncio"``: a plain asyncio datagram endpoint (same batch interface).
 * ``"auto"`` (the default): the reactor where it works, else asyncio with exactly one
   warning line on the ``clutchcall.ingress.io`` logger saying why; never an exception for an
@@ -97,14 +97,12 @@ def open_ingress_io(kind: str, host: str, port: int, sock: socket.socket | None 
     """Return started-ready datagram I/O (``.kind`` is "uring" or "asyncio") bound to
     (host, port), or on ``sock`` if given (a shard's pre-bound SO_REUSEPORT socket).
 
-    Raises ConfigError for an unknown kind, or for "uring" when io_uring cannot be used;
-    OSError if binding fails. With "auto" an unusable io_uring logs one warning line and
-    gives the asyncio I/O."""
+    Raises ConfigError for an unknown kind; OSError if binding fails. With "uring" or "auto"
+    an unusable io_uring logs one warning line and gives the asyncio I/O."""
     if kind not in IO_KINDS:
         raise ConfigError(f"io must be one of {', '.join(IO_KINDS)}, got {kind!r}")
     from clutchcall.native.udpio import AsyncioUdpIO, bind_udp
 
-    own = sock is None
     if sock is None:
         sock = bind_udp(host, port)
     if kind == "asyncio":
@@ -112,11 +110,8 @@ def open_ingress_io(kind: str, host: str, port: int, sock: socket.socket | None 
     io, why = _uring_or_reason(sock)
     if io is not None:
         return io
-    if kind == "uring":
-        if own:
-            sock.close()
-        raise ConfigError(f"io=uring requested but io_uring cannot be used here: {why}")
-    log.warning("QUIC ingress: io_uring unavailable (%s); serving on asyncio datagram I/O", why)
+    asked = "io=uring requested but " if kind == "uring" else ""
+    log.warning("QUIC ingress: %sio_uring unavailable (%s); serving on asyncio datagram I/O", asked, why)
     return AsyncioUdpIO(sock)
 
 

@@ -115,15 +115,21 @@ def test_auto_falls_back_when_the_kernel_refuses(tmp_path, speech, monkeypatch, 
     assert len(recs) == 1 and "ENOSYS" in recs[0].getMessage()
 
 
-def test_explicit_uring_that_cannot_work_is_a_config_error(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_explicit_uring_that_cannot_work_falls_back_with_one_line(tmp_path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("CLUTCHCALL_NO_URING", "1")
+    caplog.set_level("WARNING", logger="clutchcall.ingress.io")
 
     async def main() -> None:
         edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "tls"), io="uring"), EchoHandler())
-        with pytest.raises(ConfigError, match="io=uring"):
-            await edge.start()
+        await edge.start()
+        try:
+            assert edge.io_kind == "asyncio"
+        finally:
+            await edge.stop()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+    recs = _fallback_records(caplog)
+    assert len(recs) == 1 and "io=uring requested" in recs[0].getMessage()
 
 
 def test_io_setting_is_validated() -> None:
