@@ -36,6 +36,7 @@ from typing import Any
 
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ConfigError
+from clutchcall.prod.ingress.config import check_xdp_settings
 
 PIPELINE_KEYS = ("resample_quality", "late_after_ms", "underrun_finish_ms", "max_bad_frames",
                  "drain_timeout_s")
@@ -98,8 +99,12 @@ class EdgeConfig:
     """QUIC connection idle timeout."""
     io: str = "auto"
     """QUIC datagram I/O: ``uring`` (the io_uring reactor of clutchcall.native), ``asyncio``, or
-    ``auto`` (default: io_uring where it works). Where io_uring cannot work, ``uring`` and
-    ``auto`` log one line and serve on asyncio."""
+    ``auto`` (default: io_uring where it works), or ``xdp`` (an AF_XDP socket on
+    ``xdp_iface``; needs ``host`` = the interface's IPv4 address and a fixed ``quic_port``).
+    Where the fast path cannot work, ``uring``, ``auto`` and ``xdp`` log one line and serve on
+    asyncio."""
+    xdp_iface: str | None = None
+    """Network interface of ``io = "xdp"`` (required with it; one edge process only)."""
     json_logs: bool = True
     """Log one JSON object per line (with the call id) to stderr."""
     log_level: str = "info"
@@ -119,8 +124,13 @@ class EdgeConfig:
             raise ConfigError("EdgeConfig.metrics_port: must be -1..65535")
         if not self.caller_idle_timeout_s > 0:
             raise ConfigError("EdgeConfig.caller_idle_timeout_s: must be > 0")
-        if self.io not in ("asyncio", "uring", "auto"):
-            raise ConfigError(f"EdgeConfig.io: asyncio, uring or auto, got {self.io!r}")
+        if self.io not in ("asyncio", "uring", "auto", "xdp"):
+            raise ConfigError(f"EdgeConfig.io: asyncio, uring, auto or xdp, got {self.io!r}")
+        if self.io == "xdp":
+            try:
+                check_xdp_settings(self.host, self.quic_port, self.xdp_iface)
+            except ConfigError as exc:
+                raise ConfigError(f"EdgeConfig: {exc}") from None
         if self.max_calls < 1:
             raise ConfigError("EdgeConfig.max_calls: must be >= 1")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -106,7 +106,8 @@ class Edge:
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,
                              key=cfg.key, cert_dir=cfg.cert_dir, frame_ms=cfg.turn.frame_ms,
                              jitter_depth_ms=cfg.jitter_depth_ms, max_calls=cfg.max_calls,
-                             idle_timeout_s=cfg.quic_idle_timeout_s, io=cfg.io, **kw)
+                             idle_timeout_s=cfg.quic_idle_timeout_s, io=cfg.io,
+                             xdp_iface=cfg.xdp_iface, **kw)
         # The QUIC ingress runs on clutchcall.native's datagram I/O of kind cfg.io (io_uring,
         # or asyncio with one log line where io_uring cannot work), on the shard's socket if any.
         self.quic = QuicIngress(icfg, self.handler, sock=self._quic_sock)

@@ -55,9 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-ttl", type=float, default=3600.0)
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument("--grace", type=float, default=1.0, help="seconds calls get to end on shutdown")
-    parser.add_argument("--io", choices=("asyncio", "uring", "auto"), default=None,
-                        help="QUIC datagram I/O: asyncio, or io_uring via clutchcall.native (falls back "
-                             "to asyncio with one log line)")
+    parser.add_argument("--io", choices=("asyncio", "uring", "auto", "xdp"), default=None,
+                        help="QUIC datagram I/O: asyncio, io_uring, or AF_XDP on --iface via clutchcall.native "
+                             "(falls back to asyncio with one log line)")
+    parser.add_argument("--iface", default=None,
+                        help="network interface of --io xdp (needs --host = its IPv4 address and a fixed --quic-port)")
     parser.add_argument("--shards", type=int, default=1,
                         help="edge processes sharing the ports (SO_REUSEPORT, QUIC steered by connection ID)")
 
@@ -83,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
                               cert=args.cert, key=args.key, cert_dir=args.cert_dir,
                               log_level=args.log_level, model=model,
-                              io=args.io)
+                              io=args.io, xdp_iface=args.iface)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -156,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
         print("clutchcall serve: --shards must be >= 1", file=sys.stderr)
         return 2
     if args.shards > 1:
+        if args.io == "xdp":
+            print("clutchcall serve: --io xdp serves one interface queue: use --shards 1", file=sys.stderr)
+            return 2
         return serve_shards(args)
     if args.profile:
         import cProfile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from clutchcall.engine.errors import ConfigError
@@ -33,7 +34,10 @@ class IngressConfig:
     idle_timeout_s: QUIC idle timeout.
     io: the QUIC ingress's datagram I/O: "uring" (the native io_uring reactor; an error if it
         cannot be used), "asyncio", or "auto" (default: uring where it works, else asyncio with
-        one log line). See clutchcall.prod.ingress.dataplane.
+        one log line), or "xdp" (an AF_XDP socket on ``xdp_iface``; needs an IPv4 ``host``,
+        the interface's address, and a fixed ``quic_port``; where AF_XDP cannot work, one log
+        line and asyncio). See clutchcall.prod.ingress.dataplane.
+    xdp_iface: the network interface of ``io="xdp"`` (required with it, unused otherwise).
     """
 
     host: str = "127.0.0.1"
@@ -51,6 +55,7 @@ class IngressConfig:
     max_zero_rtt_bytes: int = 65536
     idle_timeout_s: float = 30.0
     io: str = "auto"
+    xdp_iface: str | None = None
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30, 40, 60):
@@ -63,8 +68,26 @@ class IngressConfig:
             raise ConfigError("cert and key go together")
         if self.max_object_bytes < 64 or self.setup_timeout_s <= 0 or self.max_calls < 1:
             raise ConfigError("max_object_bytes >= 64, setup_timeout_s > 0, max_calls >= 1")
-        if self.io not in ("auto", "uring", "asyncio"):
-            raise ConfigError(f"io must be auto, uring or asyncio, got {self.io!r}")
+        if self.io not in ("auto", "uring", "asyncio", "xdp"):
+            raise ConfigError(f"io must be auto, uring, asyncio or xdp, got {self.io!r}")
+        if self.io == "xdp":
+            check_xdp_settings(self.host, self.quic_port, self.xdp_iface)
+
+
+def check_xdp_settings(host: str, port: int, iface: str | None) -> None:
+    """Check the settings ``io="xdp"`` needs: an interface, an IPv4 host address (the
+    interface's own; the XDP program matches it) and a fixed port. Returns None; raises
+    ConfigError naming what is wrong."""
+    if not iface:
+        raise ConfigError("io xdp needs an interface (xdp_iface / --iface)")
+    if not port:
+        raise ConfigError("io xdp needs a fixed QUIC port (quic_port / --quic-port > 0)")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"io xdp needs the interface's IPv4 address as host, got {host!r}") from None
+    if addr.version != 4 or addr.is_unspecified:
+        raise ConfigError(f"io xdp needs the interface's IPv4 address as host, got {host!r}")
 
 
 def parse_codec_param(value: bytes) -> tuple[str, int, int]:

@@ -15,6 +15,11 @@ to the connections, and everything they want to send in reply leaves as one ``se
   warning line on the ``clutchcall.ingress.io`` logger saying why; never an exception for an
   unavailable reactor. ``$CLUTCHCALL_NO_URING`` (any non-empty value) makes io_uring count as
   unavailable at run time (the fallback can be forced without rebuilding).
+* ``"xdp"``: an AF_XDP socket on the interface ``IngressConfig.xdp_iface`` (our XDP program
+  redirects only the QUIC port; see :mod:`clutchcall.native.xdp`), opened through
+  ``open_udp_io("xdp", ...)``. Where AF_XDP cannot work (not built, no clang, no such
+  interface, the kernel refuses, not root) exactly one warning line says why and a plain
+  asyncio socket on (host, port) serves: never a crash.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from clutchcall.engine.errors import ConfigError
 
 log = logging.getLogger("clutchcall.ingress.io")
 
-IO_KINDS = ("auto", "uring", "asyncio")
+IO_KINDS = ("auto", "uring", "asyncio", "xdp")
 DISABLE_ENV = "CLUTCHCALL_NO_URING"
 
 
@@ -93,15 +98,61 @@ def _uring_or_reason(sock: socket.socket) -> tuple[Any, str]:
         return None, f"io_uring setup failed: {exc}"
 
 
-def open_ingress_io(kind: str, host: str, port: int, sock: socket.socket | None = None) -> Any:
-    """Return started-ready datagram I/O (``.kind`` is "uring" or "asyncio") bound to
-    (host, port), or on ``sock`` if given (a shard's pre-bound SO_REUSEPORT socket).
+def _xdp_or_asyncio(host: str, port: int, iface: str | None) -> Any:
+    """Return AF_XDP datagram I/O on ``iface`` for (host, port), or asyncio I/O bound to
+    (host, port) after exactly one warning line if AF_XDP cannot work here. Raises
+    ConfigError for missing/ill-formed settings; OSError if the fallback socket cannot bind."""
+    from clutchcall.engine.errors import ClutchCallError
+    from clutchcall.native import udpio
+    from clutchcall.prod.ingress.config import check_xdp_settings
 
-    Raises ConfigError for an unknown kind; OSError if binding fails. With "uring" or "auto"
-    an unusable io_uring logs one warning line and gives the asyncio I/O."""
+    check_xdp_settings(host, port, iface)
+    native_log = udpio.log
+    seen: list[logging.LogRecord] = []
+
+    class _Catch(logging.Filter):  # the native layer's own fallback line, re-issued below
+        def filter(self, record: logging.LogRecord) -> bool:
+            seen.append(record)
+            return False
+
+    catch = _Catch()
+    native_log.addFilter(catch)
+    try:
+        io = udpio.open_udp_io("xdp", host, port, iface=iface)
+    except (OSError, ClutchCallError) as exc:  # e.g. EBUSY: another program on the interface
+        why = str(exc)
+        io = None
+    finally:
+        native_log.removeFilter(catch)
+    if io is not None and io.kind == "xdp":
+        return io
+    if io is not None:  # open_udp_io fell back to asyncio (ENOSYS/EPERM/EINVAL/ENODEV/...)
+        why = seen[-1].getMessage() if seen else "AF_XDP unavailable"
+        log.warning("QUIC ingress: io=xdp on %s requested but %s", iface, why)
+        return io
+    log.warning("QUIC ingress: io=xdp on %s requested but AF_XDP failed (%s); "
+                "serving on asyncio datagram I/O", iface, why)
+    return udpio.AsyncioUdpIO(udpio.bind_udp(host, port))
+
+
+def open_ingress_io(kind: str, host: str, port: int, sock: socket.socket | None = None,
+                    iface: str | None = None) -> Any:
+    """Return started-ready datagram I/O (``.kind`` is "uring", "xdp" or "asyncio") bound to
+    (host, port), or on ``sock`` if given (a shard's pre-bound SO_REUSEPORT socket; not with
+    "xdp"). ``iface`` is the interface of kind "xdp".
+
+    Raises ConfigError for an unknown kind or bad "xdp" settings; OSError if binding fails.
+    With "uring", "auto" or "xdp" an unusable fast path logs one warning line and gives the
+    asyncio I/O."""
     if kind not in IO_KINDS:
         raise ConfigError(f"io must be one of {', '.join(IO_KINDS)}, got {kind!r}")
     from clutchcall.native.udpio import AsyncioUdpIO, bind_udp
+
+    if kind == "xdp":
+        if sock is not None:
+            raise ConfigError("io xdp owns its interface queue: it cannot serve on a pre-bound "
+                              "socket (one shard only)")
+        return _xdp_or_asyncio(host, port, iface)
 
     if sock is None:
         sock = bind_udp(host, port)

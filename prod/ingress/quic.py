@@ -511,7 +511,7 @@ class QuicIngress:
     ) -> None:
         self.config = config
         self._sock = sock  # a pre-bound UDP socket (a shard's), else bind config.host:quic_port
-        self.io_kind: str | None = None  # "uring" or "asyncio" once started
+        self.io_kind: str | None = None  # "uring", "xdp" or "asyncio" once started
         self.handler = handler
         self.authority = authority or TokenAuthority(config.auth_key)
         self.tickets = tickets or TicketStore()
@@ -534,7 +534,8 @@ class QuicIngress:
             idle_timeout=self.config.idle_timeout_s,
         )
         qc.load_cert_chain(self.cert_path, self.key_path)
-        io = open_ingress_io(self.config.io, self.config.host, self.config.quic_port, sock=self._sock)
+        io = open_ingress_io(self.config.io, self.config.host, self.config.quic_port, sock=self._sock,
+                             iface=self.config.xdp_iface)
         try:
             self._server = await serve_ingress_quic(
                 io, configuration=qc,
