@@ -192,8 +192,10 @@ class Edge:
                 "io": self.io_kind}
 
     def stats(self) -> dict[str, Any]:
-        """Return the ingresses' counters and the number of calls in progress."""
+        """Return the ingresses' counters, the QUIC datagram I/O's own counters (``quic_io``)
+        and the number of calls in progress."""
         return {"quic": dict(self.quic.stats) if self.quic else {},
+                "quic_io": self.quic.io_stats() if self.quic else {},
                 "ws": dict(self.ws.stats) if self.ws else {},
                 "calls_active": len(self.handler.pipelines) if self.handler else 0}
 

@@ -512,6 +512,7 @@ class QuicIngress:
         self.config = config
         self._sock = sock  # a pre-bound UDP socket (a shard's), else bind config.host:quic_port
         self.io_kind: str | None = None  # "uring", "xdp" or "asyncio" once started
+        self._io: Any = None
         self.handler = handler
         self.authority = authority or TokenAuthority(config.auth_key)
         self.tickets = tickets or TicketStore()
@@ -546,9 +547,18 @@ class QuicIngress:
             io.close()
             raise
         self.io_kind = io.kind
+        self._io = io
         self.port = int(io.local_address[1])
         log.info("QUIC ingress on %s:%d (io=%s)", self.config.host, self.port, io.kind)
         return self.port
+
+    def io_stats(self) -> dict[str, int]:
+        """Return the datagram I/O's own counters (io_uring: rx/tx packets, ...; AF_XDP:
+        rx/tx frames, drops), or {} for asyncio, before start or after stop."""
+        io = self._io
+        if io is None or self._server is None or not hasattr(io, "stats"):
+            return {}
+        return {k: int(v) for k, v in io.stats().items()}
 
     async def stop(self, goaway_grace_s: float = 0.0) -> None:
         """Stop serving: GOAWAY to every session, ``goaway_grace_s`` for callers to leave, then close."""
