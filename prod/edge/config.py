@@ -96,9 +96,10 @@ class EdgeConfig:
     """QUIC uplink jitter buffer depth."""
     quic_idle_timeout_s: float = 30.0
     """QUIC connection idle timeout."""
-    io: str = "asyncio"
-    """QUIC datagram I/O: ``asyncio`` (aioquic's own endpoint), ``uring`` (the io_uring reactor
-    of clutchcall.native; falls back to asyncio with one log line) or ``auto``."""
+    io: str = "auto"
+    """QUIC datagram I/O: ``uring`` (the io_uring reactor of clutchcall.native), ``asyncio``, or
+    ``auto`` (default: io_uring where it works). Where io_uring cannot work, ``uring`` and
+    ``auto`` log one line and serve on asyncio."""
     json_logs: bool = True
     """Log one JSON object per line (with the call id) to stderr."""
     log_level: str = "info"

@@ -29,7 +29,7 @@ from typing import Any, Self
 
 from clutchcall.prod.edge.config import EdgeConfig
 from clutchcall.prod.edge.handler import EdgeHandler
-from clutchcall.prod.edge.native_io import NativeQuicIngress, SocketWsIngress
+from clutchcall.prod.edge.native_io import SocketWsIngress
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.ingress.ws import WsIngress
@@ -106,15 +106,12 @@ class Edge:
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,
                              key=cfg.key, cert_dir=cfg.cert_dir, frame_ms=cfg.turn.frame_ms,
                              jitter_depth_ms=cfg.jitter_depth_ms, max_calls=cfg.max_calls,
-                             idle_timeout_s=cfg.quic_idle_timeout_s, **kw)
-        if cfg.io != "asyncio" or self._quic_sock is not None:
-            nq = NativeQuicIngress(icfg, self.handler, io_kind=cfg.io, sock=self._quic_sock)
-            self.quic = nq
-            self.quic_port = await nq.start()
-            self.io_kind = nq.io_kind
-        else:
-            self.quic = QuicIngress(icfg, self.handler)
-            self.quic_port = await self.quic.start()
+                             idle_timeout_s=cfg.quic_idle_timeout_s, io=cfg.io, **kw)
+        # The QUIC ingress runs on clutchcall.native's datagram I/O of kind cfg.io (io_uring,
+        # or asyncio with one log line where io_uring cannot work), on the shard's socket if any.
+        self.quic = QuicIngress(icfg, self.handler, sock=self._quic_sock)
+        self.quic_port = await self.quic.start()
+        self.io_kind = self.quic.io_kind
         if self._ws_sock is not None:
             self.ws = SocketWsIngress(icfg, self.handler, authority=self.quic.authority, sock=self._ws_sock)
         else:

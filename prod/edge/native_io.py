@@ -1,16 +1,11 @@
-"""The QUIC and WebSocket ingresses on sockets the edge chooses: native datagram I/O, shards.
+"""Sockets the edge chooses for its ingresses: a shard's SO_REUSEPORT listeners.
 
-Theory of operation: the caller-leg ingresses bind their own sockets through aioquic's
-``serve()`` and websockets' ``serve()``. For ``serve --io uring`` and ``serve --shards N`` the
-edge needs two things more: the QUIC ingress fed by :mod:`clutchcall.native`'s batched datagram
-I/O (``open_udp_io``: the io_uring reactor, or asyncio with one log line when io_uring is not
-built or the kernel refuses it), and both ingresses on sockets bound elsewhere (a shard's
-steered SO_REUSEPORT UDP socket; a SO_REUSEPORT TCP listener). :class:`NativeQuicIngress`
-subclasses the QUIC ingress and swaps only how it binds: aioquic's own ``QuicServer`` runs
-over the native I/O (``clutchcall.native.aio_bridge.serve_quic``), so each received batch is
-fed datagram by datagram to aioquic's sans-IO ``QuicConnection.receive_datagram`` and the
-replies to a batch leave as one ``send_batch``. :class:`SocketWsIngress` serves WebSocket/TLS
-on a given listening socket. Everything else (MoQT, calls, auth) is the ingresses' own code.
+Theory of operation: for ``serve --shards N`` every shard serves on sockets bound before the
+fork -- one steered SO_REUSEPORT UDP socket for QUIC (passed as ``QuicIngress(config, handler,
+sock=...)``, which runs on :mod:`clutchcall.native` datagram I/O of kind ``IngressConfig.io``:
+see ``prod/ingress/dataplane.py``) and one SO_REUSEPORT TCP listener for WebSocket/TLS.
+:class:`SocketWsIngress` serves WebSocket/TLS on such a listener; :func:`bind_tcp_reuseport`
+makes one. Everything else (MoQT, calls, auth) is the ingresses' own code.
 """
 
 from __future__ import annotations
@@ -19,50 +14,10 @@ import logging
 import socket
 from typing import Any
 
-from clutchcall.prod.ingress.quic import EdgeProtocol, QuicIngress
 from clutchcall.prod.ingress.tls import ensure_self_signed, server_ssl_context
 from clutchcall.prod.ingress.ws import MAX_MESSAGE_BYTES, WsIngress
 
 log = logging.getLogger("clutchcall.edge")
-
-
-class NativeQuicIngress(QuicIngress):
-    """The QUIC/MoQT ingress over ``clutchcall.native`` datagram I/O of ``io_kind``
-    (``uring``, ``asyncio`` or ``auto``), on ``sock`` if given. :attr:`io_kind` is the kind
-    actually running after :meth:`start` (``asyncio`` after a fallback)."""
-
-    def __init__(self, *args: Any, io_kind: str = "uring", sock: socket.socket | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.requested_io = io_kind
-        self.io_kind = "?"
-        self._sock = sock
-
-    async def start(self) -> int:
-        """Bind (or take the given socket), start the native I/O and serve; return the UDP
-        port. Raises OSError if binding fails or io_uring fails for another reason than the
-        kernel refusing it."""
-        from aioquic.quic.configuration import QuicConfiguration
-        from clutchcall.native.aio_bridge import serve_quic
-        from clutchcall.native.udpio import open_udp_io
-        from clutchcall.prod.moqt.wire import MOQT_ALPN
-
-        if self.cert_path is None:
-            cert, key = ensure_self_signed(self.config.cert_dir)
-            self.cert_path, self.key_path = str(cert), str(key)
-        qc = QuicConfiguration(is_client=False, alpn_protocols=[MOQT_ALPN], max_datagram_frame_size=65536,
-                               idle_timeout=self.config.idle_timeout_s)
-        qc.load_cert_chain(self.cert_path, self.key_path)
-        io = open_udp_io(self.requested_io, self.config.host, self.config.quic_port, sock=self._sock)
-        self.io_kind = io.kind
-        if self.requested_io == "uring" and io.kind != "uring":
-            log.warning("serve --io uring: io_uring unavailable, QUIC ingress on asyncio datagram I/O")
-        self._server = await serve_quic(
-            io, configuration=qc,
-            create_protocol=lambda *a, **k: EdgeProtocol(*a, ingress=self, **k),
-            session_ticket_fetcher=self.tickets.pop, session_ticket_handler=self.tickets.add)
-        self.port = int(io.local_address[1])
-        return self.port
 
 
 class SocketWsIngress(WsIngress):

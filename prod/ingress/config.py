@@ -31,6 +31,9 @@ class IngressConfig:
     max_calls: concurrent calls before new ones are refused.
     max_zero_rtt_bytes: 0-RTT bytes buffered (not acted on) until the handshake completes.
     idle_timeout_s: QUIC idle timeout.
+    io: the QUIC ingress's datagram I/O: "uring" (the native io_uring reactor; an error if it
+        cannot be used), "asyncio", or "auto" (default: uring where it works, else asyncio with
+        one log line). See clutchcall.prod.ingress.dataplane.
     """
 
     host: str = "127.0.0.1"
@@ -47,6 +50,7 @@ class IngressConfig:
     max_calls: int = 1000
     max_zero_rtt_bytes: int = 65536
     idle_timeout_s: float = 30.0
+    io: str = "auto"
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30, 40, 60):
@@ -59,6 +63,8 @@ class IngressConfig:
             raise ConfigError("cert and key go together")
         if self.max_object_bytes < 64 or self.setup_timeout_s <= 0 or self.max_calls < 1:
             raise ConfigError("max_object_bytes >= 64, setup_timeout_s > 0, max_calls >= 1")
+        if self.io not in ("auto", "uring", "asyncio"):
+            raise ConfigError(f"io must be auto, uring or asyncio, got {self.io!r}")
 
 
 def parse_codec_param(value: bytes) -> tuple[str, int, int]:

@@ -23,6 +23,10 @@ and accepts early data, but every stream byte that arrives before the handshake 
 buffered (bounded) and processed only after it completes: nothing, not even the setup, is acted
 on from 0-RTT data, so a replayed 0-RTT flight (which cannot complete a handshake) has no effect.
 
+Datagram I/O: the UDP socket is driven by the native io_uring reactor or by asyncio
+(``IngressConfig.io``, see :mod:`~clutchcall.prod.ingress.dataplane`); aioquic's ``QuicServer``
+runs over it, and the replies to one received batch leave in one send batch.
+
 Any MoQT violation closes that session with its termination code (QUIC application error
 code) and is counted; other calls are untouched.
 """
@@ -32,11 +36,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections import Counter
 from typing import Any
 
-from aioquic.asyncio import QuicConnectionProtocol, serve
+from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import stream_is_client_initiated, stream_is_unidirectional
@@ -62,6 +67,7 @@ from clutchcall.prod.ingress.config import (
     codec_param,
     parse_codec_param,
 )
+from clutchcall.prod.ingress.dataplane import open_ingress_io, serve_ingress_quic
 from clutchcall.prod.ingress.tickets import TicketStore
 from clutchcall.prod.ingress.tls import ensure_self_signed
 from clutchcall.prod.ingress.udpbuf import EDGE_RCVBUF_BYTES, ensure_rcvbuf
@@ -421,6 +427,15 @@ class EdgeProtocol(QuicConnectionProtocol):
 
     # ---------------------------------------------------------------- sending
 
+    def transmit(self) -> None:
+        """Send what the connection has to send; while a received batch is being fed, only
+        note that (the transport transmits each noted connection once after the batch)."""
+        dirty = getattr(self._transport, "dirty", None)
+        if dirty is not None:
+            dirty[self] = None
+            return
+        super().transmit()
+
     def _send_control_bytes(self, data: bytes) -> None:
         assert self._control_stream_id is not None
         self._quic.send_stream_data(self._control_stream_id, data)
@@ -502,8 +517,11 @@ class QuicIngress:
         handler: CallHandler,
         authority: TokenAuthority | None = None,
         tickets: TicketStore | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         self.config = config
+        self._sock = sock  # a pre-bound UDP socket (a shard's), else bind config.host:quic_port
+        self.io_kind: str | None = None  # "uring" or "asyncio" once started
         self.handler = handler
         self.authority = authority or TokenAuthority(config.auth_key)
         self.tickets = tickets or TicketStore()
@@ -516,7 +534,8 @@ class QuicIngress:
         self.key_path = config.key
 
     async def start(self) -> int:
-        """Bind and serve; return the UDP port."""
+        """Bind (or use the given socket) and serve over ``config.io`` datagram I/O; return
+        the UDP port. Raises ConfigError if io="uring" cannot be used, OSError if binding fails."""
         if self.cert_path is None:
             cert, key = ensure_self_signed(self.config.cert_dir)
             self.cert_path, self.key_path = str(cert), str(key)
@@ -525,13 +544,19 @@ class QuicIngress:
             idle_timeout=self.config.idle_timeout_s,
         )
         qc.load_cert_chain(self.cert_path, self.key_path)
-        self._server = await serve(
-            self.config.host, self.config.quic_port, configuration=qc,
-            create_protocol=lambda *a, **k: EdgeProtocol(*a, ingress=self, **k),
-            session_ticket_fetcher=self.tickets.pop, session_ticket_handler=self.tickets.add,
-        )
-        sock = self._server._transport.get_extra_info("sockname")  # type: ignore[union-attr]
-        self.port = int(sock[1])
+        io = open_ingress_io(self.config.io, self.config.host, self.config.quic_port, sock=self._sock)
+        try:
+            self._server = await serve_ingress_quic(
+                io, configuration=qc,
+                create_protocol=lambda *a, **k: EdgeProtocol(*a, ingress=self, **k),
+                session_ticket_fetcher=self.tickets.pop, session_ticket_handler=self.tickets.add,
+            )
+        except BaseException:
+            io.close()
+            raise
+        self.io_kind = io.kind
+        self.port = int(io.local_address[1])
+        log.info("QUIC ingress on %s:%d (io=%s)", self.config.host, self.port, io.kind)
         return self.port
 
     async def stop(self, goaway_grace_s: float = 0.0) -> None:

@@ -1,0 +1,306 @@
+"""Shard-per-core QUIC ingress: N processes serving MoQT calls on one UDP port.
+
+Theory of operation
+-------------------
+The parent binds N UDP sockets to the one (host, port) with ``SO_REUSEPORT`` in shard order
+and attaches the classic-BPF program that steers every datagram by the first byte of its
+destination connection ID (``dcid[0] % N``) to socket ``dcid[0] % N``
+(:mod:`clutchcall.native.shard`), then forks one process per shard. Shard k keeps socket k,
+makes aioquic's server issue only connection IDs whose first byte is ``k mod N``
+(:func:`~clutchcall.native.aio_bridge.use_shard_cids_in_aioquic_server`), and runs its own
+event loop, its own datagram I/O (io_uring reactor or asyncio, ``config.io``), its own
+:class:`~clutchcall.prod.ingress.quic.QuicIngress` and its own calls. A caller's first Initial
+carries a DCID it chose at random: it lands on shard ``dcid[0] % N``, which creates the
+connection and hands out CIDs that lead back to itself, so every later datagram of the call
+reaches the process that holds its state, whatever the caller's source address or port
+(a caller that rebinds its port stays on its shard). Token keys are shared (a token issued by
+any process is valid on every shard); session tickets are per shard.
+
+Each shard tells the caller which shard serves it with one control event at call start,
+``{"type": "info", "shard": k, "nshards": N, "pid": PID}`` (``announce=True``), and reports
+to the parent over a queue: ``ready`` (pid, io kind), ``call`` (call id) and, at stop, a
+report with its ingress counters, the datagrams it received and how many of them were
+*mis-steered* (their DCID names another shard: 0 when steering works), and per call the peer
+addresses its connection used. Stop: the parent's :meth:`ShardedIngress.stop` (or SIGTERM to
+the parent in :func:`run_sharded_ingress`, or SIGTERM to a shard) makes each shard send GOAWAY,
+end its calls, close its reactor and exit; a shard that does not exit in time is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import queue as queue_mod
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
+
+from clutchcall.prod.ingress.call import CallHandler, CallSession
+from clutchcall.prod.ingress.config import IngressConfig
+
+log = logging.getLogger("clutchcall.ingress.shard")
+
+HandlerFactory = Callable[[int], CallHandler]
+Cleanup = Callable[[], Awaitable[None]]
+ShardStart = Callable[[int, Any], Awaitable[Cleanup | None]]
+
+
+class _ShardTaggedHandler:
+    """Wraps a shard's handler: announces the shard to the caller, reports each call."""
+
+    def __init__(self, inner: CallHandler, shard: int, nshards: int, q: Any,
+                 announce: bool) -> None:
+        self.inner = inner
+        self.shard, self.nshards = shard, nshards
+        self.q = q
+        self.announce = announce
+        self.calls: list[dict[str, Any]] = []
+
+    async def on_call(self, call: CallSession) -> None:
+        rec: dict[str, Any] = {"call_id": call.call_id, "shard": self.shard}
+        self.calls.append(rec)
+        self.q.put(("call", self.shard, call.call_id))
+        try:
+            if self.announce:
+                await call.send_control({"type": "info", "shard": self.shard,
+                                         "nshards": self.nshards, "pid": os.getpid()})
+            await self.inner.on_call(call)
+        finally:
+            proto = getattr(call, "_proto", None)
+            quic = getattr(proto, "_quic", None)
+            if quic is not None:
+                rec["peers"] = sorted({str(p.addr) for p in quic._network_paths})
+                rec["host_cids"] = [c.cid.hex() for c in quic._host_cids]
+
+
+def _count_steering(io: Any, shard: int, nshards: int, counters: dict[str, int]) -> None:
+    """Wrap the I/O's batch callback to count received datagrams and mis-steered ones."""
+    from clutchcall.native.shard import shard_of_datagram
+
+    inner = io._on_batch
+
+    def on_batch(batch: list[Any]) -> None:
+        counters["datagrams"] += len(batch)
+        for data, _addr in batch:
+            if shard_of_datagram(data, nshards) != shard:
+                counters["mis_steered"] += 1
+        inner(batch)
+
+    io._on_batch = on_batch
+
+
+def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, *,
+                config: IngressConfig, handler_factory: HandlerFactory, q: Any,
+                announce: bool, goaway_grace_s: float,
+                on_shard_start: ShardStart | None = None) -> None:
+    """Body of shard process ``shard``: serve until ``stop_event`` or SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (Ctrl-C hits the group)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, until the loop's
+    from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
+    from clutchcall.prod.ingress.quic import QuicIngress
+
+    use_shard_cids_in_aioquic_server(shard, nshards)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            handler = _ShardTaggedHandler(handler_factory(shard), shard, nshards, q, announce)
+            ingress = QuicIngress(config, handler, sock=sock)  # type: ignore[arg-type]
+            await ingress.start()
+        except Exception as exc:
+            q.put(("failed", shard, f"{type(exc).__name__}: {exc}"))
+            raise
+        cleanup = None
+        if on_shard_start is not None:
+            try:
+                cleanup = await on_shard_start(shard, ingress)
+            except Exception as exc:
+                q.put(("failed", shard, f"on_shard_start: {type(exc).__name__}: {exc}"))
+                await ingress.stop()
+                raise
+        counters = {"datagrams": 0, "mis_steered": 0}
+        io = ingress._server._transport.io  # type: ignore[union-attr]
+        _count_steering(io, shard, nshards, counters)
+        q.put(("ready", shard, {"pid": os.getpid(), "io": ingress.io_kind, "port": ingress.port}))
+        while not stop.is_set() and not stop_event.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 0.1)
+            except TimeoutError:
+                pass
+        reactor = io.stats() if hasattr(io, "stats") else None
+        await ingress.stop(goaway_grace_s=goaway_grace_s if ingress.calls else 0.0)
+        if cleanup is not None:
+            await cleanup()
+        report = {"shard": shard, "pid": os.getpid(), "io": ingress.io_kind,
+                  "stats": dict(ingress.stats), "calls": handler.calls, **counters}
+        if reactor is not None:
+            report["reactor"] = reactor
+        q.put(("report", shard, report))
+
+    try:
+        asyncio.run(main())
+    finally:
+        q.close()
+        q.join_thread()
+
+
+class ShardedIngress:
+    """``nshards`` processes serving the QUIC ingress on one UDP port; a context manager.
+
+    ``handler_factory(shard)`` is called in each shard process (after the fork) and returns
+    that shard's CallHandler. ``on_shard_start(shard, ingress)``, if given, is awaited in each
+    shard once its QUIC ingress serves (start per-shard extras there: metrics, another
+    ingress); it may return an async cleanup, awaited after the ingress stopped.
+    ``config.quic_port`` 0 picks a free port (``self.port``). The
+    self-signed certificate (if ``config.cert`` is None) is made once, before forking.
+    Raises ConfigError for a bad shard count, OSError if binding fails, RuntimeError if a
+    shard fails to start (all shards are stopped then).
+    """
+
+    def __init__(self, nshards: int, config: IngressConfig, handler_factory: HandlerFactory,
+                 *, announce: bool = True, goaway_grace_s: float = 0.2,
+                 on_shard_start: ShardStart | None = None) -> None:
+        from clutchcall.engine.errors import ConfigError
+
+        if not 1 <= nshards <= 256:
+            raise ConfigError(f"shards must be within 1..256, got {nshards}")
+        if config.cert is None:
+            from clutchcall.prod.ingress.tls import ensure_self_signed
+
+            cert, key = ensure_self_signed(config.cert_dir)
+            config = dataclasses.replace(config, cert=str(cert), key=str(key))
+        self.nshards = nshards
+        self.config = config
+        self.cert_path = config.cert
+        self._factory = handler_factory
+        self._announce = announce
+        self._grace = goaway_grace_s
+        self._on_shard_start = on_shard_start
+        self._procs: Any = None
+        self._q: Any = None
+        self.port = 0
+        self.shards: dict[int, dict[str, Any]] = {}  # shard -> ready info (pid, io, port)
+        self.calls: list[tuple[int, str]] = []       # (shard, call id) as shards report them
+        self.reports: dict[int, dict[str, Any]] = {}
+        self.failures: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def io_kinds(self) -> list[str]:
+        """Return the datagram I/O kind each shard runs, in shard order."""
+        return [self.shards[k]["io"] for k in sorted(self.shards)]
+
+    def _drain(self, timeout: float) -> bool:
+        """Handle one queued shard message; return False if none came within ``timeout``."""
+        try:
+            kind, shard, body = self._q.get(timeout=timeout)
+        except queue_mod.Empty:
+            return False
+        with self._lock:
+            if kind == "ready":
+                self.shards[shard] = body
+            elif kind == "call":
+                self.calls.append((shard, body))
+            elif kind == "report":
+                self.reports[shard] = body
+            elif kind == "failed":
+                self.failures[shard] = body
+        return True
+
+    def poll(self) -> None:
+        """Take in every message the shards have sent so far (calls served)."""
+        while self._q is not None and self._drain(0.0):
+            pass
+
+    def start(self, timeout: float = 20.0) -> int:
+        """Bind, fork the shards and wait until all serve; return the UDP port."""
+        import functools
+        import multiprocessing as mp
+
+        from clutchcall.native.shard_server import ShardProcesses
+
+        self._q = mp.get_context("fork").Queue()
+        target = functools.partial(
+            _shard_main, config=self.config, handler_factory=self._factory, q=self._q,
+            announce=self._announce, goaway_grace_s=self._grace,
+            on_shard_start=self._on_shard_start)
+        try:
+            self._procs = ShardProcesses(self.nshards, self.config.host, self.config.quic_port,
+                                         target)
+        except BaseException:
+            self._q.close()
+            self._q = None
+            raise
+        self.port = int(self._procs.address[1])
+        self._procs.start()
+        deadline = time.monotonic() + timeout
+        while len(self.shards) < self.nshards:
+            left = deadline - time.monotonic()
+            if self.failures or left <= 0 or not all(p.is_alive() for p in self._procs.procs):
+                if self._drain(0.2):  # a last message may explain it
+                    continue
+                why = self.failures or "timeout or a shard died"
+                self.stop()
+                raise RuntimeError(f"sharded ingress did not start: {why}")
+            self._drain(min(left, 0.2))
+        log.info("QUIC ingress: %d shards on %s:%d (io=%s)", self.nshards, self.config.host,
+                 self.port, ",".join(self.io_kinds))
+        return self.port
+
+    def stop(self, timeout: float = 10.0) -> dict[int, dict[str, Any]]:
+        """Stop every shard (GOAWAY, end calls, close); return their reports by shard.
+        Shards that do not exit within ``timeout`` are killed. Idempotent."""
+        if self._procs is None:
+            return self.reports
+        procs, self._procs = self._procs, None
+        procs.stop_event.set()
+        deadline = time.monotonic() + timeout
+        while len(self.reports) < len(self.shards) and time.monotonic() < deadline:
+            if not self._drain(0.1) and not any(p.is_alive() for p in procs.procs):
+                self.poll()
+                break
+        procs.stop(timeout=max(0.5, deadline - time.monotonic()))
+        self.poll()
+        self._q.close()
+        self._q.join_thread()
+        return self.reports
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_sharded_ingress(nshards: int, config: IngressConfig, handler_factory: HandlerFactory,
+                        *, on_ready: Callable[[ShardedIngress], None] | None = None,
+                        duration_s: float | None = None,
+                        **kwargs: Any) -> dict[int, dict[str, Any]]:
+    """Serve the QUIC ingress on ``nshards`` processes until SIGTERM / SIGINT (or
+    ``duration_s``); return the shards' reports. ``on_ready`` is called once all shards
+    serve; ``kwargs`` go to :class:`ShardedIngress` (``on_shard_start``, ``announce``,
+    ``goaway_grace_s``). Call it from the main thread (it installs SIGTERM / SIGINT handlers
+    and restores them on return). Raises as :class:`ShardedIngress` does."""
+    done = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    svc = ShardedIngress(nshards, config, handler_factory, **kwargs)
+    try:
+        svc.start()
+        if on_ready is not None:
+            on_ready(svc)
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not done.is_set() and (deadline is None or time.monotonic() < deadline):
+            svc._drain(0.2)
+    finally:
+        reports = svc.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return reports
