@@ -20,7 +20,7 @@ from __future__ import annotations
 import socket
 
 #: default receive buffer for the edge's shared QUIC socket (bytes)
-EDGE_RCVBUF_BYTES = 8 << 20
+EDGE_RCVBUF_BYTES = 4 << 20
 #: default receive buffer for one caller's QUIC socket (bytes)
 CALLER_RCVBUF_BYTES = 1 << 20
 
