@@ -13,6 +13,11 @@ it and arrive late, and the uplink jitter buffers conceal / re-anchor: the colla
 past ~25 calls. A deep receive buffer turns a scheduling stall into a short queue instead of
 loss. :func:`ensure_rcvbuf` raises a socket's buffer (never lowers it), using
 ``SO_RCVBUFFORCE`` when allowed (root) so ``net.core.rmem_max`` does not cap it.
+``native.udpio.bind_udp`` (the edge's socket since IngressConfig.io) asks for 4 MiB with
+plain ``SO_RCVBUF`` (capped by rmem_max); the edge re-checks it here, the callers use it
+for their own sockets. Deeper is not better past this: at 40 calls on 2 cores a 16 MiB
+queue let the srtt estimates grow to 1-2 s, and aioquic's pacing (cwnd / srtt) then
+throttled each sender to ~15 packets/s.
 """
 
 from __future__ import annotations
