@@ -258,8 +258,12 @@ def playout_schedule(arrival: list[float], speech: tuple[bool, ...], frame_s: fl
     (``seq0``; earlier frames are late), frame k plays at ``anchor + depth + (k - seq0) *
     frame``. A frame there by its slot plays at the slot; one missing at its slot is lost
     (concealed: skipped here) if a later frame arrives before it does; else the frame due next
-    is late and the schedule is re-anchored on its arrival -- and never shrinks back, so the
-    buffer keeps the largest lateness seen (TCP: the longest head-of-line stall so far).
+    is late and the schedule is re-anchored on its arrival, which adds its lateness to the
+    buffer's accumulated lag. The lag drains during silence as in production: right after a
+    non-speech (or concealed) frame, if the lag is at least one frame and the next frame
+    arrived early enough to stay ``depth`` in the buffer on a schedule one frame earlier, the
+    schedule moves one frame earlier (the next frame plays at once). Here "silent" is the
+    frame's speech flag (production: an RMS energy check on the caller payload).
     """
     n = len(arrival)
     out: list[tuple[float, int, bool]] = []
@@ -273,18 +277,29 @@ def playout_schedule(arrival: list[float], speech: tuple[bool, ...], frame_s: fl
         return out, n
     anchor = arrival[seq0] + depth_s - seq0 * frame_s
     skipped = seq0
+    lag = 0.0  # accumulated re-anchor shift not yet drained (s)
+    quiet_prev = False  # the frame played last was non-speech or concealed
+    eps = 1e-9
     for k in range(seq0, n):
         a = arrival[k]
+        # lag drain during silence (prod/ingress/jitter.py JitterBuffer._maybe_drain)
+        if quiet_prev and lag >= frame_s - eps and a + depth_s <= anchor + (k - 1) * frame_s + eps:
+            anchor -= frame_s
+            lag -= frame_s
+        quiet_prev = False
         slot = anchor + k * frame_s
         if a <= slot:
             t = slot
         elif after[k + 1] < a or a == math.inf:
-            skipped += 1
+            skipped += 1  # concealed at its slot
+            quiet_prev = True
             continue
         else:
             anchor += a - slot
+            lag += a - slot
             t = a
         out.append((t, k, speech[k]))
+        quiet_prev = not speech[k]
     return out, skipped
 
 
@@ -399,16 +414,27 @@ class _World:
             if speech:
                 self.last_speech_seq = seq
             now = env.now
+            dur = fms
+            if not media and now < last_end + frame_s - 1e-9:
+                # fed together with the previous frame (the playout buffer drained a frame of
+                # lag after silence): laid end to end as the production pipeline does, a
+                # silence frame counted as 10 ms, a speech frame held until it fits
+                if not speech and fms > 10:
+                    dur, now = 10, max(now, last_end + 0.010)
+                else:
+                    now = last_end + frame_s
+                if now > env.now:
+                    yield timeout(now - env.now)
             if media:
                 # the frame's media time on the edge clock: its nominal arrival, laid end to
                 # end, never before the engine's clock (the production pipeline's rule)
                 now = max((seq + 1) * frame_s + base, last_end + frame_s, self.clock)
                 now = min(now, env.now)
-                last_end = now
+            last_end = now
             self.clock = now
             if rec is not None:
-                rec.caller_frame(now, speech=speech, duration_ms=fms, seq=seq)
-            eng.caller_frame(now, speech=speech, duration_ms=fms, seq=seq)
+                rec.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
+            eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
             self.pump()
 
     # -------------------------------------------------------------- actions

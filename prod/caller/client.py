@@ -335,6 +335,9 @@ class QuicCallerTransport(CallerTransport):
             session_ticket_handler=self.ticket_sink,
         )
         self.proto = await self._cm.__aenter__()
+        from clutchcall.prod.ingress.udpbuf import CALLER_RCVBUF_BYTES, ensure_rcvbuf
+
+        ensure_rcvbuf(self.proto._transport.get_extra_info("socket"), CALLER_RCVBUF_BYTES)
         self.proto.start_session()
         await asyncio.wait_for(self.proto.ready.wait(), self.timeout_s)
         if self.proto.error is not None:

@@ -102,7 +102,8 @@ class BaseCall:
         self.frame_ms = frame_ms
         self._loop = loop or asyncio.get_running_loop()
         self._silence = silence(codec, rate, frame_ms)
-        self.jitter = JitterBuffer(frame_ms=frame_ms, depth_ms=jitter_depth_ms, conceal=lambda seq: self._silence)
+        self.jitter = JitterBuffer(frame_ms=frame_ms, depth_ms=jitter_depth_ms, conceal=lambda seq: self._silence,
+                                   is_silent=silence_judge(codec))
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -222,6 +223,36 @@ class BaseCall:
 
     async def _transport_close(self, reason: str) -> None:  # pragma: no cover
         raise NotImplementedError
+
+
+#: a caller frame below this RMS level counts as silent for the jitter buffer's lag drain
+SILENT_DBFS = -45.0
+
+
+def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[bytes], bool] | None:
+    """Return a cheap per-payload silence check for ``codec`` (RMS level below
+    ``threshold_dbfs``), used by the jitter buffer to drain accumulated lag during silence;
+    None for Opus (judging it would need a decode; only concealed frames drain there)."""
+    import numpy as np
+    from clutchcall.engine.audio import alaw_decode
+    from clutchcall.engine.audio import ulaw_decode as _ulaw
+
+    if codec == "pcm16":
+        def pcm(payload: bytes) -> Any:
+            return np.frombuffer(payload, dtype="<i2", count=len(payload) // 2)
+    elif codec == "g711_ulaw":
+        def pcm(payload: bytes) -> Any:
+            return _ulaw(np.frombuffer(payload, dtype=np.uint8))
+    elif codec == "g711_alaw":
+        def pcm(payload: bytes) -> Any:
+            return alaw_decode(np.frombuffer(payload, dtype=np.uint8))
+    else:
+        return None
+
+    def is_silent(payload: bytes) -> bool:
+        return frame_energy_dbfs(pcm(payload)) < threshold_dbfs
+
+    return is_silent
 
 
 def frame_energy_dbfs(pcm: Any) -> float:

@@ -24,6 +24,20 @@ Late-frame policy (documented contract):
 * If more than ``max_frames`` are buffered (sender faster than real time), the oldest due
   frames are released at once and ``overflow`` is counted.
 
+Lag-drain policy (documented contract):
+
+* Every re-anchor moves the whole schedule later by the frame's lateness; that shift is the
+  buffer's *accumulated lag* (``lag_ms``). Without a drain a depth-0 buffer (WebSocket) keeps
+  the longest stall so far for the rest of the call, and a QUIC buffer keeps each re-anchor.
+* The lag is drained during caller silence by playing out faster, never by dropping audio:
+  when the frame played last was judged *silent* (``is_silent(payload)``, a cheap energy
+  check the shell supplies) or was a concealment, the lag is at least one frame, and the next
+  frame is buffered and would still have been held ``depth`` after its arrival were the
+  schedule one frame earlier, the schedule moves one frame earlier: the next frame is due at
+  once instead of a frame later. Each such step takes one frame of lag out and is counted in
+  ``drained``. Every frame is still released, in order; speech frames keep their 1x spacing
+  (only silent frames are followed early), and the buffer never goes below its ``depth``.
+
 Concealed frames are emitted with ``concealed=True``; their payload is whatever ``conceal``
 returned (the pipeline decides its format, see ``clutchcall.prod.ingress.call``).
 """
@@ -61,6 +75,10 @@ class JitterStats:
     skipped: int = 0
     duplicates: int = 0
     overflow: int = 0
+    reanchored: int = 0  # times the schedule moved later on a late frame
+    drained: int = 0  # silent frames after which the schedule moved one frame earlier
+    lag_ms: float = 0.0  # accumulated lag not yet drained (ms)
+    max_lag_ms: float = 0.0  # the largest accumulated lag seen (ms)
 
 
 class JitterBuffer:
@@ -74,6 +92,7 @@ class JitterBuffer:
         max_frames: int = 50,
         max_conceal: int = 10,
         conceal: Callable[[int], bytes] | None = None,
+        is_silent: Callable[[bytes], bool] | None = None,
     ) -> None:
         if frame_ms <= 0:
             raise ConfigError(f"frame_ms must be > 0, got {frame_ms}")
@@ -87,8 +106,12 @@ class JitterBuffer:
         self.max_frames = max_frames
         self.max_conceal = max_conceal
         self.conceal = conceal if conceal is not None else (lambda seq: b"")
+        # judges a caller-codec payload silent (drain policy); None: only concealments drain
+        self.is_silent = is_silent
         self.stats = JitterStats()
-        self._buf: dict[int, tuple[bytes, int]] = {}
+        self._buf: dict[int, tuple[bytes, int, float]] = {}  # seq -> (payload, ts_ms, arrival)
+        self._lag = 0.0  # accumulated re-anchor shift not yet drained (s)
+        self._quiet_prev = False  # the frame played last was silent or concealed
         self._t0: float | None = None
         self._seq0 = 0
         self._next: int | None = None
@@ -121,8 +144,28 @@ class JitterBuffer:
         if seq == self._next and now > self._playout(seq):
             # the frame due next arrives after its slot: re-anchor on the (slow) sender
             assert self._t0 is not None
-            self._t0 += now - self._playout(seq)
-        self._buf[seq] = (payload, seq * self.frame_ms if timestamp_ms is None else timestamp_ms)
+            shift = now - self._playout(seq)
+            self._t0 += shift
+            self._lag += shift
+            self.stats.reanchored += 1
+            self._note_lag()
+        self._buf[seq] = (payload, seq * self.frame_ms if timestamp_ms is None else timestamp_ms, now)
+
+    def _note_lag(self) -> None:
+        self.stats.lag_ms = round(self._lag * 1000.0, 3)
+        self.stats.max_lag_ms = max(self.stats.max_lag_ms, self.stats.lag_ms)
+
+    def _maybe_drain(self, seq: int, arrival: float) -> None:
+        """Before playing frame ``seq`` (buffered, arrived at ``arrival``) right after a silent
+        or concealed frame: the lag-drain policy of the module docstring."""
+        self._quiet_prev = False  # one step per silent frame
+        if self._lag < self.frame_s - 1e-9 or arrival + self.depth_s > self._playout(seq) - self.frame_s + 1e-9:
+            return
+        assert self._t0 is not None
+        self._t0 -= self.frame_s
+        self._lag -= self.frame_s
+        self.stats.drained += 1
+        self._note_lag()
 
     def pop(self, now: float) -> list[UplinkFrame]:
         """Return the frames due at ``now`` in sequence order (real or concealed)."""
@@ -135,14 +178,17 @@ class JitterBuffer:
             self.stats.overflow += 1
         while self._buf:
             seq = self._next
+            if self._quiet_prev and seq in self._buf:
+                self._maybe_drain(seq, self._buf[seq][2])
             due = self._playout(seq)
             if seq in self._buf:
                 if now < due and len(self._buf) <= self.max_frames and not overflow:
                     break
-                payload, ts = self._buf.pop(seq)
+                payload, ts, _ = self._buf.pop(seq)
                 out.append(UplinkFrame(seq=seq, timestamp_ms=ts, payload=payload, released_at=now))
                 self.stats.released += 1
                 self._next = seq + 1
+                self._quiet_prev = self.is_silent is not None and self.is_silent(payload)
                 overflow = len(self._buf) > self.max_frames
                 continue
             if now < due and not overflow:
@@ -157,12 +203,14 @@ class JitterBuffer:
                 self._t0 -= gap * self.frame_s  # keep the schedule of the frames after the gap
                 self._next = first_present
                 continue
+            hidden = self.conceal(seq)
             out.append(
-                UplinkFrame(seq=seq, timestamp_ms=seq * self.frame_ms, payload=self.conceal(seq), concealed=True,
+                UplinkFrame(seq=seq, timestamp_ms=seq * self.frame_ms, payload=hidden, concealed=True,
                             released_at=now)
             )
             self.stats.lost += 1
             self._next = seq + 1
+            self._quiet_prev = True
         return out
 
     def get_timer(self) -> float | None:

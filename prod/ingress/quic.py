@@ -70,6 +70,7 @@ from clutchcall.prod.ingress.config import (
 from clutchcall.prod.ingress.dataplane import open_ingress_io, serve_ingress_quic
 from clutchcall.prod.ingress.tickets import TicketStore
 from clutchcall.prod.ingress.tls import ensure_self_signed
+from clutchcall.prod.ingress.udpbuf import EDGE_RCVBUF_BYTES, ensure_rcvbuf
 from clutchcall.prod.moqt.session import (
     Event,
     MaxRequestIdReceived,
@@ -186,6 +187,15 @@ class EdgeProtocol(QuicConnectionProtocol):
         ingress._protocols.add(self)
 
     # ---------------------------------------------------------------- QUIC events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # the shared UDP socket: deep receive buffer so a loop stall queues instead of
+        # dropping (drops collapse the callers' congestion windows; see ingress.udpbuf)
+        # (one getsockopt once the buffer is deep; a transport without a socket is left alone)
+        size = ensure_rcvbuf(transport.get_extra_info("socket"), EDGE_RCVBUF_BYTES)
+        if size:
+            self.ingress.stats["udp_rcvbuf_bytes"] = size
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if self._ended:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
@@ -45,6 +46,9 @@ def test_quic_call_audio_both_ways(tmp_path, speech16k) -> None:  # type: ignore
         assert len(res.turns) == 2 and all(t.latency_ms is not None for t in res.turns)
         assert all(t.latency_ms >= 0 for t in res.turns)  # measured, not bounded (benchmarks measure)
         assert edge.stats["calls_started"] == 1 and edge.stats["calls_ended"] == 1
+        # the shared socket's deep buffer (capped by rmem_max where SO_RCVBUFFORCE is not allowed)
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        assert edge.stats["udp_rcvbuf_bytes"] >= min(4 << 20, 2 * rmem_max)
         assert (tmp_path / "out.wav").stat().st_size > 44
 
     run(main())

@@ -1,0 +1,123 @@
+"""Uplink jitter buffer: the lag-drain policy (hand-driven clock), and the simulator's model
+of it (``sim.world.playout_schedule``) agreeing with it frame for frame."""
+
+from __future__ import annotations
+
+import pytest
+from clutchcall.prod.ingress.call import silence_judge
+from clutchcall.prod.ingress.jitter import JitterBuffer
+from clutchcall.sim.world import playout_schedule
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+F = 0.02
+
+
+def silent(payload: bytes) -> bool:
+    return payload == b"."
+
+
+def drive(arrival: list[float], speech: list[bool], depth_ms: int) -> tuple[list[tuple[float, int]], JitterBuffer]:
+    """Push frames in arrival order (ties: by seq), popping at every timer in between;
+    return [(release time, seq)] and the buffer."""
+    b = JitterBuffer(frame_ms=20, depth_ms=depth_ms, is_silent=silent, max_frames=10_000)
+    out: list[tuple[float, int]] = []
+
+    def pop_until(t: float, strict: bool) -> None:
+        while (d := b.get_timer()) is not None and (d < t if strict else d <= t):
+            out.extend((f.released_at, f.seq) for f in b.pop(max(d, b._last_now)))
+
+    for a, k in sorted((a, k) for k, a in enumerate(arrival)):
+        pop_until(a, strict=True)
+        b.push(a, k, b"S" if speech[k] else b".")
+        out.extend((f.released_at, f.seq) for f in b.pop(a))
+    pop_until(float("inf"), strict=False)
+    return out, b
+
+
+def stall(n: int, at: int, extra: float, owd: float = 0.025) -> list[float]:
+    """TCP-like: frame ``at`` and every later frame held until ``at``'s send + owd + extra."""
+    send = [F * (k + 1) for k in range(n)]
+    arr = [s + owd for s in send]
+    for k in range(at, n):
+        arr[k] = max(arr[k], send[at] + owd + extra)
+    return arr
+
+
+def test_ws_stall_lag_drains_in_silence_never_in_speech() -> None:
+    arr = stall(30, 2, 0.07)
+    speech = [True] * 10 + [False] * 20
+    out, b = drive(arr, speech, 0)
+    assert [k for _t, k in out] == list(range(30))  # nothing dropped, in order
+    lag = [t - a_nominal for (t, _k), a_nominal in zip(out, stall(30, 0, 0.0), strict=True)]
+    # speech keeps the 70 ms lag at 1x; the silence after it gives it back 20 ms per frame
+    assert lag[2:11] == pytest.approx([0.07] * 9)
+    assert lag[14:] == pytest.approx([0.01] * 16)
+    assert b.stats.reanchored == 1 and b.stats.drained == 3
+    assert b.stats.lag_ms == pytest.approx(10.0) and b.stats.max_lag_ms == pytest.approx(70.0)
+    assert b.stats.released == 30 and b.stats.lost == 0
+    # all speech: the lag is kept (speech is never played faster)
+    out, b = drive(arr, [True] * 30, 0)
+    assert b.stats.drained == 0 and out[-1][0] - (0.02 * 30 + 0.025) == pytest.approx(0.07)
+
+
+def test_drain_never_goes_below_depth() -> None:
+    arr = stall(40, 3, 0.1)
+    out, b = drive(arr, [False] * 40, 40)
+    # 100 ms stall, 40 ms of it absorbed by the depth: 60 ms of lag, drained in 3 frames
+    assert b.stats.max_lag_ms == pytest.approx(60.0)
+    assert b.stats.drained == 3 and b.stats.lag_ms == pytest.approx(0.0)
+    # a drain never plays a frame with less than ``depth`` of buffering (frames right behind
+    # a re-anchor may have less, drain or not)
+    plain, _ = drive(arr, [True] * 40, 40)
+    for (t, k), (t0, _k0) in zip(out, plain, strict=True):
+        assert t >= min(arr[k] + 0.04, t0) - 1e-9
+    assert out[-1][0] == pytest.approx(arr[-1] + 0.04) and plain[-1][0] == pytest.approx(arr[-1] + 0.1)
+
+
+def test_concealed_frames_drain_too() -> None:
+    b = JitterBuffer(frame_ms=20, depth_ms=0, is_silent=None, conceal=lambda seq: b"C")
+    b.push(0.0, 0, b"S")
+    assert [f.seq for f in b.pop(0.0)] == [0]
+    b.push(0.06, 1, b"S")  # 40 ms late: re-anchor
+    assert [f.seq for f in b.pop(0.06)] == [1] and b.stats.lag_ms == pytest.approx(40.0)
+    b.push(0.07, 3, b"S")
+    b.push(0.075, 4, b"S")
+    out = b.pop(0.08)  # slot of 2: missing with 3 buffered -> concealed, then 3 follows at once
+    assert [(f.seq, f.concealed) for f in out] == [(2, True), (3, False)]
+    assert b.stats.drained == 1 and b.stats.lag_ms == pytest.approx(20.0)
+
+
+def test_silence_judge_by_energy() -> None:
+    import numpy as np
+    from clutchcall.engine.audio import ulaw_encode
+
+    judge = silence_judge("pcm16")
+    assert judge is not None
+    quiet = (np.ones(320) * 10).astype("<i2").tobytes()
+    loud = (np.sin(np.arange(320) / 3) * 8000).astype("<i2").tobytes()
+    assert judge(quiet) and not judge(loud) and judge(bytes(640))
+    mu = silence_judge("g711_ulaw")
+    assert mu is not None
+    assert mu(ulaw_encode(np.zeros(160, dtype=np.int16)).tobytes())
+    assert not mu(ulaw_encode((np.sin(np.arange(160) / 3) * 8000).astype(np.int16)).tobytes())
+    assert silence_judge("opus") is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 120), st.booleans()), min_size=1, max_size=60),
+    st.sampled_from([0, 20, 40]),
+)
+def test_sim_playout_schedule_matches_the_buffer(frames: list[tuple[int, bool]], depth_ms: int) -> None:
+    # in-order (TCP-like) arrivals with random extra delay (ms); speech flags at random
+    arrival: list[float] = []
+    for k, (extra, _sp) in enumerate(frames):
+        a = round(0.02 * (k + 1) + 0.025 + extra / 1000.0, 6)
+        arrival.append(max(a, arrival[-1]) if arrival else a)
+    speech = [sp for _e, sp in frames]
+    got, _b = drive(arrival, speech, depth_ms)
+    sim, skipped = playout_schedule(arrival, tuple(speech), F, depth_ms / 1000.0)
+    assert skipped == 0
+    assert [k for _t, k, _s in sim] == [k for _t, k in got]
+    assert [t for t, _k, _s in sim] == pytest.approx([t for t, _k in got], abs=1e-9)
