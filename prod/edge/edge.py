@@ -29,7 +29,6 @@ from typing import Any, Self
 
 from clutchcall.prod.edge.config import EdgeConfig
 from clutchcall.prod.edge.handler import EdgeHandler
-from clutchcall.prod.edge.native_io import SocketWsIngress
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.ingress.ws import WsIngress
@@ -113,10 +112,7 @@ class Edge:
         self.quic = QuicIngress(icfg, self.handler, sock=self._quic_sock)
         self.quic_port = await self.quic.start()
         self.io_kind = self.quic.io_kind
-        if self._ws_sock is not None:
-            self.ws = SocketWsIngress(icfg, self.handler, authority=self.quic.authority, sock=self._ws_sock)
-        else:
-            self.ws = WsIngress(icfg, self.handler, authority=self.quic.authority)
+        self.ws = WsIngress(icfg, self.handler, authority=self.quic.authority, sock=self._ws_sock)
         self.ws.cert_path, self.ws.key_path = self.quic.cert_path, self.quic.key_path
         self.ws_port = await self.ws.start()
         self.cert_path = os.path.abspath(self.quic.cert_path) if self.quic.cert_path else None

@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import logging
+import socket
 import time
 from collections import Counter
 from typing import Any
@@ -123,10 +124,13 @@ class WsCall(BaseCall):
 
 
 class WsIngress:
-    """Serves Twilio Media Streams calls on TLS ``config.host:config.ws_port``."""
+    """Serves Twilio Media Streams calls on TLS ``config.host:config.ws_port``, or on ``sock``
+    if given (an already-listening TCP socket, e.g. a shard's SO_REUSEPORT listener)."""
 
-    def __init__(self, config: IngressConfig, handler: CallHandler, authority: TokenAuthority | None = None) -> None:
+    def __init__(self, config: IngressConfig, handler: CallHandler, authority: TokenAuthority | None = None,
+                 sock: socket.socket | None = None) -> None:
         self.config = config
+        self._sock = sock
         self.handler = handler
         self.authority = authority or TokenAuthority(config.auth_key)
         self.stats: Counter[str] = Counter()
@@ -145,10 +149,10 @@ class WsIngress:
                 self.cert_path, self.key_path = str(cert), str(key)
             assert self.key_path is not None
             ctx = server_ssl_context(self.cert_path, self.key_path)
-        self._server = await serve(
-            self._serve, self.config.host, self.config.ws_port, ssl=ctx, max_size=MAX_MESSAGE_BYTES,
-            open_timeout=self.config.setup_timeout_s,
-        )
+        where: dict[str, Any] = ({"sock": self._sock} if self._sock is not None
+                                 else {"host": self.config.host, "port": self.config.ws_port})
+        self._server = await serve(self._serve, ssl=ctx, max_size=MAX_MESSAGE_BYTES,
+                                   open_timeout=self.config.setup_timeout_s, **where)
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         return self.port
 
