@@ -28,20 +28,11 @@ from pathlib import Path
 
 import numpy as np
 from clutchcall.engine.errors import ClutchCallError
+from clutchcall.traces.labels import Segment  # the label format's own type
 
 
 class CallFormatError(ClutchCallError, ValueError):
     """A labelled call (JSON or WAV) is malformed; the message names the file and field."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Segment:
-    """One labelled stretch of the caller's audio and what should happen to it."""
-
-    start_ms: float
-    end_ms: float
-    kind: str
-    expect: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
