@@ -353,17 +353,47 @@ class AsyncioUdpIO:
 UdpIO = UringUdpIO | AsyncioUdpIO
 
 
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def raise_rcvbuf(sock: socket.socket | None, nbytes: int) -> int:
+    """Raise ``sock``'s receive buffer to at least ``nbytes`` (never lower it), with
+    ``SO_RCVBUFFORCE`` where allowed (root: ``net.core.rmem_max`` does not cap it), else plain
+    ``SO_RCVBUF``. Returns the size the kernel reports (0 for ``None`` or a socket without the
+    option); never raises: an unsupported socket keeps its buffer."""
+    if sock is None:
+        return 0
+    try:
+        cur = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    except OSError:
+        return 0
+    if cur >= nbytes:
+        return int(cur)
+    for opt in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, nbytes)
+            break
+        except OSError:
+            continue
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError:
+        return int(cur)
+
+
 def bind_udp(host: str, port: int, *, reuseport: bool = False,
              rcvbuf: int = 4 << 20) -> socket.socket:
     """Return a non-blocking UDP socket bound to (host, port) (IPv6 if host has a colon),
-    with SO_REUSEPORT when asked. Raises OSError if binding fails."""
+    with SO_REUSEPORT when asked and a receive buffer of at least ``rcvbuf`` bytes (forced
+    past rmem_max where allowed: a shared server socket must queue through a loop stall, not
+    drop). Raises OSError if binding fails."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if reuseport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        raise_rcvbuf(sock, rcvbuf)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf)
         except OSError:
             pass

@@ -188,15 +188,6 @@ class EdgeProtocol(QuicConnectionProtocol):
 
     # ---------------------------------------------------------------- QUIC events
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        # the shared UDP socket: deep receive buffer so a loop stall queues instead of
-        # dropping (drops collapse the callers' congestion windows; see ingress.udpbuf)
-        # (one getsockopt once the buffer is deep; a transport without a socket is left alone)
-        size = ensure_rcvbuf(transport.get_extra_info("socket"), EDGE_RCVBUF_BYTES)
-        if size:
-            self.ingress.stats["udp_rcvbuf_bytes"] = size
-
     def quic_event_received(self, event: QuicEvent) -> None:
         if self._ended:
             return
@@ -558,6 +549,12 @@ class QuicIngress:
             raise
         self.io_kind = io.kind
         self._io = io
+        # the shared UDP socket was bound with a deep receive buffer (bind_udp, EDGE_RCVBUF_BYTES):
+        # a loop stall queues instead of dropping, which would collapse the callers' congestion
+        # windows (see ingress.udpbuf); AF_XDP has no kernel socket
+        size = ensure_rcvbuf(getattr(io, "sock", None), EDGE_RCVBUF_BYTES)
+        if size:
+            self.stats["udp_rcvbuf_bytes"] = size
         self.port = int(io.local_address[1])
         log.info("QUIC ingress on %s:%d (io=%s)", self.config.host, self.port, io.kind)
         return self.port

@@ -13,46 +13,21 @@ it and arrive late, and the uplink jitter buffers conceal / re-anchor: the colla
 past ~25 calls. A deep receive buffer turns a scheduling stall into a short queue instead of
 loss. :func:`ensure_rcvbuf` raises a socket's buffer (never lowers it), using
 ``SO_RCVBUFFORCE`` when allowed (root) so ``net.core.rmem_max`` does not cap it.
-``native.udpio.bind_udp`` (the edge's socket since IngressConfig.io) asks for 4 MiB with
-plain ``SO_RCVBUF`` (capped by rmem_max); the edge re-checks it here, the callers use it
-for their own sockets. Deeper is not better past this: at 40 calls on 2 cores a 16 MiB
+The edge's socket is made by ``native.udpio.bind_udp``, which sizes it when it binds it
+(4 MiB); the callers' sockets are made by aioquic, so the caller raises them here. One
+function does both (``native.udpio.raise_rcvbuf``). Deeper is not better past this: at 40 calls on 2 cores a 16 MiB
 queue let the srtt estimates grow to 1-2 s, and aioquic's pacing (cwnd / srtt) then
 throttled each sender to ~15 packets/s.
 """
 
 from __future__ import annotations
 
-import socket
+from clutchcall.native.udpio import raise_rcvbuf
 
 #: default receive buffer for the edge's shared QUIC socket (bytes)
 EDGE_RCVBUF_BYTES = 4 << 20
 #: default receive buffer for one caller's QUIC socket (bytes)
 CALLER_RCVBUF_BYTES = 1 << 20
 
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-
-
-def ensure_rcvbuf(sock: socket.socket | None, nbytes: int) -> int:
-    """Raise ``sock``'s receive buffer to at least ``nbytes`` (kernel doubles the request).
-
-    Returns the effective size the kernel reports (0 for ``None`` or a socket without the
-    option). Never raises for an unsupported socket: the buffer stays as it was.
-    """
-    if sock is None:
-        return 0
-    try:
-        cur = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    except OSError:
-        return 0
-    if cur >= nbytes:
-        return int(cur)
-    for opt in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, nbytes)
-            break
-        except OSError:
-            continue
-    try:
-        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-    except OSError:
-        return int(cur)
+#: raise a socket's receive buffer, never lower it (forced past rmem_max where allowed)
+ensure_rcvbuf = raise_rcvbuf
