@@ -496,15 +496,14 @@ class TurnEngine:
 
     def _agent_speech(self, now: float, d: int) -> State:
         onset = now - d / 1000.0
-        self._turn_speech = d
+        self._turn_speech = 0  # counted (with the barge speech) by _barge_speech_frame
         self._turn_onset = onset
         self._barge_speech = 0
         self._out.append(BargeArmed(time=now, onset=onset))
         return self._barge_speech_frame(now, d)
 
     def _barge_speech_frame(self, now: float, d: int) -> State:
-        if self._state is not State.AGENT:
-            self._turn_speech += d
+        self._turn_speech += d
         self._barge_speech += d
         if self._burst_end_at is not None:
             self._burst_end_at = None
