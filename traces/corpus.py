@@ -5,7 +5,8 @@ Theory of operation: a corpus is a flat directory of labelled calls (``NAME.wav`
 ``MANIFEST.json``. :func:`validate_dir` reads every file with the format's own readers (so
 the checks are the same ones every consumer gets) and returns one
 :class:`~clutchcall.traces.errors.TraceFormatError` per bad file, in name order; recorded
-traces are also replayed through the turn engine when they name the default policy.
+traces are also replayed through the turn engine when their header names the policy their
+config builds (a custom policy object cannot be rebuilt from the file).
 :func:`corpus_stats` counts segments by kind/expect and calls by channel, and summarises
 durations; :func:`format_stats` renders that as text.
 """
@@ -64,7 +65,7 @@ def validate_dir(path: str | Path, *, replay: bool = True) -> tuple[int, list[Tr
             checked += 1
             try:
                 trace = read_trace(p)
-                if replay and trace.header.policy == "threshold":
+                if replay and trace.header.policy == trace.header.config.policy:
                     mm = first_mismatch(trace)
                     if mm is not None:
                         errors.append(TraceFormatError(p, "rows", f"replay differs: {mm}"))

@@ -121,9 +121,11 @@ class TraceRecorder:
     :meth:`outputs` with each drained list, then :meth:`trace` or :meth:`write`."""
 
     def __init__(self, *, call_id: str, codec: str, rate: int, config: TurnConfig,
-                 policy: str = "threshold", extra: dict[str, Any] | None = None) -> None:
+                 policy: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        # the header's policy names what decided the outputs: by default the config's own
         self.header = TraceHeader(call_id=call_id, codec=codec, rate=rate, config=config,
-                                  policy=policy, extra=dict(extra or {}))
+                                  policy=config.policy if policy is None else policy,
+                                  extra=dict(extra or {}))
         _check_header(self.header, "<recorder>")
         self._rows: list[Row] = []
 
