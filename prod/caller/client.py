@@ -37,6 +37,7 @@ import numpy as np
 from clutchcall.engine.audio import Codec, OpusDecoder, OpusEncoder, alaw_decode, alaw_encode
 from clutchcall.engine.audio import ulaw_decode as _ulaw_decode
 from clutchcall.engine.audio import ulaw_encode as _ulaw_encode
+from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay
 
 
 @dataclass
@@ -304,10 +305,11 @@ class QuicCallerTransport(CallerTransport):
     def __init__(
         self, host: str, port: int, *, token: str, call_id: str, codec: str, rate: int, frame_ms: int = 20,
         cafile: str | None = None, session_ticket: Any = None, ticket_sink: Callable[[Any], None] | None = None,
-        server_name: str = "localhost", timeout_s: float = 5.0,
+        server_name: str = "localhost", timeout_s: float = 5.0, ack_delay_ms: float = ACK_DELAY_MS,
     ) -> None:
         self.host, self.port = host, port
         self.token, self.call_id = token, call_id
+        self.ack_delay_ms = check_ack_delay(ack_delay_ms)
         self.codec, self.rate, self.frame_ms = codec, rate, frame_ms
         self.cafile, self.session_ticket, self.ticket_sink = cafile, session_ticket, ticket_sink
         self.server_name = server_name

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from clutchcall.engine.errors import ConfigError
+from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay
 
 NAMESPACE_ROOT = b"clutchcall"
 TRACK_CALLER_AUDIO = b"caller-audio"
@@ -38,6 +39,8 @@ class IngressConfig:
         the interface's address, and a fixed ``quic_port``; where AF_XDP cannot work, one log
         line and asyncio). See clutchcall.prod.ingress.dataplane.
     xdp_iface: the network interface of ``io="xdp"`` (required with it, unused otherwise).
+    ack_delay_ms: how long the edge waits before acknowledging callers' 1-RTT packets (20 ms:
+        about one ACK per two audio frames instead of one per frame; see ingress.ackdelay).
     """
 
     host: str = "127.0.0.1"
@@ -56,6 +59,7 @@ class IngressConfig:
     idle_timeout_s: float = 30.0
     io: str = "auto"
     xdp_iface: str | None = None
+    ack_delay_ms: float = ACK_DELAY_MS
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30, 40, 60):
@@ -70,6 +74,7 @@ class IngressConfig:
             raise ConfigError("max_object_bytes >= 64, setup_timeout_s > 0, max_calls >= 1")
         if self.io not in ("auto", "uring", "asyncio", "xdp"):
             raise ConfigError(f"io must be auto, uring, asyncio or xdp, got {self.io!r}")
+        check_ack_delay(self.ack_delay_ms)
         if self.io == "xdp":
             check_xdp_settings(self.host, self.quic_port, self.xdp_iface)
 

@@ -54,6 +54,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
+from clutchcall.prod.ingress.ackdelay import set_ack_delay
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.codecs import CodecError, check_codec, frame_bytes
@@ -158,6 +159,7 @@ class EdgeProtocol(QuicConnectionProtocol):
         super().__init__(*args, **kwargs)
         self.ingress = ingress
         cfg = ingress.config
+        set_ack_delay(self._quic, cfg.ack_delay_ms)
         self.moqt = MoqtSession("server", max_object_bytes=cfg.max_object_bytes)
         self.handshake_done = False
         self.early_data_accepted = False
