@@ -42,6 +42,8 @@ uint64_t cc_stress_consume(cc_consumer_t *c, uint64_t until_seq, uint32_t batch,
 UDPBENCH_CDEF = """
 int64_t cc_udp_blast(int fd, const uint8_t *dst, uint32_t dstlen, uint64_t total,
                      uint32_t window, uint32_t sz, int idle_ms, uint64_t *active_us);
+int64_t cc_udp_flood(int fd, const uint8_t *dst, uint32_t dstlen, uint64_t total, uint32_t sz,
+                     uint64_t *elapsed_us);
 """
 
 ffibuilder = FFI()

@@ -5,17 +5,37 @@ same way. Rings: one producer and one (SPSC) or three (1P/3C) consumers, each a 
 from its own Python thread (cffi releases the GIL), 32-byte messages in batches of 64; the
 consumers are reliable (credit flow control, so every message reaches every consumer); the
 1P/3C run is repeated with best-effort consumers, which the producer never waits for (on a
-loaded 2-core machine they are mostly lapped: the overrun fraction is reported). UDP echo on loopback: a C load generator (sendmmsg/recvmmsg,
-a fixed window of datagrams in flight) runs in a thread against an echo server on the asyncio
-loop: asyncio's ``DatagramProtocol`` (baseline), the io_uring reactor with the Python batch
-callback (what the edge uses), and the reactor's pure-C echo loop (the ceiling). Packets/s =
-echoes / time to the last echo; on a shared 2-core machine that wall-clock figure also pays for
-the load generator and other processes, so the echo server's own CPU time per packet (thread
-CPU time of the loop's thread) is reported too. QUIC: ``--calls`` aioquic calls from a separate
-load-generator process (``clutchcall.native.callgen``), each a stream carrying a 160-byte frame
-every 20 ms, against the QUIC echo edge on asyncio vs io_uring: echo round-trip percentiles,
-frames/s actually echoed and the edge's CPU per datagram. On 2 cores the aioquic load generator
-saturates first, so the RTTs include its queueing; the CPU figure is the edge's own. Every loop is bounded in count and by an idle timeout.
+loaded 2-core machine they are mostly lapped: the overrun fraction is reported).
+
+UDP echo on loopback: a C load generator (sendmmsg/recvmmsg, a fixed window of datagrams in
+flight) runs in a thread against an echo server on the asyncio loop: asyncio's
+``DatagramProtocol`` (baseline), the io_uring reactor with the Python batch callback (what the
+edge uses), and the reactor's pure-C echo loop (the ceiling). Packets/s = echoes / time to the
+last echo; on a shared 2-core machine that wall-clock figure also pays for the load generator
+and other processes, so the echo server's own CPU time per packet (thread CPU time of the
+loop's thread) is reported too. On loopback the kernel's own work dominates the io_uring
+server's CPU: its sends deliver each datagram into the receiver's socket in softirq on the
+sending core (perf: ~58 % of the server's CPU in sendmsg, ~22 % in recvmsg), which is why the
+pure-C loop is barely cheaper than the Python batch path. One-way receive: a C sender floods
+(no flow control) a receiver that only counts (asyncio ``DatagramProtocol`` vs the reactor's
+Python batches, the shape of the edge's uplink audio): datagrams received per second, the
+fraction the kernel dropped because the receiver fell behind, and the receiver's CPU per
+datagram (the sender's core pays the loopback delivery, so this is the receive path's own cost).
+
+QUIC echo (``--echo-calls``): aioquic calls from a separate load-generator process
+(``clutchcall.native.callgen``), each a stream carrying a 160-byte frame every 20 ms, against
+the QUIC echo edge on asyncio vs io_uring: echo round trips timed when each echo arrives,
+frames/s echoed and the edge's CPU per datagram (the data plane with aioquic, no pipeline).
+
+End to end (``--calls``, default 200): ``clutchcall bench edge`` with ``--io asyncio`` and then
+``--io uring``, each in its own processes (model, edge, callers): real QUIC/MoQT callers playing
+speech through the production edge to the embedded model; edge-added latency percentiles (the
+part of turn latency spent inside ClutchCall), frames lost/late, edge and caller CPU, and
+whether the run stayed within the 5 ms p99 goal. ``--capacity`` adds, per io kind, a bounded
+search for the most calls whose p99 stays within it. On a 2-core machine the edge, the model
+and N aioquic callers share the cores: when a run is over the goal, its CPU figures say which
+process saturated. Every loop is bounded in count and by an idle timeout; every subprocess by
+a timeout.
 """
 
 from __future__ import annotations
@@ -45,8 +65,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--xdp", action="store_true",
                         help="also UDP echo on veth between two netns: AF_XDP vs io_uring vs "
                         "asyncio (root; creates and removes the namespaces)")
-    parser.add_argument("--calls", type=int, default=200, help="QUIC calls (0: skip)")
-    parser.add_argument("--call-seconds", type=float, default=3.0, help="traffic per QUIC run")
+    parser.add_argument("--calls", type=int, default=200,
+                        help="end to end: real callers through the real edge (clutchcall bench "
+                        "edge) with --io asyncio and --io uring (0: skip)")
+    parser.add_argument("--call-seconds", type=float, default=10.0, help="length of each call (s)")
+    parser.add_argument("--shards", type=int, default=1, help="edge processes in the end-to-end runs")
+    parser.add_argument("--capacity", action="store_true",
+                        help="also search, per io kind, the most calls whose edge-added p99 stays "
+                        "<= 5 ms (bench edge --search; several runs each)")
+    parser.add_argument("--rx-pkts", type=int, default=300_000,
+                        help="datagrams per one-way receive run (0: skip)")
+    parser.add_argument("--echo-calls", type=int, default=200,
+                        help="QUIC echo calls against the data plane alone (0: skip)")
+    parser.add_argument("--echo-seconds", type=float, default=3.0, help="traffic per QUIC echo run")
 
 
 def _threads(fns: list[Callable[[], None]]) -> float:
@@ -143,6 +174,84 @@ def _echo_uring_c(total: int, window: int, size: int) -> tuple[int, float, float
     return res[0][0], res[0][1], cpu
 
 
+def _flood(addr: tuple[Any, ...], total: int, size: int) -> tuple[int, float]:
+    cl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cl.bind(("127.0.0.1", 0))
+    cl.setblocking(False)
+    sa, salen = udpio.sockaddr_bytes(addr, socket.AF_INET)
+    us = ffi.new("uint64_t *")
+    try:
+        sent = lib.cc_udp_flood(cl.fileno(), sa, salen, total, size, us)
+    finally:
+        cl.close()
+    if sent < 0:
+        raise OSError(-sent, "udp flood failed")
+    return int(sent), us[0] / 1e6
+
+
+class _Count:
+    """The receive side of the one-way run: counts datagrams and stamps the first and last
+    batch (per batch, so the stamping costs both kinds alike and next to nothing)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.first = 0.0
+        self.last = 0.0
+
+    def batch(self, n: int) -> None:
+        now = time.perf_counter()
+        if not self.n:
+            self.first = now
+        self.n += n
+        self.last = now
+
+
+class _CountProto(asyncio.DatagramProtocol):
+    def __init__(self, count: _Count) -> None:
+        self.count = count
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.count.batch(1)
+
+
+async def _rx(kind: str, total: int, size: int) -> tuple[int, float, float, float]:
+    """One-way stream into one receiver on the loop: (received, seconds from the first to the
+    last datagram received, the loop thread's CPU seconds, the offered datagrams/s)."""
+    loop = asyncio.get_running_loop()
+    sock = udpio.bind_udp("127.0.0.1", 0)
+    count = _Count()
+    if kind == "asyncio":
+        transport, _ = await loop.create_datagram_endpoint(lambda: _CountProto(count), sock=sock)
+        close = transport.close
+        addr = sock.getsockname()
+    else:
+        io = udpio.UringUdpIO(sock)
+        await io.start(lambda batch: count.batch(len(batch)))
+        close = io.close
+        addr = io.local_address
+    cpu0 = time.thread_time()
+    try:
+        sent, send_s = await loop.run_in_executor(None, _flood, addr, total, size)
+        seen = -1
+        while seen != count.n:  # the receiver is done once 100 ms pass without a datagram
+            seen = count.n
+            await asyncio.sleep(0.1)
+    finally:
+        close()
+    return (count.n, count.last - count.first, time.thread_time() - cpu0,  # idle waits: ~0 CPU
+            sent / send_s if send_s > 0 else 0.0)
+
+
+def rx_run(kind: str, total: int, size: int) -> dict[str, Any]:
+    """Return one one-way receive measurement for kind asyncio / uring: the sender floods
+    (cc_udp_flood), the receiver takes what it can; pps = received / receiving time."""
+    got, dt, cpu, offered = asyncio.run(_rx(kind, total, size))
+    pps = got / dt if dt > 0 else 0.0
+    return {"received": got, "seconds": dt, "pps": pps, "offered_pps": offered,
+            "loss_fraction": 1 - got / total,
+            "receiver_cpu_us_per_packet": cpu * 1e6 / got if got else None}
+
+
 def udp_run(kind: str, total: int, window: int, size: int) -> dict[str, Any]:
     """Return one UDP echo measurement for kind asyncio / uring / uring_c."""
     if kind == "asyncio":
@@ -182,6 +291,35 @@ async def _quic_calls(kind: str, calls: int, seconds: float) -> dict[str, Any]:
     res["server_cpu_us_per_datagram"] = cpu * 1e6 / max(1, server.datagrams_in)
     res["frames_per_s"] = res["frames"] / seconds
     return res
+
+
+def e2e_run(io: str, calls: int, seconds: float, shards: int = 1,
+            search: bool = False) -> dict[str, Any]:
+    """Run ``clutchcall bench edge`` (edge, embedded model and callers in three processes; the
+    native layer does not import the production edge, it runs it) with ``--io io``; return its
+    JSON report. Raises RuntimeError with the tool's error output if it fails."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "clutchcall", "bench", "edge", "--calls", str(calls),
+           "--seconds", str(seconds), "--io", io, "--shards", str(shards), "--json"]
+    runs = 1
+    if search:
+        runs = 6
+        cmd += ["--search", "--max-runs", str(runs)]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                          timeout=runs * (180 + 8 * seconds + calls))
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench edge --io {io} failed: {proc.stderr.strip()[-400:]}")
+    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return res
+
+
+E2E_KEYS = ("edge_added_ms_p50", "edge_added_ms_p95", "edge_added_ms_p99", "edge_added_ms_max",
+            "turn_latency_ms_p50", "turns", "calls_completed", "calls_failed", "frames_sent",
+            "frames_lost", "frames_late", "edge_cpu_pct", "edge_cpu_ms_per_call_second",
+            "caller_cpu_pct", "wall_s")
+"""The keys of one ``bench edge`` run kept as ``e2e_<io>_<key>``."""
 
 
 def veth_run(total: int, window: int, size: int) -> dict[str, dict[str, Any]]:
@@ -262,16 +400,52 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         / out["udp_echo_uring_server_cpu_us_per_packet"] if udpio.URING_BUILT else None)
     out["uring_c_vs_asyncio_pps_ratio"] = (
         out["udp_echo_uring_c_pps"] / out["udp_echo_asyncio_pps"] if udpio.URING_BUILT else None)
-    if args.calls > 0:
+    if args.rx_pkts > 0:
+        rx: dict[str, list[dict[str, Any]]] = {"asyncio": [], "uring": []}
+        for _ in range(rep):
+            for k in kinds[:2]:
+                rx[k].append(rx_run(k, args.rx_pkts, args.size))
+        for k in kinds[:2]:
+            out[f"udp_rx_{k}_pps"] = med(r["pps"] for r in rx[k])
+            out[f"udp_rx_{k}_offered_pps"] = med(r["offered_pps"] for r in rx[k])
+            out[f"udp_rx_{k}_loss_fraction"] = med(r["loss_fraction"] for r in rx[k])
+            out[f"udp_rx_{k}_cpu_us_per_packet"] = med(r["receiver_cpu_us_per_packet"] for r in rx[k])
+        if udpio.URING_BUILT:
+            out["uring_vs_asyncio_rx_cpu_ratio"] = (out["udp_rx_asyncio_cpu_us_per_packet"]
+                                                    / out["udp_rx_uring_cpu_us_per_packet"])
+    if args.echo_calls > 0:
         for k in ["asyncio"] + (["uring"] if udpio.URING_BUILT else []):
-            q = asyncio.run(_quic_calls(k, args.calls, args.call_seconds))
+            q = asyncio.run(_quic_calls(k, args.echo_calls, args.echo_seconds))
             for key in ("rtt_ms_p50", "rtt_ms_p95", "rtt_ms_p99", "frames_per_s", "unanswered",
                         "server_cpu_us_per_datagram"):
                 out[f"quic_{k}_{key}"] = q[key]
-        out["quic_calls"] = args.calls
+        out["quic_calls"] = args.echo_calls
         if udpio.URING_BUILT and out["quic_uring_rtt_ms_p50"]:
             out["quic_uring_vs_asyncio_rtt_p50_ratio"] = (
                 out["quic_asyncio_rtt_ms_p50"] / out["quic_uring_rtt_ms_p50"])
+    if args.calls > 0:
+        for k in ["asyncio"] + (["uring"] if udpio.URING_BUILT else []):
+            r = e2e_run(k, args.calls, args.call_seconds, args.shards)
+            for key in E2E_KEYS:
+                out[f"e2e_{k}_{key}"] = r[key]
+            out[f"e2e_{k}_io"] = r["io"]
+            out[f"e2e_{k}_within_goal"] = bool(
+                r["edge_added_ms_p99"] is not None and r["edge_added_ms_p99"] <= 5.0
+                and not r["calls_failed"] and not r["frames_lost"])
+            if args.capacity:
+                c = e2e_run(k, 20, args.call_seconds, args.shards, search=True)
+                out[f"e2e_{k}_capacity_calls"] = c["largest_calls_p99_ok"]
+                out[f"e2e_{k}_capacity_runs"] = [
+                    {x: run[x] for x in ("calls", "edge_added_ms_p50", "edge_added_ms_p99",
+                                         "frames_lost", "edge_cpu_pct", "caller_cpu_pct")}
+                    for run in (c["runs"] or [c])]
+        out["e2e_calls"] = args.calls
+        out["e2e_seconds"] = args.call_seconds
+        out["e2e_shards"] = args.shards
+        if udpio.URING_BUILT:
+            for q in ("p50", "p99"):
+                a, u = out[f"e2e_asyncio_edge_added_ms_{q}"], out[f"e2e_uring_edge_added_ms_{q}"]
+                out[f"e2e_uring_vs_asyncio_edge_added_{q}_ratio"] = a / u if a and u else None
     if args.xdp:
         veth = [veth_run(args.udp_pkts, args.window, args.size) for _ in range(rep)]
         for k in veth[0]:
@@ -312,6 +486,24 @@ def run(args: argparse.Namespace) -> int:
                   f"{res[f'quic_{k}_rtt_ms_p99']:.1f} ms, {res[f'quic_{k}_frames_per_s']:.0f} "
                   f"frames/s echoed, edge CPU {res[f'quic_{k}_server_cpu_us_per_datagram']:.0f}"
                   f" us/datagram")
+    for k in ("asyncio", "uring"):
+        if f"udp_rx_{k}_pps" in res:
+            print(f"udp one-way rx {k:8s}: {res[f'udp_rx_{k}_pps'] / 1e3:9.1f} k pkts/s received of "
+                  f"{res[f'udp_rx_{k}_offered_pps'] / 1e3:.1f} k offered "
+                  f"(lost {res[f'udp_rx_{k}_loss_fraction']:.1%}), receiver CPU "
+                  f"{res[f'udp_rx_{k}_cpu_us_per_packet']:6.2f} us/pkt")
+    for k in ("asyncio", "uring"):
+        if f"e2e_{k}_edge_added_ms_p50" in res:
+            print(f"edge end to end, {res['e2e_calls']} QUIC calls, --io {k:7s}: edge-added p50/p95/p99 "
+                  f"{res[f'e2e_{k}_edge_added_ms_p50']}/{res[f'e2e_{k}_edge_added_ms_p95']}/"
+                  f"{res[f'e2e_{k}_edge_added_ms_p99']} ms, {res[f'e2e_{k}_turns']} turns, frames lost "
+                  f"{res[f'e2e_{k}_frames_lost']:.0f} / late {res[f'e2e_{k}_frames_late']:.0f} of "
+                  f"{res[f'e2e_{k}_frames_sent']}, edge CPU {res[f'e2e_{k}_edge_cpu_pct']}%, callers "
+                  f"CPU {res[f'e2e_{k}_caller_cpu_pct']}%"
+                  + ("" if res[f"e2e_{k}_within_goal"] else "  [over the 5 ms p99 goal]"))
+            if f"e2e_{k}_capacity_calls" in res:
+                print(f"  most calls with edge-added p99 <= 5 ms, --io {k}: "
+                      f"{res[f'e2e_{k}_capacity_calls']}")
     for k in ("asyncio", "uring", "xdp"):
         if f"veth_udp_echo_{k}_pps" in res:
             print(f"veth udp echo {k:8s}: {res[f'veth_udp_echo_{k}_pps'] / 1e3:9.1f} k pkts/s, "

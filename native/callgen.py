@@ -25,29 +25,28 @@ async def _call(client: QuicEchoClient, seconds: float, frame_ms: float, size: i
     sid = client.conn.get_next_available_stream_id()
     sent = 0
     seen = 0
+
+    def on_data(stream_id: int, t_rx: float) -> None:  # RTT at the echo's arrival
+        nonlocal seen
+        buf = client.received.get(stream_id, b"")
+        while (seen + 1) * size <= len(buf):
+            (t,) = struct.unpack_from("!d", buf, seen * size)
+            rtts.append((t_rx - t) * 1000.0)
+            seen += 1
+
+    client.on_stream_data = on_data
     t_end = loop.time() + seconds
     nxt = loop.time()
     pad = b"\0" * (size - 8)
     while loop.time() < t_end:
-        now = loop.time()
-        client.conn.send_stream_data(sid, struct.pack("!d", now) + pad)
+        client.conn.send_stream_data(sid, struct.pack("!d", loop.time()) + pad)
         client._flush()
         sent += 1
-        buf = client.received.get(sid, b"")
-        while (seen + 1) * size <= len(buf):
-            (t,) = struct.unpack_from("!d", buf, seen * size)
-            rtts.append((now - t) * 1000.0)
-            seen += 1
         nxt += frame_ms / 1000.0
         await asyncio.sleep(max(0.0, nxt - loop.time()))
     deadline = loop.time() + 2.0
     while seen < sent and loop.time() < deadline:
         await asyncio.sleep(0.01)
-        buf = client.received.get(sid, b"")
-        now = loop.time()
-        while (seen + 1) * size <= len(buf):
-            (t,) = struct.unpack_from("!d", buf, seen * size)
-            seen += 1
     return sent - seen
 
 

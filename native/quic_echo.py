@@ -196,6 +196,10 @@ class QuicEchoClient:
         self._changed = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self.on_stream_data: Callable[[int, float], None] | None = None
+        """Called as ``on_stream_data(stream_id, t)`` after stream data arrived (already in
+        ``received``); ``t`` is the loop time the datagram carrying it was read."""
+        self._rx_time = 0.0
 
     def _open(self) -> None:
         s = socket.socket(socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET,
@@ -231,7 +235,7 @@ class QuicEchoClient:
         self._flush()
 
     def _readable(self, s: socket.socket) -> None:
-        now = self._loop.time()
+        now = self._rx_time = self._loop.time()
         for _ in range(64):
             try:
                 data, addr = s.recvfrom(65536)
@@ -248,6 +252,8 @@ class QuicEchoClient:
                 self.received.setdefault(ev.stream_id, bytearray()).extend(ev.data)
                 if ev.end_stream:
                     self.ended.add(ev.stream_id)
+                if self.on_stream_data is not None:
+                    self.on_stream_data(ev.stream_id, self._rx_time)
             self._changed.set()
         self._flush()
 

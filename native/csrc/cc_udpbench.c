@@ -108,3 +108,24 @@ int64_t cc_udp_blast(int fd, const uint8_t *dst, uint32_t dstlen, uint64_t total
   free(sbuf); free(rbuf);
   return rc < 0 ? rc : (int64_t)got;
 }
+
+int64_t cc_udp_flood(int fd, const uint8_t *dst, uint32_t dstlen, uint64_t total, uint32_t sz,
+                     uint64_t *elapsed_us) {
+  if (sz == 0 || sz > 65000) return -EINVAL;
+  uint8_t *sbuf = malloc((size_t)BATCH * sz);
+  if (!sbuf) return -ENOMEM;
+  uint64_t next_idx = 0, t0 = now_us();
+  int64_t rc = 0;
+  while (next_idx < total) {
+    uint64_t left = total - next_idx;
+    int s = send_some(fd, dst, dstlen, sbuf, sz, &next_idx, left < BATCH ? (uint32_t)left : BATCH);
+    if (s < 0) { rc = s; break; }
+    if (s == 0) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+      poll(&pfd, 1, 1);
+    }
+  }
+  if (elapsed_us) *elapsed_us = now_us() - t0;
+  free(sbuf);
+  return rc < 0 ? rc : (int64_t)next_idx;
+}

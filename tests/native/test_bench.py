@@ -1,5 +1,6 @@
 """`clutchcall bench native --json` runs (tiny counts) and prints the documented keys with
-real, positive figures."""
+real, positive figures: rings, UDP echo and one-way receive, QUIC echo, and the end-to-end
+edge-added latency through the real edge with --io asyncio and --io uring."""
 
 from __future__ import annotations
 
@@ -11,13 +12,26 @@ import sys
 def test_bench_native_json_keys() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "clutchcall", "bench", "native", "--json", "--repeat", "1",
-         "--ring-msgs", "200000", "--udp-pkts", "3000", "--window", "32",
-         "--calls", "4", "--call-seconds", "0.5"],
-        capture_output=True, text=True, timeout=120, check=True).stdout
+         "--ring-msgs", "200000", "--udp-pkts", "3000", "--window", "32", "--rx-pkts", "20000",
+         "--echo-calls", "4", "--echo-seconds", "0.5", "--calls", "2", "--call-seconds", "3"],
+        capture_output=True, text=True, timeout=300, check=True).stdout
     res = json.loads(out)
     assert res["ring_msgs_per_s"] > 0 and res["ring_1p3c_publish_msgs_per_s"] > 0
     assert res["udp_echo_asyncio_pps"] > 0
+    assert res["udp_rx_asyncio_pps"] > 0 and 0 <= res["udp_rx_asyncio_loss_fraction"] < 1
+    # every echo is timed when it arrives (not at the next frame): far below the 20 ms frame
+    assert 0 < res["quic_asyncio_rtt_ms_p50"] < 15 and res["quic_asyncio_frames_per_s"] > 0
+    kinds = ["asyncio"]
     if res["uring_built"]:
+        kinds.append("uring")
         assert res["uring_vs_asyncio_pps_ratio"] > 0 and res["udp_echo_uring_pps"] > 0
+        assert res["udp_rx_uring_pps"] > 0 and res["uring_vs_asyncio_rx_cpu_ratio"] > 0
         assert res["quic_uring_rtt_ms_p50"] > 0 and res["quic_uring_unanswered"] == 0
-    assert res["quic_asyncio_rtt_ms_p50"] > 0 and res["quic_asyncio_frames_per_s"] > 0
+        assert res["e2e_uring_vs_asyncio_edge_added_p50_ratio"] > 0
+    assert res["e2e_calls"] == 2
+    for k in kinds:  # real calls through the real edge, each a committed turn with agent audio
+        assert res[f"e2e_{k}_io"] == k
+        assert res[f"e2e_{k}_calls_completed"] == 2 and res[f"e2e_{k}_calls_failed"] == 0
+        assert res[f"e2e_{k}_turns"] >= 2 and res[f"e2e_{k}_frames_sent"] > 0
+        assert res[f"e2e_{k}_edge_added_ms_p50"] > 0
+        assert isinstance(res[f"e2e_{k}_within_goal"], bool)
