@@ -306,10 +306,13 @@ class QuicCallerTransport(CallerTransport):
         self, host: str, port: int, *, token: str, call_id: str, codec: str, rate: int, frame_ms: int = 20,
         cafile: str | None = None, session_ticket: Any = None, ticket_sink: Callable[[Any], None] | None = None,
         server_name: str = "localhost", timeout_s: float = 5.0, ack_delay_ms: float = ACK_DELAY_MS,
+        close_timeout_s: float = 1.0,
     ) -> None:
         self.host, self.port = host, port
         self.token, self.call_id = token, call_id
         self.ack_delay_ms = check_ack_delay(ack_delay_ms)
+        self.close_timeout_s = close_timeout_s
+        self.closes_cut_short = 0
         self.codec, self.rate, self.frame_ms = codec, rate, frame_ms
         self.cafile, self.session_ticket, self.ticket_sink = cafile, session_ticket, ticket_sink
         self.server_name = server_name
@@ -351,12 +354,23 @@ class QuicCallerTransport(CallerTransport):
         self.proto.send_frame(seq, payload)
 
     async def hangup(self) -> None:
+        # CONNECTION_CLOSE goes out at once; aioquic then holds the connection in its closing
+        # state for 3 PTOs (to answer stray packets) before the context manager returns. After
+        # a congested stretch the PTO can be seconds, and a caller has nothing left to say:
+        # wait at most close_timeout_s, then drop the socket (the edge ends the call either way).
         if self.proto is not None:
             self.proto.hangup()
         if self._cm is not None:
-            with contextlib.suppress(ConnectionError, OSError):  # connection already gone
-                await self._cm.__aexit__(None, None, None)
-            self._cm = None
+            cm, self._cm = self._cm, None
+            try:
+                await asyncio.wait_for(cm.__aexit__(None, None, None), self.close_timeout_s)
+            except TimeoutError:  # (before OSError: TimeoutError is one)
+                self.closes_cut_short += 1
+                transport = getattr(self.proto, "_transport", None)
+                if transport is not None:
+                    transport.close()
+            except (ConnectionError, OSError):  # connection already gone
+                pass
 
 
 # ----------------------------------------------------------------------------- WebSocket

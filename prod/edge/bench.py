@@ -6,7 +6,7 @@ model runs as ``clutchcall model serve``; the edge runs as ``clutchcall serve`` 
 this process runs N real callers (:class:`~clutchcall.prod.caller.client.Caller`) over QUIC/MoQT
 (PCM16 16 kHz) or WebSocket/TLS (G.711 8 kHz), each playing real espeak-ng speech at 1x for
 ``--seconds`` (a question, then silence while the agent answers, repeated), with starts spread
-over the first second and frame phases at random. Per run it reports: committed turns, the edge's turn latency and
+over ``--ramp-s`` (1 s) and frame phases at random. Per run it reports: committed turns, the edge's turn latency and
 edge-added latency percentiles (ms; edge-added = turn latency - end-of-turn silence - the
 model's own time to first audio, measured inside the edge), frames lost and late at the edge,
 the edge process's CPU (from ``/proc/PID/stat``) as % of one core per call, and this caller
@@ -50,6 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--io", choices=("asyncio", "uring", "auto"), default="asyncio",
                         help="the edge's QUIC datagram I/O (serve --io)")
     parser.add_argument("--shards", type=int, default=1, help="edge processes (serve --shards)")
+    parser.add_argument("--ramp-s", type=float, default=1.0,
+                        help="call starts are spread over this many seconds (default 1)")
     parser.add_argument("--search", action="store_true", help="step-search the largest N with p99 <= --p99-ms")
     parser.add_argument("--max-calls", type=int, default=1000, help="search bound (default 1000)")
     parser.add_argument("--max-runs", type=int, default=5, help="search runs at most (default 5)")
@@ -98,7 +100,7 @@ async def _start_model(ttfa_ms: int) -> tuple[asyncio.subprocess.Process, str]:
 
 async def run_once(calls: int, seconds: float, transport: str, model_url: str,
                    workdir: str, profile: str | None = None, io: str = "asyncio",
-                   shards: int = 1) -> dict[str, Any]:
+                   shards: int = 1, ramp_s: float = 1.0) -> dict[str, Any]:
     """One load run with ``calls`` callers; return its figures (module docstring)."""
     from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
 
@@ -123,8 +125,8 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
         phases = np.random.default_rng(calls).uniform(0.0, 0.02, calls)
 
         async def one(i: int) -> Any:
-            # starts spread over the first second, frame phases at random (as real callers')
-            await asyncio.sleep(i / max(calls, 1) + float(phases[i]))
+            # starts spread over the ramp, frame phases at random (as real callers')
+            await asyncio.sleep(ramp_s * i / max(calls, 1) + float(phases[i]))
             cid = f"bench-{i}"
             tok = ready["tokens"][cid]
             if transport == "quic":
@@ -232,7 +234,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             best: int | None = None
             worst: int | None = None
             for _ in range(args.max_runs if args.search else 1):
-                r = await run_once(n, args.seconds, args.transport, url, work, io=args.io, shards=args.shards)
+                r = await run_once(n, args.seconds, args.transport, url, work, io=args.io, shards=args.shards,
+                                   ramp_s=args.ramp_s)
                 runs.append(r)
                 if True:  # progress, on stderr
                     print(f"  {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
@@ -252,7 +255,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             if args.profile:
                 prof = str(Path(work) / "edge.pstats")
                 await run_once(args.calls, args.seconds, args.transport, url, work, profile=prof,
-                               io=args.io, shards=1)
+                               io=args.io, shards=1, ramp_s=args.ramp_s)
                 if os.path.exists(prof):
                     profile_top = _top(prof)
                     profile_parts = _by_part(prof)
@@ -270,8 +273,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its figures; returns the exit code."""
-    if args.calls < 1 or args.seconds <= 0 or args.max_runs < 1:
-        print("--calls >= 1, --seconds > 0, --max-runs >= 1", file=sys.stderr)
+    if args.calls < 1 or args.seconds <= 0 or args.max_runs < 1 or args.ramp_s < 0:
+        print("--calls >= 1, --seconds > 0, --max-runs >= 1, --ramp-s >= 0", file=sys.stderr)
         return 2
     logging.getLogger("clutchcall").setLevel(logging.ERROR)
     res = asyncio.run(bench(args))
