@@ -45,6 +45,8 @@ import asyncio
 import json
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -266,9 +268,6 @@ def udp_run(kind: str, total: int, window: int, size: int) -> dict[str, Any]:
 
 
 async def _quic_calls(kind: str, calls: int, seconds: float) -> dict[str, Any]:
-    import subprocess
-    import sys
-
     from clutchcall.native.quic_echo import QuicEchoServer, make_certificate, server_configuration
 
     io = udpio.open_udp_io(kind, "127.0.0.1", 0)
@@ -298,9 +297,6 @@ def e2e_run(io: str, calls: int, seconds: float, shards: int = 1,
     """Run ``clutchcall bench edge`` (edge, embedded model and callers in three processes; the
     native layer does not import the production edge, it runs it) with ``--io io``; return its
     JSON report. Raises RuntimeError with the tool's error output if it fails."""
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "clutchcall", "bench", "edge", "--calls", str(calls),
            "--seconds", str(seconds), "--io", io, "--shards", str(shards), "--json"]
     runs = 1
@@ -325,9 +321,6 @@ E2E_KEYS = ("edge_added_ms_p50", "edge_added_ms_p95", "edge_added_ms_p99", "edge
 def veth_run(total: int, window: int, size: int) -> dict[str, dict[str, Any]]:
     """UDP echo across a veth pair between two namespaces for each io kind; return
     {kind: {"pps", "server_cpu_us_per_packet", ...}}. Namespaces are removed at the end."""
-    import subprocess
-    import sys
-
     from clutchcall.native.netns import VethPair
     from clutchcall.native.xdp import XDP_BUILT, compile_program
 
@@ -463,7 +456,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Measure and print; return 0."""
+    """Measure and print; return 0 (2 for bad arguments)."""
+    if (args.repeat < 1 or args.ring_msgs < 1 or args.udp_pkts < 1 or args.window < 1
+            or not 8 <= args.size <= 1400 or min(args.calls, args.rx_pkts, args.echo_calls) < 0
+            or args.call_seconds <= 0 or args.echo_seconds <= 0 or args.shards < 1):
+        print("bench native: --repeat/--ring-msgs/--udp-pkts/--window/--shards >= 1, "
+              "8 <= --size <= 1400, --calls/--rx-pkts/--echo-calls >= 0, seconds > 0",
+              file=sys.stderr)
+        return 2
     res = measure(args)
     if args.json:
         print(json.dumps(res, indent=2))
@@ -516,8 +516,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # the benchmark's load generator inside a namespace
-    import sys
-
     if len(sys.argv) == 7 and sys.argv[1] == "--blast":
         _host, _port = sys.argv[2].rsplit(":", 1)
         print(json.dumps(_blast((_host, int(_port)), int(sys.argv[3]), int(sys.argv[4]),
