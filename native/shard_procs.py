@@ -260,7 +260,7 @@ class ShardProcesses:
                 finally:
                     child_end.close()
                 self._procs[k] = proc
-                self.pids[k] = proc.pid
+                self.pids[k] = int(proc.pid)
             deadline = time.monotonic() + timeout
             while len(self.ready) < self.nshards:
                 failure = self._start_failure(deadline, timeout)
