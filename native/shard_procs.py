@@ -260,7 +260,8 @@ class ShardProcesses:
                 finally:
                     child_end.close()
                 self._procs[k] = proc
-                self.pids[k] = int(proc.pid)
+                assert proc.pid is not None  # started
+                self.pids[k] = proc.pid
             deadline = time.monotonic() + timeout
             while len(self.ready) < self.nshards:
                 failure = self._start_failure(deadline, timeout)
