@@ -140,8 +140,10 @@ class ShardContext:
         """Block until a stop is requested or ``timeout`` seconds passed (None: no limit);
         return True if a stop was requested."""
         if not self._stopping:
-            readable, _, _ = select.select(self._stop_fds(), [], [], timeout)
-            self._stopping = bool(readable)
+            poller = select.poll()
+            for fd in self._stop_fds():
+                poller.register(fd, select.POLLIN)
+            self._stopping = bool(poller.poll(None if timeout is None else timeout * 1000))
         return self._stopping
 
     async def wait_stop_async(self) -> None:
