@@ -101,8 +101,8 @@ class ShardContext:
         self._ready_sent = True
 
     def event(self, kind: str, body: Any = None) -> None:
-        """Send the parent an event (``kind``, picklable ``body``); it reaches
-        ``ShardProcesses.events`` and the ``on_event`` callback when the parent next reads.
+        """Send the parent an event (``kind``, picklable ``body``); it reaches the
+        parent's ``on_event`` callback (or ``ShardProcesses.events``) when the parent next reads.
         Never blocks. Raises what pickling raises."""
         self._post("event", (kind, body))
 
@@ -176,11 +176,13 @@ class ShardProcesses:
     ``sockets``: one sequence of bound sockets per shard (or None: no sockets); the pool owns
     them: shard k closes the others' copies, the parent closes its copies in :meth:`stop`.
     ``on_event(shard, kind, body)`` is called in the parent for each event a shard sends, from
-    within :meth:`start`, :meth:`poll` and :meth:`stop`. Raises ConfigError for a bad shard
+    within :meth:`start`, :meth:`poll` and :meth:`stop`; without it, events are kept in
+    ``events`` (a long-running server should pass ``on_event``). Raises ConfigError for a bad shard
     count or a socket list of the wrong length.
 
     In the parent after a run: ``ready`` (shard -> info), ``reports`` (shard -> report),
-    ``failures`` (shard -> the error text), ``events`` ((shard, kind, body) in arrival order),
+    ``failures`` (shard -> the error text), ``events`` ((shard, kind, body) in arrival order,
+    when there is no ``on_event``),
     ``exitcodes`` (shard -> exit code, negative: killed by that signal), ``killed`` (shards
     killed because they did not stop in time), ``pids``.
     """
@@ -315,9 +317,10 @@ class ShardProcesses:
             self.ready[shard] = body
         elif tag == "event":
             kind, payload = body
-            self.events.append((shard, kind, payload))
             if self._on_event is not None:
                 self._on_event(shard, kind, payload)
+            else:
+                self.events.append((shard, kind, payload))
         elif tag == "report":
             self.reports[shard] = body
         elif tag == "failed":
