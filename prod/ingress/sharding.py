@@ -16,32 +16,36 @@ reaches the process that holds its state, whatever the caller's source address o
 (a caller that rebinds its port stays on its shard). Token keys are shared (a token issued by
 any process is valid on every shard); session tickets are per shard.
 
-Each shard tells the caller which shard serves it with one control event at call start,
-``{"type": "info", "shard": k, "nshards": N, "pid": PID}`` (``announce=True``), and reports
-to the parent over a queue: ``ready`` (pid, io kind), ``call`` (call id) and, at stop, a
-report with its ingress counters, the datagrams it received and how many of them were
-*mis-steered* (their DCID names another shard: 0 when steering works), and per call the peer
-addresses its connection used. Stop: the parent's :meth:`ShardedIngress.stop` (or SIGTERM to
-the parent in :func:`run_sharded_ingress`, or SIGTERM to a shard) makes each shard send GOAWAY,
-end its calls, close its reactor and exit; a shard that does not exit in time is killed.
+The processes are run by :class:`~clutchcall.native.shard_procs.ShardProcesses` (fork, ready,
+events, stop, reports, clean-up on failure). Each shard tells the caller which shard serves it
+with one control event at call start, ``{"type": "info", "shard": k, "nshards": N, "pid": PID}``
+(``announce=True``), and tells the parent: ready (pid, io kind, port), a ``call`` event per
+call (its id) and, at stop, a report with its ingress counters, the datagrams it received and
+how many of them were *mis-steered* (their DCID names another shard: 0 when steering works),
+and per call the peer addresses its connection used. Stop: the parent's
+:meth:`ShardedIngress.stop` (or SIGTERM to the parent in :func:`run_sharded_ingress`, or
+SIGTERM to a shard) makes each shard send GOAWAY, end its calls, close its reactor and exit; a
+shard that does not exit in time is killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
-import queue as queue_mod
 import signal
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from clutchcall.prod.ingress.call import CallHandler, CallSession
 from clutchcall.prod.ingress.config import IngressConfig
+
+if TYPE_CHECKING:
+    from clutchcall.native.shard_procs import ShardContext, ShardProcesses
 
 log = logging.getLogger("clutchcall.ingress.shard")
 
@@ -53,18 +57,17 @@ ShardStart = Callable[[int, Any], Awaitable[Cleanup | None]]
 class _ShardTaggedHandler:
     """Wraps a shard's handler: announces the shard to the caller, reports each call."""
 
-    def __init__(self, inner: CallHandler, shard: int, nshards: int, q: Any,
-                 announce: bool) -> None:
+    def __init__(self, inner: CallHandler, ctx: ShardContext, announce: bool) -> None:
         self.inner = inner
-        self.shard, self.nshards = shard, nshards
-        self.q = q
+        self.ctx = ctx
+        self.shard, self.nshards = ctx.shard, ctx.nshards
         self.announce = announce
         self.calls: list[dict[str, Any]] = []
 
     async def on_call(self, call: CallSession) -> None:
         rec: dict[str, Any] = {"call_id": call.call_id, "shard": self.shard}
         self.calls.append(rec)
-        self.q.put(("call", self.shard, call.call_id))
+        self.ctx.event("call", call.call_id)
         try:
             if self.announce:
                 await call.send_control({"type": "info", "shard": self.shard,
@@ -94,46 +97,33 @@ def _count_steering(io: Any, shard: int, nshards: int, counters: dict[str, int])
     io._on_batch = on_batch
 
 
-def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, *,
-                config: IngressConfig, handler_factory: HandlerFactory, q: Any,
-                announce: bool, goaway_grace_s: float,
-                on_shard_start: ShardStart | None = None) -> None:
-    """Body of shard process ``shard``: serve until ``stop_event`` or SIGTERM."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (Ctrl-C hits the group)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, until the loop's
+def _ingress_shard(ctx: ShardContext, *, config: IngressConfig, handler_factory: HandlerFactory,
+                   announce: bool, goaway_grace_s: float,
+                   on_shard_start: ShardStart | None) -> dict[str, Any]:
+    """Body of shard process ``ctx.shard``: serve until asked to stop; return
+    the shard's report."""
     from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
     from clutchcall.prod.ingress.quic import QuicIngress
 
+    shard, nshards = ctx.shard, ctx.nshards
     use_shard_cids_in_aioquic_server(shard, nshards)
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        try:
-            handler = _ShardTaggedHandler(handler_factory(shard), shard, nshards, q, announce)
-            ingress = QuicIngress(config, handler, sock=sock)  # type: ignore[arg-type]
-            await ingress.start()
-        except Exception as exc:
-            q.put(("failed", shard, f"{type(exc).__name__}: {exc}"))
-            raise
+    async def main() -> dict[str, Any]:
+        handler = _ShardTaggedHandler(handler_factory(shard), ctx, announce)
+        ingress = QuicIngress(config, handler, sock=ctx.sockets[0])  # type: ignore[arg-type]
+        await ingress.start()
         cleanup = None
         if on_shard_start is not None:
             try:
                 cleanup = await on_shard_start(shard, ingress)
             except Exception as exc:
-                q.put(("failed", shard, f"on_shard_start: {type(exc).__name__}: {exc}"))
                 await ingress.stop()
-                raise
+                raise RuntimeError(f"on_shard_start: {type(exc).__name__}: {exc}") from exc
         counters = {"datagrams": 0, "mis_steered": 0}
         io = ingress._server._transport.io  # type: ignore[union-attr]
         _count_steering(io, shard, nshards, counters)
-        q.put(("ready", shard, {"pid": os.getpid(), "io": ingress.io_kind, "port": ingress.port}))
-        while not stop.is_set() and not stop_event.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), 0.1)
-            except TimeoutError:
-                pass
+        ctx.ready({"pid": os.getpid(), "io": ingress.io_kind, "port": ingress.port})
+        await ctx.wait_stop_async()
         reactor = io.stats() if hasattr(io, "stats") else None
         await ingress.stop(goaway_grace_s=goaway_grace_s if ingress.calls else 0.0)
         if cleanup is not None:
@@ -142,13 +132,9 @@ def _shard_main(shard: int, nshards: int, sock: socket.socket, stop_event: Any, 
                   "stats": dict(ingress.stats), "calls": handler.calls, **counters}
         if reactor is not None:
             report["reactor"] = reactor
-        q.put(("report", shard, report))
+        return report
 
-    try:
-        asyncio.run(main())
-    finally:
-        q.close()
-        q.join_thread()
+    return asyncio.run(main())
 
 
 class ShardedIngress:
@@ -160,8 +146,9 @@ class ShardedIngress:
     ingress); it may return an async cleanup, awaited after the ingress stopped.
     ``config.quic_port`` 0 picks a free port (``self.port``). The
     self-signed certificate (if ``config.cert`` is None) is made once, before forking.
-    Raises ConfigError for a bad shard count, OSError if binding fails, RuntimeError if a
-    shard fails to start (all shards are stopped then).
+    Raises ConfigError for a bad shard count, OSError if binding fails, ShardStartError (a
+    RuntimeError naming the shard and its error) if a shard fails to start (all shards are
+    stopped then).
     """
 
     def __init__(self, nshards: int, config: IngressConfig, handler_factory: HandlerFactory,
@@ -179,77 +166,48 @@ class ShardedIngress:
         self.nshards = nshards
         self.config = config
         self.cert_path = config.cert
-        self._factory = handler_factory
-        self._announce = announce
-        self._grace = goaway_grace_s
-        self._on_shard_start = on_shard_start
-        self._procs: Any = None
-        self._q: Any = None
+        self._target = functools.partial(
+            _ingress_shard, config=config, handler_factory=handler_factory, announce=announce,
+            goaway_grace_s=goaway_grace_s, on_shard_start=on_shard_start)
+        self._procs: ShardProcesses | None = None  # while running
         self.port = 0
         self.shards: dict[int, dict[str, Any]] = {}  # shard -> ready info (pid, io, port)
         self.calls: list[tuple[int, str]] = []       # (shard, call id) as shards report them
         self.reports: dict[int, dict[str, Any]] = {}
         self.failures: dict[int, str] = {}
-        self._lock = threading.Lock()
 
     @property
     def io_kinds(self) -> list[str]:
         """Return the datagram I/O kind each shard runs, in shard order."""
         return [self.shards[k]["io"] for k in sorted(self.shards)]
 
-    def _drain(self, timeout: float) -> bool:
-        """Handle one queued shard message; return False if none came within ``timeout``."""
-        try:
-            kind, shard, body = self._q.get(timeout=timeout)
-        except queue_mod.Empty:
-            return False
-        with self._lock:
-            if kind == "ready":
-                self.shards[shard] = body
-            elif kind == "call":
-                self.calls.append((shard, body))
-            elif kind == "report":
-                self.reports[shard] = body
-            elif kind == "failed":
-                self.failures[shard] = body
-        return True
+    def _on_event(self, shard: int, kind: str, body: Any) -> None:
+        if kind == "call":
+            self.calls.append((shard, body))
 
-    def poll(self) -> None:
-        """Take in every message the shards have sent so far (calls served)."""
-        while self._q is not None and self._drain(0.0):
-            pass
+    def poll(self, timeout: float = 0.0) -> None:
+        """Take in every message the shards have sent so far (calls served), waiting up to
+        ``timeout`` seconds for the first."""
+        if self._procs is not None:
+            self._procs.poll(timeout)
+        elif timeout > 0:
+            time.sleep(timeout)
 
     def start(self, timeout: float = 20.0) -> int:
-        """Bind, fork the shards and wait until all serve; return the UDP port."""
-        import functools
-        import multiprocessing as mp
+        """Bind, fork the shards and wait until all serve; return the UDP port. Raises
+        OSError if binding fails, ShardStartError if a shard fails to start."""
+        from clutchcall.native.shard import bind_shard_sockets
+        from clutchcall.native.shard_procs import ShardProcesses
 
-        from clutchcall.native.shard_server import ShardProcesses
-
-        self._q = mp.get_context("fork").Queue()
-        target = functools.partial(
-            _shard_main, config=self.config, handler_factory=self._factory, q=self._q,
-            announce=self._announce, goaway_grace_s=self._grace,
-            on_shard_start=self._on_shard_start)
+        socks = bind_shard_sockets(self.config.host, self.config.quic_port, self.nshards)
+        self.port = int(socks[0].getsockname()[1])
+        procs = ShardProcesses(self.nshards, self._target, [(s,) for s in socks],
+                               on_event=self._on_event, name="ingress-shard")
         try:
-            self._procs = ShardProcesses(self.nshards, self.config.host, self.config.quic_port,
-                                         target)
-        except BaseException:
-            self._q.close()
-            self._q = None
-            raise
-        self.port = int(self._procs.address[1])
-        self._procs.start()
-        deadline = time.monotonic() + timeout
-        while len(self.shards) < self.nshards:
-            left = deadline - time.monotonic()
-            if self.failures or left <= 0 or not all(p.is_alive() for p in self._procs.procs):
-                if self._drain(0.2):  # a last message may explain it
-                    continue
-                why = self.failures or "timeout or a shard died"
-                self.stop()
-                raise RuntimeError(f"sharded ingress did not start: {why}")
-            self._drain(min(left, 0.2))
+            self.shards = procs.start(timeout)
+        finally:
+            self.failures.update(procs.failures)
+        self._procs = procs
         log.info("QUIC ingress: %d shards on %s:%d (io=%s)", self.nshards, self.config.host,
                  self.port, ",".join(self.io_kinds))
         return self.port
@@ -260,16 +218,8 @@ class ShardedIngress:
         if self._procs is None:
             return self.reports
         procs, self._procs = self._procs, None
-        procs.stop_event.set()
-        deadline = time.monotonic() + timeout
-        while len(self.reports) < len(self.shards) and time.monotonic() < deadline:
-            if not self._drain(0.1) and not any(p.is_alive() for p in procs.procs):
-                self.poll()
-                break
-        procs.stop(timeout=max(0.5, deadline - time.monotonic()))
-        self.poll()
-        self._q.close()
-        self._q.join_thread()
+        self.reports = procs.stop(timeout)
+        self.failures.update(procs.failures)
         return self.reports
 
     def __enter__(self) -> Self:
@@ -298,7 +248,7 @@ def run_sharded_ingress(nshards: int, config: IngressConfig, handler_factory: Ha
             on_ready(svc)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not done.is_set() and (deadline is None or time.monotonic() < deadline):
-            svc._drain(0.2)
+            svc.poll(0.2)
     finally:
         reports = svc.stop()
         for s, h in previous.items():

@@ -150,34 +150,3 @@ def test_forked_shards_serve_quic_and_keep_calls_after_rebind(kind: str) -> None
         for conn in r["connections"]:
             assert all(bytes.fromhex(c)[0] % nshards == r["shard"] for c in conn["host_cids"])
             assert len(conn["peers"]) >= 2  # the same call seen from two client ports
-
-
-def _udp_shard(shard: int, nshards: int, sock: socket.socket, stop: object) -> None:
-    # answer every datagram with the shard's index, until stopped
-    sock.settimeout(0.05)
-    while not stop.is_set():  # type: ignore[attr-defined]
-        try:
-            data, addr = sock.recvfrom(2048)
-        except TimeoutError:
-            continue
-        sock.sendto(bytes([shard]) + data[:9], addr)
-
-
-def test_generic_shard_processes_steer_by_dcid() -> None:
-    from clutchcall.native.shard_server import ShardProcesses
-
-    procs = ShardProcesses(3, "127.0.0.1", 0, _udp_shard)
-    procs.start()
-    try:
-        cl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        cl.bind(("127.0.0.1", 0))
-        cl.settimeout(5)
-        for first in range(12):
-            pkt = b"\x40" + bytes([first]) + os.urandom(20)
-            cl.sendto(pkt, procs.address)
-            reply = cl.recv(100)
-            assert reply[0] == first % 3 and reply[1:] == pkt[:9]
-        cl.close()
-    finally:
-        codes = procs.stop()
-    assert codes == [0, 0, 0]
