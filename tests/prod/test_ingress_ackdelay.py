@@ -8,7 +8,6 @@ import ssl
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay, set_ack_delay
 from clutchcall.prod.ingress.config import IngressConfig
@@ -51,9 +50,9 @@ def _audio_flow(tmp_path, ack_delay_ms: float | None) -> tuple[int, int, QuicCon
                         counted[key] += 1
                     dst.receive_datagram(data, ADDR, now=now)
 
-    for ms in range(0, 100):  # handshake and its ACKs settle
+    for ms in range(100):  # handshake and its ACKs settle
         pump(ms / 1000)
-    assert client._handshake_complete and server._handshake_complete  # noqa: SLF001
+    assert client._handshake_complete and server._handshake_complete
     handshake_over = True
     for ms in range(100, 1400):
         now = ms / 1000
@@ -74,7 +73,7 @@ def test_ack_delay_halves_the_ack_packets_and_loses_nothing(tmp_path) -> None:
     assert s_default >= 45, s_default
     assert s_20 <= 0.65 * s_default, (s_20, s_default)
     for cl in (cl_default, cl_20):  # every frame was acknowledged: nothing left in flight
-        assert cl._loss.bytes_in_flight == 0  # noqa: SLF001
+        assert cl._loss.bytes_in_flight == 0
 
 
 def test_ack_delay_is_validated() -> None:
