@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +185,41 @@ def test_barge_in_cancels_clears_playout_and_truncates_at_audio_sent() -> None:
             assert ctl and ctl[0]["audio_end_ms"] == end_ms
             # the recorded engine inputs replay to exactly the same outputs
             assert replay(pipe.inputs or []) == outs
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_pacer_catches_up_after_the_process_was_held_up() -> None:
+    """A loaded machine holds the whole process up for a while (here: one send blocks the loop
+    for 100 ms). The frames already queued then go out at once until the run is back on its
+    1x schedule; the schedule is not restarted (that would lose the 100 ms for good: the
+    audio sent would fall behind the engine's agent clock and the caller's playout)."""
+    caller = np.concatenate([silence(200), speech("Where is my order?"), silence(3000)])
+
+    class StallingDownlink(MemoryDownlink):
+        async def send_agent_audio(self, payload: bytes) -> None:
+            await super().send_agent_audio(payload)
+            if len(self.frames) == 10:
+                time.sleep(0.1)  # blocks the event loop: everything in the process waits
+
+    async def main() -> None:
+        # a 400 ms lead: the model's audio is queued well ahead, so the queue never runs dry
+        # during the stall (that would be a starve, which does restart the schedule)
+        async with ReferenceModelServer(model_cfg(lead_ms=400)) as srv:
+            down = StallingDownlink()
+            pipe = CallPipeline(down, call_id="c5", model_url=srv.url,
+                                config=PipelineConfig(caller_rate=RATE, drain_timeout_s=5))
+            turns = await pipe.run(play(caller))
+            assert pipe.failed is None and len(turns) == 1
+            reply_ms = len(await srv.speech.get("Okay, your order is on its way.")) // BYTES_PER_MS
+            assert abs(len(down.frames) * 20 - reply_ms) <= 40 and len(down.frames) > 40
+            t0 = down.frames[0][0]
+            late = [t - t0 - k * 0.02 for k, (t, _) in enumerate(down.frames)]
+            assert min(late) >= -0.003  # never ahead of 1x
+            assert late[10] >= 0.07  # the frame after the stall went out late ...
+            # ... and the run caught up: a frame after it is on time again (restarting the
+            # schedule would leave every later frame >= 100 ms late)
+            assert min(late[10:40]) < 0.03, [round(x * 1000) for x in late[:40]]
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
