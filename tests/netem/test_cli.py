@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+
 from clutchcall.netem.tun import NETNS_DIR
 
 pytestmark = pytest.mark.skipif(

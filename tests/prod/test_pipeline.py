@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pytest
@@ -69,7 +69,7 @@ class LoopStall:
             await asyncio.sleep(0.005)
             self.max_ms = max(self.max_ms, (loop.time() - t - 0.005) * 1000)
 
-    async def __aenter__(self) -> LoopStall:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._watch())
         return self
 
@@ -200,7 +200,7 @@ def test_pacer_catches_up_after_the_process_was_held_up() -> None:
         async def send_agent_audio(self, payload: bytes) -> None:
             await super().send_agent_audio(payload)
             if len(self.frames) == 10:
-                time.sleep(0.1)  # blocks the event loop: everything in the process waits
+                time.sleep(0.1)  # noqa: ASYNC251 -- blocks the loop on purpose: the process is held up
 
     async def main() -> None:
         # a 400 ms lead: the model's audio is queued well ahead, so the queue never runs dry
