@@ -9,8 +9,8 @@ error) deletes both namespaces, which removes the veth pair with them. Needs roo
 
 from __future__ import annotations
 
-import os
 import subprocess
+import uuid
 from types import TracebackType
 from typing import Self
 
@@ -26,15 +26,19 @@ class VethPair:
 
     def __init__(self, tag: str | None = None, edge_ip: str = "198.18.7.1",
                  caller_ip: str = "198.18.7.2") -> None:
-        tag = tag or f"ccx{os.getpid() % 100000}"
+        # random, not the pid: a pair left behind by a killed run (no cleanup ran) must not
+        # collide with a later process that happens to get the same pid
+        tag = tag or f"ccx{uuid.uuid4().hex[:8]}"
         self.ns_edge, self.ns_caller = f"{tag}e", f"{tag}c"
         self.if_edge, self.if_caller = f"{tag}e", f"{tag}c"
         self.edge_ip, self.caller_ip = edge_ip, caller_ip
+        self._made: list[str] = []
 
     def __enter__(self) -> Self:
         try:
-            _sh("ip", "netns", "add", self.ns_edge)
-            _sh("ip", "netns", "add", self.ns_caller)
+            for ns in (self.ns_edge, self.ns_caller):
+                _sh("ip", "netns", "add", ns)
+                self._made.append(ns)
             _sh("ip", "link", "add", self.if_edge, "netns", self.ns_edge, "type", "veth",
                 "peer", "name", self.if_caller, "netns", self.ns_caller)
             for ns, ifn, ip in ((self.ns_edge, self.if_edge, self.edge_ip),
@@ -60,9 +64,10 @@ class VethPair:
         return _sh("ip", "netns", "exec", ns, "cat", f"/sys/class/net/{ifname}/address").stdout.strip()
 
     def cleanup(self) -> None:
-        """Delete both namespaces (and with them the veth pair); never raises."""
-        for ns in (self.ns_edge, self.ns_caller):
-            _sh("ip", "netns", "del", ns, check=False)
+        """Delete the namespaces this pair made (and with them the veth pair), never one of
+        the same name that someone else made; never raises."""
+        while self._made:
+            _sh("ip", "netns", "del", self._made.pop(), check=False)
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:

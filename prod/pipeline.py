@@ -22,7 +22,8 @@ each output (``Append`` -> the frame's 24 kHz audio to the model leg, ``Prime`` 
 single ``loop.call_at`` timer whose callback runs ``handle_timer(max(deadline, loop.time()))``.
 
 Downlink: model audio chunks are transcoded to caller frames and queued; one pacer task sends
-them at 1x (frame k of a run at ``start + k * frame_ms``). The engine hears
+them at 1x (frame k of a run at ``start + k * frame_ms``; a late wake-up catches up on that
+schedule, only a queue that ran dry restarts it). The engine hears
 ``agent_audio_started`` when the first frame of a run is actually sent and
 ``agent_audio_finished`` when the last one has finished playing (the model said the response
 is done and the queue is empty) or the playout was cleared. On ``Cancel`` the queue is dropped
@@ -231,6 +232,7 @@ class CallPipeline:
         self._timer_at: float | None = None
         # downlink
         self._queue: collections.deque[tuple[str, str, bytes]] = collections.deque()
+        self._filled_at = 0.0  # loop time the queue last went from empty to non-empty
         self._wake = asyncio.Event()
         self._clear_pending = False
         self._controls: collections.deque[dict[str, Any]] = collections.deque()
@@ -518,6 +520,8 @@ class CallPipeline:
         if chunk.first:
             self._ttfa[chunk.response_id] = chunk.model_ttfa_s
             self._first_rx[chunk.response_id] = chunk.received_at
+        if not self._queue:
+            self._filled_at = self.loop.time()
         for payload in self.transcoder.downlink(chunk.pcm):
             self._queue.append((chunk.response_id, chunk.item_id, payload))
         self._wake.set()
@@ -534,6 +538,8 @@ class CallPipeline:
         if response_id not in self._dropped:
             tail = self.transcoder.downlink_flush()
             item = self._queue[-1][1] if self._queue else (self._playing_item or "")
+            if tail and not self._queue:
+                self._filled_at = self.loop.time()
             for payload in tail:
                 self._queue.append((response_id, item, payload))
         if len(self._done_responses) > 256:
@@ -585,8 +591,13 @@ class CallPipeline:
                     self._sent_ms[item] = self._sent_ms.get(item, 0) + self.frame_ms
                     self.agent_frames_sent += 1
                     await self.downlink.send_agent_audio(payload)
-                    # frames of one run go out at start + k * frame_ms; after a starve, restart
-                    base = next_at if next_at and now - next_at < self._frame_s else now
+                    # frames of one run go out at start + k * frame_ms. A wake-up that comes
+                    # late while the frame was already queued (the loop was busy) keeps that
+                    # schedule and catches up, so the audio sent stays at 1x with the engine's
+                    # agent clock (agent_played_ms); only a starve (the queue was empty when
+                    # the frame was due) restarts the schedule from now.
+                    on_time = now - next_at < self._frame_s or self._filled_at <= next_at
+                    base = next_at if next_at and on_time else now
                     next_at = base + self._frame_s
                     continue
                 if self._playing:

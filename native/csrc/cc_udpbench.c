@@ -85,7 +85,11 @@ int64_t cc_udp_blast(int fd, const uint8_t *dst, uint32_t dstlen, uint64_t total
     int r = recvmmsg(fd, m, BATCH, MSG_DONTWAIT, NULL);
     if (r > 0) {
       got += (uint64_t)r;
-      inflight -= r;
+      /* never below zero: after a refill (below) the window presumed lost may still come
+       * back late (the echo server was only held up); counting those echoes against the
+       * refilled window would drive inflight negative, which stops sending and refilling
+       * for good, and the run would end at the idle timeout short of total */
+      inflight = inflight > r ? inflight - r : 0;
       last_us = now_us();
       last = last_us / 1000;
       continue;

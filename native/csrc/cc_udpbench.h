@@ -1,7 +1,9 @@
 /* cc_udpbench: a C load generator for UDP echo benchmarks and tests (plain syscalls).
  * Keeps `window` datagrams of `sz` bytes in flight to dst, sending a new one for each echo
  * received (sendmmsg/recvmmsg in batches), until `total` echoes came back or no echo arrived
- * for idle_ms. Returns echoes received (>= 0) or -errno. Each payload carries its index.
+ * for idle_ms. A window with no echo for 20 ms is presumed lost and sent again; its late
+ * echoes, if any, still count. Returns echoes received (>= 0) or -errno. Each payload
+ * carries its index.
  * *active_us gets the time from start to the last echo received (excludes the idle tail). */
 #ifndef CC_UDPBENCH_H
 #define CC_UDPBENCH_H

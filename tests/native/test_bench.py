@@ -35,3 +35,45 @@ def test_bench_native_json_keys() -> None:
         assert res[f"e2e_{k}_turns"] >= 2 and res[f"e2e_{k}_frames_sent"] > 0
         assert res[f"e2e_{k}_edge_added_ms_p50"] > 0
         assert isinstance(res[f"e2e_{k}_within_goal"], bool)
+
+
+def test_load_generator_survives_an_echo_server_held_up() -> None:
+    """The echo server stops answering for 60 ms mid-run (a loaded machine holding it up),
+    then echoes the datagrams that waited in its socket. The load generator presumes that
+    window lost after 20 ms and sends a new one; the late echoes must not stall it: every
+    echo still counts and the run reaches its total instead of giving up at the idle
+    timeout."""
+    import socket
+    import threading
+    import time
+
+    from clutchcall.native.bench import _blast
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(0.2)
+    echoed = [0]
+    stop = threading.Event()
+
+    def echo() -> None:
+        end = time.monotonic() + 30  # bounded
+        while not stop.is_set() and time.monotonic() < end:
+            try:
+                data, peer = srv.recvfrom(2048)
+            except TimeoutError:
+                continue
+            srv.sendto(data, peer)
+            echoed[0] += 1
+            if echoed[0] == 300:
+                time.sleep(0.06)  # held up: the window in flight waits in the socket
+
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    try:
+        got, dt = _blast(srv.getsockname(), 2000, 16, 100)
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
+    assert echoed[0] >= 2000 and dt > 0.06
+    assert got >= 2000, got
