@@ -335,6 +335,26 @@ int cc_uring_recv_batch(cc_uring_t *u, cc_consumer_t *c, uint8_t *out, uint64_t 
   return (int)n;
 }
 
+/* Wait for send completions until the free list counted by *nfree has a slot; 0 or -errno. */
+static int wait_for_slot(cc_uring_t *u, const uint32_t *nfree) {
+  while (*nfree == 0) {
+    u->st.tx_waits++;
+    int rc = reap(u, UINT32_MAX, 1);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+/* A free SQE, submitting what is queued first if the submission queue is full; NULL if none. */
+static struct io_uring_sqe *next_sqe(cc_uring_t *u) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+  if (!sqe) {
+    io_uring_submit(&u->ring);
+    sqe = io_uring_get_sqe(&u->ring);
+  }
+  return sqe;
+}
+
 int cc_uring_send_batch(cc_uring_t *u, const uint8_t *buf, const uint32_t *lens,
                         const uint8_t *addrs, const uint32_t *addrlens, uint32_t n) {
   uint64_t off = 0;
@@ -355,17 +375,10 @@ int cc_uring_send_batch(cc_uring_t *u, const uint8_t *buf, const uint32_t *lens,
         if (lens[k - 1] < l) break;
       }
       if (k - i >= 2) {
-        while (u->ngso_free == 0) {
-          u->st.tx_waits++;
-          int rc = reap(u, UINT32_MAX, 1);
-          if (rc < 0) return rc;
-        }
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-        if (!sqe) {
-          io_uring_submit(&u->ring);
-          sqe = io_uring_get_sqe(&u->ring);
-          if (!sqe) return -EBUSY;
-        }
+        int rc = wait_for_slot(u, &u->ngso_free);
+        if (rc < 0) return rc;
+        struct io_uring_sqe *sqe = next_sqe(u);
+        if (!sqe) return -EBUSY;
         uint32_t slot = u->gso_free[--u->ngso_free];
         send_slot_t *g = &u->gso[slot];
         g->busy = 1;
@@ -383,17 +396,10 @@ int cc_uring_send_batch(cc_uring_t *u, const uint8_t *buf, const uint32_t *lens,
         continue;
       }
     }
-    while (u->nfree == 0) { /* wait for send completions (they free slots) */
-      u->st.tx_waits++;
-      int rc = reap(u, UINT32_MAX, 1);
-      if (rc < 0) return rc;
-    }
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-    if (!sqe) {
-      io_uring_submit(&u->ring);
-      sqe = io_uring_get_sqe(&u->ring);
-      if (!sqe) return -EBUSY;
-    }
+    int rc = wait_for_slot(u, &u->nfree);
+    if (rc < 0) return rc;
+    struct io_uring_sqe *sqe = next_sqe(u);
+    if (!sqe) return -EBUSY;
     uint32_t slot = u->free_slots[--u->nfree];
     send_slot_t *s = &u->slots[slot];
     s->busy = 1;
