@@ -35,10 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-QUESTIONS = ("Where is my order?", "Can I change the delivery address please?",
-             "What time do you open tomorrow?")
-REPLY = "Sure. It arrives on Friday."
+from clutchcall.prod.pipeline_bench import QUESTIONS, REPLY  # the same script as bench pipeline
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
