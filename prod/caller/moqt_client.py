@@ -25,7 +25,7 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
-from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, set_ack_delay
+from clutchcall.prod.ingress.ackdelay import set_ack_delay
 from clutchcall.prod.ingress.config import (
     NAMESPACE_ROOT,
     PARAM_CODEC,
@@ -58,7 +58,7 @@ class CallerProtocol(QuicConnectionProtocol):
     def __init__(self, *args: Any, transport: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.t = transport
-        set_ack_delay(self._quic, getattr(transport, "ack_delay_ms", ACK_DELAY_MS))
+        set_ack_delay(self._quic, transport.ack_delay_ms)
         self.moqt = MoqtSession("client")
         self.ready = asyncio.Event()
         self.error: Exception | None = None
