@@ -16,7 +16,7 @@ import sys
 import sysconfig
 import tempfile
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PROBES = {
     "liburing": (("#include <liburing.h>\nint main(void){struct io_uring r;"
@@ -59,29 +59,9 @@ else:
     print("clutchcall: libxdp/libbpf not found: AF_XDP path not built (asyncio fallback)",
           file=sys.stderr)
 
-# The distribution's packages: clutchcall/ is the root package (CLI and tool glue) and each
-# top-level folder is a subpackage (DESIGN §4): engine/ -> clutchcall.engine, and so on for
-# every folder below them that holds an __init__.py. Computed, so a new subpackage needs no edit.
-SUBPACKAGE_ROOTS = ("engine", "sim", "prod", "native", "traces")
-
-
-def find_packages_mapped() -> tuple[list[str], dict[str, str]]:
-    """Return (packages, package_dir) for the layout above."""
-    packages, package_dir = [], {"clutchcall": "clutchcall"}
-    for root in ("clutchcall", *SUBPACKAGE_ROOTS):
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
-            if "__init__.py" not in filenames:
-                dirnames[:] = []
-                continue
-            rel = os.path.relpath(dirpath, root)
-            parts = [] if rel == "." else rel.split(os.sep)
-            prefix = ["clutchcall"] if root == "clutchcall" else ["clutchcall", root]
-            name = ".".join(prefix + parts)
-            packages.append(name)
-            package_dir[name] = dirpath
-    return packages, package_dir
-
-
-PACKAGES, PACKAGE_DIR = find_packages_mapped()
-setup(cffi_modules=cffi_modules, packages=PACKAGES, package_dir=PACKAGE_DIR)
+# The distribution's packages: clutchcall/ is the root package (CLI and tool glue); the top-level
+# part folders (engine/ sim/ prod/ native/ traces/) are its subpackages through committed relative
+# symlinks clutchcall/engine -> ../engine, ... so the import tree exists on disk for every tool
+# (mypy, ruff, pyright, IDEs) and plain package discovery finds it. See docs/architecture.md.
+setup(cffi_modules=cffi_modules,
+      packages=find_packages(include=["clutchcall", "clutchcall.*"]))
