@@ -30,6 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--echo", choices=("turns", "frames"), default="turns",
                         help="local edge's echo handler: replay each turn, or echo every frame")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds to keep listening after the file")
+    parser.add_argument("--quic-core", choices=("aioquic", "qh3"), default=None,
+                        help="QUIC implementation (default: $CLUTCHCALL_QUIC_CORE, else the benchmark's choice)")
+    parser.add_argument("--audio-transport", choices=("auto", "stream"), default="auto",
+                        help="auto: audio in QUIC DATAGRAMs where the edge negotiated them; stream: streams")
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,7 +58,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         from clutchcall.prod.ingress.quic import QuicIngress
         from clutchcall.prod.ingress.ws import WsIngress
 
-        cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-tls-"))
+        cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-tls-"),
+                            **({"quic_core": args.quic_core} if args.quic_core else {}))
         handler = EchoHandler(turn_silence_ms=None if args.echo == "frames" else 400)
         edge: Any = QuicIngress(cfg, handler) if args.transport == "quic" else WsIngress(cfg, handler)
         port = await edge.start()
@@ -68,7 +73,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         host, _, p = args.edge.rpartition(":")
         port, call_id, token, cafile = int(p), args.call_id, args.token, args.cafile
     if args.transport == "quic":
-        tr: Any = QuicCallerTransport(host, port, token=token, call_id=call_id, codec=codec, rate=want, cafile=cafile)
+        tr: Any = QuicCallerTransport(host, port, token=token, call_id=call_id, codec=codec, rate=want, cafile=cafile,
+                                      quic_core=args.quic_core, audio_transport=args.audio_transport)
     else:
         tr = WsCallerTransport(f"wss://localhost:{port}/media" if args.edge is None else f"wss://{host}:{port}/media",
                                token=token, call_id=call_id, cafile=cafile)

@@ -60,6 +60,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(falls back to asyncio with one log line)")
     parser.add_argument("--iface", default=None,
                         help="network interface of --io xdp (needs --host = its IPv4 address and a fixed --quic-port)")
+    parser.add_argument("--quic-core", choices=("aioquic", "qh3"), default=None,
+                        help="QUIC implementation (default: $CLUTCHCALL_QUIC_CORE, else the benchmark's choice)")
+    parser.add_argument("--audio-transport", choices=("auto", "stream"), default=None,
+                        help="auto: audio in QUIC DATAGRAMs where negotiated (default); stream: subgroup streams")
     parser.add_argument("--shards", type=int, default=1,
                         help="edge processes sharing the ports (SO_REUSEPORT, QUIC steered by connection ID)")
 
@@ -85,7 +89,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
                               cert=args.cert, key=args.key, cert_dir=args.cert_dir,
                               log_level=args.log_level, model=model,
-                              io=args.io, xdp_iface=args.iface)
+                              io=args.io, xdp_iface=args.iface, quic_core=args.quic_core,
+                              audio_transport=args.audio_transport)
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig, load_con
 from clutchcall.prod.edge.demo import corpus_dir
 from clutchcall.traces.recorded import first_mismatch, read_trace
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("each_quic_core")]
 
 
 async def _http_get(port: int, path: str) -> bytes:

@@ -12,7 +12,7 @@ from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.moqt.wire import TerminationCode as TC
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("each_quic_core")]
 
 
 class Script:
@@ -110,7 +110,8 @@ def test_goaway_on_shutdown(tmp_path) -> None:  # type: ignore[no-untyped-def]
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
-def test_normal_end_sends_publish_done_with_stream_counts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("audio", ["stream", "auto"])
+def test_normal_end_sends_publish_done_with_stream_counts(tmp_path, audio) -> None:  # type: ignore[no-untyped-def]
     class Three:
         async def on_call(self, call):  # type: ignore[no-untyped-def]
             for _ in range(3):
@@ -118,7 +119,7 @@ def test_normal_end_sends_publish_done_with_stream_counts(tmp_path) -> None:  # 
             await call.send_control({"type": "hangup"})
 
     async def main() -> None:
-        edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "t")), Three())
+        edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "t"), audio_transport=audio), Three())
         await edge.start()
         got: list = []  # type: ignore[type-arg]
         tr = await connect(edge, "pd")
@@ -129,7 +130,9 @@ def test_normal_end_sends_publish_done_with_stream_counts(tmp_path) -> None:  # 
             await asyncio.sleep(0.01)
         assert tr.proto.close_code == TC.NO_ERROR and len(got) == 3
         counts = sorted((m.status_code, m.stream_count) for m in tr.proto.publish_dones)
-        assert counts == [(2, 1), (2, 3)]  # TRACK_ENDED: control (1 stream), agent-audio (3 streams)
+        # TRACK_ENDED: control (1 stream), agent-audio (3 streams; none when it went in DATAGRAMs)
+        assert counts == ([(2, 1), (2, 3)] if audio == "stream" else [(2, 0), (2, 1)])
+        assert edge.stats["agent_datagrams"] == (0 if audio == "stream" else 3)
         await tr.hangup()
         await edge.stop()
 
