@@ -1,20 +1,28 @@
 """``clutchcall bench edge``: N concurrent real callers against the edge and the embedded model.
 
-Theory of operation: three processes, so each one's CPU is its own. The embedded reference
+Theory of operation: separate processes, so each one's CPU is its own. The embedded reference
 model runs as ``clutchcall model serve``; the edge runs as ``clutchcall serve`` pointed at it
 (no traces, logs at error level, ``--summary-json`` so the turn records come back exactly);
-this process runs N real callers (:class:`~clutchcall.prod.caller.client.Caller`) over QUIC/MoQT
+caller workers run N real callers (:class:`~clutchcall.prod.caller.client.Caller`) over QUIC/MoQT
 (PCM16 16 kHz) or WebSocket/TLS (G.711 8 kHz), each playing real espeak-ng speech at 1x for
 ``--seconds`` (a question, then silence while the agent answers, repeated), with starts spread
 over ``--ramp-s`` (1 s) and frame phases at random. Per run it reports: committed turns, the edge's turn latency and
 edge-added latency percentiles (ms; edge-added = turn latency - end-of-turn silence - the
 model's own time to first audio, measured inside the edge), frames lost and late at the edge,
-the edge process's CPU (from ``/proc/PID/stat``) as % of one core per call, and this caller
-process's CPU (when callers saturate their core, their 1x clock slips and that shows up as held
-frames; the figure says when a run is caller-bound rather than edge-bound).
+the edge process's CPU (from ``/proc/PID/stat``) as % of one core per call
+(``edge_cpu_pct_per_call``) and per caller frame it processed (``edge_cpu_us_per_frame``), and
+the caller workers' CPU (``caller_cpu_pct``: when callers saturate their core, their 1x clock
+slips and that shows up as held frames; the figure says when a run is caller-bound rather
+than edge-bound). The callers run in ``--caller-procs`` worker processes of their own, many
+calls each (:mod:`clutchcall.prod.edge.bench_callers`), on the same QUIC core as the edge
+(``--quic-core``) with audio in DATAGRAMs where negotiated (``--audio-transport``); the
+model is the embedded reference model (``--model-mode speak``, or the cheap ``echo``). QUIC
+runs also report ``packets_per_frame_up`` / ``_down``: UDP datagrams the edge received / sent
+per caller frame it received (one caller frame = one 20 ms tick of one call).
 
 ``--search`` runs a bounded step search (doubling, then bisection, at most ``--max-runs``
-runs) for the largest N whose edge-added p99 stays <= ``--p99-ms`` (5 ms). ``--profile`` adds
+runs) for the largest N whose edge-added p99 stays <= ``--p99-ms`` (5 ms), once per leg of
+``--legs`` (QUIC on each core, and WebSocket): ``largest_calls_p99_ok_by_leg``. ``--profile`` adds
 one cProfile run of the edge at N and prints its top functions by own time.
 """
 
@@ -274,6 +282,10 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
         "edge_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
         "edge_cpu_pct_per_call": round(100 * (cpu1 - cpu0) / wall / calls, 3),
         "edge_cpu_ms_per_call_second": round(1000 * (cpu1 - cpu0) / calls / wall, 3),
+        # edge CPU per caller frame the edge actually processed (QUIC; us): the cost figure that
+        # stays honest on a shared, oversubscribed box, where a starved edge falls behind and
+        # processes fewer frames in the window (which makes the per-call % look cheaper)
+        "edge_cpu_us_per_frame": round(1e6 * (cpu1 - cpu0) / up_frames, 1) if up_frames else None,
         "caller_cpu_pct": round(100 * caller_cpu / wall, 1),
         "caller_procs": len(workers),
         "wall_s": round(wall, 2), "errors": errors[:3],
