@@ -503,7 +503,11 @@ class EdgeSession:
 
     def send_goaway(self) -> None:
         if not self._ended and self._control_stream_id is not None and self.moqt.setup_done:
-            self._send_control_bytes(self.moqt.goaway())
+            try:
+                self._send_control_bytes(self.moqt.goaway())
+            except self.core.QuicConnectionError as exc:  # qh3: the caller closed meanwhile
+                self._finish(f"connection closed: {exc}")
+                return
             self.transmit()
 
     def _on_setup_timeout(self) -> None:

@@ -15,7 +15,8 @@ that paper over the two cores' differences:
   :data:`INITIAL_RTT_S` (0.1 s, the loopback / LAN figure the edge's loss timers were tuned
   with) so the cores differ in their code only, not in their timers;
 * **peer address**: neither core has a public ``get_peer_address``; :meth:`QuicCore.peer_address`
-  reads the active path (aioquic ``_network_paths[0]``, qh3 ``_remote_addr``);
+  reads the active path (aioquic ``_network_paths[0]``, qh3 its native core's ``active_path``,
+  which follows a migrating peer, else ``_remote_addr``, the first address);
 * **congestion control**: qh3 has no ``congestion_control_algorithm`` setting (its Rust core
   runs its own); the adapter never sets it, so both cores run their default (NewReno/Reno-like);
 * **ACK delay**: aioquic acknowledges after ``_ack_delay`` (a private attribute we set, see
@@ -131,6 +132,14 @@ class QuicCore:
         if self.name == "aioquic":
             paths = getattr(quic, "_network_paths", None)
             return paths[0].addr if paths else None
+        native = getattr(quic, "_core", None)
+        if native is not None:  # qh3's native core follows a migrating peer; _remote_addr not
+            try:
+                path = native.active_path  # (path id, local address, remote address, ...)
+            except Exception:  # noqa: BLE001 - a closed core: fall back to the first address
+                path = None
+            if path is not None and len(path) > 2 and path[2] is not None:
+                return path[2]
         return getattr(quic, "_remote_addr", None)
 
 
@@ -210,6 +219,33 @@ def get_core(name: str | None = None) -> QuicCore:
     )
     _CACHE[name] = core
     return core
+
+
+def use_shard_cids(core: QuicCore, shard: int, nshards: int) -> None:
+    """Make ``core``'s server (in this process) give its connections host connection IDs that
+    encode ``shard`` of ``nshards`` (the SO_REUSEPORT program steers datagrams by them, see
+    :mod:`clutchcall.native.shard`). Returns None; raises ConfigError for a bad shard.
+
+    aioquic: every host CID (also the NEW_CONNECTION_ID ones) encodes the shard. qh3 2.x: the
+    connection's first host CID, the one the peer's packets carry unless the peer migrates
+    (qh3's native core draws later CIDs itself, so a migrating peer may land on another
+    shard)."""
+    from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
+    from clutchcall.native.shard import shard_cid
+
+    if core.name == "aioquic":
+        use_shard_cids_in_aioquic_server(shard, nshards)
+        return
+    shard_cid(shard, nshards)  # validate
+    srv = importlib.import_module("qh3.asyncio.server")
+    base = importlib.import_module("qh3.quic.connection").QuicConnection
+
+    class _ShardConnection(base):  # type: ignore[misc, valid-type]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.host_cid = shard_cid(shard, nshards, self._configuration.connection_id_length)
+
+    srv.QuicConnection = _ShardConnection
 
 
 def available_cores() -> list[str]:

@@ -6,6 +6,7 @@ and no datagram of a connection ever reaches another shard."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from typing import Any
@@ -18,8 +19,9 @@ from clutchcall.prod.ingress.auth import TokenAuthority
 from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.sharding import ShardedIngress
+from clutchcall.prod.quic.core import QUIC_CORE_ENV
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("each_quic_core")]
 
 
 class _Forward(asyncio.DatagramProtocol):
@@ -37,6 +39,8 @@ async def _rebind(proto: Any) -> asyncio.DatagramTransport:
     sock.bind(("::", 0))
     tr, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: _Forward(proto), sock=sock)
     proto._transport = tr
+    if hasattr(proto, "_sendto_many"):  # qh3's protocol keeps the transport's batch send too
+        proto._sendto_many = getattr(tr, "sendto_many", None)
     proto.transmit()
     return tr  # type: ignore[return-value]
 
@@ -60,7 +64,8 @@ async def _call(port: int, cafile: str, authority: TokenAuthority, call_id: str,
         new_tr.close()
     shard_events = [c for c in res.controls if c.get("type") == "info" and "shard" in c]
     return {"res": res, "shard": shard_events[0]["shard"] if shard_events else None,
-            "peer_cid": tr.proto._quic._peer_cid.cid, "ports": ports}
+            # the CID the caller sends to (aioquic shows it; qh3 keeps it in its native core)
+            "peer_cid": getattr(getattr(tr.proto._quic, "_peer_cid", None), "cid", None), "ports": ports}
 
 
 @pytest.mark.parametrize("io", [pytest.param("uring", marks=pytest.mark.skipif(
@@ -101,7 +106,7 @@ def test_two_shards_steer_real_calls(tmp_path, io) -> None:  # type: ignore[no-u
         assert res.frames_sent == nframes and res.agent_frames_received == nframes, cid
         assert b"".join(res.received_payloads) == pcm[: nframes * 640]
         assert c["shard"] in (0, 1)
-        assert c["peer_cid"][0] % 2 == c["shard"]
+        assert c["peer_cid"] is None or c["peer_cid"][0] % 2 == c["shard"]
     assert {c["shard"] for c in calls.values()} == {0, 1}
     # the shards' own view: the calls each one served, and no mis-steered datagram
     assert sorted(reports) == [0, 1]
@@ -119,7 +124,10 @@ def test_two_shards_steer_real_calls(tmp_path, io) -> None:  # type: ignore[no-u
     assert len(set(moved["ports"])) == 2
     rec = next(r for r in reports[moved["shard"]]["calls"] if r["call_id"] == "b0c0")
     seen_ports = {int(p.rsplit(",", 1)[1].strip(" )")) for p in rec["peers"]}
-    assert set(moved["ports"]) <= seen_ports, (moved["ports"], rec["peers"])
+    if os.environ.get(QUIC_CORE_ENV) == "qh3":  # qh3 shows only the active path: the new port
+        assert moved["ports"][-1] in seen_ports, (moved["ports"], rec["peers"])
+    else:
+        assert set(moved["ports"]) <= seen_ports, (moved["ports"], rec["peers"])
 
 
 def test_shard_processes_are_cleaned_up_when_a_shard_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
