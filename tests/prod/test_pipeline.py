@@ -13,7 +13,10 @@ from typing import Any, Self
 
 import numpy as np
 import pytest
-from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig, TurnEngine
+
+from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig
+from clutchcall.engine.call import EngineInput
+from clutchcall.engine.call import replay as replay_outputs
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
@@ -147,7 +150,7 @@ def test_barge_in_cancels_clears_playout_and_truncates_at_audio_sent() -> None:
             orig = pipe.model.cancel
 
             def spy(played_ms: int, item_id: str | None = None, sent_ms: int | None = None) -> int | None:
-                sent_at_cancel.append(pipe._sent_ms.get(item_id or "", 0))
+                sent_at_cancel.append(pipe.core.playout.sent_ms.get(item_id or "", 0))
                 frames_at_cancel.append(len(down.frames))
                 return orig(played_ms, item_id=item_id, sent_ms=sent_ms)
 
@@ -310,20 +313,8 @@ def test_losses_and_late_frames_are_counted() -> None:
     asyncio.run(asyncio.wait_for(main(), 10))
 
 
-def replay(inputs: list[tuple[Any, ...]]) -> list[Any]:
-    eng = TurnEngine(TurnConfig())
-    out: list[Any] = []
-    for kind, now, *rest in inputs:
-        if kind == "frame":
-            eng.caller_frame(now, speech=rest[0], duration_ms=rest[1], seq=rest[2])
-        elif kind == "timer":
-            eng.handle_timer(now)
-        elif kind == "agent_started":
-            eng.agent_audio_started(now)
-        else:
-            eng.agent_audio_finished(now)
-        out.extend(eng.drain())
-    return out
+def replay(inputs: list[EngineInput]) -> list[Any]:
+    return replay_outputs(TurnConfig(), inputs)
 
 
 async def _enumerate(it: AsyncIterator[CallerFrame]) -> AsyncIterator[tuple[int, CallerFrame]]:
