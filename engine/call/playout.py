@@ -225,7 +225,7 @@ class Playout(Generic[D]):
             if self.playing and not self.paused:
                 play_end = self._next_at
                 done = self.playing_response in self._done
-                if (done and now >= play_end - _EPS) or now >= play_end + self._grace:
+                if (done and now >= play_end - _EPS) or now >= play_end + self._grace - _EPS:
                     rid, item = self.playing_response or "", self.playing_item or ""
                     self._stop()
                     out.append(PlayoutSignal("finished", rid, item))
@@ -239,7 +239,8 @@ class Playout(Generic[D]):
         if self.paused:
             return None
         if self._queue and not self._blocked():
-            return self._next_at
+            # no run yet: due since the queue filled
+            return self._next_at if self._next_at else self._filled_at
         if self.playing:
             done = self.playing_response in self._done
             return self._next_at if done else self._next_at + self._grace
