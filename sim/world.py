@@ -368,8 +368,8 @@ class _World:
             self.timer_at = d
             self.timer_gen += 1
             gen = self.timer_gen
-            ev = self.env.timeout(max(0.0, d - self.env.now))
-            ev.callbacks.append(partial(self._fire_cb, gen, d))
+            tm = self.env.timeout(max(0.0, d - self.env.now))
+            tm.callbacks.append(partial(self._fire_cb, gen, d))
         elif d is None and self.timer_at is not None:
             self.timer_at = None
             self.timer_gen += 1  # disarm the pending timeout

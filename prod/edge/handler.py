@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from clutchcall.engine import TurnConfig
+from clutchcall.engine.call import TurnRecord
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.metrics import EdgeMetrics, call_logger
 from clutchcall.prod.model.client import ModelLegConfig
@@ -37,7 +38,6 @@ from clutchcall.prod.pipeline import (
     CallPipeline,
     CallSessionDownlink,
     PipelineConfig,
-    TurnRecord,
 )
 from clutchcall.traces.recorded import TraceRecorder
 
