@@ -18,6 +18,7 @@ from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig
 from clutchcall.engine.call import EngineInput
 from clutchcall.engine.call import replay as replay_outputs
 from clutchcall.engine.errors import RemoteProtocolError
+from clutchcall.prod.edge.handler import EdgeHandler
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
 from clutchcall.prod.model.protocol import BYTES_PER_MS
@@ -27,7 +28,6 @@ from clutchcall.prod.pipeline import (
     CallPipeline,
     MemoryDownlink,
     PipelineConfig,
-    PipelineHandler,
 )
 
 RATE = 16000
@@ -373,10 +373,11 @@ def test_handler_runs_a_g711_call_end_to_end() -> None:
 
     async def main() -> None:
         async with ReferenceModelServer(model_cfg()) as srv:
-            handler = PipelineHandler(model_url=srv.url, pipeline_options={"drain_timeout_s": 3.0})
+            # the production call handler, with time for the reply to play out
+            handler = EdgeHandler(model_url=srv.url, pipeline_options={"drain_timeout_s": 3.0})
             call = MemoryCall("g711-1", "g711_ulaw", 8000, payloads)
             await handler.on_call(call)
-            turns = handler.turns["g711-1"]
+            turns = handler.calls["g711-1"].turns
             assert len(turns) == 1 and turns[0].edge_added_ms is not None
             assert call.audio and all(len(p) == 160 for p in call.audio)  # 20 ms of u-law
             assert [c["type"] for c in call.controls] == ["commit"]
