@@ -74,7 +74,7 @@ def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> l
                 speech[k] = True
         i += a_len + rng.randint(10, 40)
     events: list[ScriptInput] = []
-    starts = {s: e for s, e in agent}
+    starts = dict(agent)
     ends = {e for _, e in agent}
     for k in range(n_frames):
         t = round((k + 1) * step, 6)

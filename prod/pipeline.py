@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from clutchcall.engine import (
     Append,
     BackchannelFiltered,
@@ -168,7 +169,7 @@ class TurnRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-able dict."""
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -604,7 +605,7 @@ class CallPipeline:
                     play_end = next_at
                     done = self._playing_response in self._done_responses
                     grace = self.config.underrun_finish_ms / 1000
-                    if done and now >= play_end - 0.0005 or now >= play_end + grace:
+                    if (done and now >= play_end - 0.0005) or now >= play_end + grace:
                         self._playing = False
                         self._playing_item = self._playing_response = None
                         self._agent_finished()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.traces.labels import Segment  # the label format's own type
 

@@ -17,6 +17,7 @@ a deterministic harness for the engine's caller-side decisions, not a conversati
 from __future__ import annotations
 
 import numpy as np
+
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Output
 from clutchcall.engine.audio.vad import VadFramer

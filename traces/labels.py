@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from clutchcall.traces.errors import TraceFormatError
 
 LABEL_VERSION = 1

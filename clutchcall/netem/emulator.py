@@ -224,7 +224,7 @@ class NamespacePair:
             for ns in self._made:
                 try:
                     _delete_netns(ns)
-                except Exception:
+                except Exception:  # noqa: BLE001 -- best-effort cleanup of every namespace
                     pass
             _live.discard(self)
             _restore_signal_handlers()
@@ -251,7 +251,7 @@ class NamespacePair:
                 if stream is not None:
                     try:
                         stream.close()
-                    except Exception:
+                    except Exception:  # noqa: BLE001 -- best-effort close while tearing down
                         pass
 
     # -- running things inside ------------------------------------------------------------

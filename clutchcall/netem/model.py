@@ -154,6 +154,7 @@ class PathConfig:
         d = dict(d)
         ge = d.pop("ge", None)
         try:
+            # d is parsed JSON: a wrong field name or type is the TypeError caught below
             cfg = cls(**d)  # type: ignore[arg-type]
         except TypeError as e:
             raise ConfigError(f"bad path config: {e}") from None

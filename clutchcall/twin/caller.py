@@ -93,7 +93,7 @@ async def _one_call(spec: dict[str, Any], delay: float, host: str, tail_s: float
         sent.append(loop.time())
         await send_frame(seq, payload)
 
-    tr.send_frame = timed_send  # type: ignore[method-assign]
+    tr.send_frame = timed_send
     on_agent, on_control = caller._agent_audio, caller._control
 
     def agent_audio(payload: bytes) -> None:
@@ -104,6 +104,7 @@ async def _one_call(spec: dict[str, Any], delay: float, host: str, tail_s: float
         controls.append((loop.time(), event))
         on_control(event)
 
+    # wrap the caller's two receive hooks to timestamp them (instance attributes shadow methods)
     caller._agent_audio = agent_audio  # type: ignore[method-assign]
     caller._control = control  # type: ignore[method-assign]
     error = None

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import webrtcvad  # type: ignore[import-untyped]
+import webrtcvad
+
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 
 __all__ = ["VAD_FRAME_MS", "VAD_RATES", "Decimate24To16", "FrameSplitter", "Vad", "VadFramer"]

@@ -35,6 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import soxr
+
     from clutchcall.prod.caller.client import (
         Caller,
         QuicCallerTransport,

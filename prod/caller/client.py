@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from clutchcall.engine.audio import Codec, OpusDecoder, OpusEncoder, alaw_decode, alaw_encode
 from clutchcall.engine.audio import ulaw_decode as _ulaw_decode
 from clutchcall.engine.audio import ulaw_encode as _ulaw_encode
@@ -323,6 +324,7 @@ class QuicCallerTransport(CallerTransport):
     async def connect(self) -> None:
         from aioquic.asyncio import connect
         from aioquic.quic.configuration import QuicConfiguration
+
         from clutchcall.prod.caller.moqt_client import CallerProtocol
         from clutchcall.prod.moqt.wire import MOQT_ALPN
 

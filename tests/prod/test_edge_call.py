@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from clutchcall.engine import Commit
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport, read_wav

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clutchcall.engine.audio import (
     AudioError,
     ConfigError,
@@ -14,8 +17,6 @@ from clutchcall.engine.audio import (
     VadFramer,
 )
 from clutchcall.engine.audio.metrics import frames_of, rms
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @settings(max_examples=60, deadline=None)
