@@ -16,7 +16,7 @@ transit seen (or its arrival when it has no media time). That is the engine's cl
 minus its due time), and the timer, agent start/finish and holds are all placed on it
 (``loop.time() - lag``), so arrival jitter never reorders caller frames against the agent's
 audio or the deadlines. Frames are laid end to end (never overlapping, never back in time);
-one that would end in that clock's future is held until then. Then the one drive loop of DESIGN §2: drain the engine, perform
+one that would end in that clock's future is held until then. Then the one drive loop of docs/architecture.md §2: drain the engine, perform
 each output (``Append`` -> the frame's 24 kHz audio to the model leg, ``Prime`` / ``Commit`` /
 ``BackchannelFiltered`` / ``Cancel`` -> the model leg; every output -> metrics), and re-arm the
 single ``loop.call_at`` timer whose callback runs ``handle_timer(max(deadline, loop.time()))``.

@@ -17,7 +17,7 @@ wall clock is never read. The parts:
   the buffer is behind real time it drops *silence* frames to catch up (never speech). Over
   QUIC a lost frame thus costs one gap; over TCP every later frame waits for it (head-of-line
   blocking) and the speech behind it is fed late.
-* **edge** -- the :class:`~clutchcall.engine.TurnEngine`, driven by the DESIGN §2 loop with
+* **edge** -- the :class:`~clutchcall.engine.TurnEngine`, driven by the docs/architecture.md §2 loop with
   ``env.now``: feed -> drain -> perform -> re-arm the one timer (a single logical timer: each
   re-arm schedules one simpy timeout tagged with a generation; a stale one is ignored, and the
   firing one calls ``handle_timer(max(deadline, env.now))``). ``agent_audio_started`` /

@@ -12,7 +12,7 @@ WebSocket/TLS speaking Twilio Media Streams (:class:`WsCallerTransport`). It
 3. plays the agent audio it receives out at 1x into an output timeline (a WAV file): a
    ``clear_playout`` control event (Twilio ``clear``) drops what is queued and not yet played;
 4. measures *mouth-to-ear turn latency* per turn: send time of the turn's last speech frame
-   -> arrival of the first agent audio frame after it (DESIGN section 2).
+   -> arrival of the first agent audio frame after it (docs/architecture.md §6).
 
 The transports share one small interface (``connect``, ``send_frame``, ``hangup`` and two
 callbacks), so the two legs are compared on the same caller code.

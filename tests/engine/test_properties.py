@@ -1,4 +1,4 @@
-"""Hypothesis properties over random frame sequences and agent timelines (DESIGN §2)."""
+"""Hypothesis properties over random frame sequences and agent timelines (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

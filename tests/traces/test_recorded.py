@@ -30,7 +30,7 @@ from clutchcall.traces.recorded import (
 
 
 def record(seed: int = 3, seconds: float = 40.0, config: TurnConfig | None = None) -> tuple[RecordedTrace, list]:
-    """Drive a real engine through a scripted call with the DESIGN drive loop, recording
+    """Drive a real engine through a scripted call with the drive loop (docs/architecture.md §2), recording
     every input and drain; return the trace and every output the engine produced."""
     cfg = config or TurnConfig()
     eng = TurnEngine(cfg)
