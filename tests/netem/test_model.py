@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
-from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
+from clutchcall.netem.model import GilbertElliott, PathConfig, PathModel, WanLinkConfig, parse_ge
 
 
 def _losses(cfg: PathConfig, n: int, seed: int = 0) -> list[bool]:
@@ -170,16 +170,16 @@ def test_parse_ge_and_errors() -> None:
 
 
 def test_link_config_roundtrip_and_symmetric() -> None:
-    link = LinkConfig.symmetric(rtt_ms=50, jitter_ms=2, ge=GilbertElliott(p=0.01, r=0.3),
+    link = WanLinkConfig.symmetric(rtt_ms=50, jitter_ms=2, ge=GilbertElliott(p=0.01, r=0.3),
                                 rate_kbps=2000, seed=9)
     assert link.uplink.delay_ms == link.downlink.delay_ms == 25.0
-    assert LinkConfig.from_dict(link.to_dict()) == link
+    assert WanLinkConfig.from_dict(link.to_dict()) == link
     with pytest.raises(ConfigError):
-        LinkConfig.symmetric(rtt_ms=-1)
+        WanLinkConfig.symmetric(rtt_ms=-1)
     with pytest.raises(ConfigError):
-        LinkConfig.from_dict({"uplink": {}})
+        WanLinkConfig.from_dict({"uplink": {}})
     with pytest.raises(ConfigError):
-        LinkConfig.from_dict({"uplink": {"bogus": 1}, "downlink": {}})
+        WanLinkConfig.from_dict({"uplink": {"bogus": 1}, "downlink": {}})
 
 
 # -- properties over arbitrary packet sequences -----------------------------------------------
