@@ -27,6 +27,5 @@ FAST_TESTS := $(wildcard tests/engine tests/sim/test_link.py \
 	tests/prod/test_jitter_buffer.py tests/prod/test_jitter_drain.py \
 	tests/traces/test_recorded.py tests/traces/test_labels.py \
 	tests/traces/test_roundtrip_properties.py)
-FAST_SKIP := --ignore=tests/engine/test_cli.py --ignore=tests/engine/audio/test_bench.py
 test-fast:
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(FAST_SKIP) $(FAST_TESTS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(FAST_TESTS)
