@@ -238,3 +238,16 @@ class VadFramer:
         self.splitter.reset()
         if self._down is not None:
             self._down.reset()
+
+
+def vad_decisions(pcm: npt.NDArray[np.int16], rate: int, frame_ms: int = 20,
+                  aggressiveness: int = 2) -> list[bool]:
+    """Return the VAD decision of each whole ``frame_ms`` frame of int16 ``pcm``: one
+    :class:`VadFramer` over the whole signal, so the same decisions the edge makes for the same
+    audio (a trailing partial frame is not judged).
+
+    Raises :class:`ConfigError` for a rate, frame length or aggressiveness the framer does not
+    take, and :class:`AudioError` if ``pcm`` is not a 1-D int16 array.
+    """
+    framer = VadFramer(rate, frame_ms, aggressiveness)
+    return [bool(s) for _, s in framer.push(pcm)]
