@@ -29,9 +29,10 @@ def prepare_audio(wav: str, transport: str) -> tuple[bytes, int, str]:
     the file's rate when it is 8/16/48 kHz, else at 16 kHz. Raises ValueError on a bad WAV."""
     import soxr
 
-    from clutchcall.prod.caller.client import read_wav
+    from clutchcall.traces.labels import read_wav
 
-    pcm, rate = read_wav(wav)
+    rate, samples = read_wav(wav, rates=None)
+    pcm = samples.tobytes()
     codec = "g711_ulaw" if transport == "ws" else "pcm16"
     want = 8000 if codec.startswith("g711") else (rate if rate in (8000, 16000, 48000) else 16000)
     if rate != want:

@@ -29,7 +29,8 @@ import webrtcvad
 
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 
-__all__ = ["VAD_FRAME_MS", "VAD_RATES", "Decimate24To16", "FrameSplitter", "Vad", "VadFramer"]
+__all__ = ["VAD_FRAME_MS", "VAD_RATES", "Decimate24To16", "FrameSplitter", "Vad", "VadFramer",
+           "vad_decisions"]
 
 VAD_RATES: frozenset[int] = frozenset({8000, 16000, 32000, 48000})
 VAD_FRAME_MS: frozenset[int] = frozenset({10, 20, 30})

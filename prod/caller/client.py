@@ -134,14 +134,6 @@ def turn_ends(flags: list[bool], frame_ms: int, turn_gap_ms: int) -> list[int]:
     return ends
 
 
-def read_wav(path: str) -> tuple[bytes, int]:
-    """Return (16-bit mono PCM, rate) of a WAV file; raises ValueError for other formats."""
-    with wave.open(path, "rb") as w:
-        if w.getsampwidth() != 2 or w.getnchannels() != 1:
-            raise ValueError(f"{path}: need 16-bit mono, got {w.getsampwidth() * 8}-bit x{w.getnchannels()}")
-        return w.readframes(w.getnframes()), w.getframerate()
-
-
 def write_wav(path: str, pcm: bytes, rate: int) -> None:
     with wave.open(path, "wb") as w:
         w.setnchannels(1)

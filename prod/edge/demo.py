@@ -62,7 +62,7 @@ def load_audio(calls: str | None, wav: str | None, rate: int) -> tuple[bytes, li
     import soxr
 
     from clutchcall.engine.errors import ConfigError
-    from clutchcall.prod.caller.client import read_wav
+    from clutchcall.traces.labels import read_wav
 
     paths = [Path(wav)] if wav else [corpus_dir() / f"{c.strip()}.wav" for c in (calls or "").split(",") if c.strip()]
     if not paths:
@@ -70,10 +70,9 @@ def load_audio(calls: str | None, wav: str | None, rate: int) -> tuple[bytes, li
     parts: list[np.ndarray] = []
     for p in paths:
         try:
-            pcm, r = read_wav(str(p))
+            r, x = read_wav(p, rates=None)
         except (OSError, ValueError, EOFError) as exc:
             raise ConfigError(f"demo: cannot read {p}: {exc}") from None
-        x = np.frombuffer(pcm, dtype="<i2")
         if r != rate:
             x = soxr.resample(x, r, rate).astype("<i2")
         parts += [x, np.zeros(int(GAP_S * rate), dtype="<i2")]
