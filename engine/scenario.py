@@ -59,7 +59,7 @@ def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> l
                 speech[k] = True
         i += a_len + rng.randint(10, 40)
     events: list[ScriptInput] = []
-    starts = {s: e for s, e in agent}
+    starts = dict(agent)
     ends = {e for _, e in agent}
     for k in range(n_frames):
         t = round((k + 1) * step, 6)
@@ -72,7 +72,7 @@ def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> l
 
 
 def run_inputs(engine: TurnEngine, inputs: list[ScriptInput]) -> list[Output]:
-    """Drive ``engine`` through ``inputs`` with the DESIGN drive loop
+    """Drive ``engine`` through ``inputs`` with the drive loop (docs/architecture.md §2)
     (:class:`~clutchcall.engine.call.EngineDriver`); return all outputs.
 
     Timers are honoured: before each input, a deadline at or before its time is fired with

@@ -16,7 +16,7 @@ by :meth:`CallPipeline.run` from an async iterator; its output is a :class:`Down
 one agent frame, clear the playout, send a control event). A caller leg plugs in with a thin
 adapter (see :class:`CallSessionDownlink`).
 
-The drive loop (DESIGN §2, as in the simulator): every input goes to the core with
+The drive loop (docs/architecture.md §2, as in the simulator): every input goes to the core with
 ``now = loop.time()`` (a payload's decoded VAD frames, a model audio chunk, a response done),
 then :meth:`CallPipeline._drive` performs everything :meth:`CallCore.transmit` returns
 (``UplinkAudio`` -> batched, resampled, appended to the model leg; ``Prime`` / ``Commit`` /

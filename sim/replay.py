@@ -48,7 +48,7 @@ def replay_in_sim(trace: Any) -> ReplayResult:
     counts: dict[str, int] = {}
     n_out = [0]
 
-    def feeder():  # type: ignore[no-untyped-def]
+    def feeder():
         for i, inp in enumerate(inputs):
             if inp.time > env.now:
                 yield env.timeout(inp.time - env.now)

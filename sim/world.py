@@ -22,7 +22,7 @@ wall clock is never read. The parts:
 * **edge** -- the production call core, :class:`~clutchcall.engine.call.CallCore` (frame
   hold on the media clock, the :class:`~clutchcall.engine.TurnEngine`, the downlink playout
   at 1x with its agent audio started / finished detection, turn records), driven by the
-  DESIGN §2 loop with ``env.now``: input -> ``transmit()`` -> perform -> re-arm the one timer
+  docs/architecture.md §2 loop with ``env.now``: input -> ``transmit()`` -> perform -> re-arm the one timer
   (a single logical timer: each re-arm schedules one simpy timeout tagged with a generation;
   a stale one is ignored, and the firing one calls ``handle_timer(max(deadline, env.now))``).
   The simulator keeps only what is not the edge: processes, the link and the model.
@@ -221,9 +221,9 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
     if net.transport == "tcp":
         return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
     if net.transport == "quic":
-        kw = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
+        kw: dict[str, Any] = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
               "ack_delay_ms": net.quic_ack_delay_ms}
-        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)  # type: ignore[arg-type]
+        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)
     from clutchcall.sim.quic_exact import ExactQuicTransport
 
     return ExactQuicTransport.pair(net, rngs)
@@ -359,7 +359,7 @@ class _World:
 
     # -------------------------------------------------------------- drive loop
     def drive(self) -> None:
-        """Perform what the core decided, then re-arm the one timer (DESIGN §2)."""
+        """Perform what the core decided, then re-arm the one timer (docs/architecture.md §2)."""
         core = self.core
         for ev in core.transmit():
             self.perform(ev)
@@ -381,7 +381,7 @@ class _World:
         self.core.handle_timer(max(deadline, self.env.now))
         self.drive()
 
-    def feeder(self, schedule: list[tuple[float, int, bool, bool]]):  # type: ignore[no-untyped-def]
+    def feeder(self, schedule: list[tuple[float, int, bool, bool]]):
         env, core = self.env, self.core
         timeout = env.timeout
         media = self.cfg.net.media_clock
@@ -555,7 +555,7 @@ class _World:
         self.exact.run_until(self.env.now)
         self.kick_exact()
 
-    def script_proc(self):  # type: ignore[no-untyped-def]
+    def script_proc(self):
         env = self.env
         for j, item in enumerate(self.script):
             a, b, _used = item

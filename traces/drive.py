@@ -2,8 +2,8 @@
 
 Theory of operation: :func:`drive_call` is the offline shell for one labelled call. It
 frames the caller channel (``frame_ms`` from the config) and asks webrtcvad for each frame's
-decision (``clutchcall.engine.audio.vad``, as the edge does), then runs the DESIGN drive
-loop (:class:`~clutchcall.engine.call.EngineDriver`, recording into a trace) with a
+decision (``clutchcall.engine.audio.vad``, as the edge does), then runs the drive
+loop of docs/architecture.md §2 (:class:`~clutchcall.engine.call.EngineDriver`, recording into a trace) with a
 scripted agent: the agent's audio starts at each ``agent_speech`` interval's
 start and finishes at its end -- unless the engine emits ``Cancel`` while it plays, in which
 case the shell stops the playout at once (``agent_audio_finished`` at the cancel's time) and

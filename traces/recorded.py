@@ -171,6 +171,7 @@ def to_frame(trace: RecordedTrace) -> pl.DataFrame:
     """Return the trace's rows as a polars DataFrame with :data:`SCHEMA`."""
     cols: dict[str, list[Any]] = {k: [] for k in SCHEMA}
     for r in trace.rows:
+        vals: tuple[object, ...]
         if isinstance(r, InputEvent):
             vals = ("in", r.kind, r.time, r.seq, r.duration_ms, r.speech, None)
         else:

@@ -9,7 +9,7 @@ the simulator), output is pulled with :meth:`CallCore.transmit`, and there is on
 Nothing here reads a clock, sleeps or does I/O; prod and sim run this same object, so a
 change to the frame hold or the playout is one edit and both shells see it.
 
-The shells' loop (DESIGN §2, the same in both)::
+The shells' loop (docs/architecture.md §2, the same in both)::
 
     core.caller_audio(now, frames, ...)        # or agent_audio / response_done / ...
     for ev in core.transmit():                 # engine outputs and call events, in order

@@ -1,6 +1,6 @@
 """The engine half of the one drive loop: feed an input, drain, record -- and the timer.
 
-Theory of operation: DESIGN §2's loop is *feed input -> drain outputs -> act on them -> re-arm
+Theory of operation: docs/architecture.md §2's loop is *feed input -> drain outputs -> act on them -> re-arm
 the one timer*. :class:`EngineDriver` is its engine-facing half, shared by every shell: the
 call core (:class:`~clutchcall.engine.call.core.CallCore`, which prod and sim run), the
 offline drivers (scripted scenarios, labelled-call traces) and every replay. Each input is one

@@ -73,7 +73,7 @@ class CallSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-able dict."""
-        d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        d = {k: getattr(self, k) for k in self.__slots__}
         d["turns"] = [t.to_dict() for t in self.turns]
         return d
 

@@ -30,7 +30,7 @@ OWD = 0.03
 
 
 class Shell:
-    """A minimal shell: the DESIGN drive loop with a hand-driven clock."""
+    """A minimal shell: the drive loop (docs/architecture.md §2) with a hand-driven clock."""
 
     def __init__(self, core: CallCore[int, str]) -> None:
         self.core = core
