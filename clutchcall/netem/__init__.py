@@ -10,24 +10,24 @@ from clutchcall.netem.emulator import (
     CALLER_ADDR,
     EDGE_ADDR,
     NamespacePair,
-    VethPair,
+    VethBaseline,
     WanEmulator,
     sweep_stale,
 )
-from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
+from clutchcall.netem.model import GilbertElliott, PathConfig, PathModel, WanLinkConfig, parse_ge
 from clutchcall.netem.tun import NetemError
 
 __all__ = [
     "CALLER_ADDR",
     "EDGE_ADDR",
     "GilbertElliott",
-    "LinkConfig",
     "NamespacePair",
     "NetemError",
     "PathConfig",
     "PathModel",
-    "VethPair",
+    "VethBaseline",
     "WanEmulator",
+    "WanLinkConfig",
     "parse_ge",
     "sweep_stale",
 ]

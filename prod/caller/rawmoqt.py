@@ -24,8 +24,6 @@ from clutchcall.prod.moqt.wire import (
     SetupParam,
     params_from,
 )
-
-
 from clutchcall.prod.quic.core import QuicCore, get_core
 
 
@@ -64,8 +62,9 @@ async def probe(
     the default QUIC core (``$CLUTCHCALL_QUIC_CORE``)."""
     core = get_core()
     qc = core.client_configuration(alpn=[MOQT_ALPN], server_name="localhost", cafile=None)
-    async with core.connect(host, port, configuration=qc, create_protocol=_probe_class(core)) as p:
-        assert isinstance(p, _ProbeSession)
+    async with core.connect(host, port, configuration=qc, create_protocol=_probe_class(core)) as conn:
+        assert isinstance(conn, _ProbeSession)
+        p: Any = conn  # also the core's QuicConnectionProtocol (_quic, transmit)
         sid = p._quic.get_next_available_stream_id()
         p._quic.send_stream_data(sid, control)
         if data_stream is not None:

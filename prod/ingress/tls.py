@@ -20,6 +20,7 @@ import ipaddress
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 
 def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "localhost") -> tuple[Path, Path]:
@@ -75,7 +76,7 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     return cert_path, key_path
 
 
-def _dev_ca(now: datetime.datetime) -> tuple[object, object]:
+def _dev_ca(now: datetime.datetime) -> tuple[Any, Any]:
     """Return (key, certificate) of a fresh one-use development CA (ECDSA P-256). Its key is
     dropped after signing the leaf: the CA only makes the leaf verifiable by both QUIC cores
     (qh3's verifier, like browsers', refuses a CA certificate used as the server's own)."""

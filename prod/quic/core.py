@@ -245,7 +245,7 @@ def use_shard_cids(core: QuicCore, shard: int, nshards: int) -> None:
             super().__init__(**kwargs)
             self.host_cid = shard_cid(shard, nshards, self._configuration.connection_id_length)
 
-    srv.QuicConnection = _ShardConnection
+    setattr(srv, "QuicConnection", _ShardConnection)  # noqa: B010 - a module attribute
 
 
 def available_cores() -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.quic.core import QUIC_CORE_ENV, QUIC_CORES, get_core
 

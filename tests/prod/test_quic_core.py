@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.ingress.call import EchoHandler
@@ -63,7 +65,7 @@ def test_configurations_pem_only_and_same_initial_rtt(tmp_path, name) -> None:  
     from cryptography.hazmat.primitives import serialization
 
     der = tmp_path / "cert.der"
-    der.write_bytes(x509.load_pem_x509_certificate(open(cert, "rb").read()).public_bytes(serialization.Encoding.DER))
+    der.write_bytes(x509.load_pem_x509_certificate(Path(cert).read_bytes()).public_bytes(serialization.Encoding.DER))
     with pytest.raises(ConfigError, match="not PEM"):
         core.server_configuration(cert=str(der), key=key, alpn=[MOQT_ALPN], idle_timeout_s=10)
     with pytest.raises(ConfigError, match="not PEM"):

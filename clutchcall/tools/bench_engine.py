@@ -1,7 +1,7 @@
 """``clutchcall bench engine``: how fast the turn engine steps, on a realistic mix.
 
 Drives :class:`TurnEngine` through scripted calls (speech, pauses, backchannels, agent speech,
-barge-ins; :mod:`clutchcall.engine.scenario`) with the full drive loop (feed, drain, re-arm)
+barge-ins; :mod:`clutchcall.tools.scenario`) with the full drive loop (feed, drain, re-arm)
 and reports the median over several runs of frames per second and microseconds per frame step.
 A baseline measured in the same process -- the bare loop over the same inputs calling a no-op --
 is reported too, so the engine's own cost can be told from the interpreter's.
@@ -14,8 +14,9 @@ import json
 import statistics
 import time
 
-from clutchcall.engine.scenario import FrameInput, run_inputs, scripted_call
+from clutchcall.engine.call.inputs import CALLER_FRAME
 from clutchcall.engine.turn import TurnEngine
+from clutchcall.tools.scenario import run_inputs, scripted_call
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,7 @@ def _baseline(inputs: list[object]) -> float:
         deadline = None
         if deadline is not None:
             pass
-        if isinstance(inp, FrameInput):
+        if getattr(inp, "kind", None) == CALLER_FRAME:
             sink.append(inp)
         sink.clear()
     return time.perf_counter() - t0
@@ -40,7 +41,7 @@ def _baseline(inputs: list[object]) -> float:
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
     """Return the benchmark figures as a dict (see the module docstring)."""
     inputs = scripted_call(seed=7, seconds=seconds)
-    frames = sum(1 for i in inputs if isinstance(i, FrameInput))
+    frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
     times, base = [], []
     n_out = 0
     for _ in range(runs):
