@@ -112,6 +112,9 @@ class EdgeConfig:
     audio_transport: str = "auto"
     """``auto``: audio in MoQT OBJECT_DATAGRAMs where the caller negotiated QUIC DATAGRAMs,
     subgroup streams otherwise; ``stream``: always subgroup streams."""
+    call_loop: str = "batched"
+    """``batched`` (default): one scheduler per edge process runs every call's core deadlines
+    (:mod:`clutchcall.prod.call_scheduler`); ``per-call``: a loop timer per call."""
     json_logs: bool = True
     """Log one JSON object per line (with the call id) to stderr."""
     log_level: str = "info"
@@ -146,6 +149,8 @@ class EdgeConfig:
             raise ConfigError(f"EdgeConfig: {exc}") from None
         if self.audio_transport not in ("auto", "stream"):
             raise ConfigError(f"EdgeConfig.audio_transport: auto or stream, got {self.audio_transport!r}")
+        if self.call_loop not in ("batched", "per-call"):
+            raise ConfigError(f"EdgeConfig.call_loop: batched or per-call, got {self.call_loop!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"EdgeConfig.log_level: debug/info/warning/error, got {self.log_level!r}")
         if self.model_url is not None and not self.model_url.startswith(("ws://", "wss://")):

@@ -99,7 +99,8 @@ class Edge:
         self.handler = EdgeHandler(model_url=self.model_url, model_config=model_cfg,
                                    turn_config=cfg.turn, metrics=self.metrics,
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
-                                   idle_timeout_s=cfg.caller_idle_timeout_s)
+                                   idle_timeout_s=cfg.caller_idle_timeout_s,
+                                   call_loop=cfg.call_loop)
         key = cfg.auth_key or os.environ.get("CLUTCHCALL_AUTH_KEY")
         kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,

@@ -14,6 +14,11 @@ pipeline closes the model session and returns. Whatever ended the call, its trac
 ``trace_dir/<call_id>.parquet`` off the event loop (a thread; with no ``trace_dir`` nothing is
 recorded), and a :class:`CallSummary` is
 kept. A fault in one call never raises into the ingress or another call.
+
+The batched call loop (``call_loop = "batched"``, the default): the handler's calls share one
+:class:`~clutchcall.prod.call_scheduler.CallScheduler` (one per edge shard process), which runs
+every call's core deadlines from one loop timer, all due calls in one pass; ``"per-call"``
+gives each pipeline its own loop timer (the A/B of ``bench edge --call-loop``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.call import TurnRecord
 from clutchcall.engine.errors import ConfigError
+from clutchcall.prod.call_scheduler import CallScheduler
 from clutchcall.prod.metrics import EdgeMetrics, call_logger
 from clutchcall.prod.model.client import ModelLegConfig
 from clutchcall.prod.pipeline import (
@@ -42,6 +48,9 @@ from clutchcall.prod.pipeline import (
 from clutchcall.traces.recorded import TraceRecorder
 
 log = logging.getLogger("clutchcall.edge")
+
+CALL_LOOPS = ("batched", "per-call")
+"""How the calls' core deadlines run: one scheduler per shard, or a loop timer per call."""
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -84,8 +93,15 @@ class EdgeHandler:
     def __init__(self, *, model_url: str, model_config: ModelLegConfig | None = None,
                  turn_config: TurnConfig | None = None, metrics: EdgeMetrics | None = None,
                  pipeline_options: dict[str, Any] | None = None, trace_dir: str | Path | None = None,
-                 idle_timeout_s: float = 10.0, keep_calls: int = 1000) -> None:
+                 idle_timeout_s: float = 10.0, keep_calls: int = 1000,
+                 call_loop: str = "batched") -> None:
         self.model_url = model_url
+        if call_loop not in CALL_LOOPS:
+            raise ConfigError(f"call_loop must be one of {', '.join(CALL_LOOPS)}, got {call_loop!r}")
+        self.call_loop = call_loop
+        self.scheduler: CallScheduler | None = None
+        """``call_loop = "batched"``: the one scheduler of this handler's event loop (created
+        with the first call) that runs every call's core deadlines."""
         self.model_config = model_config or ModelLegConfig()
         self.turn_config = turn_config or TurnConfig()
         self.metrics = metrics or EdgeMetrics()
@@ -134,6 +150,7 @@ class EdgeHandler:
                                  config=self.turn_config,
                                  extra={"transport": summary.transport, "source": "clutchcall edge"})
         pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
+                            scheduler=self._call_scheduler(),
                             turn_config=self.turn_config, config=cfg,
                             model_config=self.model_config, model_url=self.model_url,
                             metrics=self.metrics, record_outputs=False,
@@ -172,6 +189,14 @@ class EdgeHandler:
             self._done(summary)
             clog.info("call ended: %s; %d turns; trace %s", summary.end_reason, len(summary.turns),
                       summary.trace)
+
+    def _call_scheduler(self) -> CallScheduler | None:
+        """Return the shared scheduler of the batched call loop (None: per-call timers)."""
+        if self.call_loop != "batched":
+            return None
+        if self.scheduler is None:
+            self.scheduler = CallScheduler()
+        return self.scheduler
 
     async def _frames(self, call: Any, summary: CallSummary, last: list[float]) -> AsyncIterator[CallerFrame]:
         loop = asyncio.get_running_loop()

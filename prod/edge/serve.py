@@ -64,6 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="QUIC implementation (default: $CLUTCHCALL_QUIC_CORE, else the benchmark's choice)")
     parser.add_argument("--audio-transport", choices=("auto", "stream"), default=None,
                         help="auto: audio in QUIC DATAGRAMs where negotiated (default); stream: subgroup streams")
+    parser.add_argument("--call-loop", choices=("batched", "per-call"), default=None,
+                        help="batched: one scheduler per edge process runs every call's deadlines "
+                             "(default); per-call: a loop timer per call")
     parser.add_argument("--shards", type=int, default=1,
                         help="edge processes sharing the ports (SO_REUSEPORT, QUIC steered by connection ID)")
 
@@ -90,7 +93,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               cert=args.cert, key=args.key, cert_dir=args.cert_dir,
                               log_level=args.log_level, model=model,
                               io=args.io, xdp_iface=args.iface, quic_core=args.quic_core,
-                              audio_transport=args.audio_transport)
+                              audio_transport=args.audio_transport,
+                              call_loop=getattr(args, "call_loop", None))
 
 
 async def serve(args: argparse.Namespace) -> int:
