@@ -19,6 +19,11 @@ the turn behaviour changes: the deadline is neither rounded nor delayed). Deadli
 stay in the heap until they surface and are dropped then (lazy deletion); the heap is rebuilt
 when stale entries outnumber live ones 4:1, so it stays bounded by the number of calls.
 
+One scheduler per event loop: :meth:`CallScheduler.install` makes a scheduler the loop's own
+(the edge does, with its batched call loop), :meth:`CallScheduler.of_loop` finds it, so the
+caller leg's uplink jitter buffers (:class:`~clutchcall.prod.ingress.call.BaseCall`) and the
+pipelines of the same process share it; without one installed each keeps its own loop timer.
+
 The scheduler is single-threaded (the loop's thread) and never raises into the loop: a call
 whose ``on_deadline`` raises is logged, counted in ``stats["errors"]`` and dropped, the other
 due calls still run.
@@ -30,9 +35,12 @@ import asyncio
 import heapq
 import itertools
 import logging
+import weakref
 from typing import Protocol
 
 log = logging.getLogger("clutchcall.scheduler")
+
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CallScheduler] = weakref.WeakKeyDictionary()
 
 
 class Scheduled(Protocol):
@@ -56,6 +64,21 @@ class CallScheduler:
         self._timer_at: float | None = None
         self._in_pass = False
         self.stats = {"passes": 0, "fired": 0, "max_batch": 0, "errors": 0}
+
+    @classmethod
+    def install(cls, loop: asyncio.AbstractEventLoop | None = None) -> CallScheduler:
+        """Return the scheduler of ``loop`` (default: the running loop), creating and
+        registering it on first use. Raises RuntimeError without a running loop."""
+        loop = loop or asyncio.get_running_loop()
+        sched = _BY_LOOP.get(loop)
+        if sched is None:
+            sched = _BY_LOOP[loop] = cls(loop)
+        return sched
+
+    @staticmethod
+    def of_loop(loop: asyncio.AbstractEventLoop) -> CallScheduler | None:
+        """Return the scheduler installed on ``loop``, or None."""
+        return _BY_LOOP.get(loop)
 
     def __len__(self) -> int:
         """Return the number of calls with a pending deadline."""

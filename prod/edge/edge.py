@@ -75,6 +75,8 @@ class Edge:
         cfg = self.config
         if cfg.json_logs:
             self._log_handler = configure_json_logging(_LEVELS[cfg.log_level], self._log_stream)
+        if cfg.call_loop == "batched":  # before any call: the ingress's calls find it too
+            self.handler._call_scheduler()
         try:
             await self._start()
         except BaseException:

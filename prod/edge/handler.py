@@ -195,7 +195,8 @@ class EdgeHandler:
         if self.call_loop != "batched":
             return None
         if self.scheduler is None:
-            self.scheduler = CallScheduler()
+            # the loop's one scheduler: the ingress's calls (uplink jitter buffers) share it
+            self.scheduler = CallScheduler.install()
         return self.scheduler
 
     async def _frames(self, call: Any, summary: CallSummary, last: list[float]) -> AsyncIterator[CallerFrame]:

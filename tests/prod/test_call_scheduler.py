@@ -135,3 +135,49 @@ def test_pipelines_on_one_scheduler_replay_exactly(shared: bool) -> None:
                 assert len(sched) == 0  # closed pipelines leave nothing armed
 
     asyncio.run(asyncio.wait_for(main(), 50))
+
+
+def test_uplink_jitter_buffers_share_the_loops_scheduler() -> None:
+    """Caller legs (BaseCall) on a loop with a scheduler installed: their jitter-buffer
+    deadlines run there; frames come out in order, a reordered frame in place, a lost one
+    concealed, exactly as with a timer per call."""
+    from clutchcall.prod.ingress.call import BaseCall
+
+    async def one(install: bool) -> tuple[list[list[tuple[int, bool]]], int]:
+        loop = asyncio.get_running_loop()
+        sched = CallScheduler.install() if install else None
+        assert CallScheduler.of_loop(loop) is sched
+        calls = [BaseCall(call_id=f"u{i}", codec="pcm16", rate=16000) for i in range(3)]
+        got: list[list[tuple[int, bool]]] = [[] for _ in calls]
+
+        async def reader(i: int) -> None:
+            async for f in calls[i].frames():
+                got[i].append((f.seq, f.concealed))
+
+        readers = [asyncio.create_task(reader(i)) for i in range(3)]
+        t0 = loop.time()
+        for k in range(12):
+            await asyncio.sleep(max(0.0, t0 + k * 0.02 - loop.time()))
+            for i, c in enumerate(calls):
+                # call 1 sends 5 and 4 swapped, call 2 loses frame 7
+                seq = {4: 5, 5: 4}.get(k, k) if i == 1 else k
+                if not (i == 2 and seq == 7):
+                    c.feed_uplink(seq, bytes(640), timestamp_ms=seq * 20)
+        await asyncio.sleep(0.2)
+        for c in calls:
+            c._end("done")
+        await asyncio.gather(*readers)
+        fired = 0 if sched is None else sched.stats["fired"]
+        if sched is not None:
+            assert len(sched) == 0
+        return got, fired
+
+    async def main() -> None:
+        per_call, _ = await one(False)
+        batched, fired = await one(True)
+        assert batched == per_call
+        assert [s for s, _ in batched[1]] == list(range(12))
+        assert (7, True) in batched[2] and (7, False) not in batched[2]
+        assert fired > 0
+
+    asyncio.run(main())
