@@ -75,8 +75,6 @@ class Edge:
         cfg = self.config
         if cfg.json_logs:
             self._log_handler = configure_json_logging(_LEVELS[cfg.log_level], self._log_stream)
-        if cfg.call_loop == "batched":  # before any call: the ingress's calls find it too
-            self.handler._call_scheduler()
         try:
             await self._start()
         except BaseException:
@@ -103,6 +101,7 @@ class Edge:
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
                                    idle_timeout_s=cfg.caller_idle_timeout_s,
                                    call_loop=cfg.call_loop)
+        self.handler.call_scheduler()  # before any call: the ingress's calls find it too
         key = cfg.auth_key or os.environ.get("CLUTCHCALL_AUTH_KEY")
         kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,

@@ -150,7 +150,7 @@ class EdgeHandler:
                                  config=self.turn_config,
                                  extra={"transport": summary.transport, "source": "clutchcall edge"})
         pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
-                            scheduler=self._call_scheduler(),
+                            scheduler=self.call_scheduler(),
                             turn_config=self.turn_config, config=cfg,
                             model_config=self.model_config, model_url=self.model_url,
                             metrics=self.metrics, record_outputs=False,
@@ -190,8 +190,9 @@ class EdgeHandler:
             clog.info("call ended: %s; %d turns; trace %s", summary.end_reason, len(summary.turns),
                       summary.trace)
 
-    def _call_scheduler(self) -> CallScheduler | None:
-        """Return the shared scheduler of the batched call loop (None: per-call timers)."""
+    def call_scheduler(self) -> CallScheduler | None:
+        """Return the running loop's scheduler of the batched call loop, installing it on first
+        use (None with ``call_loop = "per-call"``: a loop timer per call)."""
         if self.call_loop != "batched":
             return None
         if self.scheduler is None:
