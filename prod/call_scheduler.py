@@ -139,11 +139,13 @@ class CallScheduler:
         return None
 
     def _fire(self) -> None:
+        # due: every deadline up to the one this timer was set for (asyncio may run a timer a
+        # clock resolution early) or up to now, whichever is later
+        limit = max(self.loop.time(), self._timer_at or 0.0)
         self._timer = self._timer_at = None
-        now = self.loop.time()
         heap, due = self._heap, self._due
         batch: list[tuple[float, Scheduled]] = []
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= limit:
             d, _, key = heapq.heappop(heap)
             if due.get(key) != d:
                 continue
