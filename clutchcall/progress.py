@@ -15,6 +15,7 @@ markdown-it).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -45,8 +46,13 @@ def bar(total: int | None, desc: str, *, enabled: bool, unit: str = "it") -> Any
     ``update(n)``); a disabled bar when not ``enabled``."""
     from tqdm import tqdm
 
+    try:  # a terminal that reports no size (0 columns) would get an empty bar
+        sized = os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):
+        sized = False
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, leave=True, smoothing=0.1)
+                dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24,
+                leave=True, smoothing=0.1)
 
 
 def track(items: Iterable[T], desc: str, *, enabled: bool, total: int | None = None,

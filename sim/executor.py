@@ -55,6 +55,8 @@ from clutchcall.sim.world import SimConfig, simulate_call
 
 EXECUTORS = ("local", "dask")
 TABLES = ("turns", "segments", "calls")
+CONNECT_TIMEOUT_S = 10.0
+"""How long to try reaching a ``--dask-scheduler`` address before giving up."""
 TASKS_PER_WORKER = 4
 """Auto granularity aims at this many tasks per worker (load balance vs per-task cost)."""
 
@@ -274,12 +276,12 @@ def dask_client(spec: ExecutorSpec) -> Iterator[Any]:
     of ``spec.workers`` single-threaded worker processes started here and closed on exit.
     Raises ConfigError when the scheduler cannot be reached."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise ConfigError(f"--executor dask needs the 'distributed' package: {exc}") from None
     if spec.scheduler is not None:
         try:
-            client = Client(spec.scheduler, timeout="10s")
+            client = Client(spec.scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler {spec.scheduler}: {exc}") from None
         try:
@@ -288,10 +290,19 @@ def dask_client(spec: ExecutorSpec) -> Iterator[Any]:
             client.close()
         return
     n = spec.workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(n) as cluster, Client(cluster) as client:
         yield client
+
+
+def local_cluster(n_workers: int) -> Any:
+    """Return a new ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker
+    processes on loopback, without dashboard (its HTTP endpoint on a random loopback port)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                        silence_logs=logging.ERROR)
 
 
 def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: _Assembler,
