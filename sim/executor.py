@@ -328,7 +328,10 @@ def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: 
                              retries=1, pure=False)
 
     first = [f for f in (submit() for _ in range(window)) if f is not None]
-    ac = as_completed(first)
+    # on this client's loop: as_completed defaults to the process's *default* client, which is
+    # another one when several are open (a notebook's, a test's) -- its futures' events would
+    # then be awaited on two loops
+    ac = as_completed(first, loop=client.loop)
     for fut in ac:
         p, lo, hi = info.pop(fut.key)
         if fut.status == "finished":
