@@ -51,9 +51,16 @@ def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int 
     return calls
 
 
-def run(calls: list[Call], cfg: SimConfig) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
-    """Simulate ``calls`` under ``cfg``; return (tables, summary)."""
-    t = tables([simulate_call(c, cfg) for c in calls], cfg)
+def run(calls: list[Call], cfg: SimConfig, *, progress: Callable[[int], object] | None = None,
+        ) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """Simulate ``calls`` under ``cfg``; return (tables, summary). ``progress`` is called with
+    1 after each call's simulation."""
+    runs = []
+    for c in calls:
+        runs.append(simulate_call(c, cfg))
+        if progress is not None:
+            progress(1)
+    t = tables(runs, cfg)
     return t, summarize(t)
 
 

@@ -35,9 +35,11 @@ def _stderr_of(monkeypatch: pytest.MonkeyPatch, argv: list[str], stream: io.Stri
 
 EVAL = ["eval", "--synthetic", "1", "--synthetic-seconds", "10"]
 COMPARE = ["sim", "compare", "--synthetic", "1", "--synthetic-seconds", "10"]
+RUN = ["sim", "run", "--synthetic", "2", "--synthetic-seconds", "10"]
 
 
-@pytest.mark.parametrize("argv,label", [(EVAL, "eval"), (COMPARE, "sim compare")])
+@pytest.mark.parametrize("argv,label", [(EVAL, "eval"), (COMPARE, "sim compare"),
+                                        (RUN, "sim run")])
 def test_bar_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                 argv: list[str], label: str) -> None:
     err = _stderr_of(monkeypatch, argv, _Tty())
