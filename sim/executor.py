@@ -337,8 +337,8 @@ def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: 
         if fut.status == "finished":
             res = fut.result()
         else:  # the task itself failed (worker deaths beyond the limit, ...): its calls fail
-            exc = fut.exception()
-            err = f"{type(exc).__name__}: {exc}"
+            exc = fut.exception() if fut.status == "error" else None
+            err = f"{type(exc).__name__}: {exc}" if exc is not None else f"task {fut.status}"
             empty = simulate_chunk([], p, 0, 0, points[p].cfg).tables
             res = ChunkResult(point=p, lo=lo, hi=hi, tables=empty,
                               failures=tuple((c.name, err) for c in calls[lo:hi]))
