@@ -29,6 +29,7 @@ from typing import Any, Self
 
 from clutchcall.prod.edge.config import EdgeConfig
 from clutchcall.prod.edge.handler import EdgeHandler
+from clutchcall.prod.ingress.auth import resolve_auth_key
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.ingress.ws import WsIngress
@@ -86,6 +87,7 @@ class Edge:
 
     async def _start(self) -> None:
         cfg = self.config
+        resolve_auth_key(cfg.host, cfg.auth_key)  # a public bind without a key: refuse first
         if cfg.model_url is None:
             m = cfg.model
             self.model_server = ReferenceModelServer(ModelServerConfig(
@@ -100,8 +102,7 @@ class Edge:
                                    turn_config=cfg.turn, metrics=self.metrics,
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
                                    idle_timeout_s=cfg.caller_idle_timeout_s)
-        key = cfg.auth_key or os.environ.get("CLUTCHCALL_AUTH_KEY")
-        kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}
+        kw: dict[str, Any] = {"auth_key": resolve_auth_key(cfg.host, cfg.auth_key)}
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,
                              key=cfg.key, cert_dir=cfg.cert_dir, frame_ms=cfg.turn.frame_ms,
                              jitter_depth_ms=cfg.jitter_depth_ms, max_calls=cfg.max_calls,

@@ -11,7 +11,8 @@ the caller hangs up, the model leg fails (the caller gets an ``error`` control e
 pipeline) or the caller goes quiet: a watchdog ends a call whose caller sent no frame (a
 concealed frame does not count) for ``idle_timeout_s``, which ends the uplink iterator, so the
 pipeline closes the model session and returns. Whatever ended the call, its trace is written to
-``trace_dir/<call_id>.parquet`` off the event loop (a thread; with no ``trace_dir`` nothing is
+``trace_dir/<call_id>.parquet`` (a later call with the same id gets ``<call_id>.2.parquet``, ...:
+one file per call instance, never overwritten) off the event loop (a thread; with no ``trace_dir`` nothing is
 recorded), and a :class:`CallSummary` is
 kept. A fault in one call never raises into the ingress or another call.
 """
@@ -46,9 +47,28 @@ log = logging.getLogger("clutchcall.edge")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def trace_path(trace_dir: str | Path, call_id: str) -> Path:
-    """Return where the trace of ``call_id`` goes (unsafe characters replaced by ``_``)."""
-    return Path(trace_dir) / f"{_SAFE.sub('_', call_id)[:120] or 'call'}.parquet"
+def trace_path(trace_dir: str | Path, call_id: str, instance: int = 1) -> Path:
+    """Return where the trace of instance ``instance`` (1, 2, ...) of ``call_id`` goes:
+    ``<call_id>.parquet`` for the first, ``<call_id>.<instance>.parquet`` after (unsafe
+    characters replaced by ``_``)."""
+    stem = _SAFE.sub("_", call_id)[:120] or "call"
+    return Path(trace_dir) / (f"{stem}.parquet" if instance == 1 else f"{stem}.{instance}.parquet")
+
+
+def reserve_trace_path(trace_dir: str | Path, call_id: str) -> Path:
+    """Return a trace path for a new instance of ``call_id`` that no other call has: the first
+    free :func:`trace_path`, created empty (O_EXCL) so that no later call can take it. A
+    trace is never overwritten. Raises OSError if the directory is not writable."""
+    import os
+
+    for instance in range(1, 1_000_000):
+        path = trace_path(trace_dir, call_id, instance)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(f"no free trace name for call {call_id!r} in {trace_dir}")
 
 
 @dataclass(slots=True)
@@ -162,8 +182,8 @@ class EdgeHandler:
             summary.engine_inputs = len(trace.inputs)
             summary.engine_outputs = len(trace.rows) - summary.engine_inputs
             if self.trace_dir is not None:
-                path = trace_path(self.trace_dir, call.call_id)
                 try:
+                    path = await asyncio.to_thread(reserve_trace_path, self.trace_dir, call.call_id)
                     await asyncio.to_thread(recorder.write, path)
                     summary.trace = str(path)
                     self.traces_written.inc()

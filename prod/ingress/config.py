@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay
+from clutchcall.prod.ingress.auth import process_key
 
 NAMESPACE_ROOT = b"clutchcall"
 TRACK_CALLER_AUDIO = b"caller-audio"
@@ -25,7 +26,8 @@ class IngressConfig:
     quic_port / ws_port: UDP / TCP ports; 0 picks a free one.
     cert / key: PEM paths of a real certificate; None -> a self-signed one in ``cert_dir``.
     cert_dir: where the self-signed certificate is created on first run.
-    auth_key: HMAC key for call tokens (>= 16 bytes).
+    auth_key: HMAC key for call tokens (>= 16 bytes; default: this process's random key, see
+        clutchcall.prod.ingress.auth.resolve_auth_key; there is no fixed key in the source).
     frame_ms: caller frame duration (20 ms).
     jitter_depth_ms: uplink jitter buffer depth for QUIC (40 ms; WebSocket/TCP uses 0).
     max_object_bytes: largest MoQT object accepted (oversized -> PROTOCOL_VIOLATION).
@@ -49,7 +51,7 @@ class IngressConfig:
     cert: str | None = None
     key: str | None = None
     cert_dir: str = ".clutchcall/tls"
-    auth_key: bytes = b"clutchcall-dev-key-change-me!"
+    auth_key: bytes = field(default_factory=process_key)
     frame_ms: int = 20
     jitter_depth_ms: int = 40
     max_object_bytes: int = 16384

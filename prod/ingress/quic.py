@@ -398,8 +398,11 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._setup_timer.cancel()
         codec, rate, frame_ms = self.codec
         assert self.call_id is not None
-        if self.call_id in self.ingress.calls:
-            raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "call already connected")
+        try:  # one live call per call id, across both ingresses (auth module docstring)
+            self.ingress.authority.claim_call(self.call_id)
+        except AuthError:
+            self.ingress.stats["refused_in_use"] += 1
+            raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "call already connected") from None
         self.call = QuicCall(
             self, call_id=self.call_id, codec=codec, rate=rate, frame_ms=frame_ms,
             jitter_depth_ms=self.ingress.config.jitter_depth_ms,
@@ -415,6 +418,7 @@ class EdgeProtocol(QuicConnectionProtocol):
             log.exception("call handler failed for call %s", call.call_id)
             self.ingress.stats["handler_errors"] += 1
         finally:
+            self.ingress.authority.release_call(call.call_id)
             if not self._ended:
                 self.end_session(TerminationCode.NO_ERROR, "call ended")
 

@@ -202,6 +202,7 @@ class WsIngress:
                         await asyncio.wait_for(task, 5.0)
                     except TimeoutError:  # the handler's own errors are caught in _run_handler
                         task.cancel()
+                self.authority.release_call(call.call_id)
             await conn.close(1000, "call ended")
 
     async def _await_start(self, conn: ServerConnection) -> dict[str, Any]:
@@ -239,10 +240,13 @@ class WsIngress:
         except AuthError as err:
             self.stats[f"auth_{err.reason}"] += 1
             raise WsProtocolError(1008, str(err)) from None
-        if call_id in self.calls:
-            raise WsProtocolError(1008, "call already connected")
         if len(self.calls) >= self.config.max_calls:
             raise WsProtocolError(1013, "edge at capacity")
+        try:  # one live call per call id, across both ingresses (auth module docstring)
+            self.authority.claim_call(call_id)
+        except AuthError as err:
+            self.stats[f"auth_{err.reason}"] += 1
+            raise WsProtocolError(1008, "call already connected") from None
         sid = str(msg.get("streamSid") or start.get("streamSid") or f"MZ{call_id}")
         call = WsCall(conn, sid, call_id=call_id, codec="g711_ulaw", rate=8000, frame_ms=20, jitter_depth_ms=0)
         self.calls[call_id] = call
