@@ -65,6 +65,7 @@ from clutchcall.engine import (
 from clutchcall.engine.audio import AudioError, Codec, Transcoder, VadFramer
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
+from clutchcall.prod.model.protocol import ModelTimeoutError
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
 
 log = logging.getLogger("clutchcall.pipeline")
@@ -261,7 +262,8 @@ class CallPipeline:
         try:
             await self.model.connect()
         except RemoteProtocolError as exc:
-            self._fail(f"model leg unavailable: {exc}")
+            self._fail(f"model leg unavailable: {exc}",
+                       code="model_timeout" if isinstance(exc, ModelTimeoutError) else "model_unavailable")
             raise
 
     async def run(self, frames: AsyncIterator[CallerFrame]) -> list[TurnRecord]:
@@ -673,7 +675,11 @@ class CallPipeline:
 
     # -- failures ------------------------------------------------------------------------
     def _on_model_error(self, exc: RemoteProtocolError) -> None:
-        pass  # logged and counted by the model leg; the call continues
+        # logged and counted by the model leg; the call continues. A reply that timed out
+        # for good (its retry too) is told to the caller: it would otherwise hear silence.
+        if isinstance(exc, ModelTimeoutError) and exc.final:
+            self._control({"type": "error", "code": "model_timeout", "stage": exc.stage,
+                           "message": str(exc)})
 
     def _on_model_closed(self, exc: BaseException | None) -> None:
         if not self._closed:

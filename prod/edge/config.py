@@ -87,6 +87,13 @@ class EdgeConfig:
     embedded reference model on loopback). The API key comes from ``OPENAI_API_KEY``."""
     model_dialect: str = "ga"
     """Realtime protocol dialect of the external model: ``ga`` or ``beta``."""
+    model_connect_timeout_s: float = 5.0
+    """Model leg: TCP/TLS/WebSocket handshake time-out (the caller gets an ``error``)."""
+    model_session_timeout_s: float = 3.0
+    """Model leg: time-out for ``session.created`` after the handshake."""
+    model_first_audio_timeout_s: float = 4.0
+    """Model leg: a response's first audio must come this long after ``response.create``;
+    else it is asked once more, then the caller gets an ``error`` (code ``model_timeout``)."""
     trace_dir: str | None = None
     """Directory for one recorded trace per call instance (``<call_id>.parquet``, then
     ``<call_id>.2.parquet``, ...: never overwritten); None or "" records none."""

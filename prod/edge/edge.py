@@ -46,6 +46,13 @@ log = logging.getLogger("clutchcall.edge")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+def _model_timeouts(cfg: EdgeConfig) -> dict[str, float]:
+    """Return the model leg's time-outs from the edge config (ModelLegConfig keyword args)."""
+    return {"connect_timeout_s": cfg.model_connect_timeout_s,
+            "session_timeout_s": cfg.model_session_timeout_s,
+            "first_audio_timeout_s": cfg.model_first_audio_timeout_s}
+
+
 class Edge:
     """One edge instance (see module docstring)."""
 
@@ -94,10 +101,11 @@ class Edge:
                 mode=m.mode, time_to_first_audio_ms=m.time_to_first_audio_ms, delta_ms=m.delta_ms,
                 replies=m.replies if m.replies is not None else DEFAULT_REPLIES))
             self.model_url = await self.model_server.start()
-            model_cfg = ModelLegConfig(url=self.model_url)
+            model_cfg = ModelLegConfig(url=self.model_url, **_model_timeouts(cfg))
         else:
             self.model_url = cfg.model_url
-            model_cfg = ModelLegConfig.from_env(url=cfg.model_url, dialect=cfg.model_dialect)
+            model_cfg = ModelLegConfig.from_env(url=cfg.model_url, dialect=cfg.model_dialect,
+                                                **_model_timeouts(cfg))
         self.handler = EdgeHandler(model_url=self.model_url, model_config=model_cfg,
                                    turn_config=cfg.turn, metrics=self.metrics,
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
