@@ -558,7 +558,8 @@ class CallPipeline:
         self._queue.clear()
         self.transcoder.downlink_reset()
         self._clear_pending = True
-        end = self.model.cancel(out.agent_played_ms, item_id=item, sent_ms=sent)
+        end = self.model.cancel(self._played_ms_on_cancel(out.agent_played_ms, sent), item_id=item,
+                                sent_ms=sent)
         self.log.info("barge-in: cancel, truncate %s at %s ms", item, end)
         self._control({"type": "cancel", "agent_played_ms": out.agent_played_ms, "audio_end_ms": end})
         if self._playing:
@@ -673,6 +674,16 @@ class CallPipeline:
             self.log.info("turn %d: latency %.1f ms, edge-added %s ms", turn.turn, turn.turn_latency_ms,
                           None if turn.edge_added_ms is None else round(turn.edge_added_ms, 2))
 
+    def _played_ms_on_cancel(self, engine_played_ms: int, sent_ms: int | None) -> int:
+        """Return the played-time to truncate the model's reply at. A caller leg that confirms
+        playback (Twilio mark echoes: ``unconfirmed_ms()``) is believed: what was sent of the
+        item minus what is not yet confirmed played. Otherwise the engine's agent clock."""
+        unconfirmed = getattr(self.downlink, "unconfirmed_ms", None)
+        u = unconfirmed() if callable(unconfirmed) else None
+        if u is None or sent_ms is None:
+            return engine_played_ms
+        return max(0, sent_ms - u)
+
     # -- failures ------------------------------------------------------------------------
     def _on_model_error(self, exc: RemoteProtocolError) -> None:
         # logged and counted by the model leg; the call continues. A reply that timed out
@@ -709,6 +720,12 @@ class CallSessionDownlink:
 
     async def send_control(self, event: dict[str, Any]) -> None:
         await self.call.send_control(event)
+
+    def unconfirmed_ms(self) -> int | None:
+        """Agent audio (ms) sent but not yet confirmed played by the caller leg (Twilio mark
+        echoes), or None where the transport does not confirm playback."""
+        f = getattr(self.call, "unconfirmed_ms", None)
+        return int(f()) if callable(f) else None
 
 
 @dataclass

@@ -8,7 +8,17 @@ A PSTN leg (Twilio ``<Stream>``) or any client without QUIC connects with WebSoc
 ``customParameters.token``; a ``?token=`` query parameter is also accepted), then ``media``
 messages (base64 G.711 µ-law, 20 ms each, ``chunk`` numbering from 1 and ``timestamp`` in ms),
 ``mark`` and finally ``stop``. The edge sends ``media`` (agent audio), ``clear``
-(clear-playout) and ``mark`` (every other control event, as its JSON in the mark name).
+(clear-playout) and ``mark`` messages with short names.
+
+Marks (Twilio echoes a mark once the audio sent before it has played, and echoes every pending
+mark at once after a ``clear``): every :data:`MARK_EVERY_FRAMES` agent frames, and after the
+last frame of a burst, the edge sends ``mark`` ``p<N>`` (N = agent frames sent so far on the
+call). An echo of ``p<N>`` confirms N frames played; after a ``clear`` the echoes of marks sent
+before it confirm nothing (the audio was dropped, not played), so the count jumps to what was
+sent. :meth:`WsCall.unconfirmed_ms` is the agent audio sent but not yet confirmed played: the
+pipeline's played-time on cancel (the truncation point told to the model) is what was sent of
+the item minus that. Other control events ride as marks named ``ctl:<type>`` (errors:
+``ctl:error:<code>``); their echoes are ignored.
 
 After a valid ``start`` with an accepted token, a :class:`WsCall` (the same
 :class:`~clutchcall.prod.ingress.call.CallSession` interface as QUIC) goes to the handler.
@@ -44,6 +54,8 @@ log = logging.getLogger("clutchcall.ingress.ws")
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_MEDIA_BYTES = 1600  # 200 ms of µ-law 8 kHz
+MARK_EVERY_FRAMES = 5  # a played-position mark every 100 ms of agent audio
+MARK_IDLE_S = 0.06  # ... and one after the last frame of a burst (no frame for this long)
 
 
 class WsProtocolError(RemoteProtocolError):
@@ -101,6 +113,46 @@ class WsCall(BaseCall):
         super().__init__(**kw)
         self._conn = conn
         self.stream_sid = stream_sid
+        # Twilio marks (module docstring): frames sent / confirmed played, marks below the floor
+        self.marked_frames = 0  # agent frames covered by the latest mark sent
+        self.confirmed_frames = 0
+        self._cleared_upto = 0  # echoes of marks <= this came after a clear: not played
+        self._mark_timer: asyncio.TimerHandle | None = None
+        self.marks_sent = 0
+        self.marks_confirmed = 0
+
+    def unconfirmed_ms(self) -> int:
+        """Return the agent audio (ms) sent on this call that Twilio has not yet confirmed
+        played through a mark echo."""
+        return max(0, self.agent_frames_sent - self.confirmed_frames) * self.frame_ms
+
+    def on_mark(self, name: str) -> None:
+        """Twilio echoed mark ``name``: a ``p<N>`` mark confirms N agent frames played
+        (unless a clear dropped them); other names are ignored. Returns None."""
+        if not name.startswith("p") or not name[1:].isdigit():
+            return
+        n = int(name[1:])
+        if n > self.agent_frames_sent:
+            raise WsProtocolError(1007, f"mark {name!r} echoes audio never sent")
+        if n > self._cleared_upto and n > self.confirmed_frames:
+            self.confirmed_frames = n
+            self.marks_confirmed += 1
+
+    async def _send_mark(self) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+            self._mark_timer = None
+        if self.agent_frames_sent > self.marked_frames and not self.closed:
+            self.marked_frames = self.agent_frames_sent
+            self.marks_sent += 1
+            await self._send({"event": "mark", "streamSid": self.stream_sid,
+                              "mark": {"name": f"p{self.marked_frames}"}})
+
+    def _mark_soon(self) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+        self._mark_timer = self._loop.call_later(
+            MARK_IDLE_S, lambda: asyncio.ensure_future(self._send_mark()))
 
     async def _send(self, obj: dict[str, Any]) -> None:
         try:
@@ -111,16 +163,36 @@ class WsCall(BaseCall):
     async def _transport_send_audio(self, payload: bytes) -> None:
         await self._send({"event": "media", "streamSid": self.stream_sid,
                           "media": {"payload": base64.b64encode(payload).decode("ascii")}})
+        if self.agent_frames_sent - self.marked_frames >= MARK_EVERY_FRAMES:
+            await self._send_mark()
+        else:
+            self._mark_soon()
 
     async def _transport_send_control(self, event: dict[str, Any]) -> None:
         if event.get("type") == "clear_playout":
+            # what was sent is gone now (played or dropped): pending marks confirm nothing
+            self._cleared_upto = self.marked_frames = self.confirmed_frames = self.agent_frames_sent
+            if self._mark_timer is not None:
+                self._mark_timer.cancel()
+                self._mark_timer = None
             await self._send({"event": "clear", "streamSid": self.stream_sid})
         else:
             await self._send({"event": "mark", "streamSid": self.stream_sid,
-                              "mark": {"name": json.dumps(event, separators=(",", ":"))}})
+                              "mark": {"name": control_mark_name(event)}})
 
     async def _transport_close(self, reason: str) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
         await self._conn.close(1000, reason[:120])
+
+
+def control_mark_name(event: dict[str, Any]) -> str:
+    """Return the short mark name a control event rides as over Twilio: ``ctl:<type>``, or
+    ``ctl:error:<code>`` for an error (at most 64 characters)."""
+    name = f"ctl:{event.get('type')}"
+    if event.get("type") == "error" and event.get("code"):
+        name += f":{event['code']}"
+    return name[:64]
 
 
 class WsIngress:
@@ -178,6 +250,9 @@ class WsIngress:
                     call.feed_uplink(chunk - 1, payload, ts)
                 elif ev == "mark":
                     self.stats["marks"] += 1
+                    mark = msg.get("mark")
+                    if isinstance(mark, dict) and isinstance(mark.get("name"), str):
+                        call.on_mark(mark["name"])
                 elif ev == "stop":
                     call._end("caller sent stop")
                     break
