@@ -41,6 +41,10 @@ class IngressConfig:
         the interface's address, and a fixed ``quic_port``; where AF_XDP cannot work, one log
         line and asyncio). See clutchcall.prod.ingress.dataplane.
     xdp_iface: the network interface of ``io="xdp"`` (required with it, unused otherwise).
+    max_unauthenticated: connections per ingress that have not authenticated yet (TLS or QUIC
+        handshake, setup) before new ones are refused at once (see ingress.admission).
+    quic_retry_above: from this many pending QUIC handshakes on, a new caller must first
+        answer a QUIC Retry (address validation); 0: always.
     ack_delay_ms: how long the edge waits before acknowledging callers' 1-RTT packets (20 ms:
         about one ACK per two audio frames instead of one per frame; see ingress.ackdelay).
     """
@@ -62,6 +66,8 @@ class IngressConfig:
     io: str = "auto"
     xdp_iface: str | None = None
     ack_delay_ms: float = ACK_DELAY_MS
+    max_unauthenticated: int = 256
+    quic_retry_above: int = 32
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30, 40, 60):
@@ -77,6 +83,8 @@ class IngressConfig:
         if self.io not in ("auto", "uring", "asyncio", "xdp"):
             raise ConfigError(f"io must be auto, uring, asyncio or xdp, got {self.io!r}")
         check_ack_delay(self.ack_delay_ms)
+        if self.max_unauthenticated < 1 or self.quic_retry_above < 0:
+            raise ConfigError("max_unauthenticated >= 1 and quic_retry_above >= 0")
         if self.io == "xdp":
             check_xdp_settings(self.host, self.quic_port, self.xdp_iface)
 

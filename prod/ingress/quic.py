@@ -55,6 +55,7 @@ from aioquic.quic.events import (
     StreamReset,
 )
 from clutchcall.prod.ingress.ackdelay import set_ack_delay
+from clutchcall.prod.ingress.admission import PendingGate, install_quic_admission
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.codecs import CodecError, check_codec, frame_bytes
@@ -185,6 +186,7 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._ended = False
         loop = asyncio.get_running_loop()
         self._setup_timer = loop.call_later(cfg.setup_timeout_s, self._on_setup_timeout)
+        self._pending_slot = ingress.gate.admit()  # released on authentication or end
         ingress.stats["sessions"] += 1
         ingress._protocols.add(self)
 
@@ -323,6 +325,7 @@ class EdgeProtocol(QuicConnectionProtocol):
             self.call_id = self.ingress.authority.verify(token, time.time())
         except AuthError as err:
             self._refuse(err)
+        self._release_pending()
         cp = param_get(params, PARAM_CODEC)
         if isinstance(cp, bytes):
             try:
@@ -492,9 +495,15 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._quic.close(error_code=code, reason_phrase=reason)
         self.transmit()
 
+    def _release_pending(self) -> None:
+        if self._pending_slot:
+            self._pending_slot = False
+            self.ingress.gate.release()
+
     def _finish(self, reason: str) -> None:
         if self._ended:
             return
+        self._release_pending()
         self._ended = True
         self._setup_timer.cancel()
         self.ingress._protocols.discard(self)
@@ -525,6 +534,7 @@ class QuicIngress:
         self.tickets = tickets or TicketStore()
         self.stats: Counter[str] = Counter()
         self.calls: dict[str, QuicCall] = {}
+        self.gate = PendingGate(config.max_unauthenticated, self.stats, "quic")
         self._protocols: set[EdgeProtocol] = set()
         self._server: QuicServer | None = None
         self.port = 0
@@ -555,6 +565,7 @@ class QuicIngress:
             raise
         self.io_kind = io.kind
         self._io = io
+        install_quic_admission(self._server, self.gate, self.config.quic_retry_above)
         # the shared UDP socket was bound with a deep receive buffer (bind_udp, EDGE_RCVBUF_BYTES):
         # a loop stall queues instead of dropping, which would collapse the callers' congestion
         # windows (see ingress.udpbuf); AF_XDP has no kernel socket

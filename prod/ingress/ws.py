@@ -43,6 +43,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from clutchcall.engine.errors import RemoteProtocolError
+from clutchcall.prod.ingress.admission import (
+    PendingGate,
+    gated_listener,
+    release_connection,
+    shrink_tls_read_buffer,
+)
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.config import IngressConfig
@@ -207,6 +213,7 @@ class WsIngress:
         self.authority = authority or TokenAuthority(config.auth_key)
         self.stats: Counter[str] = Counter()
         self.calls: dict[str, WsCall] = {}
+        self.gate = PendingGate(config.max_unauthenticated, self.stats, "ws")
         self._server: Server | None = None
         self.port = 0
         self.cert_path = config.cert
@@ -221,12 +228,24 @@ class WsIngress:
                 self.cert_path, self.key_path = str(cert), str(key)
             assert self.key_path is not None
             ctx = server_ssl_context(self.cert_path, self.key_path)
-        where: dict[str, Any] = ({"sock": self._sock} if self._sock is not None
-                                 else {"host": self.config.host, "port": self.config.ws_port})
         self._server = await serve(self._serve, ssl=ctx, max_size=MAX_MESSAGE_BYTES,
-                                   open_timeout=self.config.setup_timeout_s, **where)
+                                   open_timeout=self.config.setup_timeout_s, sock=self._gated_socket())
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         return self.port
+
+    def _gated_socket(self) -> socket.socket:
+        """The listening socket (``sock``, or one bound to host:ws_port) behind the
+        unauthenticated-connection gate (clutchcall.prod.ingress.admission)."""
+        shrink_tls_read_buffer()
+        if self._sock is not None:
+            return gated_listener(self._sock, self.gate)
+        family, _kind, _proto, _, addr = socket.getaddrinfo(
+            self.config.host, self.config.ws_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        plain = socket.create_server(addr[:2], family=family, backlog=1024)
+        try:
+            return gated_listener(plain, self.gate)
+        finally:
+            plain.close()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -241,6 +260,7 @@ class WsIngress:
         try:
             start = await self._await_start(conn)
             call = self._open_call(conn, start)
+            release_connection(conn.transport)  # authenticated: no longer counts as pending
             task = asyncio.ensure_future(self._run_handler(call))
             async for raw in conn:
                 msg = parse_message(raw)
