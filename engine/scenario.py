@@ -5,7 +5,7 @@ frames at 1x with VAD decisions, agent audio start/finish -- shaped like a phone
 caller turns of 0.8-4 s with mid-turn pauses, replies from the agent after each committed turn,
 backchannels ("mhm") and barge-ins over the agent. It is pure (no clock, no I/O); the demo,
 the benchmark and tests drive the engine with it. :func:`run_inputs` plays such a list through
-a :class:`TurnEngine` with the DESIGN drive loop and returns every output.
+a :class:`TurnEngine` with the drive loop (docs/architecture.md §2) and returns every output.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> l
                 speech[k] = True
         i += a_len + rng.randint(10, 40)
     events: list[ScriptInput] = []
-    starts = {s: e for s, e in agent}
+    starts = dict(agent)
     ends = {e for _, e in agent}
     for k in range(n_frames):
         t = round((k + 1) * step, 6)
@@ -87,7 +87,8 @@ def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> l
 
 
 def run_inputs(engine: TurnEngine, inputs: list[ScriptInput]) -> list[Output]:
-    """Drive ``engine`` through ``inputs`` with the DESIGN drive loop; return all outputs.
+    """Drive ``engine`` through ``inputs`` with the drive loop (docs/architecture.md §2); return
+    all outputs.
 
     Timers are honoured: before each input, a deadline at or before its time is fired with
     ``handle_timer(deadline)``, as a shell's timer would have done.

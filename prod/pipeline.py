@@ -16,7 +16,7 @@ transit seen (or its arrival when it has no media time). That is the engine's cl
 minus its due time), and the timer, agent start/finish and holds are all placed on it
 (``loop.time() - lag``), so arrival jitter never reorders caller frames against the agent's
 audio or the deadlines. Frames are laid end to end (never overlapping, never back in time);
-one that would end in that clock's future is held until then. Then the one drive loop of DESIGN §2: drain the engine, perform
+one that would end in that clock's future is held until then. Then the one drive loop of docs/architecture.md §2: drain the engine, perform
 each output (``Append`` -> the frame's 24 kHz audio to the model leg, ``Prime`` / ``Commit`` /
 ``BackchannelFiltered`` / ``Cancel`` -> the model leg; every output -> metrics), and re-arm the
 single ``loop.call_at`` timer whose callback runs ``handle_timer(max(deadline, loop.time()))``.
@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from clutchcall.engine import (
     Append,
     BackchannelFiltered,
@@ -169,7 +170,7 @@ class TurnRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-able dict."""
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -607,7 +608,7 @@ class CallPipeline:
                     play_end = next_at
                     done = self._playing_response in self._done_responses
                     grace = self.config.underrun_finish_ms / 1000
-                    if done and now >= play_end - 0.0005 or now >= play_end + grace:
+                    if (done and now >= play_end - 0.0005) or now >= play_end + grace:
                         self._playing = False
                         self._playing_item = self._playing_response = None
                         self._agent_finished()

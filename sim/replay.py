@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import simpy
+
 from clutchcall.engine import TurnEngine
 
 
@@ -51,7 +52,7 @@ def replay_in_sim(trace: Any) -> ReplayResult:
     counts: dict[str, int] = {}
     n_out = [0]
 
-    def feeder():  # type: ignore[no-untyped-def]
+    def feeder():
         for i, (inp, recorded) in enumerate(steps):
             if inp.time > env.now:
                 yield env.timeout(inp.time - env.now)

@@ -17,7 +17,7 @@ wall clock is never read. The parts:
   the buffer is behind real time it drops *silence* frames to catch up (never speech). Over
   QUIC a lost frame thus costs one gap; over TCP every later frame waits for it (head-of-line
   blocking) and the speech behind it is fed late.
-* **edge** -- the :class:`~clutchcall.engine.TurnEngine`, driven by the DESIGN §2 loop with
+* **edge** -- the :class:`~clutchcall.engine.TurnEngine`, driven by the docs/architecture.md §2 loop with
   ``env.now``: feed -> drain -> perform -> re-arm the one timer (a single logical timer: each
   re-arm schedules one simpy timeout tagged with a generation; a stale one is ignored, and the
   firing one calls ``handle_timer(max(deadline, env.now))``). ``agent_audio_started`` /
@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 import simpy
+
 from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
 from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
 from clutchcall.engine.errors import ConfigError
@@ -202,9 +203,9 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
     if net.transport == "tcp":
         return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
     if net.transport == "quic":
-        kw = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
+        kw: dict[str, Any] = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
               "ack_delay_ms": net.quic_ack_delay_ms}
-        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)  # type: ignore[arg-type]
+        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)
     from clutchcall.sim.quic_exact import ExactQuicTransport
 
     return ExactQuicTransport.pair(net, rngs)
@@ -397,7 +398,7 @@ class _World:
         self.eng.handle_timer(now)
         self.pump()
 
-    def feeder(self, schedule: list[tuple[float, int, bool]]):  # type: ignore[no-untyped-def]
+    def feeder(self, schedule: list[tuple[float, int, bool]]):
         env, eng, fms = self.env, self.eng, self.call.frame_ms
         timeout = env.timeout
         rec = self.rec
@@ -596,7 +597,7 @@ class _World:
                 self.rec.agent_audio_finished(now)
             self.eng.agent_audio_finished(now)
 
-    def script_proc(self):  # type: ignore[no-untyped-def]
+    def script_proc(self):
         env = self.env
         for j, item in enumerate(self.script):
             a, b, _used = item

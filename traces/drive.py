@@ -2,8 +2,8 @@
 
 Theory of operation: :func:`drive_call` is the offline shell for one labelled call. It
 frames the caller channel (``frame_ms`` from the config) and asks webrtcvad for each frame's
-decision (``clutchcall.engine.audio.vad``, as the edge does), then runs the DESIGN drive
-loop with a scripted agent: the agent's audio starts at each ``agent_speech`` interval's
+decision (``clutchcall.engine.audio.vad``, as the edge does), then runs the drive loop
+(docs/architecture.md §2) with a scripted agent: the agent's audio starts at each ``agent_speech`` interval's
 start and finishes at its end -- unless the engine emits ``Cancel`` while it plays, in which
 case the shell stops the playout at once (``agent_audio_finished`` at the cancel's time) and
 that interval is over. Timers fire at their deadline, before any input that comes later.
@@ -17,6 +17,7 @@ a deterministic harness for the engine's caller-side decisions, not a conversati
 from __future__ import annotations
 
 import numpy as np
+
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Output
 from clutchcall.engine.audio.vad import VadFramer

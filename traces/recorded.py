@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import polars as pl
+
+from clutchcall import __version__
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import OUTPUT_TYPES, Output
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.engine.policy import TurnPolicy
 from clutchcall.traces.errors import TraceFormatError
-
-from clutchcall import __version__
 
 TRACE_FORMAT = "clutchcall.trace"
 TRACE_VERSION = 1
@@ -208,6 +208,7 @@ def to_frame(trace: RecordedTrace) -> pl.DataFrame:
     """Return the trace's rows as a polars DataFrame with :data:`SCHEMA`."""
     cols: dict[str, list[Any]] = {k: [] for k in SCHEMA}
     for r in trace.rows:
+        vals: tuple[object, ...]
         if isinstance(r, InputEvent):
             vals = ("in", r.kind, r.time, r.seq, r.duration_ms, r.speech, None)
         else:

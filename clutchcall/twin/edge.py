@@ -36,10 +36,10 @@ async def serve_edge(*, call_ids: list[str], ttfa_ms: int = 300, quic_port: int 
     logging.basicConfig(level=logging.WARNING)
     model = ReferenceModelServer(ModelServerConfig(time_to_first_audio_ms=ttfa_ms))
     url = await model.start()
-    kw = {"auth_key": auth_key.encode()} if auth_key else {}
+    kw: dict[str, Any] = {"auth_key": auth_key.encode()} if auth_key else {}
     cfg = IngressConfig(host="0.0.0.0", quic_port=quic_port, ws_port=ws_port,
                         cert_dir=cert_dir or tempfile.mkdtemp(prefix="clutchcall-twin-tls-"),
-                        **kw)  # type: ignore[arg-type]
+                        **kw)
     handlers = {name: PipelineHandler(model_url=url, model_config=ModelLegConfig(url=url))
                 for name in ("quic", "ws")}
     quic = QuicIngress(cfg, handlers["quic"])

@@ -93,7 +93,7 @@ class CallSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-able dict."""
-        d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        d = {k: getattr(self, k) for k in self.__slots__}
         d["turns"] = [t.to_dict() for t in self.turns]
         return d
 
@@ -158,6 +158,7 @@ class EdgeHandler:
                                  config=self.turn_config,
                                  extra={"transport": summary.transport, "source": "clutchcall edge"})
         if self.trace_dir is not None:  # record only what will be written
+            # RecordingEngine wraps the engine with its interface (duck-typed, not a subclass)
             pipe.engine = RecordingEngine(pipe.engine, recorder)  # type: ignore[assignment]
         self.pipelines[call.call_id] = pipe
         last = [asyncio.get_running_loop().time()]

@@ -234,6 +234,7 @@ def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[
     ``threshold_dbfs``), used by the jitter buffer to drain accumulated lag during silence;
     None for Opus (judging it would need a decode; only concealed frames drain there)."""
     import numpy as np
+
     from clutchcall.engine.audio import alaw_decode
     from clutchcall.engine.audio import ulaw_decode as _ulaw
 

@@ -54,6 +54,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
+
 from clutchcall.prod.ingress.ackdelay import set_ack_delay
 from clutchcall.prod.ingress.admission import PendingGate, install_quic_admission
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority

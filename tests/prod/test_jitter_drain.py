@@ -4,11 +4,12 @@ of it (``sim.world.playout_schedule``) agreeing with it frame for frame."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clutchcall.prod.ingress.call import silence_judge
 from clutchcall.prod.ingress.jitter import JitterBuffer
 from clutchcall.sim.world import playout_schedule
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 F = 0.02
 
@@ -90,6 +91,7 @@ def test_concealed_frames_drain_too() -> None:
 
 def test_silence_judge_by_energy() -> None:
     import numpy as np
+
     from clutchcall.engine.audio import ulaw_encode
 
     judge = silence_judge("pcm16")

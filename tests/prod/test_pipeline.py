@@ -13,6 +13,7 @@ from typing import Any, Self
 
 import numpy as np
 import pytest
+
 from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig, TurnEngine
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.metrics import EdgeMetrics

@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
 from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.config import IngressConfig

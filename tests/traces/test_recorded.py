@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
+from clutchcall.cli import main
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Commit
 from clutchcall.engine.scenario import FrameInput, scripted_call
@@ -26,11 +28,9 @@ from clutchcall.traces.recorded import (
     write_trace,
 )
 
-from clutchcall.cli import main
-
 
 def record(seed: int = 3, seconds: float = 40.0, config: TurnConfig | None = None) -> tuple[RecordedTrace, list]:
-    """Drive a real engine through a scripted call with the DESIGN drive loop, recording
+    """Drive a real engine through a scripted call with the drive loop (docs/architecture.md §2), recording
     every input and drain; return the trace and every output the engine produced."""
     cfg = config or TurnConfig()
     eng = TurnEngine(cfg)
@@ -137,7 +137,7 @@ def test_trace_show_prints_header_and_decisions(recorded: tuple[Path, RecordedTr
 
 
 # ------------------------------------------------------------------ rejection of bad files
-def _rewrite(src: Path, dst: Path, df: pl.DataFrame | None = None, meta: dict | None | str = "keep") -> Path:
+def _rewrite(src: Path, dst: Path, df: pl.DataFrame | None = None, meta: dict | str | None = "keep") -> Path:
     frame = pl.read_parquet(str(src)) if df is None else df
     if meta == "keep":
         meta = {META_KEY: pl.read_parquet_metadata(str(src))[META_KEY]}
@@ -226,9 +226,9 @@ def test_not_parquet_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_recorder_rejects_a_bad_header_up_front() -> None:
-    with pytest.raises(TraceFormatError, match="header.codec"):
+    with pytest.raises(TraceFormatError, match=r"header.codec"):
         TraceRecorder(call_id="x", codec="mp3", rate=8000, config=TurnConfig())
-    with pytest.raises(TraceFormatError, match="header.rate"):
+    with pytest.raises(TraceFormatError, match=r"header.rate"):
         TraceRecorder(call_id="x", codec="pcm16", rate=11025, config=TurnConfig())
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call
 from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig, feed_schedule, simulate_call
-
 from clutchcall.twin import measure
 from clutchcall.twin.check import sim_config
 
