@@ -66,8 +66,8 @@ from clutchcall.engine import (
 from clutchcall.engine.audio import AudioError, Codec, Transcoder, VadFramer
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
-from clutchcall.prod.model.protocol import ModelTimeoutError
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
+from clutchcall.prod.model.protocol import ModelTimeoutError
 
 log = logging.getLogger("clutchcall.pipeline")
 

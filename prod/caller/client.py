@@ -403,6 +403,7 @@ class WsCallerTransport(CallerTransport):
         # a mark is echoed once the audio before it has played, pending ones at once on clear
         self._play_end = 0.0
         self._echoes: dict[str, asyncio.TimerHandle] = {}
+        self._echo_tasks: set[asyncio.Future[None]] = set()
         self.marks_echoed = 0
 
     async def connect(self) -> None:
@@ -463,7 +464,9 @@ class WsCallerTransport(CallerTransport):
         self.marks_echoed += 1
         msg = json.dumps({"event": "mark", "sequenceNumber": str(self._seq), "streamSid": self.stream_sid,
                           "mark": {"name": name}})
-        asyncio.ensure_future(self._send_quietly(msg))
+        task = asyncio.ensure_future(self._send_quietly(msg))
+        self._echo_tasks.add(task)
+        task.add_done_callback(self._echo_tasks.discard)
 
     async def _send_quietly(self, msg: str) -> None:
         with contextlib.suppress(Exception):

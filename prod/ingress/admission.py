@@ -120,9 +120,9 @@ def install_quic_admission(server: Any, gate: PendingGate, retry_above: int,
     """Wrap aioquic ``server``'s ``datagram_received`` with the QUIC admission rules of the
     module docstring. ``gate.pending`` must be kept by the connections (taken when one is
     created, released when it authenticates or ends). Returns None."""
+    from aioquic.buffer import Buffer
     from aioquic.quic.packet import QuicPacketType, pull_quic_header
     from aioquic.quic.retry import QuicRetryTokenHandler
-    from aioquic.buffer import Buffer
 
     handler = QuicRetryTokenHandler()
     inner = server.datagram_received

@@ -12,6 +12,9 @@ import sys
 import time
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.caller.client import QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig
@@ -23,8 +26,6 @@ from clutchcall.prod.ingress.auth import (
     resolve_auth_key,
 )
 from clutchcall.prod.ingress.config import IngressConfig
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 pytestmark = pytest.mark.timeout(60)
 

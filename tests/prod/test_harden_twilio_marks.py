@@ -51,6 +51,7 @@ class TwilioSide:
         self.cleared_at: list[float] = []
         self.mark_names: list[str] = []
         self.seq = 0
+        self.tasks: set[asyncio.Future[None]] = set()
 
     async def send(self, obj: dict[str, Any]) -> None:
         self.seq += 1
@@ -58,7 +59,9 @@ class TwilioSide:
 
     def echo(self, name: str) -> None:
         self.pending.pop(name, None)
-        asyncio.ensure_future(self.send({"event": "mark", "streamSid": self.sid, "mark": {"name": name}}))
+        task = asyncio.ensure_future(self.send({"event": "mark", "streamSid": self.sid, "mark": {"name": name}}))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def receive(self) -> None:
         from pipecat.frames.frames import InputAudioRawFrame, StartFrame
