@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from clutchcall.engine.call import TurnRecord
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model.speech import render_speech_sync
-from clutchcall.prod.pipeline import CallerFrame, CallPipeline, PipelineConfig, TurnRecord
+from clutchcall.prod.pipeline import CallerFrame, CallPipeline, PipelineConfig
 
 RATE = 16000
 FRAME = RATE // 50

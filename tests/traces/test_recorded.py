@@ -12,13 +12,13 @@ import pytest
 from clutchcall.cli import main
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Commit
-from clutchcall.engine.scenario import FrameInput, scripted_call
+from clutchcall.engine.call import EngineDriver
+from clutchcall.engine.scenario import scripted_call
 from clutchcall.traces.errors import TraceFormatError
 from clutchcall.traces.recorded import (
     META_KEY,
     InputEvent,
     RecordedTrace,
-    RecordingEngine,
     TraceRecorder,
     first_mismatch,
     read_header,
@@ -54,14 +54,15 @@ def record(seed: int = 3, seconds: float = 40.0, config: TurnConfig | None = Non
             rec.timer(deadline)
             drain()
             deadline = eng.get_timer()
-        if isinstance(inp, FrameInput):
+        if inp.kind == "caller_frame":
+            assert inp.speech is not None and inp.duration_ms is not None
             eng.caller_frame(now, speech=inp.speech, duration_ms=inp.duration_ms, seq=i)
             rec.caller_frame(now, speech=inp.speech, duration_ms=inp.duration_ms, seq=i)
-        elif inp.started and not playing:
+        elif inp.kind == "agent_audio_started" and not playing:
             eng.agent_audio_started(now)
             rec.agent_audio_started(now)
             playing = True
-        elif not inp.started and playing:
+        elif inp.kind == "agent_audio_finished" and playing:
             eng.agent_audio_finished(now)
             rec.agent_audio_finished(now)
             playing = False
@@ -245,24 +246,18 @@ def test_frame_has_the_documented_schema(recorded: tuple[Path, RecordedTrace, li
     assert json.loads(second["fields"]) == {"duration_ms": 20, "seq": 0, "speech": first["speech"]}
 
 
-def test_recording_engine_records_what_it_feeds(recorded: tuple[Path, RecordedTrace, list]) -> None:
+def test_the_driver_records_what_it_feeds(recorded: tuple[Path, RecordedTrace, list]) -> None:
+    """The recorder is passed in: an EngineDriver records each input and its drain."""
     _, trace, outs = recorded
-    eng = RecordingEngine(TurnEngine(trace.header.config),
-                          TraceRecorder(call_id="again", codec="g711_ulaw", rate=8000, config=trace.header.config))
+    rec = TraceRecorder(call_id="again", codec="g711_ulaw", rate=8000, config=trace.header.config)
+    eng = EngineDriver(config=trace.header.config, recorder=rec)
     got: list = []
     for inp in trace.inputs:
-        if inp.kind == "caller_frame":
-            eng.caller_frame(inp.time, speech=bool(inp.speech), duration_ms=int(inp.duration_ms or 20), seq=inp.seq)
-        elif inp.kind == "agent_audio_started":
-            eng.agent_audio_started(inp.time)
-        elif inp.kind == "agent_audio_finished":
-            eng.agent_audio_finished(inp.time)
-        else:
+        if inp.kind == "timer":
             assert eng.get_timer() is not None
-            eng.handle_timer(inp.time)
-        got.extend(eng.drain())
+        got.extend(eng.feed(inp))
     assert got == outs
-    assert eng.recorder.trace().rows == trace.rows
+    assert rec.trace().rows == trace.rows
 
 
 def test_trace_show_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clutchcall.engine.call.jitter import JitterBuffer
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
-from clutchcall.prod.ingress.jitter import JitterBuffer
 
 
 def jb(**kw):  # type: ignore[no-untyped-def]
