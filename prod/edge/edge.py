@@ -46,7 +46,7 @@ log = logging.getLogger("clutchcall.edge")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def _model_timeouts(cfg: EdgeConfig) -> dict[str, float]:
+def _model_timeouts(cfg: EdgeConfig) -> dict[str, Any]:
     """Return the model leg's time-outs from the edge config (ModelLegConfig keyword args)."""
     return {"connect_timeout_s": cfg.model_connect_timeout_s,
             "session_timeout_s": cfg.model_session_timeout_s,

@@ -91,7 +91,7 @@ class Sampler:
         self.fds.append(open_fds(self.pid))
         self._task = asyncio.ensure_future(self._run())
 
-    async def stop(self) -> dict[str, int]:
+    async def stop(self) -> dict[str, Any]:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

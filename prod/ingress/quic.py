@@ -151,7 +151,9 @@ class QuicCall(BaseCall):
         self._proto.send_control_object(json.dumps(event, separators=(",", ":")).encode())
 
     async def _transport_close(self, reason: str) -> None:
-        self._proto.end_session(TerminationCode.NO_ERROR, reason)
+        # a caller ended for breaking its bounds gets PROTOCOL_VIOLATION (BaseCall.close_violation)
+        self._proto.end_session(TerminationCode.PROTOCOL_VIOLATION if self.policy_violation
+                                else TerminationCode.NO_ERROR, reason)
 
 
 class EdgeProtocol(QuicConnectionProtocol):

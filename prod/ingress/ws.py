@@ -190,7 +190,8 @@ class WsCall(BaseCall):
     async def _transport_close(self, reason: str) -> None:
         if self._mark_timer is not None:
             self._mark_timer.cancel()
-        await self._conn.close(1000, reason[:120])
+        # a caller ended for breaking its bounds gets the policy code (BaseCall.close_violation)
+        await self._conn.close(1008 if self.policy_violation else 1000, reason[:120])
 
 
 def control_mark_name(event: dict[str, Any]) -> str:
