@@ -536,6 +536,13 @@ class CallSessionDownlink:
         f = getattr(self.call, "unconfirmed_ms", None)
         return int(f()) if callable(f) else None
 
+    def confirmed_played_ms(self) -> int | None:
+        """Agent audio (ms) the caller leg confirmed played so far on the call (Twilio mark
+        echoes; cumulative, a lower bound at most one mark interval behind), or None where
+        the transport does not confirm playback (prod/ingress/ws.py docstring)."""
+        played = getattr(self.call, "played_ms", None)
+        return int(played) if isinstance(played, int) else None
+
 
 @dataclass
 class MemoryDownlink:

@@ -17,7 +17,20 @@ call). An echo of ``p<N>`` confirms N frames played; after a ``clear`` the echoe
 before it confirm nothing (the audio was dropped, not played), so the count jumps to what was
 sent. :meth:`WsCall.unconfirmed_ms` is the agent audio sent but not yet confirmed played: the
 pipeline's played-time on cancel (the truncation point told to the model) is what was sent of
-the item minus that. Other control events ride as marks named ``ctl:<type>`` (errors:
+the item minus that.
+
+The played position, for anything that decides on agent audio the phone has buffered (soft
+barge-in: duck / pause must account for audio Twilio already holds), is read from the call
+object -- or from the pipeline's ``CallSessionDownlink``, which passes these through and gives
+None on transports that do not confirm playback:
+
+* ``call.played_ms`` -- agent audio (ms) Twilio confirmed played, cumulative (a lower bound:
+  at most one mark interval behind now, plus at most one per ``clear``; audio dropped by
+  ``clear`` never counts);
+* ``call.sent_ms`` -- agent audio (ms) sent, cumulative;
+* ``call.unconfirmed_ms()`` -- ``sent`` minus confirmed: what Twilio still buffers now
+  (0 right after a ``clear``);
+* ``call.last_confirmed_at`` -- loop time of the latest confirming echo (to extrapolate). Other control events ride as marks named ``ctl:<type>`` (errors:
 ``ctl:error:<code>``); their echoes are ignored.
 
 After a valid ``start`` with an accepted token, a :class:`WsCall` (the same
@@ -127,11 +140,31 @@ class WsCall(BaseCall):
         self._mark_timer: asyncio.TimerHandle | None = None
         self.marks_sent = 0
         self.marks_confirmed = 0
+        self.played_frames = 0  # agent frames Twilio confirmed played (never cleared ones)
+        self.last_confirmed_at: float | None = None
+        """Loop time (s) of the latest mark echo that confirmed playback, or None."""
 
     def unconfirmed_ms(self) -> int:
         """Return the agent audio (ms) sent on this call that Twilio has not yet confirmed
-        played through a mark echo."""
+        played through a mark echo: what Twilio still has buffered (or is playing) now, to
+        within one mark interval. 0 right after a clear (Twilio dropped its buffer)."""
         return max(0, self.agent_frames_sent - self.confirmed_frames) * self.frame_ms
+
+    # -- the played position, for playout decisions (duck / pause / truncate) -----------------
+    @property
+    def played_ms(self) -> int:
+        """Agent audio (ms) Twilio confirmed played on this call so far (cumulative over
+        replies; audio dropped by a ``clear`` is never counted). A lower bound: audio played
+        since the latest echo is confirmed by the next mark, at most ``MARK_EVERY_FRAMES``
+        frames (100 ms) later or :data:`MARK_IDLE_S` after a burst; what played between the
+        latest echo and a ``clear`` is never confirmed (Twilio echoes pending marks on clear
+        whether played or not), so each clear may leave up to one mark interval uncounted."""
+        return self.played_frames * self.frame_ms
+
+    @property
+    def sent_ms(self) -> int:
+        """Agent audio (ms) sent to Twilio on this call so far (cumulative)."""
+        return self.agent_frames_sent * self.frame_ms
 
     def on_mark(self, name: str) -> None:
         """Twilio echoed mark ``name``: a ``p<N>`` mark confirms N agent frames played
@@ -142,8 +175,10 @@ class WsCall(BaseCall):
         if n > self.agent_frames_sent:
             raise WsProtocolError(1007, f"mark {name!r} echoes audio never sent")
         if n > self._cleared_upto and n > self.confirmed_frames:
+            self.played_frames += n - self.confirmed_frames
             self.confirmed_frames = n
             self.marks_confirmed += 1
+            self.last_confirmed_at = self._loop.time()
 
     async def _send_mark(self) -> None:
         if self._mark_timer is not None:

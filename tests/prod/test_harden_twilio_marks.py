@@ -112,6 +112,9 @@ def test_cancel_truncates_at_what_twilio_confirmed_played(tmp_path) -> None:  # 
     pcm = bytes(2 * rate // 5) + question + bytes(2 * rate * 2) + barge + bytes(2 * rate * 2)
     ulaw = ulaw_encode(pcm)
 
+    calls: list[Any] = []
+    snapshot: list[tuple[int, float]] = []
+
     async def main() -> tuple[TwilioSide, list[tuple[str, int]], dict[str, int]]:
         async with Edge(cfg) as edge:
             token = edge.issue_token("tw1")
@@ -130,6 +133,10 @@ def test_cancel_truncates_at_what_twilio_confirmed_played(tmp_path) -> None:  # 
                     await tw.send({"event": "media", "streamSid": tw.sid, "media": {
                         "track": "inbound", "chunk": str(i + 1), "timestamp": str(i * 20),
                         "payload": base64.b64encode(ulaw[i * 160:(i + 1) * 160]).decode()}})
+                    if not calls and "tw1" in edge.ws.calls:
+                        calls.append(edge.ws.calls["tw1"])  # the WsCall: its played position
+                if calls:  # the played position as the edge sees it, and the truth, now
+                    snapshot.append((calls[0].played_ms, tw.played_ms_before(tw.loop.time())))
                 await tw.send({"event": "stop", "streamSid": tw.sid, "stop": {"callSid": "CAtw1"}})
                 await asyncio.wait_for(reader, 10)
             assert edge.model_server is not None
@@ -149,3 +156,17 @@ def test_cancel_truncates_at_what_twilio_confirmed_played(tmp_path) -> None:  # 
     # marks: short names, none carrying JSON; Twilio's echoes were counted
     assert tw.mark_names and all(len(n) <= 16 and not n.startswith("{") for n in tw.mark_names), tw.mark_names
     assert stats["marks"] >= 5
+    # the played position API (prod/ingress/ws.py docstring): what Twilio confirmed played,
+    # cumulative, never the audio a clear dropped; a lower bound within one mark interval
+    from clutchcall.prod.pipeline import CallSessionDownlink
+
+    call = calls[0]
+    confirmed, truth = snapshot[0]
+    print(f"confirmed played {confirmed} ms, Twilio had played {truth:.0f} ms; sent {call.sent_ms} ms")
+    assert truth > 2000  # both replies played (the second after the barge-in)
+    # a lower bound: at most one mark interval (100 ms) behind now, plus, per clear, what
+    # played after the latest echo before it (never confirmed), plus scheduling
+    assert truth - 100 * (1 + len(tw.cleared_at)) - 50 <= confirmed <= truth + 20, (confirmed, truth)
+    assert call.played_ms < call.sent_ms  # the cleared audio was sent, never played
+    assert call.last_confirmed_at is not None
+    assert CallSessionDownlink(call).confirmed_played_ms() == call.played_ms
