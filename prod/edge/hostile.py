@@ -105,14 +105,21 @@ class Sampler:
 class ServedEdge:
     """``clutchcall serve`` in a child process (module docstring)."""
 
-    def __init__(self, pythonpath: str | None, extra: list[str] | None = None) -> None:
+    def __init__(self, pythonpath: str | None, extra: list[str] | None = None,
+                 trace_dir: str | None = None, auth_key: str | None = None) -> None:
+        """``trace_dir``: record one trace per call there (default: no traces); ``auth_key``:
+        the edge's token key (``CLUTCHCALL_AUTH_KEY``; :meth:`issue_token` then works)."""
         self.dir = tempfile.TemporaryDirectory(prefix="cc-hostile-")
+        traces = ["--no-trace"] if trace_dir is None else ["--trace-dir", trace_dir]
+        self.auth_key = auth_key
         env = dict(os.environ)
+        if auth_key is not None:
+            env["CLUTCHCALL_AUTH_KEY"] = auth_key
         if pythonpath:
             env["PYTHONPATH"] = pythonpath
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clutchcall.cli", "serve", "--quic-port", "0", "--ws-port", "0",
-             "--metrics-port", "-1", "--ready-json", "--tokens", "2", "--no-trace", "--ttfa-ms", "100",
+             "--metrics-port", "-1", "--ready-json", "--tokens", "2", *traces, "--ttfa-ms", "100",
              "--cert-dir", os.path.join(self.dir.name, "tls"), "--log-level", "error", "--grace", "0.2",
              *(extra or [])],
             cwd=self.dir.name, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -122,6 +129,15 @@ class ServedEdge:
             self.stop()
             raise RuntimeError("serve exited before it was ready")
         self.ready: dict[str, Any] = json.loads(line)
+
+    def issue_token(self, call_id: str, ttl_s: float = 3600.0) -> str:
+        """Return a token for ``call_id`` signed with the ``auth_key`` the edge was started
+        with. Raises ValueError if it was started without one."""
+        from clutchcall.prod.ingress.auth import TokenAuthority
+
+        if self.auth_key is None:
+            raise ValueError("ServedEdge started without auth_key: it cannot issue tokens")
+        return TokenAuthority(self.auth_key.encode()).issue(call_id, time.time() + ttl_s)
 
     def stop(self) -> dict[str, Any]:
         """Stop the child; return its last (``stopped``) line, or {}."""
