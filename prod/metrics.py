@@ -99,10 +99,38 @@ class EdgeMetrics:
         self.calls_active = Gauge(
             "calls_active", "Calls in progress.", namespace=namespace, registry=r,
         )
+        self._hardening_metrics(namespace)
         for outcome in ("armed", "confirmed", "dismissed"):
             self.barge_ins.labels(outcome=outcome)
         for over in ("true", "false"):
             self.backchannels_filtered.labels(over_agent=over)
+
+    def _hardening_metrics(self, namespace: str) -> None:
+        """Counters of the edge's defences (issue 19): model time-outs and retries, callers
+        that exceed their bounds, and calls closed for it."""
+        r = self.registry
+        self.model_timeouts = Counter(
+            "model_timeouts", "Model-leg time-outs by stage: connect (handshake), session (no "
+            "session.created), first_audio (a response's first audio delta did not come in time).",
+            ["stage"], namespace=namespace, registry=r,
+        )
+        self.model_retries = Counter(
+            "model_response_retries", "Responses asked again (response.create) after their first "
+            "audio timed out (at most once per response).", namespace=namespace, registry=r,
+        )
+        self.caller_violations = Counter(
+            "caller_violations", "Caller frames or gaps beyond the call's bounds, dropped: kind "
+            "ahead (held ahead of the media clock beyond the bound), conceal (concealment beyond "
+            "the per-gap or per-second cap).", ["kind"], namespace=namespace, registry=r,
+        )
+        self.calls_closed_violation = Counter(
+            "calls_closed_violation", "Calls closed because the caller kept violating its bounds "
+            "(WebSocket close 1008, MoQT PROTOCOL_VIOLATION).", namespace=namespace, registry=r,
+        )
+        for stage in ("connect", "session", "first_audio"):
+            self.model_timeouts.labels(stage=stage)
+        for kind in ("ahead", "conceal"):
+            self.caller_violations.labels(kind=kind)
 
     def observe_output(self, out: Output) -> None:
         """Count the engine events that have a metric; other outputs are ignored."""

@@ -29,6 +29,7 @@ from typing import Any, Self
 
 from clutchcall.prod.edge.config import EdgeConfig
 from clutchcall.prod.edge.handler import EdgeHandler
+from clutchcall.prod.ingress.auth import resolve_auth_key
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.ingress.ws import WsIngress
@@ -43,6 +44,13 @@ from clutchcall.prod.model.server import (
 log = logging.getLogger("clutchcall.edge")
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _model_timeouts(cfg: EdgeConfig) -> dict[str, Any]:
+    """Return the model leg's time-outs from the edge config (ModelLegConfig keyword args)."""
+    return {"connect_timeout_s": cfg.model_connect_timeout_s,
+            "session_timeout_s": cfg.model_session_timeout_s,
+            "first_audio_timeout_s": cfg.model_first_audio_timeout_s}
 
 
 class Edge:
@@ -86,22 +94,23 @@ class Edge:
 
     async def _start(self) -> None:
         cfg = self.config
+        resolve_auth_key(cfg.host, cfg.auth_key)  # a public bind without a key: refuse first
         if cfg.model_url is None:
             m = cfg.model
             self.model_server = ReferenceModelServer(ModelServerConfig(
                 mode=m.mode, time_to_first_audio_ms=m.time_to_first_audio_ms, delta_ms=m.delta_ms,
                 replies=m.replies if m.replies is not None else DEFAULT_REPLIES))
             self.model_url = await self.model_server.start()
-            model_cfg = ModelLegConfig(url=self.model_url)
+            model_cfg = ModelLegConfig(url=self.model_url, **_model_timeouts(cfg))
         else:
             self.model_url = cfg.model_url
-            model_cfg = ModelLegConfig.from_env(url=cfg.model_url, dialect=cfg.model_dialect)
+            model_cfg = ModelLegConfig.from_env(url=cfg.model_url, dialect=cfg.model_dialect,
+                                                **_model_timeouts(cfg))
         self.handler = EdgeHandler(model_url=self.model_url, model_config=model_cfg,
                                    turn_config=cfg.turn, metrics=self.metrics,
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
                                    idle_timeout_s=cfg.caller_idle_timeout_s)
-        key = cfg.auth_key or os.environ.get("CLUTCHCALL_AUTH_KEY")
-        kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}
+        kw: dict[str, Any] = {"auth_key": resolve_auth_key(cfg.host, cfg.auth_key)}
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,
                              key=cfg.key, cert_dir=cfg.cert_dir, frame_ms=cfg.turn.frame_ms,
                              jitter_depth_ms=cfg.jitter_depth_ms, max_calls=cfg.max_calls,

@@ -11,7 +11,8 @@ it prints exactly one JSON line on stdout once both ingresses listen::
 
 so tests and the twin check can drive it (``token`` is for ``--call-id``; ``--tokens N`` adds
 tokens for call ids ``<call-id>-0`` .. ``<call-id>-(N-1)``; with ``CLUTCHCALL_AUTH_KEY`` set a
-driver can also mint its own with ``TokenAuthority``). On SIGINT/SIGTERM the edge stops
+driver can also mint its own with ``TokenAuthority``; without it, a loopback edge uses a random
+per-process key and a non-loopback ``--host`` is refused: one-line error, exit 2). On SIGINT/SIGTERM the edge stops
 gracefully (calls get ``--grace`` seconds, traces are written) and, with ``--ready-json``, one
 last line ``{"stopped": true, ...}`` gives the ingress counters. Logs are JSON lines on stderr.
 """
@@ -152,8 +153,18 @@ def serve_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_auth_key(args: argparse.Namespace) -> None:
+    """Refuse a non-loopback bind address without a configured auth key (no public default
+    key). Returns None; raises ConfigError (the CLI prints it as one line, exit 2)."""
+    from clutchcall.prod.ingress.auth import resolve_auth_key
+
+    cfg = config_from_args(args)
+    resolve_auth_key(cfg.host, cfg.auth_key)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve; returns the exit code."""
+    check_auth_key(args)
     if args.shards < 1:
         print("clutchcall serve: --shards must be >= 1", file=sys.stderr)
         return 2

@@ -80,6 +80,10 @@ class CallHandler(Protocol):
 
 _END = object()
 
+#: at most this many uplink frames wait for the pipeline per call (5 s of 20 ms frames); a
+#: sender faster than the pipeline has the rest dropped (``BaseCall.uplink_dropped``)
+MAX_QUEUED_FRAMES = 250
+
 
 class BaseCall:
     """Shared machinery of a call; transports subclass it (see module docstring)."""
@@ -114,6 +118,10 @@ class BaseCall:
         self.uplink_frames = 0
         self.uplink_out_of_order = 0
         self.uplink_max_seq = -1
+        self.uplink_dropped = 0
+        """Frames refused because :data:`MAX_QUEUED_FRAMES` already waited for the pipeline."""
+        self.policy_violation = False
+        """Set by :meth:`close_violation`: the transport closes with its policy code."""
 
     # ------------------------------------------------------------ pipeline side
 
@@ -182,7 +190,7 @@ class BaseCall:
 
     def _drain(self, now: float) -> None:
         for frame in self.jitter.pop(now):
-            self._queue.put_nowait(frame)
+            self._enqueue(frame)
         deadline = self.jitter.get_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -199,6 +207,23 @@ class BaseCall:
         if self._closed.is_set():
             return
         self._drain(max(deadline or 0.0, self._loop.time()))
+
+    # ------------------------------------------------------------ uplink bounds (issue 19)
+
+    def _enqueue(self, frame: UplinkFrame) -> None:
+        """Queue ``frame`` for the pipeline unless :data:`MAX_QUEUED_FRAMES` already wait (a
+        sender faster than the pipeline): then drop it and count it in ``uplink_dropped`` (the
+        edge's violation guard sees it; the pipeline sees a sequence gap)."""
+        if self._queue.qsize() >= MAX_QUEUED_FRAMES:
+            self.uplink_dropped += 1
+            return
+        self._queue.put_nowait(frame)
+
+    async def close_violation(self, reason: str) -> None:
+        """End the call because the caller broke its bounds: like :meth:`close`, but the
+        transport closes with its policy code (WebSocket 1008, MoQT PROTOCOL_VIOLATION)."""
+        self.policy_violation = True
+        await self.close(reason)
 
     def _end(self, reason: str) -> None:
         """Mark the call ended (caller hung up or transport gone); flush the jitter buffer."""
