@@ -2,11 +2,18 @@
 
 Theory of operation
 -------------------
-:func:`ensure_self_signed` creates (once, then reuses) an ECDSA P-256 key and a self-signed
-certificate for ``localhost`` / 127.0.0.1 / ::1 in a directory, and returns the two paths.
-Both ingresses load the same files: aioquic via ``QuicConfiguration.load_cert_chain`` and the
-WebSocket ingress via an ``ssl.SSLContext``. Callers on loopback trust that certificate by
-using it as their CA file. For a real deployment, pass real certificate/key paths in config.
+:func:`ensure_self_signed` creates (then reuses while it is fresh) an ECDSA P-256 key and a
+self-signed certificate for ``localhost`` / 127.0.0.1 / ::1 in a directory, and returns the two
+paths. Every ingress loads the same files: aioquic via ``QuicConfiguration.load_cert_chain``
+(raw QUIC and WebTransport) and the WebSocket ingress and the web page via an
+``ssl.SSLContext``. Callers on loopback trust that certificate by using it as their CA file.
+
+The certificate is short-lived (:data:`DEV_CERT_DAYS`, 14 days, the most a browser accepts
+for WebTransport ``serverCertificateHashes``) and is made anew when less than
+:data:`RENEW_BEFORE` of its life remains or when an older, longer-lived one is found. A page
+passes :func:`cert_sha256` of it to ``new WebTransport(url, {serverCertificateHashes})``, so a
+browser accepts it without a CA. For a real deployment, pass real certificate/key paths in
+config.
 """
 
 from __future__ import annotations
@@ -17,9 +24,29 @@ import os
 import ssl
 from pathlib import Path
 
+#: validity of the self-signed certificate: browsers accept at most 14 days for WebTransport
+#: ``serverCertificateHashes`` (W3C WebTransport, "custom certificate requirements")
+DEV_CERT_DAYS = 14
+#: a self-signed certificate with less than this left is replaced by a new one
+RENEW_BEFORE = datetime.timedelta(days=2)
+
+
+def _fresh(cert_path: Path, now: datetime.datetime) -> bool:
+    """True if the certificate at ``cert_path`` is valid now for long enough, and short-lived."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return start <= now and end - now > RENEW_BEFORE and end - start <= datetime.timedelta(days=DEV_CERT_DAYS)
+
 
 def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "localhost") -> tuple[Path, Path]:
-    """Return (cert.pem, key.pem) in ``directory``, generating them on first use."""
+    """Return (cert.pem, key.pem) in ``directory``: reused while fresh (module docstring),
+    else generated anew (ECDSA P-256, valid :data:`DEV_CERT_DAYS` days). Raises OSError if the
+    directory cannot be written."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,11 +55,11 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = d / "cert.pem", d / "key.pem"
-    if cert_path.exists() and key_path.exists():
+    now = datetime.datetime.now(datetime.UTC)
+    if cert_path.exists() and key_path.exists() and _fresh(cert_path, now):
         return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -40,7 +67,8 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
+        # the span (not_before .. not_after) stays within DEV_CERT_DAYS
+        .not_valid_after(now + datetime.timedelta(days=DEV_CERT_DAYS, minutes=-10))
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -66,6 +94,19 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     tmp_cert.replace(cert_path)
     return cert_path, key_path
+
+
+def cert_sha256(cert: str | os.PathLike[str]) -> bytes:
+    """Return the SHA-256 digest of the (first) certificate in the PEM file ``cert``, over
+    its DER encoding: the value of a WebTransport ``serverCertificateHashes`` entry. Raises
+    OSError / ValueError for a missing or malformed file."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    c = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+    return hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).digest()
 
 
 def server_ssl_context(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
