@@ -1,0 +1,210 @@
+"""The browser caller in real headless Chromium: ``clutchcall serve`` serves the page over HTTPS,
+Chromium's fake microphone plays a corpus call, and the page calls the edge over WebTransport +
+MoQT + Opus.
+
+Asserted: the page connects over WebTransport (with the self-signed certificate accepted only
+through ``serverCertificateHashes``: a wrong hash fails), the edge sees the caller's turns
+(per-call summary with ``transport == "webtransport"``, /metrics), agent audio reaches the page
+(RMS of what the page's playout worklet really played above a floor), a turn latency shows on
+the page, a barge-in clears the playout; a bad token closes the session with MoQT's
+UNAUTHORIZED code, as on raw QUIC. A screenshot is saved (its path is printed).
+
+Chromium comes from Debian (``/usr/bin/chromium``) and is driven by Playwright for Python on
+that executable (no browser download); both are installed by ``.ci/setup``. The fake
+microphone wants a 48 kHz 16-bit WAV: it is made from the corpus call's labelled segments (a
+turn, then an interruption that lands on the agent's reply) with soxr into the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.timeout(180)
+
+CHROMIUM = "/usr/bin/chromium"
+CORPUS = Path(__file__).resolve().parents[2] / "traces" / "corpus"
+CALL = "call0031_clean16"  # a turn (348-3368 ms), then an interruption (4235-5883 ms)
+#: what the page played must be louder than this RMS (full scale 1.0; -40 dBFS): the agent's
+#: espeak reply plays near -20 dBFS, digital silence or a stuck decoder stays far below
+PLAYED_RMS_FLOOR = 0.01
+#: Chromium flags: headless on this closed network (no background connections), root needs
+#: --no-sandbox, the fake microphone plays FILE; QUIC must stay enabled (WebTransport).
+FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-default-apps",
+         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+         "--autoplay-policy=no-user-gesture-required"]
+
+
+def _require_browser() -> Any:
+    """Return playwright.sync_api; fail (not skip: CI must run this) if Chromium is missing."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: run .ci/setup (installs Debian's chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("playwright is not installed: run .ci/setup (pip install -e '.[test]')")
+    return sync_api
+
+
+def make_mic_wav(path: Path) -> float:
+    """Write the fake microphone's WAV (48 kHz, 16-bit mono) from the corpus call's labelled
+    segments: 0.3 s silence, its turn, 1.5 s silence, its interruption (which then lands on the
+    agent's reply: a barge-in), 4 s silence. Chromium loops the file. Returns its seconds."""
+    import soxr
+
+    with wave.open(str(CORPUS / f"{CALL}.wav")) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    labels = json.loads((CORPUS / f"{CALL}.json").read_text())
+    seg = {s["kind"]: (s["start_ms"], s["end_ms"]) for s in labels["segments"]}
+
+    def cut(a: int, b: int) -> np.ndarray:
+        return x[a * rate // 1000: b * rate // 1000]
+
+    def sil(ms: int) -> np.ndarray:
+        return np.zeros(ms * rate // 1000, dtype="<i2")
+
+    y = np.concatenate([sil(300), cut(*seg["turn"]), sil(1500), cut(*seg["interruption"]), sil(4000)])
+    y48 = soxr.resample(y.astype(np.float32), rate, 48000).clip(-32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(y48.tobytes())
+    return len(y48) / 48000
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Any:
+    """A real ``clutchcall serve`` with the browser caller on a free port; yields its ready
+    line (plus ``proc`` and ``summary``); stopped with SIGINT at the end (also on failure)."""
+    summary = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clutchcall", "serve", "--ready-json", "--quic-port", "0", "--ws-port", "0",
+         "--metrics-port", "0", "--web-port", "0", "--no-trace", "--cert-dir", str(tmp_path / "tls"),
+         "--summary-json", str(summary), "--tokens", "2", "--seconds", "170"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=open(tmp_path / "edge.log", "w"), text=True)  # noqa: SIM115
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, (tmp_path / "edge.log").read_text()[-3000:]
+        info = json.loads(line)
+        info["proc"], info["summary"] = proc, summary
+        yield info
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _page_state(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => JSON.parse(JSON.stringify(window.clutchcall))")
+
+
+def _wait(page: Any, pred: Any, timeout_s: float) -> dict[str, Any]:
+    end = time.monotonic() + timeout_s
+    st = _page_state(page)
+    while not pred(st) and time.monotonic() < end:
+        time.sleep(0.25)
+        st = _page_state(page)
+    return st
+
+
+def test_browser_call_over_webtransport(edge: dict[str, Any], tmp_path: Path) -> None:
+    sync_api = _require_browser()
+    mic = tmp_path / "mic48k.wav"
+    make_mic_wav(mic)
+    url = edge["web_url"]
+    assert url.startswith(f"https://127.0.0.1:{edge['web_port']}/#") and "hash=" in url
+    shot = tmp_path / "browser_call.png"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=[*FLAGS, f"--use-file-for-fake-audio-capture={mic}"])
+        try:
+            # the page over HTTPS with the self-signed certificate: Playwright accepts it for
+            # the page; WebTransport ignores that and needs serverCertificateHashes (below)
+            ctx = browser.new_context(ignore_https_errors=True)
+            page = ctx.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text))
+            page.goto(url)
+            page.click("#call")
+            st = _wait(page, lambda s: s["connected"] or s["error"], 20)
+            assert st["connected"], (st, console)
+            assert st["transport"] == "webtransport" and st["codec"] == "opus/48000/20"
+            # a turn, its reply, the interruption on the reply (barge-in), its reply
+            st = _wait(page, lambda s: s["playout"]["clears"] >= 1 and any(
+                t["mouthToEarMs"] is not None for t in s["turns"]) and s["playout"]["played"] >= 48000, 40)
+            lat = [t["mouthToEarMs"] for t in st["turns"] if t["mouthToEarMs"] is not None]
+            assert lat, (st, console)
+            assert all(100 < ms < 5000 for ms in lat), lat
+            assert st["playout"]["played"] >= 48000, st["playout"]  # >= 1 s of agent audio played
+            assert st["playout"]["rms"] > PLAYED_RMS_FLOOR, st["playout"]
+            # barge-in: the edge's clear_playout reached the page and emptied its jitter buffer
+            assert any(c["type"] == "clear_playout" for c in st["controls"]), st["controls"]
+            assert any(c["type"] == "cancel" for c in st["controls"]), st["controls"]
+            assert st["playout"]["clears"] >= 1
+            # the latency shows on the page itself
+            cells = page.locator("td.latency").all_inner_texts()
+            assert any(re.fullmatch(r"\d+ ms", c) for c in cells), cells
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{edge['metrics_port']}/metrics", timeout=5).read()
+            assert b'clutchcall_calls_total{transport="webtransport"} 1.0' in metrics
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"\nbrowser screenshot: {shot}")
+            if os.environ.get("CLUTCHCALL_ARTIFACTS"):  # CI: keep a copy with the artefacts
+                Path(os.environ["CLUTCHCALL_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
+                shutil.copy(shot, Path(os.environ["CLUTCHCALL_ARTIFACTS"]) / shot.name)
+            page.click("#hangup")
+            st = _wait(page, lambda s: s["closed"] is not None, 10)
+            assert st["closed"] is not None
+
+            # a wrong certificate hash: WebTransport refuses the edge (the hash is what is trusted)
+            bad = ctx.new_page()
+            bad.goto(re.sub(r"hash=[^&]+", "hash=" + "A" * 43, edge["web_url"]))
+            bad.click("#call")
+            st = _wait(bad, lambda s: s["error"] or s["connected"], 15)
+            assert st["error"] and not st["connected"], st
+
+            # a forged token: the edge closes the MoQT session with UNAUTHORIZED (0x2), the
+            # same termination code a raw-QUIC caller gets, seen by the page in closeCode
+            from clutchcall.prod.ingress.auth import TokenAuthority
+
+            token = TokenAuthority(b"not-the-edge-key-0123456789").issue("call-0-1", time.time() + 600)
+            forged = ctx.new_page()
+            forged.goto(re.sub(r"call=[^&]+&token=[^&]+", f"call=call-0-1&token={token}", edge["web_url"]))
+            forged.click("#call")
+            st = _wait(forged, lambda s: s["closed"] is not None or s["error"], 15)
+            assert st["closed"] is not None and st["closed"]["code"] == 0x2, st
+        finally:
+            browser.close()
+    # the edge saw the browser call's turns: its per-call summary (written on stop)
+    proc = edge["proc"]
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0
+    stopped = json.loads(rest.strip().splitlines()[-1])
+    assert stopped["webtransport"]["calls_started"] == 1
+    assert stopped["webtransport"]["refused_forged"] >= 1
+    calls = json.loads(edge["summary"].read_text())["calls"]
+    wt = [c for c in calls if c["transport"] == "webtransport"]
+    assert len(wt) == 1 and wt[0]["codec"] == "opus" and wt[0]["rate"] == 48000
+    assert len(wt[0]["turns"]) >= 2 and all(t["turn_latency_ms"] is not None for t in wt[0]["turns"][:1])
+    assert shot.is_file() and shot.stat().st_size > 10_000
