@@ -6,7 +6,9 @@
 2. Calls: ``--calls`` sequential calls per transport (QUIC/MoQT and WebSocket/TLS) against an
    in-process edge with the turn-echo handler; reports median connect time and median
    mouth-to-ear turn latency per transport and the QUIC / WS ratio, plus QUIC reconnects that
-   resume with a session ticket (0-RTT): median connect time vs a full handshake. On loopback with no loss
+   resume with a session ticket (0-RTT): median connect time vs a full handshake. The
+   ``webtransport`` row is the browser's transport (MoQT inside an HTTP/3 WebTransport session,
+   aioquic's client standing in for the browser), pcm16/16 kHz like QUIC. On loopback with no loss
    this measures software overhead, not the network (no head-of-line blocking to show).
 """
 
@@ -81,8 +83,12 @@ async def bench_calls(calls: int) -> dict[str, Any]:
     texts = ["hello there", "how are you today"]
     pcm = {16000: dialogue(texts, 16000, gap_s=0.7), 8000: dialogue(texts, 8000, gap_s=0.7)}
     res: dict[str, Any] = {}
-    for name in ("quic", "ws"):
-        edge: Any = (QuicIngress if name == "quic" else WsIngress)(cfg, EchoHandler(turn_silence_ms=400))
+    from clutchcall.prod.caller.webtransport_client import WebTransportCallerTransport
+    from clutchcall.prod.ingress.webtransport import WebTransportIngress
+
+    kinds: dict[str, Any] = {"quic": QuicIngress, "ws": WsIngress, "webtransport": WebTransportIngress}
+    for name in ("quic", "ws", "webtransport"):
+        edge: Any = kinds[name](cfg, EchoHandler(turn_silence_ms=400))
         port = await edge.start()
         lat, conn, conn0 = [], [], []
         tickets: list[Any] = []
@@ -92,6 +98,10 @@ async def bench_calls(calls: int) -> dict[str, Any]:
             if name == "quic":
                 tr: Any = QuicCallerTransport("127.0.0.1", port, token=tok, call_id=cid, codec="pcm16", rate=16000,
                                               cafile=edge.cert_path, ticket_sink=tickets.append)
+                r = await Caller(tr, call_id=cid, codec="pcm16", rate=16000, tail_s=1.0).run(pcm[16000])
+            elif name == "webtransport":
+                tr = WebTransportCallerTransport("127.0.0.1", port, token=tok, call_id=cid, codec="pcm16",
+                                                 rate=16000, cafile=edge.cert_path)
                 r = await Caller(tr, call_id=cid, codec="pcm16", rate=16000, tail_s=1.0).run(pcm[16000])
             else:
                 tr = WsCallerTransport(f"wss://localhost:{port}/m", token=tok, call_id=cid, cafile=edge.cert_path)
@@ -118,6 +128,9 @@ async def bench_calls(calls: int) -> dict[str, Any]:
     q, w = res["quic"]["mouth_to_ear_ms_median"], res["ws"]["mouth_to_ear_ms_median"]
     if q and w:
         res["mouth_to_ear_ratio_quic_vs_ws"] = round(q / w, 3)
+    wt = res["webtransport"]["mouth_to_ear_ms_median"]
+    if q and wt:
+        res["mouth_to_ear_ratio_webtransport_vs_quic"] = round(wt / q, 3)
     res["note"] = "turn echo replays after 400 ms of caller silence; QUIC adds its 40 ms jitter buffer"
     return res
 

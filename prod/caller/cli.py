@@ -2,7 +2,8 @@
 
 Without ``--edge`` it starts a loopback edge in this process (QUIC and WebSocket ingress with
 a self-signed certificate and the echo handler in turn mode), issues a token and calls it:
-a self-contained demo. With ``--edge HOST:PORT --token T --call-id C`` it calls a running edge.
+a self-contained demo. With ``--edge HOST:PORT --token T --call-id C`` it calls a running edge
+(``--transport webtransport``: the edge's ``--web-port``, MoQT inside a WebTransport session).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wav", required=True, help="16-bit mono WAV to speak (resampled if needed)")
-    parser.add_argument("--transport", choices=("quic", "ws"), default="quic")
+    parser.add_argument("--transport", choices=("quic", "ws", "webtransport"), default="quic",
+                        help="webtransport: MoQT over HTTP/3 WebTransport as the browser caller does "
+                             "(--edge HOST:WEB_PORT of `serve --web-port`)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--out", default="agent.wav", help="WAV file of what the caller heard")
     parser.add_argument("--edge", default=None, help="HOST:PORT of a running edge (default: a loopback echo edge)")
@@ -35,6 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import soxr
+
     from clutchcall.prod.caller.client import (
         Caller,
         QuicCallerTransport,
@@ -56,7 +60,12 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
         cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-tls-"))
         handler = EchoHandler(turn_silence_ms=None if args.echo == "frames" else 400)
-        edge: Any = QuicIngress(cfg, handler) if args.transport == "quic" else WsIngress(cfg, handler)
+        if args.transport == "webtransport":
+            from clutchcall.prod.ingress.webtransport import WebTransportIngress
+
+            edge: Any = WebTransportIngress(cfg, handler)
+        else:
+            edge = QuicIngress(cfg, handler) if args.transport == "quic" else WsIngress(cfg, handler)
         port = await edge.start()
         edge_objs.append(edge)
         host, call_id = "127.0.0.1", args.call_id or "demo-call"
@@ -69,6 +78,11 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         port, call_id, token, cafile = int(p), args.call_id, args.token, args.cafile
     if args.transport == "quic":
         tr: Any = QuicCallerTransport(host, port, token=token, call_id=call_id, codec=codec, rate=want, cafile=cafile)
+    elif args.transport == "webtransport":
+        from clutchcall.prod.caller.webtransport_client import WebTransportCallerTransport
+
+        tr = WebTransportCallerTransport(host, port, token=token, call_id=call_id, codec=codec, rate=want,
+                                         cafile=cafile)
     else:
         tr = WsCallerTransport(f"wss://localhost:{port}/media" if args.edge is None else f"wss://{host}:{port}/media",
                                token=token, call_id=call_id, cafile=cafile)

@@ -23,7 +23,13 @@ from typing import Any
 from aioquic.buffer import Buffer, BufferReadError
 from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived, WebTransportStreamDataReceived
-from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamDataReceived
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+)
+
 from clutchcall.prod.caller.client import QuicCallerTransport
 from clutchcall.prod.caller.moqt_client import CallerProtocol
 from clutchcall.prod.ingress.webtransport import CLOSE_WEBTRANSPORT_SESSION, WT_PATH

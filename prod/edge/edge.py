@@ -135,9 +135,11 @@ class Edge:
         from clutchcall.prod.ingress.webtransport import WebTransportIngress
 
         cfg = self.config
-        assert self.quic is not None and self.quic.cert_path and self.quic.key_path
-        self_signed = cfg.cert is None
         quic = self.quic
+        assert quic is not None
+        cert, key = quic.cert_path, quic.key_path
+        assert cert is not None and key is not None
+        self_signed = cfg.cert is None
 
         def ingress(sock: socket.socket) -> WebTransportIngress:
             return WebTransportIngress(icfg, quic.handler, authority=quic.authority, sock=sock)
@@ -146,8 +148,8 @@ class Edge:
             loopback = ipaddress.ip_address(cfg.host).is_loopback
         except ValueError:
             loopback = cfg.host == "localhost"
-        self.web = WebCaller(host=cfg.host, port=cfg.web_port, cert=quic.cert_path, key=quic.key_path,
-                             cert_hash=cert_sha256(quic.cert_path) if self_signed else None,
+        self.web = WebCaller(host=cfg.host, port=cfg.web_port, cert=cert, key=key,
+                             cert_hash=cert_sha256(cert) if self_signed else None,
                              ingress_factory=ingress, loopback_http=self_signed and loopback)
         self.web_port = await self.web.start()
 

@@ -22,6 +22,7 @@ import pytest
 from aioquic.asyncio import connect
 from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
+
 from clutchcall.prod.caller.client import Caller
 from clutchcall.prod.caller.rawmoqt import probe, setup_with_token
 from clutchcall.prod.caller.speech import dialogue
@@ -176,7 +177,7 @@ def test_dev_certificate_is_short_lived_ecdsa_and_renewed(tmp_path: Path) -> Non
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    cert, key = ensure_self_signed(tmp_path)
+    cert, _key = ensure_self_signed(tmp_path)
     c = x509.load_pem_x509_certificate(cert.read_bytes())
     assert c.not_valid_after_utc - c.not_valid_before_utc <= datetime.timedelta(days=DEV_CERT_DAYS)
     pub = c.public_key()
