@@ -19,9 +19,11 @@ from typing import Any
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wav", required=True, help="16-bit mono WAV to speak (resampled if needed)")
-    parser.add_argument("--transport", choices=("quic", "ws", "webtransport"), default="quic",
-                        help="webtransport: MoQT over HTTP/3 WebTransport as the browser caller does "
-                             "(--edge HOST:WEB_PORT of `serve --web-port`)")
+    parser.add_argument("--transport", choices=("quic", "ws", "webtransport", "browser"), default="quic",
+                        help="webtransport: MoQT over HTTP/3 WebTransport as the browser caller does; "
+                             "browser: the edge's page in headless Chromium with the WAV as microphone "
+                             "(both: --edge HOST:WEB_PORT of `serve --web-port`; browser needs "
+                             "/usr/bin/chromium and playwright)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--out", default="agent.wav", help="WAV file of what the caller heard")
     parser.add_argument("--edge", default=None, help="HOST:PORT of a running edge (default: a loopback echo edge)")
@@ -60,10 +62,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
         cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-tls-"))
         handler = EchoHandler(turn_silence_ms=None if args.echo == "frames" else 400)
-        if args.transport == "webtransport":
-            from clutchcall.prod.ingress.webtransport import WebTransportIngress
-
-            edge: Any = WebTransportIngress(cfg, handler)
+        if args.transport in ("webtransport", "browser"):
+            edge: Any = _local_web_edge(cfg, handler, page=args.transport == "browser")
         else:
             edge = QuicIngress(cfg, handler) if args.transport == "quic" else WsIngress(cfg, handler)
         port = await edge.start()
@@ -76,6 +76,12 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit("--edge needs --token and --call-id")
         host, _, p = args.edge.rpartition(":")
         port, call_id, token, cafile = int(p), args.call_id, args.token, args.cafile
+    if args.transport == "browser":
+        try:
+            return await _browser(args, host, port, call_id, token, cafile, pcm, want)
+        finally:
+            for e in edge_objs:
+                await e.stop()
     if args.transport == "quic":
         tr: Any = QuicCallerTransport(host, port, token=token, call_id=call_id, codec=codec, rate=want, cafile=cafile)
     elif args.transport == "webtransport":
@@ -94,6 +100,51 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     return res.summary()
 
 
+def _local_web_edge(cfg: Any, handler: Any, *, page: bool) -> Any:
+    """The echo edge for webtransport / browser: the WebTransport ingress, with the page
+    server on the same port (``page``). Returns an object with start() -> port, stop(),
+    authority and cert_path."""
+    from clutchcall.prod.ingress.quic import QuicIngress
+    from clutchcall.prod.ingress.tls import cert_sha256, ensure_self_signed
+    from clutchcall.prod.ingress.webtransport import WebTransportIngress
+    from clutchcall.prod.web.server import WebCaller
+
+    if not page:
+        return WebTransportIngress(cfg, handler)
+    cert, key = ensure_self_signed(cfg.cert_dir)
+    auth = QuicIngress(cfg, handler).authority
+
+    class _Edge:
+        authority, cert_path = auth, str(cert)
+
+        def __init__(self) -> None:
+            self.web = WebCaller(host=cfg.host, port=0, cert=str(cert), key=str(key), cert_hash=cert_sha256(cert),
+                                 ingress_factory=lambda sock: WebTransportIngress(cfg, handler, authority=auth,
+                                                                                  sock=sock))
+
+        async def start(self) -> int:
+            return await self.web.start()
+
+        async def stop(self) -> None:
+            await self.web.ingress.stop()  # type: ignore[attr-defined]
+            await self.web.stop()
+
+    return _Edge()
+
+
+async def _browser(args: argparse.Namespace, host: str, port: int, call_id: str, token: str, cafile: str | None,
+                   pcm: bytes, rate: int) -> dict[str, Any]:
+    """``--transport browser``: the page in headless Chromium (clutchcall.prod.caller.browser)."""
+    import numpy as np
+    from clutchcall.prod.caller.browser import browser_call, page_url
+    from clutchcall.prod.ingress.tls import cert_sha256
+
+    url = page_url(host, port, call_id=call_id, token=token, cert_hash=cert_sha256(cafile) if cafile else None)
+    with tempfile.TemporaryDirectory(prefix="clutchcall-browser-") as tmp:
+        return await asyncio.to_thread(browser_call, url, np.frombuffer(pcm, dtype="<i2"), rate, workdir=tmp,
+                                       tail_s=args.tail)
+
+
 def run(args: argparse.Namespace) -> int:
     summary = asyncio.run(_main(args))
     if args.json:
@@ -102,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"call {summary['call_id']} over {summary['transport']} ({summary['codec']}/{summary['rate']} Hz): "
           f"connect {summary['connect_ms']} ms, sent {summary['frames_sent']} frames, "
           f"received {summary['agent_frames_received']} agent frames "
-          f"(played {summary['agent_frames_played']}, cleared {summary['agent_frames_cleared']})")
+          f"(played {summary.get('agent_frames_played', summary.get('agent_played_s'))}, "
+          f"cleared {summary.get('agent_frames_cleared', summary.get('clear_playouts'))})")
     for t in summary["turns"]:
         print(f"  turn {t['turn']}: mouth-to-ear turn latency {t['mouth_to_ear_ms']} ms")
     print(f"  p50 {summary['mouth_to_ear_ms_p50']} ms; heard audio written to {summary['out_wav']}")

@@ -2,6 +2,7 @@
 //
 // Everything the page needs comes in the URL fragment (printed by `clutchcall serve`):
 //   #call=CALL_ID&token=TOKEN&port=PORT[&hash=BASE64URL_SHA256_OF_CERT]
+// optional: &codec=pcm16 (force the PCM16 fallback), &vad_dbfs=-45, &jitter_ms=40, &autostart=1
 // The WebTransport session goes to https://<this host>:PORT/moq; with `hash` the edge's
 // short-lived self-signed certificate is accepted through `serverCertificateHashes`.
 //
@@ -98,7 +99,7 @@ async function start() {
   const ctx = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
   await ctx.audioWorklet.addModule("worklets.js");
   await ctx.resume();
-  const useOpus = await opusSupported();
+  const useOpus = params.get("codec") !== "pcm16" && await opusSupported();
   call.codec = `${useOpus ? "opus" : "pcm16"}/${RATE}/${FRAME_MS}`;
   log(`codec ${call.codec}${useOpus ? "" : " (no WebCodecs Opus here: PCM16 fallback)"}`);
 
@@ -241,9 +242,15 @@ function onClosed(code, reason) {
   updateState();
 }
 
-$("call").onclick = () => start().catch((e) => {
-  call.error = String(e && e.message ? e.message : e);
-  log(`error: ${call.error}`);
-  updateState();
-});
+function startCall() {
+  start().catch((e) => {
+    call.error = String(e && e.message ? e.message : e);
+    log(`error: ${call.error}`);
+    updateState();
+  });
+}
+
+$("call").onclick = startCall;
 updateState();
+// autostart=1: call at once (a browser that allows audio without a click, e.g. a test run)
+if (params.get("autostart") === "1") startCall();
