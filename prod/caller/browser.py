@@ -7,7 +7,8 @@ Chromium's fake capture device wants (48 kHz, 16-bit mono; :func:`write_fake_mic
 launches Debian's Chromium (``/usr/bin/chromium``) headless through Playwright for Python
 (``executable_path``: no browser is ever downloaded) with the fake microphone playing that
 file (Chromium loops it), opens the edge's page (:func:`page_url`: the call id, the token and
-the certificate's SHA-256 for ``serverCertificateHashes`` in the fragment), starts the call
+the certificate's SHA-256 for ``serverCertificateHashes`` in the fragment:
+:func:`clutchcall.prod.web.server.page_url`), starts the call
 and, after the WAV's length plus ``tail_s`` (silence appended to the file, which the fake
 device loops), reads what the page measured (``window.clutchcall``:
 frames sent, agent frames, what its playout played, each turn's mouth-to-ear latency), hangs up
@@ -20,7 +21,6 @@ the microphone signal after Chromium's echo canceller instead of webrtcvad on th
 
 from __future__ import annotations
 
-import base64
 import statistics
 import time
 import urllib.parse
@@ -59,15 +59,6 @@ def write_fake_mic_wav(pcm: np.ndarray, rate: int, path: str | Path) -> float:
         w.setframerate(48000)
         w.writeframes(x.astype("<i2").tobytes())
     return len(x) / 48000
-
-
-def page_url(host: str, port: int, *, call_id: str, token: str, cert_hash: bytes | None,
-             extra: dict[str, str] | None = None) -> str:
-    """Return the browser caller's URL on the edge's web port (see clutchcall.prod.web.server)."""
-    frag = {"call": call_id, "token": token, "port": str(port), **(extra or {})}
-    if cert_hash is not None:
-        frag["hash"] = base64.urlsafe_b64encode(cert_hash).decode().rstrip("=")
-    return f"https://{host}:{port}/#" + urllib.parse.urlencode(frag)
 
 
 def browser_call(url: str, pcm: np.ndarray, rate: int, *, workdir: str | Path, tail_s: float = 2.0,

@@ -136,8 +136,10 @@ async def _browser(args: argparse.Namespace, host: str, port: int, call_id: str,
                    pcm: bytes, rate: int) -> dict[str, Any]:
     """``--transport browser``: the page in headless Chromium (clutchcall.prod.caller.browser)."""
     import numpy as np
-    from clutchcall.prod.caller.browser import browser_call, page_url
+
+    from clutchcall.prod.caller.browser import browser_call
     from clutchcall.prod.ingress.tls import cert_sha256
+    from clutchcall.prod.web.server import page_url
 
     url = page_url(host, port, call_id=call_id, token=token, cert_hash=cert_sha256(cafile) if cafile else None)
     with tempfile.TemporaryDirectory(prefix="clutchcall-browser-") as tmp:

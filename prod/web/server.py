@@ -58,6 +58,19 @@ def static_files(root: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
     return files
 
 
+def page_url(host: str, port: int, *, call_id: str, token: str, cert_hash: bytes | None,
+             http_port: int | None = None) -> str:
+    """Return the browser caller's URL: the page on ``https://host:port/`` (or, with
+    ``http_port``, its loopback ``http://host:http_port/`` twin), the call id, token,
+    WebTransport port and (self-signed certificate) its SHA-256 in the fragment."""
+    frag = {"call": call_id, "token": token, "port": str(port)}
+    if cert_hash is not None:
+        frag["hash"] = base64.urlsafe_b64encode(cert_hash).decode().rstrip("=")
+    h = f"[{host}]" if ":" in host else host
+    base = f"http://{h}:{http_port}/" if http_port is not None else f"https://{h}:{port}/"
+    return base + "#" + urllib.parse.urlencode(frag)
+
+
 def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
     """Return (TCP listening socket, UDP socket) bound to the same ``port`` on ``host``
     (``port`` 0: a free number both can use). Raises OSError if that cannot be had."""
@@ -144,12 +157,8 @@ class WebCaller:
         (self-signed certificate) the certificate hash in the fragment. ``plain_http``: the
         loopback ``http://`` twin of the page (needs ``loopback_http``); the WebTransport
         session still goes to the HTTPS port."""
-        frag = {"call": call_id, "token": token, "port": str(self.port)}
-        if self.cert_hash is not None:
-            frag["hash"] = base64.urlsafe_b64encode(self.cert_hash).decode().rstrip("=")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        base = f"http://{host}:{self.http_port}/" if plain_http else f"https://{host}:{self.port}/"
-        return base + "#" + urllib.parse.urlencode(frag)
+        return page_url(self.host, self.port, call_id=call_id, token=token, cert_hash=self.cert_hash,
+                        http_port=self.http_port if plain_http else None)
 
     # ---------------------------------------------------------------- HTTP/1.1
 

@@ -33,20 +33,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from clutchcall.prod.caller.browser import CHROMIUM, chromium_flags, write_fake_mic_wav
+
 pytestmark = pytest.mark.timeout(180)
 
-CHROMIUM = "/usr/bin/chromium"
 CORPUS = Path(__file__).resolve().parents[2] / "traces" / "corpus"
 CALL = "call0031_clean16"  # a turn (348-3368 ms), then an interruption (4235-5883 ms)
 #: what the page played must be louder than this RMS (full scale 1.0; -40 dBFS): the agent's
 #: espeak reply plays near -20 dBFS, digital silence or a stuck decoder stays far below
 PLAYED_RMS_FLOOR = 0.01
-#: Chromium flags: headless on this closed network (no background connections), root needs
-#: --no-sandbox, the fake microphone plays FILE; QUIC must stay enabled (WebTransport).
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-default-apps",
-         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-         "--autoplay-policy=no-user-gesture-required"]
 
 
 def _require_browser() -> Any:
@@ -64,8 +59,6 @@ def make_mic_wav(path: Path) -> float:
     """Write the fake microphone's WAV (48 kHz, 16-bit mono) from the corpus call's labelled
     segments: 0.3 s silence, its turn, 1.5 s silence, its interruption (which then lands on the
     agent's reply: a barge-in), 4 s silence. Chromium loops the file. Returns its seconds."""
-    import soxr
-
     with wave.open(str(CORPUS / f"{CALL}.wav")) as w:
         rate = w.getframerate()
         x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
@@ -79,13 +72,7 @@ def make_mic_wav(path: Path) -> float:
         return np.zeros(ms * rate // 1000, dtype="<i2")
 
     y = np.concatenate([sil(300), cut(*seg["turn"]), sil(1500), cut(*seg["interruption"]), sil(4000)])
-    y48 = soxr.resample(y.astype(np.float32), rate, 48000).clip(-32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(48000)
-        w.writeframes(y48.tobytes())
-    return len(y48) / 48000
+    return write_fake_mic_wav(y, rate, path)
 
 
 @pytest.fixture
@@ -137,7 +124,7 @@ def test_browser_call_over_webtransport(edge: dict[str, Any], tmp_path: Path) ->
     shot = tmp_path / "browser_call.png"
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=[*FLAGS, f"--use-file-for-fake-audio-capture={mic}"])
+                                    args=chromium_flags(mic))
         try:
             # the page over HTTPS with the self-signed certificate: Playwright accepts it for
             # the page; WebTransport ignores that and needs serverCertificateHashes (below)
@@ -193,6 +180,16 @@ def test_browser_call_over_webtransport(edge: dict[str, Any], tmp_path: Path) ->
             forged.click("#call")
             st = _wait(forged, lambda s: s["closed"] is not None or s["error"], 15)
             assert st["closed"] is not None and st["closed"]["code"] == 0x2, st
+
+            # the PCM16 fallback (where WebCodecs has no Opus), forced: a turn and its reply
+            pcm = ctx.new_page()
+            pcm.goto(re.sub(r"call=[^&]+&token=[^&]+", f"call=call-0-0&token={edge['tokens']['call-0-0']}",
+                            edge["web_url"]) + "&codec=pcm16")
+            pcm.click("#call")
+            st = _wait(pcm, lambda s: s["playout"]["played"] >= 24000 or s["error"] or s["closed"], 25)
+            assert st["codec"] == "pcm16/48000/20" and st["playout"]["played"] >= 24000, st
+            assert st["playout"]["rms"] > PLAYED_RMS_FLOOR, st["playout"]
+            pcm.click("#hangup")
         finally:
             browser.close()
     # the edge saw the browser call's turns: its per-call summary (written on stop)
@@ -201,10 +198,11 @@ def test_browser_call_over_webtransport(edge: dict[str, Any], tmp_path: Path) ->
     rest = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0
     stopped = json.loads(rest.strip().splitlines()[-1])
-    assert stopped["webtransport"]["calls_started"] == 1
+    assert stopped["webtransport"]["calls_started"] == 2
     assert stopped["webtransport"]["refused_forged"] >= 1
     calls = json.loads(edge["summary"].read_text())["calls"]
     wt = [c for c in calls if c["transport"] == "webtransport"]
-    assert len(wt) == 1 and wt[0]["codec"] == "opus" and wt[0]["rate"] == 48000
+    assert [(c["call_id"], c["codec"], c["rate"]) for c in wt] == [("call-0", "opus", 48000),
+                                                                   ("call-0-0", "pcm16", 48000)]
     assert len(wt[0]["turns"]) >= 2 and all(t["turn_latency_ms"] is not None for t in wt[0]["turns"][:1])
     assert shot.is_file() and shot.stat().st_size > 10_000
