@@ -56,7 +56,7 @@ current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 class EdgeMetrics:
     """All metrics of one edge instance, in its own registry.
 
-    Attributes are the prometheus-client metric objects; names follow DESIGN §3.
+    Attributes are the prometheus-client metric objects; names follow docs/architecture.md §6.
     """
 
     def __init__(self, namespace: str = "clutchcall") -> None:
