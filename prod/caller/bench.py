@@ -10,6 +10,11 @@
    ``webtransport`` row is the browser's transport (MoQT inside an HTTP/3 WebTransport session,
    aioquic's client standing in for the browser), pcm16/16 kHz like QUIC. On loopback with no loss
    this measures software overhead, not the network (no head-of-line blocking to show).
+3. ``--browser``: a ``browser`` row, the real browser caller: the edge's page in headless
+   Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright, the same dialogue as its fake
+   microphone at 48 kHz, Opus via WebCodecs) against the same turn-echo edge over WebTransport;
+   mouth-to-ear as the page measures it (energy VAD on the captured microphone, see
+   :mod:`clutchcall.prod.caller.browser`), its ratio to the QUIC row of the same run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="calls per transport")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--browser", action="store_true",
+                        help="add a row for the real browser caller (headless Chromium; needs /usr/bin/chromium "
+                             "and playwright)")
 
 
 def bench_codec(n: int, repeats: int) -> dict[str, Any]:
@@ -135,7 +143,50 @@ async def bench_calls(calls: int) -> dict[str, Any]:
     return res
 
 
+async def bench_browser(calls: int) -> dict[str, Any]:
+    """The ``browser`` row: ``calls`` calls from the page in headless Chromium to a turn-echo
+    edge (WebTransport ingress + page server, :func:`clutchcall.prod.caller.browser.echo_web_edge`),
+    speaking the same dialogue as the other rows. Returns the row (medians over all turns)."""
+    import numpy as np
+
+    from clutchcall.prod.caller.browser import browser_call, echo_web_edge
+    from clutchcall.prod.caller.speech import dialogue
+    from clutchcall.prod.ingress.call import EchoHandler
+    from clutchcall.prod.ingress.config import IngressConfig
+    from clutchcall.prod.ingress.tls import cert_sha256
+    from clutchcall.prod.web.server import page_url
+
+    cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-bench-"))
+    pcm = np.frombuffer(dialogue(["hello there", "how are you today"], 16000, gap_s=0.7), dtype="<i2")
+    edge = echo_web_edge(cfg, EchoHandler(turn_silence_ms=400), page=True)
+    port = await edge.start()
+    lat: list[float] = []
+    conn: list[float] = []
+    codec = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="clutchcall-bench-browser-") as tmp:
+            for i in range(calls):
+                cid = f"bench-browser-{i}"
+                url = page_url("127.0.0.1", port, call_id=cid, token=edge.authority.issue(cid, time.time() + 600),
+                               cert_hash=cert_sha256(edge.cert_path))
+                r = await asyncio.to_thread(browser_call, url, pcm, 16000, workdir=tmp, tail_s=1.0)
+                lat += [t["mouth_to_ear_ms"] for t in r["turns"] if t["mouth_to_ear_ms"] is not None]
+                conn.append(r["connect_ms"])
+                codec = f"{r['codec']}/{r['rate']}"
+    finally:
+        await edge.stop()
+    return {"calls": calls, "turns": len(lat), "codec": codec,
+            "connect_ms_median": round(statistics.median(conn), 2) if conn else None,
+            "mouth_to_ear_ms_median": round(statistics.median(lat), 2) if lat else None}
+
+
 def run(args: argparse.Namespace) -> int:
     out = {"codec": bench_codec(args.objects, args.repeats), "calls": asyncio.run(bench_calls(args.calls))}
+    if args.browser:
+        row = asyncio.run(bench_browser(args.calls))
+        out["calls"]["browser"] = row
+        q = out["calls"]["quic"]["mouth_to_ear_ms_median"]
+        if q and row["mouth_to_ear_ms_median"]:
+            out["calls"]["mouth_to_ear_ratio_browser_vs_quic"] = round(row["mouth_to_ear_ms_median"] / q, 3)
     print(json.dumps(out, indent=2))
     return 0

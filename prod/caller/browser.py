@@ -109,6 +109,39 @@ def browser_call(url: str, pcm: np.ndarray, rate: int, *, workdir: str | Path, t
     }
 
 
+def echo_web_edge(cfg: Any, handler: Any, *, page: bool) -> Any:
+    """The loopback echo edge of ``clutchcall call --transport webtransport|browser`` and of
+    ``bench callerleg``: the WebTransport ingress on ``cfg`` calling ``handler`` and, with
+    ``page``, the page server on the same port (self-signed certificate in ``cfg.cert_dir``).
+    Returns an object with ``start() -> port``, ``stop()``, ``authority`` and ``cert_path``."""
+    from clutchcall.prod.ingress.quic import QuicIngress
+    from clutchcall.prod.ingress.tls import cert_sha256, ensure_self_signed
+    from clutchcall.prod.ingress.webtransport import WebTransportIngress
+    from clutchcall.prod.web.server import WebCaller
+
+    if not page:
+        return WebTransportIngress(cfg, handler)
+    cert, key = ensure_self_signed(cfg.cert_dir)
+    auth = QuicIngress(cfg, handler).authority
+
+    class _Edge:
+        authority, cert_path = auth, str(cert)
+
+        def __init__(self) -> None:
+            self.web = WebCaller(host=cfg.host, port=0, cert=str(cert), key=str(key), cert_hash=cert_sha256(cert),
+                                 ingress_factory=lambda sock: WebTransportIngress(cfg, handler, authority=auth,
+                                                                                  sock=sock))
+
+        async def start(self) -> int:
+            return await self.web.start()
+
+        async def stop(self) -> None:
+            await self.web.ingress.stop()  # type: ignore[attr-defined]
+            await self.web.stop()
+
+    return _Edge()
+
+
 def _wait(page: Any, pred: Any, timeout_s: float) -> dict[str, Any]:
     end = time.monotonic() + max(0.0, timeout_s)
     state: dict[str, Any] = page.evaluate("() => JSON.parse(JSON.stringify(window.clutchcall))")

@@ -60,7 +60,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-tls-"))
         handler = EchoHandler(turn_silence_ms=None if args.echo == "frames" else 400)
         if args.transport in ("webtransport", "browser"):
-            edge: Any = _local_web_edge(cfg, handler, page=args.transport == "browser")
+            from clutchcall.prod.caller.browser import echo_web_edge
+
+            edge: Any = echo_web_edge(cfg, handler, page=args.transport == "browser")
         else:
             edge = QuicIngress(cfg, handler) if args.transport == "quic" else WsIngress(cfg, handler)
         port = await edge.start()
@@ -97,48 +99,18 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     return res.summary()
 
 
-def _local_web_edge(cfg: Any, handler: Any, *, page: bool) -> Any:
-    """The echo edge for webtransport / browser: the WebTransport ingress, with the page
-    server on the same port (``page``). Returns an object with start() -> port, stop(),
-    authority and cert_path."""
-    from clutchcall.prod.ingress.quic import QuicIngress
-    from clutchcall.prod.ingress.tls import cert_sha256, ensure_self_signed
-    from clutchcall.prod.ingress.webtransport import WebTransportIngress
-    from clutchcall.prod.web.server import WebCaller
-
-    if not page:
-        return WebTransportIngress(cfg, handler)
-    cert, key = ensure_self_signed(cfg.cert_dir)
-    auth = QuicIngress(cfg, handler).authority
-
-    class _Edge:
-        authority, cert_path = auth, str(cert)
-
-        def __init__(self) -> None:
-            self.web = WebCaller(host=cfg.host, port=0, cert=str(cert), key=str(key), cert_hash=cert_sha256(cert),
-                                 ingress_factory=lambda sock: WebTransportIngress(cfg, handler, authority=auth,
-                                                                                  sock=sock))
-
-        async def start(self) -> int:
-            return await self.web.start()
-
-        async def stop(self) -> None:
-            await self.web.ingress.stop()  # type: ignore[attr-defined]
-            await self.web.stop()
-
-    return _Edge()
-
-
 async def _browser(args: argparse.Namespace, host: str, port: int, call_id: str, token: str, cafile: str | None,
                    pcm: bytes, rate: int) -> dict[str, Any]:
     """``--transport browser``: the page in headless Chromium (clutchcall.prod.caller.browser)."""
     import numpy as np
 
     from clutchcall.prod.caller.browser import browser_call
-    from clutchcall.prod.ingress.tls import cert_sha256
+    from clutchcall.prod.ingress.tls import presented_cert_sha256
     from clutchcall.prod.web.server import page_url
 
-    url = page_url(host, port, call_id=call_id, token=token, cert_hash=cert_sha256(cafile) if cafile else None)
+    # pin the leaf the edge presents (verified with --cafile), not the file --cafile names
+    leaf = await asyncio.to_thread(presented_cert_sha256, host, port, cafile) if cafile else None
+    url = page_url(host, port, call_id=call_id, token=token, cert_hash=leaf)
     with tempfile.TemporaryDirectory(prefix="clutchcall-browser-") as tmp:
         return await asyncio.to_thread(browser_call, url, np.frombuffer(pcm, dtype="<i2"), rate, workdir=tmp,
                                        tail_s=args.tail)

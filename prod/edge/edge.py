@@ -132,7 +132,7 @@ class Edge:
         """Start the browser caller (page + WebTransport ingress) on ``config.web_port``."""
         import ipaddress
 
-        from clutchcall.prod.ingress.tls import cert_sha256
+        from clutchcall.prod.ingress.tls import pinnable_cert_sha256
         from clutchcall.prod.ingress.webtransport import WebTransportIngress
 
         cfg = self.config
@@ -140,7 +140,8 @@ class Edge:
         assert quic is not None
         cert, key = quic.cert_path, quic.key_path
         assert cert is not None and key is not None
-        self_signed = cfg.cert is None
+        # the development certificate (no --cert): browsers accept it only pinned by its hash
+        dev_cert = cfg.cert is None
 
         def ingress(sock: socket.socket) -> WebTransportIngress:
             return WebTransportIngress(icfg, quic.handler, authority=quic.authority, sock=sock)
@@ -150,8 +151,8 @@ class Edge:
         except ValueError:
             loopback = cfg.host == "localhost"
         self.web = WebCaller(host=cfg.host, port=cfg.web_port, cert=cert, key=key,
-                             cert_hash=cert_sha256(cert) if self_signed else None,
-                             ingress_factory=ingress, loopback_http=self_signed and loopback)
+                             cert_hash=pinnable_cert_sha256(cert) if dev_cert else None,
+                             ingress_factory=ingress, loopback_http=dev_cert and loopback)
         self.web_port = await self.web.start()
 
     @property

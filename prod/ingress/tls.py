@@ -96,6 +96,13 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     return cert_path, key_path
 
 
+# -- WebTransport certificate pinning (the browser caller) ---------------------------------
+# What ``serverCertificateHashes`` needs is kept apart from how the development certificate is
+# made: the hash is over the DER of the *leaf* the server presents (in a chain file the leaf
+# comes first; a CA that signed it is never hashed), and Chromium accepts a pinned leaf only if
+# its validity spans at most 14 days and its key is ECDSA (P-256 here).
+
+
 def cert_sha256(cert: str | os.PathLike[str]) -> bytes:
     """Return the SHA-256 digest of the (first) certificate in the PEM file ``cert``, over
     its DER encoding: the value of a WebTransport ``serverCertificateHashes`` entry. Raises
@@ -107,6 +114,51 @@ def cert_sha256(cert: str | os.PathLike[str]) -> bytes:
 
     c = x509.load_pem_x509_certificate(Path(cert).read_bytes())
     return hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).digest()
+
+
+def pinnable_cert_sha256(cert: str | os.PathLike[str]) -> bytes:
+    """Return :func:`cert_sha256` of the leaf in ``cert`` after checking that a browser will
+    accept it through ``serverCertificateHashes`` (ECDSA key, validity span at most
+    :data:`DEV_CERT_DAYS` days, valid now). Raises ConfigError naming what is wrong (an edge
+    then refuses to start its browser caller instead of serving a page no browser can use)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from clutchcall.engine.errors import ConfigError
+
+    try:
+        c = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"WebTransport certificate {cert}: cannot be read: {exc}") from exc
+    span = c.not_valid_after_utc - c.not_valid_before_utc
+    now = datetime.datetime.now(datetime.UTC)
+    if span > datetime.timedelta(days=DEV_CERT_DAYS):
+        raise ConfigError(f"WebTransport certificate {cert}: valid {span.days} days; a browser pins "
+                          f"(serverCertificateHashes) only certificates valid <= {DEV_CERT_DAYS} days")
+    if not isinstance(c.public_key(), ec.EllipticCurvePublicKey):
+        raise ConfigError(f"WebTransport certificate {cert}: serverCertificateHashes needs an ECDSA key")
+    if not c.not_valid_before_utc <= now < c.not_valid_after_utc:
+        raise ConfigError(f"WebTransport certificate {cert}: not valid now ({c.not_valid_before_utc} .. "
+                          f"{c.not_valid_after_utc})")
+    return cert_sha256(cert)
+
+
+def presented_cert_sha256(host: str, port: int, cafile: str | os.PathLike[str] | None,
+                          timeout_s: float = 5.0) -> bytes:
+    """Connect with TLS to ``host:port`` (the page's HTTPS port), verify the server with
+    ``cafile`` (system roots if None) and return the SHA-256 of the leaf certificate it
+    presented: the ``serverCertificateHashes`` value for that server whatever ``cafile`` is
+    (the certificate itself, or a CA that signed it). Raises OSError / ssl.SSLError."""
+    import hashlib
+    import socket
+
+    ctx = client_ssl_context(cafile)
+    with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+            ctx.wrap_socket(raw, server_hostname=host) as tls:
+        der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ssl.SSLError(f"{host}:{port} presented no certificate")
+    return hashlib.sha256(der).digest()
 
 
 def server_ssl_context(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:

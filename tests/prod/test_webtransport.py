@@ -23,6 +23,7 @@ from aioquic.asyncio import connect
 from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
 
+from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.caller.client import Caller
 from clutchcall.prod.caller.rawmoqt import probe, setup_with_token
 from clutchcall.prod.caller.speech import dialogue
@@ -33,7 +34,13 @@ from clutchcall.prod.caller.webtransport_client import (
 from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
-from clutchcall.prod.ingress.tls import DEV_CERT_DAYS, cert_sha256, ensure_self_signed
+from clutchcall.prod.ingress.tls import (
+    DEV_CERT_DAYS,
+    cert_sha256,
+    ensure_self_signed,
+    pinnable_cert_sha256,
+    presented_cert_sha256,
+)
 from clutchcall.prod.ingress.webtransport import WebTransportIngress
 from clutchcall.prod.moqt import wire as w
 from clutchcall.prod.moqt.session import MoqtSession
@@ -164,6 +171,8 @@ def test_page_server_serves_its_files_only(tmp_path: Path) -> None:
             assert (await asyncio.to_thread(get, "/nope.js"))[0] == 404
             assert (await asyncio.to_thread(get, "/", "POST"))[0] == 405
             assert (await asyncio.to_thread(get, "/", "GET", "http", web.http_port))[0] == 200
+            # the hash a browser caller pins is the leaf the page's port presents
+            assert await asyncio.to_thread(presented_cert_sha256, "127.0.0.1", port, str(cert)) == cert_sha256(cert)
             url = web.page_url("c-1", "TOKEN")
             assert url.startswith(f"https://127.0.0.1:{port}/#call=c-1&token=TOKEN&port={port}&hash=")
         finally:
@@ -194,5 +203,39 @@ def test_dev_certificate_is_short_lived_ecdsa_and_renewed(tmp_path: Path) -> Non
            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=365))
            .sign(k, hashes.SHA256()))
     cert.write_bytes(old.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(ConfigError, match="valid 365 days"):
+        pinnable_cert_sha256(cert)  # a browser would refuse to pin it: the edge says so
     renewed = x509.load_pem_x509_certificate(ensure_self_signed(tmp_path)[0].read_bytes())
     assert renewed.not_valid_after_utc - renewed.not_valid_before_utc <= datetime.timedelta(days=DEV_CERT_DAYS)
+
+
+def test_pinned_hash_is_the_leaf_of_a_chain(tmp_path: Path) -> None:
+    """A chain file (leaf, then the CA that signed it): the pinned hash is the leaf's, and a
+    14-day leaf under a long-lived CA is pinnable (the CA is never hashed or checked)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def make(subject: str, issuer: str, key: Any, signer: Any, days: int, ca: bool) -> x509.Certificate:
+        return (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, subject)]))
+                .issuer_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, issuer)]))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=1))
+                .not_valid_after(now + datetime.timedelta(days=days, minutes=-2))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(signer, hashes.SHA256()))
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = make("one-use CA", "one-use CA", ca_key, ca_key, 3650, True)
+    leaf = make("localhost", "one-use CA", leaf_key, ca_key, DEV_CERT_DAYS, False)
+    pem = tmp_path / "chain.pem"
+    pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
+    import hashlib
+
+    want = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).digest()
+    assert cert_sha256(pem) == pinnable_cert_sha256(pem) == want
+    with pytest.raises(ConfigError, match="cannot be read"):
+        pinnable_cert_sha256(tmp_path / "missing.pem")

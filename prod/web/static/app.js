@@ -6,7 +6,7 @@
 // The WebTransport session goes to https://<this host>:PORT/moq; with `hash` the edge's
 // short-lived self-signed certificate is accepted through `serverCertificateHashes`.
 //
-// Mouth-to-ear turn latency (DESIGN.md section 2), measured here as the Python caller does:
+// Mouth-to-ear turn latency (docs/architecture.md section 6), measured here as the Python caller does:
 // a turn ends at the last caller frame sent that was speech (level above VAD_DBFS) before at
 // least TURN_GAP_MS of non-speech; its latency is that frame's send time -> the arrival of the
 // first agent-audio object after it.
