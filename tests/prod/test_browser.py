@@ -7,7 +7,9 @@ through ``serverCertificateHashes``: a wrong hash fails), the edge sees the call
 (per-call summary with ``transport == "webtransport"``, /metrics), agent audio reaches the page
 (RMS of what the page's playout worklet really played above a floor), a turn latency shows on
 the page, a barge-in clears the playout; a bad token closes the session with MoQT's
-UNAUTHORIZED code, as on raw QUIC. A screenshot is saved (its path is printed).
+UNAUTHORIZED code, as on raw QUIC; the forced PCM16 fallback, opened over the plain-HTTP
+loopback URL that ``serve`` prints first, plays the agent too. A screenshot is saved (its path
+is printed).
 
 Chromium comes from Debian (``/usr/bin/chromium``) and is driven by Playwright for Python on
 that executable (no browser download); both are installed by ``.ci/setup``. The fake
@@ -181,10 +183,13 @@ def test_browser_call_over_webtransport(edge: dict[str, Any], tmp_path: Path) ->
             st = _wait(forged, lambda s: s["closed"] is not None or s["error"], 15)
             assert st["closed"] is not None and st["closed"]["code"] == 0x2, st
 
-            # the PCM16 fallback (where WebCodecs has no Opus), forced: a turn and its reply
+            # the PCM16 fallback (where WebCodecs has no Opus), forced: a turn and its reply; the
+            # page opened as a person does, over the plain-HTTP loopback URL `serve` prints first
+            # (http://127.0.0.1 is a secure context: no certificate warning, WebTransport pinned)
+            assert edge["web_url_http"].startswith("http://127.0.0.1:"), edge["web_url_http"]
             pcm = ctx.new_page()
             pcm.goto(re.sub(r"call=[^&]+&token=[^&]+", f"call=call-0-0&token={edge['tokens']['call-0-0']}",
-                            edge["web_url"]) + "&codec=pcm16")
+                            edge["web_url_http"]) + "&codec=pcm16")
             pcm.click("#call")
             st = _wait(pcm, lambda s: s["playout"]["played"] >= 24000 or s["error"] or s["closed"], 25)
             assert st["codec"] == "pcm16/48000/20" and st["playout"]["played"] >= 24000, st
