@@ -13,8 +13,10 @@
 3. ``--browser``: a ``browser`` row, the real browser caller: the edge's page in headless
    Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright, the same dialogue as its fake
    microphone at 48 kHz, Opus via WebCodecs) against the same turn-echo edge over WebTransport;
-   mouth-to-ear as the page measures it (energy VAD on the captured microphone, see
-   :mod:`clutchcall.prod.caller.browser`), its ratio to the QUIC row of the same run.
+   mouth-to-ear by the Python caller's definition (webrtcvad turn ends on the audio the page
+   captured, the page's own capture and arrival times; the page's energy-VAD figure is
+   ``page_mouth_to_ear_ms_median``, see :mod:`clutchcall.prod.caller.browser`), its ratio to
+   the QUIC row of the same run.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ async def bench_browser(calls: int) -> dict[str, Any]:
     edge = echo_web_edge(cfg, EchoHandler(turn_silence_ms=400), page=True)
     port = await edge.start()
     lat: list[float] = []
+    page: list[float] = []
     conn: list[float] = []
     codec = None
     try:
@@ -171,13 +174,15 @@ async def bench_browser(calls: int) -> dict[str, Any]:
                                cert_hash=cert_sha256(edge.cert_path))
                 r = await asyncio.to_thread(browser_call, url, pcm, 16000, workdir=tmp, tail_s=1.0)
                 lat += [t["mouth_to_ear_ms"] for t in r["turns"] if t["mouth_to_ear_ms"] is not None]
+                page += [t["page_mouth_to_ear_ms"] for t in r["page_turns"] if t["page_mouth_to_ear_ms"] is not None]
                 conn.append(r["connect_ms"])
                 codec = f"{r['codec']}/{r['rate']}"
     finally:
         await edge.stop()
     return {"calls": calls, "turns": len(lat), "codec": codec,
             "connect_ms_median": round(statistics.median(conn), 2) if conn else None,
-            "mouth_to_ear_ms_median": round(statistics.median(lat), 2) if lat else None}
+            "mouth_to_ear_ms_median": round(statistics.median(lat), 2) if lat else None,
+            "page_mouth_to_ear_ms_median": round(statistics.median(page), 2) if page else None}
 
 
 def run(args: argparse.Namespace) -> int:

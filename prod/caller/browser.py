@@ -14,13 +14,22 @@ device loops), reads what the page measured (``window.clutchcall``:
 frames sent, agent frames, what its playout played, each turn's mouth-to-ear latency), hangs up
 and returns it in the shape of :meth:`~clutchcall.prod.caller.client.CallResult.summary`.
 
-The page measures mouth-to-ear turn latency as the Python caller does (the send time of a
-turn's last speech frame -> arrival of the first agent audio after it), with an energy VAD on
-the microphone signal after Chromium's echo canceller instead of webrtcvad on the file.
+Mouth-to-ear turn latency is the Python caller's definition (the send time of a turn's last
+speech frame -> arrival of the first agent audio after it), measured twice:
+
+* ``mouth_to_ear_ms`` (the one to compare with ``--transport quic|ws``): the same turn ends as
+  the Python caller finds them (:func:`~clutchcall.prod.caller.client.speech_flags`, webrtcvad,
+  and :func:`~clutchcall.prod.caller.client.turn_ends`), run here on the audio the page really
+  captured (``record=1``: after Chromium's echo canceller, noise suppression and gain control),
+  with the page's own timelines (capture time of each frame, arrival of each agent object);
+* ``page_mouth_to_ear_ms``: what the page shows a person, whose turn ends come from a simple
+  energy VAD (``vad_dbfs``, -45 dBFS); it ends a turn at the last frame above that level, which
+  on espeak-like speech is a frame or four earlier than webrtcvad's, so it reads higher.
 """
 
 from __future__ import annotations
 
+import base64
 import statistics
 import time
 import urllib.parse
@@ -79,7 +88,7 @@ def browser_call(url: str, pcm: np.ndarray, rate: int, *, workdir: str | Path, t
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_flags(mic))
         try:
             page = browser.new_context(ignore_https_errors=True).new_page()
-            page.goto(url)
+            page.goto(url + "&record=1")
             page.click("#call")
             state = _wait(page, lambda s: s["connected"] or s["error"] or s["closed"], 20.0)
             if not state["connected"]:
@@ -91,9 +100,13 @@ def browser_call(url: str, pcm: np.ndarray, rate: int, *, workdir: str | Path, t
             if state["closed"] is None:
                 page.click("#hangup")
                 _wait(page, lambda s: s["closed"] is not None, 5.0)
+            times = page.evaluate("() => window.clutchcallTimes")
+            heard = np.frombuffer(base64.b64decode(page.evaluate("() => window.clutchcallCaptureB64()")), dtype="<i2")
         finally:
             browser.close()
-    lat = [t["mouthToEarMs"] for t in state["turns"] if t["mouthToEarMs"] is not None]
+    turns = caller_turn_latencies(heard, times["frames"], times["agent"])
+    lat = [ms for ms in turns if ms is not None]
+    page_lat = [t["mouthToEarMs"] for t in state["turns"] if t["mouthToEarMs"] is not None]
     codec, crate = (state["codec"] or "?/0").split("/")[:2]
     return {
         "call_id": urllib.parse.parse_qs(url.split("#", 1)[1])["call"][0], "transport": "webtransport (browser)",
@@ -102,11 +115,39 @@ def browser_call(url: str, pcm: np.ndarray, rate: int, *, workdir: str | Path, t
         "agent_played_s": round(state["playout"]["played"] / 48000, 2),
         "agent_played_rms": round(state["playout"]["rms"], 4), "clear_playouts": state["playout"]["clears"],
         "connect_ms": round(state["connectMs"] or 0.0, 2),
-        "turns": [{"turn": t["turn"], "mouth_to_ear_ms": None if t["mouthToEarMs"] is None
-                   else round(t["mouthToEarMs"], 2)} for t in state["turns"]],
+        "turns": [{"turn": i + 1, "mouth_to_ear_ms": None if ms is None else round(ms, 2)}
+                  for i, ms in enumerate(turns)],
         "mouth_to_ear_ms_p50": round(statistics.median(lat), 2) if lat else None,
+        "page_turns": [{"turn": t["turn"], "page_mouth_to_ear_ms": None if t["mouthToEarMs"] is None
+                        else round(t["mouthToEarMs"], 2)} for t in state["turns"]],
+        "page_mouth_to_ear_ms_p50": round(statistics.median(page_lat), 2) if page_lat else None,
         "out_wav": None,
     }
+
+
+def caller_turn_latencies(heard48k: np.ndarray, frame_times: list[float], agent_times: list[float],
+                          *, frame_ms: int = 20, turn_gap_ms: int = 300) -> list[float | None]:
+    """Mouth-to-ear per turn by the Python caller's definition on what the page captured:
+    ``heard48k`` (int16, 48 kHz, one 20 ms frame per entry of ``frame_times``, the page clock
+    in ms when each was captured) is resampled to 16 kHz for webrtcvad; each turn end (last
+    speech frame before ``turn_gap_ms`` of non-speech) -> the first ``agent_times`` entry at or
+    after that frame's time. Returns one latency (ms) per turn, None where no agent audio
+    followed."""
+    import bisect
+
+    import soxr
+
+    from clutchcall.prod.caller.client import speech_flags, turn_ends
+
+    pcm16k = soxr.resample(heard48k.astype(np.float32), 48000, 16000).clip(-32768, 32767).astype("<i2")
+    flags = speech_flags(pcm16k.tobytes(), 16000, frame_ms)[: len(frame_times)]
+    agent = sorted(agent_times)
+    out: list[float | None] = []
+    for end in turn_ends(flags, frame_ms, turn_gap_ms):
+        t = frame_times[end]
+        i = bisect.bisect_left(agent, t)
+        out.append(agent[i] - t if i < len(agent) else None)
+    return out
 
 
 def echo_web_edge(cfg: Any, handler: Any, *, page: bool) -> Any:

@@ -139,9 +139,11 @@ def test_browser_call_over_webtransport(edge: dict[str, Any], tmp_path: Path) ->
             st = _wait(page, lambda s: s["connected"] or s["error"], 20)
             assert st["connected"], (st, console)
             assert st["transport"] == "webtransport" and st["codec"] == "opus/48000/20"
-            # a turn, its reply, the interruption on the reply (barge-in), its reply
-            st = _wait(page, lambda s: s["playout"]["clears"] >= 1 and any(
+            # a turn, its reply, the interruption on the reply (barge-in), its reply; the edge has
+            # committed both turns (commit events) before the call is hung up below
+            st = _wait(page, lambda s: s["playout"]["clears"] >= 1 and s["commits"] >= 2 and any(
                 t["mouthToEarMs"] is not None for t in s["turns"]) and s["playout"]["played"] >= 48000, 40)
+            assert st["commits"] >= 2, (st["controls"], console)
             lat = [t["mouthToEarMs"] for t in st["turns"] if t["mouthToEarMs"] is not None]
             assert lat, (st, console)
             assert all(100 < ms < 5000 for ms in lat), lat
@@ -211,3 +213,52 @@ def test_browser_call_over_webtransport(edge: dict[str, Any], tmp_path: Path) ->
                                                                    ("call-0-0", "pcm16", 48000)]
     assert len(wt[0]["turns"]) >= 2 and all(t["turn_latency_ms"] is not None for t in wt[0]["turns"][:1])
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_browser_caller_cli_reports_latency_by_the_callers_definition(tmp_path: Path) -> None:
+    """``clutchcall call --transport browser`` (its own loopback echo edge with the page): the
+    page in Chromium speaks the WAV; the summary's mouth-to-ear comes from webrtcvad turn ends
+    on what the page captured (as the Python caller's), the page's own figures beside it."""
+    _require_browser()
+    from clutchcall.prod.caller.speech import dialogue
+
+    wav = tmp_path / "two_turns.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(dialogue(["hello there", "how are you today"], 16000, gap_s=0.8))
+    out = subprocess.run([sys.executable, "-m", "clutchcall", "call", "--wav", str(wav), "--transport", "browser",
+                          "--json", "--tail", "1.0"], capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = json.loads(out.stdout)
+    assert s["transport"] == "webtransport (browser)" and (s["codec"], s["rate"]) == ("opus", 48000)
+    assert s["frames_sent"] > 100 and s["agent_frames_received"] > 20
+    lat = [t["mouth_to_ear_ms"] for t in s["turns"] if t["mouth_to_ear_ms"] is not None]
+    page = [t["page_mouth_to_ear_ms"] for t in s["page_turns"] if t["page_mouth_to_ear_ms"] is not None]
+    assert len(lat) >= 2 and len(page) >= 2, s
+    # the echo replays after 400 ms of caller silence: neither measure can be below ~300 ms
+    assert all(250 < ms < 3000 for ms in lat + page), s
+    assert s["mouth_to_ear_ms_p50"] == pytest.approx(sorted(lat)[len(lat) // 2], abs=200)
+
+
+def test_caller_turn_latencies_on_page_timelines() -> None:
+    """The measurement itself (no browser): webrtcvad turn ends on 48 kHz audio, the page's
+    frame times, the first agent arrival at or after each turn's last speech frame."""
+    from clutchcall.prod.caller.browser import caller_turn_latencies
+    from clutchcall.prod.caller.client import speech_flags, turn_ends
+    from clutchcall.prod.caller.speech import dialogue
+
+    pcm16k = dialogue(["hello there", "how are you today"], 16000, gap_s=0.8) + bytes(16000)
+    import soxr
+
+    x48 = soxr.resample(np.frombuffer(pcm16k, dtype="<i2").astype(np.float32), 16000, 48000).astype("<i2")
+    n = len(x48) // 960
+    frames = [1000.0 + 20.0 * k + (7.0 if k % 5 == 0 else 0.0) for k in range(n)]  # jittery capture
+    ends = turn_ends(speech_flags(pcm16k, 16000, 20), 20, 300)
+    assert len(ends) == 2
+    agent = [frames[ends[0]] + 333.0, frames[ends[0]] + 353.0, frames[ends[1]] + 410.5]
+    got = caller_turn_latencies(x48[: n * 960], frames, agent)
+    # resampling may move a boundary by a frame: the same turns, the same arrivals
+    assert len(got) == 2 and got[0] == pytest.approx(333.0, abs=40) and got[1] == pytest.approx(410.5, abs=40)
+    assert caller_turn_latencies(x48[: n * 960], frames, []) == [None, None]

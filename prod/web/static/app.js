@@ -2,7 +2,8 @@
 //
 // Everything the page needs comes in the URL fragment (printed by `clutchcall serve`):
 //   #call=CALL_ID&token=TOKEN&port=PORT[&hash=BASE64URL_SHA256_OF_CERT]
-// optional: &codec=pcm16 (force the PCM16 fallback), &vad_dbfs=-45, &jitter_ms=40, &autostart=1
+// optional: &codec=pcm16 (force the PCM16 fallback), &vad_dbfs=-45, &jitter_ms=40, &autostart=1,
+//           &record=1 (keep the captured microphone audio for window.clutchcallCaptureB64())
 // The WebTransport session goes to https://<this host>:PORT/moq; with `hash` the edge's
 // short-lived self-signed certificate is accepted through `serverCertificateHashes`.
 //
@@ -11,7 +12,7 @@
 // least TURN_GAP_MS of non-speech; its latency is that frame's send time -> the arrival of the
 // first agent-audio object after it.
 
-import { Downlink, FRAME_MS, RATE, Uplink, levelDbfs, openMicrophone, opusSupported } from "./audio.js";
+import { Downlink, FRAME, FRAME_MS, RATE, Uplink, levelDbfs, openMicrophone, opusSupported } from "./audio.js";
 import { MoqtCaller } from "./moqt.js";
 
 const params = new URLSearchParams(location.hash.slice(1));
@@ -37,6 +38,22 @@ const call = {
   log: [],
 };
 window.clutchcall = call;
+
+// Timelines for a test harness to measure with its own VAD (kept out of window.clutchcall,
+// which is polled): frames[k] = performance.now() when microphone frame k was captured (and
+// handed to the encoder), agent[i] = arrival of agent-audio object i; with record=1 the
+// captured 48 kHz audio, one Int16Array per frame (20 s of calls: about 2 MB).
+const timelines = { frames: [], agent: [] };
+const captured = [];
+const RECORD = params.get("record") === "1";
+window.clutchcallTimes = timelines;
+window.clutchcallCaptureB64 = () => {
+  const all = new Uint8Array(captured.length * FRAME * 2);
+  captured.forEach((f, i) => all.set(new Uint8Array(f.buffer), i * FRAME * 2));
+  let bin = "";
+  for (let i = 0; i < all.length; i += 0x8000) bin += String.fromCharCode(...all.subarray(i, i + 0x8000));
+  return btoa(bin);
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -139,6 +156,7 @@ async function start() {
   const ready = new Promise((resolve) => moqt.on("ready", resolve));
   moqt.on("agentAudio", (payload) => {
     const now = performance.now();
+    timelines.agent.push(now);
     call.agentFrames++;
     for (const t of call.turns) {
       if (t.mouthToEarMs === null && now >= t.lastSpeechAt) {
@@ -169,7 +187,10 @@ async function start() {
     if (call.closed) return;
     const samples = e.data;
     const speech = levelDbfs(samples) > VAD_DBFS;
-    onVad(speech, performance.now());
+    const now = performance.now();
+    timelines.frames.push(now);
+    if (RECORD) captured.push(Int16Array.from(samples, (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32768)))));
+    onVad(speech, now);
     uplink.encode(samples);
   };
   $("hangup").disabled = false;
