@@ -219,6 +219,11 @@ function onVad(speech, now) {
   updateState();
 }
 
+// The edge's control events. Today the edge sends clear_playout (barge-in confirmed) and
+// commit / cancel / error. Ducking and pausing the agent, where the edge does them, happen on
+// the frames it sends (the call core's downlink playout, engine/call/playout.py), so the page
+// hears them without an event; duck / restore / pause / resume events, should an edge send
+// them, act on this page's playout the same way.
 function onControl(event, playout) {
   call.controls.push(event);
   switch (event.type) {
