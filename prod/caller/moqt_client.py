@@ -86,8 +86,12 @@ class CallerSession:
         self.close_code: int | None = None
         self.close_reason = ""
 
+    def _new_stream(self, unidirectional: bool) -> int:
+        """Open a stream for MoQT (a WebTransport caller opens it inside its session); return its ID."""
+        return self._quic.get_next_available_stream_id(is_unidirectional=unidirectional)
+
     def start_session(self) -> None:
-        sid = self._quic.get_next_available_stream_id(is_unidirectional=False)
+        sid = self._new_stream(False)
         self._control_sid = sid
         token = AuthToken(value=self.t.token.encode()).encode()
         params = params_from({
@@ -203,7 +207,7 @@ class CallerSession:
         if self.audio_transport() == "datagram":
             self.send_datagram_frame(seq, payload)
             return
-        sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        sid = self._new_stream(True)
         self._quic.send_stream_data(
             sid, MoqtSession.encode_object_stream(self._caller_audio_alias, seq, payload), end_stream=True
         )

@@ -55,6 +55,14 @@ def _probe_class(core: QuicCore) -> type:
     return cls
 
 
+def __getattr__(name: str) -> Any:
+    """``_Probe``: the probe protocol class on aioquic (what callers of this module used before
+    the QUIC-core adapter; new code calls ``_probe_class(core)``)."""
+    if name == "_Probe":
+        return _probe_class(get_core("aioquic"))
+    raise AttributeError(name)
+
+
 async def probe(
     host: str, port: int, control: bytes, data_stream: bytes | None = None, timeout_s: float = 5.0
 ) -> tuple[int | None, str]:

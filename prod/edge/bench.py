@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from clutchcall.prod.pipeline_bench import QUESTIONS, REPLY  # the same script as bench pipeline
+from clutchcall.progress import add_flag, bar, wanted
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--legs", default="qh3,aioquic,ws",
                         help="with --search: the legs searched, comma list of QUIC cores and ws "
                              "(default qh3,aioquic,ws)")
+    add_flag(parser)
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -347,8 +349,8 @@ def _leg(name: str) -> tuple[str, str | None]:
     raise ValueError(f"--legs: ws or one of {', '.join(QUIC_CORES)}, got {name!r}")
 
 
-async def _search(args: argparse.Namespace, url: str, work: str, transport: str, core: str | None
-                  ) -> tuple[list[dict[str, Any]], int | None, int | None]:
+async def _search(args: argparse.Namespace, url: str, work: str, transport: str, core: str | None,
+                  prog: Any = None) -> tuple[list[dict[str, Any]], int | None, int | None]:
     """Step-search one leg: return (runs, largest N with p99 ok, smallest N over)."""
     runs: list[dict[str, Any]] = []
     n = args.calls
@@ -360,11 +362,16 @@ async def _search(args: argparse.Namespace, url: str, work: str, transport: str,
                            caller_procs=args.caller_procs, call_loop=args.call_loop)
         runs.append(r)
         leg = core or transport
-        print(f"  {leg:>8} {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
-              f"edge CPU {r['edge_cpu_pct']}% ({r['edge_cpu_pct_per_call']}%/call), "
-              f"callers CPU {r['caller_cpu_pct']}%, lost {r['frames_lost']:.0f}, "
-              f"pkts/frame up {r['packets_per_frame_up']} down {r['packets_per_frame_down']}",
-              file=sys.stderr, flush=True)
+        line = (f"  {leg:>8} {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
+                f"edge CPU {r['edge_cpu_pct']}% ({r['edge_cpu_pct_per_call']}%/call), "
+                f"callers CPU {r['caller_cpu_pct']}%, lost {r['frames_lost']:.0f}, "
+                f"pkts/frame up {r['packets_per_frame_up']} down {r['packets_per_frame_down']}")
+        if prog is not None:
+            prog.update(1)
+        if prog is not None and not prog.disable:
+            prog.write(line, file=sys.stderr)
+        elif not (getattr(args, "no_progress", False) or args.json):  # run log, as before
+            print(line, file=sys.stderr, flush=True)
         if _ok(r, args.p99_ms):
             best = max(best or 0, n)
         else:
@@ -396,8 +403,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="clutchcall-bench-edge-") as work:
             first: tuple[list[dict[str, Any]], int | None, int | None] | None = None
+            prog = bar(len(legs) * (args.max_runs if args.search else 1) + bool(args.profile),
+                       "bench edge", enabled=wanted(args), unit="run")
             for transport, core in legs:
-                res = await _search(args, url, work, transport, core)
+                res = await _search(args, url, work, transport, core, prog)
                 first = first or res
                 all_runs += res[0]
                 by_leg[core or transport] = {"largest_calls_p99_ok": res[1], "smallest_calls_p99_over": res[2],
@@ -411,6 +420,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 if os.path.exists(prof):  # noqa: ASYNC240 -- one stat after the run
                     profile_top = _top(prof)
                     profile_parts = _by_part(prof)
+                prog.update(1)
+            prog.close()
     finally:
         with contextlib.suppress(ProcessLookupError):
             model.terminate()
