@@ -154,6 +154,16 @@ def _packets(stopped: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def _call_loop(stopped: dict[str, Any]) -> dict[str, int]:
+    """Sum the batched call loop's scheduler counters (passes, fired) of the edge or its shards."""
+    parts = stopped.get("shards") if isinstance(stopped.get("shards"), list) else [stopped]
+    out = {"passes": 0, "fired": 0}
+    for part in parts or []:
+        for k in out:
+            out[k] += int((part.get("call_loop") or {}).get(k, 0))
+    return out
+
+
 def _audio_modes(stopped: dict[str, Any]) -> dict[str, int]:
     parts = stopped.get("shards") if isinstance(stopped.get("shards"), list) else [stopped]
     out: dict[str, int] = {}
@@ -287,6 +297,10 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
         "packets_per_frame_up": round(pk["udp_rx_datagrams"] / up_frames, 3) if up_frames else None,
         "packets_per_frame_down": round(pk["udp_tx_datagrams"] / up_frames, 3) if up_frames else None,
         "quic_packets": pk or None,
+        # batched call loop: call deadlines (call core + uplink jitter buffer) run per timer
+        # pass of the shard's one scheduler (None with --call-loop per-call: one per timer)
+        "call_loop_calls_per_pass": (round(cl["fired"] / cl["passes"], 2)
+                                     if (cl := _call_loop(stopped))["passes"] else None),
         "edge_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
         "edge_cpu_pct_per_call": round(100 * (cpu1 - cpu0) / wall / calls, 3),
         "edge_cpu_ms_per_call_second": round(1000 * (cpu1 - cpu0) / calls / wall, 3),

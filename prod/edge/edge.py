@@ -263,5 +263,8 @@ class Edge:
                 "ws": dict(self.ws.stats) if self.ws else {},
                 "webtransport": ({**self.webtransport.stats, **self.web.stats}
                                  if self.web is not None and self.webtransport is not None else {}),
-                "calls_active": len(self.handler.pipelines) if self.handler else 0}
+                "calls_active": len(self.handler.pipelines) if self.handler else 0,
+                # the batched call loop's scheduler: timer passes, calls run, most in one pass
+                "call_loop": (dict(self.handler.scheduler.stats)
+                              if self.handler is not None and self.handler.scheduler is not None else {})}
 
