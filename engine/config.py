@@ -181,10 +181,12 @@ class TurnConfig:
         if self.end_of_turn_rule not in END_OF_TURN_RULES:
             raise ConfigError(f"TurnConfig.end_of_turn_rule: must be one of {END_OF_TURN_RULES}, "
                               f"got {self.end_of_turn_rule!r}")
-        if isinstance(self.end_of_turn_min_ms, int) and isinstance(self.end_of_turn_silence_ms, int) \
-                and not 1 <= self.end_of_turn_min_ms <= self.end_of_turn_silence_ms:
+        if (self.end_of_turn_rule == "adaptive" and isinstance(self.end_of_turn_min_ms, int)
+                and isinstance(self.end_of_turn_silence_ms, int)
+                and not 1 <= self.end_of_turn_min_ms <= self.end_of_turn_silence_ms):
             raise ConfigError("TurnConfig.end_of_turn_min_ms: must be 1..end_of_turn_silence_ms "
-                              f"({self.end_of_turn_min_ms} vs {self.end_of_turn_silence_ms})")
+                              f"with the adaptive rule ({self.end_of_turn_min_ms} vs "
+                              f"{self.end_of_turn_silence_ms})")
         if isinstance(self.speculate_silence_ms, int) and not isinstance(self.speculate_silence_ms, bool) \
                 and self.speculate_silence_ms < 20:
             raise ConfigError("TurnConfig.speculate_silence_ms: must be >= 20 ms (one frame); "

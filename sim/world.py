@@ -40,6 +40,12 @@ wall clock is never read. The parts:
   A ``Cancel`` stops all agent audio at once and sends a "clear playout" control message
   downlink (QUIC: its own stream; TCP: behind every earlier byte); the agent stops at the
   caller when it arrives.
+* **speculation** -- a ``Speculate`` reaches the model like a commit (its time to first
+  audio drawn the same way), but the reply is *held* at the edge: a ``Release`` starts it at
+  ``max(release, first audio ready)`` (the edge plays held audio at once); a ``Retract``
+  drops it and the model is busy with the cancel for ``cancel_delay_ms``. Only released
+  speculations become turns (``CallRun.turns``, ``speculative`` True); the counters and the
+  model time wasted on retracted ones go to ``CallRun.speculation``.
 * **downlink** -- each stretch of agent audio is handed to the downlink transport as one batch
   of 1x frames; the caller hears the first agent audio when the first of them is delivered.
 
@@ -59,7 +65,14 @@ from typing import Any
 import numpy as np
 import simpy
 from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
-from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
+from clutchcall.engine.actions import (
+    BackchannelFiltered,
+    BargeArmed,
+    Prime,
+    Release,
+    Retract,
+    Speculate,
+)
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
@@ -190,6 +203,10 @@ class CallRun:
     packets_lost: int = 0
     agent_playing: list[list[float]] = field(default_factory=list)
     """[start, end] edge times of each stretch in which agent audio was forwarded."""
+    speculation: dict[str, float] = field(default_factory=lambda: {
+        "started": 0, "released": 0, "retracted": 0, "wasted_model_s": 0.0})
+    """Speculative commits: counts, and model time spent on retracted ones (Speculate ->
+    Retract, as the engine counts it against its budget)."""
 
 
 def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
@@ -345,6 +362,7 @@ class _World:
         self.model_ready_at = 0.0
         self.last_speech_seq = -1
         self.cur_seq = -1
+        self.held: tuple[dict[str, Any], float, float, float] | None = None  # speculative reply
         # the labelled agent speech at the edge: [edge start, edge end, used]. Intervals that
         # answer a reply segment are the model's replies: they play only when claimed by a
         # commit of that segment (starting at the model's own first audio, keeping their
@@ -449,12 +467,44 @@ class _World:
         elif isinstance(o, Prime):
             self.run.actions.append((o.time, "prime", o.turn))
             self.run.primes += 1
+        elif isinstance(o, (Speculate, Release, Retract)):
+            self.perform_speculation(o, now)
         elif isinstance(o, BackchannelFiltered):
             self.run.backchannels_filtered += 1
         elif isinstance(o, BargeArmed):
             self.run.barges_armed += 1
 
-    def on_commit(self, o: Commit, now: float) -> None:
+    # -------------------------------------------------------------- speculation
+    def perform_speculation(self, o: Speculate | Release | Retract, now: float) -> None:
+        """Speculate: request the reply, hold it; Release: play it once ready; Retract: drop."""
+        spec = self.run.speculation
+        if isinstance(o, Speculate):
+            self.run.actions.append((o.time, "speculate", o.turn))
+            spec["started"] += 1
+            self.held = self.request_reply(o, now)
+        elif isinstance(o, Release):
+            self.run.actions.append((o.time, "release", o.turn))
+            spec["released"] += 1
+            held, self.held = self.held, None
+            if held is None:  # not reached: the engine releases only what it speculated
+                return
+            rec, start, reply_len, end_caller = held
+            rec["commit_s"] = now
+            rec["speculative"] = True
+            self.run.turns.append(rec)
+            self.schedule_reply(rec, max(start, now), reply_len, end_caller)
+        else:
+            self.run.actions.append((o.time, "retract", o.turn))
+            spec["retracted"] += 1
+            spec["wasted_model_s"] += o.held_ms / 1000.0
+            self.held = None
+            self.model_ready_at = max(self.model_ready_at,
+                                      now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0)
+
+    def request_reply(self, o: Commit | Speculate, now: float
+                      ) -> tuple[dict[str, Any], float, float, float]:
+        """The model is asked for a reply at ``now``: return (turn record, edge time its first
+        audio is ready, its drawn length, the caller-time end of the turn's speech)."""
         m = self.cfg.model
         # the caller's own last speech frame of this burst: the last one fed, extended over
         # speech frames the jitter buffer skipped (lost or late) right after it
@@ -473,12 +523,22 @@ class _World:
             "turn": o.turn, "speech_ms": o.speech_ms, "end_of_speech_caller_s": end_caller,
             "last_speech_edge_s": o.last_speech_at, "commit_s": now, "ttfa_s": ttfa,
             "reply_start_edge_s": math.nan, "first_audio_caller_s": math.nan, "cancelled": False,
+            "speculative": False,
         }
-        self.run.turns.append(rec)
+        return rec, start, reply_len, end_caller
+
+    def schedule_reply(self, rec: dict[str, Any], start: float, reply_len: float,
+                       end_caller: float) -> None:
+        """Start the reply's audio at edge time ``start`` (unless superseded by then)."""
         self.reply_gen += 1
         gen = self.reply_gen
-        ev = self.env.timeout(start - now)
+        ev = self.env.timeout(max(0.0, start - self.env.now))
         ev.callbacks.append(lambda _e: self.start_reply(gen, rec, reply_len, end_caller))
+
+    def on_commit(self, o: Commit, now: float) -> None:
+        rec, start, reply_len, end_caller = self.request_reply(o, now)
+        self.run.turns.append(rec)
+        self.schedule_reply(rec, start, reply_len, end_caller)
 
     def start_reply(self, gen: int, rec: dict[str, Any], reply_len: float, end_caller: float
                     ) -> None:

@@ -4,7 +4,9 @@ Theory of operation: :class:`ReferenceModelServer` is a ``websockets`` server on
 default model of ``serve`` and ``demo``, so nothing outside is needed). Each connection is one
 :class:`_Session` that keeps the input audio buffer and a conversation of items. It handles the
 client events in arrival order; a final ``response.create`` starts one response task which
-waits the configured time to first audio, then streams the reply as
+waits its time to first audio (drawn per response from a lognormal distribution: median
+``time_to_first_audio_ms``, shape ``ttfa_sigma``, from a generator seeded by ``(ttfa_seed,
+session number)``, so the n-th response of the k-th session always waits the same), then streams the reply as
 ``response.output_audio.delta`` events at 1x real time (one ``delta_ms`` chunk per
 ``delta_ms``, scheduled on absolute loop times so it never drifts, after an initial burst of
 ``lead_ms``). The reply is real speech
@@ -65,7 +67,13 @@ class ModelServerConfig:
     """``"speak"``: reply with espeak-ng speech of ``replies`` in turn; ``"echo"``: play the
     caller's committed turn back (trimmed of leading/trailing silence)."""
     time_to_first_audio_ms: int = 300
-    """Delay from ``response.create`` to the first audio delta (the model's own latency)."""
+    """Median delay from ``response.create`` to the first audio delta (the model's own latency)."""
+    ttfa_sigma: float = 0.0
+    """Lognormal shape of the time to first audio: each response waits
+    ``time_to_first_audio_ms * exp(ttfa_sigma * z)``, z ~ N(0, 1) (0 = always the median; the
+    simulator's model uses the same law, ``sim`` ``--ttfa-sigma``, default 0.35)."""
+    ttfa_seed: int = 0
+    """Seed of the time-to-first-audio draws (per session: ``(ttfa_seed, session number)``)."""
     delta_ms: int = 40
     """Audio per ``response.output_audio.delta``; deltas are sent at 1x real time."""
     lead_ms: int = 80
@@ -88,6 +96,10 @@ class ModelServerConfig:
             raise ConfigError(f"ModelServerConfig.mode: 'speak' or 'echo', got {self.mode!r}")
         if not 0 <= self.time_to_first_audio_ms <= 60_000:
             raise ConfigError("ModelServerConfig.time_to_first_audio_ms: must be 0..60000")
+        if not (0.0 <= self.ttfa_sigma <= 2.0):  # also rejects NaN
+            raise ConfigError("ModelServerConfig.ttfa_sigma: must be 0..2")
+        if self.ttfa_seed < 0:
+            raise ConfigError("ModelServerConfig.ttfa_seed: must be >= 0")
         if not 0 <= self.lead_ms <= 10_000:
             raise ConfigError("ModelServerConfig.lead_ms: must be 0..10000")
         if not 10 <= self.delta_ms <= 1000 or self.delta_ms % 10:
@@ -155,6 +167,7 @@ class _Session:
         self.items: dict[str, _Item] = {}
         self.last_item_id: str | None = None
         self.active: _Response | None = None
+        self.ttfa_rng = np.random.default_rng([self.cfg.ttfa_seed, n])
         self.session: dict[str, Any] = {
             "id": f"sess_{n}",
             "object": "realtime.session",
@@ -166,6 +179,13 @@ class _Session:
                 "output": {"format": {"type": "audio/pcm", "rate": SAMPLE_RATE}, "voice": self.cfg.voice},
             },
         }
+
+    def draw_ttfa_s(self) -> float:
+        """Return the next response's time to first audio (s): lognormal around the median."""
+        median = self.cfg.time_to_first_audio_ms / 1000.0
+        if self.cfg.ttfa_sigma <= 0.0:
+            return median
+        return float(median * np.exp(self.cfg.ttfa_sigma * self.ttfa_rng.standard_normal()))
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{self.n}_{next(self.ids)}"
@@ -289,7 +309,7 @@ class _Session:
         self.server.stats.responses += 1
         t_request = asyncio.get_running_loop().time()
         await self.send({"type": "response.created", "response": self._resp_obj(resp)})
-        resp.task = asyncio.create_task(self._stream(resp, t_request))
+        resp.task = asyncio.create_task(self._stream(resp, t_request, self.draw_ttfa_s()))
 
     async def on_response_cancel(self, ev: dict[str, Any], eid: str | None) -> None:
         resp = self.active
@@ -356,7 +376,7 @@ class _Session:
             text = replies[(self.server.stats.responses - 1) % len(replies)]
         return await self.server.speech.get(text, SAMPLE_RATE)
 
-    async def _stream(self, resp: _Response, t_request: float) -> None:
+    async def _stream(self, resp: _Response, t_request: float, ttfa_s: float) -> None:
         loop = asyncio.get_running_loop()
         try:
             pcm = await self._reply_audio()
@@ -368,7 +388,7 @@ class _Session:
             return
         self.turn_audio.clear()
         resp.audio = pcm
-        await asyncio.sleep(max(0.0, t_request + self.cfg.time_to_first_audio_ms / 1000 - loop.time()))
+        await asyncio.sleep(max(0.0, t_request + ttfa_s - loop.time()))
         item = _Item(self._id("item"), "assistant")
         resp.item = item
         self.items[item.id] = item

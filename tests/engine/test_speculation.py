@@ -297,7 +297,7 @@ def test_config_validation_and_defaults() -> None:
     legacy = {k: v for k, v in PRODUCT_TURN.to_dict().items() if k not in PRE_SPECULATION}
     assert TurnConfig.from_legacy_dict(legacy).speculate is False
     for bad in ({"speculate": 1}, {"speculate_silence_ms": 10}, {"end_of_turn_rule": "magic"},
-                {"end_of_turn_min_ms": 600}, {"speculate_budget_ms": -1}):
+                {"end_of_turn_rule": "adaptive", "end_of_turn_min_ms": 600}, {"speculate_budget_ms": -1}):
         try:
             TurnConfig(**bad)  # type: ignore[arg-type]
         except ConfigError:
