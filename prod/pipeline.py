@@ -34,7 +34,16 @@ Latencies, per committed turn (:class:`TurnRecord`): *turn latency* = first agen
 - when the turn's last speech frame was due at the edge (both on the loop clock);
 *edge-added* = turn latency - the configured end-of-turn silence - the model's own time to
 first audio as measured at the model leg (``response.create`` written -> first delta read).
-So a late timer, a held frame, queues, transcoding and pacing all count as edge-added. The model leg failing ends the call's pipeline cleanly with an
+So a late timer, a held frame, queues, transcoding and pacing all count as edge-added.
+
+Speculative commit (``TurnConfig.speculate``): ``Speculate`` -> the model leg commits and
+requests the reply at once and a :class:`~clutchcall.prod.speculation.ReplyHold` keeps that
+reply's audio (and its end) away from the downlink; ``Release`` (the turn's commit) hands the
+held events to the downlink at once, so the first frame goes out with no further model wait;
+``Retract`` -> the model leg cancels the reply and deletes its item, the hold drops its audio,
+the caller hears nothing. For a released turn, what ClutchCall cannot remove is
+``max(end-of-turn silence, speculation silence + the model's time to first audio)``, so
+edge-added = turn latency minus that. The model leg failing ends the call's pipeline cleanly with an
 ``error`` control event to the caller; it never raises into the caller leg.
 """
 
@@ -58,7 +67,10 @@ from clutchcall.engine import (
     ConfigError,
     Output,
     Prime,
+    Release,
     RemoteProtocolError,
+    Retract,
+    Speculate,
     TurnConfig,
     TurnEngine,
 )
@@ -66,6 +78,7 @@ from clutchcall.engine.audio import AudioError, Codec, Transcoder, VadFramer
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
+from clutchcall.prod.speculation import ReplyHold
 
 log = logging.getLogger("clutchcall.pipeline")
 
@@ -165,6 +178,12 @@ class TurnRecord:
     uplink_hold_ms: float | None = None
     """How long the last speech frame waited between its nominal arrival and the engine's
     clock (it was laid end to end after a late frame or a timer); part of edge-added."""
+    speculative_silence_ms: float | None = None
+    """A released speculation: the silence (ms) after the last speech frame at which the reply
+    was requested (``Speculate``); None for a plain commit."""
+    released_at: float | None = None
+    """A released speculation: loop time of its ``Release`` (the held audio went to the
+    downlink then); ``performed_at`` is when its request was handed to the model leg."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-able dict."""
@@ -207,6 +226,8 @@ class CallPipeline:
             model_config or ModelLegConfig(), url=model_url, on_audio=self._on_model_audio,
             on_response_done=self._on_response_done, on_error=self._on_model_error,
             on_closed=self._on_model_closed, metrics=self.metrics, logger=self.log)
+        self.hold = ReplyHold(self._is_speculative)
+        self._spec_performed_at: float | None = None  # loop time of the speculation in flight
         self.outputs: list[Output] | None = [] if record_outputs else None
         self.inputs: list[tuple[Any, ...]] | None = [] if record_outputs else None
         """Engine inputs in order, for traces: ``("frame", now, speech, duration_ms, seq)``,
@@ -455,13 +476,48 @@ class CallPipeline:
             # spent inside the edge and counts as edge-added.
             last = nominal if end == out.last_speech_at else out.last_speech_at
             self._pending_turn = TurnRecord(out.turn, last, out.time, self.loop.time(),
-                                            eot_silence_ms=float(self.turn_config.end_of_turn_silence_ms),
+                                            eot_silence_ms=float(self.engine.end_of_turn_ms),
                                             uplink_hold_ms=(out.last_speech_at - last) * 1000)
             self._control({"type": "commit", "turn": out.turn})
+        elif isinstance(out, (Speculate, Release, Retract)):
+            self._perform_speculation(out)
         elif isinstance(out, BackchannelFiltered):
             self.model.backchannel_filtered()
         elif isinstance(out, Cancel):
             self._cancel(out)
+
+    # -- speculative commit --------------------------------------------------------------
+    def _is_speculative(self, response_id: str) -> bool:
+        return response_id == self.model.speculative_response_id
+
+    def _perform_speculation(self, out: Speculate | Release | Retract) -> None:
+        if isinstance(out, Speculate):
+            self.model.speculate()
+            self.hold.start()
+            self._spec_performed_at = self.loop.time()
+        elif isinstance(out, Retract):
+            self.model.retract()
+            self.hold.drop()
+            self._spec_performed_at = None
+            self.log.info("speculation on turn %d retracted after %d ms", out.turn, out.held_ms)
+        else:
+            self.model.release()
+            end, nominal = self._speech_arrival
+            last = nominal if end == out.last_speech_at else out.last_speech_at
+            performed = self._spec_performed_at if self._spec_performed_at is not None else self.loop.time()
+            self._spec_performed_at = None
+            spec_silence = (out.time - out.last_speech_at) * 1000 - out.held_ms
+            self._pending_turn = TurnRecord(out.turn, last, out.time, performed,
+                                            eot_silence_ms=float(self.engine.end_of_turn_ms),
+                                            uplink_hold_ms=(out.last_speech_at - last) * 1000,
+                                            speculative_silence_ms=float(round(spec_silence)),
+                                            released_at=self.loop.time())
+            self._control({"type": "commit", "turn": out.turn})
+            for kind, args in self.hold.release():
+                if kind == "audio":
+                    self._on_model_audio(*args)
+                else:
+                    self._on_response_done(*args)
 
     def _flush_uplink(self) -> None:
         if self._up_batch:
@@ -517,6 +573,8 @@ class CallPipeline:
     def _on_model_audio(self, chunk: AudioChunk) -> None:
         if chunk.response_id in self._dropped or self._closed:
             return
+        if self.hold.offer_audio(chunk):  # a speculative reply: held until Release
+            return
         if chunk.first:
             self._ttfa[chunk.response_id] = chunk.model_ttfa_s
             self._first_rx[chunk.response_id] = chunk.received_at
@@ -527,6 +585,8 @@ class CallPipeline:
         self._wake.set()
 
     def _on_response_done(self, response_id: str, status: str) -> None:
+        if self.hold.offer_done(response_id, status):
+            return
         if response_id not in self._ttfa and response_id not in self._dropped and not self._playing:
             # the reply ended (or was refused) without audio: the engine stops waiting for it
             self.log.warning("model reply %r ended without audio (%s)", response_id, status)
@@ -658,11 +718,21 @@ class CallPipeline:
             ttfa = self._ttfa.get(rid)
             if ttfa is not None and turn.eot_silence_ms is not None:
                 turn.model_ttfa_ms = ttfa * 1000
-                turn.edge_added_ms = turn.turn_latency_ms - turn.eot_silence_ms - turn.model_ttfa_ms
                 rx = self._first_rx.get(rid)
-                turn.commit_delay_ms = (turn.performed_at - turn.last_speech_at) * 1000 - turn.eot_silence_ms
+                if turn.speculative_silence_ms is None:
+                    turn.edge_added_ms = turn.turn_latency_ms - turn.eot_silence_ms - turn.model_ttfa_ms
+                    turn.commit_delay_ms = ((turn.performed_at - turn.last_speech_at) * 1000
+                                            - turn.eot_silence_ms)
+                else:
+                    # released speculation: the model's wait overlapped the silence; what the
+                    # edge cannot remove is whichever of the two ended last
+                    floor = max(turn.eot_silence_ms, turn.speculative_silence_ms + turn.model_ttfa_ms)
+                    turn.edge_added_ms = turn.turn_latency_ms - floor
+                    turn.commit_delay_ms = ((turn.performed_at - turn.last_speech_at) * 1000
+                                            - turn.speculative_silence_ms)
                 if rx is not None:
-                    turn.downlink_delay_ms = (now - rx) * 1000
+                    # held audio waits for the Release: that wait is not the downlink's
+                    turn.downlink_delay_ms = (now - max(rx, turn.released_at or rx)) * 1000
                     turn.request_delay_ms = (rx - ttfa - turn.performed_at) * 1000
             self.metrics.observe_turn(turn.turn_latency_ms / 1000,
                                       None if turn.edge_added_ms is None else turn.edge_added_ms / 1000)

@@ -188,6 +188,12 @@ class RecordingEngine:
         self.engine.handle_timer(now)
         self.recorder.timer(now)
 
+    @property
+    def end_of_turn_ms(self) -> int:
+        """The wrapped engine's end-of-turn silence for the latest pause (an observation, not
+        an input: nothing is recorded)."""
+        return self.engine.end_of_turn_ms
+
     def get_timer(self) -> float | None:
         """Return the engine's next deadline (see ``TurnEngine.get_timer``)."""
         return self.engine.get_timer()

@@ -13,7 +13,11 @@ session number)``, so the n-th response of the k-th session always waits the sam
 rendered by espeak-ng (``mode="speak"``, cycling through ``replies``) or the caller's own
 committed turn played back (``mode="echo"``). ``response.cancel`` stops the stream and ends the
 response with status ``cancelled``; ``conversation.item.truncate`` cuts an assistant item's
-audio at ``audio_end_ms`` (refused past the audio sent). Misuse gets the protocol's ``error``
+audio at ``audio_end_ms`` (refused past the audio sent); ``conversation.item.delete`` removes
+an item from the conversation (``conversation.item.deleted``; an unknown id is an
+``invalid_value`` error, an item of the response still streaming is refused: cancel it
+first -- the edge's retraction of a speculative reply sends ``response.cancel`` then the
+delete). Misuse gets the protocol's ``error``
 event and the session continues: commit of under 100 ms (``input_audio_buffer_commit_empty``),
 unknown event types, malformed JSON or base64, ``response.create`` while a response is active
 (``conversation_already_has_active_response``), ``response.cancel`` with none active.
@@ -138,6 +142,7 @@ class ServerStats:
     cancelled: int = 0
     errors_sent: dict[str, int] = field(default_factory=dict)
     truncations: list[tuple[str, int]] = field(default_factory=list)
+    deletions: list[str] = field(default_factory=list)
     appended_bytes: int = 0
     commits: int = 0
     clears: int = 0
@@ -324,6 +329,23 @@ class _Session:
                 await resp.task
         await self._finish(resp, "cancelled")
 
+    async def on_item_delete(self, ev: dict[str, Any], eid: str | None) -> None:
+        item_id = ev.get("item_id")
+        item = self.items.get(item_id) if isinstance(item_id, str) else None
+        if item is None:
+            await self.error("invalid_value", f"Item with item_id not found: {item_id!r}", eid,
+                             "item_id")
+            return
+        if self.active is not None and self.active.item is item:
+            await self.error("invalid_value", f"Item {item_id!r} belongs to the active response "
+                             f"{self.active.id}; cancel the response first", eid, "item_id")
+            return
+        del self.items[item.id]
+        if self.last_item_id == item.id:
+            self.last_item_id = next(reversed(self.items), None)
+        self.server.stats.deletions.append(item.id)
+        await self.send({"type": "conversation.item.deleted", "item_id": item.id})
+
     async def on_truncate(self, ev: dict[str, Any], eid: str | None) -> None:
         item_id, ci, end_ms = ev.get("item_id"), ev.get("content_index"), ev.get("audio_end_ms")
         item = self.items.get(item_id) if isinstance(item_id, str) else None
@@ -434,6 +456,7 @@ _HANDLERS = {
     "response.create": _Session.on_response_create,
     "response.cancel": _Session.on_response_cancel,
     "conversation.item.truncate": _Session.on_truncate,
+    "conversation.item.delete": _Session.on_item_delete,
 }
 
 
