@@ -62,9 +62,10 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
 * ``speculate_budget_ms = 30000`` -- per call, model time that retracted speculations may
   waste (each counts from its ``Speculate`` to its ``Retract``); once spent, turns are
   committed without speculation. 30 s is ~5 % of a 10-minute call.
-* ``end_of_turn_rule = "fixed"`` -- ``"fixed"``: every pause needs ``end_of_turn_silence_ms``;
-  ``"adaptive"``: the silence is chosen per pause from evidence (``engine/endpoint.py``)
-  between ``end_of_turn_min_ms`` and ``end_of_turn_silence_ms``.
+* ``end_of_turn_rule = "fixed"`` here, ``"adaptive"`` in the product (:data:`PRODUCT_TURN`) --
+  ``"fixed"``: every pause needs ``end_of_turn_silence_ms``; ``"adaptive"``: the silence is
+  chosen per pause from evidence (``engine/endpoint.py``) between ``end_of_turn_min_ms`` and
+  ``end_of_turn_silence_ms``.
 * ``end_of_turn_min_ms = 250`` -- the shortest end-of-turn silence the adaptive rule may
   choose (for a pause whose evidence says the turn is complete).
 """
@@ -216,6 +217,7 @@ class TurnConfig:
         return cls.from_dict({**PRE_SPECULATION, **data})
 
 
-PRODUCT_TURN = TurnConfig(speculate=True)
-"""The product's turn config: the defaults with speculative commit on (``serve``, ``demo``,
-the ``clutchcall`` simulator preset)."""
+PRODUCT_TURN = TurnConfig(speculate=True, end_of_turn_rule="adaptive")
+"""The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
+defaults with speculative commit on and the adaptive end-of-turn rule (short answers to the
+agent end after ``end_of_turn_min_ms``; every other pause after ``end_of_turn_silence_ms``)."""
