@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
 from clutchcall.sim.calls import Segment, segment_for_commit
 from clutchcall.sim.speculation_metrics import SPECULATION_COUNTS, score_replies
 from clutchcall.sim.world import CallRun, SimConfig
@@ -77,9 +78,9 @@ CALL_COUNTS = (
 PER_HOUR = ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
             "missed_short_answers")
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
-CALL_SCHEMA.update({k: pl.Int64 for k in CALL_COUNTS})
+CALL_SCHEMA.update(dict.fromkeys(CALL_COUNTS, pl.Int64))
 # replies and speculation (sim/speculation_metrics.py)
-CALL_SCHEMA.update({k: pl.Int64 for k in SPECULATION_COUNTS})
+CALL_SCHEMA.update(dict.fromkeys(SPECULATION_COUNTS, pl.Int64))
 CALL_SCHEMA["speculation_wasted_model_s"] = pl.Float64
 SPECULATION_KEYS = ("premature_reply_rate", "turn_latency_from_speech_end_ms_p50",
                     "turn_latency_from_speech_end_ms_p95", "turn_latency_from_speech_end_ms_p99",

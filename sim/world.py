@@ -10,18 +10,22 @@ wall clock is never read. The parts:
   from the labelled call (VAD run on the audio by :mod:`clutchcall.sim.calls`).
 * **uplink** -- the transport model (:mod:`clutchcall.sim.transport`, or the exact aioquic
   mode) turns the caller's whole send schedule into arrival times at the edge in one call
-  (closed form per frame: no simpy event per packet). The edge's **jitter buffer** then feeds
-  the engine in sequence order at most at 1x: a frame is fed at
+  (closed form per frame: no simpy event per packet). With ``jitter_buffer="playout"`` the
+  production :class:`~clutchcall.engine.call.JitterBuffer` releases them (concealed frames
+  are fed as silence, as production's concealment decodes to silence). The "adaptive"
+  model instead feeds the call core in sequence order at most at 1x: a frame is fed at
   ``max(arrival, previous feed + frame)``; a frame not there by its playout deadline
   (``send + RTT/2 + late_frame_ms``) is skipped (a gap the engine sees as no frame), and while
   the buffer is behind real time it drops *silence* frames to catch up (never speech). Over
   QUIC a lost frame thus costs one gap; over TCP every later frame waits for it (head-of-line
   blocking) and the speech behind it is fed late.
-* **edge** -- the :class:`~clutchcall.engine.TurnEngine`, driven by the DESIGN §2 loop with
-  ``env.now``: feed -> drain -> perform -> re-arm the one timer (a single logical timer: each
-  re-arm schedules one simpy timeout tagged with a generation; a stale one is ignored, and the
-  firing one calls ``handle_timer(max(deadline, env.now))``). ``agent_audio_started`` /
-  ``agent_audio_finished`` are fed when the edge starts / stops forwarding agent audio.
+* **edge** -- the production call core, :class:`~clutchcall.engine.call.CallCore` (frame
+  hold on the media clock, the :class:`~clutchcall.engine.TurnEngine`, the downlink playout
+  at 1x with its agent audio started / finished detection, turn records), driven by the
+  docs/architecture.md §2 loop with ``env.now``: input -> ``transmit()`` -> perform -> re-arm the one timer
+  (a single logical timer: each re-arm schedules one simpy timeout tagged with a generation;
+  a stale one is ignored, and the firing one calls ``handle_timer(max(deadline, env.now))``).
+  The simulator keeps only what is not the edge: processes, the link and the model.
 * **model** -- continuous prefill: after a ``Commit`` reaches it (``model_leg_ms``), its first
   audio comes after a lognormal time to first audio (median ``ttfa_median_ms``); without
   prefill (``prefill=False``) the delay grows by ``no_prefill_ms_per_s`` per second of the
@@ -41,13 +45,16 @@ wall clock is never read. The parts:
   downlink (QUIC: its own stream; TCP: behind every earlier byte); the agent stops at the
   caller when it arrives.
 * **speculation** -- a ``Speculate`` reaches the model like a commit (its time to first
-  audio drawn the same way), but the reply is *held* at the edge: a ``Release`` starts it at
-  ``max(release, first audio ready)`` (the edge plays held audio at once); a ``Retract``
+  audio drawn the same way); its reply is handed to the core's playout marked speculative and
+  the core *holds* it (``engine/call/speculation.py``, the same code as prod): a ``Release``
+  lets it go at once, so it starts at ``max(release, first audio ready)``; a ``Retract``
   drops it and the model is busy with the cancel for ``cancel_delay_ms``. Only released
   speculations become turns (``CallRun.turns``, ``speculative`` True); the counters and the
   model time wasted on retracted ones go to ``CallRun.speculation``.
-* **downlink** -- each stretch of agent audio is handed to the downlink transport as one batch
-  of 1x frames; the caller hears the first agent audio when the first of them is delivered.
+* **downlink** -- agent audio is queued in the core's playout, which paces it at 1x (a
+  reply queued while another plays follows it); when the first frame of a reply goes out, its
+  whole run of 1x frames is handed to the downlink transport as one batch; the caller hears
+  the first agent audio when the first of them is delivered.
 
 The outputs of a run (:class:`CallRun`) are plain records; :mod:`clutchcall.sim.metrics`
 scores them against the labels.
@@ -64,7 +71,8 @@ from typing import Any
 
 import numpy as np
 import simpy
-from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
+
+from clutchcall.engine import Append, Cancel, Commit, TurnConfig
 from clutchcall.engine.actions import (
     BackchannelFiltered,
     BargeArmed,
@@ -72,6 +80,17 @@ from clutchcall.engine.actions import (
     Release,
     Retract,
     Speculate,
+)
+from clutchcall.engine.call import (
+    AgentFinished,
+    AgentFrame,
+    AgentStarted,
+    CallCore,
+    JitterBuffer,
+    JitterStats,
+    PlayoutCleared,
+    Recorder,
+    UplinkAudio,
 )
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
@@ -102,13 +121,14 @@ class NetConfig:
     ``IngressConfig.jitter_depth_ms``); 0 = fed on arrival. The late deadline is at least it."""
     jitter_buffer: str = "adaptive"
     """"adaptive": fed on arrival (see :func:`feed_schedule`); "playout": the production
-    ingress's buffer (:func:`playout_schedule`: a schedule ``playout_delay_ms`` deep anchored
-    on the first frame, re-anchored on a late frame, never shrinking back)."""
+    ingress's buffer itself (:class:`~clutchcall.engine.call.JitterBuffer`, run by
+    :func:`jitter_releases`: a schedule ``playout_delay_ms`` deep anchored on the first frame,
+    re-anchored on a late frame, draining its lag in silence)."""
     media_clock: bool = False
-    """The engine hears each caller frame at its media time (its nominal arrival ``send +
-    RTT/2 + playout_delay_ms``, laid end to end, never before the engine's clock) even when
-    the frame is fed later (TCP head-of-line blocking), as the production pipeline does;
-    False = at the time it is fed."""
+    """The call core places each caller frame by its media time (send time + the smallest
+    transit seen, laid end to end, never before the engine's clock) even when the frame is
+    fed later (TCP head-of-line blocking), as the production pipeline does; False = by the
+    time it is fed (its arrival at the core)."""
     quic_ack_every: int = 2
     """Fast QUIC model: the receiver ACKs every N-th ack-eliciting packet (RFC 9000: 2)."""
     quic_ack_delay_ms: float = 25.0
@@ -219,9 +239,9 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
     if net.transport == "tcp":
         return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
     if net.transport == "quic":
-        kw = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
+        kw: dict[str, Any] = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
               "ack_delay_ms": net.quic_ack_delay_ms}
-        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)  # type: ignore[arg-type]
+        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)
     from clutchcall.sim.quic_exact import ExactQuicTransport
 
     return ExactQuicTransport.pair(net, rngs)
@@ -268,56 +288,40 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
     return out, skipped
 
 
-def playout_schedule(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
-                     depth_s: float) -> tuple[list[tuple[float, int, bool]], int]:
-    """Return ([(feed time, seq, speech)], frames skipped) of the production ingress's
-    jitter buffer (``prod/ingress/jitter.py``): anchored on the first frame received
-    (``seq0``; earlier frames are late), frame k plays at ``anchor + depth + (k - seq0) *
-    frame``. A frame there by its slot plays at the slot; one missing at its slot is lost
-    (concealed: skipped here) if a later frame arrives before it does; else the frame due next
-    is late and the schedule is re-anchored on its arrival, which adds its lateness to the
-    buffer's accumulated lag. The lag drains during silence as in production: right after a
-    non-speech (or concealed) frame, if the lag is at least one frame and the next frame
-    arrived early enough to stay ``depth`` in the buffer on a schedule one frame earlier, the
-    schedule moves one frame earlier (the next frame plays at once). Here "silent" is the
-    frame's speech flag (production: an RMS energy check on the caller payload).
-    """
-    n = len(arrival)
-    out: list[tuple[float, int, bool]] = []
-    if n == 0:
-        return out, 0
-    after = [math.inf] * (n + 1)  # earliest arrival among frames k+1..n-1
-    for k in range(n - 1, -1, -1):
-        after[k] = min(arrival[k], after[k + 1])
-    seq0 = min(range(n), key=lambda k: arrival[k])
-    if arrival[seq0] == math.inf:
-        return out, n
-    anchor = arrival[seq0] + depth_s - seq0 * frame_s
-    skipped = seq0
-    lag = 0.0  # accumulated re-anchor shift not yet drained (s)
-    quiet_prev = False  # the frame played last was non-speech or concealed
-    eps = 1e-9
-    for k in range(seq0, n):
-        a = arrival[k]
-        # lag drain during silence (prod/ingress/jitter.py JitterBuffer._maybe_drain)
-        if quiet_prev and lag >= frame_s - eps and a + depth_s <= anchor + (k - 1) * frame_s + eps:
-            anchor -= frame_s
-            lag -= frame_s
-        quiet_prev = False
-        slot = anchor + k * frame_s
-        if a <= slot:
-            t = slot
-        elif after[k + 1] < a or a == math.inf:
-            skipped += 1  # concealed at its slot
-            quiet_prev = True
-            continue
-        else:
-            anchor += a - slot
-            lag += a - slot
-            t = a
-        out.append((t, k, speech[k]))
-        quiet_prev = not speech[k]
-    return out, skipped
+def jitter_releases(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
+                    depth_s: float) -> tuple[list[tuple[float, int, bool, bool]], JitterStats]:
+    """Run the production uplink jitter buffer (:class:`~clutchcall.engine.call.JitterBuffer`,
+    the very object the ingress runs) over frames arriving at ``arrival`` (``math.inf``:
+    never); return ([(release time, seq, speech, concealed)], its counters). A frame's payload
+    tells the buffer whether it is silent (its lag-drain rule; production: an energy check);
+    a concealed frame is non-speech. The buffer depends on nothing downstream, so it is
+    driven here by its own arrivals and timer, exactly as the ingress's loop drives it."""
+    jb = JitterBuffer(frame_ms=round(frame_s * 1000), depth_ms=round(depth_s * 1000),
+                      is_silent=lambda p: p != b"s")
+    order = sorted((a, k) for k, a in enumerate(arrival) if a < math.inf)
+    out: list[tuple[float, int, bool, bool]] = []
+    i, now = 0, -math.inf
+    while True:
+        t_arr = order[i][0] if i < len(order) else math.inf
+        t_timer = jb.get_timer()
+        t = t_arr if t_timer is None else min(t_arr, max(t_timer, now))
+        if t == math.inf:
+            break
+        now = max(now, t)
+        if t_arr <= now:
+            k = order[i][1]
+            jb.push(now, k, b"s" if speech[k] else b"")
+            i += 1
+        released = jb.pop(now)
+        for f in released:
+            out.append((now, f.seq, f.payload == b"s" and not f.concealed, f.concealed))
+        if not released and t_arr > now and jb.get_timer() is not None \
+                and jb.get_timer() <= now:  # type: ignore[operator]
+            # nothing more can happen at ``now`` until the next arrival
+            if t_arr == math.inf:
+                break
+            now = t_arr
+    return out, jb.stats
 
 
 def _ignore(_t: float) -> None:
@@ -330,15 +334,15 @@ def call_seed(seed: int, name: str) -> int:
 
 
 class _World:
-    def __init__(self, call: Call, cfg: SimConfig, recorder: Any = None) -> None:
-        self.rec = recorder
+    def __init__(self, call: Call, cfg: SimConfig, recorder: Recorder | None = None) -> None:
         self.call = call
         self.cfg = cfg
         self.env = simpy.Environment()
         self.rngs = direction_rngs(call_seed(cfg.seed, call.name))
         self.model_rng = self.rngs["model"]
         self.up, self.down = _make_transports(cfg.net, self.rngs)
-        self.eng = TurnEngine(cfg.turn)
+        # the edge: the same call core as production (frame hold, engine, playout)
+        self.core: CallCore[int, None] = CallCore(cfg.turn, recorder=recorder)
         self.exact: Any = getattr(self.down, "conn", None)
         if not callable(getattr(self.exact, "run_until", None)):
             self.exact = None
@@ -348,21 +352,21 @@ class _World:
         self.owd_down = cfg.net.downlink.one_way_s
         self.owd_up = cfg.net.uplink.one_way_s
         self.leg = cfg.model.model_leg_ms / 1000.0
-        self.clock = 0.0  # the latest time given to the engine
-        # timer
+        # the one timer
         self.timer_gen = 0
         self.timer_at: float | None = None
-        # agent audio at the edge
-        self.sources: dict[int, float] = {}  # source id -> scheduled end
-        self.source_gen = 0
-        self.source_ids = 0
-        self.playing = False
+        # agent audio at the edge: response id -> (frames, first-audio callback, delivered)
+        self.replies: dict[str, list[Any]] = {}
+        self.reply_ids = 0
         # model
         self.reply_gen = 0
         self.model_ready_at = 0.0
         self.last_speech_seq = -1
         self.cur_seq = -1
-        self.held: tuple[dict[str, Any], float, float, float] | None = None  # speculative reply
+        self.append_speech = False
+        # the speculation in flight: its turn record, and the recorded answer its reply claimed
+        self.spec_rec: dict[str, Any] | None = None
+        self.spec_claim = -1
         # the labelled agent speech at the edge: [edge start, edge end, used]. Intervals that
         # answer a reply segment are the model's replies: they play only when claimed by a
         # commit of that segment (starting at the model's own first audio, keeping their
@@ -375,95 +379,70 @@ class _World:
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
     # -------------------------------------------------------------- drive loop
-    def pump(self) -> None:
-        eng = self.eng
-        rec = self.rec
-        outs = eng.drain()
-        if rec is not None:
-            rec.outputs(outs)
-        while outs:
-            for o in outs:
-                k = o.kind
-                if k == "append":
-                    continue
-                self.perform(o)
-            outs = eng.drain()
-            if rec is not None and outs:
-                rec.outputs(outs)
-        d = eng.get_timer()
+    def drive(self) -> None:
+        """Perform what the core decided, then re-arm the one timer (docs/architecture.md §2)."""
+        core = self.core
+        for ev in core.transmit():
+            self.perform(ev)
+        d = core.get_timer()
         if d is not None and d != self.timer_at:
             self.timer_at = d
             self.timer_gen += 1
             gen = self.timer_gen
-            ev = self.env.timeout(max(0.0, d - self.env.now))
-            ev.callbacks.append(partial(self._fire_cb, gen, d))
+            tm = self.env.timeout(max(0.0, d - self.env.now))
+            tm.callbacks.append(partial(self._fire_cb, gen, d))
         elif d is None and self.timer_at is not None:
             self.timer_at = None
             self.timer_gen += 1  # disarm the pending timeout
 
     def _fire_cb(self, gen: int, deadline: float, _event: object) -> None:
-        self.fire(gen, deadline)
-
-    def fire(self, gen: int, deadline: float) -> None:
         if gen != self.timer_gen:
             return
         self.timer_at = None
-        now = max(deadline, self.env.now)
-        self.clock = now
-        if self.rec is not None:
-            self.rec.timer(now)
-        self.eng.handle_timer(now)
-        self.pump()
+        self.core.handle_timer(max(deadline, self.env.now))
+        self.drive()
 
-    def feeder(self, schedule: list[tuple[float, int, bool]]):  # type: ignore[no-untyped-def]
-        env, eng, fms = self.env, self.eng, self.call.frame_ms
+    def feeder(self, schedule: list[tuple[float, int, bool, bool]]):
+        env, core = self.env, self.core
         timeout = env.timeout
-        rec = self.rec
-        net = self.cfg.net
-        media = net.media_clock
-        base = self.owd_up + net.playout_delay_ms / 1000.0
+        media = self.cfg.net.media_clock
         frame_s = self.frame_s
-        last_end = -math.inf
-        for t, seq, speech in schedule:
+        for t, seq, speech, concealed in schedule:
             dt = t - env.now
             if dt > 0:
                 yield timeout(dt)
-            self.cur_seq = seq
-            if speech:
-                self.last_speech_seq = seq
             now = env.now
-            dur = fms
-            if not media and now < last_end + frame_s - 1e-9:
-                # fed together with the previous frame (the playout buffer drained a frame of
-                # lag after silence): laid end to end as the production pipeline does, a
-                # silence frame counted as 10 ms, a speech frame held until it fits
-                if not speech and fms > 10:
-                    dur, now = 10, max(now, last_end + 0.010)
-                else:
-                    now = last_end + frame_s
-                if now > env.now:
-                    yield timeout(now - env.now)
-            if media:
-                # the frame's media time on the edge clock: its nominal arrival, laid end to
-                # end, never before the engine's clock (the production pipeline's rule)
-                now = max((seq + 1) * frame_s + base, last_end + frame_s, self.clock)
-                now = min(now, env.now)
-            last_end = now
-            self.clock = now
-            if rec is not None:
-                rec.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
-            eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
-            self.pump()
+            if concealed and not core.admit_conceal(now, 1):
+                continue
+            # the frame's media time: its send time (the caller sends frame k at (k+1) frames)
+            core.caller_audio(now, ((seq, speech),), duration_s=frame_s,
+                              media_end=(seq + 1) * frame_s if media else None)
+            self.drive()
 
     # -------------------------------------------------------------- actions
     def perform(self, o: Any) -> None:
         now = self.env.now
-        if isinstance(o, Commit):
+        if isinstance(o, UplinkAudio):
+            # the caller's own frame number of the frame just appended
+            self.cur_seq = o.payload
+            if self.append_speech:
+                self.last_speech_seq = o.payload
+        elif isinstance(o, Append):
+            self.append_speech = o.speech
+        elif isinstance(o, AgentFrame):
+            self.send_reply(o.response_id, now)
+        elif isinstance(o, AgentStarted):
+            self.run.agent_playing.append([o.time, math.inf])
+        elif isinstance(o, AgentFinished):
+            if self.run.agent_playing and self.run.agent_playing[-1][1] == math.inf:
+                self.run.agent_playing[-1][1] = o.time
+        elif isinstance(o, Commit):
             self.run.actions.append((o.time, "commit", o.turn))
             self.on_commit(o, now)
+        elif isinstance(o, PlayoutCleared):
+            self.on_cancel(o, now)
         elif isinstance(o, Cancel):
             self.run.actions.append((o.time, "cancel", o.agent_played_ms))
-            self.on_cancel(o, now)
         elif isinstance(o, Prime):
             self.run.actions.append((o.time, "prime", o.turn))
             self.run.primes += 1
@@ -476,28 +455,31 @@ class _World:
 
     # -------------------------------------------------------------- speculation
     def perform_speculation(self, o: Speculate | Release | Retract, now: float) -> None:
-        """Speculate: request the reply, hold it; Release: play it once ready; Retract: drop."""
+        """Speculate: request the reply (the core holds its audio); Release: the turn's
+        commit (the core plays the held reply at once); Retract: the reply is cancelled."""
         spec = self.run.speculation
         if isinstance(o, Speculate):
             self.run.actions.append((o.time, "speculate", o.turn))
             spec["started"] += 1
-            self.held = self.request_reply(o, now)
+            rec, start, reply_len, end_caller = self.request_reply(o, now)
+            rec["speculative"] = True
+            self.spec_rec, self.spec_claim = rec, -1
+            self.schedule_reply(rec, start, reply_len, end_caller)
         elif isinstance(o, Release):
             self.run.actions.append((o.time, "release", o.turn))
             spec["released"] += 1
-            held, self.held = self.held, None
-            if held is None:  # not reached: the engine releases only what it speculated
-                return
-            rec, start, reply_len, end_caller = held
-            rec["commit_s"] = now
-            rec["speculative"] = True
-            self.run.turns.append(rec)
-            self.schedule_reply(rec, max(start, now), reply_len, end_caller)
+            held, self.spec_rec = self.spec_rec, None
+            if held is not None:  # always: the engine releases only what it speculated
+                held["commit_s"] = now
+                self.run.turns.append(held)
         else:
             self.run.actions.append((o.time, "retract", o.turn))
             spec["retracted"] += 1
             spec["wasted_model_s"] += o.held_ms / 1000.0
-            self.held = None
+            self.spec_rec = None
+            self.reply_gen += 1  # a reply not yet ready is never delivered
+            if self.spec_claim >= 0:  # the recorded answer stays for the turn's real reply
+                self.script[self.spec_claim][2] = False
             self.model_ready_at = max(self.model_ready_at,
                                       now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0)
 
@@ -529,7 +511,7 @@ class _World:
 
     def schedule_reply(self, rec: dict[str, Any], start: float, reply_len: float,
                        end_caller: float) -> None:
-        """Start the reply's audio at edge time ``start`` (unless superseded by then)."""
+        """Hand the reply's audio to the edge at ``start`` (unless superseded by then)."""
         self.reply_gen += 1
         gen = self.reply_gen
         ev = self.env.timeout(max(0.0, start - self.env.now))
@@ -551,6 +533,8 @@ class _World:
             # the recorded answer to this turn: its planned length, started now
             a, b, _used = self.script[j]
             self.script[j][2] = True
+            if rec is self.spec_rec:
+                self.spec_claim = j
             end = now + max(b - a, self.frame_s)
         else:
             # no recorded answer to claim: a drawn length, ended before the caller's next
@@ -564,13 +548,13 @@ class _World:
         def first(t: float) -> None:
             rec["first_audio_caller_s"] = min(rec["first_audio_caller_s"], t)
 
-        self.start_source(now, end, first)
-        self.pump()
+        # a speculative reply still in flight is held by the core until its Release
+        self.start_source(now, end, first, spec_rec=rec if rec["speculative"] else None)
 
-    def on_cancel(self, o: Cancel, now: float) -> None:
+    def on_cancel(self, o: PlayoutCleared, now: float) -> None:
         self.reply_gen += 1  # a reply not yet started is dropped
         self.model_ready_at = now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0
-        if self.run.turns and self.playing:
+        if self.run.turns and o.was_playing:
             self.run.turns[-1]["cancelled"] = True
         crec = {"cancel_edge_s": now, "cancel_seq": self.cur_seq,
                 "agent_played_ms": o.agent_played_ms, "agent_stop_caller_s": math.inf}
@@ -586,20 +570,40 @@ class _World:
             self.kick_exact()
         else:
             crec["agent_stop_caller_s"] = self.down.deliver([now], [24], [CONTROL])[0]
-        self.source_gen += 1
-        self.sources.clear()
-        if self.playing:
-            self.set_playing(False, now)
 
     # -------------------------------------------------------------- agent audio
     def start_source(self, start: float, end: float,
-                     first: Callable[[float], None] | None = None) -> None:
-        """Start forwarding agent audio [start, end) at the edge; ``first(t)`` is called
-        with the delivery time at the caller of each frame (the caller keeps the minimum)."""
+                     first: Callable[[float], None] | None = None,
+                     spec_rec: dict[str, Any] | None = None) -> None:
+        """Hand agent audio [start, end) to the edge's playout (the core paces it at 1x);
+        ``first(t)`` is called with the delivery time at the caller of each frame (the caller
+        keeps the minimum). ``spec_rec``: the audio is a speculative reply (marked so for the
+        core, which holds it until its Release); its record's ``reply_start_edge_s`` is when
+        its first frame actually goes out."""
         n = max(1, round((end - start) / self.frame_s))
-        times = [start + i * self.frame_s for i in range(n)]
+        self.reply_ids += 1
+        rid = f"r{self.reply_ids}"
+        self.replies[rid] = [n, first, False, spec_rec]
+        core = self.core
+        spec = spec_rec is not None
+        core.agent_audio(start, rid, rid, (None for _ in range(n)), speculative=spec)
+        core.response_done(start, rid, speculative=spec)
+        self.drive()
+
+    def send_reply(self, rid: str, now: float) -> None:
+        """The core sends a frame of ``rid``: at its first, the downlink transport gets the
+        whole run of its frames (``now + k * frame``, the playout's 1x schedule), as one
+        batch, so the transport model sees the same packet train as production sends."""
+        info = self.replies.get(rid)
+        if info is None or info[2]:
+            return
+        info[2] = True
+        n, first = info[0], info[1]
+        if info[3] is not None:
+            info[3]["reply_start_edge_s"] = now
+        times = [now + i * self.frame_s for i in range(n)]
         if self.exact is not None:
-            self.exact.run_until(start)
+            self.exact.run_until(now)
             cb = first if first is not None else _ignore
             for t in times:
                 self.exact.send(t, self.cfg.net.frame_bytes, 0, cb)
@@ -608,14 +612,6 @@ class _World:
             arrivals = self.down.deliver(times, [self.cfg.net.frame_bytes] * n)
             if first is not None:
                 first(min(arrivals))
-        self.source_ids += 1
-        sid = self.source_ids
-        self.sources[sid] = end
-        gen = self.source_gen
-        if not self.playing:
-            self.set_playing(True, start)
-        ev = self.env.timeout(end - start)
-        ev.callbacks.append(lambda _e: self.end_source(gen, sid))
 
     def kick_exact(self) -> None:
         """Re-arm the exact downlink's driver at its next deadline (one pending timeout)."""
@@ -634,29 +630,7 @@ class _World:
         self.exact.run_until(self.env.now)
         self.kick_exact()
 
-    def end_source(self, gen: int, sid: int) -> None:
-        if gen != self.source_gen or sid not in self.sources:
-            return
-        del self.sources[sid]
-        if not self.sources and self.playing:
-            self.set_playing(False, self.env.now)
-            self.pump()
-
-    def set_playing(self, on: bool, now: float) -> None:
-        self.clock = now
-        self.playing = on
-        if on:
-            self.run.agent_playing.append([now, math.inf])
-            if self.rec is not None:
-                self.rec.agent_audio_started(now)
-            self.eng.agent_audio_started(now)
-        else:
-            self.run.agent_playing[-1][1] = now
-            if self.rec is not None:
-                self.rec.agent_audio_finished(now)
-            self.eng.agent_audio_finished(now)
-
-    def script_proc(self):  # type: ignore[no-untyped-def]
+    def script_proc(self):
         env = self.env
         for j, item in enumerate(self.script):
             a, b, _used = item
@@ -668,7 +642,6 @@ class _World:
                 continue
             item[2] = True
             self.start_source(env.now, b)
-            self.pump()
 
     # -------------------------------------------------------------- run
     def simulate(self) -> CallRun:
@@ -677,16 +650,19 @@ class _World:
         n = len(call.speech)
         send = [(k + 1) * self.frame_s for k in range(n)]
         arrival = self.up.deliver(send, [self.cfg.net.frame_bytes] * n)
+        schedule: list[tuple[float, int, bool, bool]]
         if self.cfg.net.jitter_buffer == "playout":
-            schedule, skipped = playout_schedule(arrival, call.speech, self.frame_s,
-                                                 self.cfg.net.playout_delay_ms / 1000.0)
+            schedule, stats = jitter_releases(arrival, call.speech, self.frame_s,
+                                              self.cfg.net.playout_delay_ms / 1000.0)
+            skipped = n - stats.released
         else:
-            schedule, skipped = feed_schedule(
+            fed, skipped = feed_schedule(
                 send, arrival, call.speech, self.frame_s, self.owd_up,
                 self.cfg.net.late_frame_ms / 1000.0,
                 skip_late_speech=self.cfg.net.transport != "tcp",
                 hold_s=self.cfg.net.playout_delay_ms / 1000.0)
-        self.run.frames_fed = len(schedule)
+            schedule = [(t, k, s, False) for t, k, s in fed]
+        self.run.frames_fed = n - skipped
         self.run.frames_skipped = skipped
         self.env.process(self.feeder(schedule))
         self.env.process(self.script_proc())
@@ -698,56 +674,12 @@ class _World:
         return self.run
 
 
-def simulate_call(call: Call, cfg: SimConfig, recorder: Any = None) -> CallRun:
+def simulate_call(call: Call, cfg: SimConfig, recorder: Recorder | None = None) -> CallRun:
     """Simulate one call under ``cfg``; return its :class:`CallRun`. Deterministic in
     (call, cfg): the random streams derive from ``cfg.seed`` and the call's name.
 
-    ``recorder``, if given, sees every engine input and drained output, in order, through
-    the methods of ``clutchcall.traces.recorded.TraceRecorder``: ``caller_frame(now, *,
-    speech, duration_ms, seq)``, ``agent_audio_started(now)``, ``agent_audio_finished(now)``,
-    ``timer(now)`` and ``outputs(list)``; :class:`InputLog` is a minimal one."""
+    ``recorder``, if given, is the call core's :class:`~clutchcall.engine.call.Recorder`: it
+    sees every engine input and drained output, in order (a
+    ``clutchcall.traces.recorded.TraceRecorder``, or a
+    :class:`~clutchcall.engine.call.MemoryRecorder` for engine-only replays)."""
     return _World(call, cfg, recorder).simulate()
-
-
-class InputLog:
-    """A recorder that keeps the engine inputs as tuples (for engine-only replay):
-    ``("frame", now, speech, duration_ms, seq)``, ``("started", now)``,
-    ``("finished", now)``, ``("timer", now)``; and every output in ``outs``."""
-
-    def __init__(self) -> None:
-        self.inputs: list[tuple[Any, ...]] = []
-        self.outs: list[Any] = []
-
-    def caller_frame(self, now: float, *, speech: bool, duration_ms: int, seq: int | None) -> None:
-        self.inputs.append(("frame", now, speech, duration_ms, seq))
-
-    def agent_audio_started(self, now: float) -> None:
-        self.inputs.append(("started", now))
-
-    def agent_audio_finished(self, now: float) -> None:
-        self.inputs.append(("finished", now))
-
-    def timer(self, now: float) -> None:
-        self.inputs.append(("timer", now))
-
-    def outputs(self, outs: list[Any]) -> None:
-        self.outs.extend(outs)
-
-
-def replay_inputs(engine: TurnEngine, inputs: list[tuple[Any, ...]]) -> list[Any]:
-    """Feed an :class:`InputLog`'s inputs to ``engine`` (draining after each); return every
-    output. The engine is pure, so this reproduces the simulated call's outputs exactly."""
-    out: list[Any] = []
-    frame, drain = engine.caller_frame, engine.drain
-    for inp in inputs:
-        k = inp[0]
-        if k == "frame":
-            frame(inp[1], speech=inp[2], duration_ms=inp[3], seq=inp[4])
-        elif k == "timer":
-            engine.handle_timer(inp[1])
-        elif k == "started":
-            engine.agent_audio_started(inp[1])
-        else:
-            engine.agent_audio_finished(inp[1])
-        out += drain()
-    return out

@@ -93,8 +93,9 @@ def load_audio(calls: str | None, wav: str | None, rate: int) -> tuple[bytes, li
     played back to back with ``GAP_S`` of silence between. Raises ConfigError for a missing
     file or a bad format."""
     import soxr
+
     from clutchcall.engine.errors import ConfigError
-    from clutchcall.prod.caller.client import read_wav
+    from clutchcall.traces.labels import read_wav
 
     paths = [Path(wav)] if wav else [corpus_dir() / f"{c.strip()}.wav" for c in (calls or "").split(",") if c.strip()]
     if not paths:
@@ -102,10 +103,9 @@ def load_audio(calls: str | None, wav: str | None, rate: int) -> tuple[bytes, li
     parts: list[np.ndarray] = []
     for p in paths:
         try:
-            pcm, r = read_wav(str(p))
+            r, x = read_wav(p, rates=None)
         except (OSError, ValueError, EOFError) as exc:
             raise ConfigError(f"demo: cannot read {p}: {exc}") from None
-        x = np.frombuffer(pcm, dtype="<i2")
         if r != rate:
             x = soxr.resample(x, r, rate).astype("<i2")
         parts += [x, np.zeros(int(GAP_S * rate), dtype="<i2")]
@@ -129,7 +129,7 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
     pcm, names = load_audio(calls, wav, rate)
     labelled_ends = reply_ends(calls, wav)
     tmp = None if trace_dir else tempfile.TemporaryDirectory(prefix="clutchcall-demo-")
-    tdir = trace_dir or tmp.name  # type: ignore[union-attr]
+    tdir = trace_dir or tmp.name  # type: ignore[union-attr]  # tmp is None only if trace_dir
     cfg = EdgeConfig(trace_dir=str(Path(tdir) / "traces"), cert_dir=str(Path(tdir) / "tls"),
                      json_logs=False, model=EmbeddedModelConfig(time_to_first_audio_ms=ttfa_ms,
                                                                 ttfa_sigma=ttfa_sigma, ttfa_seed=seed))
@@ -144,10 +144,10 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
         async def run(self, pcm: bytes, out_wav: str | None = None) -> Any:
             send = self.t.send_frame
 
-            async def send_frame(i: int, payload: bytes) -> None:
+            async def send_frame(seq: int, payload: bytes) -> None:
                 if not first_sent:
                     first_sent.append(loop.time())  # audio time 0 left the caller's mouth
-                await send(i, payload)
+                await send(seq, payload)
 
             self.t.send_frame = send_frame  # type: ignore[method-assign]
             return await super().run(pcm, out_wav)

@@ -47,6 +47,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
 from clutchcall.engine.errors import ConfigError, RemoteProtocolError
 from clutchcall.prod.model.protocol import (
     AUDIO_DELTA_TYPES,
@@ -61,8 +64,6 @@ from clutchcall.prod.model.protocol import (
     parse_event,
     session_update,
 )
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 log = logging.getLogger("clutchcall.model.client")
 
@@ -314,6 +315,12 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         self._spec_event = self._last_event_id
         self.speculative_response_id = None
         self.stats.speculations += 1
+
+    @property
+    def speculating(self) -> bool:
+        """True between :meth:`speculate` and :meth:`release` / :meth:`retract` (the
+        speculative request is in flight, named or not)."""
+        return self._spec_event is not None
 
     def release(self) -> None:
         """The speculative response is the turn's reply after all: it stays in the

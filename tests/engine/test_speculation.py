@@ -8,6 +8,9 @@ The driver plays a script of VAD frames against the engine with a model of the s
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from clutchcall.engine import (
     Append,
     Cancel,
@@ -23,8 +26,6 @@ from clutchcall.engine import (
 )
 from clutchcall.engine.config import PRE_SPECULATION, PRODUCT_TURN
 from clutchcall.engine.errors import ConfigError
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -184,10 +185,11 @@ def test_off_switch_emits_no_speculation_and_replay_is_exact(config, fms, script
     import os
     import tempfile
 
-    from clutchcall.traces.recorded import RecordingEngine, TraceRecorder, first_mismatch, read_trace
+    from clutchcall.engine.call import EngineDriver
+    from clutchcall.traces.recorded import TraceRecorder, first_mismatch, read_trace
 
     rec = TraceRecorder(call_id="t", codec="pcm16", rate=16000, config=config)
-    eng = RecordingEngine(TurnEngine(config), rec)
+    eng = EngineDriver(TurnEngine(config), rec)  # feeds, drains and records every input
     _drive_recorded(eng, fms, script)
     assert first_mismatch(rec.trace()) is None
     with tempfile.TemporaryDirectory() as d:  # and through the Parquet file
@@ -205,11 +207,9 @@ def _drive_recorded(eng, fms: int, script: list[tuple[bool, int]]) -> None:
         deadline = eng.get_timer()
         while deadline is not None and deadline <= nxt - fms / 1000.0:
             eng.handle_timer(deadline)
-            eng.drain()
             deadline = eng.get_timer()
         t = nxt
         eng.caller_frame(t, speech=sp, duration_ms=fms)
-        eng.drain()
 
 
 # ---------------------------------------------------------------- rows, by hand

@@ -14,7 +14,8 @@ import json
 import statistics
 import time
 
-from clutchcall.engine.scenario import FrameInput, run_inputs, scripted_call
+from clutchcall.engine.call.inputs import CALLER_FRAME
+from clutchcall.engine.scenario import run_inputs, scripted_call
 from clutchcall.engine.turn import TurnEngine
 
 
@@ -31,7 +32,7 @@ def _baseline(inputs: list[object]) -> float:
         deadline = None
         if deadline is not None:
             pass
-        if isinstance(inp, FrameInput):
+        if getattr(inp, "kind", None) == CALLER_FRAME:
             sink.append(inp)
         sink.clear()
     return time.perf_counter() - t0
@@ -40,7 +41,7 @@ def _baseline(inputs: list[object]) -> float:
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
     """Return the benchmark figures as a dict (see the module docstring)."""
     inputs = scripted_call(seed=7, seconds=seconds)
-    frames = sum(1 for i in inputs if isinstance(i, FrameInput))
+    frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
     times, base = [], []
     n_out = 0
     for _ in range(runs):
