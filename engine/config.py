@@ -55,7 +55,7 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
   time to first audio (~300 ms median) then overlaps the rest of the end-of-turn silence, so
   the reply is ready when the turn is confirmed when ``speculate + TTFA <= end of turn``.
   Shorter speculates on more word gaps (each retraction costs model time, capped by the
-  budget). Tuned on the corpus train split (calls 0-69, product config, TTFA 300 ms, sigma
+  budget). Tuned on the corpus train split (calls 0-69, product config, TTFA median 350 ms, sigma
   0.35): 60 ms vs 120 / 200 ms gives the same p50 turn latency from end of speech (654 vs
   656 / 681 ms) and a lower p95 (747 vs 843 / 923 ms) for 55 vs 38 / 25 ms of model time
   wasted per turn; premature replies do not change (the end of turn is decided without it).

@@ -128,7 +128,7 @@ assert all(len(nbh.ecdf(v)[0]) > 0 for v in lat.values())"""),
     ("md", """## Speculative commit: latency vs premature replies (corpus train split)
 
 `speculate_silence_ms` x end-of-turn rule x end-of-turn silence, product config otherwise,
-model TTFA lognormal (median 300 ms, sigma 0.35), on the corpus *train* split (calls 0-69; the
+model TTFA lognormal (the simulator's default: median 350 ms, sigma 0.35), on the corpus *train* split (calls 0-69; the
 test split 70-99 is only for reporting). *Turn latency from end of speech*: the labelled end of
 a reply segment -> first agent audio at the caller. *Premature reply rate*: released replies
 after which the caller went on with the same turn within 1 s / released replies (a retracted
