@@ -359,6 +359,8 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         of its items, now or as soon as the server names them)."""
         self._flush_appends()
         self.stats.retractions += 1
+        if self._spec_event is not None:  # a retracted reply is not awaited (no retry for it)
+            self._stop_first_audio_wait(self._spec_event)
         rid = self.speculative_response_id
         resp = self.responses.get(rid) if rid is not None else None
         self.speculative_response_id = None
@@ -682,6 +684,8 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             self._send(event, kind="response.create")
             if "event_id" in event:
                 self._fa_retries.add(event["event_id"])
+                if create_id == self._spec_event:  # the speculative request, asked again
+                    self._spec_event = event["event_id"]
                 self.stats.responses_requested += 1
                 if self.metrics is not None and hasattr(self.metrics, "model_retries"):
                     self.metrics.model_retries.inc()

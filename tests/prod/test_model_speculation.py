@@ -222,3 +222,29 @@ def test_ttfa_is_lognormal_seeded_and_deterministic() -> None:
     for bad in ({"ttfa_sigma": -0.1}, {"ttfa_sigma": float("nan")}, {"ttfa_seed": -1}):
         with pytest.raises(ConfigError):
             ModelServerConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_a_speculative_request_retried_after_a_timeout_stays_speculative() -> None:
+    """The first-audio time-out asks again once: the retry is the speculative request (its
+    audio is held like the first one's would have been), and a retraction stops its wait
+    (no further retry)."""
+
+    async def main() -> None:
+        async with ReferenceModelServer(ModelServerConfig(time_to_first_audio_ms=900)) as srv:
+            col = Collector()
+            leg = col.leg(srv.url, first_audio_timeout_s=0.3)
+            await leg.connect()
+            leg.append(tone(300))
+            leg.speculate()
+            await until(lambda: leg.speculative_response_id is not None)
+            first = leg.speculative_response_id
+            await until(lambda: leg.speculative_response_id not in (None, first))
+            assert leg.speculating and leg.stats.responses_requested == 2
+            leg.retract()
+            await until(lambda: srv.stats.cancelled == 2)
+            await asyncio.sleep(0.5)  # past another time-out: nothing is asked again
+            assert leg.stats.responses_requested == 2 and srv.stats.responses == 2
+            assert col.chunks == [] and not leg.speculating
+            await leg.close()
+
+    run(main())
