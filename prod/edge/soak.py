@@ -19,6 +19,7 @@ Figures (one JSON object with ``--json``), each defined where it is computed:
 * ``rss_kb`` / ``fds``: ``start`` (before the first call), ``peak`` (largest sample while the
   calls ran), ``end`` (after the calls and ``--settle-s``), and ``timeline``: ``[t_s, rss_kb,
   fds]`` per sample;
+* ``end_reasons`` / ``failed_reasons``: how the edge's calls ended (counts per reason);
 * ``traces``: non-empty trace files written (one per call expected), ``calls_failed``: calls
   that raised at the caller or ended ``failed`` at the edge; ``turns``: committed turns.
 
@@ -34,6 +35,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,8 @@ def run_soak(calls: int, seconds: float, transport: str = "mixed", sample_s: flo
         traces=len(written),
         turns=sum(len(c["turns"]) for c in edge_calls),
         calls_failed=len(res["caller_errors"]) + sum(1 for c in edge_calls if c["failed"]),
+        end_reasons=dict(Counter(f"{c['transport']}: {str(c['end_reason'])[:80]}" for c in edge_calls)),
+        failed_reasons=dict(Counter(str(c["failed"])[:160] for c in edge_calls if c["failed"])),
     )
     return res
 
