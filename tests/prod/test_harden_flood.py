@@ -162,3 +162,51 @@ def test_flooding_caller_is_closed_1008_and_a_legit_call_does_not_notice(tmp_pat
     assert legit["code"] == 1000, legit
     assert ls.end_reason != "caller_violation" and not ls.failed, ls
     assert ls.frames >= legit["sent"] - 1, (ls.frames, legit)
+
+
+def test_quic_flooding_caller_is_closed_protocol_violation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same over QUIC/MoQT: caller-audio objects far faster than real time end the session
+    with MoQT PROTOCOL_VIOLATION (0x3) and the reason; the edge counts it."""
+    from clutchcall.prod.caller.client import QuicCallerTransport
+    from clutchcall.prod.moqt.wire import TerminationCode
+
+    cfg = EdgeConfig(cert_dir=str(tmp_path / "tls"), json_logs=False, metrics_port=-1,
+                     model=EmbeddedModelConfig(time_to_first_audio_ms=100))
+
+    async def main() -> tuple[Any, Any, float, int]:
+        async with Edge(cfg) as edge:
+            tr = QuicCallerTransport("127.0.0.1", edge.quic_port, token=edge.issue_token("qflood"),
+                                     call_id="qflood", codec="pcm16", rate=16000,
+                                     cafile=edge.cert_path, timeout_s=10)
+            await tr.connect()
+            proto = tr.proto
+            assert proto is not None
+            frame = bytes(640)
+            t0 = time.monotonic()
+            seq = 0
+            try:
+                while proto.close_code is None and time.monotonic() - t0 < 8.0:
+                    for _ in range(10):  # ~1000 frames/s, 20x real time (each on its own
+                        await tr.send_frame(seq, frame)  # stream: faster would hit the
+                        seq += 1  # edge's open-stream bound first, another typed close)
+                    await asyncio.sleep(0.01)
+                elapsed = time.monotonic() - t0
+                for _ in range(100):
+                    if proto.close_code is not None:
+                        break
+                    await asyncio.sleep(0.02)
+            finally:
+                await tr.hangup()
+            assert edge.handler is not None
+            summary = await edge.handler.wait_ended("qflood", 10)
+            from prometheus_client import generate_latest
+
+            metrics = generate_latest(edge.metrics.registry).decode()
+            assert "clutchcall_calls_closed_violation_total 1.0" in metrics
+            return proto.close_code, summary, elapsed, seq
+
+    code, summary, elapsed, sent = asyncio.run(asyncio.wait_for(main(), 60))
+    print(f"closed with {code} after {elapsed:.2f} s, {sent} frames sent")
+    assert code == TerminationCode.PROTOCOL_VIOLATION, code
+    assert summary.end_reason == "caller_violation" and "uplink bounds" in (summary.failed or "")
+    assert elapsed < 6.0
