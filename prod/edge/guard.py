@@ -18,6 +18,15 @@ code (WebSocket 1008, MoQT ``PROTOCOL_VIOLATION``) and counts it on ``/metrics``
 (``clutchcall_calls_closed_violation_total``; every violating frame also counts in
 ``clutchcall_caller_violations_total{kind="ahead"|"conceal"}``).
 
+Whose fault: a bound can also overflow because the *edge* fell behind -- the pipeline drains,
+in one burst, frames that waited in the caller leg's queue while the model leg connected (seconds
+on a starved machine), and the hold sees them arrive faster than real time. So a violating
+frame counts toward ending the call only while the caller's own frame numbering (sequence number
+x frame length since its first frame) runs at least ``evidence_s`` ahead of the wall time since
+its first frame arrived at the ingress: a caller cannot send faster than real time without its
+sequence numbers (which must increase) running ahead of the clock; a backlog the edge drains
+never does. Such frames are still counted on /metrics.
+
 Why a window and not the first violation: a legitimate caller sending at 1x has no frame dropped
 ahead nor concealment refused while the edge keeps up (concealment of real losses plus received
 frames cannot exceed real time), but an edge starved of CPU can: in ``bench soak`` with 20 calls
@@ -50,6 +59,10 @@ class GuardConfig:
     at 2x real time or more, sustained; 250 = 5 s of 20 ms audio)."""
     window_s: float = 5.0
     """The sliding window (s) over which violating frames are summed."""
+    evidence_s: float = 1.0
+    """Violating frames count toward ending the call only while the caller's frame numbering
+    (sequence number x frame length) runs at least this far ahead of the time since its first
+    frame arrived: the caller really sent faster than real time."""
 
     def __post_init__(self) -> None:
         if self.limit_frames < 1 or not self.window_s > 0:
@@ -77,11 +90,14 @@ class ViolationGuard:
         self.reason: str | None = None
         """Why the call must end (set once, by :meth:`check`), else None."""
 
-    def check(self, now: float) -> tuple[int, int, str | None]:
+    def check(self, now: float, caller_ahead_s: float | None = None) -> tuple[int, int, str | None]:
         """Take the counters' growth since the last check at time ``now`` (s). Returns
         ``(new_ahead, new_conceal, reason)``: the violating frames of each kind new since the
         last check, and the reason to end the call once ``limit_frames`` fell in the last
-        ``window_s`` (then and on every later call), else None."""
+        ``window_s`` (then and on every later call), else None. ``caller_ahead_s``: how far
+        the caller's own frame numbering runs ahead of the time since its first frame (module
+        docstring); below ``evidence_s`` new violating frames are counted but do not count
+        toward ending the call (None: always count)."""
         queued = self._ingress_dropped()
         self.ingress = queued
         ahead = self.stats.dropped_ahead + queued
@@ -91,9 +107,13 @@ class ViolationGuard:
         self.ahead += new_a
         self.conceal += new_c
         ev = self._events
-        if new_a + new_c:
-            ev.append((now, new_a + new_c))
-            self._in_window += new_a + new_c
+        if caller_ahead_s is not None and caller_ahead_s < self.config.evidence_s:
+            new_a_w = new_c_w = 0  # the edge fell behind (its own backlog), not the caller
+        else:
+            new_a_w, new_c_w = new_a, new_c
+        if new_a_w + new_c_w:
+            ev.append((now, new_a_w + new_c_w))
+            self._in_window += new_a_w + new_c_w
         horizon = now - self.config.window_s
         while ev and ev[0][0] < horizon:
             self._in_window -= ev.popleft()[1]

@@ -53,6 +53,18 @@ def test_guard_spread_out_violations_never_end_the_call() -> None:
         assert g.check(i * 0.1)[2] is None
 
 
+def test_guard_does_not_blame_the_caller_for_the_edges_backlog() -> None:
+    """Frames that queued while the edge was busy (its numbering not ahead of real time) are
+    counted but never end the call; the same drops from a caller running ahead do."""
+    stats = HoldStats()
+    g = ViolationGuard(stats, GuardConfig(limit_frames=50, window_s=5.0))
+    stats.dropped_ahead = 400  # a 10 s backlog drained at once after a slow model connect
+    new_a, _, reason = g.check(1.0, caller_ahead_s=0.0)
+    assert new_a == 400 and reason is None and g.ahead == 400
+    stats.dropped_ahead = 460  # now the caller's numbering runs 3 s ahead of the clock
+    assert g.check(2.0, caller_ahead_s=3.0)[2] is not None
+
+
 def test_guard_config_is_checked() -> None:
     with pytest.raises(ConfigError):
         GuardConfig(limit_frames=0)
