@@ -99,6 +99,19 @@ class EdgeMetrics:
         self.calls_active = Gauge(
             "calls_active", "Calls in progress.", namespace=namespace, registry=r,
         )
+        # per caller-leg transport (quic, ws, webtransport): counted and measured alike
+        self.calls = Counter(
+            "calls", "Calls started, by caller-leg transport (quic, ws, webtransport).",
+            ["transport"], namespace=namespace, registry=r,
+        )
+        self.transport_turn_latency = Histogram(
+            "transport_turn_latency_seconds",
+            "Turn latency at the edge (as turn_latency_seconds) by caller-leg transport; "
+            "observed when the call ends.",
+            ["transport"], namespace=namespace, registry=r, buckets=TURN_LATENCY_BUCKETS,
+        )
+        for transport in ("quic", "ws", "webtransport"):
+            self.calls.labels(transport=transport)
         self._hardening_metrics(namespace)
         for outcome in ("armed", "confirmed", "dismissed"):
             self.barge_ins.labels(outcome=outcome)
@@ -152,6 +165,15 @@ class EdgeMetrics:
         self.turn_latency.observe(max(0.0, turn_latency_s))
         if edge_added_s is not None:
             self.edge_added_latency.observe(max(0.0, edge_added_s))
+
+    def observe_call(self, transport: str, turn_latencies_ms: list[float] | None = None) -> None:
+        """Count one call of ``transport`` (at its start) or, with ``turn_latencies_ms``,
+        record its turns' edge turn latencies (at its end). Returns None."""
+        if turn_latencies_ms is None:
+            self.calls.labels(transport=transport).inc()
+            return
+        for ms in turn_latencies_ms:
+            self.transport_turn_latency.labels(transport=transport).observe(max(0.0, ms / 1000.0))
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Return a sample's current value (e.g. ``clutchcall_frames_lost_total``); 0.0 if absent."""

@@ -1,5 +1,8 @@
 """``clutchcall eval DIR``: score a directory of labelled calls against their labels with one
-config; print the rates (``--json``: one JSON object with exactly the eval keys plus counts)."""
+config; print the rates (``--json``: one JSON object with exactly the eval keys plus counts).
+The calls run on the chosen executor (``--executor local|dask``, :mod:`clutchcall.sim.executor`);
+``--out DIR`` also writes the per-turn/segment/call Parquet tables the summary is computed from.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ import sys
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
+from clutchcall.sim.executor import Point
 from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS
-from clutchcall.sim.runner import run as run_calls
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_turn(parser)
     cc.add_seed(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="also write DIR/turns/part-0.parquet, segments/..., calls/...")
+    cc.add_executor(parser, default_workers="1 (this process)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = cc.sim_config(args)
         calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
-        _t, summary = run_calls(calls, cfg)
+        res = cc.run_points(args, calls, [Point(cfg=cfg)], "eval", out_dir=args.out)
+        summary = res.summaries[0]
     except (ClutchCallError, OSError) as exc:
         print(f"clutchcall eval: {exc}", file=sys.stderr)
         return 2
@@ -42,4 +49,4 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(k) for k in out)
         for k, v in out.items():
             print(f"{k:<{width}}  {cc.fmt(v)}")
-    return 0
+    return cc.report_failures("eval", res.failures, args.out)

@@ -68,6 +68,10 @@ class EdgeConfig:
     """UDP port of the QUIC/MoQT ingress (0: a free one)."""
     ws_port: int = 0
     """TCP port of the WebSocket/TLS (Twilio Media Streams) ingress (0: a free one)."""
+    web_port: int = -1
+    """Port of the browser caller (:mod:`clutchcall.prod.web`): the page over HTTPS on this TCP
+    port and the WebTransport/MoQT session (``/moq``) on the same UDP port (0: a free one;
+    -1: off, the default for an embedded edge; ``clutchcall serve`` uses 4433)."""
     metrics_host: str = "127.0.0.1"
     """Address of the Prometheus ``/metrics`` endpoint (loopback by default)."""
     metrics_port: int = 0
@@ -131,6 +135,8 @@ class EdgeConfig:
                 raise ConfigError(f"EdgeConfig.{name}: must be 0..65535")
         if not -1 <= self.metrics_port <= 65535:
             raise ConfigError("EdgeConfig.metrics_port: must be -1..65535")
+        if not -1 <= self.web_port <= 65535:
+            raise ConfigError("EdgeConfig.web_port: must be -1..65535")
         if not self.caller_idle_timeout_s > 0:
             raise ConfigError("EdgeConfig.caller_idle_timeout_s: must be > 0")
         if self.io not in ("asyncio", "uring", "auto", "xdp"):

@@ -178,6 +178,7 @@ class EdgeHandler:
         guard = ViolationGuard(pipe.core.stats, self.guard_config,
                                ingress_dropped=lambda: int(getattr(call, "uplink_dropped", 0)))
         clog.info("call started (%s, %s/%d Hz)", summary.transport, call.codec, call.rate)
+        self.metrics.observe_call(summary.transport)
         try:
             summary.turns = await pipe.run(self._frames(call, summary, last, guard))
         except Exception:  # noqa: BLE001 -- a pipeline bug must not take other calls down
@@ -191,6 +192,8 @@ class EdgeHandler:
                 await watchdog
             self.pipelines.pop(call.call_id, None)
             summary.failed = summary.failed or pipe.failed
+            self.metrics.observe_call(summary.transport, [t.turn_latency_ms for t in summary.turns
+                                                          if t.turn_latency_ms is not None])
             summary.agent_frames_sent = pipe.agent_frames_sent
             summary.uplink_dropped = int(getattr(call, "uplink_dropped", 0))
             summary.end_reason = summary.end_reason or getattr(call, "close_reason", "") or "ended"

@@ -255,10 +255,14 @@ SILENT_DBFS = -45.0
 
 
 def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[bytes], bool] | None:
-    """Return a cheap per-payload silence check for ``codec`` (RMS level below
-    ``threshold_dbfs``), used by the jitter buffer to drain accumulated lag during silence;
-    None for Opus (judging it would need a decode; only concealed frames drain there)."""
+    """Return a per-payload silence check for ``codec`` (RMS level below ``threshold_dbfs``),
+    used by the jitter buffer to drain accumulated lag during silence: a cheap energy check
+    for PCM16 / G.711; for Opus a decode (:func:`opus_silence_judge`, one per call: it keeps
+    decoder state); None for an unknown codec (only concealed frames drain there)."""
     import numpy as np
+
+    if codec == "opus":
+        return opus_silence_judge(threshold_dbfs)
 
     from clutchcall.engine.audio import alaw_decode
     from clutchcall.engine.audio import ulaw_decode as _ulaw
@@ -277,6 +281,30 @@ def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[
 
     def is_silent(payload: bytes) -> bool:
         return frame_energy_dbfs(pcm(payload)) < threshold_dbfs
+
+    return is_silent
+
+
+def opus_silence_judge(threshold_dbfs: float = SILENT_DBFS) -> Callable[[bytes], bool]:
+    """Return a silence check for one call's Opus payloads: each payload is decoded (at
+    8 kHz, the cheapest output rate; the jitter buffer asks about every frame it releases, in
+    order, so one decoder's inter-frame state stays right) and judged by its RMS level. An
+    undecodable payload counts as not silent. Without it an Opus caller (the browser's
+    default codec) kept every re-anchor's lag for the rest of the call: a page whose capture
+    stalls once for 100 ms heard the agent 100 ms later on every later turn.
+
+    Cost: one extra Opus decode per caller frame (about 40-150 us per 20 ms frame on the
+    shared 2-core dev machine); the pipeline's own decode is separate."""
+    from clutchcall.engine.audio import AudioError
+    from clutchcall.engine.audio.opus import OpusDecoder
+
+    decoder = OpusDecoder(8000)
+
+    def is_silent(payload: bytes) -> bool:
+        try:
+            return frame_energy_dbfs(decoder.decode(payload)) < threshold_dbfs
+        except AudioError:
+            return False
 
     return is_silent
 

@@ -163,7 +163,13 @@ class QuicCall(BaseCall):
 
 
 class EdgeProtocol(QuicConnectionProtocol):
-    """One MoQT session at the edge; created by aioquic per connection."""
+    """One MoQT session at the edge; created by aioquic per connection.
+
+    A transport framing subclasses it (WebTransport: clutchcall.prod.ingress.webtransport) and
+    overrides the three framing hooks ``_new_uni_stream``, ``_close_connection`` and
+    ``call_class``; the MoQT session rules here serve both unchanged."""
+
+    call_class: type[QuicCall] = QuicCall
 
     def __init__(self, *args: Any, ingress: QuicIngress, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -421,7 +427,7 @@ class EdgeProtocol(QuicConnectionProtocol):
             self._control_rid = msg.request_id
             self._control_alias = alias
             self._control_writer = ControlTrackWriter(alias)
-            self._control_stream = self._quic.get_next_available_stream_id(is_unidirectional=True)
+            self._control_stream = self._new_uni_stream()
             self._quic.send_stream_data(self._control_stream, self._control_writer.header())
         self._maybe_start()
 
@@ -438,7 +444,7 @@ class EdgeProtocol(QuicConnectionProtocol):
         except AuthError:
             self.ingress.stats["refused_in_use"] += 1
             raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "call already connected") from None
-        self.call = QuicCall(
+        self.call = self.call_class(
             self, call_id=self.call_id, codec=codec, rate=rate, frame_ms=frame_ms,
             jitter_depth_ms=self.ingress.config.jitter_depth_ms,
         )
@@ -468,6 +474,14 @@ class EdgeProtocol(QuicConnectionProtocol):
             return
         super().transmit()
 
+    def _new_uni_stream(self) -> int:
+        """Open a unidirectional stream to the caller for a MoQT data stream; return its ID."""
+        return self._quic.get_next_available_stream_id(is_unidirectional=True)
+
+    def _close_connection(self, code: int, reason: str) -> None:
+        """Close the session with MoQT termination ``code`` (here: the QUIC connection)."""
+        self._quic.close(error_code=code, reason_phrase=reason)
+
     def _send_control_bytes(self, data: bytes) -> None:
         assert self._control_stream_id is not None
         self._quic.send_stream_data(self._control_stream_id, data)
@@ -475,7 +489,7 @@ class EdgeProtocol(QuicConnectionProtocol):
     def send_agent_frame(self, group: int, payload: bytes) -> None:
         if self._ended or self._agent_alias is None:
             return
-        sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        sid = self._new_uni_stream()
         self._quic.send_stream_data(
             sid, MoqtSession.encode_object_stream(self._agent_alias, group, payload), end_stream=True
         )
@@ -519,12 +533,12 @@ class EdgeProtocol(QuicConnectionProtocol):
             self._finish(reason)
             asyncio.get_running_loop().call_later(0.1, self._close_now, int(code), reason[:200])
             return
-        self._quic.close(error_code=int(code), reason_phrase=reason[:200])
+        self._close_connection(int(code), reason[:200])
         self.transmit()
         self._finish(reason)
 
     def _close_now(self, code: int, reason: str) -> None:
-        self._quic.close(error_code=code, reason_phrase=reason)
+        self._close_connection(code, reason)
         self.transmit()
 
     def _release_pending(self) -> None:
