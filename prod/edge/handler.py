@@ -217,10 +217,12 @@ class EdgeHandler:
         loop = asyncio.get_running_loop()
         first: tuple[int, float] | None = None  # (seq, ingress release time) of the first frame
         async for f in call.frames():
+            # when the caller leg took the frame in (its queue may have held it since)
+            released = getattr(f, "released_at", None) or loop.time()
             if first is None:
-                first = (f.seq, f.released_at)
+                first = (f.seq, released)
             # how far the caller's numbering runs ahead of real time (edge/guard.py)
-            ahead = ((f.seq - first[0]) * call.frame_ms / 1000 - (f.released_at - first[1]))
+            ahead = (f.seq - first[0]) * call.frame_ms / 1000 - (released - first[1])
             if guard is not None and await self._violated(call, summary, guard, loop.time(), ahead):
                 return
             if not f.concealed:
