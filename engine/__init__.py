@@ -15,6 +15,9 @@ from clutchcall.engine.actions import (
     EndOfTurn,
     Output,
     Prime,
+    Release,
+    Retract,
+    Speculate,
     TurnStarted,
 )
 from clutchcall.engine.config import TurnConfig
@@ -48,7 +51,10 @@ __all__ = [
     "LocalProtocolError",
     "Output",
     "Prime",
+    "Release",
     "RemoteProtocolError",
+    "Retract",
+    "Speculate",
     "State",
     "ThresholdPolicy",
     "TimeWentBackwards",

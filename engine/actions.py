@@ -12,6 +12,15 @@ Actions (the shell must act on them):
 * :class:`Cancel` -- confirmed barge-in: stop the agent, clear the caller's playout, and tell
   the model how much agent audio was played (``agent_played_ms``) so it can truncate.
 
+Speculative commit (``TurnConfig.speculate``; see ``engine/turn.py``):
+
+* :class:`Speculate` -- a pause in a real turn reached ``speculate_silence_ms``: commit the
+  turn and ask the model for its reply now, but *hold* the reply's audio at the edge.
+* :class:`Release` -- the end of that turn is confirmed: play the held reply at once. It takes
+  the place of ``Commit`` for the turn (same fields; the model already has the request).
+* :class:`Retract` -- the caller spoke again first: cancel the reply, delete its unplayed
+  item from the model's conversation, drop the held audio. Nothing of it was played.
+
 Events (observable only; for metrics and traces): :class:`TurnStarted`, :class:`EndOfTurn`,
 :class:`BackchannelFiltered`, :class:`BargeArmed`, :class:`BargeDismissed`,
 :class:`BargeConfirmed`.
@@ -106,6 +115,65 @@ class Cancel(Output):
     def __post_init__(self) -> None:
         _check_time("Cancel.time", self.time)
         _check_ms("Cancel.agent_played_ms", self.agent_played_ms)
+
+
+# --------------------------------------------------------------------------- speculation
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Speculate(Output):
+    """Speculative commit of turn ``turn`` (``speech_ms`` so far, its last speech frame ended
+    at ``last_speech_at``): commit and request the reply now, hold its audio at the edge."""
+
+    kind: ClassVar[str] = "speculate"
+    is_action: ClassVar[bool] = True
+    turn: int
+    speech_ms: int
+    last_speech_at: float
+
+    def __post_init__(self) -> None:
+        _check_time("Speculate.time", self.time)
+        _check_time("Speculate.last_speech_at", self.last_speech_at)
+        _check_ms("Speculate.speech_ms", self.speech_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Release(Output):
+    """End of turn ``turn`` confirmed while its speculation was in flight: play the held
+    reply now. Stands for the turn's ``Commit`` (its fields, plus ``held_ms``: how long the
+    speculation had been in flight)."""
+
+    kind: ClassVar[str] = "release"
+    is_action: ClassVar[bool] = True
+    turn: int
+    speech_ms: int
+    last_speech_at: float
+    held_ms: int
+
+    def __post_init__(self) -> None:
+        _check_time("Release.time", self.time)
+        _check_time("Release.last_speech_at", self.last_speech_at)
+        _check_ms("Release.speech_ms", self.speech_ms)
+        _check_ms("Release.held_ms", self.held_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retract(Output):
+    """The speculation on turn ``turn`` is withdrawn (the caller spoke again, or other agent
+    audio started): cancel the reply, delete its item, drop its held audio. ``held_ms``: how
+    long it was in flight -- model time spent on a reply nobody hears (the wasted-time budget
+    counts it). ``reason``: ``"speech"``, ``"agent_started"`` or ``"filtered"`` (the policy
+    changed its mind at the end of turn)."""
+
+    kind: ClassVar[str] = "retract"
+    is_action: ClassVar[bool] = True
+    turn: int
+    held_ms: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_time("Retract.time", self.time)
+        _check_ms("Retract.held_ms", self.held_ms)
+        if self.reason not in ("speech", "agent_started", "filtered"):
+            raise LocalProtocolError(f"Retract.reason: unknown {self.reason!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,7 +287,7 @@ def append_unchecked(time: float, seq: int, duration_ms: int, speech: bool) -> A
     return obj
 
 
-ACTION_TYPES: tuple[type[Output], ...] = (Append, Prime, Commit, Cancel)
+ACTION_TYPES: tuple[type[Output], ...] = (Append, Prime, Commit, Cancel, Speculate, Release, Retract)
 EVENT_TYPES: tuple[type[Output], ...] = (
     TurnStarted,
     EndOfTurn,

@@ -38,6 +38,37 @@ Defaults and why:
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
   knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
+
+Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine/endpoint.py``):
+
+* ``speculate = False`` here, **on in the product**: ``serve`` / ``demo`` (``EdgeConfig``, TOML
+  ``[turn]``) and the simulator's ``clutchcall`` preset start from :data:`PRODUCT_TURN`, which
+  turns it on; ``speculate = false`` in ``[turn]`` (``--no-speculate``) is the off switch. The
+  bare engine keeps the contract of DESIGN section 2 unless asked. When a pause in a real turn (past the backchannel
+  filter) reaches ``speculate_silence_ms`` the engine emits ``Speculate``: the model is asked
+  for its reply at once and the reply's audio is held at the edge; at the end of turn it is
+  released (``Release``: played at once), and if the caller speaks first it is retracted
+  (``Retract``: cancelled, its item deleted, nothing played). The end of turn is decided exactly as without
+  speculation, so it changes *when the reply is ready*, never *whether or when the turn ends*.
+  False reproduces the engine's actions without speculation exactly.
+* ``speculate_silence_ms = 60`` -- how long a pause must be before speculating. The model's
+  time to first audio (~300 ms median) then overlaps the rest of the end-of-turn silence, so
+  the reply is ready when the turn is confirmed when ``speculate + TTFA <= end of turn``.
+  Shorter speculates on more word gaps (each retraction costs model time, capped by the
+  budget). Tuned on the corpus train split (calls 0-69, product config, TTFA median 350 ms, sigma
+  0.35): 60 ms vs 120 / 200 ms gives the same p50 turn latency from end of speech (654 vs
+  656 / 681 ms) and a lower p95 (747 vs 843 / 923 ms) for 55 vs 38 / 25 ms of model time
+  wasted per turn; premature replies do not change (the end of turn is decided without it).
+  Commands and test-split figures: ``sim/README.md``.
+* ``speculate_budget_ms = 30000`` -- per call, model time that retracted speculations may
+  waste (each counts from its ``Speculate`` to its ``Retract``); once spent, turns are
+  committed without speculation. 30 s is ~5 % of a 10-minute call.
+* ``end_of_turn_rule = "fixed"`` here, ``"adaptive"`` in the product (:data:`PRODUCT_TURN`) --
+  ``"fixed"``: every pause needs ``end_of_turn_silence_ms``; ``"adaptive"``: the silence is
+  chosen per pause from evidence (``engine/endpoint.py``) between ``end_of_turn_min_ms`` and
+  ``end_of_turn_silence_ms``.
+* ``end_of_turn_min_ms = 250`` -- the shortest end-of-turn silence the adaptive rule may
+  choose (for a pause whose evidence says the turn is complete).
 """
 
 from __future__ import annotations
@@ -50,6 +81,12 @@ from clutchcall.engine.errors import ConfigError
 
 VAD_FRAME_MS = (10, 20, 30)
 POLICY_NAMES = ("threshold", "answer_aware")
+END_OF_TURN_RULES = ("fixed", "adaptive")
+_NON_INT_FIELDS = ("policy", "speculate", "end_of_turn_rule")
+
+PRE_SPECULATION: dict[str, Any] = {"speculate": False, "end_of_turn_rule": "fixed"}
+"""Values of the speculation / adaptive end-of-turn knobs that reproduce the engine as it was
+before they existed: a config written without them (an older trace header) means these."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,11 +128,30 @@ class TurnConfig:
     """answer_aware only: a turn starting within this long after the agent's audio finished on
     its own (not cancelled) is an answer."""
 
+    # ---- speculative commit (engine/turn.py) and adaptive end of turn (engine/endpoint.py)
+    speculate: bool = False
+    """Speculative commit on (``Speculate`` / ``Release`` / ``Retract``); False = off."""
+
+    speculate_silence_ms: int = 60
+    """A pause this long in a turn past the backchannel filter emits ``Speculate``. A value at
+    or above the pause's end-of-turn silence never speculates (plain ``Commit``)."""
+
+    speculate_budget_ms: int = 30_000
+    """Per call: model time retracted speculations may waste before speculation stops."""
+
+    end_of_turn_rule: str = "fixed"
+    """"fixed" (``end_of_turn_silence_ms`` for every pause) or "adaptive" (chosen per pause
+    from evidence, between ``end_of_turn_min_ms`` and ``end_of_turn_silence_ms``)."""
+
+    end_of_turn_min_ms: int = 250
+    """adaptive only: the shortest end-of-turn silence it may choose."""
+
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
             raise ConfigError(f"TurnConfig.policy: must be one of {POLICY_NAMES}, got {self.policy!r}")
+        self._check_speculation()
         for f in dataclasses.fields(self):
-            if f.name == "policy":
+            if f.name in _NON_INT_FIELDS:
                 continue
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -120,11 +176,29 @@ class TurnConfig:
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 
+    def _check_speculation(self) -> None:
+        """Validate the speculation / end-of-turn knobs; raises ConfigError."""
+        if not isinstance(self.speculate, bool):
+            raise ConfigError(f"TurnConfig.speculate: expected true or false, got {self.speculate!r}")
+        if self.end_of_turn_rule not in END_OF_TURN_RULES:
+            raise ConfigError(f"TurnConfig.end_of_turn_rule: must be one of {END_OF_TURN_RULES}, "
+                              f"got {self.end_of_turn_rule!r}")
+        if (self.end_of_turn_rule == "adaptive" and isinstance(self.end_of_turn_min_ms, int)
+                and isinstance(self.end_of_turn_silence_ms, int)
+                and not 1 <= self.end_of_turn_min_ms <= self.end_of_turn_silence_ms):
+            raise ConfigError("TurnConfig.end_of_turn_min_ms: must be 1..end_of_turn_silence_ms "
+                              f"with the adaptive rule ({self.end_of_turn_min_ms} vs "
+                              f"{self.end_of_turn_silence_ms})")
+        if isinstance(self.speculate_silence_ms, int) and not isinstance(self.speculate_silence_ms, bool) \
+                and self.speculate_silence_ms < 20:
+            raise ConfigError("TurnConfig.speculate_silence_ms: must be >= 20 ms (one frame); "
+                              "turn speculation off with speculate = false")
+
     def replace(self, **changes: Any) -> TurnConfig:
         """Return a copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, int | str]:
+    def to_dict(self) -> dict[str, int | str | bool]:
         """Return the config as a plain dict (for traces and JSON output)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
@@ -136,3 +210,15 @@ class TurnConfig:
         if unknown:
             raise ConfigError(f"TurnConfig: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def from_legacy_dict(cls, data: dict[str, Any]) -> TurnConfig:
+        """As :meth:`from_dict`, but a knob the dict lacks from :data:`PRE_SPECULATION` takes
+        its pre-speculation value (for configs recorded before it existed, e.g. old traces)."""
+        return cls.from_dict({**PRE_SPECULATION, **data})
+
+
+PRODUCT_TURN = TurnConfig(speculate=True, end_of_turn_rule="adaptive")
+"""The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
+defaults with speculative commit on and the adaptive end-of-turn rule (short answers to the
+agent end after ``end_of_turn_min_ms``; every other pause after ``end_of_turn_silence_ms``)."""

@@ -36,7 +36,7 @@ States
 ``BARGE_PENDING``    agent audio plays and the caller speaks: a barge-in is pending.
 
 The table, row by row (inputs: SPEECH / SILENCE frame, AGENT_STARTED, AGENT_FINISHED, and the
-three deadlines PRIME_DUE, END_OF_TURN_DUE, BURST_END_DUE):
+four deadlines PRIME_DUE, SPECULATE_DUE, END_OF_TURN_DUE, BURST_END_DUE):
 
 =================  ==============  ===========================================================
 state              input           effect -> next state
@@ -51,12 +51,16 @@ SPEAKING           AGENT_STARTED   agent starts while the caller is mid-burst: t
                                    ends uncommitted (EndOfTurn reason agent_started), a
                                    barge-in is armed from now -> BARGE_PENDING
 SPEAKING           AGENT_FINISHED  late finish: ignored
-PAUSED             SPEECH          same turn continues -> SPEAKING
+PAUSED             SPEECH          same turn continues (a speculation in flight is
+                                   Retracted) -> SPEAKING
 PAUSED             SILENCE         nothing (the deadlines run)
 PAUSED             PRIME_DUE       Prime (once per pause)
-PAUSED             END_OF_TURN     policy wants a reply: Commit, EndOfTurn -> AWAITING;
+PAUSED             SPECULATE_DUE   Speculate (see "Speculative commit" below)
+PAUSED             END_OF_TURN     speculation in flight: Release, EndOfTurn -> AWAITING;
+                                   policy wants a reply: Commit, EndOfTurn -> AWAITING;
                                    else BackchannelFiltered, EndOfTurn -> LISTENING
-PAUSED             AGENT_STARTED   the open turn ends uncommitted -> AGENT
+PAUSED             AGENT_STARTED   the open turn ends uncommitted (a speculation in flight is
+                                   Retracted first) -> AGENT
 PAUSED             AGENT_FINISHED  late finish: ignored
 AWAITING           SPEECH          speech while the reply is pending is held -> AWAITING_SPEECH
 AWAITING           SILENCE         nothing
@@ -93,6 +97,29 @@ caller still speaks, the overlap is a pending barge-in like any other, timed fro
 start. A barge-in that would be confirmed after the agent already finished is not: the agent
 stopped first, so there is nothing to cancel, and the caller's speech becomes a turn.
 
+Speculative commit
+------------------
+With ``config.speculate`` on, a pause in a turn the policy would reply to (past the backchannel
+filter) arms a SPECULATE_DUE deadline ``speculate_silence_ms`` after its last speech frame, if
+that is before the pause's end of turn, no speculation is in flight (at most one per call) and
+the call's wasted-time budget (``speculate_budget_ms``) is not spent. It emits ``Speculate``
+(the shell commits and requests the reply, holding its audio). The speculation is then
+resolved exactly once, in the same pause: END_OF_TURN_DUE -> ``Release`` in place of
+``Commit`` (the shell plays the held reply at once); a SPEECH frame (the caller goes on) or
+AGENT_STARTED -> ``Retract`` (cancel, delete the reply's item, drop its audio; its time in
+flight counts against the budget), and the turn carries on as without speculation. A prime
+due at or after the speculation is skipped (the speculative commit already put the turn in
+the model's context). The end of turn itself is decided exactly as with speculation off, so
+the off switch only removes ``Speculate`` / ``Retract`` and turns ``Release`` back into
+``Commit`` (and restores those skipped primes).
+
+End of turn per pause
+---------------------
+The silence that ends a turn is chosen once per pause, when it starts, by the end-of-turn rule
+(``config.end_of_turn_rule``, :mod:`clutchcall.engine.endpoint`) from the pause's evidence;
+"fixed" is ``end_of_turn_silence_ms`` every time. :attr:`TurnEngine.end_of_turn_ms` tells the
+shell the value chosen for the latest pause.
+
 Errors: a caller frame whose ``now`` is earlier than an input already processed raises
 ``TimeWentBackwards``; one that overlaps the previous frame or repeats its sequence number
 raises ``FrameOutOfOrder``; a duration other than 10/20/30 ms or an input the table lacks
@@ -115,16 +142,23 @@ from clutchcall.engine.actions import (
     EndOfTurn,
     Output,
     Prime,
+    Release,
+    Retract,
+    Speculate,
     TurnStarted,
     append_unchecked,
 )
 from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
+from clutchcall.engine.endpoint import FixedRule, PauseEvidence, make_end_of_turn_rule
 from clutchcall.engine.errors import FrameOutOfOrder, InvalidInput, TimeWentBackwards
 from clutchcall.engine.policy import TurnPolicy, make_policy
 
 # Time tolerance (s): two frames are contiguous, and a deadline is due, within this much,
 # so float rounding of 1x clocks (0.02 * k) never shifts a decision by a frame.
 _EPS = 1e-6
+# Silence inside a turn shorter than this is a gap inside a burst, not a pause, for the
+# end-of-turn rule's evidence (burst length, pauses seen).
+_PAUSE_MIN_S = 0.2
 
 
 class State(enum.Enum):
@@ -147,6 +181,7 @@ class Input(enum.Enum):
     AGENT_STARTED = "agent_started"
     AGENT_FINISHED = "agent_finished"
     PRIME_DUE = "prime_due"
+    SPECULATE_DUE = "speculate_due"
     END_OF_TURN_DUE = "end_of_turn_due"
     BURST_END_DUE = "burst_end_due"
 
@@ -167,20 +202,32 @@ class TurnEngine:
         "_answer_window",
         "_barge_speech",
         "_burst_end_at",
+        "_burst_start",
         "_eot_at",
         "_eot_ms",
+        "_eot_rule",
         "_gap_ms",
         "_last_frame_end",
         "_last_seq",
         "_last_speech_end",
+        "_longest_pause",
         "_next_deadline",
         "_next_seq",
         "_now",
         "_on_silence",
         "_on_speech",
         "_out",
+        "_pause_eot_ms",
+        "_pauses",
         "_prime_at",
         "_prime_ms",
+        "_spec_at",
+        "_spec_budget_ms",
+        "_spec_ms",
+        "_spec_on",
+        "_spec_started",
+        "_spec_turn",
+        "_spec_wasted_ms",
         "_state",
         "_turn",
         "_turn_answer",
@@ -217,6 +264,21 @@ class TurnEngine:
         self._gap_ms = self.config.burst_gap_ms
         self._on_speech: _Handler | None = None
         self._on_silence: _Handler | None = None
+        # end of turn per pause (engine/endpoint.py)
+        rule = make_end_of_turn_rule(self.config)
+        self._eot_rule = None if isinstance(rule, FixedRule) else rule
+        self._pause_eot_ms = self._eot_ms
+        self._burst_start = 0.0
+        self._pauses = 0
+        self._longest_pause = 0.0
+        # speculative commit: at most one in flight (its turn), and the wasted-time budget
+        self._spec_on = self.config.speculate
+        self._spec_ms = self.config.speculate_silence_ms
+        self._spec_budget_ms = self.config.speculate_budget_ms
+        self._spec_at: float | None = None
+        self._spec_turn: int | None = None
+        self._spec_started = 0.0
+        self._spec_wasted_ms = 0
         self._enter(State.LISTENING)
 
     # ------------------------------------------------------------------ observation
@@ -229,6 +291,17 @@ class TurnEngine:
     def turn(self) -> int:
         """The id of the latest turn opened (0 before the first)."""
         return self._turn
+
+    @property
+    def end_of_turn_ms(self) -> int:
+        """The end-of-turn silence (ms) chosen for the latest pause (the configured one
+        before any pause)."""
+        return self._pause_eot_ms
+
+    @property
+    def speculation_wasted_ms(self) -> int:
+        """Model time (ms) retracted speculations have wasted so far in this call."""
+        return self._spec_wasted_ms
 
     def get_timer(self) -> float | None:
         """Return the absolute time (s) at which :meth:`handle_timer` must be called, or
@@ -337,6 +410,9 @@ class TurnEngine:
             if self._prime_at is not None and self._prime_at == deadline:
                 self._prime_at = None
                 inp = Input.PRIME_DUE
+            elif self._spec_at is not None and self._spec_at == deadline:
+                self._spec_at = None
+                inp = Input.SPECULATE_DUE
             elif self._eot_at is not None and self._eot_at == deadline:
                 self._eot_at = None
                 inp = Input.END_OF_TURN_DUE
@@ -348,25 +424,70 @@ class TurnEngine:
 
     def _recompute_deadline(self) -> None:
         best: float | None = None
-        for d in (self._prime_at, self._eot_at, self._burst_end_at):
+        for d in (self._prime_at, self._spec_at, self._eot_at, self._burst_end_at):
             if d is not None and (best is None or d < best):
                 best = d
         self._next_deadline = best
 
     def _clear_deadlines(self) -> None:
         self._prime_at = self._eot_at = self._burst_end_at = self._next_deadline = None
+        self._spec_at = None
 
     def _arm_pause(self) -> None:
         base = self._last_speech_end
-        if self._prime_ms and self.policy.may_prime(self._turn_speech, self._turn_answer):
+        eot_ms = self._eot_ms
+        if self._eot_rule is not None:
+            eot_ms = self._eot_rule.silence_ms(PauseEvidence(
+                turn_speech_ms=self._turn_speech,
+                burst_ms=max(0, round((base - self._burst_start) * 1000.0)),
+                answer=self._turn_answer, pauses=self._pauses,
+                longest_pause_ms=round(self._longest_pause * 1000.0)))
+        self._pause_eot_ms = eot_ms
+        spec = self._arm_speculation(base, eot_ms)
+        if (self._prime_ms and self._prime_ms < eot_ms and not (spec and self._spec_ms <= self._prime_ms)
+                and self.policy.may_prime(self._turn_speech, self._turn_answer)):
             self._prime_at = base + self._prime_ms / 1000.0
-        self._eot_at = base + self._eot_ms / 1000.0
+        self._eot_at = base + eot_ms / 1000.0
         self._recompute_deadline()
 
     def _arm_burst_end(self) -> None:
         if self._burst_end_at is None:
             self._burst_end_at = self._last_speech_end + self._gap_ms / 1000.0
             self._recompute_deadline()
+
+    # ------------------------------------------------------------------ speculation
+    def _arm_speculation(self, base: float, eot_ms: int) -> bool:
+        """Arm SPECULATE_DUE for this pause if allowed; return whether it was armed."""
+        if (not self._spec_on or self._spec_turn is not None or self._spec_ms >= eot_ms
+                or self._spec_wasted_ms >= self._spec_budget_ms
+                or not self.policy.wants_reply(self._turn_speech, self._turn_answer)):
+            return False
+        self._spec_at = base + self._spec_ms / 1000.0
+        return True
+
+    def _paused_speculate(self, now: float, d: int) -> State:
+        self._spec_turn = self._turn
+        self._spec_started = now
+        self._out.append(Speculate(time=now, turn=self._turn, speech_ms=self._turn_speech,
+                                   last_speech_at=self._last_speech_end))
+        return State.PAUSED
+
+    def _retract(self, now: float, reason: str) -> None:
+        """Withdraw the speculation in flight (if any), counting its time against the budget."""
+        turn = self._spec_turn
+        if turn is None:
+            return
+        held = max(0, round((now - self._spec_started) * 1000.0))
+        self._spec_turn = None
+        self._spec_wasted_ms += held
+        self._out.append(Retract(time=now, turn=turn, held_ms=held, reason=reason))
+
+    def _release(self, now: float) -> None:
+        """End of turn with the speculation in flight: Release it (the turn's Commit)."""
+        held = max(0, round((now - self._spec_started) * 1000.0))
+        self._spec_turn = None
+        self._out.append(Release(time=now, turn=self._turn, speech_ms=self._turn_speech,
+                                 last_speech_at=self._last_speech_end, held_ms=held))
 
     def _open_turn(self, now: float, onset: float) -> None:
         # A turn answers the agent if it starts after the agent's audio finished on its own,
@@ -376,6 +497,9 @@ class TurnEngine:
         self._agent_done_at = None
         self._turn += 1
         self._turn_onset = onset
+        self._burst_start = onset
+        self._pauses = 0
+        self._longest_pause = 0.0
         self._out.append(TurnStarted(time=now, turn=self._turn, onset=onset))
 
     def _played_ms(self, now: float) -> int:
@@ -430,6 +554,13 @@ class TurnEngine:
 
     def _paused_speech(self, now: float, d: int) -> State:
         self._clear_deadlines()
+        self._retract(now, "speech")
+        onset = now - d / 1000.0
+        pause = onset - self._last_speech_end
+        if pause >= _PAUSE_MIN_S - _EPS:
+            self._pauses += 1
+            self._longest_pause = max(self._longest_pause, pause)
+            self._burst_start = onset
         self._turn_speech += d
         return State.SPEAKING
 
@@ -440,6 +571,14 @@ class TurnEngine:
     def _paused_end_of_turn(self, now: float, d: int) -> State:
         self._clear_deadlines()
         speech = self._turn_speech
+        if self._spec_turn is not None:
+            if self.policy.wants_reply(speech, self._turn_answer):
+                self._release(now)
+                self._out.append(
+                    EndOfTurn(time=now, turn=self._turn, speech_ms=speech, committed=True, reason="silence")
+                )
+                return State.AWAITING
+            self._retract(now, "filtered")  # not reached: speculation needs wants_reply
         if self.policy.wants_reply(speech, self._turn_answer):
             self._out.append(
                 Commit(time=now, turn=self._turn, speech_ms=speech, last_speech_at=self._last_speech_end)
@@ -455,6 +594,7 @@ class TurnEngine:
         return State.LISTENING
 
     def _paused_agent_started(self, now: float, d: int) -> State:
+        self._retract(now, "agent_started")
         self._turn_interrupted_by_agent(now)
         self._agent_started_at = now
         self._agent_done_at = None
@@ -545,6 +685,7 @@ TRANSITIONS: dict[tuple[State, Input], _Handler] = {
     (S.PAUSED, I.SPEECH): TurnEngine._paused_speech,
     (S.PAUSED, I.SILENCE): TurnEngine._ignore,
     (S.PAUSED, I.PRIME_DUE): TurnEngine._paused_prime,
+    (S.PAUSED, I.SPECULATE_DUE): TurnEngine._paused_speculate,
     (S.PAUSED, I.END_OF_TURN_DUE): TurnEngine._paused_end_of_turn,
     (S.PAUSED, I.AGENT_STARTED): TurnEngine._paused_agent_started,
     (S.PAUSED, I.AGENT_FINISHED): TurnEngine._ignore,

@@ -101,6 +101,8 @@ LATENCY = [
 2. Predicted vs measured: a `clutchcall twin check --out FILE` result -- the real edge and real
    callers over the userspace WAN emulator next to the simulator's prediction on the same calls
    (`$CLUTCHCALL_TWIN_RESULT`, else the run saved in `notebooks/twin_result.json`).
+3. Speculative commit: the curve of `speculate_silence_ms` x end-of-turn rule -> latency vs
+   premature replies on the corpus train split.
 Set `CLUTCHCALL_NB_SMALL=1` for the small configuration CI runs."""),
     ("code", """import math
 import matplotlib
@@ -133,6 +135,48 @@ for (transport, loss), v in lat.items():
 ax.set_xlabel("mouth-to-ear turn latency (ms)"); ax.set_ylabel("fraction of turns")
 ax.set_title("Simulated turn latency CDF, RTT 50 ms"); ax.legend(); ax.grid(alpha=0.3)
 assert all(len(nbh.ecdf(v)[0]) > 0 for v in lat.values())"""),
+    ("md", """## Speculative commit: latency vs premature replies (corpus train split)
+
+`speculate_silence_ms` x end-of-turn rule x end-of-turn silence, product config otherwise,
+model TTFA lognormal (the simulator's default: median 350 ms, sigma 0.35), on the corpus *train* split (calls 0-69; the
+test split 70-99 is only for reporting). *Turn latency from end of speech*: the labelled end of
+a reply segment -> first agent audio at the caller. *Premature reply rate*: released replies
+after which the caller went on with the same turn within 1 s / released replies (a retracted
+speculation played nothing and is not counted). Definitions: `sim/speculation_metrics.py`."""),
+    ("code", """from clutchcall.engine.config import PRODUCT_TURN
+
+train = [c for c in nbh.corpus_calls(12) if int(c.name[4:8]) < 70]  # calls 0-69
+eots = [500] if SMALL else [300, 400, 500, 600, 800]
+specs = [None, 60, 120] if SMALL else [None, 60, 120, 200]
+curve = []
+for rule in ("fixed", "adaptive"):
+    for eot in eots:
+        for spec in specs:
+            kw = {"end_of_turn_rule": rule, "end_of_turn_silence_ms": eot,
+                  "end_of_turn_min_ms": min(250, eot), "speculate": spec is not None}
+            if spec:
+                kw["speculate_silence_ms"] = spec
+            _t, s = run(train, SimConfig(turn=PRODUCT_TURN.replace(**kw)))
+            curve.append({"rule": rule, "eot_ms": eot, "speculate_ms": spec,
+                          "from_end_p50": s["turn_latency_from_speech_end_ms_p50"],
+                          "from_end_p95": s["turn_latency_from_speech_end_ms_p95"],
+                          "premature": s["premature_reply_rate"], "missed": s["missed_reply_rate"],
+                          "wasted_s_per_turn": s["speculation_wasted_model_s_per_turn"]})
+for r in curve:
+    print(r)"""),
+    ("code", """fig, ax = plt.subplots(figsize=(8, 5))
+for rule, marker in (("fixed", "o"), ("adaptive", "x")):
+    for spec in specs:
+        pts = sorted((r["premature"], r["from_end_p50"], r["eot_ms"]) for r in curve
+                     if r["rule"] == rule and r["speculate_ms"] == spec)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker,
+                label=f"{rule}, speculate {spec if spec else 'off'}")
+        for x, y, eot in pts:
+            ax.annotate(str(eot), (x, y), fontsize=7)
+ax.set_xlabel("premature reply rate (train split)"); ax.set_ylabel("turn latency from end of speech p50 (ms)")
+ax.set_title("Speculation hides the model's wait; the end-of-turn silence sets premature replies")
+ax.legend(fontsize=8); ax.grid(alpha=0.3)
+assert all(math.isfinite(r["from_end_p50"]) for r in curve)"""),
     ("md", "## Predicted vs measured (the twin check)"),
     ("code", """res = nbh.twin_result()
 print(f"rtt {res['rtt_ms']} ms, loss {res['loss']}, {res['calls']} calls, model ttfa {res['ttfa_ms']} ms")

@@ -36,6 +36,9 @@ from clutchcall.engine.actions import (
     BargeConfirmed,
     BargeDismissed,
     Output,
+    Release,
+    Retract,
+    Speculate,
 )
 
 TURN_LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
@@ -99,6 +102,21 @@ class EdgeMetrics:
         self.calls_active = Gauge(
             "calls_active", "Calls in progress.", namespace=namespace, registry=r,
         )
+        # speculative commit (engine/turn.py): started / released / retracted, and the model
+        # time retracted speculations wasted (Speculate -> Retract, as the engine counts it)
+        self.speculations = Counter(
+            "speculations",
+            "Speculative commits by outcome: started (Speculate), released (end of turn "
+            "confirmed: the held reply played), retracted (the caller spoke again: nothing played).",
+            ["outcome"], namespace=namespace, registry=r,
+        )
+        self.speculation_wasted = Counter(
+            "speculation_wasted_model_seconds",
+            "Model time spent on speculative replies that were retracted (Speculate -> Retract).",
+            namespace=namespace, registry=r,
+        )
+        for outcome in ("started", "released", "retracted"):
+            self.speculations.labels(outcome=outcome)
         # per caller-leg transport (quic, ws, webtransport): counted and measured alike
         self.calls = Counter(
             "calls", "Calls started, by caller-leg transport (quic, ws, webtransport).",
@@ -155,6 +173,13 @@ class EdgeMetrics:
             self.barge_ins.labels(outcome="confirmed").inc()
         elif isinstance(out, BargeDismissed):
             self.barge_ins.labels(outcome="dismissed").inc()
+        elif isinstance(out, Speculate):
+            self.speculations.labels(outcome="started").inc()
+        elif isinstance(out, Release):
+            self.speculations.labels(outcome="released").inc()
+        elif isinstance(out, Retract):
+            self.speculations.labels(outcome="retracted").inc()
+            self.speculation_wasted.inc(out.held_ms / 1000.0)
 
     def model_error(self, err_type: str, code: str) -> None:
         """Count one model-leg error (``err_type`` e.g. ``invalid_request_error``)."""

@@ -30,6 +30,14 @@ calls :meth:`CallPipeline.on_deadline` in one pass with every other due call). E
 passed in (``recorder=``, e.g. a trace recorder) and, with ``record_outputs``, in memory
 (:attr:`CallPipeline.inputs` / :attr:`CallPipeline.outputs`).
 
+Speculative commit (``TurnConfig.speculate``): ``Speculate`` -> the model leg commits and
+requests the reply at once (:meth:`ModelLeg.speculate`); the reply's audio is handed to the
+core marked ``speculative`` and the core holds it (``engine/call/speculation.py``: the hold is
+a playout decision, the simulator runs the same); ``Release`` (the turn's commit) -> the core
+lets the held audio go at once and the model leg keeps the reply; ``Retract`` -> the core drops
+the held audio and the model leg sends ``response.cancel`` + ``conversation.item.delete`` (the
+caller heard nothing, the model's context keeps no reply the caller never heard).
+
 Latencies are the core's :class:`~clutchcall.engine.call.TurnRecord` (definitions in
 ``engine/call/latency.py``). The model leg failing ends the call's pipeline cleanly with an
 ``error`` control event to the caller; it never raises into the caller leg. A caller that
@@ -56,7 +64,10 @@ from clutchcall.engine import (
     ConfigError,
     Output,
     Prime,
+    Release,
     RemoteProtocolError,
+    Retract,
+    Speculate,
     TurnConfig,
     TurnEngine,
 )
@@ -424,6 +435,8 @@ class CallPipeline:
                 self._send("control", {"type": "commit", "turn": ev.turn})
             elif isinstance(ev, BackchannelFiltered):
                 self.model.backchannel_filtered()
+            elif isinstance(ev, (Speculate, Release, Retract)):
+                self._perform_speculation(ev)
         elif isinstance(ev, PlayoutCleared):
             self.transcoder.downlink_reset()
             end = self.model.cancel(self._played_ms_on_cancel(ev.agent_played_ms, ev.sent_ms),
@@ -444,6 +457,27 @@ class CallPipeline:
             # the reply ended (or was refused) without audio: the engine stopped waiting for it
             self.log.warning("model reply %r ended without audio (%s)", ev.response_id, ev.status)
 
+    # -- speculative commit (the hold itself is the core's: engine/call/speculation.py) -----
+    def _perform_speculation(self, ev: Speculate | Release | Retract) -> None:
+        if isinstance(ev, Speculate):
+            self.model.speculate()
+        elif isinstance(ev, Release):
+            self.model.release()
+            self._send("control", {"type": "commit", "turn": ev.turn})
+        else:
+            self.model.retract()
+            if not self.core.playout.playing:
+                self.transcoder.downlink_reset()  # the dropped reply's partial frame
+            self.log.info("speculation on turn %d retracted (%s) after %d ms", ev.turn,
+                          ev.reason, ev.held_ms)
+
+    def _is_speculative(self, response_id: str) -> bool:
+        """Return whether ``response_id`` is the speculative reply in flight (``""``: a
+        request the model refused while a speculation was in flight)."""
+        model = self.model
+        return model.speculating and (response_id == model.speculative_response_id
+                                      or response_id == "")
+
     def _flush_uplink(self) -> None:
         if self._up_batch:
             pcm = self._up_batch[0] if len(self._up_batch) == 1 else np.concatenate(self._up_batch)
@@ -463,7 +497,8 @@ class CallPipeline:
             return
         self.core.agent_audio(self.loop.time(), chunk.response_id, chunk.item_id,
                               self.transcoder.downlink(chunk.pcm), first=chunk.first,
-                              model_ttfa_s=chunk.model_ttfa_s, received_at=chunk.received_at)
+                              model_ttfa_s=chunk.model_ttfa_s, received_at=chunk.received_at,
+                              speculative=self._is_speculative(chunk.response_id))
         self._drive()
 
     def _on_response_done(self, response_id: str, status: str) -> None:
@@ -471,12 +506,13 @@ class CallPipeline:
             return
         core = self.core
         now = self.loop.time()
+        spec = self._is_speculative(response_id)
         if not core.playout.is_dropped(response_id) and (core.playout.has_audio(response_id)
                                                           or core.playout.playing):
             tail = self.transcoder.downlink_flush()
             if tail:
-                core.agent_audio(now, response_id, None, tail)
-        core.response_done(now, response_id, status)
+                core.agent_audio(now, response_id, None, tail, speculative=spec)
+        core.response_done(now, response_id, status, speculative=spec)
         self._drive()
 
     async def _send_loop(self) -> None:

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from clutchcall.engine import TurnConfig
-from clutchcall.engine.config import POLICY_NAMES
+from clutchcall.engine.config import END_OF_TURN_RULES, POLICY_NAMES
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
@@ -64,6 +64,12 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
         if f == "policy":
             g.add_argument("--policy", choices=POLICY_NAMES, default=None, dest=f,
                            help="turn policy (default: the preset's, i.e. threshold)")
+        elif f == "speculate":
+            g.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
+                           dest=f, help="speculative commit (default: the preset's; on for clutchcall)")
+        elif f == "end_of_turn_rule":
+            g.add_argument("--end-of-turn-rule", choices=END_OF_TURN_RULES, default=None, dest=f,
+                           help="end-of-turn silence per pause: fixed or adaptive (engine/endpoint.py)")
         else:
             g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
 

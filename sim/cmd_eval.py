@@ -13,7 +13,7 @@ import sys
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
 from clutchcall.sim.executor import Point
-from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS
+from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS, SPECULATION_KEYS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"clutchcall eval: {exc}", file=sys.stderr)
         return 2
     out = {k: summary[k] for k in EVAL_KEYS}
+    out.update({k: summary[k] for k in SPECULATION_KEYS})
     out.update({k: summary[k] for k in ("calls", "call_hours", *CALL_COUNTS)})
+    out.update({k: summary[k] for k in ("released_replies", "premature_replies",
+                                        "speculation_wasted_model_s_per_turn")})
     if args.json:
         print(json.dumps(out))
     else:

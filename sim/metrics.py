@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from clutchcall.sim.calls import Segment, segment_for_commit
+from clutchcall.sim.speculation_metrics import SPECULATION_COUNTS, score_replies
 from clutchcall.sim.world import CallRun, SimConfig
 
 EVAL_KEYS = (
@@ -65,7 +66,7 @@ SEGMENT_SCHEMA = {
     "call": pl.Utf8, "segment": pl.Int64, "kind": pl.Utf8, "expect": pl.Utf8,
     "start_ms": pl.Float64, "end_ms": pl.Float64, "over_agent": pl.Boolean, "committed": pl.Boolean,
     "cancelled": pl.Boolean, "outcome": pl.Utf8, "turn_latency_ms": pl.Float64,
-    "barge_latency_ms": pl.Float64,
+    "barge_latency_ms": pl.Float64, "from_speech_end_ms": pl.Float64,
 }
 CALL_COUNTS = (
     "commits", "cancels", "primes", "reply_segments", "missed_replies", "short_answers",
@@ -78,6 +79,14 @@ PER_HOUR = ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "misse
             "missed_short_answers")
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
 CALL_SCHEMA.update(dict.fromkeys(CALL_COUNTS, pl.Int64))
+# replies and speculation (sim/speculation_metrics.py)
+CALL_SCHEMA.update(dict.fromkeys(SPECULATION_COUNTS, pl.Int64))
+CALL_SCHEMA["speculation_wasted_model_s"] = pl.Float64
+SPECULATION_KEYS = ("premature_reply_rate", "turn_latency_from_speech_end_ms_p50",
+                    "turn_latency_from_speech_end_ms_p95", "turn_latency_from_speech_end_ms_p99",
+                    "speculations_started", "speculations_released", "speculations_retracted",
+                    "speculation_wasted_model_s")
+"""Eval keys of replies and speculation (definitions in sim/speculation_metrics.py)."""
 CALL_SCHEMA.update({f"{k}_per_hour": pl.Float64 for k in PER_HOUR})
 
 
@@ -148,6 +157,7 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
         elif i not in seg_cancel:
             seg_cancel[i] = c["agent_stop_caller_s"] * 1000.0 - segs[i].start_ms
     seg_rows: list[dict[str, Any]] = []
+    reply_counts, from_end = score_replies(run)
     counts = dict.fromkeys(CALL_COUNTS, 0)
     for i, s in enumerate(segs):
         committed, cancelled = i in seg_commit, i in seg_cancel
@@ -181,6 +191,7 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
             "cancelled": cancelled, "outcome": outcome,
             "turn_latency_ms": seg_commit.get(i, math.nan) if s.expect == "reply" else math.nan,
             "barge_latency_ms": seg_cancel.get(i, math.nan) if s.expect == "yield" else math.nan,
+            "from_speech_end_ms": from_end.get(i, math.nan),
         })
     if segs:  # a call without labels (a recorded trace) scores latencies only
         counts["false_barge_ins"] += unmatched_cancels
@@ -195,6 +206,7 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
     call_row: dict[str, Any] = {"call": call.name, "duration_s": call.duration_s,
                                 "connect_ms": run.connect_s * 1000.0}
     call_row.update(counts)
+    call_row.update(reply_counts)
     hours = call.duration_s / 3600.0
     for k in PER_HOUR:
         call_row[f"{k}_per_hour"] = counts[k] / hours if hours else 0.0
@@ -265,6 +277,27 @@ def summarize(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
     out["barge_latency_ms_p99"] = _pct(barge, 99)
     for k in PER_HOUR:
         out[f"{k}_per_hour"] = round(c[k] / hours, 3) if hours else 0.0
+    out.update(_speculation_summary(t))
+    return out
+
+
+def _speculation_summary(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
+    """The :data:`SPECULATION_KEYS` (and the reply counts) of the tables."""
+    calls = t["calls"]
+    s = {k: int(calls[k].sum()) if calls.height else 0 for k in SPECULATION_COUNTS}
+    from_end = t["segments"]["from_speech_end_ms"].to_list()
+    out: dict[str, Any] = {
+        "premature_reply_rate": round(s["premature_replies"] / s["released_replies"], 6)
+        if s["released_replies"] else 0.0,
+        "turn_latency_from_speech_end_ms_p50": _pct(from_end, 50),
+        "turn_latency_from_speech_end_ms_p95": _pct(from_end, 95),
+        "turn_latency_from_speech_end_ms_p99": _pct(from_end, 99),
+    }
+    out.update(s)
+    out["speculation_wasted_model_s"] = round(float(calls["speculation_wasted_model_s"].sum()), 3) \
+        if calls.height else 0.0
+    n = s["released_replies"]
+    out["speculation_wasted_model_s_per_turn"] = round(out["speculation_wasted_model_s"] / n, 4) if n else 0.0
     return out
 
 

@@ -44,6 +44,13 @@ wall clock is never read. The parts:
   A ``Cancel`` stops all agent audio at once and sends a "clear playout" control message
   downlink (QUIC: its own stream; TCP: behind every earlier byte); the agent stops at the
   caller when it arrives.
+* **speculation** -- a ``Speculate`` reaches the model like a commit (its time to first
+  audio drawn the same way); its reply is handed to the core's playout marked speculative and
+  the core *holds* it (``engine/call/speculation.py``, the same code as prod): a ``Release``
+  lets it go at once, so it starts at ``max(release, first audio ready)``; a ``Retract``
+  drops it and the model is busy with the cancel for ``cancel_delay_ms``. Only released
+  speculations become turns (``CallRun.turns``, ``speculative`` True); the counters and the
+  model time wasted on retracted ones go to ``CallRun.speculation``.
 * **downlink** -- agent audio is queued in the core's playout, which paces it at 1x (a
   reply queued while another plays follows it); when the first frame of a reply goes out, its
   whole run of 1x frames is handed to the downlink transport as one batch; the caller hears
@@ -66,7 +73,14 @@ import numpy as np
 import simpy
 
 from clutchcall.engine import Append, Cancel, Commit, TurnConfig
-from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
+from clutchcall.engine.actions import (
+    BackchannelFiltered,
+    BargeArmed,
+    Prime,
+    Release,
+    Retract,
+    Speculate,
+)
 from clutchcall.engine.call import (
     AgentFinished,
     AgentFrame,
@@ -213,6 +227,10 @@ class CallRun:
     packets_lost: int = 0
     agent_playing: list[list[float]] = field(default_factory=list)
     """[start, end] edge times of each stretch in which agent audio was forwarded."""
+    speculation: dict[str, float] = field(default_factory=lambda: {
+        "started": 0, "released": 0, "retracted": 0, "wasted_model_s": 0.0})
+    """Speculative commits: counts, and model time spent on retracted ones (Speculate ->
+    Retract, as the engine counts it against its budget)."""
 
 
 def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
@@ -351,6 +369,9 @@ class _World:
         self.last_speech_seq = -1
         self.cur_seq = -1
         self.append_speech = False
+        # the speculation in flight: its turn record, and the recorded answer its reply claimed
+        self.spec_rec: dict[str, Any] | None = None
+        self.spec_claim = -1
         # the labelled agent speech at the edge: [edge start, edge end, used]. Intervals that
         # answer a reply segment are the model's replies: they play only when claimed by a
         # commit of that segment (starting at the model's own first audio, keeping their
@@ -430,12 +451,47 @@ class _World:
         elif isinstance(o, Prime):
             self.run.actions.append((o.time, "prime", o.turn))
             self.run.primes += 1
+        elif isinstance(o, (Speculate, Release, Retract)):
+            self.perform_speculation(o, now)
         elif isinstance(o, BackchannelFiltered):
             self.run.backchannels_filtered += 1
         elif isinstance(o, BargeArmed):
             self.run.barges_armed += 1
 
-    def on_commit(self, o: Commit, now: float) -> None:
+    # -------------------------------------------------------------- speculation
+    def perform_speculation(self, o: Speculate | Release | Retract, now: float) -> None:
+        """Speculate: request the reply (the core holds its audio); Release: the turn's
+        commit (the core plays the held reply at once); Retract: the reply is cancelled."""
+        spec = self.run.speculation
+        if isinstance(o, Speculate):
+            self.run.actions.append((o.time, "speculate", o.turn))
+            spec["started"] += 1
+            rec, start, reply_len, end_caller = self.request_reply(o, now)
+            rec["speculative"] = True
+            self.spec_rec, self.spec_claim = rec, -1
+            self.schedule_reply(rec, start, reply_len, end_caller)
+        elif isinstance(o, Release):
+            self.run.actions.append((o.time, "release", o.turn))
+            spec["released"] += 1
+            held, self.spec_rec = self.spec_rec, None
+            if held is not None:  # always: the engine releases only what it speculated
+                held["commit_s"] = now
+                self.run.turns.append(held)
+        else:
+            self.run.actions.append((o.time, "retract", o.turn))
+            spec["retracted"] += 1
+            spec["wasted_model_s"] += o.held_ms / 1000.0
+            self.spec_rec = None
+            self.reply_gen += 1  # a reply not yet ready is never delivered
+            if self.spec_claim >= 0:  # the recorded answer stays for the turn's real reply
+                self.script[self.spec_claim][2] = False
+            self.model_ready_at = max(self.model_ready_at,
+                                      now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0)
+
+    def request_reply(self, o: Commit | Speculate, now: float
+                      ) -> tuple[dict[str, Any], float, float, float]:
+        """The model is asked for a reply at ``now``: return (turn record, edge time its first
+        audio is ready, its drawn length, the caller-time end of the turn's speech)."""
         m = self.cfg.model
         # the caller's own last speech frame of this burst: the last one fed, extended over
         # speech frames the jitter buffer skipped (lost or late) right after it
@@ -454,12 +510,22 @@ class _World:
             "turn": o.turn, "speech_ms": o.speech_ms, "end_of_speech_caller_s": end_caller,
             "last_speech_edge_s": o.last_speech_at, "commit_s": now, "ttfa_s": ttfa,
             "reply_start_edge_s": math.nan, "first_audio_caller_s": math.nan, "cancelled": False,
+            "speculative": False,
         }
-        self.run.turns.append(rec)
+        return rec, start, reply_len, end_caller
+
+    def schedule_reply(self, rec: dict[str, Any], start: float, reply_len: float,
+                       end_caller: float) -> None:
+        """Hand the reply's audio to the edge at ``start`` (unless superseded by then)."""
         self.reply_gen += 1
         gen = self.reply_gen
-        ev = self.env.timeout(start - now)
+        ev = self.env.timeout(max(0.0, start - self.env.now))
         ev.callbacks.append(lambda _e: self.start_reply(gen, rec, reply_len, end_caller))
+
+    def on_commit(self, o: Commit, now: float) -> None:
+        rec, start, reply_len, end_caller = self.request_reply(o, now)
+        self.run.turns.append(rec)
+        self.schedule_reply(rec, start, reply_len, end_caller)
 
     def start_reply(self, gen: int, rec: dict[str, Any], reply_len: float, end_caller: float
                     ) -> None:
@@ -472,6 +538,8 @@ class _World:
             # the recorded answer to this turn: its planned length, started now
             a, b, _used = self.script[j]
             self.script[j][2] = True
+            if rec is self.spec_rec:
+                self.spec_claim = j
             end = now + max(b - a, self.frame_s)
         else:
             # no recorded answer to claim: a drawn length, ended before the caller's next
@@ -485,7 +553,8 @@ class _World:
         def first(t: float) -> None:
             rec["first_audio_caller_s"] = min(rec["first_audio_caller_s"], t)
 
-        self.start_source(now, end, first)
+        # a speculative reply still in flight is held by the core until its Release
+        self.start_source(now, end, first, spec_rec=rec if rec["speculative"] else None)
 
     def on_cancel(self, o: PlayoutCleared, now: float) -> None:
         self.reply_gen += 1  # a reply not yet started is dropped
@@ -509,17 +578,21 @@ class _World:
 
     # -------------------------------------------------------------- agent audio
     def start_source(self, start: float, end: float,
-                     first: Callable[[float], None] | None = None) -> None:
+                     first: Callable[[float], None] | None = None,
+                     spec_rec: dict[str, Any] | None = None) -> None:
         """Hand agent audio [start, end) to the edge's playout (the core paces it at 1x);
         ``first(t)`` is called with the delivery time at the caller of each frame (the caller
-        keeps the minimum)."""
+        keeps the minimum). ``spec_rec``: the audio is a speculative reply (marked so for the
+        core, which holds it until its Release); its record's ``reply_start_edge_s`` is when
+        its first frame actually goes out."""
         n = max(1, round((end - start) / self.frame_s))
         self.reply_ids += 1
         rid = f"r{self.reply_ids}"
-        self.replies[rid] = [n, first, False]
+        self.replies[rid] = [n, first, False, spec_rec]
         core = self.core
-        core.agent_audio(start, rid, rid, (None for _ in range(n)))
-        core.response_done(start, rid)
+        spec = spec_rec is not None
+        core.agent_audio(start, rid, rid, (None for _ in range(n)), speculative=spec)
+        core.response_done(start, rid, speculative=spec)
         self.drive()
 
     def send_reply(self, rid: str, now: float) -> None:
@@ -531,6 +604,8 @@ class _World:
             return
         info[2] = True
         n, first = info[0], info[1]
+        if info[3] is not None:
+            info[3]["reply_start_edge_s"] = now
         times = [now + i * self.frame_s for i in range(n)]
         if self.exact is not None:
             self.exact.run_until(now)

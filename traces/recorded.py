@@ -226,7 +226,7 @@ def read_header(path: str | Path) -> TraceHeader:
         if not isinstance(data[key], typ) or isinstance(data[key], bool):
             raise TraceFormatError(path, f"header.{key}", f"expected {typ.__name__}, got {data[key]!r}")
     try:
-        config = TurnConfig.from_dict(data["config"])
+        config = TurnConfig.from_legacy_dict(data["config"])
     except (ClutchCallError, TypeError) as exc:
         raise TraceFormatError(path, "header.config", str(exc)) from exc
     h = TraceHeader(call_id=data["call_id"], codec=data["codec"], rate=data["rate"], config=config,

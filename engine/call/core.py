@@ -36,6 +36,13 @@ model leg and observes all of them), and :class:`CallEvent` values: :class:`Upli
 now), :class:`AgentStarted` / :class:`AgentFinished`, :class:`PlayoutCleared`,
 :class:`TurnMeasured` and :class:`ReplyWithoutAudio`.
 
+Speculative commit (``TurnConfig.speculate``): ``Speculate`` starts the core's
+:class:`~clutchcall.engine.call.speculation.SpeculationHold`; agent audio the shell marks
+``speculative`` is queued held in the playout; ``Release`` opens the turn's record (as a
+``Commit`` does) and lets the held audio go at once; ``Retract`` drops it. The shell's part is
+the model's I/O (prod: ``response.cancel`` + ``conversation.item.delete``). Details in
+``engine/call/speculation.py``.
+
 Clocks: the engine runs on the *media clock* (shell time minus the uplink lag, see
 ``hold``); agent audio start/finish and timer firings are placed on it too, never before the
 engine's latest ``now``. The engine deadline is armed on the shell clock at ``deadline + lag``
@@ -48,12 +55,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from clutchcall.engine.actions import Append, Cancel, Commit, Output
+from clutchcall.engine.actions import Append, Cancel, Commit, Output, Release, Retract, Speculate
 from clutchcall.engine.call.driver import EngineDriver
 from clutchcall.engine.call.hold import FrameHold, HoldConfig, HoldStats
 from clutchcall.engine.call.inputs import Recorder
 from clutchcall.engine.call.latency import TurnBook, TurnRecord
 from clutchcall.engine.call.playout import Playout, PlayoutConfig
+from clutchcall.engine.call.speculation import SpeculationHold
 from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.engine.policy import TurnPolicy
@@ -152,6 +160,8 @@ class CallCore(Generic[P, D]):
         self.hold: FrameHold[P] = FrameHold(hold)
         self.playout: Playout[D] = Playout(playout)
         self.book = TurnBook(float(tc.end_of_turn_silence_ms))
+        self.speculation = SpeculationHold()
+        """The speculative reply held until Release (engine/call/speculation.py)."""
         self._out: list[Event] = []
         self._uplink: dict[int, P] = {}
         self._next_seq = 0
@@ -224,13 +234,21 @@ class CallCore(Generic[P, D]):
     # -- downlink inputs -----------------------------------------------------------------
     def agent_audio(self, now: float, response_id: str, item_id: str | None, frames: Iterable[D],
                     *, model_ttfa_s: float | None = None, received_at: float | None = None,
-                    first: bool = False) -> bool:
+                    first: bool = False, speculative: bool = False) -> bool:
         """Queue agent frames of ``response_id`` (``first``: the response's first chunk, with
-        the model's time to first audio and when it was read). Returns False if the response
-        was cleared or the call is closed (nothing queued). Decides nothing by itself: re-arm
-        the timer after it (:meth:`get_timer` is then at most ``now``)."""
+        the model's time to first audio and when it was read; ``speculative``: the reply to a
+        ``Speculate``, held until its ``Release`` while the speculation is in flight). Returns
+        False if the response was cleared or the call is closed (nothing queued). Decides
+        nothing by itself: re-arm the timer after it (:meth:`get_timer` is then at most ``now``)."""
         if self.closed or self.playout.is_dropped(response_id):
             return False
+        if speculative:
+            claim = self.speculation.claim(response_id)
+            if claim == "drop":
+                self.playout.retract(response_id)
+                return False
+            if claim == "hold":
+                self.playout.hold(response_id)
         if first:
             self.book.model_audio(response_id, model_ttfa_s,
                                   now if received_at is None else received_at)
@@ -239,13 +257,20 @@ class CallCore(Generic[P, D]):
         # chunks at once sends the first frame when it is free to, and paces from there
         return True
 
-    def response_done(self, now: float, response_id: str, status: str = "completed") -> None:
+    def response_done(self, now: float, response_id: str, status: str = "completed", *,
+                      speculative: bool = False) -> None:
         """The model said ``response_id`` is done (push its last frames first). A reply that
         ended without any audio tells the engine agent audio finished (it stops waiting) and
-        drops the turn's record. Needs a :meth:`transmit` after it."""
+        drops the turn's record; a ``speculative`` one held in flight does so only at its
+        ``Release``. Needs a :meth:`transmit` after it."""
         if self.closed:
             return
         pl = self.playout
+        if speculative and self.speculation.ended(response_id, status, pl.has_audio(response_id)):
+            if pl.has_audio(response_id):
+                pl.done(response_id)
+            self._service(now)
+            return
         if not pl.has_audio(response_id) and not pl.is_dropped(response_id) and not pl.playing:
             self._out.append(ReplyWithoutAudio(time=now, response_id=response_id, status=status))
             self.book.drop_pending()
@@ -349,7 +374,10 @@ class CallCore(Generic[P, D]):
                 # was held before the engine saw it, the hold counts as edge-added
                 last = nominal if end == o.last_speech_at else o.last_speech_at
                 self.book.commit(turn=o.turn, last_speech_at=last, commit_at=o.time,
-                                 performed_at=now, hold_s=o.last_speech_at - last)
+                                 performed_at=now, hold_s=o.last_speech_at - last,
+                                 eot_silence_ms=float(self.engine.end_of_turn_ms))
+            elif isinstance(o, (Speculate, Release, Retract)):
+                self._perform_speculation(now, o)
             elif isinstance(o, Cancel):
                 cleared = self.playout.clear()
                 out.append(PlayoutCleared(time=now, agent_played_ms=o.agent_played_ms,
@@ -357,3 +385,34 @@ class CallCore(Generic[P, D]):
                                           was_playing=cleared.was_playing))
                 if cleared.was_playing:
                     self._feed_finished(now)
+
+    # -- speculative commit (engine/call/speculation.py) ---------------------------------
+    def _perform_speculation(self, now: float, o: Speculate | Release | Retract) -> None:
+        spec = self.speculation
+        if isinstance(o, Speculate):
+            spec.start(o.turn, now, (o.time - o.last_speech_at) * 1000.0)
+            return
+        cur = spec.finish(released=isinstance(o, Release))
+        rid = None if cur is None else cur.response_id
+        if isinstance(o, Retract):
+            if rid is not None:
+                self.playout.retract(rid)
+            return
+        # Release: the turn's commit (its record opens as a Commit's does), the held reply
+        # is let go now: the playout poll of this same service sends its first frame
+        end, nominal = self.hold.last_speech
+        last = nominal if end == o.last_speech_at else o.last_speech_at
+        self.book.commit(turn=o.turn, last_speech_at=last, commit_at=o.time,
+                         performed_at=now if cur is None else cur.requested_at,
+                         hold_s=o.last_speech_at - last,
+                         eot_silence_ms=float(self.engine.end_of_turn_ms),
+                         speculative_silence_ms=None if cur is None else cur.silence_ms,
+                         released_at=now)
+        if rid is not None:
+            self.playout.release(rid)
+        elif cur is not None and cur.ended_status is not None:
+            # the speculative reply ended without audio: as response_done does for a commit
+            self._out.append(ReplyWithoutAudio(time=now, response_id="",
+                                               status=cur.ended_status))
+            self.book.drop_pending()
+            self._feed_finished(now)

@@ -13,6 +13,13 @@ first delta was read). All times are shell-clock seconds. Definitions:
   first audio (``response.create`` written -> first delta read). A late timer, a held frame,
   queues, transcoding and pacing all count as edge-added; its three parts are
   ``commit_delay_ms``, ``request_delay_ms`` and ``downlink_delay_ms``.
+* a *released speculation* (``speculative_silence_ms`` set: the reply was requested at that
+  silence and held until the end of turn, ``released_at``): the model's wait overlapped the
+  silence, so what the edge cannot remove is whichever ended last, ``max(end-of-turn silence,
+  speculation silence + model time to first audio)``; edge-added = turn latency - that.
+  ``commit_delay_ms`` is then measured from the speculation's deadline, and
+  ``downlink_delay_ms`` from ``max(first delta read, release)`` (the hold is not the
+  downlink's). The end-of-turn silence is the one the engine chose for the turn's pause.
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ class TurnRecord:
     uplink_hold_ms: float | None = None
     """How long the last speech frame waited between its nominal arrival and the engine's
     clock (it was laid end to end after a late frame or a timer); part of edge-added."""
+    speculative_silence_ms: float | None = None
+    """A released speculation: the silence (ms after the last speech frame, engine clock) at
+    which its reply was requested (``Speculate``); None for a plain commit."""
+    released_at: float | None = None
+    """A released speculation: when its ``Release`` was performed (the held audio went to the
+    playout); ``performed_at`` is then when its request was handed to the model leg."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-able dict."""
@@ -67,10 +80,16 @@ class TurnBook:
         self._remember = remember
 
     def commit(self, *, turn: int, last_speech_at: float, commit_at: float, performed_at: float,
-               hold_s: float) -> TurnRecord:
-        """Open the record of a Commit performed at ``performed_at``; return it."""
+               hold_s: float, eot_silence_ms: float | None = None,
+               speculative_silence_ms: float | None = None,
+               released_at: float | None = None) -> TurnRecord:
+        """Open the record of a Commit performed at ``performed_at`` (or of a released
+        speculation: its request performed then, its silence and release time given); return
+        it. ``eot_silence_ms``: the turn's end-of-turn silence (default: the configured one)."""
         rec = TurnRecord(turn, last_speech_at, commit_at, performed_at,
-                         eot_silence_ms=self.eot_silence_ms, uplink_hold_ms=hold_s * 1000)
+                         eot_silence_ms=self.eot_silence_ms if eot_silence_ms is None
+                         else eot_silence_ms, uplink_hold_ms=hold_s * 1000,
+                         speculative_silence_ms=speculative_silence_ms, released_at=released_at)
         self.pending = rec
         return rec
 
@@ -101,7 +120,10 @@ class TurnBook:
         turn.response_id = response_id
         turn.turn_latency_ms = (now - turn.last_speech_at) * 1000
         ttfa = self._ttfa.get(response_id)
-        if ttfa is not None and turn.eot_silence_ms is not None:
+        if ttfa is not None and turn.eot_silence_ms is not None \
+                and turn.speculative_silence_ms is not None:
+            _speculative_latency(turn, ttfa, self._first_rx.get(response_id), now)
+        elif ttfa is not None and turn.eot_silence_ms is not None:
             turn.model_ttfa_ms = ttfa * 1000
             turn.edge_added_ms = turn.turn_latency_ms - turn.eot_silence_ms - turn.model_ttfa_ms
             rx = self._first_rx.get(response_id)
@@ -113,3 +135,18 @@ class TurnBook:
         self.turns.append(turn)
         self.pending = None
         return turn
+
+
+def _speculative_latency(turn: TurnRecord, ttfa: float, rx: float | None, now: float) -> None:
+    """Fill the edge-added parts of a released speculation (module docstring)."""
+    assert turn.turn_latency_ms is not None and turn.eot_silence_ms is not None
+    assert turn.speculative_silence_ms is not None
+    turn.model_ttfa_ms = ttfa * 1000
+    floor = max(turn.eot_silence_ms, turn.speculative_silence_ms + turn.model_ttfa_ms)
+    turn.edge_added_ms = turn.turn_latency_ms - floor
+    turn.commit_delay_ms = ((turn.performed_at - turn.last_speech_at) * 1000
+                            - turn.speculative_silence_ms)
+    if rx is not None:
+        released = turn.released_at if turn.released_at is not None else rx
+        turn.downlink_delay_ms = (now - max(rx, released)) * 1000
+        turn.request_delay_ms = (rx - ttfa - turn.performed_at) * 1000

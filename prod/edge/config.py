@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from clutchcall.engine import TurnConfig
+from clutchcall.engine.config import PRODUCT_TURN
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.config import check_xdp_settings
 from clutchcall.prod.quic.core import check_quic_core, default_quic_core
@@ -51,7 +52,12 @@ class EmbeddedModelConfig:
     mode: str = "speak"
     """``speak`` (espeak-ng replies) or ``echo`` (the caller's turn played back)."""
     time_to_first_audio_ms: int = 300
-    """The model's own time to first audio after ``response.create``."""
+    """The model's own time to first audio after ``response.create`` (the median)."""
+    ttfa_sigma: float = 0.0
+    """Lognormal shape of the time to first audio (0: always the median; ``serve`` and
+    ``demo`` default to 0.35, the simulator's)."""
+    ttfa_seed: int = 1
+    """Seed of the time-to-first-audio draws."""
     delta_ms: int = 40
     """Audio per delta event."""
     replies: tuple[str, ...] | None = None
@@ -132,8 +138,9 @@ class EdgeConfig:
     """Log one JSON object per line (with the call id) to stderr."""
     log_level: str = "info"
     """``debug``, ``info``, ``warning`` or ``error``."""
-    turn: TurnConfig = field(default_factory=TurnConfig)
-    """The turn engine's knobs (``[turn]``)."""
+    turn: TurnConfig = PRODUCT_TURN
+    """The turn engine's knobs (``[turn]``): the product's (speculative commit on; ``[turn]``
+    ``speculate = false`` switches it off), with the table's keys applied."""
     pipeline: dict[str, Any] = field(default_factory=dict)
     """PipelineConfig overrides for every call (``[pipeline]``; keys in :data:`PIPELINE_KEYS`)."""
     model: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
@@ -199,7 +206,7 @@ def _turn(values: dict[str, Any]) -> TurnConfig:
     bad = set(values) - names
     if bad:
         raise ConfigError(f"[turn]: unknown keys {sorted(bad)} (allowed: {sorted(names)})")
-    return TurnConfig(**values)
+    return TurnConfig(**(PRODUCT_TURN.to_dict() | values))
 
 
 def config_from_dict(doc: dict[str, Any]) -> EdgeConfig:

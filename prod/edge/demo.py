@@ -14,6 +14,15 @@ clock, so a caller turn is matched to the edge turn whose last speech frame it s
 caller's first agent frame to the first frame the edge sent for that turn. Finally the call's
 recorded trace is replayed through a fresh engine (``clutchcall sim replay`` does the same) and
 the demo says whether the replay reproduced every engine action exactly.
+
+The edge runs the product's turn config (speculative commit on; ``--no-speculate`` turns it
+off) and the embedded model's time to first audio is lognormal (``--ttfa-ms`` median,
+``--ttfa-sigma`` shape, ``--seed``), as in the simulator. *Turn latency from end of speech*
+(``turn_latency_from_speech_end_ms_*``) is measured at the caller from the caller's real end
+of speech: the labelled end of the corpus segment the turn closed (the latest labelled ``reply``
+segment end at most 1 s before the turn's last speech frame reached the edge) to the first
+agent frame received; with ``--wav`` (no labels) from the turn's last speech frame sent.
+The speculation counters come from the edge's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -50,9 +59,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"(default {','.join(DEFAULT_CALLS)})")
     parser.add_argument("--wav", default=None, help="play this 16-bit mono WAV instead of corpus calls")
     parser.add_argument("--transport", choices=("quic", "ws"), default="quic")
-    parser.add_argument("--ttfa-ms", type=int, default=300, help="embedded model's time to first audio")
+    parser.add_argument("--ttfa-ms", type=int, default=300,
+                        help="embedded model's median time to first audio (ms)")
+    parser.add_argument("--ttfa-sigma", type=float, default=0.35,
+                        help="lognormal shape of the model's time to first audio (0: always the median)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the model's time-to-first-audio draws")
+    parser.add_argument("--no-speculate", action="store_true",
+                        help="speculative commit off (the engine waits for the end of turn to ask the model)")
     parser.add_argument("--trace-dir", default=None, help="keep the recorded trace here (default: a temp dir)")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds to listen after the audio ends")
+
+
+def reply_ends(calls: str | None, wav: str | None) -> list[float] | None:
+    """Return the labelled ends (s, on the played audio's timeline) of the ``reply`` segments
+    of the corpus calls as :func:`load_audio` plays them back to back, or None for ``wav``."""
+    from clutchcall.traces.labels import read_call
+
+    if wav:
+        return None
+    ends: list[float] = []
+    offset = 0.0
+    for c in (calls or "").split(","):
+        if not c.strip():
+            continue
+        call = read_call(corpus_dir() / f"{c.strip()}.json")
+        ends += [offset + s.end_ms / 1000.0 for s in call.labels.segments if s.expect == "reply"]
+        offset += call.duration_ms / 1000.0 + GAP_S
+    return ends
 
 
 def load_audio(calls: str | None, wav: str | None, rate: int) -> tuple[bytes, list[str]]:
@@ -85,7 +118,8 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | None = None,
                    transport: str = "quic", ttfa_ms: int = 300, trace_dir: str | None = None,
-                   tail_s: float = 2.0) -> dict[str, Any]:
+                   tail_s: float = 2.0, ttfa_sigma: float = 0.35, seed: int = 1,
+                   speculate: bool = True) -> dict[str, Any]:
     """Run the demo (module docstring); return its result dict (the ``--json`` object)."""
     from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
     from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig
@@ -93,14 +127,31 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
 
     codec, rate = ("pcm16", 16000) if transport == "quic" else ("g711_ulaw", 8000)
     pcm, names = load_audio(calls, wav, rate)
+    labelled_ends = reply_ends(calls, wav)
     tmp = None if trace_dir else tempfile.TemporaryDirectory(prefix="clutchcall-demo-")
     tdir = trace_dir or tmp.name  # type: ignore[union-attr]  # tmp is None only if trace_dir
     cfg = EdgeConfig(trace_dir=str(Path(tdir) / "traces"), cert_dir=str(Path(tdir) / "tls"),
-                     json_logs=False, model=EmbeddedModelConfig(time_to_first_audio_ms=ttfa_ms))
+                     json_logs=False, model=EmbeddedModelConfig(time_to_first_audio_ms=ttfa_ms,
+                                                                ttfa_sigma=ttfa_sigma, ttfa_seed=seed))
+    if not speculate:
+        cfg = cfg.with_overrides(turn_speculate=False)
     loop = asyncio.get_running_loop()
     arrivals: list[float] = []
 
+    first_sent: list[float] = []
+
     class _Caller(Caller):
+        async def run(self, pcm: bytes, out_wav: str | None = None) -> Any:
+            send = self.t.send_frame
+
+            async def send_frame(seq: int, payload: bytes) -> None:
+                if not first_sent:
+                    first_sent.append(loop.time())  # audio time 0 left the caller's mouth
+                await send(seq, payload)
+
+            self.t.send_frame = send_frame  # type: ignore[method-assign]
+            return await super().run(pcm, out_wav)
+
         def _agent_audio(self, payload: bytes) -> None:
             arrivals.append(loop.time())
             super()._agent_audio(payload)
@@ -136,16 +187,26 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
             "eot_silence_ms": t.eot_silence_ms,
             "model_ttfa_ms": None if t.model_ttfa_ms is None else round(t.model_ttfa_ms, 2),
             "edge_added_ms": None if t.edge_added_ms is None else round(t.edge_added_ms, 3),
-            "mouth_to_ear_ms": None,
+            "mouth_to_ear_ms": None, "from_speech_end_ms": None,
+            "speculative": t.speculative_silence_ms is not None,
         }
         i = bisect.bisect_right(sends, t.last_speech_at + 0.001) - 1
         j = bisect.bisect_left(arrivals, t.first_audio_at) if t.first_audio_at is not None else len(arrivals)
         if i >= 0 and j < len(arrivals):
             row["mouth_to_ear_ms"] = round((arrivals[j] - sends[i]) * 1000, 2)
+            # from the caller's real end of speech: the labelled end of the segment this turn
+            # closed (on the caller's clock), else the turn's last speech frame sent
+            end = sends[i]
+            if labelled_ends is not None and first_sent:
+                near = [first_sent[0] + e for e in labelled_ends
+                        if t.last_speech_at - 1.0 <= first_sent[0] + e <= t.last_speech_at + 0.05]
+                end = near[-1] if near else end
+            row["from_speech_end_ms"] = round((arrivals[j] - end) * 1000, 2)
         turns.append(row)
     lat = [r["turn_latency_ms"] for r in turns if r["turn_latency_ms"] is not None]
     added = [r["edge_added_ms"] for r in turns if r["edge_added_ms"] is not None]
     m2e = [r["mouth_to_ear_ms"] for r in turns if r["mouth_to_ear_ms"] is not None]
+    from_end = [r["from_speech_end_ms"] for r in turns if r["from_speech_end_ms"] is not None]
 
     def counter(name: str) -> float:
         return sum(float(line.split()[-1]) for line in metrics_text.splitlines()
@@ -158,6 +219,14 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
         "turn_latency_ms_p50": _pct(lat, 50), "turn_latency_ms_p95": _pct(lat, 95),
         "edge_added_ms_p50": _pct(added, 50), "edge_added_ms_p99": _pct(added, 99),
         "mouth_to_ear_ms_p50": _pct(m2e, 50), "mouth_to_ear_ms_p95": _pct(m2e, 95),
+        "turn_latency_from_speech_end_ms_p50": _pct(from_end, 50),
+        "turn_latency_from_speech_end_ms_p95": _pct(from_end, 95),
+        "turn_latency_from_speech_end_ms_p99": _pct(from_end, 99),
+        "speculate": speculate, "model_ttfa_median_ms": ttfa_ms, "model_ttfa_sigma": ttfa_sigma,
+        "speculations_started": counter('clutchcall_speculations_total{outcome="started"}'),
+        "speculations_released": counter('clutchcall_speculations_total{outcome="released"}'),
+        "speculations_retracted": counter('clutchcall_speculations_total{outcome="retracted"}'),
+        "speculation_wasted_model_s": round(counter("clutchcall_speculation_wasted_model_seconds_total"), 3),
         "backchannels_filtered": counter("clutchcall_backchannels_filtered_total"),
         "barge_ins_confirmed": counter('clutchcall_barge_ins_total{outcome="confirmed"}'),
         "barge_ins_dismissed": counter('clutchcall_barge_ins_total{outcome="dismissed"}'),
@@ -190,7 +259,12 @@ def _table(r: dict[str, Any]) -> str:
     lines += ["",
               (f"turn latency p50 {f(r['turn_latency_ms_p50'])} ms, p95 {f(r['turn_latency_ms_p95'])} ms; "
               f"edge-added p50 {f(r['edge_added_ms_p50'], 2)} ms, p99 {f(r['edge_added_ms_p99'], 2)} ms; "
-              f"mouth-to-ear p50 {f(r['mouth_to_ear_ms_p50'])} ms"),
+              f"mouth-to-ear p50 {f(r['mouth_to_ear_ms_p50'])} ms; from end of speech p50 "
+              f"{f(r['turn_latency_from_speech_end_ms_p50'])} ms"),
+              (f"speculative commit {'on' if r['speculate'] else 'off'}: started "
+               f"{r['speculations_started']:.0f}, released {r['speculations_released']:.0f}, "
+               f"retracted {r['speculations_retracted']:.0f} ({r['speculation_wasted_model_s']} s "
+               "of model time wasted)"),
               (f"backchannels filtered {r['backchannels_filtered']:.0f}, barge-ins confirmed "
               f"{r['barge_ins_confirmed']:.0f} / dismissed {r['barge_ins_dismissed']:.0f}, "
               f"playout clears {r['clear_playouts']}"),
@@ -208,7 +282,9 @@ def run(args: argparse.Namespace) -> int:
     trace replay did not reproduce the engine's actions."""
     logging.getLogger("clutchcall").setLevel(logging.ERROR)
     r = asyncio.run(run_demo(calls=args.call, wav=args.wav, transport=args.transport,
-                             ttfa_ms=args.ttfa_ms, trace_dir=args.trace_dir, tail_s=args.tail))
+                             ttfa_ms=args.ttfa_ms, trace_dir=args.trace_dir, tail_s=args.tail,
+                             ttfa_sigma=args.ttfa_sigma, seed=args.seed,
+                             speculate=not args.no_speculate))
     print(json.dumps(r) if args.json else _table(r))
     sys.stdout.flush()
     return 0 if (r["trace_replay_exact"] and not r["call_failed"]) else 1

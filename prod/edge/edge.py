@@ -103,7 +103,8 @@ class Edge:
         if cfg.model_url is None:
             m = cfg.model
             self.model_server = ReferenceModelServer(ModelServerConfig(
-                mode=m.mode, time_to_first_audio_ms=m.time_to_first_audio_ms, delta_ms=m.delta_ms,
+                mode=m.mode, time_to_first_audio_ms=m.time_to_first_audio_ms, ttfa_sigma=m.ttfa_sigma,
+                ttfa_seed=m.ttfa_seed, delta_ms=m.delta_ms,
                 replies=m.replies if m.replies is not None else DEFAULT_REPLIES))
             self.model_url = await self.model_server.start()
             model_cfg = ModelLegConfig(url=self.model_url, **_model_timeouts(cfg))

@@ -107,6 +107,8 @@ class CallSummary:
     trace: str | None = None
     engine_inputs: int = 0
     engine_outputs: int = 0
+    uplink_dropped: int = 0
+    """Caller frames the caller leg's bounded queue refused (prod/ingress/call.py)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-able dict."""
@@ -209,6 +211,7 @@ class EdgeHandler:
             self.metrics.observe_call(summary.transport, [t.turn_latency_ms for t in summary.turns
                                                           if t.turn_latency_ms is not None])
             summary.agent_frames_sent = pipe.agent_frames_sent
+            summary.uplink_dropped = int(getattr(call, "uplink_dropped", 0))
             summary.end_reason = summary.end_reason or getattr(call, "close_reason", "") or "ended"
             trace = recorder.trace()
             summary.engine_inputs = len(trace.inputs)
@@ -238,8 +241,15 @@ class EdgeHandler:
     async def _frames(self, call: Any, summary: CallSummary, last: list[float],
                       guard: ViolationGuard | None = None) -> AsyncIterator[CallerFrame]:
         loop = asyncio.get_running_loop()
+        first: tuple[int, float] | None = None  # (seq, ingress release time) of the first frame
         async for f in call.frames():
-            if guard is not None and await self._violated(call, summary, guard, loop.time()):
+            # when the caller leg took the frame in (its queue may have held it since)
+            released = getattr(f, "released_at", None) or loop.time()
+            if first is None:
+                first = (f.seq, released)
+            # how far the caller's numbering runs ahead of real time (edge/guard.py)
+            ahead = (f.seq - first[0]) * call.frame_ms / 1000 - (released - first[1])
+            if guard is not None and await self._violated(call, summary, guard, loop.time(), ahead):
                 return
             if not f.concealed:
                 last[0] = loop.time()
@@ -248,11 +258,11 @@ class EdgeHandler:
                               concealed=f.concealed)
 
     async def _violated(self, call: Any, summary: CallSummary, guard: ViolationGuard,
-                        now: float) -> bool:
+                        now: float, caller_ahead_s: float | None = None) -> bool:
         """Count the caller's new violating frames on /metrics; once the guard says the call
         must end, tell the caller (``error`` ``caller_violation``), close it with the
         transport's policy code, count it and return True (edge/guard.py)."""
-        new_ahead, new_conceal, reason = guard.check(now)
+        new_ahead, new_conceal, reason = guard.check(now, caller_ahead_s)
         if new_ahead:
             self.metrics.caller_violations.labels(kind="ahead").inc(new_ahead)
         if new_conceal:

@@ -50,7 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-url", default=None, help="ws(s):// URL of an external Realtime model (key: $OPENAI_API_KEY)")
     parser.add_argument("--model-dialect", choices=("ga", "beta"), default=None,
                         help="Realtime protocol dialect of --model-url (default ga)")
-    parser.add_argument("--ttfa-ms", type=int, default=None, help="embedded model's time to first audio (ms)")
+    parser.add_argument("--ttfa-ms", type=int, default=None, help="embedded model's median time to first audio (ms)")
+    parser.add_argument("--ttfa-sigma", type=float, default=None,
+                        help="lognormal shape of the embedded model's time to first audio (default 0.35; 0: fixed)")
+    parser.add_argument("--ttfa-seed", type=int, default=None, help="seed of those draws (default 1)")
+    parser.add_argument("--no-speculate", action="store_true",
+                        help="turn speculative commit off (TOML [turn] speculate = false)")
     parser.add_argument("--trace-dir", default=None, help="recorded traces, one per call (default .clutchcall/traces)")
     parser.add_argument("--no-trace", action="store_true", help="record no traces")
     parser.add_argument("--summary-json", default=None,
@@ -91,11 +96,19 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.config is None:  # the command's defaults (the dataclass's are for embedding)
         cfg = cfg.with_overrides(quic_port=4443, ws_port=8443, metrics_port=9464, web_port=4433,
                                  trace_dir=".clutchcall/traces")
-    model = cfg.model
-    if args.ttfa_ms is not None:
-        import dataclasses
+    import dataclasses
 
+    model = cfg.model
+    if args.config is None:
+        model = dataclasses.replace(model, ttfa_sigma=0.35)
+    if args.ttfa_ms is not None:
         model = dataclasses.replace(model, time_to_first_audio_ms=args.ttfa_ms)
+    if args.ttfa_sigma is not None:
+        model = dataclasses.replace(model, ttfa_sigma=args.ttfa_sigma)
+    if args.ttfa_seed is not None:
+        model = dataclasses.replace(model, ttfa_seed=args.ttfa_seed)
+    if getattr(args, "no_speculate", False):
+        cfg = cfg.with_overrides(turn_speculate=False)
     if args.no_trace:
         cfg = cfg.with_overrides(trace_dir="")
     return cfg.with_overrides(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port,

@@ -15,10 +15,14 @@ Figures (one JSON object with ``--json``), each defined where it is computed:
 * ``frames_sent``: caller frames the callers sent; ``frames_received``: caller frames the edge
   took in (sum of its call summaries' ``frames``); ``frames_lost``: the edge's
   ``clutchcall_frames_lost_total`` (sequence gaps and concealments, definition in
-  prod/metrics.py) plus frames sent but never received (``frames_sent - frames_received``);
+  prod/metrics.py) plus frames sent but never received (``frames_sent - frames_received``:
+  refused by the caller leg's bounded queue, ``frames_dropped_ingress_queue``, or still
+  unprocessed when the edge stops ``--settle-s`` after the last caller -- nonzero only when the
+  edge runs behind real time, e.g. on a CPU-starved machine);
 * ``rss_kb`` / ``fds``: ``start`` (before the first call), ``peak`` (largest sample while the
   calls ran), ``end`` (after the calls and ``--settle-s``), and ``timeline``: ``[t_s, rss_kb,
   fds]`` per sample;
+* ``end_reasons`` / ``failed_reasons``: how the edge's calls ended (counts per reason);
 * ``traces``: non-empty trace files written (one per call expected), ``calls_failed``: calls
   that raised at the caller or ended ``failed`` at the edge; ``turns``: committed turns.
 
@@ -34,6 +38,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each call (s)")
     parser.add_argument("--transport", choices=("quic", "ws", "mixed"), default="mixed")
     parser.add_argument("--sample-s", type=float, default=1.0, help="sampling period (s)")
-    parser.add_argument("--settle-s", type=float, default=2.0,
+    parser.add_argument("--settle-s", type=float, default=5.0,
                         help="wait after the calls before the end sample (s)")
     parser.add_argument("--edge-pythonpath", default=None,
                         help="PYTHONPATH of the served edge (default: this one)")
@@ -146,9 +151,12 @@ def run_soak(calls: int, seconds: float, transport: str = "mixed", sample_s: flo
         frames_received=received,
         frames_lost=int(gaps + max(0, res["frames_sent"] - received)),
         frames_lost_at_edge=int(gaps),
+        frames_dropped_ingress_queue=sum(int(c.get("uplink_dropped", 0)) for c in edge_calls),
         traces=len(written),
         turns=sum(len(c["turns"]) for c in edge_calls),
         calls_failed=len(res["caller_errors"]) + sum(1 for c in edge_calls if c["failed"]),
+        end_reasons=dict(Counter(f"{c['transport']}: {str(c['end_reason'])[:80]}" for c in edge_calls)),
+        failed_reasons=dict(Counter(str(c["failed"])[:160] for c in edge_calls if c["failed"])),
     )
     return res
 

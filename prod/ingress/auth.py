@@ -5,8 +5,9 @@ Theory of operation
 A token is ``v1.<call_id, base64url>.<expiry, unix seconds>.<signature, base64url>`` where the
 signature is HMAC-SHA256 over ``v1.<call_id b64>.<expiry>`` with a key from config. The QUIC
 ingress reads it from CLIENT_SETUP's AUTHORIZATION_TOKEN parameter (token type 0, USE_VALUE),
-the WebSocket ingress from the Twilio ``start`` message's ``customParameters.token`` (or the
-``token`` query parameter). :meth:`TokenAuthority.verify` returns the call id or raises
+a client that has no AUTHORIZATION_TOKEN (moq-rs) may carry it in the setup PATH's query
+(``/?jwt=TOKEN`` or ``?token=``, :func:`token_from_path`); the WebSocket ingress reads it from
+the Twilio ``start`` message's ``customParameters.token`` (or the ``token`` query parameter). :meth:`TokenAuthority.verify` returns the call id or raises
 :class:`AuthError` whose ``reason`` is one of ``missing``, ``malformed``, ``forged``,
 ``expired``, ``wrong_call``; the ingress counts refusals per reason in :attr:`refused`.
 Time is an argument (wall-clock seconds), so the checks are pure and testable.
@@ -73,6 +74,26 @@ def resolve_auth_key(host: str, configured: str | bytes | None = None) -> bytes:
     if len(kb) < 16:
         raise ConfigError(f"auth key must be at least 16 bytes ({AUTH_KEY_ENV})")
     return kb
+
+
+def token_from_path(path: bytes | str | None) -> bytes | None:
+    """Return the token a MoQT client carried in its setup PATH (``/...?jwt=TOKEN`` as moq-rs
+    sends it, or ``?token=TOKEN``), or None if the path has none. Pure; never raises (a PATH
+    that is not UTF-8 has no token)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if path is None:
+        return None
+    try:
+        text = path.decode("utf-8") if isinstance(path, bytes) else path
+    except UnicodeDecodeError:
+        return None
+    query = parse_qs(urlsplit(text).query)
+    for key in ("jwt", "token"):
+        values = query.get(key)
+        if values and values[0]:
+            return values[0].encode("utf-8")
+    return None
 
 
 class AuthError(RemoteProtocolError):

@@ -84,9 +84,10 @@ class CallHandler(Protocol):
 
 _END = object()
 
-#: at most this many uplink frames wait for the pipeline per call (5 s of 20 ms frames); a
+#: at most this many uplink frames wait for the pipeline per call (10 s of 20 ms frames: more
+#: than the model leg's connect timeout, 5 s, during which the pipeline does not read yet); a
 #: sender faster than the pipeline has the rest dropped (``BaseCall.uplink_dropped``)
-MAX_QUEUED_FRAMES = 250
+MAX_QUEUED_FRAMES = 500
 
 
 class BaseCall:

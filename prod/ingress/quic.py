@@ -12,6 +12,11 @@ or EXPIRED_AUTH_TOKEN and are counted), answers SERVER_SETUP, and then:
   edge answers PUBLISH_NAMESPACE_OK and SUBSCRIBEs to ``caller-audio``;
 * the caller SUBSCRIBEs to ``agent-audio`` and ``control``; the edge answers SUBSCRIBE_OK.
 
+A client that carries no AUTHORIZATION_TOKEN may put it in the setup PATH (``/?jwt=TOKEN``,
+as moq-rs does); one that sends SUBSCRIBE_NAMESPACE (moq-rs, right after setup: it subscribes
+only to broadcasts its peer announced) gets SUBSCRIBE_NAMESPACE_OK and, when the prefix covers
+it, the edge's PUBLISH_NAMESPACE ``("clutchcall", CALL_ID)``.
+
 When all three subscriptions stand, the call starts: a :class:`QuicCall` is handed to the
 :class:`~clutchcall.prod.ingress.call.CallHandler`. Audio frames travel one per group (group ID
 = frame sequence number): as one OBJECT_DATAGRAM each in a QUIC DATAGRAM frame when the peer
@@ -49,7 +54,7 @@ from collections import Counter
 from typing import Any
 
 from clutchcall.prod.ingress.admission import PendingGate, install_quic_admission
-from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
+from clutchcall.prod.ingress.auth import AuthError, TokenAuthority, token_from_path
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.codecs import CodecError, check_codec, frame_bytes
 from clutchcall.prod.ingress.config import (
@@ -71,6 +76,7 @@ from clutchcall.prod.moqt.session import (
     MaxRequestIdReceived,
     MoqtSession,
     NamespacePublished,
+    NamespaceSubscribed,
     ObjectReceived,
     PublishDoneReceived,
     SetupReceived,
@@ -179,6 +185,7 @@ class EdgeSession:
         self._control_stream_id: int | None = None
         self.call_id: str | None = None
         self.codec = ("pcm16", 16000, cfg.frame_ms)
+        self._announced = False  # this call's namespace announced to the peer (moq-rs)
         self._caller_audio_rid: int | None = None
         self._namespace_ok = False
         self._caller_audio_ok = False
@@ -283,6 +290,8 @@ class EdgeSession:
                 self._on_setup(ev)
             elif isinstance(ev, NamespacePublished):
                 self._on_namespace(ev)
+            elif isinstance(ev, NamespaceSubscribed):
+                self._on_namespace_subscribed(ev)
             elif isinstance(ev, SubscribeReceived):
                 self._on_subscribe(ev)
             elif isinstance(ev, SubscribeAccepted):
@@ -334,6 +343,9 @@ class EdgeSession:
             if tok.alias_type != TokenAliasType.USE_VALUE:
                 raise MoqtError(TerminationCode.UNKNOWN_AUTH_TOKEN_ALIAS, "token aliases are not supported")
             token = tok.value
+        if token is None:  # moq-rs carries it in the PATH (``/?jwt=...``)
+            path = param_get(params, SetupParam.PATH)
+            token = token_from_path(path) if isinstance(path, bytes) else None
         try:
             self.call_id = self.ingress.authority.verify(token, time.time())
         except AuthError as err:
@@ -370,6 +382,23 @@ class EdgeSession:
         self._send_control_bytes(self.moqt.publish_namespace_ok(ev.message.request_id))
         self._namespace_ok = True
         self._subscribe_caller_audio()
+
+    def _on_namespace_subscribed(self, ev: NamespaceSubscribed) -> None:
+        """SUBSCRIBE_NAMESPACE (moq-rs sends it right after setup to learn what it can
+        subscribe to): answer OK and, if the prefix covers this call's namespace, announce it
+        (PUBLISH_NAMESPACE ``("clutchcall", CALL_ID)``: the edge's ``agent-audio`` and
+        ``control`` tracks live there). One announcement per session."""
+        msg = ev.message
+        self._send_control_bytes(self.moqt.subscribe_namespace_ok(msg.request_id))
+        ns = self._ns()
+        if ns[: len(msg.prefix)] != msg.prefix or self._announced:
+            return
+        if not self.moqt.can_request():
+            self._send_control_bytes(self.moqt.requests_blocked())
+            return
+        self._announced = True
+        _rid, out = self.moqt.publish_namespace(ns)
+        self._send_control_bytes(out)
 
     def _subscribe_caller_audio(self) -> None:
         if not self.moqt.can_request():

@@ -22,7 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: pick a free one)")
     parser.add_argument("--mode", choices=("speak", "echo"), default="speak",
                         help="reply with espeak-ng speech, or echo the caller's turn")
-    parser.add_argument("--ttfa-ms", type=int, default=300, help="time to first audio (ms)")
+    parser.add_argument("--ttfa-ms", type=int, default=300, help="median time to first audio (ms)")
+    parser.add_argument("--ttfa-sigma", type=float, default=0.35,
+                        help="lognormal shape of the time to first audio (0: always the median)")
+    parser.add_argument("--ttfa-seed", type=int, default=1, help="seed of the time-to-first-audio draws")
     parser.add_argument("--delta-ms", type=int, default=40, help="audio per delta (ms)")
     parser.add_argument("--reply", action="append", default=None,
                         help="a reply text (repeat for several; default: built-in replies)")
@@ -32,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> ModelServerConfig:
     """Return the server config the parsed ``args`` describe; raises ConfigError."""
     return ModelServerConfig(host=args.host, port=args.port, mode=args.mode,
-                             time_to_first_audio_ms=args.ttfa_ms, delta_ms=args.delta_ms,
+                             time_to_first_audio_ms=args.ttfa_ms, ttfa_sigma=args.ttfa_sigma,
+                             ttfa_seed=args.ttfa_seed, delta_ms=args.delta_ms,
                              replies=tuple(args.reply) if args.reply else DEFAULT_REPLIES)
 
 

@@ -16,6 +16,16 @@ into protocol events and puts them on one outgoing queue, which a writer task se
 * ``cancel(played_ms, ...)`` -- ``response.cancel`` (while a response is active) and
   ``conversation.item.truncate`` of the playing assistant item at ``audio_end_ms`` clamped to
   the audio actually sent to the caller and received from the model.
+* ``speculate()`` -- the same events as ``commit()`` (``input_audio_buffer.commit`` +
+  ``response.create``), marking that response as *speculative*
+  (:attr:`ModelLeg.speculative_response_id` once the server names it); the edge holds its audio.
+* ``retract()`` -- withdraw the speculative response: ``response.cancel`` and
+  ``conversation.item.delete`` of each of its (unplayed) assistant items, so the model's
+  context keeps no reply the caller never heard. If the server has not yet named the response
+  (``response.created`` still in flight) both are sent when it does; an item the server adds
+  after the cancel (crossed on the wire) is deleted when it is announced. A retracted
+  response's audio is dropped and its ``response.done`` is not passed on (nobody waits for it).
+  Both dialects (``ga``, ``beta``) use these event names.
 
 A reader task handles server events: audio deltas (``response.output_audio.delta`` and the
 older ``response.audio.delta``) go to the ``on_audio`` callback as :class:`AudioChunk` (deltas
@@ -147,6 +157,9 @@ class _ResponseState:
     status: str = "in_progress"
     item_ids: list[str] = field(default_factory=list)
     cancelled: bool = False
+    speculative: bool = False
+    retracted: bool = False
+    deleted: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -162,6 +175,9 @@ class ModelLegStats:
     responses_requested: int = 0
     cancels: int = 0
     truncates: int = 0
+    speculations: int = 0
+    retractions: int = 0
+    deletes: int = 0
     audio_bytes: int = 0
     dropped_audio_bytes: int = 0
     errors: int = 0
@@ -216,6 +232,12 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         self._primed = False
         self._requested_at: list[tuple[str, float]] = []  # (event_id, sent at) per response.create
         self._retry_create = False
+        self._spec_event: str | None = None  # event id of the speculative response.create
+        self._retract_event: str | None = None  # ...retracted before response.created came
+        self._last_event_id: str | None = None
+        self._retry_spec = False  # the response.create to ask again is the speculative one
+        self.speculative_response_id: str | None = None
+        """Id of the speculative response in flight (None when none, or not yet created)."""
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._session_created = asyncio.Event()
@@ -312,6 +334,62 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         self._send({"type": "response.create"}, kind="response.create")
         self.stats.responses_requested += 1
 
+    def speculate(self) -> None:
+        """Speculative commit: ``input_audio_buffer.commit`` + ``response.create`` now, the
+        response marked speculative (its audio is held by the edge until released)."""
+        self.commit()
+        self._spec_event = self._last_event_id
+        self.speculative_response_id = None
+        self.stats.speculations += 1
+
+    @property
+    def speculating(self) -> bool:
+        """True between :meth:`speculate` and :meth:`release` / :meth:`retract` (the
+        speculative request is in flight, named or not)."""
+        return self._spec_event is not None
+
+    def release(self) -> None:
+        """The speculative response is the turn's reply after all: it stays in the
+        conversation (nothing is sent)."""
+        self._spec_event = None
+        self.speculative_response_id = None
+
+    def retract(self) -> None:
+        """Withdraw the speculative response (``response.cancel`` + ``conversation.item.delete``
+        of its items, now or as soon as the server names them)."""
+        self._flush_appends()
+        self.stats.retractions += 1
+        if self._spec_event is not None:  # a retracted reply is not awaited (no retry for it)
+            self._stop_first_audio_wait(self._spec_event)
+        rid = self.speculative_response_id
+        resp = self.responses.get(rid) if rid is not None else None
+        self.speculative_response_id = None
+        if resp is None:  # response.created not seen yet: act when it comes
+            self._retract_event = self._spec_event
+            self._spec_event = None
+            return
+        self._spec_event = None
+        self._retract_response(resp)
+
+    def _retract_response(self, resp: _ResponseState) -> None:
+        resp.retracted = True
+        if not resp.cancelled and resp.status == "in_progress":
+            self._send({"type": "response.cancel", "response_id": resp.id})
+            self.stats.cancels += 1
+        resp.cancelled = True
+        for item in resp.item_ids:
+            self._delete_item(resp, item)
+
+    def _delete_item(self, resp: _ResponseState, item: str) -> None:
+        if item in resp.deleted:
+            return
+        resp.deleted.add(item)
+        self._send({"type": "conversation.item.delete", "item_id": item})
+        self.stats.deletes += 1
+        self.item_audio_bytes.pop(item, None)
+        if self.current_item_id == item:
+            self.current_item_id = None
+
     def backchannel_filtered(self) -> bool:
         """Clear the input buffer unless a prime is pending; returns whether it cleared."""
         if self._primed:
@@ -369,6 +447,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
                 asyncio.get_running_loop().create_task(self._abort())
             return
         event["event_id"] = eid = f"evt_c{next(self._ids)}"
+        self._last_event_id = eid
         self._idle.clear()
         self._out.put_nowait((dumps(event), kind, eid))
 
@@ -467,19 +546,28 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             if not isinstance(r, dict) or not isinstance(r.get("id"), str):
                 raise ModelProtocolError("response.created without response.id")
             req = self._requested_at.pop(0) if self._requested_at else None
-            requested = req[1] if req is not None else None
+            eid, requested = (req[0], req[1]) if req is not None else (None, None)
             if req is not None:
                 self._fa_response[r["id"]] = req[0]
             resp = _ResponseState(r["id"], requested)
             self.responses[resp.id] = resp
             self.active_response = resp
+            if eid is not None and eid == self._spec_event:
+                resp.speculative = True
+                self.speculative_response_id = resp.id
+            elif eid is not None and eid == self._retract_event:
+                self._retract_event = None
+                resp.speculative = True
+                self._retract_response(resp)
         elif kind == "response.output_item.added":
             new_item = ev.get("item")
             resp = self.responses.get(str(ev.get("response_id")))
             if isinstance(new_item, dict) and isinstance(new_item.get("id"), str) and resp is not None:
                 if new_item["id"] not in resp.item_ids:
                     resp.item_ids.append(new_item["id"])
-                if not resp.cancelled:
+                if resp.retracted:  # added after the cancel crossed it: delete it too
+                    self._delete_item(resp, new_item["id"])
+                elif not resp.cancelled:
                     self.current_item_id = new_item["id"]
         elif kind == "response.done":
             r = ev.get("response")
@@ -490,16 +578,23 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             status = str(r.get("status", "completed"))
             if resp is not None:
                 resp.status = status
+                if resp.retracted:
+                    for out_item in r.get("output") or ():
+                        if isinstance(out_item, dict) and isinstance(out_item.get("id"), str):
+                            self._delete_item(resp, out_item["id"])
             if self.active_response is not None and self.active_response.id == r["id"]:
                 self.active_response = None
             if len(self.responses) > 64:  # keep the recent ones only
                 for old in list(self.responses)[:-32]:
                     del self.responses[old]
-            if self.on_response_done is not None:
+            if self.on_response_done is not None and not (resp is not None and resp.retracted):
                 self.on_response_done(r["id"], status)
             if self._retry_create and self.active_response is None:
                 self._retry_create = False
                 self._send({"type": "response.create"}, kind="response.create")
+                if self._retry_spec:  # the speculative request, asked again
+                    self._retry_spec = False
+                    self._spec_event = self._last_event_id
         elif kind == "error":
             e = obj(ev.get("error"))
             code = str(e.get("code") or "unknown")
@@ -512,8 +607,12 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
                 str(e.get("type") or "unknown"), code,
                 str(e.get("message") or ""), e.get("event_id"), e.get("param")))
             if refused:
-                if code == "conversation_already_has_active_response" and self.active_response is not None:
+                eid = e.get("event_id")
+                if eid is not None and eid == self._retract_event:
+                    self._retract_event = None  # a retracted speculation: nothing to ask again
+                elif code == "conversation_already_has_active_response" and self.active_response is not None:
                     self._retry_create = True  # ask again once the active response is done
+                    self._retry_spec = eid is not None and eid == self._spec_event
                 elif self.on_response_done is not None:
                     self.on_response_done("", "failed")  # no reply is coming for this commit
         elif kind in ("session.created", "session.updated"):
@@ -585,6 +684,8 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             self._send(event, kind="response.create")
             if "event_id" in event:
                 self._fa_retries.add(event["event_id"])
+                if create_id == self._spec_event:  # the speculative request, asked again
+                    self._spec_event = event["event_id"]
                 self.stats.responses_requested += 1
                 if self.metrics is not None and hasattr(self.metrics, "model_retries"):
                     self.metrics.model_retries.inc()

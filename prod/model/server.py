@@ -4,15 +4,22 @@ Theory of operation: :class:`ReferenceModelServer` is a ``websockets`` server on
 default model of ``serve`` and ``demo``, so nothing outside is needed). Each connection is one
 :class:`_Session` that keeps the input audio buffer and a conversation of items. It handles the
 client events in arrival order; a final ``response.create`` starts one response task which
-waits the configured time to first audio, then streams the reply as
-``response.output_audio.delta`` events (``response.audio.delta`` and the beta shapes for a
-client that sends ``OpenAI-Beta: realtime=v1``) at 1x real time (one ``delta_ms`` chunk per
+waits its time to first audio (drawn per response from a lognormal distribution: median
+``time_to_first_audio_ms``, shape ``ttfa_sigma``, from a generator seeded by ``(ttfa_seed,
+session number)``, so the n-th response of the k-th session always waits the same), then
+streams the reply as ``response.output_audio.delta`` events (``response.audio.delta`` and the
+beta shapes for a client that sends ``OpenAI-Beta: realtime=v1``) at 1x real time (one
+``delta_ms`` chunk per
 ``delta_ms``, scheduled on absolute loop times so it never drifts, after an initial burst of
 ``lead_ms``). The reply is real speech
 rendered by espeak-ng (``mode="speak"``, cycling through ``replies``) or the caller's own
 committed turn played back (``mode="echo"``). ``response.cancel`` stops the stream and ends the
 response with status ``cancelled``; ``conversation.item.truncate`` cuts an assistant item's
-audio at ``audio_end_ms`` (refused past the audio sent). Misuse gets the protocol's ``error``
+audio at ``audio_end_ms`` (refused past the audio sent); ``conversation.item.delete`` removes
+an item from the conversation (``conversation.item.deleted``; an unknown id is an
+``invalid_value`` error, an item of the response still streaming is refused: cancel it
+first -- the edge's retraction of a speculative reply sends ``response.cancel`` then the
+delete). Misuse gets the protocol's ``error``
 event and the session continues: commit of under 100 ms (``input_audio_buffer_commit_empty``),
 unknown event types, malformed JSON or base64, ``response.create`` while a response is active
 (``conversation_already_has_active_response``), ``response.cancel`` with none active.
@@ -67,7 +74,13 @@ class ModelServerConfig:
     """``"speak"``: reply with espeak-ng speech of ``replies`` in turn; ``"echo"``: play the
     caller's committed turn back (trimmed of leading/trailing silence)."""
     time_to_first_audio_ms: int = 300
-    """Delay from ``response.create`` to the first audio delta (the model's own latency)."""
+    """Median delay from ``response.create`` to the first audio delta (the model's own latency)."""
+    ttfa_sigma: float = 0.0
+    """Lognormal shape of the time to first audio: each response waits
+    ``time_to_first_audio_ms * exp(ttfa_sigma * z)``, z ~ N(0, 1) (0 = always the median; the
+    simulator's model uses the same law, ``sim`` ``--ttfa-sigma``, default 0.35)."""
+    ttfa_seed: int = 0
+    """Seed of the time-to-first-audio draws (per session: ``(ttfa_seed, session number)``)."""
     delta_ms: int = 40
     """Audio per ``response.output_audio.delta``; deltas are sent at 1x real time."""
     lead_ms: int = 80
@@ -90,6 +103,10 @@ class ModelServerConfig:
             raise ConfigError(f"ModelServerConfig.mode: 'speak' or 'echo', got {self.mode!r}")
         if not 0 <= self.time_to_first_audio_ms <= 60_000:
             raise ConfigError("ModelServerConfig.time_to_first_audio_ms: must be 0..60000")
+        if not (0.0 <= self.ttfa_sigma <= 2.0):  # also rejects NaN
+            raise ConfigError("ModelServerConfig.ttfa_sigma: must be 0..2")
+        if self.ttfa_seed < 0:
+            raise ConfigError("ModelServerConfig.ttfa_seed: must be >= 0")
         if not 0 <= self.lead_ms <= 10_000:
             raise ConfigError("ModelServerConfig.lead_ms: must be 0..10000")
         if not 10 <= self.delta_ms <= 1000 or self.delta_ms % 10:
@@ -128,6 +145,7 @@ class ServerStats:
     cancelled: int = 0
     errors_sent: dict[str, int] = field(default_factory=dict)
     truncations: list[tuple[str, int]] = field(default_factory=list)
+    deletions: list[str] = field(default_factory=list)
     appended_bytes: int = 0
     commits: int = 0
     clears: int = 0
@@ -157,6 +175,7 @@ class _Session:
         self.items: dict[str, _Item] = {}
         self.last_item_id: str | None = None
         self.active: _Response | None = None
+        self.ttfa_rng = np.random.default_rng([self.cfg.ttfa_seed, n])
         self.dialect = _dialect_of(ws)
         self.names = _EVENT_NAMES[self.dialect]
         self.session: dict[str, Any] = _beta_session(n, self.cfg.voice) if self.dialect == "beta" else {
@@ -170,6 +189,13 @@ class _Session:
                 "output": {"format": {"type": "audio/pcm", "rate": SAMPLE_RATE}, "voice": self.cfg.voice},
             },
         }
+
+    def draw_ttfa_s(self) -> float:
+        """Return the next response's time to first audio (s): lognormal around the median."""
+        median = self.cfg.time_to_first_audio_ms / 1000.0
+        if self.cfg.ttfa_sigma <= 0.0:
+            return median
+        return float(median * np.exp(self.cfg.ttfa_sigma * self.ttfa_rng.standard_normal()))
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{self.n}_{next(self.ids)}"
@@ -293,7 +319,7 @@ class _Session:
         self.server.stats.responses += 1
         t_request = asyncio.get_running_loop().time()
         await self.send({"type": "response.created", "response": self._resp_obj(resp)})
-        resp.task = asyncio.create_task(self._stream(resp, t_request))
+        resp.task = asyncio.create_task(self._stream(resp, t_request, self.draw_ttfa_s()))
 
     async def on_response_cancel(self, ev: dict[str, Any], eid: str | None) -> None:
         resp = self.active
@@ -307,6 +333,23 @@ class _Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await resp.task
         await self._finish(resp, "cancelled")
+
+    async def on_item_delete(self, ev: dict[str, Any], eid: str | None) -> None:
+        item_id = ev.get("item_id")
+        item = self.items.get(item_id) if isinstance(item_id, str) else None
+        if item is None:
+            await self.error("invalid_value", f"Item with item_id not found: {item_id!r}", eid,
+                             "item_id")
+            return
+        if self.active is not None and self.active.item is item:
+            await self.error("invalid_value", f"Item {item_id!r} belongs to the active response "
+                             f"{self.active.id}; cancel the response first", eid, "item_id")
+            return
+        del self.items[item.id]
+        if self.last_item_id == item.id:
+            self.last_item_id = next(reversed(self.items), None)
+        self.server.stats.deletions.append(item.id)
+        await self.send({"type": "conversation.item.deleted", "item_id": item.id})
 
     async def on_truncate(self, ev: dict[str, Any], eid: str | None) -> None:
         item_id, ci, end_ms = ev.get("item_id"), ev.get("content_index"), ev.get("audio_end_ms")
@@ -359,7 +402,7 @@ class _Session:
             text = replies[(self.server.stats.responses - 1) % len(replies)]
         return await self.server.speech.get(text, SAMPLE_RATE)
 
-    async def _stream(self, resp: _Response, t_request: float) -> None:
+    async def _stream(self, resp: _Response, t_request: float, ttfa_s: float) -> None:
         loop = asyncio.get_running_loop()
         try:
             pcm = await self._reply_audio()
@@ -371,7 +414,7 @@ class _Session:
             return
         self.turn_audio.clear()
         resp.audio = pcm
-        await asyncio.sleep(max(0.0, t_request + self.cfg.time_to_first_audio_ms / 1000 - loop.time()))
+        await asyncio.sleep(max(0.0, t_request + ttfa_s - loop.time()))
         item = _Item(self._id("item"), "assistant")
         resp.item = item
         self.items[item.id] = item
@@ -442,6 +485,7 @@ _HANDLERS = {
     "response.create": _Session.on_response_create,
     "response.cancel": _Session.on_response_cancel,
     "conversation.item.truncate": _Session.on_truncate,
+    "conversation.item.delete": _Session.on_item_delete,
 }
 
 

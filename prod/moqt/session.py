@@ -51,9 +51,13 @@ from clutchcall.prod.moqt.wire import (
     SubgroupStreamParser,
     Subscribe,
     SubscribeError,
+    SubscribeNamespace,
+    SubscribeNamespaceError,
+    SubscribeNamespaceOk,
     SubscribeOk,
     TerminationCode,
     Unsubscribe,
+    UnsubscribeNamespace,
     decode_datagram,
     encode_subgroup_stream,
     param_get,
@@ -119,6 +123,20 @@ class NamespaceRejected(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NamespaceDone(Event):
     namespace: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NamespaceSubscribed(Event):
+    """The peer asked for the namespaces under ``message.prefix`` (SUBSCRIBE_NAMESPACE): answer
+    with :meth:`MoqtSession.subscribe_namespace_ok` (then PUBLISH_NAMESPACE each match) or
+    :meth:`MoqtSession.subscribe_namespace_error`."""
+
+    message: SubscribeNamespace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NamespaceUnsubscribed(Event):
+    prefix: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,6 +374,9 @@ class MoqtSession:
             return [GoawayReceived(new_session_uri=msg.new_session_uri)]
         if isinstance(msg, RequestsBlocked):
             return []
+        if isinstance(msg, (SubscribeNamespace, SubscribeNamespaceOk, SubscribeNamespaceError,
+                            UnsubscribeNamespace)):
+            return self._on_namespace_subscription(msg)
         raise _v(f"{type(msg).__name__} not supported")  # pragma: no cover
 
     def _deliver(self, obj: MoqObject, stream_id: int | None) -> list[Event]:
@@ -460,6 +481,26 @@ class MoqtSession:
 
     def publish_namespace_error(self, request_id: int, code: int, reason: str) -> bytes:
         return PublishNamespaceError(request_id=request_id, error_code=code, reason=reason).encode()
+
+    # ------------------------------------------------------------------ SUBSCRIBE_NAMESPACE
+
+    def _on_namespace_subscription(self, msg: Message) -> list[Event]:
+        if isinstance(msg, SubscribeNamespace):
+            self._check_peer_request(msg.request_id)
+            return [NamespaceSubscribed(message=msg)]
+        if isinstance(msg, UnsubscribeNamespace):
+            return [NamespaceUnsubscribed(prefix=msg.prefix)]
+        assert isinstance(msg, (SubscribeNamespaceOk, SubscribeNamespaceError))
+        # we never send SUBSCRIBE_NAMESPACE: a response cannot match a request of ours
+        raise _v(f"{type(msg).__name__} for unknown request {msg.request_id}")
+
+    def subscribe_namespace_ok(self, request_id: int) -> bytes:
+        """(publisher) Accept the peer's SUBSCRIBE_NAMESPACE; return SUBSCRIBE_NAMESPACE_OK bytes."""
+        return SubscribeNamespaceOk(request_id=request_id).encode()
+
+    def subscribe_namespace_error(self, request_id: int, code: int, reason: str) -> bytes:
+        """(publisher) Refuse the peer's SUBSCRIBE_NAMESPACE; return SUBSCRIBE_NAMESPACE_ERROR bytes."""
+        return SubscribeNamespaceError(request_id=request_id, error_code=code, reason=reason).encode()
 
     def goaway(self, uri: bytes = b"") -> bytes:
         return GoAway(new_session_uri=uri).encode()

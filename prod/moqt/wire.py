@@ -101,6 +101,10 @@ class MessageType(enum.IntEnum):
     UNSUBSCRIBE = 0x0A
     PUBLISH_DONE = 0x0B
     GOAWAY = 0x10
+    SUBSCRIBE_NAMESPACE = 0x11
+    SUBSCRIBE_NAMESPACE_OK = 0x12
+    SUBSCRIBE_NAMESPACE_ERROR = 0x13
+    UNSUBSCRIBE_NAMESPACE = 0x14
     MAX_REQUEST_ID = 0x15
     REQUESTS_BLOCKED = 0x1A
     CLIENT_SETUP = 0x20
@@ -673,12 +677,72 @@ class PublishNamespaceDone(Message):
         return cls(namespace=_decode_namespace(r))
 
 
+# -- SUBSCRIBE_NAMESPACE (draft-14 section 9.28-9.31): a subscriber asks for the namespaces under
+# a prefix (0..32 fields; empty = all); the publisher answers OK / ERROR and then sends
+# PUBLISH_NAMESPACE for each of its namespaces under the prefix.
+def _decode_prefix(r: Reader) -> tuple[bytes, ...]:
+    n = r.varint()
+    if n > MAX_NAMESPACE_FIELDS:
+        raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"namespace prefix with {n} fields (0..32)")
+    fields_ = tuple(r.length_bytes(MAX_FULL_TRACK_NAME_BYTES, "namespace field") for _ in range(n))
+    if sum(len(f) for f in fields_) > MAX_FULL_TRACK_NAME_BYTES:
+        raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "namespace prefix longer than 4096 bytes")
+    return fields_
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeNamespace(Message):
+    TYPE: ClassVar[MessageType] = MessageType.SUBSCRIBE_NAMESPACE
+    request_id: int
+    prefix: tuple[bytes, ...]
+    params: Params = ()
+
+    def payload(self) -> bytes:
+        return encode_varint(self.request_id) + _encode_namespace(self.prefix) + _encode_params(self.params)
+
+    @classmethod
+    def decode_payload(cls, r: Reader) -> SubscribeNamespace:
+        return cls(request_id=r.varint(), prefix=_decode_prefix(r), params=_decode_params(r))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeNamespaceOk(Message):
+    TYPE: ClassVar[MessageType] = MessageType.SUBSCRIBE_NAMESPACE_OK
+    request_id: int
+
+    def payload(self) -> bytes:
+        return encode_varint(self.request_id)
+
+    @classmethod
+    def decode_payload(cls, r: Reader) -> SubscribeNamespaceOk:
+        return cls(request_id=r.varint())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeNamespaceError(_RequestError):
+    TYPE: ClassVar[MessageType] = MessageType.SUBSCRIBE_NAMESPACE_ERROR
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnsubscribeNamespace(Message):
+    TYPE: ClassVar[MessageType] = MessageType.UNSUBSCRIBE_NAMESPACE
+    prefix: tuple[bytes, ...]
+
+    def payload(self) -> bytes:
+        return _encode_namespace(self.prefix)
+
+    @classmethod
+    def decode_payload(cls, r: Reader) -> UnsubscribeNamespace:
+        return cls(prefix=_decode_prefix(r))
+
+
 MESSAGE_CLASSES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
         ClientSetup, ServerSetup, GoAway, MaxRequestId, RequestsBlocked, Subscribe, SubscribeOk,
         SubscribeError, Unsubscribe, PublishDone, PublishNamespace, PublishNamespaceOk,
-        PublishNamespaceError, PublishNamespaceDone,
+        PublishNamespaceError, PublishNamespaceDone, SubscribeNamespace, SubscribeNamespaceOk,
+        SubscribeNamespaceError, UnsubscribeNamespace,
     )
 }
 

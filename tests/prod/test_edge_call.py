@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from clutchcall.engine import Commit
+from clutchcall.engine import Commit, Release
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig, load_config
@@ -59,7 +59,7 @@ def test_quic_call_through_edge_trace_replays_exactly(tmp_path) -> None:  # type
     assert trace.header.call_id == "q1" and trace.header.rate == 16000
     assert trace.header.extra["transport"] == "quic"
     assert len(trace.inputs) == summary.engine_inputs > 100
-    assert any(isinstance(o, Commit) for o in trace.outputs)
+    assert any(isinstance(o, (Commit, Release)) for o in trace.outputs)
     assert first_mismatch(trace) is None
     # metrics over HTTP on loopback
     assert metrics.startswith(b"HTTP/1.1 200") and b"clutchcall_turn_latency_seconds_count 1.0" in metrics

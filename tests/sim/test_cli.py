@@ -53,7 +53,9 @@ def test_compare_prints_a_row_per_preset(corpus: Path, capsys: pytest.CaptureFix
     rows = json.loads(capsys.readouterr().out)
     assert [r["preset"] for r in rows] == ["naive", "livekit", "pipecat", "clutchcall", "clutchcall-answer"]
     by = {r["preset"]: r for r in rows}
-    assert by["pipecat"]["turn_latency_ms_p50"] < by["clutchcall"]["turn_latency_ms_p50"]
+    # clutchcall speculates (the model's time to first audio overlaps its 500 ms end of turn),
+    # so it answers sooner than pipecat's 200 ms endpointing without speculation
+    assert by["clutchcall"]["turn_latency_ms_p50"] < by["pipecat"]["turn_latency_ms_p50"]
 
 
 def test_sweep_writes_table_fronts_heatmaps(tmp_path: Path,
@@ -99,4 +101,5 @@ def test_record_then_replay_reproduces_the_engine_actions(
     assert len(paths) == 2
     assert main(["sim", "replay", *paths, "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert all(x["exact"] for x in lines) and sum(x["actions"].get("commit", 0) for x in lines) >= 3
+    assert all(x["exact"] for x in lines) and sum(x["actions"].get("commit", 0) + x["actions"].get("release", 0)
+                                              for x in lines) >= 3

@@ -1,0 +1,96 @@
+"""Scoring of replies against the caller's speech: premature replies, speculation counters and
+turn latency from the caller's end of speech.
+
+Theory of operation: one pure function per simulated call, :func:`score_replies`, reads the
+:class:`~clutchcall.sim.world.CallRun` (each committed or released turn with when its reply's
+first audio reached the caller) and the call's own speech (the VAD frames on the caller's
+timeline, and the labelled segments). Definitions, written where they are computed:
+
+* a **released reply** is a committed turn (``Commit``, or a ``Release`` of a speculation)
+  whose reply audio reached the caller (``first_audio_caller_s`` finite);
+* it is **premature** if the caller was only pausing: the caller starts a new burst of speech
+  after the turn's end of speech and no later than ``PREMATURE_WINDOW_S`` (1 s) after the
+  reply's first audio reached the caller, and, on a labelled call, that burst continues the
+  *same* labelled segment the turn's speech belonged to (the caller's turn was not over; a
+  backchannel, a noise, or an interruption of a reply that came late is not pausing). On an
+  unlabelled call every new burst counts.
+  ``premature_reply_rate`` = premature / released replies. A *retracted* speculation played
+  nothing and is never premature (it is counted in ``speculations_retracted``);
+* **turn latency from end of speech** (``from_speech_end_ms``): for each labelled ``reply``
+  segment, its labelled end (the caller's real end of speech) -> the first agent audio at the
+  caller of the first released reply whose turn's speech ended at or after the segment's end
+  minus ``END_TOLERANCE_MS`` (and within 1.5 s after it: a later turn's reply is not this
+  segment's); unlabelled calls have none. (This metric's definition is shared with the turn-quality work, which owns the eval
+  key ``turn_latency_from_speech_end_ms_*``.)
+* **speculation counters**: ``speculations_started`` / ``_released`` / ``_retracted`` and
+  ``speculation_wasted_model_s`` (model time spent on retracted speculations, from
+  ``Speculate`` to ``Retract``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from clutchcall.sim.world import CallRun
+
+PREMATURE_WINDOW_S = 1.0
+END_TOLERANCE_MS = 100.0
+
+SPECULATION_COUNTS = ("released_replies", "premature_replies", "speculations_started",
+                      "speculations_released", "speculations_retracted")
+"""Per-call integer counts added to the calls table."""
+
+
+def _onsets(speech: tuple[bool, ...], frame_s: float) -> list[float]:
+    """Return the caller times (s) at which each VAD burst starts."""
+    out, prev = [], False
+    for k, sp in enumerate(speech):
+        if sp and not prev:
+            out.append(k * frame_s)
+        prev = sp
+    return out
+
+
+def score_replies(run: CallRun) -> tuple[dict[str, Any], dict[int, float]]:
+    """Return (counts, {reply segment index: turn latency from its end of speech, ms}) for one
+    simulated call: the counts are :data:`SPECULATION_COUNTS` plus
+    ``speculation_wasted_model_s``; see the module docstring."""
+    call = run.call
+    frame_s = call.frame_ms / 1000.0
+    onsets = _onsets(call.speech, frame_s)
+    turns = [(s.start_ms / 1000.0 - 0.06, s.end_ms / 1000.0) for s in call.segments
+             if s.expect != "ignore"]
+    released = premature = 0
+    for t in run.turns:
+        heard = t["first_audio_caller_s"]
+        if not math.isfinite(heard):
+            continue
+        released += 1
+        end = t["end_of_speech_caller_s"]
+        until = heard + PREMATURE_WINDOW_S
+        if call.segments:
+            # the labelled segment the turn's speech belongs to, if it goes on after it
+            going_on = [b for a, b in turns if a <= end < b]
+            until = min([until, *going_on]) if going_on else -math.inf
+        if any(end < o <= until for o in onsets):
+            premature += 1
+    heard_turns = sorted((t["end_of_speech_caller_s"], t["first_audio_caller_s"]) for t in run.turns
+                         if math.isfinite(t["first_audio_caller_s"]))
+    lat: dict[int, float] = {}
+    for i, s in enumerate(call.segments):
+        if s.expect != "reply":
+            continue
+        for end, heard in heard_turns:
+            if end * 1000.0 >= s.end_ms - END_TOLERANCE_MS:
+                if end * 1000.0 <= s.end_ms + 1500.0:  # this segment's reply, not a later one
+                    lat[i] = heard * 1000.0 - s.end_ms
+                break
+    spec = run.speculation
+    counts: dict[str, Any] = {
+        "released_replies": released, "premature_replies": premature,
+        "speculations_started": int(spec["started"]), "speculations_released": int(spec["released"]),
+        "speculations_retracted": int(spec["retracted"]),
+        "speculation_wasted_model_s": float(spec["wasted_model_s"]),
+    }
+    return counts, lat
