@@ -21,7 +21,7 @@ When all three subscriptions stand, the call starts: a :class:`QuicCall` is hand
 :class:`~clutchcall.prod.ingress.call.CallHandler`. Audio frames travel one per group (group ID
 = frame sequence number): as one OBJECT_DATAGRAM each in a QUIC DATAGRAM frame when the peer
 advertised ``max_datagram_frame_size`` (and ``IngressConfig.audio_transport`` is not
-``"stream"``), otherwise each on a new unidirectional subgroup stream, so a lost packet delays
+``"stream"``; agent audio only once the caller itself has sent a DATAGRAM), otherwise each on a new unidirectional subgroup stream, so a lost packet delays
 only its own frame. The edge accepts caller audio either way. Control events are JSON objects
 on one long-lived subgroup stream of the ``control`` track (reliable, in order). Caller frames
 go through the jitter buffer, which conceals a frame lost in a datagram.
@@ -197,6 +197,7 @@ class EdgeSession:
         self._control_rid: int | None = None
         self._agent_streams = 0
         self._audio_mode: str | None = None  # "datagram" / "stream" once decided
+        self._caller_datagrams = False  # the caller has sent a DATAGRAM (its audio uses them)
         self.call: QuicCall | None = None
         self._task: asyncio.Task[None] | None = None
         self._ended = False
@@ -263,6 +264,7 @@ class EdgeSession:
             return
         if isinstance(event, core.DatagramFrameReceived):
             self.ingress.stats["uplink_datagrams"] += 1
+            self._caller_datagrams = True
             self._handle(self.moqt.receive_datagram(event.data))
             return
         assert isinstance(event, core.StreamDataReceived)
@@ -518,11 +520,14 @@ class EdgeSession:
 
     def _agent_datagrams(self) -> bool:
         """True if agent audio goes as OBJECT_DATAGRAMs: the edge's ``audio_transport`` allows
-        it and the caller advertised ``max_datagram_frame_size`` large enough for a frame."""
+        it, the caller advertised ``max_datagram_frame_size`` large enough for a frame, and the
+        caller itself sends DATAGRAMs (its audio): a MoQT peer that negotiates DATAGRAM support
+        but publishes and reads on subgroup streams only (moq-rs) keeps getting streams.
+        Decided at the first agent frame (the caller has spoken by then)."""
         mode = self._audio_mode
         if mode is None:
             mode = "stream"
-            if self.ingress.config.audio_transport != "stream":
+            if self.ingress.config.audio_transport != "stream" and self._caller_datagrams:
                 peer = self.core.peer_max_datagram_frame_size(self._quic)
                 if peer is not None and peer >= DATAGRAM_MIN_FRAME_SIZE:
                     mode = "datagram"
