@@ -11,8 +11,8 @@ from clutchcall.engine.config import POLICY_NAMES
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
-from clutchcall.sim.runner import load_calls
-from clutchcall.sim.world import TRANSPORTS, ModelConfig, NetConfig, SimConfig
+from clutchcall.sim.runner import SPLITS, load_calls
+from clutchcall.sim.world import AGENTS, TRANSPORTS, ModelConfig, NetConfig, SimConfig
 
 _TURN_FIELDS = list(TurnConfig().to_dict())
 
@@ -64,6 +64,19 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
             g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
 
 
+def add_agent(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--agent", choices=AGENTS, default=default,
+                        help="scripted: the agent plays the labelled timeline, every segment "
+                             "is scored; reactive: replies start at the model's first audio "
+                             f"(latency prediction) (default: {default})")
+
+
+def add_split(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--split", choices=SPLITS, default=default,
+                        help="which corpus split to use, from the directory's MANIFEST.json "
+                             f"(tune on train, report on test; default: {default})")
+
+
 def add_seed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
 
@@ -95,12 +108,13 @@ def turn_config(a: argparse.Namespace) -> TurnConfig:
 
 def sim_config(a: argparse.Namespace, turn: TurnConfig | None = None) -> SimConfig:
     return SimConfig(turn=turn or turn_config(a), net=net_config(a), model=model_config(a),
-                     seed=a.seed)
+                     seed=a.seed, agent=getattr(a, "agent", "reactive"))
 
 
 def calls_from(a: argparse.Namespace, frame_ms: int = 20, aggressiveness: int = 2) -> list:
     return load_calls(a.calls, frame_ms=frame_ms, aggressiveness=aggressiveness,
-                      synthetic=a.synthetic, synthetic_seconds=a.synthetic_seconds)
+                      synthetic=a.synthetic, synthetic_seconds=a.synthetic_seconds,
+                      split=getattr(a, "split", "all"))
 
 
 def fmt(v: Any) -> str:

@@ -1,16 +1,28 @@
 """``clutchcall eval DIR``: score a directory of labelled calls against their labels with one
-config; print the rates (``--json``: one JSON object with exactly the eval keys plus counts)."""
+config; print the rates (``--json``: one JSON object: the eval keys of
+:data:`clutchcall.sim.metrics.EVAL_KEYS` first, then the counts flat and as ``counts``, and
+the per-kind breakdown ``by_kind``; every metric's definition is in
+:mod:`clutchcall.sim.metrics`).
+
+Defaults: the scripted agent (``--agent scripted``: every labelled segment is scored whatever
+happened before it) and the corpus's *test* split (``--split test``; tune on train). With
+``--events-out FILE`` it also writes one JSON line per call with every decision the engine
+made, so anyone can re-score: ``{"call": NAME, "agent": AGENT, "events": [{"t_ms": T,
+"kind": K}, ...]}`` with ``K`` in commit / prime / cancel / duck / pause / resume / restore /
+filtered and ``T`` on the call's audio clock (the end of the deciding caller frame).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
-from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS
-from clutchcall.sim.runner import run as run_calls
+from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS, summarize, tables
+from clutchcall.sim.world import CallRun, simulate_call
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +33,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_net(parser)
     cc.add_model(parser)
     cc.add_turn(parser)
+    cc.add_agent(parser, "scripted")
+    cc.add_split(parser, "test")
     cc.add_seed(parser)
+    parser.add_argument("--events-out", metavar="FILE", default=None,
+                        help="write one JSON line per call with every engine decision")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def events_line(run: CallRun, agent: str) -> str:
+    """Return the ``--events-out`` JSON line of one simulated call."""
+    return json.dumps({"call": run.call.name, "agent": agent,
+                       "events": [{"t_ms": t, "kind": k} for t, k in run.events]})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,16 +52,30 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = cc.sim_config(args)
         calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
-        _t, summary = run_calls(calls, cfg)
+        runs = [simulate_call(c, cfg) for c in calls]
+        summary = summarize(tables(runs, cfg))
+        if args.events_out:
+            with open(args.events_out, "w", encoding="utf-8") as fh:
+                for r in runs:
+                    fh.write(events_line(r, cfg.agent) + "\n")
     except (ClutchCallError, OSError) as exc:
         print(f"clutchcall eval: {exc}", file=sys.stderr)
         return 2
-    out = {k: summary[k] for k in EVAL_KEYS}
+    out: dict[str, Any] = {k: summary[k] for k in EVAL_KEYS}
     out.update({k: summary[k] for k in ("calls", "call_hours", *CALL_COUNTS)})
+    out["agent"] = cfg.agent
+    out["split"] = args.split
+    out["policy"] = cfg.turn.policy
+    out["counts"] = summary["counts"]
+    out["by_kind"] = summary["by_kind"]
     if args.json:
         print(json.dumps(out))
     else:
         width = max(len(k) for k in out)
         for k, v in out.items():
+            if isinstance(v, dict):
+                continue
             print(f"{k:<{width}}  {cc.fmt(v)}")
+        for kind, row in out["by_kind"].items():
+            print(f"{kind}: " + ", ".join(f"{k} {cc.fmt(v)}" for k, v in row.items()))
     return 0

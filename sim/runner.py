@@ -35,18 +35,50 @@ def default_corpus() -> Path:
     return Path(clutchcall.__file__).resolve().parent.parent / "traces" / "corpus"
 
 
+SPLITS = ("train", "test", "all")
+
+
+def split_names(paths: Iterable[str], split: str) -> set[str] | None:
+    """Return the call names of ``split`` listed by the ``MANIFEST.json`` of the directories
+    in ``paths``, or None when ``split`` is "all" or no manifest there assigns splits (then
+    every call is used). Raises ConfigError for an unknown split."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    if split == "all":
+        return None
+    import json
+
+    names: set[str] = set()
+    found = False
+    for item in paths:
+        m = Path(item) / "MANIFEST.json"
+        if not m.is_file():
+            continue
+        for e in json.loads(m.read_text(encoding="utf-8")).get("entries", []):
+            if "split" in e:
+                found = True
+                if e["split"] == split:
+                    names.add(str(e["name"]))
+    return names if found else None
+
+
 def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int = 2,
-               synthetic: int = 0, synthetic_seconds: float = 120.0) -> list[Call]:
+               synthetic: int = 0, synthetic_seconds: float = 120.0,
+               split: str = "all") -> list[Call]:
     """Load labelled calls from files/directories (the checked-in corpus if none are given
-    and ``synthetic`` is 0), plus ``synthetic`` generated calls. Raises CallFormatError."""
+    and ``synthetic`` is 0), plus ``synthetic`` generated calls. ``split`` ("train", "test"
+    or "all") keeps only that split of a corpus directory whose MANIFEST.json assigns splits
+    (:func:`split_names`). Raises CallFormatError (ConfigError for an unknown split)."""
     paths = list(paths)
     calls: list[Call] = []
     if paths or not synthetic:
         if not paths:
             paths = [str(default_corpus())]
+        keep = split_names(paths, split)
         calls += [call_from_trace(p) if p.suffix == ".parquet"
                   else load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness)
-                  for p in find_calls(paths)]
+                  for p in find_calls(paths)
+                  if keep is None or p.suffix == ".parquet" or p.name in keep]
     calls += [synthetic_call(1000 + i, synthetic_seconds, frame_ms) for i in range(synthetic)]
     return calls
 
@@ -81,7 +113,9 @@ def _init(calls: list[Call]) -> None:
 
 def _point(args: tuple[int, SimConfig]) -> tuple[int, dict[str, Any]]:
     i, cfg = args
-    return i, run(_CALLS, cfg)[1]
+    summary = run(_CALLS, cfg)[1]
+    # one flat row per grid point: the nested breakdowns stay out of the sweep table
+    return i, {k: v for k, v in summary.items() if not isinstance(v, dict)}
 
 
 def _progress(done: int, total: int, t0: float) -> None:
@@ -115,7 +149,7 @@ def sweep(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
         except ConfigError:
             continue
         points.append((changes, SimConfig(turn=turn, net=base.net, model=base.model,
-                                          seed=base.seed)))
+                                          seed=base.seed, agent=base.agent)))
     n = len(points)
     results: list[dict[str, Any] | None] = [None] * n
     procs = processes or os.cpu_count() or 1

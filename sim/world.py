@@ -40,6 +40,14 @@ wall clock is never read. The parts:
   A ``Cancel`` stops all agent audio at once and sends a "clear playout" control message
   downlink (QUIC: its own stream; TCP: behind every earlier byte); the agent stops at the
   caller when it arrives.
+* **scripted agent** (``SimConfig.agent = "scripted"``, ``clutchcall eval``'s default) --
+  *every* ``agent_speech`` interval plays at its planned time, replies included, whatever the
+  engine decided, so that one failure never hides another (a missed reply does not silence
+  the backchannels and interruptions labelled inside it). A commit does not start audio: its
+  first audio at the caller is predicted as the reactive agent would play it (the model's
+  first audio at the edge plus the downlink's one-way delay), so turn latency stays
+  measurable. A ``Cancel`` silences the interval it hits until that interval's planned end;
+  the next interval plays at its planned time.
 * **downlink** -- each stretch of agent audio is handed to the downlink transport as one batch
   of 1x frames; the caller hears the first agent audio when the first of them is delivered.
 
@@ -66,6 +74,7 @@ from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel
 
 TRANSPORTS = ("quic", "tcp", "quic-exact")
+AGENTS = ("reactive", "scripted")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,11 +172,21 @@ class SimConfig:
     net: NetConfig = field(default_factory=NetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 1
+    agent: str = "reactive"
+    """Which agent plays downlink (see "agent speech" in the module docstring):
+    ``"reactive"`` -- the model's replies start at its own first audio after a commit (a
+    missed reply leaves the agent silent): for latency prediction; ``"scripted"`` -- the agent
+    plays the labelled ``agent_speech`` timeline whatever the engine decided, so every
+    labelled segment is scored (``clutchcall eval``'s default)."""
+
+    def __post_init__(self) -> None:
+        if self.agent not in AGENTS:
+            raise ConfigError(f"SimConfig.agent: one of {AGENTS}, got {self.agent!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as nested plain dicts."""
         return {"turn": self.turn.to_dict(), "net": asdict(self.net), "model": asdict(self.model),
-                "seed": self.seed}
+                "seed": self.seed, "agent": self.agent}
 
 
 @dataclass(slots=True)
@@ -190,6 +209,16 @@ class CallRun:
     packets_lost: int = 0
     agent_playing: list[list[float]] = field(default_factory=list)
     """[start, end] edge times of each stretch in which agent audio was forwarded."""
+    events: list[tuple[int, str]] = field(default_factory=list)
+    """(t_ms, kind) of every decision, kind in commit / prime / cancel / duck / pause /
+    resume / restore / filtered; ``t_ms`` on the call's audio clock: the end of the caller
+    frame that decided it (a timer decision: the last frame's end plus the edge time since
+    it was fed). What ``clutchcall eval --events-out`` writes."""
+    yields: list[dict[str, Any]] = field(default_factory=list)
+    """Each soft yield (duck or pause) of a pending barge-in: ``kind``, ``seq`` (the caller
+    frame that decided it), ``audible_caller_s`` (when the caller hears it: edge time + the
+    downlink's one-way delay) and ``end_caller_s`` (restore / resume / cancel at the caller;
+    inf if never), ``outcome`` (restore, resume or cancel)."""
 
 
 def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
@@ -351,8 +380,12 @@ class _World:
         # length); the others (greetings, ...) play at their planned times.
         self.script = [[a / 1000.0 - self.owd_down, b / 1000.0 - self.owd_down, False]
                        for a, b in call.agent_speech]
-        self.reply_of = reply_intervals(call)
+        self.scripted = cfg.agent == "scripted"
+        self.reply_of = {} if self.scripted else reply_intervals(call)
         self.reactive = set(self.reply_of.values())
+        # the call's audio clock: the end of the last caller frame fed, and when it was fed
+        self.frame_audio_end = 0.0
+        self.frame_edge_at = 0.0
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
@@ -432,24 +465,35 @@ class _World:
                 now = min(now, env.now)
             last_end = now
             self.clock = now
+            self.frame_audio_end = (seq + 1) * frame_s
+            self.frame_edge_at = now
             if rec is not None:
                 rec.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
             eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
             self.pump()
 
     # -------------------------------------------------------------- actions
+    def audio_ms(self, t: float) -> int:
+        """Return edge time ``t`` on the call's audio clock (ms): the last caller frame's end
+        plus the edge time since that frame was fed."""
+        return round((self.frame_audio_end + max(0.0, t - self.frame_edge_at)) * 1000.0)
+
     def perform(self, o: Any) -> None:
         now = self.env.now
         if isinstance(o, Commit):
             self.run.actions.append((o.time, "commit", o.turn))
+            self.run.events.append((self.audio_ms(o.time), "commit"))
             self.on_commit(o, now)
         elif isinstance(o, Cancel):
             self.run.actions.append((o.time, "cancel", o.agent_played_ms))
+            self.run.events.append((self.audio_ms(o.time), "cancel"))
             self.on_cancel(o, now)
         elif isinstance(o, Prime):
             self.run.actions.append((o.time, "prime", o.turn))
+            self.run.events.append((self.audio_ms(o.time), "prime"))
             self.run.primes += 1
         elif isinstance(o, BackchannelFiltered):
+            self.run.events.append((self.audio_ms(o.time), "filtered"))
             self.run.backchannels_filtered += 1
         elif isinstance(o, BargeArmed):
             self.run.barges_armed += 1
@@ -472,9 +516,17 @@ class _World:
         rec = {
             "turn": o.turn, "speech_ms": o.speech_ms, "end_of_speech_caller_s": end_caller,
             "last_speech_edge_s": o.last_speech_at, "commit_s": now, "ttfa_s": ttfa,
+            "commit_audio_s": self.audio_ms(now) / 1000.0,
             "reply_start_edge_s": math.nan, "first_audio_caller_s": math.nan, "cancelled": False,
         }
         self.run.turns.append(rec)
+        if self.scripted:
+            # the scripted agent plays the labelled timeline: the modelled reply is not
+            # played, only its first audio predicted (the downlink's one-way delay after the
+            # model's first audio reaches the edge), so turn latency stays measurable
+            rec["reply_start_edge_s"] = start
+            rec["first_audio_caller_s"] = start + self.owd_down
+            return
         self.reply_gen += 1
         gen = self.reply_gen
         ev = self.env.timeout(start - now)
