@@ -28,7 +28,7 @@ async def _http_get(port: int, path: str) -> bytes:
 
 
 def test_quic_call_through_edge_trace_replays_exactly(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pcm, rate = read_wav(str(corpus_dir() / "call0011_clean16.wav"))
+    pcm, rate = read_wav(str(corpus_dir() / "call0031_clean16.wav"))
     assert rate == 16000
     cfg = EdgeConfig(trace_dir=str(tmp_path / "traces"), cert_dir=str(tmp_path / "tls"), json_logs=False,
                      model=EmbeddedModelConfig(time_to_first_audio_ms=150))
