@@ -21,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_net(parser)
     cc.add_model(parser)
     cc.add_seed(parser)
+    cc.add_agent(parser, "scripted")
+    cc.add_split(parser, "test")
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
 
 

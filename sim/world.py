@@ -69,6 +69,7 @@ import simpy
 from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
 from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
 from clutchcall.engine.errors import ConfigError
+from clutchcall.engine.turn import State
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel
@@ -526,11 +527,29 @@ class _World:
             # model's first audio reaches the edge), so turn latency stays measurable
             rec["reply_start_edge_s"] = start
             rec["first_audio_caller_s"] = start + self.owd_down
+            self.reply_gen += 1
+            gen = self.reply_gen
+            ev = self.env.timeout(start - now)
+            ev.callbacks.append(lambda _e: self.scripted_reply_due(gen))
             return
         self.reply_gen += 1
         gen = self.reply_gen
         ev = self.env.timeout(start - now)
         ev.callbacks.append(lambda _e: self.start_reply(gen, rec, reply_len, end_caller))
+
+    def scripted_reply_due(self, gen: int) -> None:
+        """Scripted agent: the modelled reply would start now, but the script plays instead.
+        If no scripted audio is playing, the engine is told the reply ended without audio
+        (as a model that produced none), so it listens again rather than wait forever."""
+        if gen != self.reply_gen or self.playing:
+            return
+        if self.eng.state in (State.AWAITING, State.AWAITING_SPEECH):
+            now = self.env.now
+            self.clock = max(self.clock, now)
+            if self.rec is not None:
+                self.rec.agent_audio_finished(now)
+            self.eng.agent_audio_finished(now)
+            self.pump()
 
     def start_reply(self, gen: int, rec: dict[str, Any], reply_len: float, end_caller: float
                     ) -> None:
