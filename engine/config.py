@@ -35,6 +35,19 @@ Defaults and why:
   ``answer_window_ms`` of the agent's audio finishing on its own) through with
   ``answer_min_speech_ms`` of speech: "yes" / "no" after a question get a reply, while
   backchannels, which come during the agent's speech, are still filtered.
+* ``barge_yield = "none"`` -- soft barge-in: what the agent does while a barge-in is
+  pending. ``"none"`` keeps the seed's behaviour (the agent talks on until ``Cancel``);
+  ``"duck"`` lowers its audio by ``duck_db`` (``Duck``, then ``Restore`` if dismissed);
+  ``"pause"`` holds its playout (``Pause``, then ``Resume`` if dismissed: nothing is lost,
+  the model never knows). Either way a confirmed barge-in still cancels, truncated at the
+  audio the caller actually heard. Anchors: LiveKit pauses on overlapping speech and resumes
+  on a false interruption; "duck, confirm, flush" designs duck on the first speech frames.
+* ``barge_yield_ms = 100`` -- speech over the agent before it yields (0 = on the first
+  speech frame). 100 ms is past most single-frame VAD blips and noise clicks while keeping
+  the audible yield well under the ~350 ms a caller tolerates before repeating themselves.
+* ``duck_db = 12`` / ``duck_ramp_ms = 20`` -- how far and how fast a duck lowers the agent
+  (12 dB is clearly "the agent backs off" yet keeps it intelligible; a 20 ms ramp avoids a
+  click).
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
   knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
@@ -50,6 +63,8 @@ from clutchcall.engine.errors import ConfigError
 
 VAD_FRAME_MS = (10, 20, 30)
 POLICY_NAMES = ("threshold", "answer_aware")
+BARGE_YIELDS = ("none", "duck", "pause")
+_STR_FIELDS = ("policy", "barge_yield")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,11 +106,29 @@ class TurnConfig:
     """answer_aware only: a turn starting within this long after the agent's audio finished on
     its own (not cancelled) is an answer."""
 
+    # ------------------------------------------------------------ soft barge-in (issue 15)
+    barge_yield: str = "none"
+    """While a barge-in is pending: "none" (talk on), "duck" or "pause" the agent."""
+
+    barge_yield_ms: int = 100
+    """Speech over the agent before it yields (duck / pause); 0 = on the first speech frame."""
+
+    duck_db: int = 12
+    """How many dB a duck lowers the agent's audio (1..60)."""
+
+    duck_ramp_ms: int = 20
+    """How long the duck's (and the restore's) gain ramp lasts."""
+
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
             raise ConfigError(f"TurnConfig.policy: must be one of {POLICY_NAMES}, got {self.policy!r}")
+        if self.barge_yield not in BARGE_YIELDS:
+            raise ConfigError(
+                f"TurnConfig.barge_yield: must be one of {BARGE_YIELDS}, got {self.barge_yield!r}")
+        if isinstance(self.duck_db, int) and not 1 <= self.duck_db <= 60:
+            raise ConfigError(f"TurnConfig.duck_db: must be 1..60, got {self.duck_db}")
         for f in dataclasses.fields(self):
-            if f.name == "policy":
+            if f.name in _STR_FIELDS:
                 continue
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -116,7 +149,8 @@ class TurnConfig:
                 f"TurnConfig.vad_aggressiveness: must be 0..3, got {self.vad_aggressiveness}"
             )
         for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
-                     "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms"):
+                     "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms",
+                     "barge_yield_ms", "duck_ramp_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 

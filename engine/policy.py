@@ -35,6 +35,11 @@ class TurnPolicy(Protocol):
         """On each speech frame over agent audio: confirm the pending barge-in now?"""
         ...
 
+    def barge_yield(self, barge_speech_ms: int) -> bool:
+        """On each speech frame of a pending barge-in not yet yielded to (only asked when
+        ``TurnConfig.barge_yield`` is not "none"): duck / pause the agent now?"""
+        ...
+
 
 class ThresholdPolicy:
     """The product's baseline: the two fixed thresholds of :class:`TurnConfig`.
@@ -44,11 +49,12 @@ class ThresholdPolicy:
     * hold-and-confirm: cancel once ``>= barge_confirm_ms`` of speech over the agent.
     """
 
-    __slots__ = ("_confirm", "_min_speech")
+    __slots__ = ("_confirm", "_min_speech", "_yield_ms")
 
     def __init__(self, config: TurnConfig) -> None:
         self._min_speech = config.response_min_speech_ms
         self._confirm = config.barge_confirm_ms
+        self._yield_ms = config.barge_yield_ms
 
     def wants_reply(self, turn_speech_ms: int, answer: bool) -> bool:
         """Return whether a turn of ``turn_speech_ms`` speech deserves a reply."""
@@ -61,6 +67,11 @@ class ThresholdPolicy:
     def barge_confirmed(self, barge_speech_ms: int) -> bool:
         """Return whether ``barge_speech_ms`` of speech over the agent confirms a barge-in."""
         return barge_speech_ms >= self._confirm
+
+    def barge_yield(self, barge_speech_ms: int) -> bool:
+        """Return whether the agent should yield (duck / pause) to the pending barge-in:
+        once ``barge_yield_ms`` of speech over it."""
+        return barge_speech_ms >= self._yield_ms
 
 
 class AnswerAwarePolicy(ThresholdPolicy):

@@ -77,15 +77,25 @@ AGENT              SILENCE         nothing
 AGENT              AGENT_STARTED   error: agent audio already playing
 AGENT              AGENT_FINISHED  -> LISTENING
 BARGE_PENDING      SPEECH          count; once the policy confirms: BargeConfirmed, Cancel
-                                   (agent_played_ms), TurnStarted -> SPEAKING
+                                   (agent_played_ms), TurnStarted -> SPEAKING; else, with
+                                   barge_yield duck/pause, once the policy says yield (and
+                                   not yet yielded): Duck or Pause
 BARGE_PENDING      SILENCE         arm burst end
-BARGE_PENDING      BURST_END_DUE   a backchannel over the agent: BargeDismissed,
-                                   BackchannelFiltered, the agent keeps talking -> AGENT
+BARGE_PENDING      BURST_END_DUE   a backchannel over the agent: BargeDismissed, Restore /
+                                   Resume (if it yielded), BackchannelFiltered, the agent
+                                   keeps talking -> AGENT
 BARGE_PENDING      AGENT_STARTED   error: agent audio already playing
 BARGE_PENDING      AGENT_FINISHED  the agent finished first: no Cancel (nothing to stop);
                                    BargeDismissed(agent_finished), the caller's speech opens a
                                    turn -> SPEAKING (or PAUSED if in a gap)
 =================  ==============  ===========================================================
+
+Soft barge-in (``TurnConfig.barge_yield``): a pending barge-in may make the agent yield at
+once -- ``Duck`` (gain down) or ``Pause`` (playout held) -- when the policy's
+``barge_yield`` says so; a dismissal then emits ``Restore`` / ``Resume`` (also when the agent
+finished first), a confirmation emits ``Cancel`` whose ``agent_played_ms`` excludes the time
+the playout was paused (the audio the caller actually heard). Each Duck / Pause is closed by
+exactly one Restore / Resume or Cancel.
 
 Speech while waiting for the model's first audio (``AWAITING_SPEECH``) never cancels by itself:
 ``Cancel`` exists to stop agent audio, so it needs agent audio. If the agent starts while the
@@ -112,9 +122,13 @@ from clutchcall.engine.actions import (
     BargeDismissed,
     Cancel,
     Commit,
+    Duck,
     EndOfTurn,
     Output,
+    Pause,
     Prime,
+    Restore,
+    Resume,
     TurnStarted,
     append_unchecked,
 )
@@ -179,6 +193,8 @@ class TurnEngine:
         "_on_silence",
         "_on_speech",
         "_out",
+        "_paused_at",
+        "_paused_total",
         "_prime_at",
         "_prime_ms",
         "_state",
@@ -186,6 +202,8 @@ class TurnEngine:
         "_turn_answer",
         "_turn_onset",
         "_turn_speech",
+        "_yield_mode",
+        "_yielded",
         "config",
         "policy",
     )
@@ -217,6 +235,12 @@ class TurnEngine:
         self._gap_ms = self.config.burst_gap_ms
         self._on_speech: _Handler | None = None
         self._on_silence: _Handler | None = None
+        # soft barge-in: 0 none, 1 duck, 2 pause; whether the pending barge-in was yielded
+        # to; when the playout was paused and for how long in total (for agent_played_ms)
+        self._yield_mode = ("none", "duck", "pause").index(self.config.barge_yield)
+        self._yielded = False
+        self._paused_at: float | None = None
+        self._paused_total = 0.0
         self._enter(State.LISTENING)
 
     # ------------------------------------------------------------------ observation
@@ -379,7 +403,41 @@ class TurnEngine:
         self._out.append(TurnStarted(time=now, turn=self._turn, onset=onset))
 
     def _played_ms(self, now: float) -> int:
-        return max(0, round((now - self._agent_started_at) * 1000.0))
+        # the agent audio the caller actually heard: time since it started, less pauses
+        paused = self._paused_total
+        if self._paused_at is not None:
+            paused += now - self._paused_at
+        return max(0, round((now - self._agent_started_at - paused) * 1000.0))
+
+    # ---------------------------------------------------------- soft barge-in (issue 15)
+    def _agent_begins(self, now: float) -> None:
+        self._agent_started_at = now
+        self._agent_done_at = None
+        self._yielded = False
+        self._paused_at = None
+        self._paused_total = 0.0
+
+    def _yield_to_barge(self, now: float) -> None:
+        """Duck or pause the agent for the pending barge-in (once per barge-in)."""
+        self._yielded = True
+        if self._yield_mode == 1:
+            self._out.append(Duck(time=now, gain_db=self.config.duck_db,
+                                  ramp_ms=self.config.duck_ramp_ms))
+        else:
+            self._paused_at = now
+            self._out.append(Pause(time=now))
+
+    def _unyield(self, now: float) -> None:
+        """The pending barge-in was dismissed: Restore / Resume the agent if it yielded."""
+        if not self._yielded:
+            return
+        self._yielded = False
+        if self._paused_at is not None:
+            self._paused_total += now - self._paused_at
+            self._paused_at = None
+            self._out.append(Resume(time=now))
+        else:
+            self._out.append(Restore(time=now))
 
     def _speech_becomes_turn(self, now: float) -> State:
         """The caller's held speech (over or before the agent) opens a turn."""
@@ -401,8 +459,7 @@ class TurnEngine:
         return State.SPEAKING
 
     def _to_agent(self, now: float, d: int) -> State:
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         return State.AGENT
 
     def _count_speech(self, now: float, d: int) -> State:
@@ -422,8 +479,7 @@ class TurnEngine:
 
     def _speaking_agent_started(self, now: float, d: int) -> State:
         self._turn_interrupted_by_agent(now)
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         self._barge_speech = 0
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
@@ -456,8 +512,7 @@ class TurnEngine:
 
     def _paused_agent_started(self, now: float, d: int) -> State:
         self._turn_interrupted_by_agent(now)
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         return State.AGENT
 
     def _awaiting_speech(self, now: float, d: int) -> State:
@@ -485,8 +540,7 @@ class TurnEngine:
         return State.AWAITING
 
     def _awaiting_speech_agent_started(self, now: float, d: int) -> State:
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         self._barge_speech = 0
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
@@ -509,10 +563,14 @@ class TurnEngine:
             self._burst_end_at = None
             self._recompute_deadline()
         if not self.policy.barge_confirmed(self._barge_speech):
+            if self._yield_mode and not self._yielded and self.policy.barge_yield(self._barge_speech):
+                self._yield_to_barge(now)
             return State.BARGE_PENDING
         played = self._played_ms(now)
         self._out.append(BargeConfirmed(time=now, speech_ms=self._barge_speech, agent_played_ms=played))
         self._out.append(Cancel(time=now, agent_played_ms=played))
+        self._yielded = False  # the Cancel ends a duck / pause
+        self._paused_at = None
         self._clear_deadlines()
         self._open_turn(now, self._turn_onset)
         return State.SPEAKING
@@ -523,11 +581,13 @@ class TurnEngine:
 
     def _barge_burst_end(self, now: float, d: int) -> State:
         self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="burst_ended"))
+        self._unyield(now)
         self._out.append(BackchannelFiltered(time=now, speech_ms=self._turn_speech, over_agent=True))
         return State.AGENT
 
     def _barge_agent_finished(self, now: float, d: int) -> State:
         self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="agent_finished"))
+        self._unyield(now)
         self._agent_done_at = now  # the caller started before this: not an answer
         return self._speech_becomes_turn(now)
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from clutchcall.engine import TurnConfig
-from clutchcall.engine.config import POLICY_NAMES
+from clutchcall.engine.config import BARGE_YIELDS, POLICY_NAMES
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
@@ -59,7 +59,11 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
     for f in _TURN_FIELDS:
         if f == "policy":
             g.add_argument("--policy", choices=POLICY_NAMES, default=None, dest=f,
-                           help="turn policy (default: the preset's, i.e. threshold)")
+                           help="turn policy (default: the preset's)")
+        elif f == "barge_yield":
+            g.add_argument("--barge-yield", choices=BARGE_YIELDS, default=None, dest=f,
+                           help="soft barge-in: duck or pause the agent while a barge-in is "
+                                "pending (default: the preset's)")
         else:
             g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
 

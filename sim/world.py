@@ -67,7 +67,15 @@ from typing import Any
 import numpy as np
 import simpy
 from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
-from clutchcall.engine.actions import BackchannelFiltered, BargeArmed, Prime
+from clutchcall.engine.actions import (
+    BackchannelFiltered,
+    BargeArmed,
+    Duck,
+    Pause,
+    Prime,
+    Restore,
+    Resume,
+)
 from clutchcall.engine.errors import ConfigError
 from clutchcall.engine.turn import State
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
@@ -387,6 +395,11 @@ class _World:
         # the call's audio clock: the end of the last caller frame fed, and when it was fed
         self.frame_audio_end = 0.0
         self.frame_edge_at = 0.0
+        # soft barge-in playout: the open yield record, and while paused the agent audio
+        # held back: [(length s, first-audio callback or None)]
+        self.open_yield: dict[str, Any] | None = None
+        self.paused = False
+        self.held: list[tuple[float, Callable[[float], None] | None]] = []
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
@@ -496,6 +509,9 @@ class _World:
         elif isinstance(o, BackchannelFiltered):
             self.run.events.append((self.audio_ms(o.time), "filtered"))
             self.run.backchannels_filtered += 1
+        elif isinstance(o, (Duck, Pause, Restore, Resume)):
+            self.run.events.append((self.audio_ms(o.time), o.kind))
+            self.on_yield(o, now)
         elif isinstance(o, BargeArmed):
             self.run.barges_armed += 1
 
@@ -578,6 +594,43 @@ class _World:
         self.start_source(now, end, first)
         self.pump()
 
+    # ---------------------------------------------------------- soft barge-in (issue 15)
+    def on_yield(self, o: Any, now: float) -> None:
+        """Duck / Pause / Restore / Resume the agent's playout. A duck changes only the
+        gain (the audio keeps flowing); a pause stops forwarding at once and holds the rest
+        of the playing audio, and Resume plays it on from where it stopped: the rest of the
+        interval shifts later by the pause's length (and any audio due meanwhile is queued
+        behind it, back to back). The caller hears each change one downlink delay later."""
+        heard = now + self.owd_down
+        if isinstance(o, (Duck, Pause)):
+            self.open_yield = {"kind": o.kind, "seq": self.cur_seq, "audible_caller_s": heard,
+                               "end_caller_s": math.inf, "outcome": ""}
+            self.run.yields.append(self.open_yield)
+            if isinstance(o, Pause) and self.playing and not self.paused:
+                self.paused = True
+                self.held = [(max(0.0, end - now), None) for end in self.sources.values()]
+                self.source_gen += 1
+                self.sources.clear()
+            return
+        if self.open_yield is not None:
+            self.open_yield["end_caller_s"] = heard
+            self.open_yield["outcome"] = o.kind
+            self.open_yield = None
+        if isinstance(o, Resume) and self.paused:
+            self.paused = False
+            held, self.held = self.held, []
+            total = sum(length for length, _f in held)
+            firsts = [f for _l, f in held if f is not None]
+
+            def first(t: float) -> None:
+                for f in firsts:
+                    f(t)
+
+            if total > 0:
+                self.start_source(now, now + total, first if firsts else None)
+            elif self.playing:
+                self.set_playing(False, now)
+
     def on_cancel(self, o: Cancel, now: float) -> None:
         self.reply_gen += 1  # a reply not yet started is dropped
         self.model_ready_at = now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0
@@ -599,6 +652,12 @@ class _World:
             crec["agent_stop_caller_s"] = self.down.deliver([now], [24], [CONTROL])[0]
         self.source_gen += 1
         self.sources.clear()
+        self.paused = False
+        self.held = []
+        if self.open_yield is not None:
+            self.open_yield["end_caller_s"] = crec["agent_stop_caller_s"]
+            self.open_yield["outcome"] = "cancel"
+            self.open_yield = None
         if self.playing:
             self.set_playing(False, now)
 
@@ -606,7 +665,11 @@ class _World:
     def start_source(self, start: float, end: float,
                      first: Callable[[float], None] | None = None) -> None:
         """Start forwarding agent audio [start, end) at the edge; ``first(t)`` is called
-        with the delivery time at the caller of each frame (the caller keeps the minimum)."""
+        with the delivery time at the caller of each frame (the caller keeps the minimum).
+        While the playout is paused the audio is held and plays after the resume."""
+        if self.paused:
+            self.held.append((end - start, first))
+            return
         n = max(1, round((end - start) / self.frame_s))
         times = [start + i * self.frame_s for i in range(n)]
         if self.exact is not None:
