@@ -48,6 +48,10 @@ Defaults and why:
 * ``duck_db = 12`` / ``duck_ramp_ms = 20`` -- how far and how fast a duck lowers the agent
   (12 dB is clearly "the agent backs off" yet keeps it intelligible; a 20 ms ramp avoids a
   click).
+* ``policy = "evidence"`` knobs: ``evidence_soft_db = 4``, ``evidence_soft_confirm_ms = 700``,
+  ``evidence_min_snr_db = 6`` -- see :class:`~clutchcall.engine.policy.EvidencePolicy`;
+  700 ms is past the 95th percentile of backchannel length (~700 ms with VAD hangover) and
+  below most interruptions (median ~1.1 s); the others were chosen on the corpus train split.
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
   knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
@@ -62,7 +66,7 @@ from typing import Any
 from clutchcall.engine.errors import ConfigError
 
 VAD_FRAME_MS = (10, 20, 30)
-POLICY_NAMES = ("threshold", "answer_aware")
+POLICY_NAMES = ("threshold", "answer_aware", "evidence")
 BARGE_YIELDS = ("none", "duck", "pause")
 _STR_FIELDS = ("policy", "barge_yield")
 
@@ -118,6 +122,18 @@ class TurnConfig:
 
     duck_ramp_ms: int = 20
     """How long the duck's (and the restore's) gain ramp lasts."""
+
+    # ------------------------------------------------------------ evidence policy (issue 15)
+    evidence_soft_db: int = 4
+    """evidence only: a burst whose mean level is more than this many dB *below* the
+    caller's running speech level is soft (how backchannels are spoken)."""
+
+    evidence_soft_confirm_ms: int = 700
+    """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
+
+    evidence_min_snr_db: int = 6
+    """evidence only: a frame less than this many dB above the running noise floor is
+    silence whatever the VAD says."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:

@@ -114,6 +114,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clutchcall.engine.actions import (
     BackchannelFiltered,
@@ -134,7 +135,10 @@ from clutchcall.engine.actions import (
 )
 from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
 from clutchcall.engine.errors import FrameOutOfOrder, InvalidInput, TimeWentBackwards
-from clutchcall.engine.policy import TurnPolicy, make_policy
+from clutchcall.engine.policy import BurstEvidence, TurnPolicy, make_policy
+
+if TYPE_CHECKING:
+    from clutchcall.engine.audio.features import FrameFeatures
 
 # Time tolerance (s): two frames are contiguous, and a deadline is due, within this much,
 # so float rounding of 1x clocks (0.02 * k) never shifts a decision by a frame.
@@ -183,6 +187,9 @@ class TurnEngine:
         "_burst_end_at",
         "_eot_at",
         "_eot_ms",
+        "_evidence",
+        "_feat_rel",
+        "_min_snr",
         "_gap_ms",
         "_last_frame_end",
         "_last_seq",
@@ -241,6 +248,11 @@ class TurnEngine:
         self._yielded = False
         self._paused_at: float | None = None
         self._paused_total = 0.0
+        # acoustic evidence (optional per-frame features): the pending burst's summary, the
+        # current frame's relative level, the policy's noise gate (None: no gate)
+        self._evidence = BurstEvidence()
+        self._feat_rel: float | None = None
+        self._min_snr: float | None = getattr(self.policy, "min_snr_db", None)
         self._enter(State.LISTENING)
 
     # ------------------------------------------------------------------ observation
@@ -267,13 +279,17 @@ class TurnEngine:
 
     # ------------------------------------------------------------------ inputs
     def caller_frame(
-        self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None
+        self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None,
+        features: FrameFeatures | None = None,
     ) -> None:
         """Feed one caller frame that ended at ``now`` with its VAD decision ``speech``.
 
-        ``duration_ms`` must be 10, 20 or 30; ``seq``, if given, must increase. Emits an
-        ``Append`` for the frame, then whatever the frame decided. Raises
-        ``TimeWentBackwards``, ``FrameOutOfOrder`` or ``InvalidInput`` (state unchanged).
+        ``duration_ms`` must be 10, 20 or 30; ``seq``, if given, must increase. ``features``
+        (optional, from ``engine/audio/features.py``) are the frame's acoustic features for
+        the policy; a policy with a noise gate (``evidence``) treats a speech frame too close
+        to the noise floor as silence. Emits an ``Append`` for the frame, then whatever the
+        frame decided. Raises ``TimeWentBackwards``, ``FrameOutOfOrder`` or ``InvalidInput``
+        (state unchanged).
         """
         if duration_ms not in VAD_FRAME_MS:
             raise InvalidInput(f"caller_frame: duration_ms must be 10, 20 or 30, got {duration_ms!r}")
@@ -296,6 +312,10 @@ class TurnEngine:
         deadline = self._next_deadline
         if deadline is not None and deadline <= start + _EPS:
             self._expire(start, now)
+        if features is not None:
+            self._feat_rel = features.rel_db
+            if speech and self._min_snr is not None and features.snr_db < self._min_snr:
+                speech = False
         self._out.append(append_unchecked(now, seq, duration_ms, speech))
         # Hot path: the current state's frame handlers are cached by _enter (the same rows as
         # TRANSITIONS; a None handler is a row whose effect is "nothing").
@@ -481,6 +501,7 @@ class TurnEngine:
         self._turn_interrupted_by_agent(now)
         self._agent_begins(now)
         self._barge_speech = 0
+        self._evidence.reset()
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
 
@@ -542,6 +563,7 @@ class TurnEngine:
     def _awaiting_speech_agent_started(self, now: float, d: int) -> State:
         self._agent_begins(now)
         self._barge_speech = 0
+        self._evidence.reset()
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
 
@@ -553,6 +575,7 @@ class TurnEngine:
         self._turn_speech = 0  # counted (with the barge speech) by _barge_speech_frame
         self._turn_onset = onset
         self._barge_speech = 0
+        self._evidence.reset()
         self._out.append(BargeArmed(time=now, onset=onset))
         return self._barge_speech_frame(now, d)
 
@@ -562,8 +585,11 @@ class TurnEngine:
         if self._burst_end_at is not None:
             self._burst_end_at = None
             self._recompute_deadline()
-        if not self.policy.barge_confirmed(self._barge_speech):
-            if self._yield_mode and not self._yielded and self.policy.barge_yield(self._barge_speech):
+        ev = self._evidence
+        if self._feat_rel is not None:
+            ev.add(self._feat_rel)
+        if not self.policy.barge_confirmed(self._barge_speech, ev):
+            if self._yield_mode and not self._yielded and self.policy.barge_yield(self._barge_speech, ev):
                 self._yield_to_barge(now)
             return State.BARGE_PENDING
         played = self._played_ms(now)

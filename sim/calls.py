@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from clutchcall.engine.audio.features import FrameFeatures, frame_levels_db, track
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.traces.labels import Segment  # the label format's own type
 
@@ -45,6 +46,9 @@ class Call:
     speech: tuple[bool, ...]
     agent_speech: tuple[tuple[float, float], ...]
     segments: tuple[Segment, ...]
+    features: tuple[FrameFeatures, ...] | None = None
+    """Per-frame acoustic features (``engine/audio/features.py``) computed from the audio,
+    fed to the engine with each frame; None for calls built from intervals."""
 
     @property
     def duration_s(self) -> float:
@@ -109,9 +113,13 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) 
     agent = [(float(a), float(b)) for a, b in lc.labels.agent_speech]
     segs = [Segment(start_ms=float(x.start_ms), end_ms=float(x.end_ms), kind=x.kind,
                     expect=x.expect) for x in lc.labels.segments]
-    speech = vad_decisions(np.asarray(lc.pcm, dtype=np.int16), lc.rate, frame_ms, aggressiveness)
+    pcm = np.asarray(lc.pcm, dtype=np.int16)
+    speech = vad_decisions(pcm, lc.rate, frame_ms, aggressiveness)
+    levels = frame_levels_db(pcm, lc.rate, frame_ms)[: len(speech)]
+    speech = speech[: len(levels)]
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
-                agent_speech=tuple(agent), segments=tuple(segs))
+                agent_speech=tuple(agent), segments=tuple(segs),
+                features=tuple(track(levels, speech, frame_ms)))
 
 
 def call_from_trace(path: str | Path) -> Call:

@@ -22,8 +22,12 @@ engine's knobs as below. The mapping, with its sources:
     speech, for a turn and for an interruption alike, after 0.2 s, and 0.2 s of silence ends
     it: ``response_min_speech_ms = 200``, ``barge_confirm_ms = 200``,
     ``end_of_turn_silence_ms = 200``, no prime (it must stay below the end-of-turn silence).
-``clutchcall`` -- :class:`~clutchcall.engine.TurnConfig` defaults (600 ms backchannel filter,
-    300 ms hold-and-confirm, 500 ms end of turn, prime at 200 ms).
+``clutchcall`` -- the product default (issue 15): the ``evidence`` policy (answer-aware
+    turns, barge-ins judged on the burst's level relative to the caller's own speech level,
+    a noise-floor gate) with soft barge-in ``barge_yield = "pause"``.
+``threshold`` -- :class:`~clutchcall.engine.TurnConfig` defaults, the seed's configuration
+    (600 ms backchannel filter, 300 ms hold-and-confirm, 500 ms end of turn, prime at 200 ms,
+    no soft barge-in).
 ``clutchcall-answer`` -- the defaults with the opt-in ``answer_aware`` policy: a turn that starts
     within 1.5 s after the agent's audio finished on its own needs only 200 ms of speech, so
     short answers to the agent's questions get a reply (engine/policy.py).
@@ -41,7 +45,8 @@ PRESETS: dict[str, TurnConfig] = {
                           end_of_turn_silence_ms=500, prime_silence_ms=0),
     "pipecat": TurnConfig(response_min_speech_ms=200, barge_confirm_ms=200,
                           end_of_turn_silence_ms=200, prime_silence_ms=0),
-    "clutchcall": TurnConfig(),
+    "clutchcall": TurnConfig(policy="evidence", barge_yield="pause"),
+    "threshold": TurnConfig(),
     "clutchcall-answer": TurnConfig(policy="answer_aware"),
 }
 

@@ -452,6 +452,7 @@ class _World:
         media = net.media_clock
         base = self.owd_up + net.playout_delay_ms / 1000.0
         frame_s = self.frame_s
+        feats = self.call.features
         last_end = -math.inf
         for t, seq, speech in schedule:
             dt = t - env.now
@@ -483,7 +484,8 @@ class _World:
             self.frame_edge_at = now
             if rec is not None:
                 rec.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
-            eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
+            eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq,
+                             features=feats[seq] if feats is not None else None)
             self.pump()
 
     # -------------------------------------------------------------- actions
