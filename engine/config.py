@@ -48,9 +48,9 @@ Defaults and why:
 * ``duck_db = 12`` / ``duck_ramp_ms = 20`` -- how far and how fast a duck lowers the agent
   (12 dB is clearly "the agent backs off" yet keeps it intelligible; a 20 ms ramp avoids a
   click).
-* ``policy = "evidence"`` knobs: ``evidence_soft_db = 4``, ``evidence_soft_confirm_ms = 700``,
+* ``policy = "evidence"`` knobs: ``evidence_soft_db = 6``, ``evidence_soft_confirm_ms = 900``,
   ``evidence_min_snr_db = 6`` -- see :class:`~clutchcall.engine.policy.EvidencePolicy`;
-  700 ms is past the 95th percentile of backchannel length (~700 ms with VAD hangover) and
+  900 ms is past the 95th percentile of backchannel length (~700 ms plus VAD hangover) and
   below most interruptions (median ~1.1 s); the others were chosen on the corpus train split.
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
   knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
@@ -124,11 +124,11 @@ class TurnConfig:
     """How long the duck's (and the restore's) gain ramp lasts."""
 
     # ------------------------------------------------------------ evidence policy (issue 15)
-    evidence_soft_db: int = 4
+    evidence_soft_db: int = 6
     """evidence only: a burst whose mean level is more than this many dB *below* the
     caller's running speech level is soft (how backchannels are spoken)."""
 
-    evidence_soft_confirm_ms: int = 700
+    evidence_soft_confirm_ms: int = 900
     """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
 
     evidence_min_snr_db: int = 6

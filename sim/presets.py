@@ -45,7 +45,7 @@ PRESETS: dict[str, TurnConfig] = {
                           end_of_turn_silence_ms=500, prime_silence_ms=0),
     "pipecat": TurnConfig(response_min_speech_ms=200, barge_confirm_ms=200,
                           end_of_turn_silence_ms=200, prime_silence_ms=0),
-    "clutchcall": TurnConfig(policy="evidence", barge_yield="pause"),
+    "clutchcall": TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200),
     "threshold": TurnConfig(),
     "clutchcall-answer": TurnConfig(policy="answer_aware"),
 }
