@@ -4,7 +4,9 @@ Drives :class:`TurnEngine` through scripted calls (speech, pauses, backchannels,
 barge-ins; :mod:`clutchcall.engine.scenario`) with the full drive loop (feed, drain, re-arm)
 and reports the median over several runs of frames per second and microseconds per frame step.
 A baseline measured in the same process -- the bare loop over the same inputs calling a no-op --
-is reported too, so the engine's own cost can be told from the interpreter's.
+is reported too, so the engine's own cost can be told from the interpreter's. The same call
+is also run with per-frame acoustic features and the ``evidence`` policy with soft barge-in
+(``frames_per_s_features``: the product default's hot path; issue 15 keeps it >= 1 M/s).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import statistics
 import time
 
+from clutchcall.engine.audio.features import FrameFeatures
+from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.scenario import FrameInput, run_inputs, scripted_call
 from clutchcall.engine.turn import TurnEngine
 
@@ -35,6 +39,52 @@ def _baseline(inputs: list[object]) -> float:
             sink.append(inp)
         sink.clear()
     return time.perf_counter() - t0
+
+
+def _run_with_features(engine: TurnEngine, inputs: list[object],
+                       feats: list[FrameFeatures | None]) -> int:
+    """The drive loop of ``run_inputs`` with per-frame acoustic features; returns outputs."""
+    n = 0
+    playing = False
+    for inp, f in zip(inputs, feats, strict=True):
+        deadline = engine.get_timer()
+        while deadline is not None and deadline <= inp.time:  # type: ignore[attr-defined]
+            engine.handle_timer(deadline)
+            n += len(engine.drain())
+            deadline = engine.get_timer()
+        if isinstance(inp, FrameInput):
+            engine.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms,
+                                features=f)
+        elif inp.started:  # type: ignore[attr-defined]
+            if not playing:
+                engine.agent_audio_started(inp.time)  # type: ignore[attr-defined]
+                playing = True
+        elif playing:
+            engine.agent_audio_finished(inp.time)  # type: ignore[attr-defined]
+            playing = False
+        n += len(engine.drain())
+    return n
+
+
+def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
+    """Return frames/s of the engine with per-frame features and the ``evidence`` policy
+    with soft barge-in (pause): the product default's hot path."""
+    inputs: list[object] = list(scripted_call(seed=7, seconds=seconds))
+    loud = FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0)
+    quiet = FrameFeatures(level_db=-60.0, rel_db=-38.0, snr_db=1.0)
+    feats = [(loud if inp.speech else quiet) if isinstance(inp, FrameInput) else None
+             for inp in inputs]
+    frames = sum(1 for i in inputs if isinstance(i, FrameInput))
+    cfg = TurnConfig(policy="evidence", barge_yield="pause")
+    times = []
+    for _ in range(runs):
+        engine = TurnEngine(cfg)
+        t0 = time.perf_counter()
+        _run_with_features(engine, inputs, feats)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"frames_per_s_features": round(frames / med),
+            "us_per_frame_features": round(med / frames * 1e6, 3)}
 
 
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
@@ -65,6 +115,7 @@ def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
 
 def run(args: argparse.Namespace) -> int:
     res = measure(args.seconds, args.runs)
+    res.update(measure_features(args.seconds, args.runs))
     if args.json:
         print(json.dumps(res))
     else:
@@ -72,4 +123,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {res['frames_per_s']:,} frames/s   {res['us_per_frame']} us per frame step")
         print(f"  bare loop over the same inputs: {res['baseline_loop_us_per_frame']} us/frame "
               f"(engine = {res['engine_over_baseline']}x that)")
+        print(f"  with per-frame features, evidence policy, soft barge-in: "
+              f"{res['frames_per_s_features']:,} frames/s")
     return 0
