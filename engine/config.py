@@ -128,6 +128,14 @@ class TurnConfig:
     """evidence only: a burst whose mean level is more than this many dB *below* the
     caller's running speech level is soft (how backchannels are spoken)."""
 
+    evidence_edge_ms: int = 300
+    """evidence only: a burst starting within this long of the agent's phrase end is
+    backchannel-like unless raised (0 disables the cue)."""
+
+    evidence_edge_db: int = 3
+    """evidence only: ...raised = its mean level at least this many dB above the caller's
+    running speech level."""
+
     evidence_soft_confirm_ms: int = 900
     """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
 

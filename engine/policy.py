@@ -13,6 +13,7 @@ of the caller's speech frames *while agent audio plays*, across silences shorter
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from clutchcall.engine.config import TurnConfig
@@ -23,19 +24,25 @@ class BurstEvidence:
     its speech frames' acoustic features (``engine/audio/features.py``) when the shell feeds
     them, else nothing (``frames == 0``). Owned and updated by the engine; read-only here."""
 
-    __slots__ = ("frames", "rel_sum")
+    __slots__ = ("edge_ms", "frames", "rel_sum")
 
     def __init__(self) -> None:
         self.frames = 0
         self.rel_sum = 0.0
+        self.edge_ms = math.inf
 
     def reset(self) -> None:
         """Forget the previous burst."""
         self.frames = 0
         self.rel_sum = 0.0
+        self.edge_ms = math.inf
 
-    def add(self, rel_db: float) -> None:
-        """Count one speech frame whose level is ``rel_db`` relative to the caller's speech."""
+    def add(self, rel_db: float, edge_ms: float) -> None:
+        """Count one speech frame whose level is ``rel_db`` relative to the caller's speech;
+        the burst's first frame also sets ``edge_ms``, its onset's distance to the agent's
+        nearest phrase end."""
+        if not self.frames:
+            self.edge_ms = edge_ms
         self.frames += 1
         self.rel_sum += rel_db
 
@@ -134,12 +141,14 @@ class EvidencePolicy(AnswerAwarePolicy):
     long (issue 15). Uses the burst's mean level relative to the caller's own running speech
     level (:class:`BurstEvidence`; features from ``engine/audio/features.py``):
 
-    * a burst at least ``evidence_soft_db`` relative to the caller's speech level (a normal
-      or raised voice) is confirmed after ``barge_confirm_ms`` and yielded to (duck / pause)
+    * a burst is *backchannel-like* if its mean level is more than ``evidence_soft_db`` below
+      the caller's running speech level (backchannels are spoken softly), or if it starts
+      within ``evidence_edge_ms`` of the agent's phrase end (where listeners place
+      backchannels) and is not raised (mean level below ``+evidence_edge_db`` relative);
+    * a backchannel-like burst needs ``evidence_soft_confirm_ms`` of speech to confirm
+      (longer than nearly every backchannel) and is not yielded to before half of it;
+    * any other burst is confirmed after ``barge_confirm_ms`` and yielded to (duck / pause)
       after ``barge_yield_ms``, like the threshold policy;
-    * a softer burst -- how backchannels are spoken -- needs ``evidence_soft_confirm_ms`` of
-      speech to confirm (longer than nearly every backchannel, shorter than nearly every
-      soft interruption) and is not yielded to before ``evidence_soft_confirm_ms / 2``;
     * the engine treats a frame the VAD calls speech but that stands less than
       ``evidence_min_snr_db`` above the running noise floor as silence (``min_snr_db``):
       webrtcvad calls stationary line noise speech on noisy channels.
@@ -148,17 +157,21 @@ class EvidencePolicy(AnswerAwarePolicy):
     were chosen on the corpus *train* split (sim/README.md).
     """
 
-    __slots__ = ("_soft_confirm", "_soft_db", "min_snr_db")
+    __slots__ = ("_edge_db", "_edge_ms", "_soft_confirm", "_soft_db", "min_snr_db")
 
     def __init__(self, config: TurnConfig) -> None:
         super().__init__(config)
         self._soft_db = float(-config.evidence_soft_db)
+        self._edge_ms = float(config.evidence_edge_ms)
+        self._edge_db = float(config.evidence_edge_db)
         self._soft_confirm = config.evidence_soft_confirm_ms
         self.min_snr_db: float | None = float(config.evidence_min_snr_db)
 
     def _soft(self, evidence: BurstEvidence) -> bool:
         m = evidence.mean_rel_db
-        return m is not None and m < self._soft_db
+        if m is None:
+            return False
+        return m < self._soft_db or (evidence.edge_ms <= self._edge_ms and m < self._edge_db)
 
     def barge_confirmed(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
         """Return whether the pending barge-in is confirmed (soft bursts need longer)."""

@@ -188,6 +188,7 @@ class TurnEngine:
         "_eot_at",
         "_eot_ms",
         "_evidence",
+        "_feat_edge",
         "_feat_rel",
         "_min_snr",
         "_gap_ms",
@@ -252,6 +253,7 @@ class TurnEngine:
         # current frame's relative level, the policy's noise gate (None: no gate)
         self._evidence = BurstEvidence()
         self._feat_rel: float | None = None
+        self._feat_edge = math.inf
         self._min_snr: float | None = getattr(self.policy, "min_snr_db", None)
         self._enter(State.LISTENING)
 
@@ -314,6 +316,7 @@ class TurnEngine:
             self._expire(start, now)
         if features is not None:
             self._feat_rel = features.rel_db
+            self._feat_edge = features.agent_edge_ms
             if speech and self._min_snr is not None and features.snr_db < self._min_snr:
                 speech = False
         self._out.append(append_unchecked(now, seq, duration_ms, speech))
@@ -587,7 +590,7 @@ class TurnEngine:
             self._recompute_deadline()
         ev = self._evidence
         if self._feat_rel is not None:
-            ev.add(self._feat_rel)
+            ev.add(self._feat_rel, self._feat_edge)
         if not self.policy.barge_confirmed(self._barge_speech, ev):
             if self._yield_mode and not self._yielded and self.policy.barge_yield(self._barge_speech, ev):
                 self._yield_to_barge(now)

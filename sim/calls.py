@@ -46,6 +46,8 @@ class Call:
     speech: tuple[bool, ...]
     agent_speech: tuple[tuple[float, float], ...]
     segments: tuple[Segment, ...]
+    agent_pauses: tuple[tuple[float, float], ...] = ()
+    """The labelled pauses between the agent's phrases (ms; ``agent_pauses`` in the JSON)."""
     features: tuple[FrameFeatures, ...] | None = None
     """Per-frame acoustic features (``engine/audio/features.py``) computed from the audio,
     fed to the engine with each frame; None for calls built from intervals."""
@@ -119,6 +121,7 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) 
     speech = speech[: len(levels)]
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
                 agent_speech=tuple(agent), segments=tuple(segs),
+                agent_pauses=tuple((float(a), float(b)) for a, b in lc.labels.agent_pauses),
                 features=tuple(track(levels, speech, frame_ms)))
 
 

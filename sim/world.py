@@ -57,6 +57,8 @@ scores them against the labels.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import math
 import zlib
 from collections.abc import Callable
@@ -400,6 +402,11 @@ class _World:
         self.open_yield: dict[str, Any] | None = None
         self.paused = False
         self.held: list[tuple[float, Callable[[float], None] | None]] = []
+        # the agent's phrase ends (pause starts) on the edge clock, from what the playout
+        # forwards (the labelled agent_pauses, shifted with the interval that contains them);
+        # while paused, the ones not yet played, as offsets from the pause
+        self.edges: list[float] = []
+        self.held_edges: list[float] = []
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
@@ -484,11 +491,36 @@ class _World:
             self.frame_edge_at = now
             if rec is not None:
                 rec.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
-            eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq,
-                             features=feats[seq] if feats is not None else None)
+            f = None
+            if feats is not None:
+                f = feats[seq]
+                if self.edges:
+                    f = dataclasses.replace(f, agent_edge_ms=self.edge_distance_ms(seq))
+            eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq, features=f)
             self.pump()
 
     # -------------------------------------------------------------- actions
+    def edge_distance_ms(self, seq: int) -> float:
+        """Return the distance (ms, caller clock) from the end of caller frame ``seq`` to the
+        nearest agent phrase end as the caller hears it."""
+        t = (seq + 1) * self.frame_s - self.owd_down
+        i = bisect.bisect_left(self.edges, t)
+        best = math.inf
+        for j in (i - 1, i):
+            if 0 <= j < len(self.edges):
+                best = min(best, abs(self.edges[j] - t))
+        return best * 1000.0
+
+    def add_edges(self, start: float, offsets: list[float]) -> None:
+        """Record the phrase ends of agent audio starting at edge time ``start``."""
+        if offsets:
+            self.edges = sorted(self.edges + [start + o for o in offsets])
+
+    def pauses_of(self, j: int) -> list[float]:
+        """Return the offsets (s) of the phrase ends inside labelled agent interval ``j``."""
+        a, b = self.call.agent_speech[j]
+        return [(p0 - a) / 1000.0 for p0, _p1 in self.call.agent_pauses if a <= p0 < b]
+
     def audio_ms(self, t: float) -> int:
         """Return edge time ``t`` on the call's audio clock (ms): the last caller frame's end
         plus the edge time since that frame was fed."""
@@ -581,6 +613,7 @@ class _World:
             a, b, _used = self.script[j]
             self.script[j][2] = True
             end = now + max(b - a, self.frame_s)
+            self.add_edges(now, self.pauses_of(j))
         else:
             # no recorded answer to claim: a drawn length, ended before the caller's next
             # labelled turn (the recording shows the caller did not wait for more)
@@ -610,6 +643,8 @@ class _World:
             self.run.yields.append(self.open_yield)
             if isinstance(o, Pause) and self.playing and not self.paused:
                 self.paused = True
+                self.held_edges = [e - now for e in self.edges if e > now]
+                self.edges = [e for e in self.edges if e <= now]
                 self.held = [(max(0.0, end - now), None) for end in self.sources.values()]
                 self.source_gen += 1
                 self.sources.clear()
@@ -628,6 +663,8 @@ class _World:
                 for f in firsts:
                     f(t)
 
+            self.add_edges(now, self.held_edges)
+            self.held_edges = []
             if total > 0:
                 self.start_source(now, now + total, first if firsts else None)
             elif self.playing:
@@ -656,6 +693,8 @@ class _World:
         self.sources.clear()
         self.paused = False
         self.held = []
+        self.held_edges = []
+        self.edges = [e for e in self.edges if e <= now]
         if self.open_yield is not None:
             self.open_yield["end_caller_s"] = crec["agent_stop_caller_s"]
             self.open_yield["outcome"] = "cancel"
@@ -743,6 +782,7 @@ class _World:
             if item[2] or b <= env.now:
                 continue
             item[2] = True
+            self.add_edges(a, self.pauses_of(j))
             self.start_source(env.now, b)
             self.pump()
 
