@@ -48,10 +48,13 @@ Defaults and why:
 * ``duck_db = 12`` / ``duck_ramp_ms = 20`` -- how far and how fast a duck lowers the agent
   (12 dB is clearly "the agent backs off" yet keeps it intelligible; a 20 ms ramp avoids a
   click).
-* ``policy = "evidence"`` knobs: ``evidence_soft_db = 6``, ``evidence_soft_confirm_ms = 900``,
-  ``evidence_min_snr_db = 6`` -- see :class:`~clutchcall.engine.policy.EvidencePolicy`;
-  900 ms is past the 95th percentile of backchannel length (~700 ms plus VAD hangover) and
-  below most interruptions (median ~1.1 s); the others were chosen on the corpus train split.
+* ``policy = "evidence"`` knobs: ``evidence_soft_db = 6``, ``evidence_edge_ms = 450``,
+  ``evidence_edge_db = 6``, ``evidence_soft_confirm_ms = 1000``, ``evidence_min_snr_db = 6``
+  -- see :class:`~clutchcall.engine.policy.EvidencePolicy`. Chosen on the corpus *train*
+  split (sim/README.md): backchannels are spoken ~6 dB below the caller's turns and 87 % of
+  them start within ~300 ms of an agent phrase end (interruptions: 36 %); a backchannel-like
+  burst must last 1 s to cancel, past the longest backchannels (p95 ~700 ms plus VAD
+  hangover); longer confirm times start to miss short soft interruptions.
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
   knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
@@ -128,15 +131,15 @@ class TurnConfig:
     """evidence only: a burst whose mean level is more than this many dB *below* the
     caller's running speech level is soft (how backchannels are spoken)."""
 
-    evidence_edge_ms: int = 300
+    evidence_edge_ms: int = 450
     """evidence only: a burst starting within this long of the agent's phrase end is
     backchannel-like unless raised (0 disables the cue)."""
 
-    evidence_edge_db: int = 3
+    evidence_edge_db: int = 6
     """evidence only: ...raised = its mean level at least this many dB above the caller's
     running speech level."""
 
-    evidence_soft_confirm_ms: int = 900
+    evidence_soft_confirm_ms: int = 1000
     """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
 
     evidence_min_snr_db: int = 6
