@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 # command words -> (module, one-line help). Add a line here for a new subcommand.
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("engine", "demo"): ("clutchcall.engine.demo", "run the turn engine on a scripted call and print its actions"),
-    ("bench", "engine"): ("clutchcall.engine.bench", "benchmark the turn engine (frames/s, us per frame)"),
+    ("engine", "demo"): ("clutchcall.tools.engine_demo", "run the turn engine on a scripted call and print its actions"),
+    ("bench", "engine"): ("clutchcall.tools.bench_engine", "benchmark the turn engine (frames/s, us per frame)"),
     ("trace", "show"): ("clutchcall.traces.cli_trace_show", "print a recorded trace's header, counts and rows"),
     ("corpus", "build"): ("clutchcall.traces.cli_corpus_build", "generate a deterministic labelled corpus (OUT_DIR --calls N --seed S)"),
     ("corpus", "stats"): ("clutchcall.traces.cli_corpus_stats", "print a corpus's counts by kind and channel, and durations"),
@@ -33,7 +33,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("call",): ("clutchcall.prod.caller.cli", "place a real call with a WAV over QUIC/MoQT or WebSocket/TLS; report mouth-to-ear turn latency"),
     ("bench", "pipeline"): ("clutchcall.prod.pipeline_bench", "benchmark N concurrent calls through the per-call pipeline and the embedded model"),
     ("model", "serve"): ("clutchcall.prod.model.cli", "run the embedded reference model (OpenAI Realtime protocol) on loopback"),
-    ("bench", "audio"): ("clutchcall.engine.audio.bench", "benchmark the audio paths (real-time factor, calls per core)"),
+    ("bench", "audio"): ("clutchcall.tools.bench_audio", "benchmark the audio paths (real-time factor, calls per core)"),
     ("bench", "netem"): ("clutchcall.netem.bench", "benchmark the WAN emulator against a veth baseline (RTT, packets/s, TCP, accuracy)"),
     ("netem",): ("clutchcall.netem.cli", "run a command in a namespace behind an emulated WAN link (delay, jitter, loss, rate)"),
     ("native", "echo"): ("clutchcall.native.echo_cmd", "run the shard-per-core QUIC echo service (io_uring/asyncio), optionally self-test it"),

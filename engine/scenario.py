@@ -4,37 +4,22 @@ Theory of operation: :func:`scripted_call` turns a seed into a list of engine in
 frames at 1x with VAD decisions, agent audio start/finish -- shaped like a phone conversation:
 caller turns of 0.8-4 s with mid-turn pauses, replies from the agent after each committed turn,
 backchannels ("mhm") and barge-ins over the agent. It is pure (no clock, no I/O); the demo,
-the benchmark and tests drive the engine with it. :func:`run_inputs` plays such a list through
-a :class:`TurnEngine` with the DESIGN drive loop and returns every output.
+the benchmark and tests drive the engine with it. The inputs are ordinary
+:class:`~clutchcall.engine.call.EngineInput` values; :func:`run_inputs` plays such a list
+through a :class:`TurnEngine` with the one drive loop and returns every output.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from clutchcall.engine.actions import Output
+from clutchcall.engine.call.driver import EngineDriver
+from clutchcall.engine.call.inputs import AGENT_FINISHED, AGENT_STARTED, EngineInput
 from clutchcall.engine.turn import TurnEngine
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameInput:
-    """A caller frame that ended at ``time`` (s)."""
-
-    time: float
-    speech: bool
-    duration_ms: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AgentInput:
-    """Agent audio ``started`` (True) or finished (False) at ``time`` (s)."""
-
-    time: float
-    started: bool
-
-
-ScriptInput = FrameInput | AgentInput
+ScriptInput = EngineInput
+"""A scripted input is an ordinary engine input (the one encoding, ``engine.call.inputs``)."""
 
 
 def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> list[ScriptInput]:
@@ -74,40 +59,39 @@ def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> l
                 speech[k] = True
         i += a_len + rng.randint(10, 40)
     events: list[ScriptInput] = []
-    starts = {s: e for s, e in agent}
+    starts = dict(agent)
     ends = {e for _, e in agent}
     for k in range(n_frames):
         t = round((k + 1) * step, 6)
-        events.append(FrameInput(time=t, speech=speech[k], duration_ms=frame_ms))
+        events.append(EngineInput.frame(t, speech=speech[k], duration_ms=frame_ms))
         if k + 1 in starts:
-            events.append(AgentInput(time=t, started=True))
+            events.append(EngineInput.started(t))
         if k + 1 in ends:
-            events.append(AgentInput(time=t, started=False))
+            events.append(EngineInput.finished(t))
     return events
 
 
 def run_inputs(engine: TurnEngine, inputs: list[ScriptInput]) -> list[Output]:
-    """Drive ``engine`` through ``inputs`` with the DESIGN drive loop; return all outputs.
+    """Drive ``engine`` through ``inputs`` with the drive loop (docs/architecture.md §2)
+    (:class:`~clutchcall.engine.call.EngineDriver`); return all outputs.
 
     Timers are honoured: before each input, a deadline at or before its time is fired with
-    ``handle_timer(deadline)``, as a shell's timer would have done.
+    ``handle_timer(deadline)``, as a shell's timer would have done. Agent audio started while
+    it plays, or finished while it does not, is skipped.
     """
+    driver = EngineDriver(engine)
     out: list[Output] = []
     agent_playing = False
     for inp in inputs:
-        deadline = engine.get_timer()
-        while deadline is not None and deadline <= inp.time:
-            engine.handle_timer(deadline)
-            out.extend(engine.drain())
-            deadline = engine.get_timer()
-        if isinstance(inp, FrameInput):
-            engine.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms)
-        elif inp.started:
+        out += driver.advance(inp.time)
+        kind = inp.kind
+        if kind == AGENT_STARTED:
+            if agent_playing:
+                continue
+            agent_playing = True
+        elif kind == AGENT_FINISHED:
             if not agent_playing:
-                engine.agent_audio_started(inp.time)
-                agent_playing = True
-        elif agent_playing:
-            engine.agent_audio_finished(inp.time)
+                continue
             agent_playing = False
-        out.extend(engine.drain())
+        out += driver.feed(inp)
     return out

@@ -37,7 +37,10 @@ class BatchDatagramTransport(asyncio.DatagramTransport):
         self._closing = False
         self._in_batch = False
 
-    def sendto(self, data: bytes | bytearray | memoryview, addr: Addr | None = None) -> None:
+    # Narrower than asyncio's DatagramTransport.sendto (which also allows a str address and
+    # any buffer): the native reactors send bytes-like payloads to (host, port) tuples only.
+    def sendto(  # type: ignore[override]
+            self, data: bytes | bytearray | memoryview, addr: Addr | None = None) -> None:
         if self._closing:
             return
         if addr is None:
@@ -115,6 +118,7 @@ def use_shard_cids_in_aioquic_server(shard: int, nshards: int) -> Callable[[], N
     """Make aioquic's ``QuicServer`` (in this process) create connections whose host CIDs
     encode ``shard`` of ``nshards``; return a function that undoes it."""
     import aioquic.asyncio.server as srv
+
     from clutchcall.native.shard import ShardQuicConnection, shard_cid
 
     shard_cid(shard, nshards)  # validate
@@ -124,6 +128,8 @@ def use_shard_cids_in_aioquic_server(shard: int, nshards: int) -> Callable[[], N
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(shard=shard, nshards=nshards, **kwargs)
 
+    # aioquic's server builds connections from this module global: swap in the shard-aware
+    # subclass (mypy forbids assigning to a class name); undo() restores it.
     srv.QuicConnection = _ShardConnection  # type: ignore[misc]
 
     def undo() -> None:

@@ -27,6 +27,7 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
 from clutchcall.native.udpio import Addr, Datagram, UdpIO
 
 ALPN = ["clutchcall-echo"]

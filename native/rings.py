@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 from clutchcall.native._rings import ffi, lib
@@ -114,7 +114,7 @@ class Consumer:
             ring._taken.add(idx)
         self._idx = idx
         self._cap = 0
-        self._bufs: tuple[object, object, object, object] | None = None
+        self._bufs: tuple[Any, Any, Any, Any] | None = None
 
     @property
     def seq(self) -> int:
@@ -131,7 +131,7 @@ class Consumer:
         """Return how many fragments this consumer delivered so far."""
         return int(self._c.drained_cnt)
 
-    def _buffers(self, max_n: int) -> tuple[object, object, object, object]:
+    def _buffers(self, max_n: int) -> tuple[Any, Any, Any, Any]:
         if self._bufs is None or self._cap < max_n:
             self._cap = max_n
             self._bufs = (ffi.new("uint8_t[]", max_n * self.ring.mtu),

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aioquic.quic.connection import QuicConnection, QuicConnectionId
+
 from clutchcall.engine.errors import ConfigError
 
 SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)

@@ -37,17 +37,17 @@ log = logging.getLogger("clutchcall.native")
 
 Addr = tuple[Any, ...]
 Datagram = tuple[bytes, Addr]
-OnBatch = Callable[[list[Datagram]], None]
+OnBatch = Callable[[list[Datagram]], object]
 
 FALLBACK_ERRNOS = (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP)
 ADDR_SZ = 28
 
 try:
-    from clutchcall.native import _uring
+    import clutchcall.native._uring as _uring
 
     URING_BUILT = True
 except ImportError:  # liburing was missing at build time
-    _uring = None  # type: ignore[assignment]
+    _uring = None
     URING_BUILT = False
 
 
@@ -135,7 +135,7 @@ class UringUdpIO:
         self._sa_cache: dict[Addr, tuple[bytes, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_batch: OnBatch | None = None
-        self._kicked = False
+        self._kicked: bool = False
         self.local_address = sock.getsockname()
 
     @property

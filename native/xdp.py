@@ -41,11 +41,11 @@ log = logging.getLogger("clutchcall.native")
 BPF_SRC = Path(__file__).with_name("bpf") / "xdp_udp_redirect.bpf.c"
 
 try:
-    from clutchcall.native import _xdp
+    import clutchcall.native._xdp as _xdp
 
     XDP_BUILT = True
 except ImportError:  # libxdp/libbpf missing at build time
-    _xdp = None  # type: ignore[assignment]
+    _xdp = None
     XDP_BUILT = False
 
 
@@ -249,6 +249,7 @@ async def _serve(args: argparse.Namespace) -> dict[str, Any]:
     from clutchcall.native.quic_echo import QuicEchoServer, make_certificate, server_configuration
 
     io = XdpUdpIO(args.iface, args.ip, args.port)
+    # XdpUdpIO has the UdpIO interface QuicEchoServer uses, without being its subclass
     server = QuicEchoServer(io, server_configuration(*make_certificate()))  # type: ignore[arg-type]
     await server.start()
     print("READY", flush=True)

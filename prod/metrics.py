@@ -21,13 +21,6 @@ import json
 import logging
 from typing import Any
 
-from clutchcall.engine.actions import (
-    BackchannelFiltered,
-    BargeArmed,
-    BargeConfirmed,
-    BargeDismissed,
-    Output,
-)
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -35,6 +28,14 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+)
+
+from clutchcall.engine.actions import (
+    BackchannelFiltered,
+    BargeArmed,
+    BargeConfirmed,
+    BargeDismissed,
+    Output,
 )
 
 TURN_LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
@@ -55,7 +56,7 @@ current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 class EdgeMetrics:
     """All metrics of one edge instance, in its own registry.
 
-    Attributes are the prometheus-client metric objects; names follow DESIGN §3.
+    Attributes are the prometheus-client metric objects; names follow docs/architecture.md §6.
     """
 
     def __init__(self, namespace: str = "clutchcall") -> None:

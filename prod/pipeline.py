@@ -1,41 +1,38 @@
-"""The per-call pipeline: caller audio -> VAD -> turn engine -> model leg; model audio -> caller.
+"""The per-call pipeline: the asyncio shell around the sans-IO call core.
 
 Theory of operation
 -------------------
-One :class:`CallPipeline` per call, all on the edge's asyncio loop. Its input is a stream of
-:class:`CallerFrame` (caller-codec payloads, normally one ``frame_ms`` frame each, in sequence
-order) pushed with :meth:`CallPipeline.feed` or pulled by :meth:`CallPipeline.run` from an async
-iterator; its output is a :class:`Downlink` (send one agent frame, clear the playout, send a
-control event). A caller leg plugs in with a thin adapter (see :class:`CallSessionDownlink`).
+One :class:`CallPipeline` per call, all on the edge's asyncio loop. Everything that decides
+*when* -- the media clock and frame hold, the engine, the downlink playout at 1x, agent audio
+started / finished, clear-playout, the turn latencies -- is the
+:class:`~clutchcall.engine.call.CallCore` (``engine/call/``), which the simulator runs too.
+This shell keeps what is I/O: the caller leg (decode, VAD framing, concealment with the
+codec's PLC), the model leg (append / prime / commit / cancel over its socket), one sender
+task that writes the core's downlink decisions to the caller in order, metrics and logs.
 
-Uplink, per payload: the transcoder decodes it to PCM at the caller rate, the VAD framer cuts
-``frame_ms`` frames and judges each, and each frame goes into the :class:`TurnEngine` with
-``now`` = when it was due at the edge: its media time (``CallerFrame.ts``) plus the smallest
-transit seen (or its arrival when it has no media time). That is the engine's clock, the
-*media clock*; it runs behind the loop clock by the current lag (the latest frame's arrival
-minus its due time), and the timer, agent start/finish and holds are all placed on it
-(``loop.time() - lag``), so arrival jitter never reorders caller frames against the agent's
-audio or the deadlines. Frames are laid end to end (never overlapping, never back in time);
-one that would end in that clock's future is held until then. Then the one drive loop of DESIGN §2: drain the engine, perform
-each output (``Append`` -> the frame's 24 kHz audio to the model leg, ``Prime`` / ``Commit`` /
-``BackchannelFiltered`` / ``Cancel`` -> the model leg; every output -> metrics), and re-arm the
-single ``loop.call_at`` timer whose callback runs ``handle_timer(max(deadline, loop.time()))``.
+Its input is a stream of :class:`CallerFrame` (caller-codec payloads, normally one
+``frame_ms`` frame each, in sequence order) pushed with :meth:`CallPipeline.feed` or pulled
+by :meth:`CallPipeline.run` from an async iterator; its output is a :class:`Downlink` (send
+one agent frame, clear the playout, send a control event). A caller leg plugs in with a thin
+adapter (see :class:`CallSessionDownlink`).
 
-Downlink: model audio chunks are transcoded to caller frames and queued; one pacer task sends
-them at 1x (frame k of a run at ``start + k * frame_ms``; a late wake-up catches up on that
-schedule, only a queue that ran dry restarts it). The engine hears
-``agent_audio_started`` when the first frame of a run is actually sent and
-``agent_audio_finished`` when the last one has finished playing (the model said the response
-is done and the queue is empty) or the playout was cleared. On ``Cancel`` the queue is dropped
-and the caller's playout cleared at once, and the model leg is told to cancel and to truncate
-the playing item at the audio actually sent to the caller.
+The drive loop (docs/architecture.md §2, as in the simulator): every input goes to the core with
+``now = loop.time()`` (a payload's decoded VAD frames, a model audio chunk, a response done),
+then :meth:`CallPipeline._drive` performs everything :meth:`CallCore.transmit` returns
+(``UplinkAudio`` -> batched, resampled, appended to the model leg; ``Prime`` / ``Commit`` /
+``BackchannelFiltered`` -> the model leg; ``PlayoutCleared`` after ``Cancel`` -> the model
+leg cancels and truncates the playing item at the audio actually sent, the caller's playout is
+cleared; ``AgentFrame`` -> the sender; every engine output -> metrics) and re-arms the single
+``loop.call_at`` timer at :meth:`CallCore.get_timer`, whose callback runs
+``handle_timer(max(deadline, loop.time()))``. Engine inputs are recorded by the recorder
+passed in (``recorder=``, e.g. a trace recorder) and, with ``record_outputs``, in memory
+(:attr:`CallPipeline.inputs` / :attr:`CallPipeline.outputs`).
 
-Latencies, per committed turn (:class:`TurnRecord`): *turn latency* = first agent frame sent
-- when the turn's last speech frame was due at the edge (both on the loop clock);
-*edge-added* = turn latency - the configured end-of-turn silence - the model's own time to
-first audio as measured at the model leg (``response.create`` written -> first delta read).
-So a late timer, a held frame, queues, transcoding and pacing all count as edge-added. The model leg failing ends the call's pipeline cleanly with an
-``error`` control event to the caller; it never raises into the caller leg.
+Latencies are the core's :class:`~clutchcall.engine.call.TurnRecord` (definitions in
+``engine/call/latency.py``). The model leg failing ends the call's pipeline cleanly with an
+``error`` control event to the caller; it never raises into the caller leg. A caller that
+breaks the core's bounds (frames far ahead of real time, endless concealment) is counted and
+flagged in ``pipeline.core.violation``; ending such calls is the edge's decision.
 """
 
 from __future__ import annotations
@@ -43,17 +40,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from clutchcall.engine import (
     Append,
     BackchannelFiltered,
-    Cancel,
     Commit,
     ConfigError,
     Output,
@@ -63,6 +59,22 @@ from clutchcall.engine import (
     TurnEngine,
 )
 from clutchcall.engine.audio import AudioError, Codec, Transcoder, VadFramer
+from clutchcall.engine.call import (
+    AgentFrame,
+    CallCore,
+    EngineInput,
+    HoldConfig,
+    MemoryRecorder,
+    PlayoutCleared,
+    PlayoutConfig,
+    Recorder,
+    ReplyWithoutAudio,
+    TeeRecorder,
+    TurnMeasured,
+    TurnRecord,
+    UplinkAudio,
+)
+from clutchcall.engine.call.core import Event
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
@@ -124,6 +136,13 @@ class PipelineConfig:
     drain_timeout_s: float = 10.0
     """After the caller's last frame, :meth:`CallPipeline.run` waits at most this long for the
     agent's reply to finish playing."""
+    max_ahead_ms: int = 1000
+    """At most this much caller audio may wait ahead of the media clock (a sender faster than
+    real time); beyond it frames are dropped and the core flags ``hold_overflow``."""
+    max_conceal_per_gap: int = 50
+    """At most this many frames are concealed for one sequence gap."""
+    max_conceal_per_s: int = 50
+    """Concealment budget per second (a bucket this deep); refusals flag ``conceal_rate``."""
 
     def __post_init__(self) -> None:
         codec = Codec.parse(self.caller_codec)  # raises ConfigError
@@ -137,44 +156,11 @@ class PipelineConfig:
                               "drain_timeout_s >= 0")
 
 
-@dataclass(slots=True)
-class TurnRecord:
-    """One committed turn and its latencies (ms, None until measured). Times are loop-clock
-    seconds: ``last_speech_at`` when the turn's last speech frame was due (its nominal
-    arrival: media time + the smallest transit seen), ``commit_at`` the
-    engine's Commit time, ``performed_at`` when the commit was handed to the model leg,
-    ``first_audio_at`` when the first agent frame was sent to the caller."""
-
-    turn: int
-    last_speech_at: float
-    commit_at: float
-    performed_at: float
-    first_audio_at: float | None = None
-    turn_latency_ms: float | None = None
-    eot_silence_ms: float | None = None
-    model_ttfa_ms: float | None = None
-    edge_added_ms: float | None = None
-    response_id: str | None = None
-    commit_delay_ms: float | None = None
-    """Edge-added part 1: the end-of-turn deadline -> Commit handed to the model leg (timer
-    lateness, held frames)."""
-    request_delay_ms: float | None = None
-    """Part 2: Commit handed over -> ``response.create`` written to the socket (queue)."""
-    downlink_delay_ms: float | None = None
-    """Part 3: first audio delta read -> first agent frame sent (transcode, pacer)."""
-    uplink_hold_ms: float | None = None
-    """How long the last speech frame waited between its nominal arrival and the engine's
-    clock (it was laid end to end after a late frame or a timer); part of edge-added."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the record as a JSON-able dict."""
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
-
-
 # --------------------------------------------------------------------------- the pipeline
 class CallPipeline:
-    """One call's pipeline. ``await start()``, then ``feed(frame)`` per uplink payload (or
-    ``await run(frames)``), then ``await close()``. See the module docstring."""
+    """One call's asyncio shell around a :class:`~clutchcall.engine.call.CallCore`.
+    ``await start()``, then ``feed(frame)`` per uplink payload (or ``await run(frames)``),
+    then ``await close()``. See the module docstring."""
 
     def __init__(
         self,
@@ -187,17 +173,15 @@ class CallPipeline:
         model_url: str | None = None,
         metrics: EdgeMetrics | None = None,
         record_outputs: bool = True,
+        recorder: Recorder | None = None,
     ) -> None:
         self.call_id = call_id
         self.downlink = downlink
         self.turn_config = turn_config or TurnConfig()
-        self.config = config or PipelineConfig()
+        self.config = cfg = config or PipelineConfig()
         self.metrics = metrics or EdgeMetrics()
         self.log = call_logger(log, call_id)
-        self.engine = TurnEngine(self.turn_config)
         self.frame_ms = self.turn_config.frame_ms
-        self._frame_s = self.frame_ms / 1000
-        cfg = self.config
         self.transcoder = Transcoder(cfg.caller_codec, cfg.caller_rate, MODEL_RATE,
                                      frame_ms=cfg.caller_frame_ms, quality=cfg.resample_quality)
         # the VAD judges what the caller leg decoded (before any resampling delay)
@@ -207,57 +191,53 @@ class CallPipeline:
             model_config or ModelLegConfig(), url=model_url, on_audio=self._on_model_audio,
             on_response_done=self._on_response_done, on_error=self._on_model_error,
             on_closed=self._on_model_closed, metrics=self.metrics, logger=self.log)
-        self.outputs: list[Output] | None = [] if record_outputs else None
-        self.inputs: list[tuple[Any, ...]] | None = [] if record_outputs else None
-        """Engine inputs in order, for traces: ``("frame", now, speech, duration_ms, seq)``,
-        ``("timer", now)``, ``("agent_started", now)``, ``("agent_finished", now)``."""
-        self.turns: list[TurnRecord] = []
+        memory = MemoryRecorder() if record_outputs else None
+        self.outputs: list[Output] | None = None if memory is None else memory.outs
+        """Every engine output in order (with ``record_outputs``)."""
+        self.inputs: list[EngineInput] | None = None if memory is None else memory.inputs
+        """Every engine input in order (with ``record_outputs``), for replay."""
+        recorders = [r for r in (memory, recorder) if r is not None]
+        rec: Recorder | None = (None if not recorders else recorders[0] if len(recorders) == 1
+                                else TeeRecorder(*recorders))
+        self.core: CallCore[np.ndarray, bytes] = CallCore(
+            self.turn_config, recorder=rec,
+            hold=HoldConfig(frame_ms=self.frame_ms, late_after_ms=cfg.late_after_ms,
+                            max_ahead_ms=cfg.max_ahead_ms,
+                            max_conceal_per_gap=cfg.max_conceal_per_gap,
+                            max_conceal_per_s=cfg.max_conceal_per_s),
+            playout=PlayoutConfig(frame_ms=cfg.caller_frame_ms,
+                                  underrun_finish_ms=cfg.underrun_finish_ms))
         self.failed: str | None = None
         self.loop = asyncio.get_running_loop()
-        # engine clock
-        self._now = 0.0
-        self._last_frame_end = -1.0
-        self._seq = itertools.count()
-        self._last_seq = -1
-        self._transit: float | None = None  # smallest arrival - media end seen (s)
-        self._lag = 0.0  # arrival - nominal end of the latest frame (s)
-        self._uplink: dict[int, np.ndarray] = {}  # caller-rate frames awaiting their Append
         self._up_batch: list[np.ndarray] = []  # appended, not yet resampled for the model
         self._up_batch_samples = 0
         self._up_batch_max = self.vad_rate * self.model.config.append_batch_ms // 1000
-        self._held: collections.deque[tuple[float, np.ndarray, bool]] = collections.deque()
-        self._pump_handle: asyncio.TimerHandle | None = None
-        self._speech_arrival = (0.0, 0.0)  # (engine end, nominal arrival) of the last speech frame
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        # downlink
-        self._queue: collections.deque[tuple[str, str, bytes]] = collections.deque()
-        self._filled_at = 0.0  # loop time the queue last went from empty to non-empty
+        # downlink: what the core decided to send, in order, sent by one task
+        self._ops: collections.deque[tuple[str, Any]] = collections.deque()
         self._wake = asyncio.Event()
-        self._clear_pending = False
-        self._controls: collections.deque[dict[str, Any]] = collections.deque()
-        self._playing_item: str | None = None
-        self._playing_response: str | None = None
-        self._playing = False
-        self._sent_ms: dict[str, int] = {}
-        self._done_responses: set[str] = set()
-        self._dropped: set[str] = set()  # cancelled responses
-        self._ttfa: dict[str, float | None] = {}
-        self._first_rx: dict[str, float] = {}
-        self._pending_turn: TurnRecord | None = None
-        self._pacer: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._closed = False
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.agent_frames_sent = 0
+
+    @property
+    def engine(self) -> TurnEngine:
+        """The call's turn engine (owned by the core)."""
+        return self.core.engine
+
+    @property
+    def turns(self) -> list[TurnRecord]:
+        """The committed turns measured so far."""
+        return self.core.turns
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect the model leg and start the pacer. Raises RemoteProtocolError if the
+        """Connect the model leg and start the sender. Raises RemoteProtocolError if the
         model cannot be reached (the caller is told with an ``error`` control event)."""
         current_call_id.set(self.call_id)
         self.metrics.calls_active.inc()
-        self._pacer = asyncio.create_task(self._pace())
+        self._sender = asyncio.create_task(self._send_loop())
         try:
             await self.model.connect()
         except RemoteProtocolError as exc:
@@ -295,33 +275,29 @@ class CallPipeline:
         """Return once no reply is pending or playing (or after ``timeout`` seconds)."""
         end = self.loop.time() + timeout
         while self.loop.time() < end and not self.failed:
-            pending = self._pending_turn is not None and self._pending_turn.first_audio_at is None
-            if (not pending and not self._playing and not self._queue and not self._held
-                    and self.engine.get_timer() is None):
+            if self.core.idle() and not self._ops:
                 return
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
-        """Stop timers and the pacer, close the model leg. Idempotent."""
+        """Stop the timer and the sender, close the model leg. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self.core.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pump_handle is not None:
-            self._pump_handle.cancel()
-            self._pump_handle = None
         if not self.failed:
             self._flush_uplink()
         await self.model.close()
-        if self._pacer is not None:
+        if self._sender is not None:
             self._wake.set()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._pacer), 1.0)
-            self._pacer.cancel()
+                await asyncio.wait_for(asyncio.shield(self._sender), 1.0)
+            self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pacer
+                await self._sender
         self.metrics.calls_active.dec()
 
     # -- uplink --------------------------------------------------------------------------
@@ -329,139 +305,121 @@ class CallPipeline:
         """Process one uplink payload now; return True if it was good. A malformed payload
         (the transcoder raised ``AudioError``) is counted as lost and concealed like one, and
         False is returned; so are losses (sequence gaps). A sequence number that goes back
-        raises RemoteProtocolError (nothing is processed)."""
+        raises RemoteProtocolError (nothing is processed). Concealment is bounded by the
+        core (``max_conceal_per_gap`` / ``max_conceal_per_s``)."""
         if self._closed or self.failed:
             return True
         arrival = self.loop.time()
-        seq = frame.seq
-        if seq is not None and self._last_seq >= 0 and seq <= self._last_seq:
-            raise RemoteProtocolError(f"caller frame seq {seq} after {self._last_seq}")
+        core = self.core
+        lost = core.caller_seq(frame.seq)
         parts: list[np.ndarray] = []
-        if seq is not None and self._last_seq >= 0 and seq > self._last_seq + 1:
+        if lost:
             # a gap: conceal the lost frames (Opus: PLC, before the next packet is decoded) so
             # the engine and the model keep a continuous 1x timeline
-            lost = seq - self._last_seq - 1
             self.metrics.frames_lost.inc(lost)
-            parts = [self.transcoder.conceal_caller() for _ in range(min(lost, 50))]
+            parts = [self.transcoder.conceal_caller()
+                     for _ in range(core.admit_conceal(arrival, lost))]
         good = True
-        try:
+        pcm: np.ndarray | None
+        if frame.concealed:
             # a frame the caller leg concealed is concealed here (Opus: PLC from the decoder's
             # state) rather than decoded from the caller leg's placeholder payload
-            pcm = (self.transcoder.conceal_caller() if frame.concealed
-                   else self.transcoder.decode_caller(frame.payload))
-        except AudioError as exc:
-            good = False
-            self.log.warning("bad caller frame concealed: %s", exc)
-            pcm = self.transcoder.conceal_caller()
+            pcm = self.transcoder.conceal_caller() if core.admit_conceal(arrival, 1) else None
+        else:
+            try:
+                pcm = self.transcoder.decode_caller(frame.payload)
+            except AudioError as exc:
+                good = False
+                self.log.warning("bad caller frame concealed: %s", exc)
+                pcm = self.transcoder.conceal_caller() if core.admit_conceal(arrival, 1) else None
         if frame.concealed or not good:
             self.metrics.frames_lost.inc()
-        if seq is not None:
-            self._last_seq = seq
-        if parts:
-            pcm = np.concatenate([*parts, pcm])
-        frames = self.vad.push(pcm)
-        k = len(frames)
-        # where each frame ends: from the sender's media time when the frame carries one
-        # (mapped onto the loop clock by the smallest transit seen, so arrival jitter does not
-        # move the engine's clock), else from its arrival
-        if frame.ts is not None:
-            ts_end = frame.ts + len(pcm) / self.vad_rate - sum(len(p) for p in parts) / self.vad_rate
-            transit = arrival - ts_end
-            # the floor creeps up 1 ms/s so a sender clock slower than ours is followed
-            floor = None if self._transit is None else self._transit + 0.001 * len(pcm) / self.vad_rate
-            if floor is None or transit < floor:
-                self._transit = transit
-            else:
-                self._transit = floor
-                if transit - floor > self.config.late_after_ms / 1000:
-                    self.metrics.frames_late.inc()
-            last_end = ts_end + self._transit - self.vad.splitter.pending / self.vad_rate
-        else:
-            last_end = arrival
-        # how far the media clock (where frames are placed) runs behind the loop clock now
-        self._lag = max(0.0, arrival - last_end)
-        for i, (f, speech) in enumerate(frames):
-            self._held.append((min(arrival, last_end - (k - 1 - i) * self._frame_s), f, speech))
-        self._pump()
+        own = 0 if pcm is None else len(pcm)
+        chunks = parts if pcm is None else [*parts, pcm]
+        if chunks:
+            whole = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            rate = self.vad_rate
+            media_end = None
+            if frame.ts is not None:
+                media_end = frame.ts + (own / rate if pcm is not None
+                                        else self.config.caller_frame_ms / 1000)
+            late = core.stats.late
+            core.caller_audio(arrival, self.vad.push(whole), media_end=media_end,
+                              duration_s=len(whole) / rate,
+                              pending_s=self.vad.splitter.pending / rate)
+            if core.stats.late > late:
+                self.metrics.frames_late.inc(core.stats.late - late)
+        self._drive()
         return good
-
-    def _pump(self) -> None:
-        """Feed held frames to the engine. A frame's ``now`` is its due time, laid end to end
-        after the previous frame; a frame that would end in the engine clock's future is held
-        until then, so the engine never runs ahead of real time and no deadline fires early.
-        Silence frames take such a lag out again (see below), so one late frame does not delay
-        every later one."""
-        if self._pump_handle is not None:
-            self._pump_handle.cancel()
-            self._pump_handle = None
-        while self._held and not self._closed:
-            nominal, f, speech = self._held[0]
-            dur_ms = self.frame_ms
-            end = max(nominal, self._last_frame_end + self._frame_s, self._now)
-            if end > nominal + 0.0002 and not speech and dur_ms > 10:
-                # re-sync: behind the arrivals after a late frame, a silence frame is given to
-                # the engine as 10 ms long (silence is measured in time, not in frames), which
-                # takes the lag out instead of carrying it into every later frame
-                dur_ms = 10
-                end = max(nominal, self._last_frame_end + 0.010, self._now)
-            wait = end - self._clock()
-            if wait > 0.0002:
-                self._pump_handle = self.loop.call_at(end + self._lag, self._pump)
-                return
-            self._held.popleft()
-            self._now = self._last_frame_end = end
-            if speech:
-                self._speech_arrival = (end, nominal)
-            n = next(self._seq)
-            self._uplink[n] = f
-            if self.inputs is not None:
-                self.inputs.append(("frame", end, speech, dur_ms, n))
-            self.engine.caller_frame(end, speech=speech, duration_ms=dur_ms, seq=n)
-            self._drive()
 
     # -- the drive loop ------------------------------------------------------------------
     def _drive(self) -> None:
-        while True:
-            outs = self.engine.drain()
-            if not outs:
-                break
-            for out in outs:
-                self._perform(out)
-        self._rearm()
+        """Perform everything the core decided, then re-arm the one timer."""
+        for ev in self.core.transmit():
+            self._perform(ev)
+        deadline = self.core.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None and not self._closed:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
 
-    def _perform(self, out: Output) -> None:
-        if self.outputs is not None:
-            self.outputs.append(out)
-        self.metrics.observe_output(out)
-        if isinstance(out, Append):
-            f = self._uplink.pop(out.seq, None)
-            if f is not None and not self.failed:
+    def _on_timer(self) -> None:
+        deadline = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        if deadline is None or self._closed:
+            return
+        self.core.handle_timer(max(deadline, self.loop.time()))
+        self._drive()
+
+    def _perform(self, ev: Event) -> None:
+        if isinstance(ev, UplinkAudio):
+            if not self.failed:
                 # resampled and handed to the model leg in batches of its append size (one
                 # soxr call per batch, not per frame); every other action flushes first
+                f: np.ndarray = ev.payload
                 self._up_batch.append(f)
                 self._up_batch_samples += f.shape[0]
                 if self._up_batch_samples >= self._up_batch_max:
                     self._flush_uplink()
-            return
-        if out.is_action or isinstance(out, BackchannelFiltered):
-            self._flush_uplink()
-        if isinstance(out, Prime):
-            self.model.prime()
-        elif isinstance(out, Commit):
-            self.model.commit()
-            end, nominal = self._speech_arrival
-            # turn latency starts when the last speech frame was due at the edge (its nominal
-            # arrival, loop clock); if it was held before the engine saw it, that hold is time
-            # spent inside the edge and counts as edge-added.
-            last = nominal if end == out.last_speech_at else out.last_speech_at
-            self._pending_turn = TurnRecord(out.turn, last, out.time, self.loop.time(),
-                                            eot_silence_ms=float(self.turn_config.end_of_turn_silence_ms),
-                                            uplink_hold_ms=(out.last_speech_at - last) * 1000)
-            self._control({"type": "commit", "turn": out.turn})
-        elif isinstance(out, BackchannelFiltered):
-            self.model.backchannel_filtered()
-        elif isinstance(out, Cancel):
-            self._cancel(out)
+        elif isinstance(ev, AgentFrame):
+            self.agent_frames_sent += 1
+            self._send("audio", ev.payload)
+        elif isinstance(ev, Output):
+            self.metrics.observe_output(ev)
+            if isinstance(ev, Append):
+                return
+            if ev.is_action or isinstance(ev, BackchannelFiltered):
+                self._flush_uplink()
+            if isinstance(ev, Prime):
+                self.model.prime()
+            elif isinstance(ev, Commit):
+                self.model.commit()
+                self._send("control", {"type": "commit", "turn": ev.turn})
+            elif isinstance(ev, BackchannelFiltered):
+                self.model.backchannel_filtered()
+        elif isinstance(ev, PlayoutCleared):
+            self.transcoder.downlink_reset()
+            end = self.model.cancel(ev.agent_played_ms, item_id=ev.item_id, sent_ms=ev.sent_ms)
+            self.log.info("barge-in: cancel, truncate %s at %s ms", ev.item_id, end)
+            self._send("clear", None)
+            self._send("control", {"type": "cancel", "agent_played_ms": ev.agent_played_ms,
+                                   "audio_end_ms": end})
+        elif isinstance(ev, TurnMeasured):
+            turn = ev.record
+            assert turn.turn_latency_ms is not None
+            self.metrics.observe_turn(turn.turn_latency_ms / 1000,
+                                      None if turn.edge_added_ms is None else turn.edge_added_ms / 1000)
+            self.log.info("turn %d: latency %.1f ms, edge-added %s ms", turn.turn,
+                          turn.turn_latency_ms,
+                          None if turn.edge_added_ms is None else round(turn.edge_added_ms, 2))
+        elif isinstance(ev, ReplyWithoutAudio):
+            # the reply ended (or was refused) without audio: the engine stopped waiting for it
+            self.log.warning("model reply %r ended without audio (%s)", ev.response_id, ev.status)
 
     def _flush_uplink(self) -> None:
         if self._up_batch:
@@ -472,204 +430,53 @@ class CallPipeline:
             if model_pcm:
                 self.model.append(model_pcm)
 
-    def _rearm(self) -> None:
-        deadline = self.engine.get_timer()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None and not self._closed:
-            self._timer = self.loop.call_at(deadline + self._lag, self._on_timer)
-
-    def _on_timer(self) -> None:
-        deadline = self._timer_at
-        self._timer = None
-        self._timer_at = None
-        if deadline is None or self._closed:
-            return
-        self._now = max(deadline, self._clock(), self._now)
-        if self.inputs is not None:
-            self.inputs.append(("timer", self._now))
-        self.engine.handle_timer(self._now)
-        self._drive()
-
-    def _agent_finished(self) -> None:
-        now = self._tick()
-        if self.inputs is not None:
-            self.inputs.append(("agent_finished", now))
-        self.engine.agent_audio_finished(now)
-
-    def _clock(self) -> float:
-        """The engine's clock: the loop clock minus the current media lag (see feed)."""
-        return self.loop.time() - self._lag
-
-    def _tick(self) -> float:
-        self._now = max(self._clock(), self._now)
-        return self._now
-
     # -- downlink ------------------------------------------------------------------------
-    def _control(self, event: dict[str, Any]) -> None:
-        self._controls.append(event)
+    def _send(self, kind: str, arg: Any) -> None:
+        self._ops.append((kind, arg))
         self._wake.set()
 
     def _on_model_audio(self, chunk: AudioChunk) -> None:
-        if chunk.response_id in self._dropped or self._closed:
+        if self._closed or self.core.playout.is_dropped(chunk.response_id):
             return
-        if chunk.first:
-            self._ttfa[chunk.response_id] = chunk.model_ttfa_s
-            self._first_rx[chunk.response_id] = chunk.received_at
-        if not self._queue:
-            self._filled_at = self.loop.time()
-        for payload in self.transcoder.downlink(chunk.pcm):
-            self._queue.append((chunk.response_id, chunk.item_id, payload))
-        self._wake.set()
+        self.core.agent_audio(self.loop.time(), chunk.response_id, chunk.item_id,
+                              self.transcoder.downlink(chunk.pcm), first=chunk.first,
+                              model_ttfa_s=chunk.model_ttfa_s, received_at=chunk.received_at)
+        self._drive()
 
     def _on_response_done(self, response_id: str, status: str) -> None:
-        if response_id not in self._ttfa and response_id not in self._dropped and not self._playing:
-            # the reply ended (or was refused) without audio: the engine stops waiting for it
-            self.log.warning("model reply %r ended without audio (%s)", response_id, status)
-            self._pending_turn = None
-            self._agent_finished()
-            self._drive()
+        if self._closed:
             return
-        self._done_responses.add(response_id)
-        if response_id not in self._dropped:
+        core = self.core
+        now = self.loop.time()
+        if not core.playout.is_dropped(response_id) and (core.playout.has_audio(response_id)
+                                                          or core.playout.playing):
             tail = self.transcoder.downlink_flush()
-            item = self._queue[-1][1] if self._queue else (self._playing_item or "")
-            if tail and not self._queue:
-                self._filled_at = self.loop.time()
-            for payload in tail:
-                self._queue.append((response_id, item, payload))
-        if len(self._done_responses) > 256:
-            self._done_responses = set(list(self._done_responses)[-64:])
-        self._wake.set()
+            if tail:
+                core.agent_audio(now, response_id, None, tail)
+        core.response_done(now, response_id, status)
+        self._drive()
 
-    def _cancel(self, out: Cancel) -> None:
-        item = self._playing_item
-        sent = self._sent_ms.get(item, 0) if item else None
-        for rid, _, _ in self._queue:
-            self._dropped.add(rid)
-        if self._playing_response:
-            self._dropped.add(self._playing_response)
-        self._queue.clear()
-        self.transcoder.downlink_reset()
-        self._clear_pending = True
-        end = self.model.cancel(out.agent_played_ms, item_id=item, sent_ms=sent)
-        self.log.info("barge-in: cancel, truncate %s at %s ms", item, end)
-        self._control({"type": "cancel", "agent_played_ms": out.agent_played_ms, "audio_end_ms": end})
-        if self._playing:
-            self._playing = False
-            self._playing_item = self._playing_response = None
-            self._agent_finished()
-        self._wake.set()
-
-    async def _pace(self) -> None:
-        """The pacer: the only sender to the caller; sends queued frames at 1x."""
-        next_at = 0.0
+    async def _send_loop(self) -> None:
+        """The only sender to the caller: performs the core's downlink decisions in order."""
+        ops = self._ops
         try:
             while True:
+                while ops:
+                    kind, arg = ops.popleft()
+                    if kind == "control":
+                        await self.downlink.send_control(arg)
+                    elif self._closed:
+                        continue  # after close only control events still go out
+                    elif kind == "audio":
+                        await self.downlink.send_agent_audio(arg)
+                    else:
+                        await self.downlink.clear_playout()
                 if self._closed:
-                    while self._controls:
-                        await self.downlink.send_control(self._controls.popleft())
                     return
-                if self._clear_pending:
-                    self._clear_pending = False
-                    await self.downlink.clear_playout()
-                while self._controls:
-                    await self.downlink.send_control(self._controls.popleft())
-                now = self.loop.time()
-                if self._queue and not self._clear_pending:
-                    if now < next_at - 0.0005:
-                        await self._sleep_or_wake(next_at - now)
-                        continue
-                    rid, item, payload = self._queue.popleft()
-                    if rid in self._dropped:
-                        continue
-                    self._start_playing(rid, item)
-                    self._sent_ms[item] = self._sent_ms.get(item, 0) + self.frame_ms
-                    self.agent_frames_sent += 1
-                    await self.downlink.send_agent_audio(payload)
-                    # frames of one run go out at start + k * frame_ms. A wake-up that comes
-                    # late while the frame was already queued (the loop was busy) keeps that
-                    # schedule and catches up, so the audio sent stays at 1x with the engine's
-                    # agent clock (agent_played_ms); only a starve (the queue was empty when
-                    # the frame was due) restarts the schedule from now.
-                    on_time = now - next_at < self._frame_s or self._filled_at <= next_at
-                    base = next_at if next_at and on_time else now
-                    next_at = base + self._frame_s
-                    continue
-                if self._playing:
-                    play_end = next_at
-                    done = self._playing_response in self._done_responses
-                    grace = self.config.underrun_finish_ms / 1000
-                    if done and now >= play_end - 0.0005 or now >= play_end + grace:
-                        self._playing = False
-                        self._playing_item = self._playing_response = None
-                        self._agent_finished()
-                        self._drive()
-                        next_at = 0.0
-                        continue
-                    wait = (play_end - now) if done else (play_end + grace - now)
-                    await self._sleep_or_wake(max(wait, 0.001))
-                    continue
-                next_at = 0.0
-                await self._sleep_or_wake(None)
+                self._wake.clear()
+                await self._wake.wait()
         except (ConnectionError, RemoteProtocolError) as exc:
             self._fail(f"downlink failed: {exc}")
-
-    async def _sleep_or_wake(self, timeout: float | None) -> None:
-        self._wake.clear()
-        if self._queue and timeout is None:
-            return
-        # a timer handle that sets the event: cheaper than wait_for's task per wake-up
-        handle = None if timeout is None else self.loop.call_later(timeout, self._wake.set)
-        try:
-            await self._wake.wait()
-        finally:
-            if handle is not None:
-                handle.cancel()
-
-    def _start_playing(self, rid: str, item: str) -> None:
-        now = self.loop.time()
-        if self._playing and self._playing_response == rid:
-            return
-        if len(self._sent_ms) > 64 or len(self._ttfa) > 64 or len(self._dropped) > 64:
-            self._sent_ms = {k: v for k, v in self._sent_ms.items() if k == item}
-            self._ttfa = {k: v for k, v in self._ttfa.items() if k == rid}
-            self._first_rx = {k: v for k, v in self._first_rx.items() if k == rid}
-            self._dropped = {r for r, _, _ in self._queue if r in self._dropped}
-        if self._playing:  # a new response while the previous still plays: one continuous run
-            self._playing_response, self._playing_item = rid, item
-        else:
-            self._playing = True
-            self._playing_response, self._playing_item = rid, item
-            now_e = self._tick()
-            if self.inputs is not None:
-                self.inputs.append(("agent_started", now_e))
-            self.engine.agent_audio_started(now_e)
-            self._drive()
-        turn = self._pending_turn
-        if turn is not None and turn.first_audio_at is None:
-            turn.first_audio_at = now
-            turn.response_id = rid
-            turn.turn_latency_ms = (now - turn.last_speech_at) * 1000
-            ttfa = self._ttfa.get(rid)
-            if ttfa is not None and turn.eot_silence_ms is not None:
-                turn.model_ttfa_ms = ttfa * 1000
-                turn.edge_added_ms = turn.turn_latency_ms - turn.eot_silence_ms - turn.model_ttfa_ms
-                rx = self._first_rx.get(rid)
-                turn.commit_delay_ms = (turn.performed_at - turn.last_speech_at) * 1000 - turn.eot_silence_ms
-                if rx is not None:
-                    turn.downlink_delay_ms = (now - rx) * 1000
-                    turn.request_delay_ms = (rx - ttfa - turn.performed_at) * 1000
-            self.metrics.observe_turn(turn.turn_latency_ms / 1000,
-                                      None if turn.edge_added_ms is None else turn.edge_added_ms / 1000)
-            self.turns.append(turn)
-            self._pending_turn = None
-            self.log.info("turn %d: latency %.1f ms, edge-added %s ms", turn.turn, turn.turn_latency_ms,
-                          None if turn.edge_added_ms is None else round(turn.edge_added_ms, 2))
 
     # -- failures ------------------------------------------------------------------------
     def _on_model_error(self, exc: RemoteProtocolError) -> None:
@@ -685,8 +492,7 @@ class CallPipeline:
             return
         self.failed = reason
         self.log.error("call failed: %s", reason)
-        self._control({"type": "error", "code": code, "message": reason})
-
+        self._send("control", {"type": "error", "code": code, "message": reason})
 
 # --------------------------------------------------------------------------- adapters
 class CallSessionDownlink:
@@ -721,52 +527,3 @@ class MemoryDownlink:
 
     async def send_control(self, event: dict[str, Any]) -> None:
         self.controls.append(event)
-
-
-async def _call_frames(call: Any) -> AsyncIterator[CallerFrame]:
-    async for f in call.frames():
-        yield CallerFrame(f.payload, seq=f.seq, ts=f.timestamp_ms / 1000, concealed=f.concealed)
-
-
-class PipelineHandler:
-    """A caller leg's ``CallHandler``: runs one :class:`CallPipeline` per accepted call.
-
-    ``on_call(call)`` maps the call's codec/rate/frame length to a :class:`PipelineConfig`
-    (an unsupported one gets an ``error`` control event ``unsupported_codec``), runs the
-    pipeline until the caller hangs up, and keeps the call's :class:`TurnRecord` list in
-    :attr:`turns` (by call id; the latest ``keep_calls`` calls).
-    """
-
-    def __init__(self, *, model_url: str, model_config: ModelLegConfig | None = None,
-                 turn_config: TurnConfig | None = None, metrics: EdgeMetrics | None = None,
-                 pipeline_options: dict[str, Any] | None = None, keep_calls: int = 1000,
-                 record: bool = False) -> None:
-        self.model_url = model_url
-        self.model_config = model_config or ModelLegConfig()
-        self.turn_config = turn_config or TurnConfig()
-        self.metrics = metrics or EdgeMetrics()
-        self.options = pipeline_options or {}
-        self.keep_calls = keep_calls
-        self.record = record
-        self.turns: dict[str, list[TurnRecord]] = {}
-        self.pipelines: dict[str, CallPipeline] = {}
-
-    async def on_call(self, call: Any) -> None:
-        """Run the pipeline for ``call`` until it ends; never raises for a peer's fault."""
-        try:
-            cfg = PipelineConfig(caller_rate=call.rate, caller_codec=call.codec,
-                                 caller_frame_ms=call.frame_ms, **self.options)
-        except ConfigError as exc:
-            await call.send_control({"type": "error", "code": "unsupported_codec", "message": str(exc)})
-            return
-        pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
-                            turn_config=self.turn_config, config=cfg,
-                            model_config=self.model_config, model_url=self.model_url,
-                            metrics=self.metrics, record_outputs=self.record)
-        self.pipelines[call.call_id] = pipe
-        try:
-            self.turns[call.call_id] = await pipe.run(_call_frames(call))
-        finally:
-            self.pipelines.pop(call.call_id, None)
-            while len(self.turns) > self.keep_calls:
-                del self.turns[next(iter(self.turns))]

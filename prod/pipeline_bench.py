@@ -27,9 +27,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+
+from clutchcall.engine.call import TurnRecord
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model.speech import render_speech_sync
-from clutchcall.prod.pipeline import CallerFrame, CallPipeline, PipelineConfig, TurnRecord
+from clutchcall.prod.pipeline import CallerFrame, CallPipeline, PipelineConfig
 
 RATE = 16000
 FRAME = RATE // 50
@@ -157,6 +159,7 @@ async def bench(calls: int, seconds: float, ttfa_ms: int, quality: str = "auto")
                             if s.name.endswith("_total")),
         "agent_frames": sum(d.frames for d in downs),
         "failed_calls": sum(1 for p in pipes if p.failed) + len(errors),
+        # _pct returns None only for an empty list, which the conditionals exclude
         "loop_lag_ms_p50": None if not lags else round(_pct(lags, 50) * 1000, 3),  # type: ignore[operator]
         "loop_lag_ms_p99": None if not lags else round(_pct(lags, 99) * 1000, 3),  # type: ignore[operator]
         "idle_loop_lag_ms_p50": None if not idle else round(_pct(idle, 50) * 1000, 3),  # type: ignore[operator]

@@ -25,9 +25,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-from clutchcall.engine import TurnEngine
+from clutchcall.engine.call import MemoryRecorder, replay
 from clutchcall.sim.calls import synthetic_call
-from clutchcall.sim.world import InputLog, NetConfig, SimConfig, replay_inputs, simulate_call
+from clutchcall.sim.world import NetConfig, SimConfig, simulate_call
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -61,13 +61,13 @@ def measure(seconds: float = 600.0, exact_seconds: float = 60.0, runs: int = 5) 
         return SimConfig(net=NetConfig.symmetric(transport=transport, rtt_ms=50, loss=0.01,
                                                  jitter_ms=2.0))
 
-    log = InputLog()
+    log = MemoryRecorder()
     simulate_call(call, cfg("quic"), log)
     turn = cfg("quic").turn
     res: dict[str, float] = {"call_seconds": seconds, "frames": len(call.speech),
                              "engine_inputs": len(log.inputs)}
     jobs: dict[str, tuple[Callable[[], object], float, int]] = {
-        "engine_only": (lambda: replay_inputs(TurnEngine(turn), log.inputs), seconds, runs),
+        "engine_only": (lambda: replay(turn, log.inputs), seconds, runs),
         "fast_quic": (lambda: simulate_call(call, cfg("quic")), seconds, runs),
         "fast_tcp": (lambda: simulate_call(call, cfg("tcp")), seconds, runs),
         "exact_quic": (lambda: simulate_call(short, cfg("quic-exact")), exact_seconds,

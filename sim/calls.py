@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from clutchcall.engine.audio.features import FrameFeatures, frame_levels_db, track
-from clutchcall.engine.errors import ClutchCallError
+from clutchcall.engine.errors import ClutchCallError, ConfigError
 from clutchcall.traces.labels import Segment  # the label format's own type
 
 
@@ -84,20 +85,6 @@ class Call:
                    segments=tuple(segments or []))
 
 
-def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
-    """Return one VAD decision per whole frame of ``pcm`` with the production VAD code
-    (:class:`clutchcall.engine.audio.VadFramer`). Raises CallFormatError for audio the VAD
-    cannot take (e.g. an unsupported sample rate)."""
-    from clutchcall.engine.audio import AudioError, VadFramer
-    from clutchcall.engine.errors import ConfigError
-
-    try:
-        framer = VadFramer(rate, frame_ms, aggressiveness)
-        return [bool(s) for _f, s in framer.push(pcm.astype(np.int16))]
-    except (AudioError, ConfigError, ValueError) as exc:
-        raise CallFormatError(f"VAD cannot take this audio ({rate} Hz): {exc}") from exc
-
-
 def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) -> Call:
     """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) through
     ``clutchcall.traces.labels.read_call`` (the one validating reader of the format) and run
@@ -115,8 +102,14 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) 
     agent = [(float(a), float(b)) for a, b in lc.labels.agent_speech]
     segs = [Segment(start_ms=float(x.start_ms), end_ms=float(x.end_ms), kind=x.kind,
                     expect=x.expect) for x in lc.labels.segments]
+    from clutchcall.engine.audio import AudioError, vad_decisions
+
+    try:
+        speech = vad_decisions(np.asarray(lc.pcm, dtype=np.int16), lc.rate, frame_ms,
+                               aggressiveness)
+    except (AudioError, ConfigError, ValueError) as exc:  # audio the VAD cannot take (its rate)
+        raise CallFormatError(f"VAD cannot take this audio ({lc.rate} Hz): {exc}") from exc
     pcm = np.asarray(lc.pcm, dtype=np.int16)
-    speech = vad_decisions(pcm, lc.rate, frame_ms, aggressiveness)
     levels = frame_levels_db(pcm, lc.rate, frame_ms)[: len(speech)]
     speech = speech[: len(levels)]
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),

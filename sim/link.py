@@ -28,6 +28,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 from clutchcall.engine.errors import ConfigError
 
 _BLOCK = 4096

@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
 from clutchcall.sim.calls import Segment, segment_for_commit
 from clutchcall.sim.world import CallRun, SimConfig
 
@@ -119,7 +120,7 @@ CALL_COUNTS = (
 PER_HOUR = ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
             "missed_short_answers", "noise_wakeups", "noise_barge_ins")
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
-CALL_SCHEMA.update({k: pl.Int64 for k in CALL_COUNTS})
+CALL_SCHEMA.update(dict.fromkeys(CALL_COUNTS, pl.Int64))
 CALL_SCHEMA.update({f"{k}_per_hour": pl.Float64 for k in PER_HOUR})
 
 

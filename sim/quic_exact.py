@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
 from clutchcall.sim.link import Link
 from clutchcall.sim.transport import CONTROL
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import simpy
-from clutchcall.engine import TurnEngine
+
+from clutchcall.engine.call import EngineDriver, Mismatch, split_rows
+from clutchcall.engine.call.replay import compare_step
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,56 +35,37 @@ class ReplayResult:
 
 
 def replay_in_sim(trace: Any) -> ReplayResult:
-    """Replay a ``RecordedTrace`` through a simpy-driven engine; return the result."""
-    from clutchcall.traces.recorded import InputEvent
-
-    steps: list[tuple[Any, list[Any]]] = []
-    for row in trace.rows:
-        if isinstance(row, InputEvent):
-            steps.append((row, []))
-        elif not steps:
-            return ReplayResult(inputs=0, outputs=0, actions={},
-                                mismatch=f"output {row!r} before any input")
-        else:
-            steps[-1][1].append(row)
+    """Replay a ``RecordedTrace`` through a simpy-driven engine; return the result. The
+    engine is fed by the one drive loop (:class:`~clutchcall.engine.call.EngineDriver`) and
+    compared by the one replay comparison (:func:`~clutchcall.engine.call.replay.compare_step`)."""
+    inputs, recorded, stray = split_rows(trace.rows)
+    if stray is not None:
+        return ReplayResult(inputs=0, outputs=0, actions={},
+                            mismatch=f"output {stray!r} before any input")
     env = simpy.Environment()
-    engine = TurnEngine(trace.header.config)
-    found: list[str] = []
+    driver = EngineDriver(config=trace.header.config)
+    found: list[Mismatch] = []
     counts: dict[str, int] = {}
     n_out = [0]
 
-    def feeder():  # type: ignore[no-untyped-def]
-        for i, (inp, recorded) in enumerate(steps):
+    def feeder():
+        for i, inp in enumerate(inputs):
             if inp.time > env.now:
                 yield env.timeout(inp.time - env.now)
-            now = inp.time  # exactly the recorded now, not env.now's float sum
-            if inp.kind == "caller_frame":
-                engine.caller_frame(now, speech=inp.speech, duration_ms=inp.duration_ms,
-                                    seq=inp.seq)
-            elif inp.kind == "agent_audio_started":
-                engine.agent_audio_started(now)
-            elif inp.kind == "agent_audio_finished":
-                engine.agent_audio_finished(now)
-            else:
-                engine.handle_timer(now)
-            got = engine.drain()
+            got = driver.feed(inp)  # exactly the recorded now, not env.now's float sum
             n_out[0] += len(got)
             for o in got:
                 if o.is_action:
                     counts[o.kind] = counts.get(o.kind, 0) + 1
             if not found:
-                for j in range(max(len(got), len(recorded))):
-                    a = recorded[j] if j < len(recorded) else None
-                    b = got[j] if j < len(got) else None
-                    if a != b or type(a) is not type(b):
-                        found.append(f"after input {i} ({inp.kind} at t={now!r}), output {j}: "
-                                     f"recorded {a!r}, replayed {b!r}")
-                        break
+                m = compare_step(i, inp, recorded[i], got)
+                if m is not None:
+                    found.append(m)
 
     env.process(feeder())
     env.run()
-    return ReplayResult(inputs=len(steps), outputs=n_out[0], actions=counts,
-                        mismatch=found[0] if found else None)
+    return ReplayResult(inputs=len(inputs), outputs=n_out[0], actions=counts,
+                        mismatch=str(found[0]) if found else None)
 
 
 def load_trace(path: str | Path) -> Any:

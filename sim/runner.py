@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call, call_from_trace, find_calls, load_call, synthetic_call

@@ -67,6 +67,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from clutchcall.sim.link import Link
 
@@ -582,10 +583,10 @@ class TcpTlsModel(TransportModel):
         return res
 
 
-def make_transport(name: str, fwd: Link, rev: Link, **kw: object) -> TransportModel:
+def make_transport(name: str, fwd: Link, rev: Link, **kw: Any) -> TransportModel:
     """Return the fast model called ``name`` ("quic" or "tcp"); raise ValueError otherwise."""
     if name == "quic":
-        return QuicModel(fwd, rev, **kw)  # type: ignore[arg-type]
+        return QuicModel(fwd, rev, **kw)
     if name == "tcp":
-        return TcpTlsModel(fwd, rev, **kw)  # type: ignore[arg-type]
+        return TcpTlsModel(fwd, rev, **kw)
     raise ValueError(f"unknown transport {name!r} (expected 'quic' or 'tcp')")

@@ -10,18 +10,22 @@ wall clock is never read. The parts:
   from the labelled call (VAD run on the audio by :mod:`clutchcall.sim.calls`).
 * **uplink** -- the transport model (:mod:`clutchcall.sim.transport`, or the exact aioquic
   mode) turns the caller's whole send schedule into arrival times at the edge in one call
-  (closed form per frame: no simpy event per packet). The edge's **jitter buffer** then feeds
-  the engine in sequence order at most at 1x: a frame is fed at
+  (closed form per frame: no simpy event per packet). With ``jitter_buffer="playout"`` the
+  production :class:`~clutchcall.engine.call.JitterBuffer` releases them (concealed frames
+  are fed as silence, as production's concealment decodes to silence). The "adaptive"
+  model instead feeds the call core in sequence order at most at 1x: a frame is fed at
   ``max(arrival, previous feed + frame)``; a frame not there by its playout deadline
   (``send + RTT/2 + late_frame_ms``) is skipped (a gap the engine sees as no frame), and while
   the buffer is behind real time it drops *silence* frames to catch up (never speech). Over
   QUIC a lost frame thus costs one gap; over TCP every later frame waits for it (head-of-line
   blocking) and the speech behind it is fed late.
-* **edge** -- the :class:`~clutchcall.engine.TurnEngine`, driven by the DESIGN §2 loop with
-  ``env.now``: feed -> drain -> perform -> re-arm the one timer (a single logical timer: each
-  re-arm schedules one simpy timeout tagged with a generation; a stale one is ignored, and the
-  firing one calls ``handle_timer(max(deadline, env.now))``). ``agent_audio_started`` /
-  ``agent_audio_finished`` are fed when the edge starts / stops forwarding agent audio.
+* **edge** -- the production call core, :class:`~clutchcall.engine.call.CallCore` (frame
+  hold on the media clock, the :class:`~clutchcall.engine.TurnEngine`, the downlink playout
+  at 1x with its agent audio started / finished detection, turn records), driven by the
+  docs/architecture.md §2 loop with ``env.now``: input -> ``transmit()`` -> perform -> re-arm the one timer
+  (a single logical timer: each re-arm schedules one simpy timeout tagged with a generation;
+  a stale one is ignored, and the firing one calls ``handle_timer(max(deadline, env.now))``).
+  The simulator keeps only what is not the edge: processes, the link and the model.
 * **model** -- continuous prefill: after a ``Commit`` reaches it (``model_leg_ms``), its first
   audio comes after a lognormal time to first audio (median ``ttfa_median_ms``); without
   prefill (``prefill=False``) the delay grows by ``no_prefill_ms_per_s`` per second of the
@@ -47,9 +51,16 @@ wall clock is never read. The parts:
   first audio at the caller is predicted as the reactive agent would play it (the model's
   first audio at the edge plus the downlink's one-way delay), so turn latency stays
   measurable. A ``Cancel`` silences the interval it hits until that interval's planned end;
-  the next interval plays at its planned time.
-* **downlink** -- each stretch of agent audio is handed to the downlink transport as one batch
-  of 1x frames; the caller hears the first agent audio when the first of them is delivered.
+  the next interval plays at its planned time. A ``Pause`` holds the playing interval in the
+  core's playout and ``Resume`` plays it on from where it stopped: the rest of it shifts
+  later by the pause's length, and an interval due meanwhile queues behind it, back to back.
+* **downlink** -- agent audio is queued in the core's playout, which paces it at 1x (a
+  reply queued while another plays follows it), ducks, pauses and resumes it (the soft
+  barge-in: the call core's decision, as in production); when the first frame of a reply
+  goes out, its whole run of 1x frames is handed to the downlink transport as one batch; the
+  caller hears the first agent audio when the first of them is delivered. (A pause does not
+  re-time that batch: the transport model sees the unpaused packet train; only the first
+  audio's arrival is scored from it.)
 
 The outputs of a run (:class:`CallRun`) are plain records; :mod:`clutchcall.sim.metrics`
 scores them against the labels.
@@ -68,7 +79,8 @@ from typing import Any
 
 import numpy as np
 import simpy
-from clutchcall.engine import Cancel, Commit, TurnConfig, TurnEngine
+
+from clutchcall.engine import Append, Cancel, Commit, TurnConfig
 from clutchcall.engine.actions import (
     BackchannelFiltered,
     BargeArmed,
@@ -77,6 +89,17 @@ from clutchcall.engine.actions import (
     Prime,
     Restore,
     Resume,
+)
+from clutchcall.engine.call import (
+    AgentFinished,
+    AgentFrame,
+    AgentStarted,
+    CallCore,
+    JitterBuffer,
+    JitterStats,
+    PlayoutCleared,
+    Recorder,
+    UplinkAudio,
 )
 from clutchcall.engine.errors import ConfigError
 from clutchcall.engine.turn import State
@@ -109,13 +132,14 @@ class NetConfig:
     ``IngressConfig.jitter_depth_ms``); 0 = fed on arrival. The late deadline is at least it."""
     jitter_buffer: str = "adaptive"
     """"adaptive": fed on arrival (see :func:`feed_schedule`); "playout": the production
-    ingress's buffer (:func:`playout_schedule`: a schedule ``playout_delay_ms`` deep anchored
-    on the first frame, re-anchored on a late frame, never shrinking back)."""
+    ingress's buffer itself (:class:`~clutchcall.engine.call.JitterBuffer`, run by
+    :func:`jitter_releases`: a schedule ``playout_delay_ms`` deep anchored on the first frame,
+    re-anchored on a late frame, draining its lag in silence)."""
     media_clock: bool = False
-    """The engine hears each caller frame at its media time (its nominal arrival ``send +
-    RTT/2 + playout_delay_ms``, laid end to end, never before the engine's clock) even when
-    the frame is fed later (TCP head-of-line blocking), as the production pipeline does;
-    False = at the time it is fed."""
+    """The call core places each caller frame by its media time (send time + the smallest
+    transit seen, laid end to end, never before the engine's clock) even when the frame is
+    fed later (TCP head-of-line blocking), as the production pipeline does; False = by the
+    time it is fed (its arrival at the core)."""
     quic_ack_every: int = 2
     """Fast QUIC model: the receiver ACKs every N-th ack-eliciting packet (RFC 9000: 2)."""
     quic_ack_delay_ms: float = 25.0
@@ -242,9 +266,9 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
     if net.transport == "tcp":
         return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
     if net.transport == "quic":
-        kw = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
+        kw: dict[str, Any] = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
               "ack_delay_ms": net.quic_ack_delay_ms}
-        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)  # type: ignore[arg-type]
+        return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)
     from clutchcall.sim.quic_exact import ExactQuicTransport
 
     return ExactQuicTransport.pair(net, rngs)
@@ -291,56 +315,40 @@ def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, .
     return out, skipped
 
 
-def playout_schedule(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
-                     depth_s: float) -> tuple[list[tuple[float, int, bool]], int]:
-    """Return ([(feed time, seq, speech)], frames skipped) of the production ingress's
-    jitter buffer (``prod/ingress/jitter.py``): anchored on the first frame received
-    (``seq0``; earlier frames are late), frame k plays at ``anchor + depth + (k - seq0) *
-    frame``. A frame there by its slot plays at the slot; one missing at its slot is lost
-    (concealed: skipped here) if a later frame arrives before it does; else the frame due next
-    is late and the schedule is re-anchored on its arrival, which adds its lateness to the
-    buffer's accumulated lag. The lag drains during silence as in production: right after a
-    non-speech (or concealed) frame, if the lag is at least one frame and the next frame
-    arrived early enough to stay ``depth`` in the buffer on a schedule one frame earlier, the
-    schedule moves one frame earlier (the next frame plays at once). Here "silent" is the
-    frame's speech flag (production: an RMS energy check on the caller payload).
-    """
-    n = len(arrival)
-    out: list[tuple[float, int, bool]] = []
-    if n == 0:
-        return out, 0
-    after = [math.inf] * (n + 1)  # earliest arrival among frames k+1..n-1
-    for k in range(n - 1, -1, -1):
-        after[k] = min(arrival[k], after[k + 1])
-    seq0 = min(range(n), key=lambda k: arrival[k])
-    if arrival[seq0] == math.inf:
-        return out, n
-    anchor = arrival[seq0] + depth_s - seq0 * frame_s
-    skipped = seq0
-    lag = 0.0  # accumulated re-anchor shift not yet drained (s)
-    quiet_prev = False  # the frame played last was non-speech or concealed
-    eps = 1e-9
-    for k in range(seq0, n):
-        a = arrival[k]
-        # lag drain during silence (prod/ingress/jitter.py JitterBuffer._maybe_drain)
-        if quiet_prev and lag >= frame_s - eps and a + depth_s <= anchor + (k - 1) * frame_s + eps:
-            anchor -= frame_s
-            lag -= frame_s
-        quiet_prev = False
-        slot = anchor + k * frame_s
-        if a <= slot:
-            t = slot
-        elif after[k + 1] < a or a == math.inf:
-            skipped += 1  # concealed at its slot
-            quiet_prev = True
-            continue
-        else:
-            anchor += a - slot
-            lag += a - slot
-            t = a
-        out.append((t, k, speech[k]))
-        quiet_prev = not speech[k]
-    return out, skipped
+def jitter_releases(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
+                    depth_s: float) -> tuple[list[tuple[float, int, bool, bool]], JitterStats]:
+    """Run the production uplink jitter buffer (:class:`~clutchcall.engine.call.JitterBuffer`,
+    the very object the ingress runs) over frames arriving at ``arrival`` (``math.inf``:
+    never); return ([(release time, seq, speech, concealed)], its counters). A frame's payload
+    tells the buffer whether it is silent (its lag-drain rule; production: an energy check);
+    a concealed frame is non-speech. The buffer depends on nothing downstream, so it is
+    driven here by its own arrivals and timer, exactly as the ingress's loop drives it."""
+    jb = JitterBuffer(frame_ms=round(frame_s * 1000), depth_ms=round(depth_s * 1000),
+                      is_silent=lambda p: p != b"s")
+    order = sorted((a, k) for k, a in enumerate(arrival) if a < math.inf)
+    out: list[tuple[float, int, bool, bool]] = []
+    i, now = 0, -math.inf
+    while True:
+        t_arr = order[i][0] if i < len(order) else math.inf
+        t_timer = jb.get_timer()
+        t = t_arr if t_timer is None else min(t_arr, max(t_timer, now))
+        if t == math.inf:
+            break
+        now = max(now, t)
+        if t_arr <= now:
+            k = order[i][1]
+            jb.push(now, k, b"s" if speech[k] else b"")
+            i += 1
+        released = jb.pop(now)
+        for f in released:
+            out.append((now, f.seq, f.payload == b"s" and not f.concealed, f.concealed))
+        if not released and t_arr > now and jb.get_timer() is not None \
+                and jb.get_timer() <= now:  # type: ignore[operator]
+            # nothing more can happen at ``now`` until the next arrival
+            if t_arr == math.inf:
+                break
+            now = t_arr
+    return out, jb.stats
 
 
 def _ignore(_t: float) -> None:
@@ -353,15 +361,15 @@ def call_seed(seed: int, name: str) -> int:
 
 
 class _World:
-    def __init__(self, call: Call, cfg: SimConfig, recorder: Any = None) -> None:
-        self.rec = recorder
+    def __init__(self, call: Call, cfg: SimConfig, recorder: Recorder | None = None) -> None:
         self.call = call
         self.cfg = cfg
         self.env = simpy.Environment()
         self.rngs = direction_rngs(call_seed(cfg.seed, call.name))
         self.model_rng = self.rngs["model"]
         self.up, self.down = _make_transports(cfg.net, self.rngs)
-        self.eng = TurnEngine(cfg.turn)
+        # the edge: the same call core as production (frame hold, engine, playout)
+        self.core: CallCore[int, int] = CallCore(cfg.turn, recorder=recorder)
         self.exact: Any = getattr(self.down, "conn", None)
         if not callable(getattr(self.exact, "run_until", None)):
             self.exact = None
@@ -371,20 +379,18 @@ class _World:
         self.owd_down = cfg.net.downlink.one_way_s
         self.owd_up = cfg.net.uplink.one_way_s
         self.leg = cfg.model.model_leg_ms / 1000.0
-        self.clock = 0.0  # the latest time given to the engine
-        # timer
+        # the one timer
         self.timer_gen = 0
         self.timer_at: float | None = None
-        # agent audio at the edge
-        self.sources: dict[int, float] = {}  # source id -> scheduled end
-        self.source_gen = 0
-        self.source_ids = 0
-        self.playing = False
+        # agent audio at the edge: response id -> (frames, first-audio callback, delivered)
+        self.replies: dict[str, list[Any]] = {}
+        self.reply_ids = 0
         # model
         self.reply_gen = 0
         self.model_ready_at = 0.0
         self.last_speech_seq = -1
         self.cur_seq = -1
+        self.append_speech = False
         # the labelled agent speech at the edge: [edge start, edge end, used]. Intervals that
         # answer a reply segment are the model's replies: they play only when claimed by a
         # commit of that segment (starting at the model's own first audio, keeping their
@@ -397,124 +403,99 @@ class _World:
         # the call's audio clock: the end of the last caller frame fed, and when it was fed
         self.frame_audio_end = 0.0
         self.frame_edge_at = 0.0
-        # soft barge-in playout: the open yield record, and while paused the agent audio
-        # held back: [(length s, first-audio callback or None)]
+        # soft barge-in: the open yield record (duck / pause until restore / resume / cancel)
         self.open_yield: dict[str, Any] | None = None
-        self.paused = False
-        self.held: list[tuple[float, Callable[[float], None] | None]] = []
         # the agent's phrase ends (pause starts) on the edge clock, from what the playout
-        # forwards (the labelled agent_pauses, shifted with the interval that contains them);
-        # while paused, the ones not yet played, as offsets from the pause
+        # sends: each reply's phrase-end offsets (s, labelled agent_pauses); the ends already
+        # sent (edge times); the last frame sent (edge time, reply, frame index) to predict
+        # the next ones from (None while nothing plays)
+        self.phrase_ends: dict[str, list[float]] = {}
         self.edges: list[float] = []
-        self.held_edges: list[float] = []
+        self.last_frame: tuple[float, str, int] | None = None
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
     # -------------------------------------------------------------- drive loop
-    def pump(self) -> None:
-        eng = self.eng
-        rec = self.rec
-        outs = eng.drain()
-        if rec is not None:
-            rec.outputs(outs)
-        while outs:
-            for o in outs:
-                k = o.kind
-                if k == "append":
-                    continue
-                self.perform(o)
-            outs = eng.drain()
-            if rec is not None and outs:
-                rec.outputs(outs)
-        d = eng.get_timer()
+    def drive(self) -> None:
+        """Perform what the core decided, then re-arm the one timer (docs/architecture.md §2)."""
+        core = self.core
+        for ev in core.transmit():
+            self.perform(ev)
+        d = core.get_timer()
         if d is not None and d != self.timer_at:
             self.timer_at = d
             self.timer_gen += 1
             gen = self.timer_gen
-            ev = self.env.timeout(max(0.0, d - self.env.now))
-            ev.callbacks.append(partial(self._fire_cb, gen, d))
+            tm = self.env.timeout(max(0.0, d - self.env.now))
+            tm.callbacks.append(partial(self._fire_cb, gen, d))
         elif d is None and self.timer_at is not None:
             self.timer_at = None
             self.timer_gen += 1  # disarm the pending timeout
 
     def _fire_cb(self, gen: int, deadline: float, _event: object) -> None:
-        self.fire(gen, deadline)
-
-    def fire(self, gen: int, deadline: float) -> None:
         if gen != self.timer_gen:
             return
         self.timer_at = None
-        now = max(deadline, self.env.now)
-        self.clock = now
-        if self.rec is not None:
-            self.rec.timer(now)
-        self.eng.handle_timer(now)
-        self.pump()
+        self.core.handle_timer(max(deadline, self.env.now))
+        self.drive()
 
-    def feeder(self, schedule: list[tuple[float, int, bool]]):  # type: ignore[no-untyped-def]
-        env, eng, fms = self.env, self.eng, self.call.frame_ms
+    def feeder(self, schedule: list[tuple[float, int, bool, bool]]):
+        env, core = self.env, self.core
         timeout = env.timeout
-        rec = self.rec
-        net = self.cfg.net
-        media = net.media_clock
-        base = self.owd_up + net.playout_delay_ms / 1000.0
+        media = self.cfg.net.media_clock
         frame_s = self.frame_s
         feats = self.call.features
-        last_end = -math.inf
-        for t, seq, speech in schedule:
+        for t, seq, speech, concealed in schedule:
             dt = t - env.now
             if dt > 0:
                 yield timeout(dt)
-            self.cur_seq = seq
-            if speech:
-                self.last_speech_seq = seq
             now = env.now
-            dur = fms
-            if not media and now < last_end + frame_s - 1e-9:
-                # fed together with the previous frame (the playout buffer drained a frame of
-                # lag after silence): laid end to end as the production pipeline does, a
-                # silence frame counted as 10 ms, a speech frame held until it fits
-                if not speech and fms > 10:
-                    dur, now = 10, max(now, last_end + 0.010)
-                else:
-                    now = last_end + frame_s
-                if now > env.now:
-                    yield timeout(now - env.now)
-            if media:
-                # the frame's media time on the edge clock: its nominal arrival, laid end to
-                # end, never before the engine's clock (the production pipeline's rule)
-                now = max((seq + 1) * frame_s + base, last_end + frame_s, self.clock)
-                now = min(now, env.now)
-            last_end = now
-            self.clock = now
+            if concealed and not core.admit_conceal(now, 1):
+                continue
+            f = None
+            if feats is not None and not concealed:
+                f = feats[seq]
+                d = self.edge_distance_ms(seq)
+                if d != math.inf:
+                    f = dataclasses.replace(f, agent_edge_ms=d)
             self.frame_audio_end = (seq + 1) * frame_s
             self.frame_edge_at = now
-            if rec is not None:
-                rec.caller_frame(now, speech=speech, duration_ms=dur, seq=seq)
-            f = None
-            if feats is not None:
-                f = feats[seq]
-                if self.edges:
-                    f = dataclasses.replace(f, agent_edge_ms=self.edge_distance_ms(seq))
-            eng.caller_frame(now, speech=speech, duration_ms=dur, seq=seq, features=f)
-            self.pump()
+            # the frame's media time: its send time (the caller sends frame k at (k+1) frames)
+            core.caller_audio(now, ((seq, speech),), duration_s=frame_s,
+                              media_end=(seq + 1) * frame_s if media else None,
+                              features=(f,))
+            self.drive()
 
     # -------------------------------------------------------------- actions
     def edge_distance_ms(self, seq: int) -> float:
         """Return the distance (ms, caller clock) from the end of caller frame ``seq`` to the
-        nearest agent phrase end as the caller hears it."""
+        nearest agent phrase end as the caller hears it: the ends the playout has sent, and
+        the next one of the playing reply predicted at 1x from its last frame sent."""
         t = (seq + 1) * self.frame_s - self.owd_down
-        i = bisect.bisect_left(self.edges, t)
         best = math.inf
+        i = bisect.bisect_left(self.edges, t)
         for j in (i - 1, i):
             if 0 <= j < len(self.edges):
                 best = min(best, abs(self.edges[j] - t))
+        lf = self.last_frame
+        if lf is not None:
+            at, rid, k = lf
+            nxt = (k + 1) * self.frame_s
+            for o in self.phrase_ends.get(rid, ()):
+                if o >= nxt - 1e-9:
+                    best = min(best, abs(at + o - k * self.frame_s - t))
+                    break
         return best * 1000.0
 
-    def add_edges(self, start: float, offsets: list[float]) -> None:
-        """Record the phrase ends of agent audio starting at edge time ``start``."""
-        if offsets:
-            self.edges = sorted(self.edges + [start + o for o in offsets])
+    def on_agent_frame(self, o: AgentFrame) -> None:
+        """Frame ``payload`` of reply ``response_id`` is sent now: note a phrase end in it."""
+        k = int(o.payload)
+        rid = o.response_id
+        self.last_frame = (o.time, rid, k)
+        lo, hi = k * self.frame_s, (k + 1) * self.frame_s
+        for off in self.phrase_ends.get(rid, ()):
+            if lo - 1e-9 <= off < hi - 1e-9:
+                self.edges.append(o.time + off - lo)
 
     def pauses_of(self, j: int) -> list[float]:
         """Return the offsets (s) of the phrase ends inside labelled agent interval ``j``."""
@@ -528,14 +509,32 @@ class _World:
 
     def perform(self, o: Any) -> None:
         now = self.env.now
-        if isinstance(o, Commit):
+        if isinstance(o, UplinkAudio):
+            # the caller's own frame number of the frame just appended
+            self.cur_seq = o.payload
+            if self.append_speech:
+                self.last_speech_seq = o.payload
+        elif isinstance(o, Append):
+            self.append_speech = o.speech
+        elif isinstance(o, AgentFrame):
+            if self.call.features is not None:
+                self.on_agent_frame(o)
+            self.send_reply(o.response_id, now)
+        elif isinstance(o, AgentStarted):
+            self.run.agent_playing.append([o.time, math.inf])
+        elif isinstance(o, AgentFinished):
+            self.last_frame = None
+            if self.run.agent_playing and self.run.agent_playing[-1][1] == math.inf:
+                self.run.agent_playing[-1][1] = o.time
+        elif isinstance(o, Commit):
             self.run.actions.append((o.time, "commit", o.turn))
             self.run.events.append((self.audio_ms(o.time), "commit"))
             self.on_commit(o, now)
+        elif isinstance(o, PlayoutCleared):
+            self.on_cancel(o, now)
         elif isinstance(o, Cancel):
             self.run.actions.append((o.time, "cancel", o.agent_played_ms))
             self.run.events.append((self.audio_ms(o.time), "cancel"))
-            self.on_cancel(o, now)
         elif isinstance(o, Prime):
             self.run.actions.append((o.time, "prime", o.turn))
             self.run.events.append((self.audio_ms(o.time), "prime"))
@@ -591,15 +590,13 @@ class _World:
         """Scripted agent: the modelled reply would start now, but the script plays instead.
         If no scripted audio is playing, the engine is told the reply ended without audio
         (as a model that produced none), so it listens again rather than wait forever."""
-        if gen != self.reply_gen or self.playing:
+        core = self.core
+        if gen != self.reply_gen or core.playout.playing or len(core.playout):
             return
-        if self.eng.state in (State.AWAITING, State.AWAITING_SPEECH):
-            now = self.env.now
-            self.clock = max(self.clock, now)
-            if self.rec is not None:
-                self.rec.agent_audio_finished(now)
-            self.eng.agent_audio_finished(now)
-            self.pump()
+        if core.engine.state in (State.AWAITING, State.AWAITING_SPEECH):
+            self.reply_ids += 1
+            core.response_done(self.env.now, f"m{self.reply_ids}", "no_audio")
+            self.drive()
 
     def start_reply(self, gen: int, rec: dict[str, Any], reply_len: float, end_caller: float
                     ) -> None:
@@ -613,67 +610,42 @@ class _World:
             a, b, _used = self.script[j]
             self.script[j][2] = True
             end = now + max(b - a, self.frame_s)
-            self.add_edges(now, self.pauses_of(j))
+            offsets = self.pauses_of(j)
         else:
             # no recorded answer to claim: a drawn length, ended before the caller's next
             # labelled turn (the recording shows the caller did not wait for more)
             nxt = [x for x in self.reply_segment_starts if x > end_caller + 0.05]
             limit = (nxt[0] if nxt else math.inf) - self.owd_down - 0.1
             end = max(now + self.frame_s, min(now + reply_len, limit))
+            offsets = []
         rec["reply_start_edge_s"] = now
         rec["first_audio_caller_s"] = math.inf
 
         def first(t: float) -> None:
             rec["first_audio_caller_s"] = min(rec["first_audio_caller_s"], t)
 
-        self.start_source(now, end, first)
-        self.pump()
+        self.start_source(now, end, first, offsets)
 
     # ---------------------------------------------------------- soft barge-in (issue 15)
     def on_yield(self, o: Any, now: float) -> None:
-        """Duck / Pause / Restore / Resume the agent's playout. A duck changes only the
-        gain (the audio keeps flowing); a pause stops forwarding at once and holds the rest
-        of the playing audio, and Resume plays it on from where it stopped: the rest of the
-        interval shifts later by the pause's length (and any audio due meanwhile is queued
-        behind it, back to back). The caller hears each change one downlink delay later."""
+        """Record a Duck / Pause / Restore / Resume (the call core has already acted on the
+        playout: the decision is the core's, the same as production's). The caller hears each
+        change one downlink delay later."""
         heard = now + self.owd_down
         if isinstance(o, (Duck, Pause)):
             self.open_yield = {"kind": o.kind, "seq": self.cur_seq, "audible_caller_s": heard,
                                "end_caller_s": math.inf, "outcome": ""}
             self.run.yields.append(self.open_yield)
-            if isinstance(o, Pause) and self.playing and not self.paused:
-                self.paused = True
-                self.held_edges = [e - now for e in self.edges if e > now]
-                self.edges = [e for e in self.edges if e <= now]
-                self.held = [(max(0.0, end - now), None) for end in self.sources.values()]
-                self.source_gen += 1
-                self.sources.clear()
             return
         if self.open_yield is not None:
             self.open_yield["end_caller_s"] = heard
             self.open_yield["outcome"] = o.kind
             self.open_yield = None
-        if isinstance(o, Resume) and self.paused:
-            self.paused = False
-            held, self.held = self.held, []
-            total = sum(length for length, _f in held)
-            firsts = [f for _l, f in held if f is not None]
 
-            def first(t: float) -> None:
-                for f in firsts:
-                    f(t)
-
-            self.add_edges(now, self.held_edges)
-            self.held_edges = []
-            if total > 0:
-                self.start_source(now, now + total, first if firsts else None)
-            elif self.playing:
-                self.set_playing(False, now)
-
-    def on_cancel(self, o: Cancel, now: float) -> None:
+    def on_cancel(self, o: PlayoutCleared, now: float) -> None:
         self.reply_gen += 1  # a reply not yet started is dropped
         self.model_ready_at = now + self.leg + self.cfg.model.cancel_delay_ms / 1000.0
-        if self.run.turns and self.playing:
+        if self.run.turns and o.was_playing:
             self.run.turns[-1]["cancelled"] = True
         crec = {"cancel_edge_s": now, "cancel_seq": self.cur_seq,
                 "agent_played_ms": o.agent_played_ms, "agent_stop_caller_s": math.inf}
@@ -682,39 +654,54 @@ class _World:
             self.exact.run_until(now)
             self.exact.drop_pending(now)
 
+            y = self.open_yield
+
             def stopped(t: float) -> None:
                 crec["agent_stop_caller_s"] = t
+                if y is not None:
+                    y["end_caller_s"] = t
 
             self.exact.send(now, 24, CONTROL, stopped)
             self.kick_exact()
         else:
             crec["agent_stop_caller_s"] = self.down.deliver([now], [24], [CONTROL])[0]
-        self.source_gen += 1
-        self.sources.clear()
-        self.paused = False
-        self.held = []
-        self.held_edges = []
-        self.edges = [e for e in self.edges if e <= now]
+        self.last_frame = None
         if self.open_yield is not None:
             self.open_yield["end_caller_s"] = crec["agent_stop_caller_s"]
             self.open_yield["outcome"] = "cancel"
             self.open_yield = None
-        if self.playing:
-            self.set_playing(False, now)
 
     # -------------------------------------------------------------- agent audio
     def start_source(self, start: float, end: float,
-                     first: Callable[[float], None] | None = None) -> None:
-        """Start forwarding agent audio [start, end) at the edge; ``first(t)`` is called
-        with the delivery time at the caller of each frame (the caller keeps the minimum).
-        While the playout is paused the audio is held and plays after the resume."""
-        if self.paused:
-            self.held.append((end - start, first))
-            return
+                     first: Callable[[float], None] | None = None,
+                     phrase_ends: list[float] | None = None) -> None:
+        """Hand agent audio [start, end) to the edge's playout (the core paces, ducks and
+        pauses it); ``first(t)`` is called with the delivery time at the caller of each frame
+        (the caller keeps the minimum); ``phrase_ends``: offsets (s) of the agent's phrase
+        ends inside it (for the evidence policy's onset cue)."""
         n = max(1, round((end - start) / self.frame_s))
-        times = [start + i * self.frame_s for i in range(n)]
+        self.reply_ids += 1
+        rid = f"r{self.reply_ids}"
+        self.replies[rid] = [n, first, False]
+        if phrase_ends:
+            self.phrase_ends[rid] = sorted(phrase_ends)
+        core = self.core
+        core.agent_audio(start, rid, rid, range(n))
+        core.response_done(start, rid)
+        self.drive()
+
+    def send_reply(self, rid: str, now: float) -> None:
+        """The core sends a frame of ``rid``: at its first, the downlink transport gets the
+        whole run of its frames (``now + k * frame``, the playout's 1x schedule), as one
+        batch, so the transport model sees the same packet train as production sends."""
+        info = self.replies.get(rid)
+        if info is None or info[2]:
+            return
+        info[2] = True
+        n, first = info[0], info[1]
+        times = [now + i * self.frame_s for i in range(n)]
         if self.exact is not None:
-            self.exact.run_until(start)
+            self.exact.run_until(now)
             cb = first if first is not None else _ignore
             for t in times:
                 self.exact.send(t, self.cfg.net.frame_bytes, 0, cb)
@@ -723,14 +710,6 @@ class _World:
             arrivals = self.down.deliver(times, [self.cfg.net.frame_bytes] * n)
             if first is not None:
                 first(min(arrivals))
-        self.source_ids += 1
-        sid = self.source_ids
-        self.sources[sid] = end
-        gen = self.source_gen
-        if not self.playing:
-            self.set_playing(True, start)
-        ev = self.env.timeout(end - start)
-        ev.callbacks.append(lambda _e: self.end_source(gen, sid))
 
     def kick_exact(self) -> None:
         """Re-arm the exact downlink's driver at its next deadline (one pending timeout)."""
@@ -749,29 +728,7 @@ class _World:
         self.exact.run_until(self.env.now)
         self.kick_exact()
 
-    def end_source(self, gen: int, sid: int) -> None:
-        if gen != self.source_gen or sid not in self.sources:
-            return
-        del self.sources[sid]
-        if not self.sources and self.playing:
-            self.set_playing(False, self.env.now)
-            self.pump()
-
-    def set_playing(self, on: bool, now: float) -> None:
-        self.clock = now
-        self.playing = on
-        if on:
-            self.run.agent_playing.append([now, math.inf])
-            if self.rec is not None:
-                self.rec.agent_audio_started(now)
-            self.eng.agent_audio_started(now)
-        else:
-            self.run.agent_playing[-1][1] = now
-            if self.rec is not None:
-                self.rec.agent_audio_finished(now)
-            self.eng.agent_audio_finished(now)
-
-    def script_proc(self):  # type: ignore[no-untyped-def]
+    def script_proc(self):
         env = self.env
         for j, item in enumerate(self.script):
             a, b, _used = item
@@ -782,9 +739,7 @@ class _World:
             if item[2] or b <= env.now:
                 continue
             item[2] = True
-            self.add_edges(a, self.pauses_of(j))
-            self.start_source(env.now, b)
-            self.pump()
+            self.start_source(env.now, b, None, self.pauses_of(j))
 
     # -------------------------------------------------------------- run
     def simulate(self) -> CallRun:
@@ -793,16 +748,19 @@ class _World:
         n = len(call.speech)
         send = [(k + 1) * self.frame_s for k in range(n)]
         arrival = self.up.deliver(send, [self.cfg.net.frame_bytes] * n)
+        schedule: list[tuple[float, int, bool, bool]]
         if self.cfg.net.jitter_buffer == "playout":
-            schedule, skipped = playout_schedule(arrival, call.speech, self.frame_s,
-                                                 self.cfg.net.playout_delay_ms / 1000.0)
+            schedule, stats = jitter_releases(arrival, call.speech, self.frame_s,
+                                              self.cfg.net.playout_delay_ms / 1000.0)
+            skipped = n - stats.released
         else:
-            schedule, skipped = feed_schedule(
+            fed, skipped = feed_schedule(
                 send, arrival, call.speech, self.frame_s, self.owd_up,
                 self.cfg.net.late_frame_ms / 1000.0,
                 skip_late_speech=self.cfg.net.transport != "tcp",
                 hold_s=self.cfg.net.playout_delay_ms / 1000.0)
-        self.run.frames_fed = len(schedule)
+            schedule = [(t, k, s, False) for t, k, s in fed]
+        self.run.frames_fed = n - skipped
         self.run.frames_skipped = skipped
         self.env.process(self.feeder(schedule))
         self.env.process(self.script_proc())
@@ -814,56 +772,12 @@ class _World:
         return self.run
 
 
-def simulate_call(call: Call, cfg: SimConfig, recorder: Any = None) -> CallRun:
+def simulate_call(call: Call, cfg: SimConfig, recorder: Recorder | None = None) -> CallRun:
     """Simulate one call under ``cfg``; return its :class:`CallRun`. Deterministic in
     (call, cfg): the random streams derive from ``cfg.seed`` and the call's name.
 
-    ``recorder``, if given, sees every engine input and drained output, in order, through
-    the methods of ``clutchcall.traces.recorded.TraceRecorder``: ``caller_frame(now, *,
-    speech, duration_ms, seq)``, ``agent_audio_started(now)``, ``agent_audio_finished(now)``,
-    ``timer(now)`` and ``outputs(list)``; :class:`InputLog` is a minimal one."""
+    ``recorder``, if given, is the call core's :class:`~clutchcall.engine.call.Recorder`: it
+    sees every engine input and drained output, in order (a
+    ``clutchcall.traces.recorded.TraceRecorder``, or a
+    :class:`~clutchcall.engine.call.MemoryRecorder` for engine-only replays)."""
     return _World(call, cfg, recorder).simulate()
-
-
-class InputLog:
-    """A recorder that keeps the engine inputs as tuples (for engine-only replay):
-    ``("frame", now, speech, duration_ms, seq)``, ``("started", now)``,
-    ``("finished", now)``, ``("timer", now)``; and every output in ``outs``."""
-
-    def __init__(self) -> None:
-        self.inputs: list[tuple[Any, ...]] = []
-        self.outs: list[Any] = []
-
-    def caller_frame(self, now: float, *, speech: bool, duration_ms: int, seq: int | None) -> None:
-        self.inputs.append(("frame", now, speech, duration_ms, seq))
-
-    def agent_audio_started(self, now: float) -> None:
-        self.inputs.append(("started", now))
-
-    def agent_audio_finished(self, now: float) -> None:
-        self.inputs.append(("finished", now))
-
-    def timer(self, now: float) -> None:
-        self.inputs.append(("timer", now))
-
-    def outputs(self, outs: list[Any]) -> None:
-        self.outs.extend(outs)
-
-
-def replay_inputs(engine: TurnEngine, inputs: list[tuple[Any, ...]]) -> list[Any]:
-    """Feed an :class:`InputLog`'s inputs to ``engine`` (draining after each); return every
-    output. The engine is pure, so this reproduces the simulated call's outputs exactly."""
-    out: list[Any] = []
-    frame, drain = engine.caller_frame, engine.drain
-    for inp in inputs:
-        k = inp[0]
-        if k == "frame":
-            frame(inp[1], speech=inp[2], duration_ms=inp[3], seq=inp[4])
-        elif k == "timer":
-            engine.handle_timer(inp[1])
-        elif k == "started":
-            engine.agent_audio_started(inp[1])
-        else:
-            engine.agent_audio_finished(inp[1])
-        out += drain()
-    return out

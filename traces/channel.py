@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import soxr
+
 from clutchcall.engine.audio import g711
 from clutchcall.engine.audio.opus import OpusDecoder, OpusEncoder
 from clutchcall.engine.errors import ClutchCallError

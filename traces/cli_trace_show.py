@@ -27,6 +27,7 @@ def _details(row: object) -> str:
             return ""
         seq = "-" if row.seq is None else str(row.seq)
         return f"seq={seq} {row.duration_ms}ms {'speech' if row.speech else 'silence'}"
+    # every other row is one of the engine's output dataclasses
     return " ".join(f"{f.name}={getattr(row, f.name)!r}" for f in dataclasses.fields(row)  # type: ignore[arg-type]
                     if f.name != "time")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.traces.channel import CHANNELS
 from clutchcall.traces.errors import TraceFormatError

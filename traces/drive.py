@@ -2,8 +2,9 @@
 
 Theory of operation: :func:`drive_call` is the offline shell for one labelled call. It
 frames the caller channel (``frame_ms`` from the config) and asks webrtcvad for each frame's
-decision (``clutchcall.engine.audio.vad``, as the edge does), then runs the DESIGN drive
-loop with a scripted agent: the agent's audio starts at each ``agent_speech`` interval's
+decision (``clutchcall.engine.audio.vad``, as the edge does), then runs the drive
+loop of docs/architecture.md §2 (:class:`~clutchcall.engine.call.EngineDriver`, recording into a trace) with a
+scripted agent: the agent's audio starts at each ``agent_speech`` interval's
 start and finishes at its end -- unless the engine emits ``Cancel`` while it plays, in which
 case the shell stops the playout at once (``agent_audio_finished`` at the cancel's time) and
 that interval is over. Timers fire at their deadline, before any input that comes later.
@@ -17,11 +18,13 @@ a deterministic harness for the engine's caller-side decisions, not a conversati
 from __future__ import annotations
 
 import numpy as np
-from clutchcall.engine import TurnConfig, TurnEngine
+
+from clutchcall.engine import TurnConfig
 from clutchcall.engine.actions import Cancel, Output
 from clutchcall.engine.audio.vad import VadFramer
+from clutchcall.engine.call import EngineDriver
 from clutchcall.traces.labels import LabelledCall
-from clutchcall.traces.recorded import RecordedTrace, RecordingEngine, TraceRecorder
+from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
 
 CHANNEL_CODEC = {"clean16": "pcm16", "noisy16": "pcm16", "pstn8": "g711_ulaw", "opus48": "opus"}
 
@@ -41,7 +44,7 @@ def drive_call(call: LabelledCall, config: TurnConfig | None = None, *, codec: s
     cfg = config or TurnConfig()
     rec = TraceRecorder(call_id=call_id or call.name, codec=codec, rate=call.rate, config=cfg,
                         extra={"source": "clutchcall.traces.drive", "call": call.name})
-    eng = RecordingEngine(TurnEngine(cfg), rec)
+    eng = EngineDriver(config=cfg, recorder=rec)
     flags = vad_decisions(call.pcm, call.rate, cfg.frame_ms, cfg.vad_aggressiveness)
     step = cfg.frame_ms / 1000.0
     # (time, order, what, arg): frames first at equal times, then agent finish, then start
@@ -53,35 +56,31 @@ def drive_call(call: LabelledCall, config: TurnConfig | None = None, *, codec: s
     playing: int | None = None
     over: set[int] = set()
 
-    def drain(now: float) -> None:
+    def perform(now: float, outs: list[Output]) -> None:
         nonlocal playing
-        outs: list[Output] = eng.drain()
         if playing is not None and any(isinstance(o, Cancel) for o in outs):
             over.add(playing)
             playing = None
-            eng.agent_audio_finished(now)
-            drain(now)
+            perform(now, eng.agent_audio_finished(now))
+
+    def advance(now: float) -> None:
+        deadline = eng.get_timer()
+        while deadline is not None and deadline <= now:
+            perform(deadline, eng.handle_timer(deadline))
+            deadline = eng.get_timer()
 
     for t, _, what, arg in events:
-        deadline = eng.get_timer()
-        while deadline is not None and deadline <= t:
-            eng.handle_timer(deadline)
-            drain(deadline)
-            deadline = eng.get_timer()
+        advance(t)
         if what == "frame":
-            eng.caller_frame(t, speech=flags[arg], duration_ms=cfg.frame_ms, seq=arg)
+            perform(t, eng.caller_frame(t, speech=flags[arg], duration_ms=cfg.frame_ms, seq=arg))
         elif what == "start" and playing is None and arg not in over:
             playing = arg
-            eng.agent_audio_started(t)
+            perform(t, eng.agent_audio_started(t))
         elif what == "finish" and playing == arg:
             playing = None
             over.add(arg)
-            eng.agent_audio_finished(t)
-        else:
-            continue
-        drain(t)
+            perform(t, eng.agent_audio_finished(t))
     deadline = eng.get_timer()
     if deadline is not None:  # let the last turn end
-        eng.handle_timer(deadline)
-        drain(deadline)
+        perform(deadline, eng.handle_timer(deadline))
     return rec.trace()

@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from clutchcall import __version__
 from clutchcall.traces import speech as sp
 from clutchcall.traces.channel import CHANNELS, apply_channel, check_available
 from clutchcall.traces.drive import CHANNEL_CODEC, drive_call
 from clutchcall.traces.labels import DEFAULT_EXPECT, LabelledCall, Labels, Segment, write_call
 from clutchcall.traces.recorded import write_trace
-
-from clutchcall import __version__
 
 MANIFEST = "MANIFEST.json"
 GENERATOR_VERSION = 2

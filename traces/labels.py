@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 import math
 import wave
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from clutchcall.traces.errors import TraceFormatError
 
 LABEL_VERSION = 1
@@ -230,8 +232,9 @@ def write_labels(path: str | Path, labels: Labels) -> None:
     Path(path).write_text(labels.to_json(), encoding="utf-8")
 
 
-def read_wav(path: str | Path) -> tuple[int, np.ndarray]:
-    """Read a mono 16-bit PCM WAV at 8/16/24/48 kHz; return ``(rate, int16 samples)``.
+def read_wav(path: str | Path, *, rates: Collection[int] | None = RATES) -> tuple[int, np.ndarray]:
+    """Read a mono 16-bit PCM WAV at one of ``rates`` (default 8/16/24/48 kHz, the format's;
+    ``None``: any rate); return ``(rate, int16 samples)``. The one WAV reader of the project.
 
     Raises :class:`TraceFormatError` if the file is not such a WAV, is empty or truncated."""
     try:
@@ -243,8 +246,8 @@ def read_wav(path: str | Path) -> tuple[int, np.ndarray]:
                 raise TraceFormatError(path, "channels", f"{channels} channels; expected mono")
             if width != 2:
                 raise TraceFormatError(path, "sample_width", f"{8 * width}-bit samples; expected 16-bit PCM")
-            if rate not in RATES:
-                raise TraceFormatError(path, "rate", f"{rate} Hz; expected one of {', '.join(map(str, RATES))}")
+            if rates is not None and rate not in rates:
+                raise TraceFormatError(path, "rate", f"{rate} Hz; expected one of {', '.join(map(str, rates))}")
             raw = w.readframes(n)
     except TraceFormatError:
         raise

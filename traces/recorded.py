@@ -9,13 +9,17 @@ Parquet footer's key/value metadata under :data:`META_KEY`.
 
 Columns (see ``traces/FORMAT.md``): ``dir`` (str), ``kind`` (str), ``time`` (float64, s),
 ``seq`` (int64, null), ``duration_ms`` (int64, null), ``speech`` (bool, null), ``fields``
-(str, null: the output's fields other than ``time`` as a JSON object). Times are float64 so
+(str, null: the output's fields other than ``time`` as a JSON object; for a caller frame that
+carried acoustic features, ``{"features": {...}}``). Times are float64 so
 they round-trip bit-exactly, which is what makes :func:`replay` exact.
 
-A shell records with :class:`TraceRecorder` (one call per input, one per drain) -- or drives
-a :class:`RecordingEngine`, which does both -- and writes once at the end of the call. :func:`read_trace` validates every row before returning;
-:func:`replay` feeds the inputs to a fresh :class:`TurnEngine` and :func:`first_mismatch`
-compares its outputs with the recorded ones.
+A shell records with :class:`TraceRecorder`, the :class:`~clutchcall.engine.call.Recorder`
+it passes to its :class:`~clutchcall.engine.call.EngineDriver` / call core (one call per
+input, one per drain), and writes once at the end of the call. :func:`read_trace` validates every row before returning;
+:func:`replay` feeds the inputs to a fresh engine and :func:`first_mismatch` compares its
+outputs with the recorded ones -- both through the one replay,
+:mod:`clutchcall.engine.call.replay`. Input rows are
+:class:`~clutchcall.engine.call.EngineInput` values (``InputEvent`` is its name here).
 """
 
 from __future__ import annotations
@@ -29,18 +33,21 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import polars as pl
-from clutchcall.engine import TurnConfig, TurnEngine
+
+from clutchcall import __version__
+from clutchcall.engine import TurnConfig
 from clutchcall.engine.actions import OUTPUT_TYPES, Output
+from clutchcall.engine.audio.features import FrameFeatures
+from clutchcall.engine.call.inputs import INPUT_KINDS, EngineInput
+from clutchcall.engine.call.replay import Mismatch, compare_steps, split_rows
+from clutchcall.engine.call.replay import replay_steps as replay_inputs
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.engine.policy import TurnPolicy
 from clutchcall.traces.errors import TraceFormatError
 
-from clutchcall import __version__
-
 TRACE_FORMAT = "clutchcall.trace"
 TRACE_VERSION = 1
 META_KEY = "clutchcall.trace"
-INPUT_KINDS = ("caller_frame", "agent_audio_started", "agent_audio_finished", "timer")
 CODECS = ("pcm16", "opus", "g711_ulaw", "g711_alaw")
 SCHEMA: dict[str, pl.DataType] = {
     "dir": pl.String(),
@@ -81,16 +88,9 @@ class TraceHeader:
         }, sort_keys=True)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InputEvent:
-    """One engine input: ``kind`` in :data:`INPUT_KINDS`, ``time`` = the ``now`` passed.
-    ``seq``/``duration_ms``/``speech`` are set for ``caller_frame`` only (``seq`` may be None)."""
-
-    kind: str
-    time: float
-    seq: int | None = None
-    duration_ms: int | None = None
-    speech: bool | None = None
+InputEvent = EngineInput
+"""A trace's input row: the one encoding of engine inputs,
+:class:`clutchcall.engine.call.EngineInput` (kind, time, seq, duration_ms, speech)."""
 
 
 Row: TypeAlias = "InputEvent | Output"
@@ -129,22 +129,27 @@ class TraceRecorder:
         _check_header(self.header, "<recorder>")
         self._rows: list[Row] = []
 
+    def input(self, inp: EngineInput) -> None:
+        """Record one engine input (the :class:`~clutchcall.engine.call.Recorder` method an
+        :class:`~clutchcall.engine.call.EngineDriver` calls)."""
+        self._rows.append(inp)
+
     def caller_frame(self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None) -> None:
         """Record ``engine.caller_frame(now, speech=..., duration_ms=..., seq=...)``."""
-        self._rows.append(InputEvent(kind="caller_frame", time=float(now), seq=seq,
-                                     duration_ms=int(duration_ms), speech=bool(speech)))
+        self._rows.append(EngineInput.frame(float(now), speech=bool(speech),
+                                            duration_ms=int(duration_ms), seq=seq))
 
     def agent_audio_started(self, now: float) -> None:
         """Record ``engine.agent_audio_started(now)``."""
-        self._rows.append(InputEvent(kind="agent_audio_started", time=float(now)))
+        self._rows.append(EngineInput.started(float(now)))
 
     def agent_audio_finished(self, now: float) -> None:
         """Record ``engine.agent_audio_finished(now)``."""
-        self._rows.append(InputEvent(kind="agent_audio_finished", time=float(now)))
+        self._rows.append(EngineInput.finished(float(now)))
 
     def timer(self, now: float) -> None:
         """Record ``engine.handle_timer(now)``."""
-        self._rows.append(InputEvent(kind="timer", time=float(now)))
+        self._rows.append(EngineInput.timer(float(now)))
 
     def outputs(self, outputs: Iterable[Output]) -> None:
         """Record the outputs of one ``engine.drain()`` (call after every input's drain)."""
@@ -159,57 +164,39 @@ class TraceRecorder:
         write_trace(path, self.trace())
 
 
-class RecordingEngine:
-    """A :class:`TurnEngine` wrapper that records as it goes: the same input methods,
-    ``drain`` and ``get_timer``; every input and every drained output lands in ``recorder``.
-    A shell that drives this instead of the bare engine cannot forget to record."""
-
-    def __init__(self, engine: TurnEngine, recorder: TraceRecorder) -> None:
-        self.engine = engine
-        self.recorder = recorder
-
-    def caller_frame(self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None) -> None:
-        """Feed and record one caller frame (see ``TurnEngine.caller_frame``)."""
-        self.engine.caller_frame(now, speech=speech, duration_ms=duration_ms, seq=seq)
-        self.recorder.caller_frame(now, speech=speech, duration_ms=duration_ms, seq=seq)
-
-    def agent_audio_started(self, now: float) -> None:
-        """Feed and record ``agent_audio_started``."""
-        self.engine.agent_audio_started(now)
-        self.recorder.agent_audio_started(now)
-
-    def agent_audio_finished(self, now: float) -> None:
-        """Feed and record ``agent_audio_finished``."""
-        self.engine.agent_audio_finished(now)
-        self.recorder.agent_audio_finished(now)
-
-    def handle_timer(self, now: float) -> None:
-        """Feed and record a timer firing."""
-        self.engine.handle_timer(now)
-        self.recorder.timer(now)
-
-    def get_timer(self) -> float | None:
-        """Return the engine's next deadline (see ``TurnEngine.get_timer``)."""
-        return self.engine.get_timer()
-
-    def drain(self) -> list[Output]:
-        """Return (and record) the engine's outputs since the last drain."""
-        outs = self.engine.drain()
-        self.recorder.outputs(outs)
-        return outs
-
-
 def _output_fields(out: Output) -> str:
     data = {f.name: getattr(out, f.name) for f in dataclasses.fields(out) if f.name != "time"}
     return json.dumps(data, sort_keys=True)
+
+
+def _input_fields(inp: InputEvent) -> str | None:
+    # a caller frame's acoustic features (issue 15), so that replay is exact; floats go
+    # through JSON exactly (repr round-trips; inf as Infinity)
+    if inp.features is None:
+        return None
+    return json.dumps({"features": dataclasses.asdict(inp.features)}, sort_keys=True)
+
+
+def _read_features(path: str | Path, where: str, fields: str) -> FrameFeatures:
+    try:
+        data = json.loads(fields)
+        f = data["features"]
+        if set(data) != {"features"} or not isinstance(f, dict):
+            raise KeyError("features")
+        return FrameFeatures(**{k: float(v) for k, v in f.items()})
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise TraceFormatError(path, f"{where}.fields",
+                               f"a caller frame's fields must be {{\"features\": {{...}}}}: {exc}"
+                               ) from exc
 
 
 def to_frame(trace: RecordedTrace) -> pl.DataFrame:
     """Return the trace's rows as a polars DataFrame with :data:`SCHEMA`."""
     cols: dict[str, list[Any]] = {k: [] for k in SCHEMA}
     for r in trace.rows:
+        vals: tuple[object, ...]
         if isinstance(r, InputEvent):
-            vals = ("in", r.kind, r.time, r.seq, r.duration_ms, r.speech, None)
+            vals = ("in", r.kind, r.time, r.seq, r.duration_ms, r.speech, _input_fields(r))
         else:
             vals = ("out", r.kind, float(r.time), None, None, None, _output_fields(r))
         for k, v in zip(SCHEMA, vals, strict=True):
@@ -303,14 +290,16 @@ def read_trace(path: str | Path) -> RecordedTrace:
             if t < last_in:
                 raise TraceFormatError(path, f"{where}.time", f"{t!r} is before the previous input ({last_in!r})")
             last_in = t
-            if fields is not None:
-                raise TraceFormatError(path, f"{where}.fields", "must be null for an input")
+            if fields is not None and kind != "caller_frame":
+                raise TraceFormatError(path, f"{where}.fields", "must be null for this input")
             if kind == "caller_frame":
                 if dur not in (10, 20, 30):
                     raise TraceFormatError(path, f"{where}.duration_ms", f"must be 10, 20 or 30, got {dur!r}")
                 if speech is None:
                     raise TraceFormatError(path, f"{where}.speech", "missing for caller_frame")
-                rows.append(InputEvent(kind=kind, time=t, seq=seq, duration_ms=dur, speech=speech))
+                feats = None if fields is None else _read_features(path, where, fields)
+                rows.append(InputEvent(kind=kind, time=t, seq=seq, duration_ms=dur, speech=speech,
+                                       features=feats))
             else:
                 if seq is not None or dur is not None or speech is not None:
                     raise TraceFormatError(path, where, f"{kind} carries only a time")
@@ -340,28 +329,12 @@ def read_trace(path: str | Path) -> RecordedTrace:
     return RecordedTrace(header, tuple(rows))
 
 
-def _feed(engine: TurnEngine, inp: InputEvent) -> None:
-    if inp.kind == "caller_frame":
-        assert inp.speech is not None and inp.duration_ms is not None
-        engine.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms, seq=inp.seq)
-    elif inp.kind == "agent_audio_started":
-        engine.agent_audio_started(inp.time)
-    elif inp.kind == "agent_audio_finished":
-        engine.agent_audio_finished(inp.time)
-    else:
-        engine.handle_timer(inp.time)
-
-
 def replay_steps(trace: RecordedTrace, policy: TurnPolicy | None = None) -> list[list[Output]]:
     """Feed the trace's inputs to a fresh engine (the header's config, ``policy`` or the
     default threshold policy); return the drained outputs after each input, one list per
-    input. Engine errors (e.g. ``TimeWentBackwards``) propagate."""
-    engine = TurnEngine(trace.header.config, policy)
-    steps: list[list[Output]] = []
-    for inp in trace.inputs:
-        _feed(engine, inp)
-        steps.append(engine.drain())
-    return steps
+    input (:func:`clutchcall.engine.call.replay_steps`). Engine errors (e.g.
+    ``TimeWentBackwards``) propagate."""
+    return replay_inputs(trace.header.config, trace.inputs, policy)
 
 
 def replay(trace: RecordedTrace, policy: TurnPolicy | None = None) -> list[Output]:
@@ -369,40 +342,13 @@ def replay(trace: RecordedTrace, policy: TurnPolicy | None = None) -> list[Outpu
     return [o for step in replay_steps(trace, policy) for o in step]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Mismatch:
-    """Where a replay first differs: after input number ``input_index`` (at ``time``),
-    output ``output_index`` of that step was ``recorded`` but replay gave ``replayed``
-    (``None`` where one side has no output there)."""
-
-    input_index: int
-    time: float
-    output_index: int
-    recorded: Output | None
-    replayed: Output | None
-
-    def __str__(self) -> str:
-        return (f"after input {self.input_index} (t={self.time!r}), output {self.output_index}: "
-                f"recorded {self.recorded!r}, replayed {self.replayed!r}")
-
-
 def first_mismatch(trace: RecordedTrace, policy: TurnPolicy | None = None) -> Mismatch | None:
-    """Replay ``trace`` and compare step by step; return the first :class:`Mismatch`, or
-    ``None`` when the replay reproduces every recorded output exactly (same types, same
-    field values, same float times). Rows before the first input count as a mismatch."""
-    recorded: list[list[Output]] = []
-    for r in trace.rows:
-        if isinstance(r, InputEvent):
-            recorded.append([])
-        elif not recorded:
-            return Mismatch(input_index=-1, time=float(r.time), output_index=0, recorded=r, replayed=None)
-        else:
-            recorded[-1].append(r)
-    inputs = trace.inputs
-    for i, (rec, rep) in enumerate(zip(recorded, replay_steps(trace, policy), strict=True)):
-        for j in range(max(len(rec), len(rep))):
-            a = rec[j] if j < len(rec) else None
-            b = rep[j] if j < len(rep) else None
-            if a != b or type(a) is not type(b):
-                return Mismatch(input_index=i, time=inputs[i].time, output_index=j, recorded=a, replayed=b)
-    return None
+    """Replay ``trace`` and compare step by step; return the first
+    :class:`~clutchcall.engine.call.Mismatch`, or ``None`` when the replay reproduces every
+    recorded output exactly (same types, same field values, same float times). Rows before
+    the first input count as a mismatch."""
+    inputs, recorded, stray = split_rows(trace.rows)
+    if stray is not None:
+        return Mismatch(input_index=-1, time=float(stray.time), output_index=0, recorded=stray,
+                        replayed=None)
+    return compare_steps(inputs, recorded, replay_inputs(trace.header.config, inputs, policy))

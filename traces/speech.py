@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import soxr
+
 from clutchcall.engine.errors import ClutchCallError
 
 SPEECH_RATE = 16000

@@ -14,20 +14,20 @@ from clutchcall.netem.emulator import (
     WanEmulator,
     sweep_stale,
 )
-from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
+from clutchcall.netem.model import GilbertElliott, PathConfig, PathModel, WanLinkConfig, parse_ge
 from clutchcall.netem.tun import NetemError
 
 __all__ = [
     "CALLER_ADDR",
     "EDGE_ADDR",
     "GilbertElliott",
-    "LinkConfig",
     "NamespacePair",
     "NetemError",
     "PathConfig",
     "PathModel",
     "VethPair",
     "WanEmulator",
+    "WanLinkConfig",
     "parse_ge",
     "sweep_stale",
 ]

@@ -37,7 +37,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-from clutchcall.netem.model import GilbertElliott, LinkConfig, parse_ge
+from clutchcall.netem.model import GilbertElliott, WanLinkConfig, parse_ge
 from clutchcall.netem.tun import NETNS_DIR, NetemError
 
 __all__ = [
@@ -166,7 +166,7 @@ class NamespacePair:
         self._made: list[str] = []
         self._started = False
         self._closed = False
-        self.link: LinkConfig | None = None
+        self.link: WanLinkConfig | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -224,7 +224,7 @@ class NamespacePair:
             for ns in self._made:
                 try:
                     _delete_netns(ns)
-                except Exception:
+                except Exception:  # noqa: BLE001 -- best-effort cleanup of every namespace
                     pass
             _live.discard(self)
             _restore_signal_handlers()
@@ -251,7 +251,7 @@ class NamespacePair:
                 if stream is not None:
                     try:
                         stream.close()
-                    except Exception:
+                    except Exception:  # noqa: BLE001 -- best-effort close while tearing down
                         pass
 
     # -- running things inside ------------------------------------------------------------
@@ -338,7 +338,7 @@ class WanEmulator(NamespacePair):
 
     Use as a context manager (``with WanEmulator(rtt_ms=50, loss=0.01) as wan: ...``) or call
     :meth:`start` / :meth:`close`. Either the symmetric keyword arguments or a full ``link``
-    (:class:`~clutchcall.netem.model.LinkConfig`, per direction) configure the impairment;
+    (:class:`~clutchcall.netem.model.WanLinkConfig`, per direction) configure the impairment;
     ``ge`` may be a :class:`GilbertElliott` or its ``"p,r[,loss_bad[,loss_good]]"`` string.
     Raises :class:`~clutchcall.engine.errors.ConfigError` for bad settings and
     :class:`NetemError` when the namespaces or the forwarder cannot be set up. After
@@ -349,12 +349,12 @@ class WanEmulator(NamespacePair):
     def __init__(self, *, rtt_ms: float = 0.0, loss: float = 0.0, jitter_ms: float = 0.0,
                  ge: GilbertElliott | str | None = None, rate_kbps: float | None = None,
                  reorder: bool = False, queue_packets: int = 1000, burst_bytes: int = 1500,
-                 seed: int = 0, link: LinkConfig | None = None,
+                 seed: int = 0, link: WanLinkConfig | None = None,
                  ready_timeout: float = 10.0, trace_path: str | None = None) -> None:
         if isinstance(ge, str):
             ge = parse_ge(ge)
         if link is None:
-            link = LinkConfig.symmetric(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss=loss, ge=ge,
+            link = WanLinkConfig.symmetric(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss=loss, ge=ge,
                                         rate_kbps=rate_kbps, reorder=reorder,
                                         queue_packets=queue_packets, burst_bytes=burst_bytes,
                                         seed=seed)

@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from clutchcall.netem.model import LinkConfig, PathModel
+from clutchcall.netem.model import PathModel, WanLinkConfig
 from clutchcall.netem.tun import open_tun_in_netns
 
 __all__ = ["main", "serve"]
@@ -64,7 +64,7 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise _Stop()
 
 
-def serve(link: LinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
+def serve(link: WanLinkConfig, edge_fd: int, caller_fd: int, control_fd: int,
           clock: Any = time.monotonic, trace: TextIO | None = None
           ) -> dict[str, dict[str, float]]:
     """Forward packets between ``edge_fd`` and ``caller_fd`` until ``control_fd`` is readable
@@ -194,7 +194,7 @@ def main() -> int:
     if not line:
         return 1
     spec = json.loads(line)
-    link = LinkConfig.from_dict(spec["link"])
+    link = WanLinkConfig.from_dict(spec["link"])
     ifname = spec.get("ifname", "cc0")
     edge_fd = open_tun_in_netns(spec["edge_ns"], ifname)
     caller_fd = open_tun_in_netns(spec["caller_ns"], ifname)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 
-__all__ = ["GilbertElliott", "LinkConfig", "PathConfig", "PathModel", "PathStats", "parse_ge"]
+__all__ = ["GilbertElliott", "PathConfig", "PathModel", "PathStats", "WanLinkConfig", "parse_ge"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +154,7 @@ class PathConfig:
         d = dict(d)
         ge = d.pop("ge", None)
         try:
+            # d is parsed JSON: a wrong field name or type is the TypeError caught below
             cfg = cls(**d)  # type: ignore[arg-type]
         except TypeError as e:
             raise ConfigError(f"bad path config: {e}") from None
@@ -165,8 +166,9 @@ class PathConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LinkConfig:
-    """Both directions of the link plus the seed of its randomness.
+class WanLinkConfig:
+    """Both directions of the emulated WAN link plus the seed of its randomness (the
+    simulator's :class:`clutchcall.sim.link.LinkConfig` is one direction of its modelled link).
 
     uplink: caller -> edge impairment; downlink: edge -> caller impairment.
     seed: seed of every random stream (default 0).
@@ -180,7 +182,7 @@ class LinkConfig:
     def symmetric(cls, *, rtt_ms: float = 0.0, jitter_ms: float = 0.0, loss: float = 0.0,
                   ge: GilbertElliott | None = None, rate_kbps: float | None = None,
                   reorder: bool = False, burst_bytes: int = 1500, queue_packets: int = 1000,
-                  seed: int = 0) -> LinkConfig:
+                  seed: int = 0) -> WanLinkConfig:
         """Return a link whose two directions each get half the RTT and the same impairment.
 
         Raises :class:`ConfigError` on an invalid value.
@@ -198,7 +200,7 @@ class LinkConfig:
                 "seed": self.seed}
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> LinkConfig:
+    def from_dict(cls, d: dict[str, object]) -> WanLinkConfig:
         """Build a link config from :meth:`to_dict` output; raises :class:`ConfigError`."""
         try:
             up, down, seed = d["uplink"], d["downlink"], d.get("seed", 0)

@@ -49,7 +49,7 @@ def _resolve(target: str) -> Callable[..., Any]:
     fn = getattr(importlib.import_module(mod_name), fn_name)
     if not callable(fn):
         raise TypeError(f"{target} is not callable")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 async def _run_async(fn: Callable[..., Any], kwargs: dict[str, Any], wants_stop: bool) -> Any:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = json.loads(args[1]) if len(args) == 2 else {}
         if not isinstance(kwargs, dict):
             raise ValueError("keyword arguments must be a JSON object")
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- any bad request is reported, exit 2
         sys.stderr.write(f"runner: {type(e).__name__}: {e}\n")
         return 2
     wants_stop = "stop" in inspect.signature(fn).parameters
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     signal.signal(sig, lambda *_: stop.set())
                 kwargs = {**kwargs, "stop": stop}
             result = fn(**kwargs)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- the target's failure goes to the parent as JSON
         sys.stdout.write(json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n")
         sys.stdout.flush()
         return 1

@@ -29,9 +29,10 @@ def prepare_audio(wav: str, transport: str) -> tuple[bytes, int, str]:
     the file's rate when it is 8/16/48 kHz, else at 16 kHz. Raises ValueError on a bad WAV."""
     import soxr
 
-    from clutchcall.prod.caller.client import read_wav
+    from clutchcall.traces.labels import read_wav
 
-    pcm, rate = read_wav(wav)
+    rate, samples = read_wav(wav, rates=None)
+    pcm = samples.tobytes()
     codec = "g711_ulaw" if transport == "ws" else "pcm16"
     want = 8000 if codec.startswith("g711") else (rate if rate in (8000, 16000, 48000) else 16000)
     if rate != want:
@@ -93,7 +94,7 @@ async def _one_call(spec: dict[str, Any], delay: float, host: str, tail_s: float
         sent.append(loop.time())
         await send_frame(seq, payload)
 
-    tr.send_frame = timed_send  # type: ignore[method-assign]
+    tr.send_frame = timed_send
     on_agent, on_control = caller._agent_audio, caller._control
 
     def agent_audio(payload: bytes) -> None:
@@ -104,6 +105,7 @@ async def _one_call(spec: dict[str, Any], delay: float, host: str, tail_s: float
         controls.append((loop.time(), event))
         on_control(event)
 
+    # wrap the caller's two receive hooks to timestamp them (instance attributes shadow methods)
     caller._agent_audio = agent_audio  # type: ignore[method-assign]
     caller._control = control  # type: ignore[method-assign]
     error = None

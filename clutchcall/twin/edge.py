@@ -2,9 +2,9 @@
 
 Theory of operation: :func:`serve_edge` (run through :mod:`clutchcall.netem.runner`) starts
 the embedded reference model on loopback (its time to first audio is the one the simulator is
-told), then the QUIC/MoQT and WebSocket/TLS ingresses with a
-:class:`~clutchcall.prod.pipeline.PipelineHandler` each -- the same per-call pipeline as
-production -- binds them on all addresses of the namespace, issues one token per call id it is
+told), then the QUIC/MoQT and WebSocket/TLS ingresses with the production call handler,
+:class:`~clutchcall.prod.edge.handler.EdgeHandler` (the same per-call pipeline, idle watchdog
+and call summaries as ``clutchcall serve``; no traces are written) -- binds them on all addresses of the namespace, issues one token per call id it is
 given, and prints its ready line with the ports, the certificate and the tokens. When the
 harness stops it (SIGTERM sets ``stop``) it shuts the ingresses down and returns every call's
 :class:`~clutchcall.prod.pipeline.TurnRecord` list (as dicts) and the ingress counters.
@@ -26,21 +26,21 @@ async def serve_edge(*, call_ids: list[str], ttfa_ms: int = 300, quic_port: int 
                      max_s: float = 300.0, stop: asyncio.Event) -> dict[str, Any]:
     """Serve until ``stop`` is set (or ``max_s`` passes); return ``{"turns": {call_id:
     [TurnRecord dict]}, "quic_stats", "ws_stats", "model"}``. Raises OSError on bind."""
+    from clutchcall.prod.edge.handler import EdgeHandler
     from clutchcall.prod.ingress.config import IngressConfig
     from clutchcall.prod.ingress.quic import QuicIngress
     from clutchcall.prod.ingress.ws import WsIngress
     from clutchcall.prod.model.client import ModelLegConfig
     from clutchcall.prod.model.server import ModelServerConfig, ReferenceModelServer
-    from clutchcall.prod.pipeline import PipelineHandler
 
     logging.basicConfig(level=logging.WARNING)
     model = ReferenceModelServer(ModelServerConfig(time_to_first_audio_ms=ttfa_ms))
     url = await model.start()
-    kw = {"auth_key": auth_key.encode()} if auth_key else {}
+    kw: dict[str, Any] = {"auth_key": auth_key.encode()} if auth_key else {}
     cfg = IngressConfig(host="0.0.0.0", quic_port=quic_port, ws_port=ws_port,
                         cert_dir=cert_dir or tempfile.mkdtemp(prefix="clutchcall-twin-tls-"),
-                        **kw)  # type: ignore[arg-type]
-    handlers = {name: PipelineHandler(model_url=url, model_config=ModelLegConfig(url=url))
+                        **kw)
+    handlers = {name: EdgeHandler(model_url=url, model_config=ModelLegConfig(url=url))
                 for name in ("quic", "ws")}
     quic = QuicIngress(cfg, handlers["quic"])
     ws = WsIngress(cfg, handlers["ws"], authority=quic.authority)
@@ -61,9 +61,10 @@ async def serve_edge(*, call_ids: list[str], ttfa_ms: int = 300, quic_port: int 
     await model.close()
     turns: dict[str, list[dict[str, Any]]] = {}
     for h in handlers.values():
-        for cid, recs in h.turns.items():
-            turns[cid] = [r.to_dict() for r in recs]
+        for cid, summary in h.calls.items():
+            turns[cid] = [r.to_dict() for r in summary.turns]
         for cid, pipe in h.pipelines.items():  # still running after the grace: what it has
-            turns.setdefault(cid, [r.to_dict() for r in pipe.turns])
+            if not turns.get(cid):
+                turns[cid] = [r.to_dict() for r in pipe.turns]
     return {"turns": turns, "quic_stats": dict(quic.stats), "ws_stats": dict(ws.stats),
             "model": {"responses": model.stats.responses, "cancelled": model.stats.cancelled}}

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from clutchcall.sim.calls import Call, vad_decisions
+from clutchcall.engine.audio.vad import vad_decisions
+from clutchcall.sim.calls import Call
 
 FRAME_MS = 20
 

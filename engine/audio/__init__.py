@@ -7,12 +7,13 @@ clock and no I/O; one object per stream and direction holds that stream's state.
 * :mod:`.opus` -- Opus encoder/decoder through our cffi (ABI mode) binding to libopus, with PLC.
 * :mod:`.resample` -- soxr streaming resampler (chunk-invariant output, measured delay).
 * :mod:`.polyphase` -- low-latency polyphase FIR resampler ("LL": no block buffering).
-* :mod:`.vad` -- frame splitter with carry-over, webrtcvad, and the two chained.
+* :mod:`.vad` -- frame splitter with carry-over, webrtcvad, the two chained, and
+  ``vad_decisions`` (the decisions for a whole signal: what the simulator and corpus use).
 * :mod:`.codec` -- the :class:`Codec` names and the per-call :class:`Transcoder`.
 
 Malformed data raises :class:`AudioError` (a ``RemoteProtocolError``) and leaves the stream's
 state usable; invalid parameters raise ``ConfigError``. ``clutchcall bench audio`` lives in
-:mod:`.bench` (not imported here: it reads the clock).
+:mod:`clutchcall.tools.bench_audio` (outside the pure core: it reads the clock).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from clutchcall.engine.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, 
 from clutchcall.engine.audio.opus import OpusDecoder, OpusEncoder
 from clutchcall.engine.audio.polyphase import PolyphaseResampler
 from clutchcall.engine.audio.resample import DelayReport, StreamResampler, measure_delay
-from clutchcall.engine.audio.vad import Decimate24To16, FrameSplitter, Vad, VadFramer
+from clutchcall.engine.audio.vad import Decimate24To16, FrameSplitter, Vad, VadFramer, vad_decisions
 
 __all__ = [
     "AudioError",
@@ -45,4 +46,5 @@ __all__ = [
     "payload_bytes",
     "ulaw_decode",
     "ulaw_encode",
+    "vad_decisions",
 ]

@@ -52,6 +52,7 @@ import enum
 
 import numpy as np
 import numpy.typing as npt
+
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 from clutchcall.engine.audio.g711 import (
     ALAW_DECODE_TABLE,

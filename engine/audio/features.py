@@ -71,7 +71,8 @@ def frame_levels_db(pcm: np.ndarray, rate: int, frame_ms: int) -> np.ndarray:
     ms = np.mean(x * x, axis=1)
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(ms)
-    return np.maximum(db, SILENCE_DB)
+    out: np.ndarray = np.maximum(db, SILENCE_DB)
+    return out
 
 
 class FeatureTracker:

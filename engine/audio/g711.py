@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
 from clutchcall.engine.audio.errors import AudioError
 
 __all__ = [

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 
 __all__ = ["OPUS_RATES", "OpusDecoder", "OpusEncoder", "opus_version", "packet_samples"]
@@ -73,7 +74,7 @@ def _lib() -> tuple[Any, Any]:
     if _loaded is None:
         with _lock:
             if _loaded is None:
-                import cffi  # type: ignore[import-untyped]
+                import cffi
 
                 ffi = cffi.FFI()
                 ffi.cdef(_CDEF)

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 
 __all__ = ["MAX_FACTOR", "PolyphaseResampler"]

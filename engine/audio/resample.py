@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import soxr  # type: ignore[import-untyped]
+import soxr
+
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 from clutchcall.engine.audio.polyphase import PolyphaseResampler
 

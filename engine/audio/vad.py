@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import webrtcvad  # type: ignore[import-untyped]
+import webrtcvad
+
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 
-__all__ = ["VAD_FRAME_MS", "VAD_RATES", "Decimate24To16", "FrameSplitter", "Vad", "VadFramer"]
+__all__ = ["VAD_FRAME_MS", "VAD_RATES", "Decimate24To16", "FrameSplitter", "Vad", "VadFramer",
+           "vad_decisions"]
 
 VAD_RATES: frozenset[int] = frozenset({8000, 16000, 32000, 48000})
 VAD_FRAME_MS: frozenset[int] = frozenset({10, 20, 30})
@@ -237,3 +239,16 @@ class VadFramer:
         self.splitter.reset()
         if self._down is not None:
             self._down.reset()
+
+
+def vad_decisions(pcm: npt.NDArray[np.int16], rate: int, frame_ms: int = 20,
+                  aggressiveness: int = 2) -> list[bool]:
+    """Return the VAD decision of each whole ``frame_ms`` frame of int16 ``pcm``: one
+    :class:`VadFramer` over the whole signal, so the same decisions the edge makes for the same
+    audio (a trailing partial frame is not judged).
+
+    Raises :class:`ConfigError` for a rate, frame length or aggressiveness the framer does not
+    take, and :class:`AudioError` if ``pcm`` is not a 1-D int16 array.
+    """
+    framer = VadFramer(rate, frame_ms, aggressiveness)
+    return [bool(s) for _, s in framer.push(pcm)]

@@ -35,14 +35,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import soxr
-    from clutchcall.prod.caller.client import (
-        Caller,
-        QuicCallerTransport,
-        WsCallerTransport,
-        read_wav,
-    )
 
-    pcm, rate = read_wav(args.wav)
+    from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+    from clutchcall.traces.labels import read_wav
+
+    rate, samples = read_wav(args.wav, rates=None)
+    pcm = samples.tobytes()
     codec = "g711_ulaw" if args.transport == "ws" else args.codec
     want = 8000 if codec.startswith("g711") else (rate if rate in (8000, 16000, 48000) else 16000)
     if rate != want:

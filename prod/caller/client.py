@@ -12,7 +12,7 @@ WebSocket/TLS speaking Twilio Media Streams (:class:`WsCallerTransport`). It
 3. plays the agent audio it receives out at 1x into an output timeline (a WAV file): a
    ``clear_playout`` control event (Twilio ``clear``) drops what is queued and not yet played;
 4. measures *mouth-to-ear turn latency* per turn: send time of the turn's last speech frame
-   -> arrival of the first agent audio frame after it (DESIGN section 2).
+   -> arrival of the first agent audio frame after it (docs/architecture.md §6).
 
 The transports share one small interface (``connect``, ``send_frame``, ``hangup`` and two
 callbacks), so the two legs are compared on the same caller code.
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from clutchcall.engine.audio import Codec, OpusDecoder, OpusEncoder, alaw_decode, alaw_encode
 from clutchcall.engine.audio import ulaw_decode as _ulaw_decode
 from clutchcall.engine.audio import ulaw_encode as _ulaw_encode
@@ -131,14 +132,6 @@ def turn_ends(flags: list[bool], frame_ms: int, turn_gap_ms: int) -> list[int]:
     if last_speech is not None:
         ends.append(last_speech)
     return ends
-
-
-def read_wav(path: str) -> tuple[bytes, int]:
-    """Return (16-bit mono PCM, rate) of a WAV file; raises ValueError for other formats."""
-    with wave.open(path, "rb") as w:
-        if w.getsampwidth() != 2 or w.getnchannels() != 1:
-            raise ValueError(f"{path}: need 16-bit mono, got {w.getsampwidth() * 8}-bit x{w.getnchannels()}")
-        return w.readframes(w.getnframes()), w.getframerate()
 
 
 def write_wav(path: str, pcm: bytes, rate: int) -> None:
@@ -323,6 +316,7 @@ class QuicCallerTransport(CallerTransport):
     async def connect(self) -> None:
         from aioquic.asyncio import connect
         from aioquic.quic.configuration import QuicConfiguration
+
         from clutchcall.prod.caller.moqt_client import CallerProtocol
         from clutchcall.prod.moqt.wire import MOQT_ALPN
 

@@ -25,6 +25,7 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
+
 from clutchcall.prod.ingress.ackdelay import set_ack_delay
 from clutchcall.prod.ingress.config import (
     NAMESPACE_ROOT,

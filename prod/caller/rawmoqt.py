@@ -20,6 +20,7 @@ from typing import Any
 from aioquic.asyncio import QuicConnectionProtocol, connect
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent
+
 from clutchcall.prod.moqt.wire import (
     MOQT_ALPN,
     MOQT_VERSION_14,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from clutchcall.prod.pipeline_bench import QUESTIONS, REPLY  # the same script as bench pipeline
 
 
@@ -185,10 +186,11 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
 def _by_part(profile: str) -> dict[str, float]:
     """Own time by part of the stack (% of profiled time, idle epoll wait separated)."""
     st = pstats.Stats(profile)
+    # Stats.total_tt and Stats.stats are pstats' own (undocumented) tables: typeshed omits them.
     total = st.total_tt or 1.0  # type: ignore[attr-defined]
     parts: dict[str, float] = {}
     for (file, _line, fn), (_cc, _nc, tt, _ct, _) in st.stats.items():  # type: ignore[attr-defined]
-        if "epoll" in fn or "select" in fn and file == "~":
+        if "epoll" in fn or ("select" in fn and file == "~"):
             key = "idle (epoll wait)"
         elif "aioquic" in file:
             key = "aioquic (QUIC/TLS in Python)"
@@ -208,9 +210,10 @@ def _by_part(profile: str) -> dict[str, float]:
 
 def _top(profile: str, n: int = 15) -> list[dict[str, Any]]:
     st = pstats.Stats(profile)
+    # Stats.total_tt and Stats.stats are pstats' own (undocumented) tables: typeshed omits them.
     rows = []
     total = st.total_tt or 1.0  # type: ignore[attr-defined]
-    for (file, line, fn), (cc, nc, tt, ct, _) in sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:n]:  # type: ignore[attr-defined]
+    for (file, line, fn), (_cc, nc, tt, ct, _) in sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:n]:  # type: ignore[attr-defined]
         rows.append({"function": f"{Path(file).name}:{line}({fn})", "calls": nc,
                      "tottime_s": round(tt, 3), "cumtime_s": round(ct, 3), "pct_own": round(100 * tt / total, 1)})
     return rows
@@ -253,7 +256,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 prof = str(Path(work) / "edge.pstats")
                 await run_once(args.calls, args.seconds, args.transport, url, work, profile=prof,
                                io=args.io, shards=1, ramp_s=args.ramp_s)
-                if os.path.exists(prof):
+                if os.path.exists(prof):  # noqa: ASYNC240 -- one stat after the run
                     profile_top = _top(prof)
                     profile_parts = _by_part(prof)
     finally:

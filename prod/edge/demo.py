@@ -60,8 +60,9 @@ def load_audio(calls: str | None, wav: str | None, rate: int) -> tuple[bytes, li
     played back to back with ``GAP_S`` of silence between. Raises ConfigError for a missing
     file or a bad format."""
     import soxr
+
     from clutchcall.engine.errors import ConfigError
-    from clutchcall.prod.caller.client import read_wav
+    from clutchcall.traces.labels import read_wav
 
     paths = [Path(wav)] if wav else [corpus_dir() / f"{c.strip()}.wav" for c in (calls or "").split(",") if c.strip()]
     if not paths:
@@ -69,10 +70,9 @@ def load_audio(calls: str | None, wav: str | None, rate: int) -> tuple[bytes, li
     parts: list[np.ndarray] = []
     for p in paths:
         try:
-            pcm, r = read_wav(str(p))
+            r, x = read_wav(p, rates=None)
         except (OSError, ValueError, EOFError) as exc:
             raise ConfigError(f"demo: cannot read {p}: {exc}") from None
-        x = np.frombuffer(pcm, dtype="<i2")
         if r != rate:
             x = soxr.resample(x, r, rate).astype("<i2")
         parts += [x, np.zeros(int(GAP_S * rate), dtype="<i2")]
@@ -94,7 +94,7 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
     codec, rate = ("pcm16", 16000) if transport == "quic" else ("g711_ulaw", 8000)
     pcm, names = load_audio(calls, wav, rate)
     tmp = None if trace_dir else tempfile.TemporaryDirectory(prefix="clutchcall-demo-")
-    tdir = trace_dir or tmp.name  # type: ignore[union-attr]
+    tdir = trace_dir or tmp.name  # type: ignore[union-attr]  # tmp is None only if trace_dir
     cfg = EdgeConfig(trace_dir=str(Path(tdir) / "traces"), cert_dir=str(Path(tdir) / "tls"),
                      json_logs=False, model=EmbeddedModelConfig(time_to_first_audio_ms=ttfa_ms))
     loop = asyncio.get_running_loop()

@@ -54,7 +54,7 @@ class Edge:
         binding ``config.quic_port`` / ``config.ws_port``."""
         self.config = config or EdgeConfig()
         self._quic_sock, self._ws_sock = quic_sock, ws_sock
-        self.io_kind = "asyncio"
+        self.io_kind: str | None = "asyncio"
         self.metrics = EdgeMetrics()
         self.model_server: ReferenceModelServer | None = None
         self.model_url: str | None = None
@@ -115,7 +115,8 @@ class Edge:
         self.ws = WsIngress(icfg, self.handler, authority=self.quic.authority, sock=self._ws_sock)
         self.ws.cert_path, self.ws.key_path = self.quic.cert_path, self.quic.key_path
         self.ws_port = await self.ws.start()
-        self.cert_path = os.path.abspath(self.quic.cert_path) if self.quic.cert_path else None
+        self.cert_path = (os.path.abspath(self.quic.cert_path)  # noqa: ASYNC240 -- once at start
+                          if self.quic.cert_path else None)
         if cfg.metrics_port >= 0:
             self.metrics_server = MetricsServer(self.metrics, cfg.metrics_host, cfg.metrics_port)
             self.metrics_port = await self.metrics_server.start()

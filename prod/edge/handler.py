@@ -2,11 +2,11 @@
 
 Theory of operation: an ingress hands :class:`EdgeHandler` one ``CallSession`` per accepted
 call (``on_call``). The handler builds a :class:`~clutchcall.prod.pipeline.CallPipeline` for
-the call's codec, rate and frame length and swaps the pipeline's engine for a
-:class:`~clutchcall.traces.recorded.RecordingEngine`, so every engine input and every drained
-output lands in a :class:`~clutchcall.traces.recorded.TraceRecorder` exactly as the pipeline
-fed and drained them (the pipeline only ever calls the engine's public input methods,
-``drain`` and ``get_timer``, which the recording wrapper provides). The pipeline then runs until
+the call's codec, rate and frame length and passes it a
+:class:`~clutchcall.traces.recorded.TraceRecorder`, so every engine input and every drained
+output lands in the trace exactly as the call core's drive loop fed and drained them (the
+core's one :class:`~clutchcall.engine.call.EngineDriver` records as it feeds). The pipeline
+then runs until
 the caller hangs up, the model leg fails (the caller gets an ``error`` control event from the
 pipeline) or the caller goes quiet: a watchdog ends a call whose caller sent no frame (a
 concealed frame does not count) for ``idle_timeout_s``, which ends the uplink iterator, so the
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from clutchcall.engine import TurnConfig
+from clutchcall.engine.call import TurnRecord
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.metrics import EdgeMetrics, call_logger
 from clutchcall.prod.model.client import ModelLegConfig
@@ -37,9 +38,8 @@ from clutchcall.prod.pipeline import (
     CallPipeline,
     CallSessionDownlink,
     PipelineConfig,
-    TurnRecord,
 )
-from clutchcall.traces.recorded import RecordingEngine, TraceRecorder
+from clutchcall.traces.recorded import TraceRecorder
 
 log = logging.getLogger("clutchcall.edge")
 
@@ -73,7 +73,7 @@ class CallSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-able dict."""
-        d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        d = {k: getattr(self, k) for k in self.__slots__}
         d["turns"] = [t.to_dict() for t in self.turns]
         return d
 
@@ -130,15 +130,15 @@ class EdgeHandler:
             await call.send_control({"type": "error", "code": "unsupported_codec", "message": str(exc)})
             self._done(summary)
             return
-        pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
-                            turn_config=self.turn_config, config=cfg,
-                            model_config=self.model_config, model_url=self.model_url,
-                            metrics=self.metrics, record_outputs=False)
         recorder = TraceRecorder(call_id=call.call_id, codec=cfg.caller_codec, rate=cfg.caller_rate,
                                  config=self.turn_config,
                                  extra={"transport": summary.transport, "source": "clutchcall edge"})
-        if self.trace_dir is not None:  # record only what will be written
-            pipe.engine = RecordingEngine(pipe.engine, recorder)  # type: ignore[assignment]
+        pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
+                            turn_config=self.turn_config, config=cfg,
+                            model_config=self.model_config, model_url=self.model_url,
+                            metrics=self.metrics, record_outputs=False,
+                            # record only what will be written
+                            recorder=recorder if self.trace_dir is not None else None)
         self.pipelines[call.call_id] = pipe
         last = [asyncio.get_running_loop().time()]
         watchdog = asyncio.create_task(self._watchdog(call, summary, last, clog))

@@ -6,7 +6,7 @@ An ingress (QUIC/MoQT or WebSocket/Twilio) authenticates a caller, negotiates th
 codec, and then hands the pipeline one :class:`CallSession` by awaiting
 ``handler.on_call(call)`` on a :class:`CallHandler`. The pipeline never sees MoQT or JSON:
 
-* ``call.frames()`` is an async iterator of :class:`~clutchcall.prod.ingress.jitter.UplinkFrame`
+* ``call.frames()`` is an async iterator of :class:`~clutchcall.engine.call.jitter.UplinkFrame`
   (caller-codec payloads in sequence order, after the jitter buffer; a lost frame comes as
   ``concealed=True`` carrying the output of the concealer). It ends when the caller hangs up
   or the call is closed. The default concealer yields one frame of silence *in the caller
@@ -38,9 +38,9 @@ import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
+from clutchcall.engine.call.jitter import JitterBuffer, UplinkFrame
 from clutchcall.engine.errors import LocalProtocolError
 from clutchcall.prod.ingress.codecs import silence
-from clutchcall.prod.ingress.jitter import JitterBuffer, UplinkFrame
 
 CONTROL_TYPES = frozenset(
     {"commit", "prime", "cancel", "clear_playout", "error", "turn_started", "end_of_turn", "hangup", "info"}
@@ -234,6 +234,7 @@ def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[
     ``threshold_dbfs``), used by the jitter buffer to drain accumulated lag during silence;
     None for Opus (judging it would need a decode; only concealed frames drain there)."""
     import numpy as np
+
     from clutchcall.engine.audio import alaw_decode
     from clutchcall.engine.audio import ulaw_decode as _ulaw
 

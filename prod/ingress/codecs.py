@@ -14,6 +14,7 @@ No codec is implemented here.
 from __future__ import annotations
 
 import numpy as np
+
 from clutchcall.engine.audio import Codec, alaw_encode, payload_bytes
 from clutchcall.engine.audio import ulaw_decode as _ulaw_decode
 from clutchcall.engine.audio import ulaw_encode as _ulaw_encode

@@ -44,9 +44,7 @@ def _paced_uring_class() -> Any:
     """Return the reactor class that hands at most RX_CHUNK datagrams to the loop per turn."""
     from clutchcall.native import udpio
 
-    base = udpio.UringUdpIO
-
-    class PacedUringUdpIO(base):  # type: ignore[misc, valid-type]
+    class PacedUringUdpIO(udpio.UringUdpIO):
         """The io_uring reactor, delivering received datagrams in chunks of ``chunk``, one
         chunk per event-loop turn: the tasks a chunk woke (call handlers queueing replies)
         and the send batch run before the next chunk, so a reply never waits behind the

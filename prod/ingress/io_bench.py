@@ -192,8 +192,9 @@ async def _run_once(kind: str, calls: int, seconds: float, cert_dir: str,
 
     cfg = IngressConfig(cert_dir=cert_dir, io=kind, jitter_depth_ms=0, max_calls=calls + 10)
     clock = _EdgeClock()
-    edge = QuicIngress(cfg, _ClockedEchoHandler(clock, direct))  # type: ignore[arg-type]
+    edge = QuicIngress(cfg, _ClockedEchoHandler(clock, direct))
     await edge.start()
+    # started above: the server and its native transport exist
     io = edge._server._transport.io  # type: ignore[union-attr]
     dg = {"rx": 0, "tx": 0}
     inner_rx, inner_tx = io._on_batch, io.send_batch

@@ -54,6 +54,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
+
 from clutchcall.prod.ingress.ackdelay import set_ack_delay
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler

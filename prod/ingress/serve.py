@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import time
+from typing import Any
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +37,9 @@ async def _serve(args: argparse.Namespace) -> None:
     from clutchcall.prod.ingress.ws import WsIngress
 
     key = os.environ.get("CLUTCHCALL_AUTH_KEY")
-    kw = {"auth_key": key.encode()} if key else {}
+    kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}
     cfg = IngressConfig(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port, cert=args.cert,
-                        key=args.key, cert_dir=args.cert_dir, **kw)  # type: ignore[arg-type]
+                        key=args.key, cert_dir=args.cert_dir, **kw)
     handler = EchoHandler(turn_silence_ms=None if args.echo == "frames" else 400)
     quic, ws = QuicIngress(cfg, handler), WsIngress(cfg, handler)
     qport, wport = await quic.start(), await ws.start()

@@ -110,7 +110,7 @@ def _ingress_shard(ctx: ShardContext, *, config: IngressConfig, handler_factory:
 
     async def main() -> dict[str, Any]:
         handler = _ShardTaggedHandler(handler_factory(shard), ctx, announce)
-        ingress = QuicIngress(config, handler, sock=ctx.sockets[0])  # type: ignore[arg-type]
+        ingress = QuicIngress(config, handler, sock=ctx.sockets[0])
         await ingress.start()
         cleanup = None
         if on_shard_start is not None:
@@ -120,6 +120,7 @@ def _ingress_shard(ctx: ShardContext, *, config: IngressConfig, handler_factory:
                 await ingress.stop()
                 raise RuntimeError(f"on_shard_start: {type(exc).__name__}: {exc}") from exc
         counters = {"datagrams": 0, "mis_steered": 0}
+        # started above: the server and its native transport exist
         io = ingress._server._transport.io  # type: ignore[union-attr]
         _count_steering(io, shard, nshards, counters)
         ctx.ready({"pid": os.getpid(), "io": ingress.io_kind, "port": ingress.port})

@@ -32,13 +32,14 @@ from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.tls import ensure_self_signed, server_ssl_context
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 log = logging.getLogger("clutchcall.ingress.ws")
 
@@ -137,8 +138,8 @@ class WsIngress:
         self.calls: dict[str, WsCall] = {}
         self._server: Server | None = None
         self.port = 0
-        self.cert_path = config.cert
-        self.key_path = config.key
+        self.cert_path: str | None = config.cert
+        self.key_path: str | None = config.key
 
     async def start(self, tls: bool = True) -> int:
         """Bind and serve; return the TCP port."""

@@ -37,6 +37,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
 from clutchcall.engine.errors import ConfigError, RemoteProtocolError
 from clutchcall.prod.model.protocol import (
     AUDIO_DELTA_TYPES,
@@ -51,8 +54,6 @@ from clutchcall.prod.model.protocol import (
     parse_event,
     session_update,
 )
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 log = logging.getLogger("clutchcall.model.client")
 

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.model.protocol import (
     BYTES_PER_MS,
@@ -40,8 +43,6 @@ from clutchcall.prod.model.protocol import (
     parse_event,
 )
 from clutchcall.prod.model.speech import SpeechCache, SpeechError
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 log = logging.getLogger("clutchcall.model.server")
 

@@ -18,6 +18,7 @@ import wave
 
 import numpy as np
 import soxr
+
 from clutchcall.engine.errors import ConfigError
 
 

@@ -1,8 +1,12 @@
-"""Hypothesis properties over random frame sequences and agent timelines (DESIGN §2)."""
+"""Hypothesis properties over random frame sequences and agent timelines (docs/architecture.md §2)."""
 
 from __future__ import annotations
 
 import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from clutchcall.engine import (
     Append,
@@ -16,9 +20,6 @@ from clutchcall.engine import (
     TurnEngine,
     TurnStarted,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -45,7 +46,6 @@ def drive(config: TurnConfig, fms: int, script: list[tuple[bool, int]], agent_to
     toggles_set = set(agent_toggles)
     playing = False
     t = 0.0
-    k = 0
     frames = [sp for sp, n in script for _ in range(n)]
 
     def take(now: float) -> None:
@@ -61,7 +61,7 @@ def drive(config: TurnConfig, fms: int, script: list[tuple[bool, int]], agent_to
             playing = False
             take(now)
 
-    for sp in frames:
+    for k, sp in enumerate(frames):
         if k in toggles_set:
             if playing:
                 e.agent_audio_finished(t)
@@ -79,7 +79,6 @@ def drive(config: TurnConfig, fms: int, script: list[tuple[bool, int]], agent_to
         t = nxt
         e.caller_frame(t, speech=sp, duration_ms=fms)
         take(t)
-        k += 1
     # trailing silence long enough to end any turn
     for _ in range(2000 // fms + 2):
         t = round(t + fms / 1000.0, 9)

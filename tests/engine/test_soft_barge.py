@@ -7,10 +7,11 @@ outputs and ``agent_played_ms``."""
 
 from __future__ import annotations
 
-from clutchcall.engine import Cancel, TurnConfig, TurnEngine
-from clutchcall.engine.actions import Duck, Pause, Restore, Resume
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from clutchcall.engine import Cancel, TurnConfig, TurnEngine
+from clutchcall.engine.actions import Duck, Pause, Restore, Resume
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

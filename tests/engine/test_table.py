@@ -7,6 +7,7 @@ hand-driven clock, applies one input and checks the outputs, the next state and 
 from __future__ import annotations
 
 import pytest
+
 from clutchcall.engine import (
     TRANSITIONS,
     Append,

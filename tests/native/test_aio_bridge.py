@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from aioquic.asyncio import QuicConnectionProtocol, connect
 from aioquic.quic import events
+
 from clutchcall.native import udpio
 from clutchcall.native.aio_bridge import serve_quic, use_shard_cids_in_aioquic_server
 from clutchcall.native.quic_echo import client_configuration, make_certificate, server_configuration

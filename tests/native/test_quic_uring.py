@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from aioquic.asyncio import connect
+
 from clutchcall.native import udpio
 from clutchcall.native.quic_echo import (
     QuicEchoClient,

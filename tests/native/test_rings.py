@@ -7,10 +7,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from clutchcall.engine.errors import ConfigError, LocalProtocolError
-from clutchcall.native.rings import Ring, ffi, lib
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from clutchcall.engine.errors import ConfigError, LocalProtocolError
+from clutchcall.native.rings import Ring, ffi, lib
 
 
 def test_publish_then_drain_in_order() -> None:

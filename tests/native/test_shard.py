@@ -11,6 +11,7 @@ import socket
 import time
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.native.quic_echo import QuicEchoClient, client_configuration
 from clutchcall.native.shard import (
@@ -86,6 +87,7 @@ def test_shard_connection_issues_only_shard_cids() -> None:
     """Drive a real handshake between an aioquic client and a ShardQuicConnection in memory
     and check every CID the server ever issued (initial and NEW_CONNECTION_ID ones)."""
     from aioquic.quic.connection import QuicConnection
+
     from clutchcall.native.quic_echo import make_certificate, server_configuration
 
     cert, key = make_certificate()

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 from clutchcall.native.shard import bind_shard_sockets
 from clutchcall.native.shard_procs import ShardContext, ShardProcesses, ShardStartError

@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+
 from clutchcall.native import udpio
 from clutchcall.native.udpio import AsyncioUdpIO, UringUdpIO, open_udp_io
 

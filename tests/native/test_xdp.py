@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+
 from clutchcall.native import xdp
 
 pytestmark = [

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clutchcall.netem import GilbertElliott, LinkConfig, PathConfig, PathModel, WanEmulator
+from clutchcall.netem import GilbertElliott, PathConfig, PathModel, WanEmulator, WanLinkConfig
 from clutchcall.netem.harness import run_pair
 from clutchcall.netem.runner import python_argv
 from clutchcall.netem.tun import NETNS_DIR
@@ -78,7 +78,7 @@ def test_rtt_matches_request(rtt_ms: float) -> None:
 
 
 def test_asymmetric_delay_adds_up() -> None:
-    link = LinkConfig(uplink=PathConfig(delay_ms=30.0), downlink=PathConfig(delay_ms=5.0))
+    link = WanLinkConfig(uplink=PathConfig(delay_ms=30.0), downlink=PathConfig(delay_ms=5.0))
     with WanEmulator(link=link) as wan:
         r = _ping(wan, 20)
     med = sorted(r["rtt_ms"])[10]
@@ -298,7 +298,7 @@ def test_packet_trace_matches_the_model(tmp_path: pytest.TempPathFactory) -> Non
 
 def test_jitter_and_loss_replay_exactly_from_the_seed(tmp_path: pytest.TempPathFactory) -> None:
     path = str(tmp_path / "trace.csv")  # type: ignore[operator]
-    link = LinkConfig.symmetric(rtt_ms=30.0, jitter_ms=6.0, loss=0.1, seed=77)
+    link = WanLinkConfig.symmetric(rtt_ms=30.0, jitter_ms=6.0, loss=0.1, seed=77)
     with WanEmulator(link=link, trace_path=path) as wan:
         _blast(wan, 400, 100, 0.0005)
     with open(path) as f:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
-from clutchcall.engine.errors import ConfigError, LocalProtocolError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clutchcall.netem.model import GilbertElliott, LinkConfig, PathConfig, PathModel, parse_ge
+from clutchcall.engine.errors import ConfigError, LocalProtocolError
+from clutchcall.netem.model import GilbertElliott, PathConfig, PathModel, WanLinkConfig, parse_ge
 
 
 def _losses(cfg: PathConfig, n: int, seed: int = 0) -> list[bool]:
@@ -97,7 +98,7 @@ def test_delay_and_jitter_bounds_without_reordering() -> None:
 def test_reorder_allows_overtaking() -> None:
     m = PathModel(PathConfig(delay_ms=25.0, jitter_ms=10.0, reorder=True), seed=1)
     rel = [m.admit(i * 0.002, 200) for i in range(500)]
-    assert any(b < a for a, b in zip(rel, rel[1:]))  # type: ignore[operator]
+    assert any(b < a for a, b in itertools.pairwise(rel))  # type: ignore[operator]
 
 
 def test_jitter_never_negative_delay() -> None:
@@ -112,7 +113,7 @@ def test_token_bucket_paces_at_rate() -> None:
     m = PathModel(PathConfig(rate_kbps=rate_kbps, burst_bytes=1500), seed=0)
     deps = [m.admit(0.0, 1250) for _ in range(100)]  # all arrive at once
     assert deps[0] == 0.0  # the bucket starts full
-    gaps = [b - a for a, b in zip(deps, deps[1:])]  # type: ignore[operator]
+    gaps = [b - a for a, b in itertools.pairwise(deps)]  # type: ignore[operator]
     assert all(g == pytest.approx(0.01) for g in gaps[1:])  # 1250 B at 125000 B/s
     assert deps[-1] == pytest.approx(99 * 0.01 - 250 / 125000, abs=1e-9)
 
@@ -169,16 +170,16 @@ def test_parse_ge_and_errors() -> None:
 
 
 def test_link_config_roundtrip_and_symmetric() -> None:
-    link = LinkConfig.symmetric(rtt_ms=50, jitter_ms=2, ge=GilbertElliott(p=0.01, r=0.3),
+    link = WanLinkConfig.symmetric(rtt_ms=50, jitter_ms=2, ge=GilbertElliott(p=0.01, r=0.3),
                                 rate_kbps=2000, seed=9)
     assert link.uplink.delay_ms == link.downlink.delay_ms == 25.0
-    assert LinkConfig.from_dict(link.to_dict()) == link
+    assert WanLinkConfig.from_dict(link.to_dict()) == link
     with pytest.raises(ConfigError):
-        LinkConfig.symmetric(rtt_ms=-1)
+        WanLinkConfig.symmetric(rtt_ms=-1)
     with pytest.raises(ConfigError):
-        LinkConfig.from_dict({"uplink": {}})
+        WanLinkConfig.from_dict({"uplink": {}})
     with pytest.raises(ConfigError):
-        LinkConfig.from_dict({"uplink": {"bogus": 1}, "downlink": {}})
+        WanLinkConfig.from_dict({"uplink": {"bogus": 1}, "downlink": {}})
 
 
 # -- properties over arbitrary packet sequences -----------------------------------------------

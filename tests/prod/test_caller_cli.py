@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from clutchcall.prod.caller.client import write_wav
-from clutchcall.prod.caller.speech import dialogue
 
 from clutchcall.cli import main
+from clutchcall.prod.caller.client import write_wav
+from clutchcall.prod.caller.speech import dialogue
 
 pytestmark = pytest.mark.timeout(60)
 

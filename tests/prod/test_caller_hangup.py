@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+
 from clutchcall.prod.caller.client import QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig
 

@@ -9,11 +9,13 @@ import subprocess
 import sys
 
 import pytest
+
 from clutchcall.engine import Commit
 from clutchcall.engine.errors import ConfigError
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport, read_wav
+from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig, load_config
 from clutchcall.prod.edge.demo import corpus_dir
+from clutchcall.traces.labels import read_wav
 from clutchcall.traces.recorded import first_mismatch, read_trace
 
 pytestmark = pytest.mark.timeout(90)
@@ -28,7 +30,8 @@ async def _http_get(port: int, path: str) -> bytes:
 
 
 def test_quic_call_through_edge_trace_replays_exactly(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pcm, rate = read_wav(str(corpus_dir() / "call0031_clean16.wav"))
+    rate, samples = read_wav(corpus_dir() / "call0031_clean16.wav")
+    pcm = samples.tobytes()
     assert rate == 16000
     cfg = EdgeConfig(trace_dir=str(tmp_path / "traces"), cert_dir=str(tmp_path / "tls"), json_logs=False,
                      model=EmbeddedModelConfig(time_to_first_audio_ms=150))

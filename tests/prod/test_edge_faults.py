@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
 from clutchcall.prod.caller.speech import synth
 from clutchcall.prod.edge import Edge, EdgeConfig

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, WsCallerTransport
 from clutchcall.prod.caller.speech import synth
 

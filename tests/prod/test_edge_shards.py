@@ -8,6 +8,7 @@ import os
 import socket
 
 import pytest
+
 from clutchcall.native.shard_procs import ShardStartError
 from clutchcall.prod.edge.config import EdgeConfig
 from clutchcall.prod.edge.shards import ShardedEdge

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.native import xdp
 from clutchcall.prod.edge.config import EdgeConfig

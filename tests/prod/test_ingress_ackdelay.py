@@ -8,6 +8,7 @@ import ssl
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay, set_ack_delay
 from clutchcall.prod.ingress.config import IngressConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.tickets import TicketStore

@@ -22,9 +22,10 @@ from aiomoqt.client import MOQTClient
 from aiomoqt.messages import ObjectHeader, SubgroupHeader, SubscribeOk
 from aiomoqt.types import MOQTMessageType, SetupParamType
 from aiomoqt.utils.buffer import Buffer
+from qh3.quic.events import StreamDataReceived
+
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
-from qh3.quic.events import StreamDataReceived
 
 pytestmark = pytest.mark.timeout(60)
 

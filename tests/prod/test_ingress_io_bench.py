@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from clutchcall.native import udpio
 
 from clutchcall.cli import main
+from clutchcall.native import udpio
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -10,6 +10,7 @@ import logging
 import time
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.native import udpio
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport

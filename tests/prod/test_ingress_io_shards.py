@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+
 from clutchcall.native import udpio
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.caller.speech import dialogue

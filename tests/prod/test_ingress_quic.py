@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.call import EchoHandler
@@ -47,7 +48,7 @@ def test_quic_call_audio_both_ways(tmp_path, speech16k) -> None:  # type: ignore
         assert all(t.latency_ms >= 0 for t in res.turns)  # measured, not bounded (benchmarks measure)
         assert edge.stats["calls_started"] == 1 and edge.stats["calls_ended"] == 1
         # the shared socket's deep buffer (capped by rmem_max where SO_RCVBUFFORCE is not allowed)
-        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())  # noqa: ASYNC240
         assert edge.stats["udp_rcvbuf_bytes"] >= min(4 << 20, 2 * rmem_max)
         assert (tmp_path / "out.wav").stat().st_size > 44
 
@@ -58,6 +59,7 @@ def test_quic_call_audio_both_ways(tmp_path, speech16k) -> None:  # type: ignore
 def test_quic_call_through_the_transcoder(tmp_path, codec, rate) -> None:  # type: ignore[no-untyped-def]
     """Caller codec -> Transcoder.uplink -> model PCM16 24 kHz -> Transcoder.downlink -> caller codec."""
     import numpy as np
+
     from clutchcall.engine.audio.metrics import best_lag, correlation
     from clutchcall.prod.ingress.call import TranscodingEchoHandler
 
@@ -79,9 +81,9 @@ def test_quic_call_through_the_transcoder(tmp_path, codec, rate) -> None:  # typ
     # the two soxr resamplers (caller rate <-> 24 kHz) hold back up to ~150 ms that is never flushed
     assert res.frames_sent == n and res.agent_frames_received >= n - 10
     assert handler.model_bytes > 0.9 * n * 960  # 20 ms at 24 kHz per frame reached the "model"
-    from clutchcall.prod.caller.client import read_wav
+    from clutchcall.traces.labels import read_wav
 
-    heard, _ = read_wav(str(tmp_path / "heard.wav"))
+    heard = read_wav(tmp_path / "heard.wav", rates=None)[1].tobytes()
     a = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
     b = np.frombuffer(heard, dtype="<i2").astype(np.int16)
     lag = best_lag(a, b, max_lag=rate // 2)

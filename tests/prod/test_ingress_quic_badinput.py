@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.caller.rawmoqt import probe, setup_with_token
 from clutchcall.prod.caller.speech import dialogue

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress

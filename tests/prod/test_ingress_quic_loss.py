@@ -11,6 +11,7 @@ import random
 import time
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.call import EchoHandler

@@ -9,14 +9,15 @@ import ssl
 import time
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
 from clutchcall.prod.caller.client import Caller, WsCallerTransport
 from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.codecs import ulaw_encode
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.ws import WsIngress
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.caller.speech import synth
 from clutchcall.prod.ingress.call import EchoHandler

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import (
     AudioChunk,
@@ -19,8 +22,6 @@ from clutchcall.prod.model import (
 )
 from clutchcall.prod.model.protocol import BYTES_PER_MS, ModelProtocolError
 from clutchcall.prod.model.speech import render_speech_sync
-from websockets.asyncio.client import connect
-from websockets.asyncio.server import serve
 
 
 def run(coro: Any, timeout: float = 20.0) -> Any:

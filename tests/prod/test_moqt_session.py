@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clutchcall.prod.moqt import session as s
 from clutchcall.prod.moqt import wire as w
 from clutchcall.prod.moqt.wire import MoqtError
 from clutchcall.prod.moqt.wire import TerminationCode as TC
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NS = (b"clutchcall", b"c1")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from clutchcall.engine.errors import RemoteProtocolError
 from clutchcall.prod.moqt import wire as w
 from clutchcall.prod.moqt.wire import MoqtError
 from clutchcall.prod.moqt.wire import TerminationCode as TC
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def test_varint_sizes_and_roundtrip() -> None:

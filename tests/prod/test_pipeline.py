@@ -13,8 +13,12 @@ from typing import Any, Self
 
 import numpy as np
 import pytest
-from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig, TurnEngine
+
+from clutchcall.engine import Append, Cancel, Commit, Prime, State, TurnConfig
+from clutchcall.engine.call import EngineInput
+from clutchcall.engine.call import replay as replay_outputs
 from clutchcall.engine.errors import RemoteProtocolError
+from clutchcall.prod.edge.handler import EdgeHandler
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelLegConfig, ModelServerConfig, ReferenceModelServer
 from clutchcall.prod.model.protocol import BYTES_PER_MS
@@ -24,7 +28,6 @@ from clutchcall.prod.pipeline import (
     CallPipeline,
     MemoryDownlink,
     PipelineConfig,
-    PipelineHandler,
 )
 
 RATE = 16000
@@ -147,7 +150,7 @@ def test_barge_in_cancels_clears_playout_and_truncates_at_audio_sent() -> None:
             orig = pipe.model.cancel
 
             def spy(played_ms: int, item_id: str | None = None, sent_ms: int | None = None) -> int | None:
-                sent_at_cancel.append(pipe._sent_ms.get(item_id or "", 0))
+                sent_at_cancel.append(pipe.core.playout.sent_ms.get(item_id or "", 0))
                 frames_at_cancel.append(len(down.frames))
                 return orig(played_ms, item_id=item_id, sent_ms=sent_ms)
 
@@ -310,20 +313,8 @@ def test_losses_and_late_frames_are_counted() -> None:
     asyncio.run(asyncio.wait_for(main(), 10))
 
 
-def replay(inputs: list[tuple[Any, ...]]) -> list[Any]:
-    eng = TurnEngine(TurnConfig())
-    out: list[Any] = []
-    for kind, now, *rest in inputs:
-        if kind == "frame":
-            eng.caller_frame(now, speech=rest[0], duration_ms=rest[1], seq=rest[2])
-        elif kind == "timer":
-            eng.handle_timer(now)
-        elif kind == "agent_started":
-            eng.agent_audio_started(now)
-        else:
-            eng.agent_audio_finished(now)
-        out.extend(eng.drain())
-    return out
+def replay(inputs: list[EngineInput]) -> list[Any]:
+    return replay_outputs(TurnConfig(), inputs)
 
 
 async def _enumerate(it: AsyncIterator[CallerFrame]) -> AsyncIterator[tuple[int, CallerFrame]]:
@@ -382,10 +373,11 @@ def test_handler_runs_a_g711_call_end_to_end() -> None:
 
     async def main() -> None:
         async with ReferenceModelServer(model_cfg()) as srv:
-            handler = PipelineHandler(model_url=srv.url, pipeline_options={"drain_timeout_s": 3.0})
+            # the production call handler, with time for the reply to play out
+            handler = EdgeHandler(model_url=srv.url, pipeline_options={"drain_timeout_s": 3.0})
             call = MemoryCall("g711-1", "g711_ulaw", 8000, payloads)
             await handler.on_call(call)
-            turns = handler.turns["g711-1"]
+            turns = handler.calls["g711-1"].turns
             assert len(turns) == 1 and turns[0].edge_added_ms is not None
             assert call.audio and all(len(p) == 160 for p in call.audio)  # 20 ms of u-law
             assert [c["type"] for c in call.controls] == ["commit"]

@@ -1,5 +1,5 @@
 """A real call end to end on loopback: a caller over QUIC/MoQT or WebSocket/TLS -> the caller-leg
-ingress -> PipelineHandler (VAD, turn engine, model leg) -> the embedded reference model, and the
+ingress -> EdgeHandler (the call pipeline: VAD, call core, turn engine, model leg) -> the embedded reference model, and the
 agent's speech back to the caller."""
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ import asyncio
 import time
 
 import pytest
+
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
 from clutchcall.prod.caller.speech import dialogue
+from clutchcall.prod.edge.handler import EdgeHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.ingress.ws import WsIngress
 from clutchcall.prod.metrics import EdgeMetrics
 from clutchcall.prod.model import ModelServerConfig, ReferenceModelServer
-from clutchcall.prod.pipeline import PipelineHandler
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,8 +30,8 @@ def test_call_through_ingress_pipeline_and_model(tmp_path, transport: str) -> No
         model_cfg = ModelServerConfig(replies=("It ships today.",), time_to_first_audio_ms=100)
         async with ReferenceModelServer(model_cfg) as model:
             metrics = EdgeMetrics()
-            handler = PipelineHandler(model_url=model.url, metrics=metrics,
-                                      pipeline_options={"drain_timeout_s": 1.0})
+            handler = EdgeHandler(model_url=model.url, metrics=metrics,
+                                  pipeline_options={"drain_timeout_s": 1.0})
             cfg = IngressConfig(cert_dir=str(tmp_path / "tls"))
             edge = QuicIngress(cfg, handler) if transport == "quic" else WsIngress(cfg, handler)
             port = await edge.start()
@@ -45,11 +46,7 @@ def test_call_through_ingress_pipeline_and_model(tmp_path, transport: str) -> No
                 res = await Caller(tr, call_id="e2e", codec=codec, rate=rate, tail_s=1.5).run(pcm)
             finally:
                 await edge.stop()
-            for _ in range(100):
-                if "e2e" in handler.turns:
-                    break
-                await asyncio.sleep(0.05)
-            turns = handler.turns["e2e"]
+            turns = (await handler.wait_ended("e2e", 5.0)).turns
             assert len(turns) == 2, turns
             assert all(t.edge_added_ms is not None and t.edge_added_ms >= 0 for t in turns)
             assert model.stats.responses == 2

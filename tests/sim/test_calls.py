@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from clutchcall.sim.calls import Call, CallFormatError, find_calls, load_call, synthetic_call
 
 

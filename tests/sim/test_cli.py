@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from clutchcall.sim.metrics import EVAL_KEYS
 
 from clutchcall.cli import main
+from clutchcall.sim.metrics import EVAL_KEYS
 
 
 def test_sim_run_prints_a_summary_and_writes_parquet(corpus: Path, tmp_path: Path,

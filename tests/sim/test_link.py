@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 

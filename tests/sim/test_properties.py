@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.transport import QuicModel, TcpTlsModel
 from clutchcall.sim.world import feed_schedule
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 class _Drop(Link):

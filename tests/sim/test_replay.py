@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+
+from clutchcall.cli import main
 from clutchcall.engine import Commit
 from clutchcall.sim.calls import synthetic_call
 from clutchcall.sim.replay import load_trace, replay_in_sim
 from clutchcall.sim.runner import default_corpus
 from clutchcall.sim.world import NetConfig, SimConfig, simulate_call
 from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
-
-from clutchcall.cli import main
 
 CORPUS_TRACES = sorted(default_corpus().glob("*.parquet"))
 

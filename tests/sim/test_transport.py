@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.quic_exact import ExactQuicTransport
 from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel, make_transport

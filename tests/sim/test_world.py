@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from clutchcall.engine import TurnConfig
 from clutchcall.sim.calls import Call, Segment, synthetic_call
 from clutchcall.sim.metrics import summarize, tables

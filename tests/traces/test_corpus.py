@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from clutchcall.cli import main
 from clutchcall.engine.actions import Append, Cancel
 from clutchcall.traces.channel import CHANNELS
 from clutchcall.traces.corpus import corpus_stats, validate_dir
@@ -21,8 +23,6 @@ from clutchcall.traces.recorded import (
     read_trace,
     write_trace,
 )
-
-from clutchcall.cli import main
 
 CORPUS = Path(__file__).resolve().parents[2] / "traces" / "corpus"
 

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import soxr
 import webrtcvad
+
+from clutchcall.cli import main
 from clutchcall.traces import speech as sp
 from clutchcall.traces.channel import CHANNELS, apply_channel, bandpass
 from clutchcall.traces.generator import (
@@ -30,8 +32,6 @@ from clutchcall.traces.generator import (
     response_gap_ms,
 )
 from clutchcall.traces.labels import KINDS, LabelledCall, read_call
-
-from clutchcall.cli import main
 
 SEED = 5
 N_CALLS = 4  # pstn8, clean16, pstn8, noisy16

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.traces.errors import TraceFormatError
 from clutchcall.traces.labels import (
@@ -164,7 +165,7 @@ def test_truncated_and_garbage_wav_are_rejected(tmp_path: Path) -> None:
         read_wav(path)
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"not a wav at all" * 10)
-    with pytest.raises(TraceFormatError, match="junk.wav: -: not a readable PCM WAV"):
+    with pytest.raises(TraceFormatError, match=r"junk.wav: -: not a readable PCM WAV"):
         read_wav(junk)
 
 

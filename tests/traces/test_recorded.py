@@ -8,15 +8,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
+from clutchcall.cli import main
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Commit
-from clutchcall.engine.scenario import FrameInput, scripted_call
+from clutchcall.engine.call import EngineDriver
+from clutchcall.engine.scenario import scripted_call
 from clutchcall.traces.errors import TraceFormatError
 from clutchcall.traces.recorded import (
     META_KEY,
     InputEvent,
     RecordedTrace,
-    RecordingEngine,
     TraceRecorder,
     first_mismatch,
     read_header,
@@ -26,11 +28,9 @@ from clutchcall.traces.recorded import (
     write_trace,
 )
 
-from clutchcall.cli import main
-
 
 def record(seed: int = 3, seconds: float = 40.0, config: TurnConfig | None = None) -> tuple[RecordedTrace, list]:
-    """Drive a real engine through a scripted call with the DESIGN drive loop, recording
+    """Drive a real engine through a scripted call with the drive loop (docs/architecture.md §2), recording
     every input and drain; return the trace and every output the engine produced."""
     cfg = config or TurnConfig()
     eng = TurnEngine(cfg)
@@ -54,14 +54,15 @@ def record(seed: int = 3, seconds: float = 40.0, config: TurnConfig | None = Non
             rec.timer(deadline)
             drain()
             deadline = eng.get_timer()
-        if isinstance(inp, FrameInput):
+        if inp.kind == "caller_frame":
+            assert inp.speech is not None and inp.duration_ms is not None
             eng.caller_frame(now, speech=inp.speech, duration_ms=inp.duration_ms, seq=i)
             rec.caller_frame(now, speech=inp.speech, duration_ms=inp.duration_ms, seq=i)
-        elif inp.started and not playing:
+        elif inp.kind == "agent_audio_started" and not playing:
             eng.agent_audio_started(now)
             rec.agent_audio_started(now)
             playing = True
-        elif not inp.started and playing:
+        elif inp.kind == "agent_audio_finished" and playing:
             eng.agent_audio_finished(now)
             rec.agent_audio_finished(now)
             playing = False
@@ -137,7 +138,7 @@ def test_trace_show_prints_header_and_decisions(recorded: tuple[Path, RecordedTr
 
 
 # ------------------------------------------------------------------ rejection of bad files
-def _rewrite(src: Path, dst: Path, df: pl.DataFrame | None = None, meta: dict | None | str = "keep") -> Path:
+def _rewrite(src: Path, dst: Path, df: pl.DataFrame | None = None, meta: dict | str | None = "keep") -> Path:
     frame = pl.read_parquet(str(src)) if df is None else df
     if meta == "keep":
         meta = {META_KEY: pl.read_parquet_metadata(str(src))[META_KEY]}
@@ -226,9 +227,9 @@ def test_not_parquet_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_recorder_rejects_a_bad_header_up_front() -> None:
-    with pytest.raises(TraceFormatError, match="header.codec"):
+    with pytest.raises(TraceFormatError, match=r"header.codec"):
         TraceRecorder(call_id="x", codec="mp3", rate=8000, config=TurnConfig())
-    with pytest.raises(TraceFormatError, match="header.rate"):
+    with pytest.raises(TraceFormatError, match=r"header.rate"):
         TraceRecorder(call_id="x", codec="pcm16", rate=11025, config=TurnConfig())
 
 
@@ -245,24 +246,18 @@ def test_frame_has_the_documented_schema(recorded: tuple[Path, RecordedTrace, li
     assert json.loads(second["fields"]) == {"duration_ms": 20, "seq": 0, "speech": first["speech"]}
 
 
-def test_recording_engine_records_what_it_feeds(recorded: tuple[Path, RecordedTrace, list]) -> None:
+def test_the_driver_records_what_it_feeds(recorded: tuple[Path, RecordedTrace, list]) -> None:
+    """The recorder is passed in: an EngineDriver records each input and its drain."""
     _, trace, outs = recorded
-    eng = RecordingEngine(TurnEngine(trace.header.config),
-                          TraceRecorder(call_id="again", codec="g711_ulaw", rate=8000, config=trace.header.config))
+    rec = TraceRecorder(call_id="again", codec="g711_ulaw", rate=8000, config=trace.header.config)
+    eng = EngineDriver(config=trace.header.config, recorder=rec)
     got: list = []
     for inp in trace.inputs:
-        if inp.kind == "caller_frame":
-            eng.caller_frame(inp.time, speech=bool(inp.speech), duration_ms=int(inp.duration_ms or 20), seq=inp.seq)
-        elif inp.kind == "agent_audio_started":
-            eng.agent_audio_started(inp.time)
-        elif inp.kind == "agent_audio_finished":
-            eng.agent_audio_finished(inp.time)
-        else:
+        if inp.kind == "timer":
             assert eng.get_timer() is not None
-            eng.handle_timer(inp.time)
-        got.extend(eng.drain())
+        got.extend(eng.feed(inp))
     assert got == outs
-    assert eng.recorder.trace().rows == trace.rows
+    assert rec.trace().rows == trace.rows
 
 
 def test_trace_show_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,9 @@ import math
 import tempfile
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.actions import Cancel, Commit, EndOfTurn, Prime
 from clutchcall.traces.labels import EXPECTS, KINDS, Labels, Segment, read_labels, write_labels
@@ -16,8 +19,6 @@ from clutchcall.traces.recorded import (
     read_trace,
     write_trace,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 ms = st.one_of(st.integers(0, 10**7), st.floats(0, 1e7, allow_nan=False, allow_infinity=False))
 

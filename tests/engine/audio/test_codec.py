@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clutchcall.engine.audio import (
     AudioError,
     Codec,
@@ -18,8 +21,6 @@ from clutchcall.engine.audio import (
     ulaw_encode,
 )
 from clutchcall.engine.audio.metrics import best_lag, correlation, frames_of, rms
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def test_codec_names() -> None:

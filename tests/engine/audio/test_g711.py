@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from clutchcall.engine.audio import AudioError, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 with warnings.catch_warnings():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from clutchcall.engine.audio.metrics import best_lag, correlation, frames_of, rms, snr_db
 
 

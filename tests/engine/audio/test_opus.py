@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from clutchcall.engine.audio import AudioError, ConfigError, OpusDecoder, OpusEncoder
 from clutchcall.engine.audio.metrics import best_lag, frames_of, snr_db
 from clutchcall.engine.audio.metrics import correlation as corr

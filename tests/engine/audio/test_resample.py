@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from clutchcall.engine.audio import AudioError, ConfigError, StreamResampler, measure_delay
-from clutchcall.engine.audio.metrics import best_lag, correlation, snr_db
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from clutchcall.engine.audio import AudioError, ConfigError, StreamResampler, measure_delay
+from clutchcall.engine.audio.metrics import best_lag, correlation, snr_db
 
 PAIRS = [
     (8000, 16000), (16000, 8000), (8000, 24000), (24000, 8000), (16000, 24000),

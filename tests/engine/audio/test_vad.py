@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clutchcall.engine.audio import (
     AudioError,
     ConfigError,
@@ -14,8 +17,6 @@ from clutchcall.engine.audio import (
     VadFramer,
 )
 from clutchcall.engine.audio.metrics import frames_of, rms
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @settings(max_examples=60, deadline=None)
@@ -171,3 +172,19 @@ def test_decimator_matches_soxr_and_is_chunk_invariant(speech) -> None:  # type:
     assert np.corrcoef(a, b)[0, 1] > 0.99
     with pytest.raises(AudioError):
         d.process(np.zeros(100, np.int16))
+
+
+def test_vad_decisions_is_one_framer_over_the_whole_signal() -> None:
+    from clutchcall.engine.audio import vad_decisions
+
+    rng = np.random.default_rng(5)
+    t = np.arange(16000) / 16000
+    tone = (8000 * np.sin(2 * np.pi * 300 * t) * (t > 0.5)).astype(np.int16)
+    pcm = (tone + rng.normal(0, 30, t.size)).astype(np.int16)
+    got = vad_decisions(pcm[:-100], 16000, 20, 3)  # a trailing partial frame is not judged
+    framer = VadFramer(16000, 20, 3)
+    want = [s for _, s in framer.push(pcm[:8000])] + [s for _, s in framer.push(pcm[8000:-100])]
+    assert got == want and len(got) == 49
+    assert not any(got[:20]) and sum(got[30:]) > 10
+    with pytest.raises(ConfigError):
+        vad_decisions(pcm, 11025, 20, 2)

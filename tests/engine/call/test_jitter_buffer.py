@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from clutchcall.engine.errors import ConfigError, LocalProtocolError
-from clutchcall.prod.ingress.jitter import JitterBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from clutchcall.engine.call.jitter import JitterBuffer
+from clutchcall.engine.errors import ConfigError, LocalProtocolError
 
 
 def jb(**kw):  # type: ignore[no-untyped-def]

@@ -45,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import soxr  # type: ignore[import-untyped]
+import soxr
+
 from clutchcall.engine.audio.codec import Codec, Transcoder
 from clutchcall.engine.audio.g711 import ulaw_encode
 from clutchcall.engine.audio.metrics import frames_of

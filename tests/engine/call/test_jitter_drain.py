@@ -1,14 +1,15 @@
-"""Uplink jitter buffer: the lag-drain policy (hand-driven clock), and the simulator's model
-of it (``sim.world.playout_schedule``) agreeing with it frame for frame."""
+"""Uplink jitter buffer: the lag-drain policy (hand-driven clock), and the simulator's drive
+of the same object (``sim.world.jitter_releases``) agreeing with the ingress's frame for frame."""
 
 from __future__ import annotations
 
 import pytest
-from clutchcall.prod.ingress.call import silence_judge
-from clutchcall.prod.ingress.jitter import JitterBuffer
-from clutchcall.sim.world import playout_schedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from clutchcall.engine.call.jitter import JitterBuffer
+from clutchcall.prod.ingress.call import silence_judge
+from clutchcall.sim.world import jitter_releases
 
 F = 0.02
 
@@ -90,6 +91,7 @@ def test_concealed_frames_drain_too() -> None:
 
 def test_silence_judge_by_energy() -> None:
     import numpy as np
+
     from clutchcall.engine.audio import ulaw_encode
 
     judge = silence_judge("pcm16")
@@ -109,7 +111,7 @@ def test_silence_judge_by_energy() -> None:
     st.lists(st.tuples(st.integers(0, 120), st.booleans()), min_size=1, max_size=60),
     st.sampled_from([0, 20, 40]),
 )
-def test_sim_playout_schedule_matches_the_buffer(frames: list[tuple[int, bool]], depth_ms: int) -> None:
+def test_sim_drives_the_buffer_like_the_ingress(frames: list[tuple[int, bool]], depth_ms: int) -> None:
     # in-order (TCP-like) arrivals with random extra delay (ms); speech flags at random
     arrival: list[float] = []
     for k, (extra, _sp) in enumerate(frames):
@@ -117,7 +119,7 @@ def test_sim_playout_schedule_matches_the_buffer(frames: list[tuple[int, bool]],
         arrival.append(max(a, arrival[-1]) if arrival else a)
     speech = [sp for _e, sp in frames]
     got, _b = drive(arrival, speech, depth_ms)
-    sim, skipped = playout_schedule(arrival, tuple(speech), F, depth_ms / 1000.0)
-    assert skipped == 0
-    assert [k for _t, k, _s in sim] == [k for _t, k in got]
-    assert [t for t, _k, _s in sim] == pytest.approx([t for t, _k in got], abs=1e-9)
+    sim, stats = jitter_releases(arrival, tuple(speech), F, depth_ms / 1000.0)
+    assert stats.lost == 0 and not any(c for *_x, c in sim)
+    assert [k for _t, k, _s, _c in sim] == [k for _t, k in got]
+    assert [t for t, _k, _s, _c in sim] == pytest.approx([t for t, _k in got], abs=1e-9)

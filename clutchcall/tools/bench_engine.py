@@ -17,8 +17,9 @@ import statistics
 import time
 
 from clutchcall.engine.audio.features import FrameFeatures
+from clutchcall.engine.call.inputs import CALLER_FRAME, EngineInput
 from clutchcall.engine.config import TurnConfig
-from clutchcall.engine.scenario import FrameInput, run_inputs, scripted_call
+from clutchcall.engine.scenario import run_inputs, scripted_call
 from clutchcall.engine.turn import TurnEngine
 
 
@@ -35,52 +36,33 @@ def _baseline(inputs: list[object]) -> float:
         deadline = None
         if deadline is not None:
             pass
-        if isinstance(inp, FrameInput):
+        if getattr(inp, "kind", None) == CALLER_FRAME:
             sink.append(inp)
         sink.clear()
     return time.perf_counter() - t0
 
 
-def _run_with_features(engine: TurnEngine, inputs: list[object],
-                       feats: list[FrameFeatures | None]) -> int:
-    """The drive loop of ``run_inputs`` with per-frame acoustic features; returns outputs."""
-    n = 0
-    playing = False
-    for inp, f in zip(inputs, feats, strict=True):
-        deadline = engine.get_timer()
-        while deadline is not None and deadline <= inp.time:  # type: ignore[attr-defined]
-            engine.handle_timer(deadline)
-            n += len(engine.drain())
-            deadline = engine.get_timer()
-        if isinstance(inp, FrameInput):
-            engine.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms,
-                                features=f)
-        elif inp.started:  # type: ignore[attr-defined]
-            if not playing:
-                engine.agent_audio_started(inp.time)  # type: ignore[attr-defined]
-                playing = True
-        elif playing:
-            engine.agent_audio_finished(inp.time)  # type: ignore[attr-defined]
-            playing = False
-        n += len(engine.drain())
-    return n
+def _with_features(inputs: list[EngineInput]) -> list[EngineInput]:
+    """Return ``inputs`` with per-frame acoustic features on every caller frame (a loud
+    frame for speech, a quiet one for silence)."""
+    loud = FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0)
+    quiet = FrameFeatures(level_db=-60.0, rel_db=-38.0, snr_db=1.0)
+    return [EngineInput.frame(i.time, speech=bool(i.speech), duration_ms=i.duration_ms or 20,
+                              seq=i.seq, features=loud if i.speech else quiet)
+            if i.kind == CALLER_FRAME else i for i in inputs]
 
 
 def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
     """Return frames/s of the engine with per-frame features and the ``evidence`` policy
     with soft barge-in (pause): the product default's hot path."""
-    inputs: list[object] = list(scripted_call(seed=7, seconds=seconds))
-    loud = FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0)
-    quiet = FrameFeatures(level_db=-60.0, rel_db=-38.0, snr_db=1.0)
-    feats = [(loud if inp.speech else quiet) if isinstance(inp, FrameInput) else None
-             for inp in inputs]
-    frames = sum(1 for i in inputs if isinstance(i, FrameInput))
+    inputs = _with_features(scripted_call(seed=7, seconds=seconds))
+    frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
     cfg = TurnConfig(policy="evidence", barge_yield="pause")
     times = []
     for _ in range(runs):
         engine = TurnEngine(cfg)
         t0 = time.perf_counter()
-        _run_with_features(engine, inputs, feats)
+        run_inputs(engine, inputs)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     return {"frames_per_s_features": round(frames / med),
@@ -90,7 +72,7 @@ def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float |
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
     """Return the benchmark figures as a dict (see the module docstring)."""
     inputs = scripted_call(seed=7, seconds=seconds)
-    frames = sum(1 for i in inputs if isinstance(i, FrameInput))
+    frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
     times, base = [], []
     n_out = 0
     for _ in range(runs):

@@ -1,0 +1,79 @@
+"""The engine half of the one drive loop: feed an input, drain, record -- and the timer.
+
+Theory of operation: docs/architecture.md §2's loop is *feed input -> drain outputs -> act on them -> re-arm
+the one timer*. :class:`EngineDriver` is its engine-facing half, shared by every shell: the
+call core (:class:`~clutchcall.engine.call.core.CallCore`, which prod and sim run), the
+offline drivers (scripted scenarios, labelled-call traces) and every replay. Each input is one
+:class:`~clutchcall.engine.call.inputs.EngineInput`; :meth:`EngineDriver.feed` applies it,
+drains the engine at once (every input needs a drain after it) and hands both to the
+:class:`~clutchcall.engine.call.inputs.Recorder`, if any -- so a shell cannot feed without
+recording, and the recorder is passed in, never patched onto an engine. Offline shells that
+have no real timer call :meth:`EngineDriver.advance` before each input: it fires every
+deadline at or before the input's time, at the deadline, as a shell's timer would have.
+"""
+
+from __future__ import annotations
+
+from clutchcall.engine.actions import Output
+from clutchcall.engine.audio.features import FrameFeatures
+from clutchcall.engine.call.inputs import EngineInput, Recorder, apply
+from clutchcall.engine.config import TurnConfig
+from clutchcall.engine.policy import TurnPolicy
+from clutchcall.engine.turn import TurnEngine
+
+
+class EngineDriver:
+    """Feeds one :class:`TurnEngine`, drains after every input, records both."""
+
+    __slots__ = ("engine", "recorder")
+
+    def __init__(self, engine: TurnEngine | None = None, recorder: Recorder | None = None, *,
+                 config: TurnConfig | None = None, policy: TurnPolicy | None = None) -> None:
+        self.engine = engine if engine is not None else TurnEngine(config, policy)
+        self.recorder = recorder
+
+    def feed(self, inp: EngineInput) -> list[Output]:
+        """Apply ``inp``, drain; return the outputs (also given to the recorder). Engine errors
+        propagate (nothing is recorded for an input the engine refused)."""
+        engine = self.engine
+        apply(engine, inp)
+        outs = engine.drain()
+        rec = self.recorder
+        if rec is not None:
+            rec.input(inp)
+            rec.outputs(outs)
+        return outs
+
+    def caller_frame(self, now: float, *, speech: bool, duration_ms: int,
+                     seq: int | None = None, features: FrameFeatures | None = None
+                     ) -> list[Output]:
+        """Feed one caller frame (with its acoustic ``features``, if any); return the outputs
+        drained after it."""
+        return self.feed(EngineInput.frame(now, speech=speech, duration_ms=duration_ms, seq=seq,
+                                           features=features))
+
+    def agent_audio_started(self, now: float) -> list[Output]:
+        """Feed agent audio started; return the outputs drained after it."""
+        return self.feed(EngineInput.started(now))
+
+    def agent_audio_finished(self, now: float) -> list[Output]:
+        """Feed agent audio finished; return the outputs drained after it."""
+        return self.feed(EngineInput.finished(now))
+
+    def handle_timer(self, now: float) -> list[Output]:
+        """Feed a timer firing; return the outputs drained after it."""
+        return self.feed(EngineInput.timer(now))
+
+    def get_timer(self) -> float | None:
+        """Return the engine's next deadline (absolute, engine clock) or None."""
+        return self.engine.get_timer()
+
+    def advance(self, now: float) -> list[Output]:
+        """Fire every deadline at or before ``now``, each at its own time (for shells with no
+        real timer); return the outputs, in order."""
+        out: list[Output] = []
+        deadline = self.engine.get_timer()
+        while deadline is not None and deadline <= now:
+            out += self.feed(EngineInput.timer(deadline))
+            deadline = self.engine.get_timer()
+        return out
