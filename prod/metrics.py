@@ -84,6 +84,12 @@ class EdgeMetrics:
             "Barge-ins by outcome: armed (pending), confirmed (Cancel), dismissed.",
             ["outcome"], namespace=namespace, registry=r,
         )
+        self.agent_yields = Counter(
+            "agent_yields",
+            "Soft barge-in actions on the agent's playout by kind: duck, pause (a pending "
+            "barge-in), restore, resume (it was dismissed).",
+            ["kind"], namespace=namespace, registry=r,
+        )
         self.frames_late = Counter(
             "frames_late", "Caller frames that arrived later than their playout deadline.",
             namespace=namespace, registry=r,
@@ -114,6 +120,8 @@ class EdgeMetrics:
             self.barge_ins.labels(outcome="confirmed").inc()
         elif isinstance(out, BargeDismissed):
             self.barge_ins.labels(outcome="dismissed").inc()
+        elif out.kind in ("duck", "pause", "restore", "resume"):
+            self.agent_yields.labels(kind=out.kind).inc()
 
     def model_error(self, err_type: str, code: str) -> None:
         """Count one model-leg error (``err_type`` e.g. ``invalid_request_error``)."""

@@ -75,6 +75,16 @@ def frame_levels_db(pcm: np.ndarray, rate: int, frame_ms: int) -> np.ndarray:
     return out
 
 
+def frame_level_db(pcm: np.ndarray) -> float:
+    """Return the dBFS level of one int16 frame (``SILENCE_DB`` if silent or empty): the
+    same measure as :func:`frame_levels_db`, for a shell that gets frames one at a time."""
+    if len(pcm) == 0:
+        return SILENCE_DB
+    x = np.asarray(pcm, dtype=np.float64) / 32768.0
+    ms = float(np.mean(x * x))
+    return max(10.0 * math.log10(ms), SILENCE_DB) if ms > 0.0 else SILENCE_DB
+
+
 class FeatureTracker:
     """One caller stream's running speech level and noise floor.
 
