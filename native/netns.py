@@ -19,6 +19,15 @@ def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=check)
 
 
+def add_veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+    """Create a veth pair: interface ``if_a`` in namespace ``ns_a``, its peer ``if_b`` in
+    ``ns_b`` (both namespaces exist). The one veth maker: :class:`VethPair` and the WAN
+    emulator's unimpaired baseline (``clutchcall.netem.VethBaseline``) use it. Raises
+    subprocess.CalledProcessError if iproute2 refuses."""
+    _sh("ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
+        "netns", ns_b)
+
+
 class VethPair:
     """Context manager for the namespace pair; ``.ns_edge``, ``.ns_caller``, ``.if_edge``,
     ``.if_caller``, ``.edge_ip``, ``.caller_ip``. Raises subprocess.CalledProcessError if a
@@ -39,8 +48,7 @@ class VethPair:
             for ns in (self.ns_edge, self.ns_caller):
                 _sh("ip", "netns", "add", ns)
                 self._made.append(ns)
-            _sh("ip", "link", "add", self.if_edge, "netns", self.ns_edge, "type", "veth",
-                "peer", "name", self.if_caller, "netns", self.ns_caller)
+            add_veth(self.ns_edge, self.if_edge, self.ns_caller, self.if_caller)
             for ns, ifn, ip in ((self.ns_edge, self.if_edge, self.edge_ip),
                                 (self.ns_caller, self.if_caller, self.caller_ip)):
                 _sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifn)

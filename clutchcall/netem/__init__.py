@@ -10,7 +10,7 @@ from clutchcall.netem.emulator import (
     CALLER_ADDR,
     EDGE_ADDR,
     NamespacePair,
-    VethPair,
+    VethBaseline,
     WanEmulator,
     sweep_stale,
 )
@@ -25,7 +25,7 @@ __all__ = [
     "NetemError",
     "PathConfig",
     "PathModel",
-    "VethPair",
+    "VethBaseline",
     "WanEmulator",
     "WanLinkConfig",
     "parse_ge",

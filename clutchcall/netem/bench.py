@@ -1,7 +1,7 @@
 """``clutchcall bench netem``: what the userspace forwarder costs and how exact it is.
 
 Theory of operation: the same probes run over two links built the same way -- the baseline
-(a kernel veth pair between the two namespaces, :class:`VethPair`) and the emulator with no
+(a kernel veth pair between the two namespaces, :class:`VethBaseline`) and the emulator with no
 impairment (``WanEmulator(rtt_ms=0)``) -- and report, for each, the UDP ping-pong RTT
 (median and p99), the UDP packet rate the receiver sees when the sender blasts small
 datagrams flat out, and the TCP echo throughput. Ratios emulator/baseline come from the same
@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from clutchcall.netem.emulator import NamespacePair, VethPair, WanEmulator
+from clutchcall.netem.emulator import NamespacePair, VethBaseline, WanEmulator
 from clutchcall.netem.harness import run_pair
 from clutchcall.netem.model import GilbertElliott, PathConfig, PathModel
 
@@ -133,7 +133,7 @@ def _model_us_per_packet(n: int = 200_000) -> float:
 
 def run(a: argparse.Namespace) -> int:
     """Run the benchmark; print a table (or JSON with ``--json``); return 0."""
-    with VethPair() as veth:
+    with VethBaseline() as veth:
         base = _link_figures(veth, a)
     with WanEmulator(rtt_ms=0.0) as wan:
         emu = _link_figures(wan, a)

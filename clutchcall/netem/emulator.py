@@ -18,7 +18,7 @@ stops those processes, kills anything still inside the namespaces, stops the for
 TUN devices vanish with its fds) and deletes the namespaces. Whatever a SIGKILLed run leaves
 behind is removed by :func:`sweep_stale`, which every start calls first.
 
-:class:`NamespacePair` holds all of this except the link itself; :class:`VethPair` is the
+:class:`NamespacePair` holds all of this except the link itself; :class:`VethBaseline` is the
 unimpaired baseline with the same API (a kernel veth pair instead of TUN + forwarder).
 """
 
@@ -37,11 +37,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
+from clutchcall.native.netns import add_veth
 from clutchcall.netem.model import GilbertElliott, WanLinkConfig, parse_ge
 from clutchcall.netem.tun import NETNS_DIR, NetemError
 
 __all__ = [
-    "CALLER_ADDR", "EDGE_ADDR", "NamespacePair", "NetemError", "VethPair", "WanEmulator",
+    "CALLER_ADDR", "EDGE_ADDR", "NamespacePair", "NetemError", "VethBaseline", "WanEmulator",
     "new_tag", "sweep_stale",
 ]
 
@@ -415,11 +416,14 @@ class WanEmulator(NamespacePair):
 
 
 
-class VethPair(NamespacePair):
+class VethBaseline(NamespacePair):
     """The unimpaired baseline: the same two namespaces and addresses joined by a kernel
-    veth pair (no forwarder, no impairment). Same API as :class:`WanEmulator`; used by the
-    benchmark to measure what the userspace forwarder adds."""
+    veth pair (no forwarder, no impairment; made by :func:`clutchcall.native.netns.add_veth`,
+    the project's one veth maker). Same API as :class:`WanEmulator`; used by the benchmark to
+    measure what the userspace forwarder adds."""
 
     def _make_link(self) -> None:
-        _ip("link", "add", "name", self.ifname, "netns", self.edge_ns, "type", "veth",
-            "peer", "name", self.ifname, "netns", self.caller_ns)
+        try:
+            add_veth(self.edge_ns, self.ifname, self.caller_ns, self.ifname)
+        except subprocess.CalledProcessError as exc:
+            raise NetemError(f"veth pair: {(exc.stderr or '').strip() or exc}") from exc

@@ -1,7 +1,7 @@
 """``clutchcall bench engine``: how fast the turn engine steps, on a realistic mix.
 
 Drives :class:`TurnEngine` through scripted calls (speech, pauses, backchannels, agent speech,
-barge-ins; :mod:`clutchcall.engine.scenario`) with the full drive loop (feed, drain, re-arm)
+barge-ins; :mod:`clutchcall.tools.scenario`) with the full drive loop (feed, drain, re-arm)
 and reports the median over several runs of frames per second and microseconds per frame step.
 A baseline measured in the same process -- the bare loop over the same inputs calling a no-op --
 is reported too, so the engine's own cost can be told from the interpreter's. The same call
@@ -19,8 +19,8 @@ import time
 from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.inputs import CALLER_FRAME, EngineInput
 from clutchcall.engine.config import TurnConfig
-from clutchcall.engine.scenario import run_inputs, scripted_call
 from clutchcall.engine.turn import TurnEngine
+from clutchcall.tools.scenario import run_inputs, scripted_call
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -7,8 +7,8 @@ import dataclasses
 import json
 
 from clutchcall.engine.config import TurnConfig
-from clutchcall.engine.scenario import run_inputs, scripted_call
 from clutchcall.engine.turn import TurnEngine
+from clutchcall.tools.scenario import run_inputs, scripted_call
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

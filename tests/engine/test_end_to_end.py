@@ -20,7 +20,7 @@ from clutchcall.engine import (
     TurnEngine,
 )
 from clutchcall.engine.actions import OUTPUT_TYPES, append_unchecked
-from clutchcall.engine.scenario import run_inputs, scripted_call
+from clutchcall.tools.scenario import run_inputs, scripted_call
 
 
 def test_timer_alone_ends_a_turn_when_frames_stop() -> None:

@@ -257,8 +257,8 @@ def test_sweep_removes_leftovers_of_a_killed_run() -> None:
 
 
 def test_veth_baseline_has_the_same_api() -> None:
-    from clutchcall.netem import VethPair
-    with VethPair() as pair:
+    from clutchcall.netem import VethBaseline
+    with VethBaseline() as pair:
         r = _ping(pair, 10, interval=0.002)  # type: ignore[arg-type]
         assert pair.run_in("caller", ["ip", "-o", "link", "show", "cc0"]).returncode == 0
     assert r["received"] == 10 and r["median_ms"] < 2.0

@@ -13,7 +13,7 @@ from clutchcall.cli import main
 from clutchcall.engine import TurnConfig, TurnEngine
 from clutchcall.engine.actions import Cancel, Commit
 from clutchcall.engine.call import EngineDriver
-from clutchcall.engine.scenario import scripted_call
+from clutchcall.tools.scenario import scripted_call
 from clutchcall.traces.errors import TraceFormatError
 from clutchcall.traces.recorded import (
     META_KEY,

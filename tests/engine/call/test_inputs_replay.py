@@ -18,7 +18,7 @@ from clutchcall.engine.call import (
     split_rows,
 )
 from clutchcall.engine.errors import LocalProtocolError
-from clutchcall.engine.scenario import run_inputs, scripted_call
+from clutchcall.tools.scenario import run_inputs, scripted_call
 
 
 def test_inputs_are_validated() -> None:
