@@ -131,7 +131,7 @@ class Playout(Generic[D]):
         self._gain_target = 1.0
         self._gain_step = 0.0
         self._played: list[float] | None = None
-        self._unconfirmed: collections.deque[tuple[str, str, D]] = collections.deque()
+        self._unconfirmed: collections.deque[tuple[str, str, D, float]] = collections.deque()
 
     # -- inputs --------------------------------------------------------------------------
     def is_dropped(self, response_id: str) -> bool:
@@ -266,13 +266,20 @@ class Playout(Generic[D]):
             self._unconfirmed.clear()
 
     def far_buffered(self, now: float) -> int:
-        """Return how many sent frames the far end has not played yet at ``now`` (estimated at
-        1x from its last confirmation; 0 when the shell reports no played position)."""
+        """Return how many sent frames the far end has not played yet at ``now`` (0 when the
+        shell reports no played position). Estimated from the last confirmation: the far end
+        plays each unconfirmed frame at 1x, not before it was sent."""
         if self._played is None:
             return 0
-        confirmed, at = self._played
-        est = int(confirmed) + int(max(0.0, now - at) / self.frame_s + _EPS)
-        return max(0, min(len(self._unconfirmed), self.frames_sent - est))
+        t = self._played[1]
+        fs = self.frame_s
+        played = 0
+        for _r, _i, _p, sent_at in self._unconfirmed:
+            t = max(t, sent_at) + fs
+            if t > now + _EPS:
+                break
+            played += 1
+        return len(self._unconfirmed) - played
 
     def heard_ms(self, now: float, item_id: str | None) -> int | None:
         """Return how much of ``item_id`` the caller has heard at ``now``: what was sent less
@@ -282,7 +289,7 @@ class Playout(Generic[D]):
         sent = self.sent_ms.get(item_id, 0)
         n = self.far_buffered(now)
         tail = list(self._unconfirmed)[len(self._unconfirmed) - n:] if n else []
-        buffered = sum(1 for _r, it, _p in tail if it == item_id)
+        buffered = sum(1 for _r, it, _p, _s in tail if it == item_id)
         return max(0, sent - buffered * self.config.frame_ms)
 
     def rewind(self, now: float) -> int:
@@ -293,10 +300,13 @@ class Playout(Generic[D]):
         if not n:
             return 0
         back = [self._unconfirmed.pop() for _ in range(n)]
-        for rid, item, payload in back:  # newest first: each goes to the head
+        for rid, item, payload, _sent in back:  # newest first: each goes to the head
             self._queue.appendleft((rid, item, payload))
             self.sent_ms[item] = max(0, self.sent_ms.get(item, 0) - self.config.frame_ms)
         self.frames_sent -= n
+        # the far end's buffer is cleared: it has played everything still counted as sent
+        self._played = [float(self.frames_sent), now]
+        self._unconfirmed.clear()
         if self._next_at:
             self._next_at = now
         self._filled_at = min(self._filled_at, now)
@@ -338,7 +348,7 @@ class Playout(Generic[D]):
                 self.sent_ms[item] = self.sent_ms.get(item, 0) + self.config.frame_ms
                 self.frames_sent += 1
                 if self._played is not None:
-                    self._unconfirmed.append((rid, item, payload))
+                    self._unconfirmed.append((rid, item, payload, now))
                 g0, g1 = self._next_gain()
                 out.append(PlayoutSignal("frame", rid, item, payload, g0, g1))
                 on_time = now - next_at < fs or self._filled_at <= next_at
