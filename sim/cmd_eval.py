@@ -22,6 +22,7 @@ from typing import Any
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
 from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS, summarize, tables
+from clutchcall.sim.peers import PEER_NAMES, PEER_TURN, load_peer_calls
 from clutchcall.sim.world import CallRun, simulate_call
 
 
@@ -39,6 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events-out", metavar="FILE", default=None,
                         help="write one JSON line per call with every engine decision")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--peer", choices=PEER_NAMES, default=None,
+                        help="run the peer library's own VAD and turn logic on the calls "
+                             "(sim/peers.py; needs the [peers] extra) instead of a preset")
 
 
 def events_line(run: CallRun, agent: str) -> str:
@@ -50,8 +54,13 @@ def events_line(run: CallRun, agent: str) -> str:
 def run(args: argparse.Namespace) -> int:
     args.calls = [args.dir] if args.dir else []
     try:
-        cfg = cc.sim_config(args)
-        calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
+        if args.peer:
+            cfg = cc.sim_config(args, PEER_TURN[args.peer])
+            calls = load_peer_calls(args.calls, args.peer, split=args.split,
+                                    frame_ms=cfg.turn.frame_ms)
+        else:
+            cfg = cc.sim_config(args)
+            calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
         runs = [simulate_call(c, cfg) for c in calls]
         summary = summarize(tables(runs, cfg))
         if args.events_out:
@@ -66,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     out["agent"] = cfg.agent
     out["split"] = args.split
     out["policy"] = cfg.turn.policy
+    if args.peer:
+        out["peer"] = args.peer
     out["counts"] = summary["counts"]
     out["by_kind"] = summary["by_kind"]
     if args.json:

@@ -51,7 +51,8 @@ def test_eval_preset_changes_the_outcome(corpus: Path, capsys: pytest.CaptureFix
 def test_compare_prints_a_row_per_preset(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "compare", str(corpus), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["preset"] for r in rows] == ["naive", "livekit", "pipecat", "clutchcall", "clutchcall-answer"]
+    assert [r["preset"] for r in rows] == ["naive", "livekit", "pipecat", "clutchcall", "threshold",
+                                                "clutchcall-answer"]
     by = {r["preset"]: r for r in rows}
     assert by["pipecat"]["turn_latency_ms_p50"] < by["clutchcall"]["turn_latency_ms_p50"]
 
