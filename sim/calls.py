@@ -52,6 +52,10 @@ class Call:
     features: tuple[FrameFeatures, ...] | None = None
     """Per-frame acoustic features (``engine/audio/features.py``) computed from the audio,
     fed to the engine with each frame; None for calls built from intervals."""
+    speech_hangover_frames: int = 0
+    """Frames by which ``speech`` outlasts the caller's real speech at its end (a peer's VAD
+    stop debouncing, :mod:`clutchcall.sim.peers`): scoring takes them off the last speech
+    frame of a committed turn, so a commit is matched to the segment it closed."""
 
     @property
     def duration_s(self) -> float:

@@ -57,6 +57,11 @@ from clutchcall.sim.calls import Call
 
 PEER_NAMES = ("pipecat", "livekit")
 
+PEER_HANGOVER_MS = {"pipecat": 200, "livekit": 560}
+"""How long each peer's speaking state outlasts speech (its VAD stop debouncing: Pipecat's
+``stop_secs`` 0.2 s; LiveKit's ``min_silence_duration`` 0.55 s, in 32 ms windows): taken off
+a turn's last speech frame for scoring only (``Call.speech_hangover_frames``)."""
+
 PEER_TURN: dict[str, TurnConfig] = {
     # the speaking state already holds Pipecat's 0.2 s start / stop debouncing
     "pipecat": TurnConfig(response_min_speech_ms=0, barge_confirm_ms=0,
@@ -176,7 +181,8 @@ def peer_call(call: Call, path: str | Path, peer: str) -> Call:
     stream = speaking(np.asarray(lc.pcm, dtype=np.int16), lc.rate, call.frame_ms)
     n = len(call.speech)
     stream = (stream + [False] * n)[:n]
-    return dataclasses.replace(call, speech=tuple(stream), features=None)
+    return dataclasses.replace(call, speech=tuple(stream), features=None,
+                               speech_hangover_frames=PEER_HANGOVER_MS[peer] // call.frame_ms)
 
 
 def load_peer_calls(paths: list[str], peer: str, *, split: str = "all",

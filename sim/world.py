@@ -555,7 +555,7 @@ class _World:
         k, speech = self.last_speech_seq, self.call.speech
         while k + 1 < len(speech) and speech[k + 1]:
             k += 1
-        end_caller = (k + 1) * self.frame_s
+        end_caller = (k + 1 - self.call.speech_hangover_frames) * self.frame_s
         ttfa = m.ttfa_median_ms / 1000.0
         if m.ttfa_sigma > 0:
             ttfa *= math.exp(m.ttfa_sigma * float(self.model_rng.standard_normal()))
