@@ -213,7 +213,8 @@ class CallPipeline:
                             max_conceal_per_gap=cfg.max_conceal_per_gap,
                             max_conceal_per_s=cfg.max_conceal_per_s),
             playout=PlayoutConfig(frame_ms=cfg.caller_frame_ms,
-                                  underrun_finish_ms=cfg.underrun_finish_ms))
+                                  underrun_finish_ms=cfg.underrun_finish_ms),
+            agent_level=frame_level_db if self._features is not None else None)
         self.failed: str | None = None
         self.loop = asyncio.get_running_loop()
         self._up_batch: list[np.ndarray] = []  # appended, not yet resampled for the model
@@ -364,9 +365,8 @@ class CallPipeline:
     def _frame_features(self, frames: list[tuple[np.ndarray, bool]]
                         ) -> list[FrameFeatures | None] | None:
         """Return each VAD frame's acoustic features (``engine/audio/features.py``), or None
-        when the policy reads none. The agent phrase-end cue (``agent_edge_ms``) is not
-        computed here yet: it stays unknown (inf), so the evidence policy uses the level cue
-        only on live calls."""
+        when the policy reads none. The agent phrase-end cue (``agent_edge_ms``) is filled in
+        by the core from the agent audio it plays (``agent_level``)."""
         tracker = self._features
         if tracker is None:
             return None

@@ -68,8 +68,6 @@ scores them against the labels.
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
 import math
 import zlib
 from collections.abc import Callable
@@ -108,6 +106,10 @@ from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel
 
 TRANSPORTS = ("quic", "tcp", "quic-exact")
+AGENT_SPEECH_DB = -20.0
+"""The level given to the agent's frames inside its labelled speech (dBFS)..."""
+AGENT_PAUSE_DB = -100.0
+"""...and inside its labelled pauses (``agent_pauses``): the core finds phrase ends in them."""
 AGENTS = ("reactive", "scripted")
 
 
@@ -369,7 +371,10 @@ class _World:
         self.model_rng = self.rngs["model"]
         self.up, self.down = _make_transports(cfg.net, self.rngs)
         # the edge: the same call core as production (frame hold, engine, playout)
-        self.core: CallCore[int, int] = CallCore(cfg.turn, recorder=recorder)
+        # agent frames carry their level (dBFS): the core finds the agent's phrase ends in
+        # them, as it does in production from the PCM (engine/call/phrase.py)
+        self.core: CallCore[int, float] = CallCore(cfg.turn, recorder=recorder,
+                                                   agent_level=float)
         self.exact: Any = getattr(self.down, "conn", None)
         if not callable(getattr(self.exact, "run_until", None)):
             self.exact = None
@@ -405,13 +410,6 @@ class _World:
         self.frame_edge_at = 0.0
         # soft barge-in: the open yield record (duck / pause until restore / resume / cancel)
         self.open_yield: dict[str, Any] | None = None
-        # the agent's phrase ends (pause starts) on the edge clock, from what the playout
-        # sends: each reply's phrase-end offsets (s, labelled agent_pauses); the ends already
-        # sent (edge times); the last frame sent (edge time, reply, frame index) to predict
-        # the next ones from (None while nothing plays)
-        self.phrase_ends: dict[str, list[float]] = {}
-        self.edges: list[float] = []
-        self.last_frame: tuple[float, str, int] | None = None
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
@@ -452,12 +450,7 @@ class _World:
             now = env.now
             if concealed and not core.admit_conceal(now, 1):
                 continue
-            f = None
-            if feats is not None and not concealed:
-                f = feats[seq]
-                d = self.edge_distance_ms(seq)
-                if d != math.inf:
-                    f = dataclasses.replace(f, agent_edge_ms=d)
+            f = feats[seq] if feats is not None and not concealed else None
             self.frame_audio_end = (seq + 1) * frame_s
             self.frame_edge_at = now
             # the frame's media time: its send time (the caller sends frame k at (k+1) frames)
@@ -467,40 +460,11 @@ class _World:
             self.drive()
 
     # -------------------------------------------------------------- actions
-    def edge_distance_ms(self, seq: int) -> float:
-        """Return the distance (ms, caller clock) from the end of caller frame ``seq`` to the
-        nearest agent phrase end as the caller hears it: the ends the playout has sent, and
-        the next one of the playing reply predicted at 1x from its last frame sent."""
-        t = (seq + 1) * self.frame_s - self.owd_down
-        best = math.inf
-        i = bisect.bisect_left(self.edges, t)
-        for j in (i - 1, i):
-            if 0 <= j < len(self.edges):
-                best = min(best, abs(self.edges[j] - t))
-        lf = self.last_frame
-        if lf is not None:
-            at, rid, k = lf
-            nxt = (k + 1) * self.frame_s
-            for o in self.phrase_ends.get(rid, ()):
-                if o >= nxt - 1e-9:
-                    best = min(best, abs(at + o - k * self.frame_s - t))
-                    break
-        return best * 1000.0
-
-    def on_agent_frame(self, o: AgentFrame) -> None:
-        """Frame ``payload`` of reply ``response_id`` is sent now: note a phrase end in it."""
-        k = int(o.payload)
-        rid = o.response_id
-        self.last_frame = (o.time, rid, k)
-        lo, hi = k * self.frame_s, (k + 1) * self.frame_s
-        for off in self.phrase_ends.get(rid, ()):
-            if lo - 1e-9 <= off < hi - 1e-9:
-                self.edges.append(o.time + off - lo)
-
-    def pauses_of(self, j: int) -> list[float]:
-        """Return the offsets (s) of the phrase ends inside labelled agent interval ``j``."""
+    def pauses_of(self, j: int) -> list[tuple[float, float]]:
+        """Return the pauses (s, from its start) inside labelled agent interval ``j``."""
         a, b = self.call.agent_speech[j]
-        return [(p0 - a) / 1000.0 for p0, _p1 in self.call.agent_pauses if a <= p0 < b]
+        return [((p0 - a) / 1000.0, (p1 - a) / 1000.0) for p0, p1 in self.call.agent_pauses
+                if a <= p0 < b]
 
     def audio_ms(self, t: float) -> int:
         """Return edge time ``t`` on the call's audio clock (ms): the last caller frame's end
@@ -517,13 +481,10 @@ class _World:
         elif isinstance(o, Append):
             self.append_speech = o.speech
         elif isinstance(o, AgentFrame):
-            if self.call.features is not None:
-                self.on_agent_frame(o)
             self.send_reply(o.response_id, now)
         elif isinstance(o, AgentStarted):
             self.run.agent_playing.append([o.time, math.inf])
         elif isinstance(o, AgentFinished):
-            self.last_frame = None
             if self.run.agent_playing and self.run.agent_playing[-1][1] == math.inf:
                 self.run.agent_playing[-1][1] = o.time
         elif isinstance(o, Commit):
@@ -665,7 +626,6 @@ class _World:
             self.kick_exact()
         else:
             crec["agent_stop_caller_s"] = self.down.deliver([now], [24], [CONTROL])[0]
-        self.last_frame = None
         if self.open_yield is not None:
             self.open_yield["end_caller_s"] = crec["agent_stop_caller_s"]
             self.open_yield["outcome"] = "cancel"
@@ -674,19 +634,22 @@ class _World:
     # -------------------------------------------------------------- agent audio
     def start_source(self, start: float, end: float,
                      first: Callable[[float], None] | None = None,
-                     phrase_ends: list[float] | None = None) -> None:
+                     pauses: list[tuple[float, float]] | None = None) -> None:
         """Hand agent audio [start, end) to the edge's playout (the core paces, ducks and
         pauses it); ``first(t)`` is called with the delivery time at the caller of each frame
-        (the caller keeps the minimum); ``phrase_ends``: offsets (s) of the agent's phrase
-        ends inside it (for the evidence policy's onset cue)."""
+        (the caller keeps the minimum); ``pauses``: the agent's pauses inside it (s from its
+        start): its frames there are silent, elsewhere speech (the level the core reads)."""
         n = max(1, round((end - start) / self.frame_s))
         self.reply_ids += 1
         rid = f"r{self.reply_ids}"
         self.replies[rid] = [n, first, False]
-        if phrase_ends:
-            self.phrase_ends[rid] = sorted(phrase_ends)
+        levels = [AGENT_SPEECH_DB] * n
+        fs = self.frame_s
+        for p0, p1 in pauses or ():
+            for k in range(max(0, round(p0 / fs)), min(n, round(p1 / fs))):
+                levels[k] = AGENT_PAUSE_DB
         core = self.core
-        core.agent_audio(start, rid, rid, range(n))
+        core.agent_audio(start, rid, rid, levels)
         core.response_done(start, rid)
         self.drive()
 

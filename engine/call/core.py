@@ -51,7 +51,9 @@ with the lag of the moment it was armed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +63,7 @@ from clutchcall.engine.call.driver import EngineDriver
 from clutchcall.engine.call.hold import FrameHold, HoldConfig, HoldStats
 from clutchcall.engine.call.inputs import Recorder
 from clutchcall.engine.call.latency import TurnBook, TurnRecord
+from clutchcall.engine.call.phrase import PhraseEnds
 from clutchcall.engine.call.playout import Playout, PlayoutConfig
 from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.errors import RemoteProtocolError
@@ -163,15 +166,24 @@ class CallCore(Generic[P, D]):
 
     def __init__(self, turn_config: TurnConfig | None = None, *, hold: HoldConfig | None = None,
                  playout: PlayoutConfig | None = None, recorder: Recorder | None = None,
-                 policy: TurnPolicy | None = None, uplink_events: bool = True) -> None:
+                 policy: TurnPolicy | None = None, uplink_events: bool = True,
+                 agent_level: Callable[[D], float] | None = None) -> None:
         """``uplink_events``: emit :class:`UplinkAudio` after each ``Append`` (False when the
-        shell has no audio to forward, e.g. the simulator)."""
+        shell has no audio to forward, e.g. the simulator). ``agent_level``: the level (dBFS)
+        of an agent frame payload; given, the core finds the agent's phrase ends in the audio
+        it plays (:mod:`~clutchcall.engine.call.phrase`) and fills each caller frame's
+        ``agent_edge_ms`` feature from them."""
         self.turn_config = tc = turn_config or TurnConfig()
         if hold is None:
             hold = HoldConfig(frame_ms=tc.frame_ms)
         self.driver = EngineDriver(TurnEngine(tc, policy), recorder)
         self.hold: FrameHold[tuple[P, FrameFeatures | None]] = FrameHold(hold)
-        self.playout: Playout[D] = Playout(playout)
+        # agent frames are queued with their push index (phrase-end tracking; -1 without)
+        self.playout: Playout[tuple[D, int]] = Playout(playout)
+        self._agent_level = agent_level
+        self.phrases: PhraseEnds | None = (
+            None if agent_level is None else PhraseEnds(self.playout.config.frame_ms))
+        self._last_sent_idx = -1
         self.book = TurnBook(float(tc.end_of_turn_silence_ms))
         self._out: list[Event] = []
         self._uplink: dict[int, P] = {}
@@ -258,7 +270,15 @@ class CallCore(Generic[P, D]):
         if first:
             self.book.model_audio(response_id, model_ttfa_s,
                                   now if received_at is None else received_at)
-        self.playout.push(now, response_id, item_id, frames)
+        ph = self.phrases
+        if ph is None:
+            self.playout.push(now, response_id, item_id, ((f, -1) for f in frames))
+        else:
+            fl = list(frames)
+            lv = self._agent_level
+            assert lv is not None
+            idx = ph.pushed(lv(f) for f in fl)
+            self.playout.push(now, response_id, item_id, zip(fl, idx, strict=True))
         # nothing is sent from here: the timer (due now) sends, so a shell that reads many
         # chunks at once sends the first frame when it is free to, and paces from there
         return True
@@ -326,6 +346,9 @@ class CallCore(Generic[P, D]):
             n = self._next_seq
             self._next_seq = n + 1
             payload, feat = due.payload
+            if feat is not None and self.phrases is not None and self.playout.playing \
+                    and feat.agent_edge_ms == math.inf:
+                feat = dataclasses.replace(feat, agent_edge_ms=self._edge_ms(now))
             if self._uplink_events:
                 uplink[n] = payload
             self._perform(now, driver.caller_frame(due.end, speech=due.speech,
@@ -352,8 +375,13 @@ class CallCore(Generic[P, D]):
         for sig in self.playout.poll(now):
             kind = sig.kind
             if kind == "frame":
+                assert sig.payload is not None
+                payload, idx = sig.payload
+                if idx >= 0 and self.phrases is not None:
+                    self.phrases.sent(idx, now)
+                    self._last_sent_idx = idx
                 self._out.append(AgentFrame(time=now, response_id=sig.response_id,
-                                            item_id=sig.item_id, payload=sig.payload,
+                                            item_id=sig.item_id, payload=payload,
                                             gain=sig.gain, gain_start=sig.gain_start))
             elif kind == "started":
                 t = self.hold.tick(now)
@@ -388,6 +416,8 @@ class CallCore(Generic[P, D]):
                                  performed_at=now, hold_s=o.last_speech_at - last)
             elif isinstance(o, Cancel):
                 cleared = self.playout.clear(now)
+                if self.phrases is not None:
+                    self.phrases.dropped(self._last_sent_idx + 1)
                 out.append(PlayoutCleared(time=now, agent_played_ms=o.agent_played_ms,
                                           item_id=cleared.item_id, sent_ms=cleared.sent_ms,
                                           was_playing=cleared.was_playing,
@@ -396,6 +426,16 @@ class CallCore(Generic[P, D]):
                     self._feed_finished(now)
             elif isinstance(o, (Duck, Restore, Pause, Resume)):
                 self._soft_yield(now, o)
+
+    def _edge_ms(self, now: float) -> float:
+        """The distance (ms) from ``now`` to the agent's nearest phrase end (issue 15)."""
+        ph = self.phrases
+        assert ph is not None
+        nxt = self.playout.peek_next()
+        if nxt is None:
+            return ph.distance_ms(now, None, None)
+        (_payload, idx), at = nxt
+        return ph.distance_ms(now, idx if idx >= 0 else None, at)
 
     def _soft_yield(self, now: float, o: Duck | Restore | Pause | Resume) -> None:
         """Act on a soft barge-in action (issue 15): the one place prod and sim do it."""

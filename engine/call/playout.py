@@ -256,6 +256,13 @@ class Playout(Generic[D]):
                 self._unconfirmed.popleft()
             self._played = [float(frames), now]
 
+    def peek_next(self) -> tuple[D, float] | None:
+        """Return the next frame to send and when it is due (shell time), or None if nothing
+        is queued or the playout is held (paused, or the head response held)."""
+        if not self._queue or self._blocked():
+            return None
+        return self._queue[0][2], (self._next_at if self._next_at else self._filled_at)
+
     def _clear_yield(self, now: float | None) -> None:
         # a clear ends any pause / duck, and the far end's buffer is dropped with it
         self.paused = False
