@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +113,7 @@ def _to_vad_rate(pcm: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     return np.asarray(soxr.resample(x, rate, 16000, quality="HQ"), dtype=np.int16), 16000
 
 
-_LK_VADS: dict[int, object] = {}
+_LK_VADS: dict[int, Any] = {}
 
 
 def livekit_speaking(pcm: np.ndarray, rate: int, frame_ms: int = 20) -> list[bool]:
@@ -139,7 +140,8 @@ def livekit_speaking(pcm: np.ndarray, rate: int, frame_ms: int = 20) -> list[boo
     async def run() -> list[tuple[float, bool]]:
         vad = _LK_VADS.get(vr)
         if vad is None:  # the model loads once per rate (a stream is per call)
-            vad = _LK_VADS[vr] = silero.VAD.load(sample_rate=vr, force_cpu=True)
+            vad = _LK_VADS[vr] = silero.VAD.load(sample_rate=8000 if vr == 8000 else 16000,
+                                                 force_cpu=True)
         st = vad.stream()
         for k in range(n):
             st.push_frame(rtc.AudioFrame(data=x[k * step:(k + 1) * step].tobytes(),
