@@ -12,7 +12,8 @@ it is spoken. For each caller frame this module gives a :class:`FrameFeatures`:
   mu-law PSTN as on 16 kHz (a ratio of energies on one channel, so codec and gain cancel).
 * ``agent_edge_ms`` -- the frame's distance to the agent's nearest phrase end: listeners
   place backchannels at the speaker's phrase boundaries, interruptions come anywhere. The
-  shell that plays the agent's audio knows where its pauses are and sets it.
+  call core, which plays the agent's audio, finds its pauses and sets it
+  (``engine/call/phrase.py``).
 * ``snr_db`` -- the frame's energy over a running noise floor (a minimum tracker: drops to
   any quieter frame at once, rises ``FLOOR_RISE_DB_PER_S`` per second). On a noisy channel
   webrtcvad calls stationary noise speech; a frame within a few dB of the floor is not.
@@ -52,10 +53,10 @@ class FrameFeatures:
     rel_db: float
     snr_db: float
     agent_edge_ms: float = math.inf
-    """Distance (ms, on the caller's clock) from this frame to the nearest end of an agent
+    """Distance (ms, on the edge's clock) from this frame to the nearest end of an agent
     phrase (the start of a pause in the agent's audio), past or just ahead; inf when the
-    agent is not talking or its phrasing is unknown. The shell fills it from the agent audio
-    it plays (the edge knows the envelope of what it forwards)."""
+    agent is not talking or its phrasing is unknown. The call core fills it from the agent
+    audio it plays (``engine/call/phrase.py``)."""
 
 
 def frame_levels_db(pcm: np.ndarray, rate: int, frame_ms: int) -> np.ndarray:
