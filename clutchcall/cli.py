@@ -42,6 +42,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "edge"): ("clutchcall.prod.edge.bench", "load-test the edge: N concurrent real callers (QUIC or WebSocket); edge-added latency, CPU per call"),
     ("twin", "check"): ("clutchcall.twin.check", "real edge over an emulated WAN vs the simulator: measured vs predicted turn latency"),
     ("bench", "native"): ("clutchcall.native.bench", "benchmark the native data plane (ring msgs/s, UDP io_uring vs asyncio, edge-added latency at N calls per io)"),
+    ("bench", "soak"): ("clutchcall.prod.edge.soak", "N concurrent real calls for S seconds against a real serve with traces on: frames lost, edge RSS and open fds over time"),
+    ("bench", "fuzz"): ("clutchcall.prod.edge.fuzz", "bounded seeded fuzz of a real serve (WebSocket JSON, tokens, MoQT control and data, datagrams); typed refusals only, the process survives"),
+    ("bench", "hostile"): ("clutchcall.prod.edge.hostile", "attack a real serve on loopback (idle TCP, abandoned QUIC handshakes, media floods); edge memory and fds"),
     ("bench", "ingress-io"): ("clutchcall.prod.ingress.io_bench", "benchmark the QUIC ingress echo round trip on io_uring vs asyncio datagram I/O (tens of callers)"),
 }
 

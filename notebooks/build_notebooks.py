@@ -40,7 +40,17 @@ grid = ({"response_min_speech_ms": [300, 600, 900], "barge_confirm_ms": [100, 30
 base = SimConfig(turn=TurnConfig(), net=NetConfig.symmetric(transport="quic", rtt_ms=50, loss=0.01))
 print(len(calls), "calls,", sum(c.duration_s for c in calls) / 60, "min of audio;",
       len(grid["response_min_speech_ms"]) * len(grid["barge_confirm_ms"]), "grid points")"""),
-    ("code", """df = sweep(calls, base, grid, processes=1 if SMALL else None, progress=False)
+    ("md", """The sweep runs on this machine (a process pool on all cores) by default. To run it on Dask
+set `CLUTCHCALL_EXECUTOR=dask` before starting the kernel: a `distributed.LocalCluster` here, or
+the cluster at `CLUTCHCALL_DASK_SCHEDULER=tcp://HOST:PORT` (see sim/README.md). The results are
+the same, byte for byte, on every executor."""),
+    ("code", """import os
+from clutchcall.sim.executor import ExecutorSpec
+
+kind = os.environ.get("CLUTCHCALL_EXECUTOR", "local")
+executor = ExecutorSpec(kind=kind, scheduler=os.environ.get("CLUTCHCALL_DASK_SCHEDULER") or None,
+                        workers=1 if SMALL and kind == "local" else None)
+df = sweep(calls, base, grid, executor=executor, progress=False)
 keys = list(grid)
 df.select(keys + ["false_barge_in_rate", "missed_barge_in_rate", "backchannel_wakeup_rate",
                   "missed_reply_rate", "barge_latency_ms_p50", "turn_latency_ms_p95"]).head(10)"""),

@@ -105,10 +105,51 @@ class EdgeMetrics:
         self.calls_active = Gauge(
             "calls_active", "Calls in progress.", namespace=namespace, registry=r,
         )
+        # per caller-leg transport (quic, ws, webtransport): counted and measured alike
+        self.calls = Counter(
+            "calls", "Calls started, by caller-leg transport (quic, ws, webtransport).",
+            ["transport"], namespace=namespace, registry=r,
+        )
+        self.transport_turn_latency = Histogram(
+            "transport_turn_latency_seconds",
+            "Turn latency at the edge (as turn_latency_seconds) by caller-leg transport; "
+            "observed when the call ends.",
+            ["transport"], namespace=namespace, registry=r, buckets=TURN_LATENCY_BUCKETS,
+        )
+        for transport in ("quic", "ws", "webtransport"):
+            self.calls.labels(transport=transport)
+        self._hardening_metrics(namespace)
         for outcome in ("armed", "confirmed", "dismissed"):
             self.barge_ins.labels(outcome=outcome)
         for over in ("true", "false"):
             self.backchannels_filtered.labels(over_agent=over)
+
+    def _hardening_metrics(self, namespace: str) -> None:
+        """Counters of the edge's defences (issue 19): model time-outs and retries, callers
+        that exceed their bounds, and calls closed for it."""
+        r = self.registry
+        self.model_timeouts = Counter(
+            "model_timeouts", "Model-leg time-outs by stage: connect (handshake), session (no "
+            "session.created), first_audio (a response's first audio delta did not come in time).",
+            ["stage"], namespace=namespace, registry=r,
+        )
+        self.model_retries = Counter(
+            "model_response_retries", "Responses asked again (response.create) after their first "
+            "audio timed out (at most once per response).", namespace=namespace, registry=r,
+        )
+        self.caller_violations = Counter(
+            "caller_violations", "Caller frames or gaps beyond the call's bounds, dropped: kind "
+            "ahead (held ahead of the media clock beyond the bound), conceal (concealment beyond "
+            "the per-gap or per-second cap).", ["kind"], namespace=namespace, registry=r,
+        )
+        self.calls_closed_violation = Counter(
+            "calls_closed_violation", "Calls closed because the caller kept violating its bounds "
+            "(WebSocket close 1008, MoQT PROTOCOL_VIOLATION).", namespace=namespace, registry=r,
+        )
+        for stage in ("connect", "session", "first_audio"):
+            self.model_timeouts.labels(stage=stage)
+        for kind in ("ahead", "conceal"):
+            self.caller_violations.labels(kind=kind)
 
     def observe_output(self, out: Output) -> None:
         """Count the engine events that have a metric; other outputs are ignored."""
@@ -132,6 +173,15 @@ class EdgeMetrics:
         self.turn_latency.observe(max(0.0, turn_latency_s))
         if edge_added_s is not None:
             self.edge_added_latency.observe(max(0.0, edge_added_s))
+
+    def observe_call(self, transport: str, turn_latencies_ms: list[float] | None = None) -> None:
+        """Count one call of ``transport`` (at its start) or, with ``turn_latencies_ms``,
+        record its turns' edge turn latencies (at its end). Returns None."""
+        if turn_latencies_ms is None:
+            self.calls.labels(transport=transport).inc()
+            return
+        for ms in turn_latencies_ms:
+            self.transport_turn_latency.labels(transport=transport).observe(max(0.0, ms / 1000.0))
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Return a sample's current value (e.g. ``clutchcall_frames_lost_total``); 0.0 if absent."""

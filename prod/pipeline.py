@@ -80,6 +80,7 @@ from clutchcall.engine.call.core import Event
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
+from clutchcall.prod.model.protocol import ModelTimeoutError
 
 log = logging.getLogger("clutchcall.pipeline")
 
@@ -249,7 +250,8 @@ class CallPipeline:
         try:
             await self.model.connect()
         except RemoteProtocolError as exc:
-            self._fail(f"model leg unavailable: {exc}")
+            self._fail(f"model leg unavailable: {exc}",
+                       code="model_timeout" if isinstance(exc, ModelTimeoutError) else "model_unavailable")
             raise
 
     async def run(self, frames: AsyncIterator[CallerFrame]) -> list[TurnRecord]:
@@ -430,7 +432,8 @@ class CallPipeline:
         elif isinstance(ev, PlayoutCleared):
             self.transcoder.downlink_reset()
             heard = ev.sent_ms if ev.heard_ms is None else ev.heard_ms
-            end = self.model.cancel(ev.agent_played_ms, item_id=ev.item_id, sent_ms=heard)
+            end = self.model.cancel(self._played_ms_on_cancel(ev.agent_played_ms, heard),
+                                    item_id=ev.item_id, sent_ms=heard)
             self.log.info("barge-in: cancel, truncate %s at %s ms", ev.item_id, end)
             self._send("clear", None)
             self._send("control", {"type": "cancel", "agent_played_ms": ev.agent_played_ms,
@@ -504,9 +507,26 @@ class CallPipeline:
         except (ConnectionError, RemoteProtocolError) as exc:
             self._fail(f"downlink failed: {exc}")
 
+    def _played_ms_on_cancel(self, engine_played_ms: int, sent_ms: int | None) -> int:
+        """Return the played-time to truncate the model's reply at. A caller leg that confirms
+        playback (Twilio mark echoes: ``unconfirmed_ms()``) is believed: what was sent of the
+        item minus what is not yet confirmed played, minus frames the core emitted that the
+        sender has not written yet (they are cleared unplayed). Otherwise the engine's agent
+        clock."""
+        unconfirmed = getattr(self.downlink, "unconfirmed_ms", None)
+        u = unconfirmed() if callable(unconfirmed) else None
+        if u is None or sent_ms is None:
+            return engine_played_ms
+        unsent = sum(1 for kind, _ in self._ops if kind == "audio") * self.config.caller_frame_ms
+        return max(0, sent_ms - u - unsent)
+
     # -- failures ------------------------------------------------------------------------
     def _on_model_error(self, exc: RemoteProtocolError) -> None:
-        pass  # logged and counted by the model leg; the call continues
+        # logged and counted by the model leg; the call continues. A reply that timed out
+        # for good (its retry too) is told to the caller: it would otherwise hear silence.
+        if isinstance(exc, ModelTimeoutError) and exc.final:
+            self._send("control", {"type": "error", "code": "model_timeout",
+                                   "stage": exc.stage, "message": str(exc)})
 
     def _on_model_closed(self, exc: BaseException | None) -> None:
         if not self._closed:
@@ -535,6 +555,19 @@ class CallSessionDownlink:
 
     async def send_control(self, event: dict[str, Any]) -> None:
         await self.call.send_control(event)
+
+    def unconfirmed_ms(self) -> int | None:
+        """Agent audio (ms) sent but not yet confirmed played by the caller leg (Twilio mark
+        echoes), or None where the transport does not confirm playback."""
+        f = getattr(self.call, "unconfirmed_ms", None)
+        return int(f()) if callable(f) else None
+
+    def confirmed_played_ms(self) -> int | None:
+        """Agent audio (ms) the caller leg confirmed played so far on the call (Twilio mark
+        echoes; cumulative, a lower bound at most one mark interval behind), or None where
+        the transport does not confirm playback (prod/ingress/ws.py docstring)."""
+        played = getattr(self.call, "played_ms", None)
+        return int(played) if isinstance(played, int) else None
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from typing import Any
 
 from clutchcall.engine import TurnConfig
@@ -79,6 +81,73 @@ def add_split(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--split", choices=SPLITS, default=default,
                         help="which corpus split to use, from the directory's MANIFEST.json "
                              f"(tune on train, report on test; default: {default})")
+
+
+def add_executor(parser: argparse.ArgumentParser, *, default_workers: str = "all cores") -> None:
+    """Add the fan-out options (``--executor``, ``--dask-scheduler``, ``--workers``,
+    ``--chunk``) and ``--no-progress``; read them back with :func:`executor_spec`."""
+    from clutchcall.progress import add_flag
+
+    g = parser.add_argument_group("executor (see sim/README.md)")
+    g.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local: this process or a multiprocessing pool; dask: a Dask cluster "
+                        "(default local)")
+    g.add_argument("--dask-scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="the Dask scheduler to use (default: start a LocalCluster here)")
+    g.add_argument("--workers", "--processes", type=int, default=None, dest="workers",
+                   metavar="N", help=f"local pool / LocalCluster worker processes "
+                                     f"(default: {default_workers})")
+    g.add_argument("--chunk", type=int, default=None, metavar="CALLS",
+                   help="calls per task (default: a whole grid point per task when there are "
+                        "enough points, else cut to about 4 tasks per worker)")
+    add_flag(parser)
+
+
+def executor_spec(a: argparse.Namespace, default_workers: int | None = None) -> Any:
+    """Return the :class:`~clutchcall.sim.executor.ExecutorSpec` the options ask for.
+    Raises ConfigError for a bad combination."""
+    from clutchcall.sim.executor import ExecutorSpec
+
+    workers = a.workers if a.workers is not None else default_workers
+    if a.executor == "dask" and a.dask_scheduler is None and a.workers is None:
+        workers = None  # a LocalCluster uses all cores unless told otherwise
+    return ExecutorSpec(kind=a.executor, workers=workers, scheduler=a.dask_scheduler,
+                        chunk=a.chunk)
+
+
+def run_points(a: argparse.Namespace, calls: list[Any], points: list[Any], command: str, *,
+               out_dir: str | None = None) -> Any:
+    """Run ``points`` over ``calls`` on the executor the options ask for (local default: one
+    worker, this process), with a progress bar on a terminal (not with ``--json`` or
+    ``--no-progress``); return the :class:`~clutchcall.sim.executor.GridResult`."""
+    from clutchcall.progress import bar, wanted
+    from clutchcall.sim.executor import run_grid
+
+    spec = executor_spec(a, default_workers=1)
+    with bar(len(points) * len(calls), command, enabled=wanted(a), unit="call") as b:
+        return run_grid(calls, points, spec, out_dir=out_dir, progress=b.update)
+
+
+def report_failures(command: str, failures: list[Any], out_dir: str | None) -> int:
+    """Print each failed call by name on stderr (and write ``OUT/failures.csv`` when
+    ``out_dir`` is given); return the exit code: 0 if none failed, else 1."""
+    path = os.path.join(out_dir, "failures.csv") if out_dir else None
+    if path and os.path.exists(path):
+        os.remove(path)
+    if not failures:
+        return 0
+    for f in failures:
+        where = " ".join(f"{k}={v}" for k, v in f.labels.items())
+        print(f"clutchcall {command}: call {f.call} raised{' at ' + where if where else ''}: "
+              f"{f.error}", file=sys.stderr)
+    if path:
+        import polars as pl
+
+        pl.DataFrame([{"point": f.point, "labels": json.dumps(f.labels), "call": f.call,
+                       "error": f.error} for f in failures]).write_csv(path)
+    print(f"clutchcall {command}: {len(failures)} call simulation(s) raised; the other "
+          f"results are complete{' (list in ' + path + ')' if path else ''}", file=sys.stderr)
+    return 1
 
 
 def add_seed(parser: argparse.ArgumentParser) -> None:

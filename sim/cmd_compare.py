@@ -1,5 +1,8 @@
 """``clutchcall sim compare``: replay the same calls under each peer-policy preset
-(:mod:`clutchcall.sim.presets`) and print one row per preset."""
+(:mod:`clutchcall.sim.presets`) and print one row per preset. The presets run as the points of
+one grid on the chosen executor (``--executor local|dask``, :mod:`clutchcall.sim.executor`);
+``--out DIR`` also writes each preset's tables (``DIR/turns/preset=NAME/part-0.parquet``, ...).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ import sys
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
+from clutchcall.sim.executor import Point
 from clutchcall.sim.metrics import EVAL_KEYS
 from clutchcall.sim.presets import PRESETS
-from clutchcall.sim.runner import run as run_calls
 
 COLUMNS = ["preset", *EVAL_KEYS, "false_barge_ins_per_hour", "backchannel_wakeups_per_hour"]
 
@@ -24,23 +27,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_agent(parser, "scripted")
     cc.add_split(parser, "test")
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="also write per-turn/segment/call Parquet, partitioned by preset")
+    cc.add_executor(parser, default_workers="1 (this process)")
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = []
     try:
-        calls = None
-        for name, turn in PRESETS.items():
-            cfg = cc.sim_config(args, turn)
-            if calls is None:
-                calls = cc.calls_from(args, turn.frame_ms, turn.vad_aggressiveness)
-            _t, s = run_calls(calls, cfg)
-            rows.append({"preset": name, **s})
+        points = [Point(cfg=cc.sim_config(args, turn), labels={"preset": name})
+                  for name, turn in PRESETS.items()]
+        first = next(iter(PRESETS.values()))
+        calls = cc.calls_from(args, first.frame_ms, first.vad_aggressiveness)
+        res = cc.run_points(args, calls, points, "sim compare", out_dir=args.out)
     except (ClutchCallError, OSError) as exc:
         print(f"clutchcall sim compare: {exc}", file=sys.stderr)
         return 2
+    rows = [{**p.labels, **s} for p, s in zip(points, res.summaries, strict=True)]
     if args.json:
         print(json.dumps([{k: r[k] for k in COLUMNS} for r in rows]))
     else:
         print(cc.table(rows, COLUMNS))
-    return 0
+    return cc.report_failures("sim compare", res.failures, args.out)

@@ -10,6 +10,11 @@ happened before it) and the corpus's *test* split (``--split test``; tune on tra
 made, so anyone can re-score: ``{"call": NAME, "agent": AGENT, "events": [{"t_ms": T,
 "kind": K}, ...]}`` with ``K`` in commit / prime / cancel / duck / pause / resume / restore /
 filtered and ``T`` on the call's audio clock (the end of the deciding caller frame).
+
+The calls run on the chosen executor (``--executor local|dask``, :mod:`clutchcall.sim.executor`);
+``--out DIR`` also writes the per-turn/segment/call Parquet tables the summary is computed from.
+``--peer pipecat|livekit`` runs the peer library's own VAD and turn logic instead of a preset
+(:mod:`clutchcall.sim.peers`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Any
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
-from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS, summarize, tables
+from clutchcall.sim.executor import Point
+from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS
 from clutchcall.sim.peers import PEER_NAMES, PEER_TURN, load_peer_calls
 from clutchcall.sim.world import CallRun, simulate_call
 
@@ -43,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", choices=PEER_NAMES, default=None,
                         help="run the peer library's own VAD and turn logic on the calls "
                              "(sim/peers.py; needs the [peers] extra) instead of a preset")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="also write DIR/turns/part-0.parquet, segments/..., calls/...")
+    cc.add_executor(parser, default_workers="1 (this process)")
 
 
 def events_line(run: CallRun, agent: str) -> str:
@@ -61,12 +70,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             cfg = cc.sim_config(args)
             calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
-        runs = [simulate_call(c, cfg) for c in calls]
-        summary = summarize(tables(runs, cfg))
+        res = cc.run_points(args, calls, [Point(cfg=cfg)], "eval", out_dir=args.out)
+        summary = res.summaries[0]
         if args.events_out:
+            # the decisions of every call (deterministic: the same runs the executor scored)
             with open(args.events_out, "w", encoding="utf-8") as fh:
-                for r in runs:
-                    fh.write(events_line(r, cfg.agent) + "\n")
+                for c in calls:
+                    fh.write(events_line(simulate_call(c, cfg), cfg.agent) + "\n")
     except (ClutchCallError, OSError) as exc:
         print(f"clutchcall eval: {exc}", file=sys.stderr)
         return 2
@@ -89,4 +99,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"{k:<{width}}  {cc.fmt(v)}")
         for kind, row in out["by_kind"].items():
             print(f"{kind}: " + ", ".join(f"{k} {cc.fmt(v)}" for k, v in row.items()))
-    return 0
+    return cc.report_failures("eval", res.failures, args.out)

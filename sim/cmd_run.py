@@ -9,6 +9,7 @@ import os
 import sys
 
 from clutchcall.engine.errors import ClutchCallError
+from clutchcall.progress import add_flag, bar, wanted
 from clutchcall.sim import cli_common as cc
 from clutchcall.sim.calls import Call
 from clutchcall.sim.metrics import EVAL_KEYS, write_tables
@@ -28,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", default=None, metavar="DIR",
                         help="also write each call's engine inputs/outputs as a recorded "
                              "trace DIR/NAME.parquet (replay with 'clutchcall sim replay')")
+    add_flag(parser)
 
 
 def record_traces(calls: list[Call], cfg: SimConfig, out_dir: str) -> list[str]:
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
         if args.record:
             record_traces(calls, cfg, args.record)
-        t, summary = run_calls(calls, cfg)
+        with bar(len(calls), "sim run", enabled=wanted(args), unit="call") as b:
+            t, summary = run_calls(calls, cfg, progress=b.update)
     except (ClutchCallError, OSError) as exc:
         print(f"clutchcall sim run: {exc}", file=sys.stderr)
         return 2

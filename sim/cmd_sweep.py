@@ -1,6 +1,9 @@
-"""``clutchcall sim sweep``: a grid over turn-engine knobs, in parallel on all cores.
+"""``clutchcall sim sweep``: a grid over turn-engine knobs, in parallel on all cores or on a
+Dask cluster (``--executor dask [--dask-scheduler tcp://HOST:PORT]``, see sim/README.md).
 
-Writes ``sweep.parquet`` / ``sweep.csv`` (one row per grid point), the two Pareto fronts
+Writes ``sweep.parquet`` / ``sweep.csv`` (one row per grid point), the per-turn, per-segment
+and per-call tables of every point (``turns/``, ``segments/``, ``calls/``, partitioned by the
+swept knobs: ``turns/KNOB=V/.../part-0.parquet``; each point's summary is computed from them), the two Pareto fronts
 (``pareto_barge.csv``: false barge-in rate vs p50 barge-in latency; ``pareto_backchannel.csv``:
 backchannel wake-up rate vs missed-reply rate), PNG heatmaps over the first two swept knobs,
 and ``recommended.json`` (the lowest-cost point, see :func:`clutchcall.sim.runner.cost`).
@@ -16,7 +19,7 @@ import sys
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
-from clutchcall.sim.runner import heatmaps, pareto, parse_range, recommend, sweep
+from clutchcall.sim.runner import heatmaps, pareto, parse_range, recommend, sweep_grid
 
 HEATMAP_METRICS = ["false_barge_in_rate", "missed_barge_in_rate", "backchannel_wakeup_rate",
                    "missed_reply_rate", "barge_latency_ms_p50", "turn_latency_ms_p95"]
@@ -33,9 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for f in TurnConfig().to_dict():
         parser.add_argument("--" + f.replace("_", "-"), default=None, dest=f,
                             metavar="A:B:STEP", help="values of " + f)
-    parser.add_argument("--processes", type=int, default=None, help="default: all cores")
     parser.add_argument("--out", default="sweep-out", metavar="DIR")
-    parser.add_argument("--no-progress", action="store_true")
+    cc.add_executor(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         base = cc.sim_config(args)
         calls = cc.calls_from(args, base.turn.frame_ms, base.turn.vad_aggressiveness)
-        df = sweep(calls, base, grid, processes=args.processes, progress=not args.no_progress)
+        spec = cc.executor_spec(args)
+        os.makedirs(args.out, exist_ok=True)
+        df, failures = sweep_grid(calls, base, grid, executor=spec, out_dir=args.out,
+                                  progress=not args.no_progress)
     except (ClutchCallError, OSError) as exc:
         print(f"clutchcall sim sweep: {exc}", file=sys.stderr)
         return 2
-    os.makedirs(args.out, exist_ok=True)
     df.write_parquet(os.path.join(args.out, "sweep.parquet"), statistics=False)
     keys = list(grid)
     flat = df.select([c for c in df.columns if df[c].dtype.is_numeric() or c in keys])
@@ -78,4 +82,5 @@ def run(args: argparse.Namespace) -> int:
     print("recommended:", json.dumps(rec))
     if pngs:
         print("heatmaps:", ", ".join(os.path.basename(p) for p in pngs))
-    return 0
+    return cc.report_failures("sim sweep", failures, args.out)
+

@@ -1,10 +1,10 @@
 """Running the simulator over many calls and configs: one run, a parallel grid, tables.
 
 Theory of operation: :func:`run` simulates every call under one :class:`SimConfig` and scores
-them (:mod:`clutchcall.sim.metrics`). :func:`sweep` runs a grid of configs in parallel on all
-cores with ``multiprocessing`` (each worker receives the calls once, at start-up; each task is
-one grid point; results are put back in grid order, so the output does not depend on which
-worker finished first) and reports progress on stderr. :func:`pareto` and :func:`recommend`
+them (:mod:`clutchcall.sim.metrics`). :func:`sweep` runs a grid of configs through an executor
+(:mod:`clutchcall.sim.executor`: this process, a ``multiprocessing`` pool on all cores, or a
+Dask cluster; results are put back in grid order, so the output does not depend on which
+worker finished first) with a progress bar on a terminal. :func:`pareto` and :func:`recommend`
 turn a sweep table into its trade-off fronts and a suggested config.
 """
 
@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing as mp
 import os
-import sys
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,9 @@ import polars as pl
 
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ConfigError
+from clutchcall.progress import bar, wanted
 from clutchcall.sim.calls import Call, call_from_trace, find_calls, load_call, synthetic_call
+from clutchcall.sim.executor import CallFailure, ExecutorSpec, Point, SimulationFailed, run_grid
 from clutchcall.sim.metrics import summarize, tables
 from clutchcall.sim.world import SimConfig, simulate_call
 
@@ -84,9 +83,16 @@ def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int 
     return calls
 
 
-def run(calls: list[Call], cfg: SimConfig) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
-    """Simulate ``calls`` under ``cfg``; return (tables, summary)."""
-    t = tables([simulate_call(c, cfg) for c in calls], cfg)
+def run(calls: list[Call], cfg: SimConfig, *, progress: Callable[[int], object] | None = None,
+        ) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """Simulate ``calls`` under ``cfg``; return (tables, summary). ``progress`` is called with
+    1 after each call's simulation."""
+    runs = []
+    for c in calls:
+        runs.append(simulate_call(c, cfg))
+        if progress is not None:
+            progress(1)
+    t = tables(runs, cfg)
     return t, summarize(t)
 
 
@@ -104,79 +110,62 @@ def parse_range(text: str) -> list[int]:
         raise ConfigError(f"bad range {text!r}: use START:STOP:STEP or A,B,C") from None
 
 
-_CALLS: list[Call] = []
-
-
-def _init(calls: list[Call]) -> None:
-    global _CALLS
-    _CALLS = calls
-
-
-def _point(args: tuple[int, SimConfig]) -> tuple[int, dict[str, Any]]:
-    i, cfg = args
-    summary = run(_CALLS, cfg)[1]
-    # one flat row per grid point: the nested breakdowns stay out of the sweep table
-    return i, {k: v for k, v in summary.items() if not isinstance(v, dict)}
-
-
-def _progress(done: int, total: int, t0: float) -> None:
-    width = 30
-    fill = int(width * done / total) if total else width
-    el = time.perf_counter() - t0
-    eta = el / done * (total - done) if done else 0.0
-    sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
-                     f"{el:6.1f}s elapsed, {eta:6.1f}s left")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
-def sweep(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
-          processes: int | None = None, progress: bool = True) -> pl.DataFrame:
-    """Run every combination of ``grid`` (TurnConfig field -> values) on ``calls``; return
-    one row per point (the grid values, then the summary). Invalid combinations (e.g. a
-    prime silence not below the end of turn) are skipped. Raises ConfigError for an unknown
-    field."""
+def grid_points(base: SimConfig, grid: dict[str, list[int]]) -> list[Point]:
+    """Return one :class:`~clutchcall.sim.executor.Point` per valid combination of ``grid``
+    (TurnConfig field -> values) over ``base``, labelled with the combination, in grid
+    order. Invalid combinations (e.g. a prime silence not below the end of turn) are
+    skipped. Raises ConfigError for an unknown field."""
     known = set(TurnConfig().to_dict())
     for k in grid:
         if k not in known:
             raise ConfigError(f"sweep: unknown TurnConfig field {k!r}")
     keys = list(grid)
-    points: list[tuple[dict[str, int], SimConfig]] = []
+    points: list[Point] = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         changes = dict(zip(keys, combo))
         try:
             turn = base.turn.replace(**changes)
         except ConfigError:
             continue
-        points.append((changes, SimConfig(turn=turn, net=base.net, model=base.model,
-                                          seed=base.seed, agent=base.agent)))
-    n = len(points)
-    results: list[dict[str, Any] | None] = [None] * n
-    procs = processes or os.cpu_count() or 1
-    t0 = time.perf_counter()
-    tasks = [(i, cfg) for i, (_c, cfg) in enumerate(points)]
-    if procs <= 1 or n <= 1:
-        _init(calls)
-        for done, task in enumerate(tasks, 1):
-            idx, res = _point(task)
-            results[idx] = res
-            if progress:
-                _progress(done, n, t0)
-    else:
-        # spawn, not fork: polars (and numpy's BLAS) keep thread pools that a fork can
-        # leave locked in the child
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(procs, initializer=_init, initargs=(calls,)) as pool:
-            for done, (idx, res) in enumerate(pool.imap_unordered(_point, tasks), 1):
-                results[idx] = res
-                if progress:
-                    _progress(done, n, t0)
-    rows = []
-    for (changes, _cfg), point in zip(points, results, strict=True):
-        assert point is not None
-        rows.append({**changes, **point})
-    return pl.DataFrame(rows, infer_schema_length=None)
+        points.append(Point(cfg=SimConfig(turn=turn, net=base.net, model=base.model,
+                                          seed=base.seed, agent=base.agent), labels=changes))
+    return points
+
+
+def sweep_grid(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
+               executor: ExecutorSpec | None = None, out_dir: str | None = None,
+               progress: bool = True, client: Any = None,
+               ) -> tuple[pl.DataFrame, list[CallFailure]]:
+    """Run every combination of ``grid`` on ``calls`` with ``executor`` (default: local, all
+    cores); return (one row per point: the grid values, then the summary; the calls whose
+    simulation raised, by name -- they are left out of their point's summary). With
+    ``out_dir``, per-turn/segment/call tables go to ``OUT_DIR/{turns,segments,calls}/KNOB=V/
+    .../part-0.parquet`` and each summary is computed from them. ``progress``: a bar on a
+    terminal. Raises ConfigError for an unknown field or a bad executor."""
+    points = grid_points(base, grid)
+    spec = executor or ExecutorSpec()
+    n = len(points) * len(calls)
+    with bar(n, "sim sweep", enabled=progress and wanted(), unit="call") as b:
+        res = run_grid(calls, points, spec, out_dir=out_dir, progress=b.update, client=client)
+    # one flat row per grid point: the nested breakdowns (counts, by_kind) stay out
+    rows = [{**pt.labels, **{k: v for k, v in s.items() if not isinstance(v, dict)}}
+            for pt, s in zip(points, res.summaries, strict=True)]
+    return pl.DataFrame(rows, infer_schema_length=None), res.failures
+
+
+def sweep(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
+          processes: int | None = None, progress: bool = True,
+          executor: ExecutorSpec | None = None, out_dir: str | None = None) -> pl.DataFrame:
+    """Run every combination of ``grid`` (TurnConfig field -> values) on ``calls``; return
+    one row per point (the grid values, then the summary), as :func:`sweep_grid` does.
+    ``processes`` is the local executor's worker count when no ``executor`` is given.
+    Raises ConfigError for an unknown field and SimulationFailed if any call raised."""
+    spec = executor or ExecutorSpec(workers=processes)
+    df, failures = sweep_grid(calls, base, grid, executor=spec, out_dir=out_dir,
+                              progress=progress)
+    if failures:
+        raise SimulationFailed(failures)
+    return df
 
 
 def pareto(df: pl.DataFrame, x: str, y: str) -> pl.DataFrame:

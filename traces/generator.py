@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,12 +370,13 @@ def build_call(seed: int, index: int, bank: SpeechBank) -> tuple[str, int, np.nd
 
 
 def build_corpus(out_dir: str | Path, calls: int, seed: int, *, human: bool = True,
-                 traces: int = 0, cache_dir: Path | None = None) -> dict[str, Any]:
+                 traces: int = 0, cache_dir: Path | None = None,
+                 progress: Callable[[int], object] | None = None) -> dict[str, Any]:
     """Write ``calls`` labelled calls and ``MANIFEST.json`` into ``out_dir``; return the
     manifest. With ``traces`` > 0, also record the first ``traces`` calls driven through the
     turn engine with the default config (``NAME.parquet``, see
-    :func:`clutchcall.traces.drive.drive_call`). Deterministic in ``(calls, seed, human,
-    traces)``. Raises
+    :func:`clutchcall.traces.drive.drive_call`). ``progress`` is called with 1 after each
+    call is written. Deterministic in ``(calls, seed, human, traces)``. Raises
     :class:`~clutchcall.traces.speech.SpeechSourceError` if espeak-ng or (with ``human``) the
     ARCTIC download is unavailable, and ``ChannelError`` if a codec is missing."""
     check_available({CHANNEL_ROTATION[i % len(CHANNEL_ROTATION)] for i in range(calls)})
@@ -391,6 +393,8 @@ def build_corpus(out_dir: str | Path, calls: int, seed: int, *, human: bool = Tr
             write_trace(out / f"{name}.parquet", trace)
             info["trace"] = f"{name}.parquet"
         entries.append(info)
+        if progress is not None:
+            progress(1)
     manifest = {
         "generator": "clutchcall.traces.generator",
         "generator_version": GENERATOR_VERSION,

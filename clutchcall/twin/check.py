@@ -32,6 +32,8 @@ import wave
 from pathlib import Path
 from typing import Any
 
+from clutchcall.progress import add_flag, bar, wanted
+
 TRANSPORTS = ("quic", "ws")
 SIM_TRANSPORT = {"quic": "quic", "ws": "tcp"}
 TAIL_S = 2.0
@@ -49,6 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="emulator and simulator seed")
     parser.add_argument("--out", default=None, help="also write the full result (with per-turn rows) as JSON here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_flag(parser)
 
 
 def _corpus_wavs(corpus: str | None, n: int) -> list[str]:
@@ -280,9 +283,20 @@ def table(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the command; return 0 (1 if a transport produced no measured turn)."""
     transports = tuple(t.strip() for t in args.transports.split(",") if t.strip())
-    res = run_check(rtt_ms=args.rtt_ms, loss=args.loss, calls=args.calls, ttfa_ms=args.ttfa_ms,
-                    max_call_s=args.max_call_s, corpus=args.corpus, transports=transports,
-                    seed=args.seed, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    with bar(len(transports), "twin check", enabled=wanted(args), unit="transport") as b:
+        def say(msg: str) -> None:  # one message as each transport starts
+            if b.disable:
+                if not (getattr(args, "no_progress", False) or args.json):
+                    print(msg, file=sys.stderr, flush=True)
+                return
+            if b.postfix:
+                b.update(1)
+            b.set_postfix_str(msg.removeprefix("twin: "))
+
+        res = run_check(rtt_ms=args.rtt_ms, loss=args.loss, calls=args.calls,
+                        ttfa_ms=args.ttfa_ms, max_call_s=args.max_call_s, corpus=args.corpus,
+                        transports=transports, seed=args.seed, progress=say)
+        b.update(b.total - b.n)
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1, default=str))
     if args.json:

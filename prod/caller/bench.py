@@ -6,8 +6,17 @@
 2. Calls: ``--calls`` sequential calls per transport (QUIC/MoQT and WebSocket/TLS) against an
    in-process edge with the turn-echo handler; reports median connect time and median
    mouth-to-ear turn latency per transport and the QUIC / WS ratio, plus QUIC reconnects that
-   resume with a session ticket (0-RTT): median connect time vs a full handshake. On loopback with no loss
+   resume with a session ticket (0-RTT): median connect time vs a full handshake. The
+   ``webtransport`` row is the browser's transport (MoQT inside an HTTP/3 WebTransport session,
+   aioquic's client standing in for the browser), pcm16/16 kHz like QUIC. On loopback with no loss
    this measures software overhead, not the network (no head-of-line blocking to show).
+3. ``--browser``: a ``browser`` row, the real browser caller: the edge's page in headless
+   Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright, the same dialogue as its fake
+   microphone at 48 kHz, Opus via WebCodecs) against the same turn-echo edge over WebTransport;
+   mouth-to-ear by the Python caller's definition (webrtcvad turn ends on the audio the page
+   captured, the page's own capture and arrival times; the page's energy-VAD figure is
+   ``page_mouth_to_ear_ms_median``, see :mod:`clutchcall.prod.caller.browser`), its ratio to
+   the QUIC row of the same run.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="calls per transport")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--browser", action="store_true",
+                        help="add a row for the real browser caller (headless Chromium; needs /usr/bin/chromium "
+                             "and playwright)")
 
 
 def bench_codec(n: int, repeats: int) -> dict[str, Any]:
@@ -81,8 +93,12 @@ async def bench_calls(calls: int) -> dict[str, Any]:
     texts = ["hello there", "how are you today"]
     pcm = {16000: dialogue(texts, 16000, gap_s=0.7), 8000: dialogue(texts, 8000, gap_s=0.7)}
     res: dict[str, Any] = {}
-    for name in ("quic", "ws"):
-        edge: Any = (QuicIngress if name == "quic" else WsIngress)(cfg, EchoHandler(turn_silence_ms=400))
+    from clutchcall.prod.caller.webtransport_client import WebTransportCallerTransport
+    from clutchcall.prod.ingress.webtransport import WebTransportIngress
+
+    kinds: dict[str, Any] = {"quic": QuicIngress, "ws": WsIngress, "webtransport": WebTransportIngress}
+    for name in ("quic", "ws", "webtransport"):
+        edge: Any = kinds[name](cfg, EchoHandler(turn_silence_ms=400))
         port = await edge.start()
         lat, conn, conn0 = [], [], []
         tickets: list[Any] = []
@@ -92,6 +108,10 @@ async def bench_calls(calls: int) -> dict[str, Any]:
             if name == "quic":
                 tr: Any = QuicCallerTransport("127.0.0.1", port, token=tok, call_id=cid, codec="pcm16", rate=16000,
                                               cafile=edge.cert_path, ticket_sink=tickets.append)
+                r = await Caller(tr, call_id=cid, codec="pcm16", rate=16000, tail_s=1.0).run(pcm[16000])
+            elif name == "webtransport":
+                tr = WebTransportCallerTransport("127.0.0.1", port, token=tok, call_id=cid, codec="pcm16",
+                                                 rate=16000, cafile=edge.cert_path)
                 r = await Caller(tr, call_id=cid, codec="pcm16", rate=16000, tail_s=1.0).run(pcm[16000])
             else:
                 tr = WsCallerTransport(f"wss://localhost:{port}/m", token=tok, call_id=cid, cafile=edge.cert_path)
@@ -118,11 +138,60 @@ async def bench_calls(calls: int) -> dict[str, Any]:
     q, w = res["quic"]["mouth_to_ear_ms_median"], res["ws"]["mouth_to_ear_ms_median"]
     if q and w:
         res["mouth_to_ear_ratio_quic_vs_ws"] = round(q / w, 3)
+    wt = res["webtransport"]["mouth_to_ear_ms_median"]
+    if q and wt:
+        res["mouth_to_ear_ratio_webtransport_vs_quic"] = round(wt / q, 3)
     res["note"] = "turn echo replays after 400 ms of caller silence; QUIC adds its 40 ms jitter buffer"
     return res
 
 
+async def bench_browser(calls: int) -> dict[str, Any]:
+    """The ``browser`` row: ``calls`` calls from the page in headless Chromium to a turn-echo
+    edge (WebTransport ingress + page server, :func:`clutchcall.prod.caller.browser.echo_web_edge`),
+    speaking the same dialogue as the other rows. Returns the row (medians over all turns)."""
+    import numpy as np
+
+    from clutchcall.prod.caller.browser import browser_call, echo_web_edge
+    from clutchcall.prod.caller.speech import dialogue
+    from clutchcall.prod.ingress.call import EchoHandler
+    from clutchcall.prod.ingress.config import IngressConfig
+    from clutchcall.prod.ingress.tls import cert_sha256
+    from clutchcall.prod.web.server import page_url
+
+    cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-bench-"))
+    pcm = np.frombuffer(dialogue(["hello there", "how are you today"], 16000, gap_s=0.7), dtype="<i2")
+    edge = echo_web_edge(cfg, EchoHandler(turn_silence_ms=400), page=True)
+    port = await edge.start()
+    lat: list[float] = []
+    page: list[float] = []
+    conn: list[float] = []
+    codec = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="clutchcall-bench-browser-") as tmp:
+            for i in range(calls):
+                cid = f"bench-browser-{i}"
+                url = page_url("127.0.0.1", port, call_id=cid, token=edge.authority.issue(cid, time.time() + 600),
+                               cert_hash=cert_sha256(edge.cert_path))
+                r = await asyncio.to_thread(browser_call, url, pcm, 16000, workdir=tmp, tail_s=1.0)
+                lat += [t["mouth_to_ear_ms"] for t in r["turns"] if t["mouth_to_ear_ms"] is not None]
+                page += [t["page_mouth_to_ear_ms"] for t in r["page_turns"] if t["page_mouth_to_ear_ms"] is not None]
+                conn.append(r["connect_ms"])
+                codec = f"{r['codec']}/{r['rate']}"
+    finally:
+        await edge.stop()
+    return {"calls": calls, "turns": len(lat), "codec": codec,
+            "connect_ms_median": round(statistics.median(conn), 2) if conn else None,
+            "mouth_to_ear_ms_median": round(statistics.median(lat), 2) if lat else None,
+            "page_mouth_to_ear_ms_median": round(statistics.median(page), 2) if page else None}
+
+
 def run(args: argparse.Namespace) -> int:
     out = {"codec": bench_codec(args.objects, args.repeats), "calls": asyncio.run(bench_calls(args.calls))}
+    if args.browser:
+        row = asyncio.run(bench_browser(args.calls))
+        out["calls"]["browser"] = row
+        q = out["calls"]["quic"]["mouth_to_ear_ms_median"]
+        if q and row["mouth_to_ear_ms_median"]:
+            out["calls"]["mouth_to_ear_ratio_browser_vs_quic"] = round(row["mouth_to_ear_ms_median"] / q, 3)
     print(json.dumps(out, indent=2))
     return 0

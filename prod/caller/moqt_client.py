@@ -77,8 +77,12 @@ class CallerProtocol(QuicConnectionProtocol):
         self.close_code: int | None = None
         self.close_reason = ""
 
+    def _new_stream(self, unidirectional: bool) -> int:
+        """Open a stream for MoQT (a WebTransport caller opens it inside its session); return its ID."""
+        return self._quic.get_next_available_stream_id(is_unidirectional=unidirectional)
+
     def start_session(self) -> None:
-        sid = self._quic.get_next_available_stream_id(is_unidirectional=False)
+        sid = self._new_stream(False)
         self._control_sid = sid
         token = AuthToken(value=self.t.token.encode()).encode()
         params = params_from({
@@ -168,7 +172,7 @@ class CallerProtocol(QuicConnectionProtocol):
     def send_frame(self, seq: int, payload: bytes) -> None:
         if self._caller_audio_alias is None or self.close_code is not None:
             return
-        sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        sid = self._new_stream(True)
         self._quic.send_stream_data(
             sid, MoqtSession.encode_object_stream(self._caller_audio_alias, seq, payload), end_stream=True
         )

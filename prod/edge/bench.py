@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from clutchcall.prod.pipeline_bench import QUESTIONS, REPLY  # the same script as bench pipeline
+from clutchcall.progress import add_flag, bar, wanted
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p99-ms", type=float, default=5.0, help="edge-added p99 goal (default 5 ms)")
     parser.add_argument("--profile", action="store_true", help="profile the edge (cProfile) in one extra run")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_flag(parser)
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -233,14 +235,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             n = args.calls
             best: int | None = None
             worst: int | None = None
+            prog = bar((args.max_runs if args.search else 1) + bool(args.profile), "bench edge",
+                       enabled=wanted(args), unit="run")
             for _ in range(args.max_runs if args.search else 1):
                 r = await run_once(n, args.seconds, args.transport, url, work, io=args.io, shards=args.shards,
                                    ramp_s=args.ramp_s)
                 runs.append(r)
-                if True:  # progress, on stderr
-                    print(f"  {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
-                          f"edge CPU {r['edge_cpu_pct']}% ({r['edge_cpu_pct_per_call']}%/call), "
-                          f"callers CPU {r['caller_cpu_pct']}%, lost {r['frames_lost']:.0f}", file=sys.stderr, flush=True)
+                prog.update(1)
+                line = (f"  {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
+                        f"edge CPU {r['edge_cpu_pct']}% ({r['edge_cpu_pct_per_call']}%/call), "
+                        f"callers CPU {r['caller_cpu_pct']}%, lost {r['frames_lost']:.0f}")
+                if not prog.disable:
+                    prog.write(line, file=sys.stderr)
+                elif not (getattr(args, "no_progress", False) or args.json):  # run log, as before
+                    print(line, file=sys.stderr, flush=True)
                 if ok(r):
                     best = max(best or 0, n)
                 else:
@@ -259,6 +267,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 if os.path.exists(prof):  # noqa: ASYNC240 -- one stat after the run
                     profile_top = _top(prof)
                     profile_parts = _by_part(prof)
+                prog.update(1)
+            prog.close()
     finally:
         with contextlib.suppress(ProcessLookupError):
             model.terminate()

@@ -68,6 +68,10 @@ class EdgeConfig:
     """UDP port of the QUIC/MoQT ingress (0: a free one)."""
     ws_port: int = 0
     """TCP port of the WebSocket/TLS (Twilio Media Streams) ingress (0: a free one)."""
+    web_port: int = -1
+    """Port of the browser caller (:mod:`clutchcall.prod.web`): the page over HTTPS on this TCP
+    port and the WebTransport/MoQT session (``/moq``) on the same UDP port (0: a free one;
+    -1: off, the default for an embedded edge; ``clutchcall serve`` uses 4433)."""
     metrics_host: str = "127.0.0.1"
     """Address of the Prometheus ``/metrics`` endpoint (loopback by default)."""
     metrics_port: int = 0
@@ -79,15 +83,24 @@ class EdgeConfig:
     cert_dir: str = ".clutchcall/tls"
     """Where the self-signed certificate lives."""
     auth_key: str | None = None
-    """HMAC key for call tokens (>= 16 bytes; None: env ``CLUTCHCALL_AUTH_KEY`` or the
-    development default)."""
+    """HMAC key for call tokens (>= 16 bytes; None: env ``CLUTCHCALL_AUTH_KEY``, else on a
+    loopback ``host`` a random per-process key; a non-loopback ``host`` without a key is
+    refused at start, see clutchcall.prod.ingress.auth.resolve_auth_key)."""
     model_url: str | None = None
     """``ws://``/``wss://`` URL of an external Realtime-compatible model (None: start the
     embedded reference model on loopback). The API key comes from ``OPENAI_API_KEY``."""
     model_dialect: str = "ga"
     """Realtime protocol dialect of the external model: ``ga`` or ``beta``."""
+    model_connect_timeout_s: float = 5.0
+    """Model leg: TCP/TLS/WebSocket handshake time-out (the caller gets an ``error``)."""
+    model_session_timeout_s: float = 3.0
+    """Model leg: time-out for ``session.created`` after the handshake."""
+    model_first_audio_timeout_s: float = 4.0
+    """Model leg: a response's first audio must come this long after ``response.create``;
+    else it is asked once more, then the caller gets an ``error`` (code ``model_timeout``)."""
     trace_dir: str | None = None
-    """Directory for one recorded trace per call (``<call_id>.parquet``); None or "" records none."""
+    """Directory for one recorded trace per call instance (``<call_id>.parquet``, then
+    ``<call_id>.2.parquet``, ...: never overwritten); None or "" records none."""
     caller_idle_timeout_s: float = 10.0
     """A call whose caller sends nothing for this long is ended (model session closed, trace
     written)."""
@@ -122,6 +135,8 @@ class EdgeConfig:
                 raise ConfigError(f"EdgeConfig.{name}: must be 0..65535")
         if not -1 <= self.metrics_port <= 65535:
             raise ConfigError("EdgeConfig.metrics_port: must be -1..65535")
+        if not -1 <= self.web_port <= 65535:
+            raise ConfigError("EdgeConfig.web_port: must be -1..65535")
         if not self.caller_idle_timeout_s > 0:
             raise ConfigError("EdgeConfig.caller_idle_timeout_s: must be > 0")
         if self.io not in ("asyncio", "uring", "auto", "xdp"):

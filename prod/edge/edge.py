@@ -9,7 +9,10 @@ service on the current asyncio loop. ``await edge.start()``
 2. starts the QUIC/MoQT ingress and the WebSocket/TLS ingress, both handing calls to one
    :class:`~clutchcall.prod.edge.handler.EdgeHandler` (a recorded CallPipeline per call with
    the caller idle timeout);
-3. starts the Prometheus ``/metrics`` endpoint on loopback and (optionally) JSON logs.
+3. starts the Prometheus ``/metrics`` endpoint on loopback and (optionally) JSON logs;
+4. with ``config.web_port >= 0``, the browser caller: the page over HTTPS and the
+   WebTransport ingress on the same port number (:mod:`clutchcall.prod.web.server`), handing
+   calls to the same handler; :meth:`Edge.page_url` is the URL to open.
 
 ``await edge.stop()`` shuts down gracefully: GOAWAY to QUIC sessions, a grace period for calls
 to end, then every remaining call is closed (each pipeline closes its model session and writes
@@ -29,6 +32,7 @@ from typing import Any, Self
 
 from clutchcall.prod.edge.config import EdgeConfig
 from clutchcall.prod.edge.handler import EdgeHandler
+from clutchcall.prod.ingress.auth import resolve_auth_key
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.ingress.ws import WsIngress
@@ -39,10 +43,18 @@ from clutchcall.prod.model.server import (
     ModelServerConfig,
     ReferenceModelServer,
 )
+from clutchcall.prod.web.server import WebCaller
 
 log = logging.getLogger("clutchcall.edge")
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _model_timeouts(cfg: EdgeConfig) -> dict[str, Any]:
+    """Return the model leg's time-outs from the edge config (ModelLegConfig keyword args)."""
+    return {"connect_timeout_s": cfg.model_connect_timeout_s,
+            "session_timeout_s": cfg.model_session_timeout_s,
+            "first_audio_timeout_s": cfg.model_first_audio_timeout_s}
 
 
 class Edge:
@@ -62,7 +74,8 @@ class Edge:
         self.quic: QuicIngress | None = None
         self.ws: WsIngress | None = None
         self.metrics_server: MetricsServer | None = None
-        self.quic_port = self.ws_port = self.metrics_port = 0
+        self.web: WebCaller | None = None
+        self.quic_port = self.ws_port = self.metrics_port = self.web_port = 0
         self.cert_path: str | None = None
         self._log_stream = log_stream
         self._log_handler: logging.Handler | None = None
@@ -86,22 +99,23 @@ class Edge:
 
     async def _start(self) -> None:
         cfg = self.config
+        resolve_auth_key(cfg.host, cfg.auth_key)  # a public bind without a key: refuse first
         if cfg.model_url is None:
             m = cfg.model
             self.model_server = ReferenceModelServer(ModelServerConfig(
                 mode=m.mode, time_to_first_audio_ms=m.time_to_first_audio_ms, delta_ms=m.delta_ms,
                 replies=m.replies if m.replies is not None else DEFAULT_REPLIES))
             self.model_url = await self.model_server.start()
-            model_cfg = ModelLegConfig(url=self.model_url)
+            model_cfg = ModelLegConfig(url=self.model_url, **_model_timeouts(cfg))
         else:
             self.model_url = cfg.model_url
-            model_cfg = ModelLegConfig.from_env(url=cfg.model_url, dialect=cfg.model_dialect)
+            model_cfg = ModelLegConfig.from_env(url=cfg.model_url, dialect=cfg.model_dialect,
+                                                **_model_timeouts(cfg))
         self.handler = EdgeHandler(model_url=self.model_url, model_config=model_cfg,
                                    turn_config=cfg.turn, metrics=self.metrics,
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
                                    idle_timeout_s=cfg.caller_idle_timeout_s)
-        key = cfg.auth_key or os.environ.get("CLUTCHCALL_AUTH_KEY")
-        kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}
+        kw: dict[str, Any] = {"auth_key": resolve_auth_key(cfg.host, cfg.auth_key)}
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,
                              key=cfg.key, cert_dir=cfg.cert_dir, frame_ms=cfg.turn.frame_ms,
                              jitter_depth_ms=cfg.jitter_depth_ms, max_calls=cfg.max_calls,
@@ -117,9 +131,52 @@ class Edge:
         self.ws_port = await self.ws.start()
         self.cert_path = (os.path.abspath(self.quic.cert_path)  # noqa: ASYNC240 -- once at start
                           if self.quic.cert_path else None)
+        if cfg.web_port >= 0:
+            await self._start_web(icfg)
         if cfg.metrics_port >= 0:
             self.metrics_server = MetricsServer(self.metrics, cfg.metrics_host, cfg.metrics_port)
             self.metrics_port = await self.metrics_server.start()
+
+    async def _start_web(self, icfg: IngressConfig) -> None:
+        """Start the browser caller (page + WebTransport ingress) on ``config.web_port``."""
+        import ipaddress
+
+        from clutchcall.prod.ingress.tls import pinnable_cert_sha256
+        from clutchcall.prod.ingress.webtransport import WebTransportIngress
+
+        cfg = self.config
+        quic = self.quic
+        assert quic is not None
+        cert, key = quic.cert_path, quic.key_path
+        assert cert is not None and key is not None
+        # the development certificate (no --cert): browsers accept it only pinned by its hash
+        dev_cert = cfg.cert is None
+
+        def ingress(sock: socket.socket) -> WebTransportIngress:
+            return WebTransportIngress(icfg, quic.handler, authority=quic.authority, sock=sock)
+
+        try:
+            loopback = ipaddress.ip_address(cfg.host).is_loopback
+        except ValueError:
+            loopback = cfg.host == "localhost"
+        self.web = WebCaller(host=cfg.host, port=cfg.web_port, cert=cert, key=key,
+                             cert_hash=pinnable_cert_sha256(cert) if dev_cert else None,
+                             ingress_factory=ingress, loopback_http=dev_cert and loopback)
+        self.web_port = await self.web.start()
+
+    @property
+    def webtransport(self) -> Any:
+        """The WebTransport ingress (a QuicIngress subclass) or None."""
+        return self.web.ingress if self.web is not None else None
+
+    def page_url(self, call_id: str, ttl_s: float = 3600.0, *, plain_http: bool = False) -> str:
+        """Return the browser caller's URL for ``call_id`` with a fresh token (see
+        :meth:`WebCaller.page_url`). Raises LocalProtocolError without a running web caller."""
+        if self.web is None:
+            from clutchcall.engine.errors import LocalProtocolError
+
+            raise LocalProtocolError("Edge.page_url: no web caller (web_port is -1)")
+        return self.web.page_url(call_id, self.issue_token(call_id, ttl_s), plain_http=plain_http)
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Graceful shutdown (module docstring): calls get ``grace_s`` seconds to end, then are
@@ -134,7 +191,7 @@ class Edge:
                 await asyncio.sleep(0.05)
         # close the calls still running: each pipeline ends, closes its model leg, writes its trace
         open_calls = []
-        for ingress in (self.quic, self.ws):
+        for ingress in (self.quic, self.ws, self.webtransport):
             if ingress is not None:
                 open_calls += list(ingress.calls.values())
         for call in open_calls:
@@ -150,6 +207,11 @@ class Edge:
         if self.ws is not None:
             await self.ws.stop()
             self.ws = None
+        if self.web is not None:
+            if self.web.ingress is not None:
+                await self.web.ingress.stop()  # type: ignore[attr-defined]
+            await self.web.stop()
+            self.web = None
         if self.metrics_server is not None:
             await self.metrics_server.close()
             self.metrics_server = None
@@ -184,7 +246,7 @@ class Edge:
                 "metrics_port": self.metrics_port,
                 "metrics_url": (f"http://{self.config.metrics_host}:{self.metrics_port}/metrics"
                                 if self.metrics_server else None),
-                "cert": self.cert_path, "model_url": self.model_url,
+                "cert": self.cert_path, "model_url": self.model_url, "web_port": self.web_port,
                 "embedded_model": self.model_server is not None, "trace_dir": self.config.trace_dir,
                 "io": self.io_kind}
 
@@ -194,5 +256,7 @@ class Edge:
         return {"quic": dict(self.quic.stats) if self.quic else {},
                 "quic_io": self.quic.io_stats() if self.quic else {},
                 "ws": dict(self.ws.stats) if self.ws else {},
+                "webtransport": ({**self.webtransport.stats, **self.web.stats}
+                                 if self.web is not None and self.webtransport is not None else {}),
                 "calls_active": len(self.handler.pipelines) if self.handler else 0}
 

@@ -11,9 +11,17 @@ the caller hangs up, the model leg fails (the caller gets an ``error`` control e
 pipeline) or the caller goes quiet: a watchdog ends a call whose caller sent no frame (a
 concealed frame does not count) for ``idle_timeout_s``, which ends the uplink iterator, so the
 pipeline closes the model session and returns. Whatever ended the call, its trace is written to
-``trace_dir/<call_id>.parquet`` off the event loop (a thread; with no ``trace_dir`` nothing is
+``trace_dir/<call_id>.parquet`` (a later call with the same id gets ``<call_id>.2.parquet``, ...:
+one file per call instance, never overwritten) off the event loop (a thread; with no ``trace_dir`` nothing is
 recorded), and a :class:`CallSummary` is
 kept. A fault in one call never raises into the ingress or another call.
+
+A caller that keeps breaking the call core's uplink bounds (frames far ahead of real time,
+concealment beyond its caps) is ended by the edge: before each caller frame a
+:class:`~clutchcall.prod.edge.guard.ViolationGuard` is asked, and once it says so the caller gets
+an ``error`` control event (code ``caller_violation``) and the call is closed with the
+transport's policy code (WebSocket 1008, MoQT PROTOCOL_VIOLATION); end reason
+``caller_violation``, counted on /metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.call import TurnRecord
 from clutchcall.engine.errors import ConfigError
+from clutchcall.prod.edge.guard import GuardConfig, ViolationGuard
 from clutchcall.prod.metrics import EdgeMetrics, call_logger
 from clutchcall.prod.model.client import ModelLegConfig
 from clutchcall.prod.pipeline import (
@@ -46,9 +55,28 @@ log = logging.getLogger("clutchcall.edge")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def trace_path(trace_dir: str | Path, call_id: str) -> Path:
-    """Return where the trace of ``call_id`` goes (unsafe characters replaced by ``_``)."""
-    return Path(trace_dir) / f"{_SAFE.sub('_', call_id)[:120] or 'call'}.parquet"
+def trace_path(trace_dir: str | Path, call_id: str, instance: int = 1) -> Path:
+    """Return where the trace of instance ``instance`` (1, 2, ...) of ``call_id`` goes:
+    ``<call_id>.parquet`` for the first, ``<call_id>.<instance>.parquet`` after (unsafe
+    characters replaced by ``_``)."""
+    stem = _SAFE.sub("_", call_id)[:120] or "call"
+    return Path(trace_dir) / (f"{stem}.parquet" if instance == 1 else f"{stem}.{instance}.parquet")
+
+
+def reserve_trace_path(trace_dir: str | Path, call_id: str) -> Path:
+    """Return a trace path for a new instance of ``call_id`` that no other call has: the first
+    free :func:`trace_path`, created empty (O_EXCL) so that no later call can take it. A
+    trace is never overwritten. Raises OSError if the directory is not writable."""
+    import os
+
+    for instance in range(1, 1_000_000):
+        path = trace_path(trace_dir, call_id, instance)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(f"no free trace name for call {call_id!r} in {trace_dir}")
 
 
 @dataclass(slots=True)
@@ -84,7 +112,8 @@ class EdgeHandler:
     def __init__(self, *, model_url: str, model_config: ModelLegConfig | None = None,
                  turn_config: TurnConfig | None = None, metrics: EdgeMetrics | None = None,
                  pipeline_options: dict[str, Any] | None = None, trace_dir: str | Path | None = None,
-                 idle_timeout_s: float = 10.0, keep_calls: int = 1000) -> None:
+                 idle_timeout_s: float = 10.0, keep_calls: int = 1000,
+                 guard_config: GuardConfig | None = None) -> None:
         self.model_url = model_url
         self.model_config = model_config or ModelLegConfig()
         self.turn_config = turn_config or TurnConfig()
@@ -97,6 +126,8 @@ class EdgeHandler:
             self.trace_dir.mkdir(parents=True, exist_ok=True)
         self.idle_timeout_s = idle_timeout_s
         self.keep_calls = keep_calls
+        self.guard_config = guard_config or GuardConfig()
+        """When a caller that keeps breaking its uplink bounds is ended (edge/guard.py)."""
         self.pipelines: dict[str, CallPipeline] = {}
         self.calls: dict[str, CallSummary] = {}
         self._ended: dict[str, asyncio.Event] = {}
@@ -142,9 +173,12 @@ class EdgeHandler:
         self.pipelines[call.call_id] = pipe
         last = [asyncio.get_running_loop().time()]
         watchdog = asyncio.create_task(self._watchdog(call, summary, last, clog))
+        guard = ViolationGuard(pipe.core.stats, self.guard_config,
+                               ingress_dropped=lambda: int(getattr(call, "uplink_dropped", 0)))
         clog.info("call started (%s, %s/%d Hz)", summary.transport, call.codec, call.rate)
+        self.metrics.observe_call(summary.transport)
         try:
-            summary.turns = await pipe.run(self._frames(call, summary, last))
+            summary.turns = await pipe.run(self._frames(call, summary, last, guard))
         except Exception:  # noqa: BLE001 -- a pipeline bug must not take other calls down
             clog.exception("pipeline failed")
             summary.failed = summary.failed or "internal error"
@@ -156,14 +190,16 @@ class EdgeHandler:
                 await watchdog
             self.pipelines.pop(call.call_id, None)
             summary.failed = summary.failed or pipe.failed
+            self.metrics.observe_call(summary.transport, [t.turn_latency_ms for t in summary.turns
+                                                          if t.turn_latency_ms is not None])
             summary.agent_frames_sent = pipe.agent_frames_sent
             summary.end_reason = summary.end_reason or getattr(call, "close_reason", "") or "ended"
             trace = recorder.trace()
             summary.engine_inputs = len(trace.inputs)
             summary.engine_outputs = len(trace.rows) - summary.engine_inputs
             if self.trace_dir is not None:
-                path = trace_path(self.trace_dir, call.call_id)
                 try:
+                    path = await asyncio.to_thread(reserve_trace_path, self.trace_dir, call.call_id)
                     await asyncio.to_thread(recorder.write, path)
                     summary.trace = str(path)
                     self.traces_written.inc()
@@ -173,14 +209,40 @@ class EdgeHandler:
             clog.info("call ended: %s; %d turns; trace %s", summary.end_reason, len(summary.turns),
                       summary.trace)
 
-    async def _frames(self, call: Any, summary: CallSummary, last: list[float]) -> AsyncIterator[CallerFrame]:
+    async def _frames(self, call: Any, summary: CallSummary, last: list[float],
+                      guard: ViolationGuard | None = None) -> AsyncIterator[CallerFrame]:
         loop = asyncio.get_running_loop()
         async for f in call.frames():
+            if guard is not None and await self._violated(call, summary, guard, loop.time()):
+                return
             if not f.concealed:
                 last[0] = loop.time()
             summary.frames += 1
             yield CallerFrame(f.payload, seq=f.seq, ts=None if f.timestamp_ms is None else f.timestamp_ms / 1000,
                               concealed=f.concealed)
+
+    async def _violated(self, call: Any, summary: CallSummary, guard: ViolationGuard,
+                        now: float) -> bool:
+        """Count the caller's new violating frames on /metrics; once the guard says the call
+        must end, tell the caller (``error`` ``caller_violation``), close it with the
+        transport's policy code, count it and return True (edge/guard.py)."""
+        new_ahead, new_conceal, reason = guard.check(now)
+        if new_ahead:
+            self.metrics.caller_violations.labels(kind="ahead").inc(new_ahead)
+        if new_conceal:
+            self.metrics.caller_violations.labels(kind="conceal").inc(new_conceal)
+        if reason is None:
+            return False
+        summary.end_reason = "caller_violation"
+        summary.failed = reason
+        self.metrics.calls_closed_violation.inc()
+        call_logger(log, call.call_id).warning("ending the call: %s", reason)
+        with contextlib.suppress(Exception):
+            await call.send_control({"type": "error", "code": "caller_violation", "message": reason})
+        with contextlib.suppress(Exception):
+            close = getattr(call, "close_violation", None)
+            await (close(reason) if close is not None else call.close(reason))
+        return True
 
     async def _watchdog(self, call: Any, summary: CallSummary, last: list[float], clog: Any) -> None:
         loop = asyncio.get_running_loop()

@@ -7,13 +7,22 @@ API key of an external model comes from ``OPENAI_API_KEY``) and serves. With ``-
 it prints exactly one JSON line on stdout once both ingresses listen::
 
     {"ready": true, "quic_port": ..., "ws_port": ..., "metrics_port": ..., "token": ...,
-     "call_id": ..., "tokens": {...}, "cert": ..., "model_url": ..., "pid": ...}
+     "call_id": ..., "tokens": {...}, "cert": ..., "model_url": ..., "pid": ...,
+     "web_port": ..., "web_url": ..., "web_url_http": ...}
 
 so tests and the twin check can drive it (``token`` is for ``--call-id``; ``--tokens N`` adds
 tokens for call ids ``<call-id>-0`` .. ``<call-id>-(N-1)``; with ``CLUTCHCALL_AUTH_KEY`` set a
-driver can also mint its own with ``TokenAuthority``). On SIGINT/SIGTERM the edge stops
+driver can also mint its own with ``TokenAuthority``; without it, a loopback edge uses a random
+per-process key and a non-loopback ``--host`` is refused: one-line error, exit 2). On SIGINT/SIGTERM the edge stops
 gracefully (calls get ``--grace`` seconds, traces are written) and, with ``--ready-json``, one
 last line ``{"stopped": true, ...}`` gives the ingress counters. Logs are JSON lines on stderr.
+
+The browser caller (``--web-port``, default 4433; -1: off) serves the page over HTTPS and the
+WebTransport session on the same port number; the edge prints the URL to open in Chromium
+(``web_url``: the call id, a token and, with the self-signed certificate, its SHA-256 for
+``serverCertificateHashes`` in the fragment). On loopback with the self-signed certificate,
+``web_url_http`` is the same page over plain ``http://127.0.0.1`` (a secure context, so no
+certificate warning); ``web_url`` over HTTPS needs one click through the warning.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     parser.add_argument("--quic-port", type=int, default=None, help="UDP port of QUIC/MoQT (default 4443; 0: free)")
     parser.add_argument("--ws-port", type=int, default=None, help="TCP port of WebSocket/TLS (default 8443; 0: free)")
+    parser.add_argument("--web-port", type=int, default=None,
+                        help="browser caller: HTTPS page + WebTransport on this TCP/UDP port (default 4433; "
+                             "0: free; -1: off)")
     parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port on loopback (default 9464; -1: off)")
     parser.add_argument("--model-url", default=None, help="ws(s):// URL of an external Realtime model (key: $OPENAI_API_KEY)")
     parser.add_argument("--model-dialect", choices=("ga", "beta"), default=None,
@@ -70,7 +82,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     cfg = load_config(args.config)
     if args.config is None:  # the command's defaults (the dataclass's are for embedding)
-        cfg = cfg.with_overrides(quic_port=4443, ws_port=8443, metrics_port=9464,
+        cfg = cfg.with_overrides(quic_port=4443, ws_port=8443, metrics_port=9464, web_port=4433,
                                  trace_dir=".clutchcall/traces")
     model = cfg.model
     if args.ttfa_ms is not None:
@@ -80,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.no_trace:
         cfg = cfg.with_overrides(trace_dir="")
     return cfg.with_overrides(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port,
-                              metrics_port=args.metrics_port, model_url=args.model_url,
+                              metrics_port=args.metrics_port, web_port=args.web_port, model_url=args.model_url,
                               model_dialect=args.model_dialect,
                               trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
                               cert=args.cert, key=args.key, cert_dir=args.cert_dir,
@@ -107,7 +119,13 @@ async def serve(args: argparse.Namespace) -> int:
                         tokens={f"{args.call_id}-{i}": edge.issue_token(f"{args.call_id}-{i}", args.token_ttl)
                                 for i in range(max(0, args.tokens))},
                         )
+            if edge.web is not None:
+                info.update(web_url=edge.page_url(args.call_id, args.token_ttl),
+                            web_url_http=(edge.page_url(args.call_id, args.token_ttl, plain_http=True)
+                                          if edge.web.loopback_http else None))
             print(json.dumps(info), flush=True)
+        elif edge.web is not None:
+            _print_page_urls(edge, args)
         try:
             await asyncio.wait_for(stop.wait(), args.seconds)
         except TimeoutError:
@@ -125,6 +143,15 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(BrokenPipeError):  # whoever read the ready line may be gone
             print(json.dumps({"stopped": True, **stats}), flush=True)
     return 0
+
+
+def _print_page_urls(edge: Any, args: argparse.Namespace) -> None:
+    """Print where a person opens the browser caller (human-readable, on stdout)."""
+    print(f"Browser caller for call {args.call_id}: open in Chromium", flush=True)
+    if edge.web.loopback_http:
+        print(f"  {edge.page_url(args.call_id, args.token_ttl, plain_http=True)}", flush=True)
+        print("  (or over HTTPS, after accepting the self-signed certificate warning once:)", flush=True)
+    print(f"  {edge.page_url(args.call_id, args.token_ttl)}", flush=True)
 
 
 def serve_shards(args: argparse.Namespace) -> int:
@@ -152,8 +179,18 @@ def serve_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_auth_key(args: argparse.Namespace) -> None:
+    """Refuse a non-loopback bind address without a configured auth key (no public default
+    key). Returns None; raises ConfigError (the CLI prints it as one line, exit 2)."""
+    from clutchcall.prod.ingress.auth import resolve_auth_key
+
+    cfg = config_from_args(args)
+    resolve_auth_key(cfg.host, cfg.auth_key)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve; returns the exit code."""
+    check_auth_key(args)
     if args.shards < 1:
         print("clutchcall serve: --shards must be >= 1", file=sys.stderr)
         return 2

@@ -41,6 +41,8 @@ def _edge_shard(ctx: ShardContext, *, cfg: EdgeConfig, tokens: list[str], ttl: f
     use_shard_cids_in_aioquic_server(k, ctx.nshards)
     if cfg.metrics_port > 0:
         cfg = dataclasses.replace(cfg, metrics_port=cfg.metrics_port + k)
+    if k > 0:  # the browser caller (page + WebTransport on web_port) runs on shard 0 only
+        cfg = dataclasses.replace(cfg, web_port=-1)
     udp, tcp = ctx.sockets
 
     async def main() -> dict[str, Any]:

@@ -10,6 +10,16 @@ the WebSocket ingress from the Twilio ``start`` message's ``customParameters.tok
 :class:`AuthError` whose ``reason`` is one of ``missing``, ``malformed``, ``forged``,
 ``expired``, ``wrong_call``; the ingress counts refusals per reason in :attr:`refused`.
 Time is an argument (wall-clock seconds), so the checks are pure and testable.
+
+The key: ``CLUTCHCALL_AUTH_KEY`` (or a configured key). There is no fixed key in the source:
+without one, :func:`resolve_auth_key` gives a random key made once per process (so tokens
+printed by ``serve`` on loopback work, and forked shards share it), and refuses a non-loopback
+bind address, where anyone could reach the edge, with a ConfigError.
+
+One live call per call id: a token may be presented again (a caller may redial after a
+hang-up), but while a call with that id is running, :meth:`TokenAuthority.claim_call` refuses a
+second one (reason ``in_use``). Both ingresses of one edge share the authority, so this holds
+across QUIC and WebSocket; the ingress releases the id when the call's handler has returned.
 """
 
 from __future__ import annotations
@@ -18,15 +28,56 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
+import os
+import secrets
 from collections import Counter
 
 from clutchcall.engine.errors import ConfigError, RemoteProtocolError
 
 MAX_TOKEN_BYTES = 1024
+AUTH_KEY_ENV = "CLUTCHCALL_AUTH_KEY"
+
+#: made once per process (hex, so it also passes through environment variables)
+_PROCESS_KEY = secrets.token_hex(32).encode("ascii")
+
+
+def process_key() -> bytes:
+    """Return this process's random development key (the same on every call; forked children
+    inherit it)."""
+    return _PROCESS_KEY
+
+
+def is_loopback_host(host: str) -> bool:
+    """Return True if ``host`` is a loopback address or ``localhost`` (a name or an unspecified
+    address such as ``0.0.0.0`` is not)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_auth_key(host: str, configured: str | bytes | None = None) -> bytes:
+    """Return the token key for an edge bound to ``host``: ``configured``, else
+    ``$CLUTCHCALL_AUTH_KEY``, else (loopback only) :func:`process_key`. Raises ConfigError for
+    a key shorter than 16 bytes or for a non-loopback ``host`` without a key."""
+    key = configured if configured else os.environ.get(AUTH_KEY_ENV) or None
+    if key is None:
+        if not is_loopback_host(host):
+            raise ConfigError(f"refusing to serve {host} without an auth key: set {AUTH_KEY_ENV} "
+                              "(>= 16 bytes) or auth_key; only loopback gets a random per-process key")
+        return _PROCESS_KEY
+    kb = key.encode() if isinstance(key, str) else key
+    if len(kb) < 16:
+        raise ConfigError(f"auth key must be at least 16 bytes ({AUTH_KEY_ENV})")
+    return kb
 
 
 class AuthError(RemoteProtocolError):
-    """A caller's token was refused; ``reason`` names why (missing/malformed/forged/expired/wrong_call)."""
+    """A caller's token was refused; ``reason`` names why (missing/malformed/forged/expired/
+    wrong_call/in_use)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"token refused: {reason}" + (f" ({detail})" if detail else ""))
@@ -50,6 +101,19 @@ class TokenAuthority:
         self._key = key
         self.refused: Counter[str] = Counter()
         self.accepted = 0
+        self.live: set[str] = set()
+
+    def claim_call(self, call_id: str) -> None:
+        """Mark ``call_id`` live. Raises AuthError ``in_use`` (counted) if a call with this id
+        is already running on this edge (module docstring: one live call per call id)."""
+        if call_id in self.live:
+            self.refused["in_use"] += 1
+            raise AuthError("in_use", "a call with this id is already running")
+        self.live.add(call_id)
+
+    def release_call(self, call_id: str) -> None:
+        """Mark ``call_id`` no longer live (idempotent); returns None."""
+        self.live.discard(call_id)
 
     def _sign(self, msg: bytes) -> bytes:
         return hmac.new(self._key, msg, hashlib.sha256).digest()

@@ -80,6 +80,10 @@ class CallHandler(Protocol):
 
 _END = object()
 
+#: at most this many uplink frames wait for the pipeline per call (5 s of 20 ms frames); a
+#: sender faster than the pipeline has the rest dropped (``BaseCall.uplink_dropped``)
+MAX_QUEUED_FRAMES = 250
+
 
 class BaseCall:
     """Shared machinery of a call; transports subclass it (see module docstring)."""
@@ -114,6 +118,10 @@ class BaseCall:
         self.uplink_frames = 0
         self.uplink_out_of_order = 0
         self.uplink_max_seq = -1
+        self.uplink_dropped = 0
+        """Frames refused because :data:`MAX_QUEUED_FRAMES` already waited for the pipeline."""
+        self.policy_violation = False
+        """Set by :meth:`close_violation`: the transport closes with its policy code."""
 
     # ------------------------------------------------------------ pipeline side
 
@@ -182,7 +190,7 @@ class BaseCall:
 
     def _drain(self, now: float) -> None:
         for frame in self.jitter.pop(now):
-            self._queue.put_nowait(frame)
+            self._enqueue(frame)
         deadline = self.jitter.get_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -199,6 +207,23 @@ class BaseCall:
         if self._closed.is_set():
             return
         self._drain(max(deadline or 0.0, self._loop.time()))
+
+    # ------------------------------------------------------------ uplink bounds (issue 19)
+
+    def _enqueue(self, frame: UplinkFrame) -> None:
+        """Queue ``frame`` for the pipeline unless :data:`MAX_QUEUED_FRAMES` already wait (a
+        sender faster than the pipeline): then drop it and count it in ``uplink_dropped`` (the
+        edge's violation guard sees it; the pipeline sees a sequence gap)."""
+        if self._queue.qsize() >= MAX_QUEUED_FRAMES:
+            self.uplink_dropped += 1
+            return
+        self._queue.put_nowait(frame)
+
+    async def close_violation(self, reason: str) -> None:
+        """End the call because the caller broke its bounds: like :meth:`close`, but the
+        transport closes with its policy code (WebSocket 1008, MoQT PROTOCOL_VIOLATION)."""
+        self.policy_violation = True
+        await self.close(reason)
 
     def _end(self, reason: str) -> None:
         """Mark the call ended (caller hung up or transport gone); flush the jitter buffer."""
@@ -230,10 +255,14 @@ SILENT_DBFS = -45.0
 
 
 def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[bytes], bool] | None:
-    """Return a cheap per-payload silence check for ``codec`` (RMS level below
-    ``threshold_dbfs``), used by the jitter buffer to drain accumulated lag during silence;
-    None for Opus (judging it would need a decode; only concealed frames drain there)."""
+    """Return a per-payload silence check for ``codec`` (RMS level below ``threshold_dbfs``),
+    used by the jitter buffer to drain accumulated lag during silence: a cheap energy check
+    for PCM16 / G.711; for Opus a decode (:func:`opus_silence_judge`, one per call: it keeps
+    decoder state); None for an unknown codec (only concealed frames drain there)."""
     import numpy as np
+
+    if codec == "opus":
+        return opus_silence_judge(threshold_dbfs)
 
     from clutchcall.engine.audio import alaw_decode
     from clutchcall.engine.audio import ulaw_decode as _ulaw
@@ -252,6 +281,30 @@ def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[
 
     def is_silent(payload: bytes) -> bool:
         return frame_energy_dbfs(pcm(payload)) < threshold_dbfs
+
+    return is_silent
+
+
+def opus_silence_judge(threshold_dbfs: float = SILENT_DBFS) -> Callable[[bytes], bool]:
+    """Return a silence check for one call's Opus payloads: each payload is decoded (at
+    8 kHz, the cheapest output rate; the jitter buffer asks about every frame it releases, in
+    order, so one decoder's inter-frame state stays right) and judged by its RMS level. An
+    undecodable payload counts as not silent. Without it an Opus caller (the browser's
+    default codec) kept every re-anchor's lag for the rest of the call: a page whose capture
+    stalls once for 100 ms heard the agent 100 ms later on every later turn.
+
+    Cost: one extra Opus decode per caller frame (about 40-150 us per 20 ms frame on the
+    shared 2-core dev machine); the pipeline's own decode is separate."""
+    from clutchcall.engine.audio import AudioError
+    from clutchcall.engine.audio.opus import OpusDecoder
+
+    decoder = OpusDecoder(8000)
+
+    def is_silent(payload: bytes) -> bool:
+        try:
+            return frame_energy_dbfs(decoder.decode(payload)) < threshold_dbfs
+        except AudioError:
+            return False
 
     return is_silent
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay
+from clutchcall.prod.ingress.auth import process_key
 
 NAMESPACE_ROOT = b"clutchcall"
 TRACK_CALLER_AUDIO = b"caller-audio"
@@ -25,7 +26,8 @@ class IngressConfig:
     quic_port / ws_port: UDP / TCP ports; 0 picks a free one.
     cert / key: PEM paths of a real certificate; None -> a self-signed one in ``cert_dir``.
     cert_dir: where the self-signed certificate is created on first run.
-    auth_key: HMAC key for call tokens (>= 16 bytes).
+    auth_key: HMAC key for call tokens (>= 16 bytes; default: this process's random key, see
+        clutchcall.prod.ingress.auth.resolve_auth_key; there is no fixed key in the source).
     frame_ms: caller frame duration (20 ms).
     jitter_depth_ms: uplink jitter buffer depth for QUIC (40 ms; WebSocket/TCP uses 0).
     max_object_bytes: largest MoQT object accepted (oversized -> PROTOCOL_VIOLATION).
@@ -39,6 +41,10 @@ class IngressConfig:
         the interface's address, and a fixed ``quic_port``; where AF_XDP cannot work, one log
         line and asyncio). See clutchcall.prod.ingress.dataplane.
     xdp_iface: the network interface of ``io="xdp"`` (required with it, unused otherwise).
+    max_unauthenticated: connections per ingress that have not authenticated yet (TLS or QUIC
+        handshake, setup) before new ones are refused at once (see ingress.admission).
+    quic_retry_above: from this many pending QUIC handshakes on, a new caller must first
+        answer a QUIC Retry (address validation); 0: always.
     ack_delay_ms: how long the edge waits before acknowledging callers' 1-RTT packets (20 ms:
         about one ACK per two audio frames instead of one per frame; see ingress.ackdelay).
     """
@@ -49,7 +55,7 @@ class IngressConfig:
     cert: str | None = None
     key: str | None = None
     cert_dir: str = ".clutchcall/tls"
-    auth_key: bytes = b"clutchcall-dev-key-change-me!"
+    auth_key: bytes = field(default_factory=process_key)
     frame_ms: int = 20
     jitter_depth_ms: int = 40
     max_object_bytes: int = 16384
@@ -60,6 +66,8 @@ class IngressConfig:
     io: str = "auto"
     xdp_iface: str | None = None
     ack_delay_ms: float = ACK_DELAY_MS
+    max_unauthenticated: int = 256
+    quic_retry_above: int = 32
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30, 40, 60):
@@ -75,6 +83,8 @@ class IngressConfig:
         if self.io not in ("auto", "uring", "asyncio", "xdp"):
             raise ConfigError(f"io must be auto, uring, asyncio or xdp, got {self.io!r}")
         check_ack_delay(self.ack_delay_ms)
+        if self.max_unauthenticated < 1 or self.quic_retry_above < 0:
+            raise ConfigError("max_unauthenticated >= 1 and quic_retry_above >= 0")
         if self.io == "xdp":
             check_xdp_settings(self.host, self.quic_port, self.xdp_iface)
 

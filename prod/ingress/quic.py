@@ -56,6 +56,7 @@ from aioquic.quic.events import (
 )
 
 from clutchcall.prod.ingress.ackdelay import set_ack_delay
+from clutchcall.prod.ingress.admission import PendingGate, install_quic_admission
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.codecs import CodecError, check_codec, frame_bytes
@@ -150,11 +151,19 @@ class QuicCall(BaseCall):
         self._proto.send_control_object(json.dumps(event, separators=(",", ":")).encode())
 
     async def _transport_close(self, reason: str) -> None:
-        self._proto.end_session(TerminationCode.NO_ERROR, reason)
+        # a caller ended for breaking its bounds gets PROTOCOL_VIOLATION (BaseCall.close_violation)
+        self._proto.end_session(TerminationCode.PROTOCOL_VIOLATION if self.policy_violation
+                                else TerminationCode.NO_ERROR, reason)
 
 
 class EdgeProtocol(QuicConnectionProtocol):
-    """One MoQT session at the edge; created by aioquic per connection."""
+    """One MoQT session at the edge; created by aioquic per connection.
+
+    A transport framing subclasses it (WebTransport: clutchcall.prod.ingress.webtransport) and
+    overrides the three framing hooks ``_new_uni_stream``, ``_close_connection`` and
+    ``call_class``; the MoQT session rules here serve both unchanged."""
+
+    call_class: type[QuicCall] = QuicCall
 
     def __init__(self, *args: Any, ingress: QuicIngress, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -186,6 +195,7 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._ended = False
         loop = asyncio.get_running_loop()
         self._setup_timer = loop.call_later(cfg.setup_timeout_s, self._on_setup_timeout)
+        self._pending_slot = ingress.gate.admit()  # released on authentication or end
         ingress.stats["sessions"] += 1
         ingress._protocols.add(self)
 
@@ -324,6 +334,7 @@ class EdgeProtocol(QuicConnectionProtocol):
             self.call_id = self.ingress.authority.verify(token, time.time())
         except AuthError as err:
             self._refuse(err)
+        self._release_pending()
         cp = param_get(params, PARAM_CODEC)
         if isinstance(cp, bytes):
             try:
@@ -387,7 +398,7 @@ class EdgeProtocol(QuicConnectionProtocol):
             self._control_rid = msg.request_id
             self._control_alias = alias
             self._control_writer = ControlTrackWriter(alias)
-            self._control_stream = self._quic.get_next_available_stream_id(is_unidirectional=True)
+            self._control_stream = self._new_uni_stream()
             self._quic.send_stream_data(self._control_stream, self._control_writer.header())
         self._maybe_start()
 
@@ -399,9 +410,12 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._setup_timer.cancel()
         codec, rate, frame_ms = self.codec
         assert self.call_id is not None
-        if self.call_id in self.ingress.calls:
-            raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "call already connected")
-        self.call = QuicCall(
+        try:  # one live call per call id, across both ingresses (auth module docstring)
+            self.ingress.authority.claim_call(self.call_id)
+        except AuthError:
+            self.ingress.stats["refused_in_use"] += 1
+            raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "call already connected") from None
+        self.call = self.call_class(
             self, call_id=self.call_id, codec=codec, rate=rate, frame_ms=frame_ms,
             jitter_depth_ms=self.ingress.config.jitter_depth_ms,
         )
@@ -416,6 +430,7 @@ class EdgeProtocol(QuicConnectionProtocol):
             log.exception("call handler failed for call %s", call.call_id)
             self.ingress.stats["handler_errors"] += 1
         finally:
+            self.ingress.authority.release_call(call.call_id)
             if not self._ended:
                 self.end_session(TerminationCode.NO_ERROR, "call ended")
 
@@ -430,6 +445,14 @@ class EdgeProtocol(QuicConnectionProtocol):
             return
         super().transmit()
 
+    def _new_uni_stream(self) -> int:
+        """Open a unidirectional stream to the caller for a MoQT data stream; return its ID."""
+        return self._quic.get_next_available_stream_id(is_unidirectional=True)
+
+    def _close_connection(self, code: int, reason: str) -> None:
+        """Close the session with MoQT termination ``code`` (here: the QUIC connection)."""
+        self._quic.close(error_code=code, reason_phrase=reason)
+
     def _send_control_bytes(self, data: bytes) -> None:
         assert self._control_stream_id is not None
         self._quic.send_stream_data(self._control_stream_id, data)
@@ -437,7 +460,7 @@ class EdgeProtocol(QuicConnectionProtocol):
     def send_agent_frame(self, group: int, payload: bytes) -> None:
         if self._ended or self._agent_alias is None:
             return
-        sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        sid = self._new_uni_stream()
         self._quic.send_stream_data(
             sid, MoqtSession.encode_object_stream(self._agent_alias, group, payload), end_stream=True
         )
@@ -481,17 +504,23 @@ class EdgeProtocol(QuicConnectionProtocol):
             self._finish(reason)
             asyncio.get_running_loop().call_later(0.1, self._close_now, int(code), reason[:200])
             return
-        self._quic.close(error_code=int(code), reason_phrase=reason[:200])
+        self._close_connection(int(code), reason[:200])
         self.transmit()
         self._finish(reason)
 
     def _close_now(self, code: int, reason: str) -> None:
-        self._quic.close(error_code=code, reason_phrase=reason)
+        self._close_connection(code, reason)
         self.transmit()
+
+    def _release_pending(self) -> None:
+        if self._pending_slot:
+            self._pending_slot = False
+            self.ingress.gate.release()
 
     def _finish(self, reason: str) -> None:
         if self._ended:
             return
+        self._release_pending()
         self._ended = True
         self._setup_timer.cancel()
         self.ingress._protocols.discard(self)
@@ -522,6 +551,7 @@ class QuicIngress:
         self.tickets = tickets or TicketStore()
         self.stats: Counter[str] = Counter()
         self.calls: dict[str, QuicCall] = {}
+        self.gate = PendingGate(config.max_unauthenticated, self.stats, "quic")
         self._protocols: set[EdgeProtocol] = set()
         self._server: QuicServer | None = None
         self.port = 0
@@ -552,6 +582,7 @@ class QuicIngress:
             raise
         self.io_kind = io.kind
         self._io = io
+        install_quic_admission(self._server, self.gate, self.config.quic_retry_above)
         # the shared UDP socket was bound with a deep receive buffer (bind_udp, EDGE_RCVBUF_BYTES):
         # a loop stall queues instead of dropping, which would collapse the callers' congestion
         # windows (see ingress.udpbuf); AF_XDP has no kernel socket

@@ -2,7 +2,8 @@
 
 Prints the ports, the certificate to trust and a token for ``--call-id``, then serves until
 interrupted or ``--duration`` seconds pass. The HMAC key comes from ``$CLUTCHCALL_AUTH_KEY``
-(>= 16 bytes) or a development default. Pair with
+(>= 16 bytes); without it, a random per-process key on loopback, and a non-loopback
+``--host`` is refused. Pair with
 ``clutchcall call --edge 127.0.0.1:PORT --token T --call-id C --cafile CERT --wav FILE``.
 """
 
@@ -12,9 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import time
-from typing import Any
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,15 +30,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from clutchcall.prod.ingress.auth import resolve_auth_key
     from clutchcall.prod.ingress.call import EchoHandler
     from clutchcall.prod.ingress.config import IngressConfig
     from clutchcall.prod.ingress.quic import QuicIngress
     from clutchcall.prod.ingress.ws import WsIngress
 
-    key = os.environ.get("CLUTCHCALL_AUTH_KEY")
-    kw: dict[str, Any] = {"auth_key": key.encode()} if key else {}
     cfg = IngressConfig(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port, cert=args.cert,
-                        key=args.key, cert_dir=args.cert_dir, **kw)
+                        key=args.key, cert_dir=args.cert_dir,
+                        auth_key=resolve_auth_key(args.host))
     handler = EchoHandler(turn_silence_ms=None if args.echo == "frames" else 400)
     quic, ws = QuicIngress(cfg, handler), WsIngress(cfg, handler)
     qport, wport = await quic.start(), await ws.start()

@@ -2,11 +2,18 @@
 
 Theory of operation
 -------------------
-:func:`ensure_self_signed` creates (once, then reuses) an ECDSA P-256 key and a self-signed
-certificate for ``localhost`` / 127.0.0.1 / ::1 in a directory, and returns the two paths.
-Both ingresses load the same files: aioquic via ``QuicConfiguration.load_cert_chain`` and the
-WebSocket ingress via an ``ssl.SSLContext``. Callers on loopback trust that certificate by
-using it as their CA file. For a real deployment, pass real certificate/key paths in config.
+:func:`ensure_self_signed` creates (then reuses while it is fresh) an ECDSA P-256 key and a
+self-signed certificate for ``localhost`` / 127.0.0.1 / ::1 in a directory, and returns the two
+paths. Every ingress loads the same files: aioquic via ``QuicConfiguration.load_cert_chain``
+(raw QUIC and WebTransport) and the WebSocket ingress and the web page via an
+``ssl.SSLContext``. Callers on loopback trust that certificate by using it as their CA file.
+
+The certificate is short-lived (:data:`DEV_CERT_DAYS`, 14 days, the most a browser accepts
+for WebTransport ``serverCertificateHashes``) and is made anew when less than
+:data:`RENEW_BEFORE` of its life remains or when an older, longer-lived one is found. A page
+passes :func:`cert_sha256` of it to ``new WebTransport(url, {serverCertificateHashes})``, so a
+browser accepts it without a CA. For a real deployment, pass real certificate/key paths in
+config.
 """
 
 from __future__ import annotations
@@ -17,9 +24,29 @@ import os
 import ssl
 from pathlib import Path
 
+#: validity of the self-signed certificate: browsers accept at most 14 days for WebTransport
+#: ``serverCertificateHashes`` (W3C WebTransport, "custom certificate requirements")
+DEV_CERT_DAYS = 14
+#: a self-signed certificate with less than this left is replaced by a new one
+RENEW_BEFORE = datetime.timedelta(days=2)
+
+
+def _fresh(cert_path: Path, now: datetime.datetime) -> bool:
+    """True if the certificate at ``cert_path`` is valid now for long enough, and short-lived."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return start <= now and end - now > RENEW_BEFORE and end - start <= datetime.timedelta(days=DEV_CERT_DAYS)
+
 
 def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "localhost") -> tuple[Path, Path]:
-    """Return (cert.pem, key.pem) in ``directory``, generating them on first use."""
+    """Return (cert.pem, key.pem) in ``directory``: reused while fresh (module docstring),
+    else generated anew (ECDSA P-256, valid :data:`DEV_CERT_DAYS` days). Raises OSError if the
+    directory cannot be written."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,11 +55,11 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = d / "cert.pem", d / "key.pem"
-    if cert_path.exists() and key_path.exists():
+    now = datetime.datetime.now(datetime.UTC)
+    if cert_path.exists() and key_path.exists() and _fresh(cert_path, now):
         return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -40,7 +67,8 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
+        # the span (not_before .. not_after) stays within DEV_CERT_DAYS
+        .not_valid_after(now + datetime.timedelta(days=DEV_CERT_DAYS, minutes=-10))
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -66,6 +94,71 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     tmp_cert.replace(cert_path)
     return cert_path, key_path
+
+
+# -- WebTransport certificate pinning (the browser caller) ---------------------------------
+# What ``serverCertificateHashes`` needs is kept apart from how the development certificate is
+# made: the hash is over the DER of the *leaf* the server presents (in a chain file the leaf
+# comes first; a CA that signed it is never hashed), and Chromium accepts a pinned leaf only if
+# its validity spans at most 14 days and its key is ECDSA (P-256 here).
+
+
+def cert_sha256(cert: str | os.PathLike[str]) -> bytes:
+    """Return the SHA-256 digest of the (first) certificate in the PEM file ``cert``, over
+    its DER encoding: the value of a WebTransport ``serverCertificateHashes`` entry. Raises
+    OSError / ValueError for a missing or malformed file."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    c = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+    return hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).digest()
+
+
+def pinnable_cert_sha256(cert: str | os.PathLike[str]) -> bytes:
+    """Return :func:`cert_sha256` of the leaf in ``cert`` after checking that a browser will
+    accept it through ``serverCertificateHashes`` (ECDSA key, validity span at most
+    :data:`DEV_CERT_DAYS` days, valid now). Raises ConfigError naming what is wrong (an edge
+    then refuses to start its browser caller instead of serving a page no browser can use)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from clutchcall.engine.errors import ConfigError
+
+    try:
+        c = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"WebTransport certificate {cert}: cannot be read: {exc}") from exc
+    span = c.not_valid_after_utc - c.not_valid_before_utc
+    now = datetime.datetime.now(datetime.UTC)
+    if span > datetime.timedelta(days=DEV_CERT_DAYS):
+        raise ConfigError(f"WebTransport certificate {cert}: valid {span.days} days; a browser pins "
+                          f"(serverCertificateHashes) only certificates valid <= {DEV_CERT_DAYS} days")
+    if not isinstance(c.public_key(), ec.EllipticCurvePublicKey):
+        raise ConfigError(f"WebTransport certificate {cert}: serverCertificateHashes needs an ECDSA key")
+    if not c.not_valid_before_utc <= now < c.not_valid_after_utc:
+        raise ConfigError(f"WebTransport certificate {cert}: not valid now ({c.not_valid_before_utc} .. "
+                          f"{c.not_valid_after_utc})")
+    return cert_sha256(cert)
+
+
+def presented_cert_sha256(host: str, port: int, cafile: str | os.PathLike[str] | None,
+                          timeout_s: float = 5.0) -> bytes:
+    """Connect with TLS to ``host:port`` (the page's HTTPS port), verify the server with
+    ``cafile`` (system roots if None) and return the SHA-256 of the leaf certificate it
+    presented: the ``serverCertificateHashes`` value for that server whatever ``cafile`` is
+    (the certificate itself, or a CA that signed it). Raises OSError / ssl.SSLError."""
+    import hashlib
+    import socket
+
+    ctx = client_ssl_context(cafile)
+    with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+            ctx.wrap_socket(raw, server_hostname=host) as tls:
+        der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ssl.SSLError(f"{host}:{port} presented no certificate")
+    return hashlib.sha256(der).digest()
 
 
 def server_ssl_context(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:

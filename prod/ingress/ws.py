@@ -8,7 +8,30 @@ A PSTN leg (Twilio ``<Stream>``) or any client without QUIC connects with WebSoc
 ``customParameters.token``; a ``?token=`` query parameter is also accepted), then ``media``
 messages (base64 G.711 µ-law, 20 ms each, ``chunk`` numbering from 1 and ``timestamp`` in ms),
 ``mark`` and finally ``stop``. The edge sends ``media`` (agent audio), ``clear``
-(clear-playout) and ``mark`` (every other control event, as its JSON in the mark name).
+(clear-playout) and ``mark`` messages with short names.
+
+Marks (Twilio echoes a mark once the audio sent before it has played, and echoes every pending
+mark at once after a ``clear``): every :data:`MARK_EVERY_FRAMES` agent frames, and after the
+last frame of a burst, the edge sends ``mark`` ``p<N>`` (N = agent frames sent so far on the
+call). An echo of ``p<N>`` confirms N frames played; after a ``clear`` the echoes of marks sent
+before it confirm nothing (the audio was dropped, not played), so the count jumps to what was
+sent. :meth:`WsCall.unconfirmed_ms` is the agent audio sent but not yet confirmed played: the
+pipeline's played-time on cancel (the truncation point told to the model) is what was sent of
+the item minus that.
+
+The played position, for anything that decides on agent audio the phone has buffered (soft
+barge-in: duck / pause must account for audio Twilio already holds), is read from the call
+object -- or from the pipeline's ``CallSessionDownlink``, which passes these through and gives
+None on transports that do not confirm playback:
+
+* ``call.played_ms`` -- agent audio (ms) Twilio confirmed played, cumulative (a lower bound:
+  at most one mark interval behind now, plus at most one per ``clear``; audio dropped by
+  ``clear`` never counts);
+* ``call.sent_ms`` -- agent audio (ms) sent, cumulative;
+* ``call.unconfirmed_ms()`` -- ``sent`` minus confirmed: what Twilio still buffers now
+  (0 right after a ``clear``);
+* ``call.last_confirmed_at`` -- loop time of the latest confirming echo (to extrapolate). Other control events ride as marks named ``ctl:<type>`` (errors:
+``ctl:error:<code>``); their echoes are ignored.
 
 After a valid ``start`` with an accepted token, a :class:`WsCall` (the same
 :class:`~clutchcall.prod.ingress.call.CallSession` interface as QUIC) goes to the handler.
@@ -36,6 +59,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from clutchcall.engine.errors import RemoteProtocolError
+from clutchcall.prod.ingress.admission import (
+    PendingGate,
+    gated_listener,
+    release_connection,
+    shrink_tls_read_buffer,
+)
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
 from clutchcall.prod.ingress.config import IngressConfig
@@ -45,6 +74,8 @@ log = logging.getLogger("clutchcall.ingress.ws")
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_MEDIA_BYTES = 1600  # 200 ms of µ-law 8 kHz
+MARK_EVERY_FRAMES = 5  # a played-position mark every 100 ms of agent audio
+MARK_IDLE_S = 0.06  # ... and one after the last frame of a burst (no frame for this long)
 
 
 class WsProtocolError(RemoteProtocolError):
@@ -102,6 +133,68 @@ class WsCall(BaseCall):
         super().__init__(**kw)
         self._conn = conn
         self.stream_sid = stream_sid
+        # Twilio marks (module docstring): frames sent / confirmed played, marks below the floor
+        self.marked_frames = 0  # agent frames covered by the latest mark sent
+        self.confirmed_frames = 0
+        self._cleared_upto = 0  # echoes of marks <= this came after a clear: not played
+        self._mark_timer: asyncio.TimerHandle | None = None
+        self.marks_sent = 0
+        self.marks_confirmed = 0
+        self.played_frames = 0  # agent frames Twilio confirmed played (never cleared ones)
+        self.last_confirmed_at: float | None = None
+        """Loop time (s) of the latest mark echo that confirmed playback, or None."""
+
+    def unconfirmed_ms(self) -> int:
+        """Return the agent audio (ms) sent on this call that Twilio has not yet confirmed
+        played through a mark echo: what Twilio still has buffered (or is playing) now, to
+        within one mark interval. 0 right after a clear (Twilio dropped its buffer)."""
+        return max(0, self.agent_frames_sent - self.confirmed_frames) * self.frame_ms
+
+    # -- the played position, for playout decisions (duck / pause / truncate) -----------------
+    @property
+    def played_ms(self) -> int:
+        """Agent audio (ms) Twilio confirmed played on this call so far (cumulative over
+        replies; audio dropped by a ``clear`` is never counted). A lower bound: audio played
+        since the latest echo is confirmed by the next mark, at most ``MARK_EVERY_FRAMES``
+        frames (100 ms) later or :data:`MARK_IDLE_S` after a burst; what played between the
+        latest echo and a ``clear`` is never confirmed (Twilio echoes pending marks on clear
+        whether played or not), so each clear may leave up to one mark interval uncounted."""
+        return self.played_frames * self.frame_ms
+
+    @property
+    def sent_ms(self) -> int:
+        """Agent audio (ms) sent to Twilio on this call so far (cumulative)."""
+        return self.agent_frames_sent * self.frame_ms
+
+    def on_mark(self, name: str) -> None:
+        """Twilio echoed mark ``name``: a ``p<N>`` mark confirms N agent frames played
+        (unless a clear dropped them); other names are ignored. Returns None."""
+        if not name.startswith("p") or not name[1:].isdigit():
+            return
+        n = int(name[1:])
+        if n > self.agent_frames_sent:
+            raise WsProtocolError(1007, f"mark {name!r} echoes audio never sent")
+        if n > self._cleared_upto and n > self.confirmed_frames:
+            self.played_frames += n - self.confirmed_frames
+            self.confirmed_frames = n
+            self.marks_confirmed += 1
+            self.last_confirmed_at = self._loop.time()
+
+    async def _send_mark(self) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+            self._mark_timer = None
+        if self.agent_frames_sent > self.marked_frames and not self.closed:
+            self.marked_frames = self.agent_frames_sent
+            self.marks_sent += 1
+            await self._send({"event": "mark", "streamSid": self.stream_sid,
+                              "mark": {"name": f"p{self.marked_frames}"}})
+
+    def _mark_soon(self) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+        self._mark_timer = self._loop.call_later(
+            MARK_IDLE_S, lambda: asyncio.ensure_future(self._send_mark()))
 
     async def _send(self, obj: dict[str, Any]) -> None:
         try:
@@ -112,16 +205,37 @@ class WsCall(BaseCall):
     async def _transport_send_audio(self, payload: bytes) -> None:
         await self._send({"event": "media", "streamSid": self.stream_sid,
                           "media": {"payload": base64.b64encode(payload).decode("ascii")}})
+        if self.agent_frames_sent - self.marked_frames >= MARK_EVERY_FRAMES:
+            await self._send_mark()
+        else:
+            self._mark_soon()
 
     async def _transport_send_control(self, event: dict[str, Any]) -> None:
         if event.get("type") == "clear_playout":
+            # what was sent is gone now (played or dropped): pending marks confirm nothing
+            self._cleared_upto = self.marked_frames = self.confirmed_frames = self.agent_frames_sent
+            if self._mark_timer is not None:
+                self._mark_timer.cancel()
+                self._mark_timer = None
             await self._send({"event": "clear", "streamSid": self.stream_sid})
         else:
             await self._send({"event": "mark", "streamSid": self.stream_sid,
-                              "mark": {"name": json.dumps(event, separators=(",", ":"))}})
+                              "mark": {"name": control_mark_name(event)}})
 
     async def _transport_close(self, reason: str) -> None:
-        await self._conn.close(1000, reason[:120])
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+        # a caller ended for breaking its bounds gets the policy code (BaseCall.close_violation)
+        await self._conn.close(1008 if self.policy_violation else 1000, reason[:120])
+
+
+def control_mark_name(event: dict[str, Any]) -> str:
+    """Return the short mark name a control event rides as over Twilio: ``ctl:<type>``, or
+    ``ctl:error:<code>`` for an error (at most 64 characters)."""
+    name = f"ctl:{event.get('type')}"
+    if event.get("type") == "error" and event.get("code"):
+        name += f":{event['code']}"
+    return name[:64]
 
 
 class WsIngress:
@@ -136,6 +250,7 @@ class WsIngress:
         self.authority = authority or TokenAuthority(config.auth_key)
         self.stats: Counter[str] = Counter()
         self.calls: dict[str, WsCall] = {}
+        self.gate = PendingGate(config.max_unauthenticated, self.stats, "ws")
         self._server: Server | None = None
         self.port = 0
         self.cert_path: str | None = config.cert
@@ -150,12 +265,24 @@ class WsIngress:
                 self.cert_path, self.key_path = str(cert), str(key)
             assert self.key_path is not None
             ctx = server_ssl_context(self.cert_path, self.key_path)
-        where: dict[str, Any] = ({"sock": self._sock} if self._sock is not None
-                                 else {"host": self.config.host, "port": self.config.ws_port})
         self._server = await serve(self._serve, ssl=ctx, max_size=MAX_MESSAGE_BYTES,
-                                   open_timeout=self.config.setup_timeout_s, **where)
+                                   open_timeout=self.config.setup_timeout_s, sock=self._gated_socket())
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         return self.port
+
+    def _gated_socket(self) -> socket.socket:
+        """The listening socket (``sock``, or one bound to host:ws_port) behind the
+        unauthenticated-connection gate (clutchcall.prod.ingress.admission)."""
+        shrink_tls_read_buffer()
+        if self._sock is not None:
+            return gated_listener(self._sock, self.gate)
+        family, _kind, _proto, _, addr = socket.getaddrinfo(
+            self.config.host, self.config.ws_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        plain = socket.create_server(addr[:2], family=family, backlog=1024)
+        try:
+            return gated_listener(plain, self.gate)
+        finally:
+            plain.close()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -170,6 +297,7 @@ class WsIngress:
         try:
             start = await self._await_start(conn)
             call = self._open_call(conn, start)
+            release_connection(conn.transport)  # authenticated: no longer counts as pending
             task = asyncio.ensure_future(self._run_handler(call))
             async for raw in conn:
                 msg = parse_message(raw)
@@ -179,6 +307,9 @@ class WsIngress:
                     call.feed_uplink(chunk - 1, payload, ts)
                 elif ev == "mark":
                     self.stats["marks"] += 1
+                    mark = msg.get("mark")
+                    if isinstance(mark, dict) and isinstance(mark.get("name"), str):
+                        call.on_mark(mark["name"])
                 elif ev == "stop":
                     call._end("caller sent stop")
                     break
@@ -203,6 +334,7 @@ class WsIngress:
                         await asyncio.wait_for(task, 5.0)
                     except TimeoutError:  # the handler's own errors are caught in _run_handler
                         task.cancel()
+                self.authority.release_call(call.call_id)
             await conn.close(1000, "call ended")
 
     async def _await_start(self, conn: ServerConnection) -> dict[str, Any]:
@@ -240,10 +372,13 @@ class WsIngress:
         except AuthError as err:
             self.stats[f"auth_{err.reason}"] += 1
             raise WsProtocolError(1008, str(err)) from None
-        if call_id in self.calls:
-            raise WsProtocolError(1008, "call already connected")
         if len(self.calls) >= self.config.max_calls:
             raise WsProtocolError(1013, "edge at capacity")
+        try:  # one live call per call id, across both ingresses (auth module docstring)
+            self.authority.claim_call(call_id)
+        except AuthError as err:
+            self.stats[f"auth_{err.reason}"] += 1
+            raise WsProtocolError(1008, "call already connected") from None
         sid = str(msg.get("streamSid") or start.get("streamSid") or f"MZ{call_id}")
         call = WsCall(conn, sid, call_id=call_id, codec="g711_ulaw", rate=8000, frame_ms=20, jitter_depth_ms=0)
         self.calls[call_id] = call

@@ -24,6 +24,17 @@ ids are tracked; ``error`` events become :class:`ModelServerError`, logged, coun
 metrics and passed to ``on_error`` -- the leg keeps running. The model's own time to first
 audio is measured here: from the moment ``response.create`` was written to the socket to the
 arrival of the response's first audio delta.
+
+Time-outs (each a :class:`ModelTimeoutError`, counted in ``model_timeouts{stage}``):
+``connect_timeout_s`` for the TCP/TLS/WebSocket handshake and ``session_timeout_s`` for
+``session.created`` (both raised by :meth:`ModelLeg.connect`); ``first_audio_timeout_s`` from
+a ``response.create`` written to the first audio delta of its response. A response whose
+first audio times out is asked again once (``response.cancel`` of the silent response, then a
+new ``response.create``; ``model_response_retries``); ``on_error`` gets the time-out
+(``final=False``). If the retry times out too, ``on_error`` gets it with ``final=True`` and
+``on_response_done("", "failed")`` tells the pipeline no reply is coming (the pipeline sends the
+caller an ``error`` control event, code ``model_timeout``). A response that ends without
+audio, a refused ``response.create`` and a barge-in ``cancel`` stop the wait.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from clutchcall.prod.model.protocol import (
     MIN_COMMIT_MS,
     ModelProtocolError,
     ModelServerError,
+    ModelTimeoutError,
     b64decode_pcm,
     b64encode,
     dumps,
@@ -77,8 +89,13 @@ class ModelLegConfig:
     """System instructions put in ``session.update``; None leaves the server's."""
     voice: str | None = None
     """Output voice put in ``session.update``; None leaves the server's."""
-    connect_timeout_s: float = 10.0
-    """Give up connecting (and waiting for ``session.created``) after this long."""
+    connect_timeout_s: float = 5.0
+    """Give up the TCP/TLS/WebSocket handshake after this long (ModelTimeoutError ``connect``)."""
+    session_timeout_s: float = 3.0
+    """Then give up waiting for ``session.created`` after this long (``session``)."""
+    first_audio_timeout_s: float = 4.0
+    """A response's first audio delta must come this long after its ``response.create`` was
+    written, else it is asked again once, then the caller gets an error (``first_audio``)."""
     max_backlog: int = 300
     """Messages queued but not yet written (the model stopped reading: its TCP window is
     full) beyond which the leg gives up (~30 s of audio at 100 ms batches): it closes with
@@ -93,8 +110,9 @@ class ModelLegConfig:
             raise ConfigError("ModelLegConfig.append_batch_ms: must be 10..1000")
         if self.max_backlog < 1:
             raise ConfigError("ModelLegConfig.max_backlog: must be >= 1")
-        if not self.connect_timeout_s > 0:
-            raise ConfigError("ModelLegConfig.connect_timeout_s: must be > 0")
+        for name in ("connect_timeout_s", "session_timeout_s", "first_audio_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"ModelLegConfig.{name}: must be > 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ModelLegConfig:
@@ -203,6 +221,11 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         self._session_created = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        # first-audio time-outs: create event id -> (timer, attempt); response id -> create id
+        self._fa_timers: dict[str, tuple[asyncio.TimerHandle, int]] = {}
+        self._fa_response: dict[str, str] = {}
+        self._fa_retries: set[str] = set()  # create event ids that are retries
+        self.timeouts: list[ModelTimeoutError] = []
 
     # -- lifecycle -----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -218,15 +241,17 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             self._ws = await connect(self.url, additional_headers=headers, max_size=16 << 20,
                                      open_timeout=self.config.connect_timeout_s,
                                      close_timeout=2.0, compression=None)
-        except (TimeoutError, OSError, InvalidHandshake, InvalidURI) as exc:
+        except TimeoutError as exc:
+            raise self._timed_out("connect", self.config.connect_timeout_s) from exc
+        except (OSError, InvalidHandshake, InvalidURI) as exc:
             raise RemoteProtocolError(f"model leg: cannot connect to {self.url}: {exc}") from exc
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._writer())]
         self._send(session_update(self.config.dialect, self.config.instructions, self.config.voice))
         try:
-            await asyncio.wait_for(self._session_created.wait(), self.config.connect_timeout_s)
+            await asyncio.wait_for(self._session_created.wait(), self.config.session_timeout_s)
         except TimeoutError as exc:
             await self.close()
-            raise RemoteProtocolError("model leg: no session.created from the server") from exc
+            raise self._timed_out("session", self.config.session_timeout_s) from exc
         if self.closed:
             raise RemoteProtocolError(f"model leg: closed during setup: {self.close_reason}")
 
@@ -242,6 +267,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
                 self._ws.transport.abort()
             with contextlib.suppress(Exception):
                 await self._ws.close()
+        self._stop_first_audio_waits()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -301,6 +327,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         ``item_id`` (default: the latest assistant item) at ``min(played_ms, sent_ms, audio
         received)``. Returns the ``audio_end_ms`` sent, or None if there was no item."""
         self._flush_appends()
+        self._stop_first_audio_waits()  # the caller barged in: no reply is awaited any more
         resp = self.active_response
         if resp is not None and not resp.cancelled:
             resp.cancelled = True
@@ -364,6 +391,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
                 await self._ws.send(msg[0])
                 if msg[1] == "response.create":
                     self._requested_at.append((msg[2], loop.time()))
+                    self._await_first_audio(msg[2])
         except ConnectionClosed as exc:
             self._mark_closed(exc)
         finally:
@@ -428,6 +456,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             first = resp.first_audio_at is None
             ttfa = None
             if first:
+                self._first_audio_came(rid)
                 resp.first_audio_at = now
                 if resp.requested_at is not None:
                     ttfa = now - resp.requested_at
@@ -437,7 +466,10 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             r = ev.get("response")
             if not isinstance(r, dict) or not isinstance(r.get("id"), str):
                 raise ModelProtocolError("response.created without response.id")
-            requested = self._requested_at.pop(0)[1] if self._requested_at else None
+            req = self._requested_at.pop(0) if self._requested_at else None
+            requested = req[1] if req is not None else None
+            if req is not None:
+                self._fa_response[r["id"]] = req[0]
             resp = _ResponseState(r["id"], requested)
             self.responses[resp.id] = resp
             self.active_response = resp
@@ -453,6 +485,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             r = ev.get("response")
             if not isinstance(r, dict) or not isinstance(r.get("id"), str):
                 raise ModelProtocolError("response.done without response.id")
+            self._first_audio_came(r["id"])  # ended (with or without audio): stop waiting
             resp = self.responses.get(r["id"])
             status = str(r.get("status", "completed"))
             if resp is not None:
@@ -472,6 +505,8 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             code = str(e.get("code") or "unknown")
             # a refused response.create will get no response.created: forget its send time
             refused = any(r[0] == e.get("event_id") for r in self._requested_at)
+            if refused:
+                self._stop_first_audio_wait(str(e.get("event_id")))
             self._requested_at = [r for r in self._requested_at if r[0] != e.get("event_id")]
             self._protocol_error(ModelServerError(
                 str(e.get("type") or "unknown"), code,
@@ -486,3 +521,72 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
                 self.session = ev["session"]
             self._session_created.set()
         # other events (committed, cleared, truncated, content parts, transcripts) need no action
+
+    # -- time-outs (module docstring) ---------------------------------------------------------
+    def _timed_out(self, stage: str, seconds: float, final: bool = True) -> ModelTimeoutError:
+        exc = ModelTimeoutError(stage, seconds, final)
+        self.timeouts.append(exc)
+        if self.metrics is not None and hasattr(self.metrics, "model_timeouts"):
+            self.metrics.model_timeouts.labels(stage=stage).inc()
+        self.log.warning("%s", exc, extra={"model_timeout": stage})
+        return exc
+
+    def _await_first_audio(self, create_id: str) -> None:
+        """Arm the first-audio timer of the ``response.create`` with event id ``create_id``."""
+        if self.closed:
+            return
+        attempt = 1 if create_id in self._fa_retries else 0
+        timer = asyncio.get_running_loop().call_later(self.config.first_audio_timeout_s,
+                                                      self._first_audio_timeout, create_id)
+        self._fa_timers[create_id] = (timer, attempt)
+
+    def _stop_first_audio_wait(self, create_id: str) -> None:
+        entry = self._fa_timers.pop(create_id, None)
+        if entry is not None:
+            entry[0].cancel()
+        self._fa_retries.discard(create_id)
+
+    def _stop_first_audio_waits(self) -> None:
+        for create_id in list(self._fa_timers):
+            self._stop_first_audio_wait(create_id)
+        self._fa_response.clear()
+
+    def _first_audio_came(self, response_id: str) -> None:
+        create_id = self._fa_response.pop(response_id, None)
+        if create_id is not None:
+            self._stop_first_audio_wait(create_id)
+
+    def _first_audio_timeout(self, create_id: str) -> None:
+        entry = self._fa_timers.pop(create_id, None)
+        if entry is None or self.closed:
+            return
+        attempt = entry[1]
+        self._fa_retries.discard(create_id)
+        final = attempt >= 1
+        exc = self._timed_out("first_audio", self.config.first_audio_timeout_s, final=final)
+        self.stats.errors += 1
+        self.errors.append(exc)
+        # the silent response (if the server created one) is given up: cancel it, drop its audio
+        rid = next((r for r, c in self._fa_response.items() if c == create_id), None)
+        if rid is not None:
+            del self._fa_response[rid]
+            resp = self.responses.get(rid)
+            if resp is not None and not resp.cancelled:
+                resp.cancelled = True
+                if self.active_response is resp:
+                    self._send({"type": "response.cancel", "response_id": rid})
+        else:  # never created: its send time must not be matched to a later response
+            self._requested_at = [r for r in self._requested_at if r[0] != create_id]
+        if self.on_error is not None:
+            self.on_error(exc)
+        if not final:
+            self._flush_appends()
+            event: dict[str, Any] = {"type": "response.create"}
+            self._send(event, kind="response.create")
+            if "event_id" in event:
+                self._fa_retries.add(event["event_id"])
+                self.stats.responses_requested += 1
+                if self.metrics is not None and hasattr(self.metrics, "model_retries"):
+                    self.metrics.model_retries.inc()
+        elif self.on_response_done is not None:
+            self.on_response_done("", "failed")  # no reply is coming for this commit

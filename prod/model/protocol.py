@@ -61,6 +61,20 @@ class ModelServerError(RemoteProtocolError):
         self.param = param
 
 
+class ModelTimeoutError(RemoteProtocolError):
+    """The model did not answer in time. ``stage`` is ``connect`` (TCP/TLS/WebSocket
+    handshake), ``session`` (no ``session.created``) or ``first_audio`` (a response's first
+    audio delta did not come; ``final`` False for the first time-out of a response, which is
+    retried once, True when the retry timed out too)."""
+
+    def __init__(self, stage: str, seconds: float, final: bool = True) -> None:
+        super().__init__(f"model timeout: no {stage.replace('_', ' ')} within {seconds:g} s"
+                         + ("" if final else " (retrying the response once)"))
+        self.stage = stage
+        self.seconds = seconds
+        self.final = final
+
+
 def pcm_ms(nbytes: int) -> float:
     """Return the duration in ms of ``nbytes`` of 24 kHz PCM16."""
     return nbytes / BYTES_PER_MS

@@ -5,7 +5,8 @@ default model of ``serve`` and ``demo``, so nothing outside is needed). Each con
 :class:`_Session` that keeps the input audio buffer and a conversation of items. It handles the
 client events in arrival order; a final ``response.create`` starts one response task which
 waits the configured time to first audio, then streams the reply as
-``response.output_audio.delta`` events at 1x real time (one ``delta_ms`` chunk per
+``response.output_audio.delta`` events (``response.audio.delta`` and the beta shapes for a
+client that sends ``OpenAI-Beta: realtime=v1``) at 1x real time (one ``delta_ms`` chunk per
 ``delta_ms``, scheduled on absolute loop times so it never drifts, after an initial burst of
 ``lead_ms``). The reply is real speech
 rendered by espeak-ng (``mode="speak"``, cycling through ``replies``) or the caller's own
@@ -156,7 +157,9 @@ class _Session:
         self.items: dict[str, _Item] = {}
         self.last_item_id: str | None = None
         self.active: _Response | None = None
-        self.session: dict[str, Any] = {
+        self.dialect = _dialect_of(ws)
+        self.names = _EVENT_NAMES[self.dialect]
+        self.session: dict[str, Any] = _beta_session(n, self.cfg.voice) if self.dialect == "beta" else {
             "id": f"sess_{n}",
             "object": "realtime.session",
             "type": "realtime",
@@ -334,17 +337,16 @@ class _Session:
     def _resp_obj(self, resp: _Response) -> dict[str, Any]:
         out = [] if resp.item is None else [self._item_obj(resp.item, resp.status)]
         obj: dict[str, Any] = {"object": "realtime.response", "id": resp.id, "status": resp.status,
-                               "output": out, "output_modalities": ["audio"]}
+                               "output": out, self.names["modalities"]: ["audio"]}
         if resp.status == "cancelled":
             obj["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
         return obj
 
-    @staticmethod
-    def _item_obj(item: _Item, status: str) -> dict[str, Any]:
+    def _item_obj(self, item: _Item, status: str) -> dict[str, Any]:
         return {"id": item.id, "object": "realtime.item", "type": "message", "role": item.role,
                 "status": "completed" if status == "completed" else "incomplete"
                 if status == "cancelled" else "in_progress",
-                "content": [{"type": "output_audio"}]}
+                "content": [{"type": self.names["item_audio"]}]}
 
     async def _reply_audio(self) -> bytes:
         if self.cfg.mode == "echo":
@@ -378,7 +380,7 @@ class _Session:
         await self.send({"type": "response.output_item.added", "response_id": resp.id,
                          "output_index": 0, "item": self._item_obj(item, "in_progress")})
         await self.send({"type": "response.content_part.added", **base, "content_index": 0,
-                         "part": {"type": "output_audio"}})
+                         "part": {"type": "audio"}})
         step = self.cfg.delta_ms * BYTES_PER_MS
         t0 = loop.time()
         for k, off in enumerate(range(0, len(pcm), step)):
@@ -387,11 +389,11 @@ class _Session:
                 await asyncio.sleep(delay)
             chunk = pcm[off: off + step]
             item.audio_bytes += len(chunk)
-            await self.send({"type": "response.output_audio.delta", **base, "content_index": 0,
+            await self.send({"type": self.names["audio_delta"], **base, "content_index": 0,
                              "delta": b64encode(chunk)})
-        await self.send({"type": "response.output_audio.done", **base, "content_index": 0})
+        await self.send({"type": self.names["audio_done"], **base, "content_index": 0})
         await self.send({"type": "response.content_part.done", **base, "content_index": 0,
-                         "part": {"type": "output_audio"}})
+                         "part": {"type": "audio"}})
         resp.task = None
         await self._finish(resp, "completed")
 
@@ -405,6 +407,31 @@ class _Session:
             await self.send({"type": "response.output_item.done", "response_id": resp.id,
                              "output_index": 0, "item": self._item_obj(resp.item, status)})
         await self.send({"type": "response.done", "response": self._resp_obj(resp)})
+
+
+# -- dialects: the GA protocol, or the beta one for a client sending ``OpenAI-Beta: realtime=v1``
+# (names and shapes as the official openai SDK's types, openai.types.realtime / .beta.realtime)
+_EVENT_NAMES = {
+    "ga": {"audio_delta": "response.output_audio.delta", "audio_done": "response.output_audio.done",
+           "item_audio": "output_audio", "modalities": "output_modalities"},
+    "beta": {"audio_delta": "response.audio.delta", "audio_done": "response.audio.done",
+             "item_audio": "audio", "modalities": "modalities"},
+}
+
+
+def _dialect_of(ws: ServerConnection) -> str:
+    """Return ``beta`` if the client asked for it (``OpenAI-Beta: realtime=v1``), else ``ga``."""
+    req = getattr(ws, "request", None)
+    beta = req.headers.get("OpenAI-Beta", "") if req is not None else ""
+    return "beta" if "realtime=v1" in beta else "ga"
+
+
+def _beta_session(n: int, voice: str) -> dict[str, Any]:
+    """The beta dialect's flat session object (the model name is left out: the beta type only
+    allows OpenAI's own model names)."""
+    return {"id": f"sess_{n}", "object": "realtime.session", "modalities": ["audio"],
+            "input_audio_format": "pcm16", "output_audio_format": "pcm16", "voice": voice,
+            "turn_detection": None}
 
 
 _HANDLERS = {

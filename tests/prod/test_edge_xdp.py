@@ -120,7 +120,8 @@ def test_edge_call_through_af_xdp(netns_pair, tmp_path: Path) -> None:  # type: 
     pair = netns_pair
     assert CORPUS_WAV.is_file(), CORPUS_WAV
     xdp.compile_program()  # clang, cached: keep it out of the edge's start-up time
-    env = dict(os.environ, LIBXDP_SKIP_DISPATCHER="1")
+    # a non-loopback bind needs a configured auth key (no public default key)
+    env = dict(os.environ, LIBXDP_SKIP_DISPATCHER="1", CLUTCHCALL_AUTH_KEY=uuid.uuid4().hex)
     edge = subprocess.Popen(
         ["ip", "netns", "exec", pair.ns_edge, sys.executable, "-m", "clutchcall.cli", "serve",
          "--io", "xdp", "--iface", pair.if_edge, "--host", EDGE_IP, "--quic-port", str(QUIC_PORT),

@@ -81,7 +81,8 @@ def test_ws_clear_playout_is_honoured(tmp_path, speech8k) -> None:  # type: igno
         assert res.clear_playouts == 1
         assert res.agent_frames_cleared > 50  # most of the 2 s was still queued when cleared
         assert res.agent_frames_played + res.agent_frames_cleared == 100
-        assert {"type": "commit", "turn": 1} in res.controls
+        # over Twilio a control event rides as a short mark name: its type (and an error's code)
+        assert {"type": "commit"} in res.controls
 
     run(main())
 

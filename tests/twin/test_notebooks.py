@@ -41,6 +41,20 @@ def test_notebook_executes(name: str, kernel: str) -> None:
     assert any(o.get("output_type") == "stream" for o in outputs)
 
 
+def test_tuning_notebook_sweeps_on_dask(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLUTCHCALL_EXECUTOR=dask: the notebook's sweep runs on a LocalCluster it starts."""
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("CLUTCHCALL_EXECUTOR", "dask")
+    nb = nbformat.read(NOTEBOOKS / "tuning.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "ExecutorSpec(" in c.source)
+    cell.source += "\nassert executor.kind == 'dask', executor\nprint('executor:', executor.kind)"
+    client = nbclient.NotebookClient(nb, timeout=90, kernel_name=kernel,
+                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+    assert "executor: dask" in text
+
+
 def test_notebooks_are_the_generated_ones() -> None:
     """The committed notebooks are what notebooks/build_notebooks.py writes."""
     import importlib.util

@@ -103,7 +103,17 @@ def test_silence_judge_by_energy() -> None:
     assert mu is not None
     assert mu(ulaw_encode(np.zeros(160, dtype=np.int16)).tobytes())
     assert not mu(ulaw_encode((np.sin(np.arange(160) / 3) * 8000).astype(np.int16)).tobytes())
-    assert silence_judge("opus") is None
+    # Opus: one decoder per call (state kept across frames), judged after decoding
+    from clutchcall.engine.audio.opus import OpusEncoder
+
+    enc, op = OpusEncoder(48000), silence_judge("opus")
+    assert op is not None
+    loud48 = (np.sin(np.arange(960) / 3) * 8000).astype(np.int16)
+    assert [op(enc.encode(loud48)) for _ in range(3)] == [False] * 3
+    quiet_after = [op(enc.encode(np.zeros(960, dtype=np.int16))) for _ in range(5)]
+    assert all(quiet_after[2:]), quiet_after  # after the decoder's tail of the loud frames
+    assert not op(b"\xff")  # undecodable: not silent
+    assert silence_judge("l16") is None
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,0 +1,384 @@
+"""Fan-out of simulations: (config point, chunk of calls) tasks on one core, a process pool
+or a Dask cluster, with per-turn tables written as partitioned Parquet.
+
+Theory of operation. A *point* is one :class:`~clutchcall.sim.world.SimConfig` plus the labels
+that name it (the swept knob values, a preset name, or none). Every point runs over the same
+list of calls, cut into *chunks* of consecutive calls; one *task* simulates and scores one
+chunk under one point (:func:`simulate_chunk`) and returns its tables (turns, segments, calls
+rows) and the calls whose simulation raised, by name. The client puts a point's chunks back in
+call order, concatenates them, writes them (``OUT/turns/KEY=VALUE/.../part-0.parquet``, the
+same for ``segments`` and ``calls``; Hive-style partitions that ``polars.scan_parquet(...,
+hive_partitioning=True)`` reads back as columns) and computes the point's summary from what it
+wrote, then drops the point's tables: the client holds only the points in flight, so its memory
+does not grow with the grid. Since each call's random streams derive from (seed, call name)
+only, neither the chunking nor the executor nor the order tasks finish in changes a result:
+every executor gives byte-identical tables and summaries.
+
+Executors (:class:`ExecutorSpec`):
+
+* ``local``: ``workers`` <= 1 runs the tasks in this process; more uses a ``multiprocessing``
+  spawn pool whose workers receive the calls once, at start-up.
+* ``dask``: a ``distributed`` cluster -- the one at ``scheduler`` (``tcp://HOST:PORT``), or
+  without one a ``distributed.LocalCluster`` of ``workers`` single-threaded worker processes on
+  this machine. The calls are scattered once and broadcast to every worker (a worker that joins
+  later fetches them once, from a peer), never sent per task. A bounded window of tasks is in
+  flight at a time. A worker that dies has its tasks rerun elsewhere by the scheduler (up to
+  ``distributed.scheduler.allowed-failures`` deaths per task); a task that raises outside a
+  call's simulation is retried once; a task that still fails marks its chunk's calls failed.
+
+Granularity (:func:`chunk_calls`): one task per point when there are at least ``4 x workers``
+points (a sweep: each task is seconds of work, far above the scheduler's per-task cost), else
+each point's calls are cut so that there are about ``4 x workers`` tasks (eval, compare).
+One task per (call, config) is ``chunk=1``; see sim/README.md for the measured cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from clutchcall.engine.errors import ClutchCallError, ConfigError
+from clutchcall.sim.calls import Call
+from clutchcall.sim.metrics import summarize, tables
+from clutchcall.sim.world import SimConfig, simulate_call
+
+EXECUTORS = ("local", "dask")
+TABLES = ("turns", "segments", "calls")
+CONNECT_TIMEOUT_S = 10.0
+"""How long to try reaching a ``--dask-scheduler`` address before giving up."""
+TASKS_PER_WORKER = 4
+"""Auto granularity aims at this many tasks per worker (load balance vs per-task cost)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutorSpec:
+    """Where tasks run. ``kind``: ``local`` or ``dask``; ``workers``: processes (local pool or
+    LocalCluster; None = all cores); ``scheduler``: a Dask scheduler address (dask only;
+    None = start a LocalCluster); ``chunk``: calls per task (None = automatic)."""
+
+    kind: str = "local"
+    workers: int | None = None
+    scheduler: str | None = None
+    chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.kind!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.chunk is not None and self.chunk < 1:
+            raise ConfigError(f"chunk must be >= 1, got {self.chunk}")
+        if self.scheduler is not None and self.kind != "dask":
+            raise ConfigError("--dask-scheduler needs --executor dask")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Point:
+    """One configuration to run every call under; ``labels`` name it (ordered), and become
+    its Parquet partition (``KEY=VALUE/...``)."""
+
+    cfg: SimConfig
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFailure:
+    """A call whose simulation (or scoring) raised under point ``point``."""
+
+    point: int
+    labels: dict[str, Any]
+    call: str
+    error: str
+
+
+class SimulationFailed(ClutchCallError):
+    """Calls raised in their simulation; ``failures`` lists them (:class:`CallFailure`)."""
+
+    def __init__(self, failures: Sequence[CallFailure]) -> None:
+        self.failures = list(failures)
+        names = ", ".join(sorted({f.call for f in self.failures}))
+        super().__init__(f"{len(self.failures)} call simulation(s) raised: {names}; first: "
+                         f"{self.failures[0].error if self.failures else '-'}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkResult:
+    """What one task returns: the chunk's tables and the calls that failed, by name."""
+
+    point: int
+    lo: int
+    hi: int
+    tables: dict[str, pl.DataFrame]
+    failures: tuple[tuple[str, str], ...]
+
+
+def simulate_chunk(calls: Sequence[Call], point: int, lo: int, hi: int,
+                   cfg: SimConfig) -> ChunkResult:
+    """Simulate and score ``calls[lo:hi]`` under ``cfg``; return a :class:`ChunkResult`.
+    A call whose simulation raises is left out of the tables and listed in ``failures`` with
+    its error; nothing is raised for it."""
+    runs = []
+    failures: list[tuple[str, str]] = []
+    for call in calls[lo:hi]:
+        try:
+            runs.append(simulate_call(call, cfg))
+        except Exception as exc:  # noqa: BLE001 - any error of one call is reported by name
+            failures.append((call.name, f"{type(exc).__name__}: {exc}"))
+    try:
+        t = tables(runs, cfg)
+    except Exception:  # noqa: BLE001 - scoring raised: find the call(s), keep the rest
+        kept = []
+        for run in runs:
+            try:
+                tables([run], cfg)
+            except Exception as exc:  # noqa: BLE001
+                failures.append((run.call.name, f"{type(exc).__name__}: {exc}"))
+                continue
+            kept.append(run)
+        t = tables(kept, cfg)
+    return ChunkResult(point=point, lo=lo, hi=hi, tables=t, failures=tuple(failures))
+
+
+def chunk_calls(n_calls: int, n_points: int, workers: int, chunk: int | None = None) -> int:
+    """Return the calls per task: ``chunk`` if given, else all calls of a point when there
+    are at least ``TASKS_PER_WORKER x workers`` points, else a cut giving about that many
+    tasks."""
+    if n_calls <= 0:
+        return 1
+    if chunk is not None:
+        return min(chunk, n_calls)
+    want = TASKS_PER_WORKER * max(1, workers)
+    if n_points >= want:
+        return n_calls
+    per_point = math.ceil(want / max(1, n_points))
+    return max(1, math.ceil(n_calls / per_point))
+
+
+def partition_dir(root: str | Path, table: str, labels: dict[str, Any]) -> Path:
+    """Return ``ROOT/TABLE/K1=V1/K2=V2/...`` for a point's labels."""
+    p = Path(root) / table
+    for k, v in labels.items():
+        p = p / f"{k}={v}"
+    return p
+
+
+def read_point(root: str | Path, labels: dict[str, Any]) -> dict[str, pl.DataFrame]:
+    """Return the tables written for the point named by ``labels`` under ``root``."""
+    return {name: pl.read_parquet(partition_dir(root, name, labels) / "part-0.parquet")
+            for name in TABLES}
+
+
+@dataclass
+class GridResult:
+    """Per point (in point order): its summary; plus every failed call. ``tables`` holds each
+    point's tables only when asked for (``keep_tables``)."""
+
+    summaries: list[dict[str, Any]]
+    failures: list[CallFailure]
+    tables: list[dict[str, pl.DataFrame]] | None = None
+
+
+class _Assembler:
+    """Collect chunk results; finish a point (write, summarize, drop) when all its chunks are
+    in."""
+
+    def __init__(self, points: Sequence[Point], n_calls: int, chunk: int, out_dir: str | None,
+                 keep_tables: bool) -> None:
+        self.points = points
+        self.bounds = [(lo, min(lo + chunk, n_calls)) for lo in range(0, n_calls, chunk)] or [(0, 0)]
+        self.out_dir = out_dir
+        self.pending: dict[int, dict[int, ChunkResult]] = {}
+        self.summaries: list[dict[str, Any] | None] = [None] * len(points)
+        self.kept: list[dict[str, pl.DataFrame]] | None = [{}] * len(points) if keep_tables else None
+        self.failures: list[CallFailure] = []
+
+    def tasks(self) -> Iterator[tuple[int, int, int]]:
+        for p in range(len(self.points)):
+            for lo, hi in self.bounds:
+                yield p, lo, hi
+
+    def add(self, res: ChunkResult) -> None:
+        got = self.pending.setdefault(res.point, {})
+        got[res.lo] = res
+        if len(got) == len(self.bounds):
+            del self.pending[res.point]
+            self._finish(res.point, [got[lo] for lo, _hi in self.bounds])
+
+    def _finish(self, p: int, chunks: list[ChunkResult]) -> None:
+        labels = self.points[p].labels
+        for c in chunks:
+            self.failures += [CallFailure(point=p, labels=labels, call=name, error=err)
+                              for name, err in c.failures]
+        t = {name: pl.concat([c.tables[name] for c in chunks], how="vertical").rechunk()
+             for name in TABLES}
+        if self.out_dir is not None:
+            for name in TABLES:
+                d = partition_dir(self.out_dir, name, labels)
+                d.mkdir(parents=True, exist_ok=True)
+                t[name].write_parquet(d / "part-0.parquet", compression="zstd", statistics=False)
+            t = read_point(self.out_dir, labels)  # the summary is computed from what was written
+        self.summaries[p] = summarize(t)
+        if self.kept is not None:
+            self.kept[p] = t
+
+    def result(self) -> GridResult:
+        assert not self.pending and all(s is not None for s in self.summaries)
+        return GridResult(summaries=[s for s in self.summaries if s is not None],
+                          failures=sorted(self.failures, key=lambda f: (f.point, f.call)),
+                          tables=self.kept)
+
+
+# ---------------------------------------------------------------- local (multiprocessing)
+_CALLS: Sequence[Call] = ()
+
+
+def _init(calls: Sequence[Call]) -> None:
+    global _CALLS
+    _CALLS = calls
+
+
+def _pool_task(args: tuple[int, int, int, SimConfig]) -> ChunkResult:
+    return simulate_chunk(_CALLS, *args)
+
+
+def _run_local(calls: Sequence[Call], points: Sequence[Point], asm: _Assembler, workers: int,
+               tick: Callable[[int], None]) -> None:
+    tasks = [(p, lo, hi, points[p].cfg) for p, lo, hi in asm.tasks()]
+    if workers <= 1 or len(tasks) <= 1:
+        for p, lo, hi, cfg in tasks:
+            asm.add(simulate_chunk(calls, p, lo, hi, cfg))
+            tick(hi - lo)
+        return
+    # spawn, not fork: polars (and numpy's BLAS) keep thread pools that a fork can leave
+    # locked in the child
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init, initargs=(list(calls),)) as pool:
+        for res in pool.imap_unordered(_pool_task, tasks):
+            asm.add(res)
+            tick(res.hi - res.lo)
+
+
+# ---------------------------------------------------------------- dask
+@contextlib.contextmanager
+def dask_client(spec: ExecutorSpec) -> Iterator[Any]:
+    """Yield a ``distributed.Client``: connected to ``spec.scheduler``, or to a LocalCluster
+    of ``spec.workers`` single-threaded worker processes started here and closed on exit.
+    Raises ConfigError when the scheduler cannot be reached."""
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ConfigError(f"--executor dask needs the 'distributed' package: {exc}") from None
+    if spec.scheduler is not None:
+        try:
+            client = Client(spec.scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler {spec.scheduler}: {exc}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n = spec.workers or os.cpu_count() or 1
+    with local_cluster(n) as cluster, Client(cluster) as client:
+        yield client
+
+
+def local_cluster(n_workers: int) -> Any:
+    """Return a new ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker
+    processes on loopback, without dashboard (its HTTP endpoint on a random loopback port)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                        silence_logs=logging.ERROR)
+
+
+def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: _Assembler,
+              tick: Callable[[int], None]) -> None:
+    from distributed import as_completed
+
+    nthreads = sum(client.nthreads().values()) or 1
+    window = max(8, 4 * nthreads)
+    # one object for all calls, sent to every worker once (hash=False: no token of the data)
+    calls_f = client.scatter([list(calls)], broadcast=True, hash=False)[0]
+    run_id = uuid.uuid4().hex[:12]
+    tasks = asm.tasks()
+    info: dict[str, tuple[int, int, int]] = {}
+
+    def submit() -> Any | None:
+        nxt = next(tasks, None)
+        if nxt is None:
+            return None
+        p, lo, hi = nxt
+        key = f"clutchcall-sim-{run_id}-{p}-{lo}"
+        info[key] = nxt
+        return client.submit(simulate_chunk, calls_f, p, lo, hi, points[p].cfg, key=key,
+                             retries=1, pure=False)
+
+    first = [f for f in (submit() for _ in range(window)) if f is not None]
+    # on this client's loop: as_completed defaults to the process's *default* client, which is
+    # another one when several are open (a notebook's, a test's) -- its futures' events would
+    # then be awaited on two loops
+    ac = as_completed(first, loop=client.loop)
+    for fut in ac:
+        p, lo, hi = info.pop(fut.key)
+        if fut.status == "finished":
+            res = fut.result()
+        else:  # the task itself failed (worker deaths beyond the limit, ...): its calls fail
+            exc = fut.exception() if fut.status == "error" else None
+            err = f"{type(exc).__name__}: {exc}" if exc is not None else f"task {fut.status}"
+            empty = simulate_chunk([], p, 0, 0, points[p].cfg).tables
+            res = ChunkResult(point=p, lo=lo, hi=hi, tables=empty,
+                              failures=tuple((c.name, err) for c in calls[lo:hi]))
+        fut.release()
+        asm.add(res)
+        tick(hi - lo)
+        nf = submit()
+        if nf is not None:
+            ac.add(nf)
+    client.cancel(calls_f)
+
+
+# ---------------------------------------------------------------- entry point
+def run_grid(calls: Sequence[Call], points: Sequence[Point], spec: ExecutorSpec | None = None, *,
+             out_dir: str | None = None, keep_tables: bool = False,
+             progress: Callable[[int], None] | None = None,
+             client: Any = None) -> GridResult:
+    """Run every call under every point on the executor ``spec`` (default: local, serial);
+    return a :class:`GridResult` in point order. With ``out_dir``, each point's tables are
+    written under it (``OUT_DIR/{turns,segments,calls}/K=V/.../part-0.parquet``; an existing
+    tree there is replaced) and its summary is computed from those files. ``progress`` is
+    called with the number of call simulations each finished task did. ``client``: an open
+    ``distributed.Client`` to use instead of one made from ``spec``. Raises ConfigError for a
+    bad spec or an unreachable scheduler; a call that raises is reported in ``failures``."""
+    spec = spec or ExecutorSpec()
+    tick = progress or (lambda _n: None)
+    if out_dir is not None:
+        for name in TABLES:
+            shutil.rmtree(Path(out_dir) / name, ignore_errors=True)
+    if spec.kind == "dask":
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(dask_client(spec))
+            workers = sum(client.nthreads().values()) or 1
+            chunk = chunk_calls(len(calls), len(points), workers, spec.chunk)
+            asm = _Assembler(points, len(calls), chunk, out_dir, keep_tables)
+            _run_dask(client, calls, points, asm, tick)
+    else:
+        workers = spec.workers or os.cpu_count() or 1
+        chunk = chunk_calls(len(calls), len(points), workers, spec.chunk)
+        asm = _Assembler(points, len(calls), chunk, out_dir, keep_tables)
+        _run_local(calls, points, asm, workers, tick)
+    return asm.result()
