@@ -229,6 +229,7 @@ class CallPipeline:
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
         self.agent_frames_sent = 0
+        self._rewound = 0  # agent frames taken back by rewinds (written twice)
 
     @property
     def engine(self) -> TurnEngine:
@@ -375,6 +376,19 @@ class CallPipeline:
         fms = self.frame_ms
         return [tracker.push(frame_level_db(f), sp, fms) for f, sp in frames]
 
+    def agent_played(self, frames_written: int) -> None:
+        """The far end confirmed it has played every agent frame up to the
+        ``frames_written``-th this pipeline wrote (Twilio: the echo of a ``mark`` sent after
+        that frame; echoes of marks sent before a clear must not be passed -- Twilio echoes
+        those at once, unplayed). From the first call on, the core's pause / duck take back
+        what the far end still buffers (a ``clear`` goes out, the frames are written again)
+        and a Cancel truncates at what was heard. Frames written twice (taken back) are
+        counted once. Raises ConfigError for a position beyond what was written."""
+        if self._closed:
+            return
+        self.core.agent_played(self.loop.time(), frames_written - self._rewound)
+        self._drive()
+
     # -- the drive loop ------------------------------------------------------------------
     def _drive(self) -> None:
         """Perform everything the core decided, then re-arm the one timer."""
@@ -415,6 +429,7 @@ class CallPipeline:
             self._send("audio", self.transcoder.encode_agent(ev.payload, ev.gain_start, ev.gain))
         elif isinstance(ev, PlayoutRewound):
             # a pause / duck took back audio the far end had buffered: drop it there
+            self._rewound += ev.frames
             self._send("clear", None)
         elif isinstance(ev, Output):
             self.metrics.observe_output(ev)

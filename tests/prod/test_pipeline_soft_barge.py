@@ -7,6 +7,7 @@ goes quiet, then the rest of the reply follows: nothing lost, no clear, no cance
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 
@@ -100,3 +101,79 @@ def test_duck_lowers_the_frames_sent_and_restores_them() -> None:
     assert not down.clears
     assert metrics.value("clutchcall_agent_yields_total", {"kind": "duck"}) == 1
     assert replay(turn, pipe.inputs or []) == outs
+
+
+class BufferingFarEnd(MemoryDownlink):
+    """A far end that buffers audio and plays it at 1x, like Twilio: every written frame goes
+    to its buffer; a ``mark`` follows every 5th frame (``p<N>``, N = frames written) and is
+    echoed to the pipeline when the player reaches it; ``clear`` drops the buffer (and the
+    marks in it, whose echoes Twilio sends at once and the edge ignores)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pipe: CallPipeline | None = None
+        self.buffer: list[tuple[str, Any]] = []
+        self.written = 0
+        self.played: list[tuple[float, bytes]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def send_agent_audio(self, payload: bytes) -> None:
+        await super().send_agent_audio(payload)
+        self.written += 1
+        self.buffer.append(("audio", payload))
+        if self.written % 5 == 0:
+            self.buffer.append(("mark", self.written))
+        if self.task is None:
+            self.task = asyncio.create_task(self._play())
+
+    async def clear_playout(self) -> None:
+        await super().clear_playout()
+        self.buffer.clear()
+
+    async def _play(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.buffer:
+                await asyncio.sleep(0.005)
+                continue
+            kind, item = self.buffer.pop(0)
+            if kind == "mark":
+                assert self.pipe is not None
+                self.pipe.agent_played(item)
+                continue
+            self.played.append((loop.time(), item))
+            await asyncio.sleep(0.02)
+
+
+def test_pause_takes_back_what_a_buffering_far_end_has_not_played() -> None:
+    # the model streams 1 s ahead, so the far end's buffer fills: a pause must clear it and
+    # send the unplayed frames again after the resume (the played audio has no gap, no repeat)
+    turn = TurnConfig(barge_yield="pause", barge_yield_ms=100, barge_confirm_ms=2000)
+
+    async def main() -> tuple[CallPipeline, BufferingFarEnd, bytes]:
+        async with ReferenceModelServer(model_cfg(replies=(REPLY,), lead_ms=1000)) as srv:
+            far = BufferingFarEnd()
+            pipe = CallPipeline(far, call_id="far", model_url=srv.url, turn_config=turn,
+                                config=PipelineConfig(caller_rate=RATE, drain_timeout_s=6))
+            far.pipe = pipe
+            await pipe.run(play(_caller()))
+            await asyncio.sleep(0.5)
+            if far.task is not None:
+                far.task.cancel()
+            assert pipe.failed is None
+            return pipe, far, await srv.speech.get(REPLY)
+
+    pipe, far, reply = asyncio.run(asyncio.wait_for(main(), 40))
+    outs = pipe.outputs or []
+    assert [type(o) for o in outs if isinstance(o, (Pause, Resume, Cancel))] == [Pause, Resume]
+    assert len(far.clears) == 1  # the rewind's clear
+    tc = Transcoder("pcm16", RATE, 24000, frame_ms=20)
+    ref = tc.downlink(reply) + tc.downlink_flush()
+    # what the caller heard: the whole reply once, in order (frames cleared were sent again)
+    assert [p for _t, p in far.played] == ref
+    assert len(far.frames) > len(ref)  # some frames were written twice
+    # ... with one gap: the pause
+    gaps = np.diff([t for t, _ in far.played])
+    pause = next(o for o in outs if isinstance(o, Pause))
+    resume = next(o for o in outs if isinstance(o, Resume))
+    assert float(gaps.max()) >= 0.5 * (resume.time - pause.time)
