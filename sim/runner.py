@@ -132,6 +132,12 @@ def grid_points(base: SimConfig, grid: dict[str, list[int]]) -> list[Point]:
     return points
 
 
+def point_row(labels: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """Return one sweep-table row: the point's labels, then its summary's flat values (the
+    nested breakdowns ``counts`` / ``by_kind`` stay out of the table)."""
+    return {**labels, **{k: v for k, v in summary.items() if not isinstance(v, dict)}}
+
+
 def sweep_grid(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
                executor: ExecutorSpec | None = None, out_dir: str | None = None,
                progress: bool = True, client: Any = None,
@@ -147,9 +153,7 @@ def sweep_grid(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *
     n = len(points) * len(calls)
     with bar(n, "sim sweep", enabled=progress and wanted(), unit="call") as b:
         res = run_grid(calls, points, spec, out_dir=out_dir, progress=b.update, client=client)
-    # one flat row per grid point: the nested breakdowns (counts, by_kind) stay out
-    rows = [{**pt.labels, **{k: v for k, v in s.items() if not isinstance(v, dict)}}
-            for pt, s in zip(points, res.summaries, strict=True)]
+    rows = [point_row(pt.labels, s) for pt, s in zip(points, res.summaries, strict=True)]
     return pl.DataFrame(rows, infer_schema_length=None), res.failures
 
 
