@@ -228,6 +228,9 @@ class Playout(Generic[D]):
             raise ConfigError(f"Playout: gain must be in 0..1, got {gain!r}")
         frames = max(1, -(-max(0, ramp_ms) // self.config.frame_ms))
         self._gain_target = gain
+        if not self.playing and not self._queue:
+            self.gain = gain  # nothing is playing: no ramp to hear
+            return
         self._gain_step = (gain - self.gain) / frames
 
     def _next_gain(self) -> tuple[float, float]:
@@ -368,6 +371,9 @@ class Playout(Generic[D]):
                 if (done and now >= play_end - _EPS) or now >= play_end + self._grace - _EPS:
                     rid, item = self.playing_response or "", self.playing_item or ""
                     self._stop()
+                    # a ramp with no frame left to ride on lands now: the next run starts at
+                    # the target level (a restore after the run's last frame is not lost)
+                    self.gain = self._gain_target
                     out.append(PlayoutSignal("finished", rid, item))
                     continue
             elif not q:
