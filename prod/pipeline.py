@@ -24,7 +24,9 @@ then :meth:`CallPipeline._drive` performs everything :meth:`CallCore.transmit` r
 leg cancels and truncates the playing item at the audio actually sent, the caller's playout is
 cleared; ``AgentFrame`` -> the sender; every engine output -> metrics) and re-arms the single
 ``loop.call_at`` timer at :meth:`CallCore.get_timer`, whose callback runs
-``handle_timer(max(deadline, loop.time()))``. Engine inputs are recorded by the recorder
+``handle_timer(max(deadline, loop.time()))`` (or, given a shard's
+:class:`~clutchcall.prod.call_scheduler.CallScheduler`, arms that one scheduler instead, which
+calls :meth:`CallPipeline.on_deadline` in one pass with every other due call). Engine inputs are recorded by the recorder
 passed in (``recorder=``, e.g. a trace recorder) and, with ``record_outputs``, in memory
 (:attr:`CallPipeline.inputs` / :attr:`CallPipeline.outputs`).
 
@@ -88,6 +90,7 @@ from clutchcall.engine.call import (
     UplinkAudio,
 )
 from clutchcall.engine.call.core import Event
+from clutchcall.prod.call_scheduler import CallScheduler
 from clutchcall.prod.metrics import EdgeMetrics, call_logger, current_call_id
 from clutchcall.prod.model.client import AudioChunk, ModelLeg, ModelLegConfig
 from clutchcall.prod.model.protocol import SAMPLE_RATE as MODEL_RATE
@@ -188,8 +191,12 @@ class CallPipeline:
         metrics: EdgeMetrics | None = None,
         record_outputs: bool = True,
         recorder: Recorder | None = None,
+        scheduler: CallScheduler | None = None,
     ) -> None:
         self.call_id = call_id
+        self.scheduler = scheduler
+        """The shard's one scheduler for the core deadlines of all its calls (the batched call
+        loop, :mod:`clutchcall.prod.call_scheduler`); None: this call's own loop timer."""
         self.downlink = downlink
         self.turn_config = turn_config or TurnConfig()
         self.config = cfg = config or PipelineConfig()
@@ -310,6 +317,8 @@ class CallPipeline:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.scheduler is not None:
+            self.scheduler.cancel(self)
         if not self.failed:
             self._flush_uplink()
         await self.model.close()
@@ -406,6 +415,9 @@ class CallPipeline:
         for ev in self.core.transmit():
             self._perform(ev)
         deadline = self.core.get_timer()
+        if self.scheduler is not None:
+            self.scheduler.arm(self, None if self._closed else deadline)
+            return
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -420,6 +432,14 @@ class CallPipeline:
         self._timer = None
         self._timer_at = None
         if deadline is None or self._closed:
+            return
+        self.core.handle_timer(max(deadline, self.loop.time()))
+        self._drive()
+
+    def on_deadline(self, deadline: float) -> None:
+        """The shard scheduler's callback (batched call loop): the core deadline
+        ``deadline`` is due; the same as this call's own timer firing."""
+        if self._closed:
             return
         self.core.handle_timer(max(deadline, self.loop.time()))
         self._drive()

@@ -44,6 +44,8 @@ def add_net(parser: argparse.ArgumentParser) -> None:
                    help="fast QUIC model: ACK every N packets (RFC 9000: 2)")
     g.add_argument("--quic-ack-delay-ms", type=float, default=25.0,
                    help="fast QUIC model: delayed-ACK timer (RFC 9000: 25 ms; aioquic: 1)")
+    g.add_argument("--quic-datagrams", action="store_true",
+                   help="QUIC: audio frames in DATAGRAMs (lost ones are concealed, not retransmitted)")
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
@@ -172,7 +174,8 @@ def net_config(a: argparse.Namespace) -> NetConfig:
     lc = LinkConfig(**link)
     return NetConfig(transport=a.transport, uplink=lc, downlink=lc,
                      late_frame_ms=a.late_frame_ms, zero_rtt=a.zero_rtt,
-                     quic_ack_every=a.quic_ack_every, quic_ack_delay_ms=a.quic_ack_delay_ms)
+                     quic_ack_every=a.quic_ack_every, quic_ack_delay_ms=a.quic_ack_delay_ms,
+                     quic_datagrams=getattr(a, "quic_datagrams", False))
 
 
 def model_config(a: argparse.Namespace) -> ModelConfig:

@@ -39,6 +39,13 @@ QUIC (RFC 9000, RFC 9002; one MoQT object per QUIC stream as the production edge
       resumption; a lost handshake flight waits for the initial PTO (kInitialRtt = 333 ms).
     * Per-packet overhead 74 bytes: IPv4+UDP 28, short header with 8-byte connection id and
       2-byte packet number 11, AEAD tag 16, STREAM frame header 11, MoQT object header 8.
+    * Datagram mode (``datagrams=True``, the production edge's audio in MoQT OBJECT_DATAGRAMs
+      when both ends negotiate QUIC DATAGRAM frames, RFC 9221): every message that is not on
+      the control stream rides one DATAGRAM frame. It is ack-eliciting and counts for loss
+      detection and RTT like any packet, but a lost one is never retransmitted: it is never
+      delivered (``math.inf``; the receiver's jitter buffer conceals it). A PTO with only
+      datagrams outstanding sends a PING. Control messages stay reliable and ordered.
+      Overhead 64 bytes: 28 + 11 + 16, DATAGRAM frame header 3, OBJECT_DATAGRAM header 6.
 
 TCP + TLS 1.3 (the WebSocket path; Linux defaults)
     * One ordered byte stream carries every track: a message is delivered only when it and
@@ -157,17 +164,21 @@ class QuicModel(TransportModel):
 
     name = "quic"
     overhead_bytes = 74
+    datagram_overhead_bytes = 64
     ack_bytes = 50
 
     def __init__(self, fwd: Link, rev: Link, *, max_ack_delay_ms: float = 25.0,
                  zero_rtt: bool = False, ack_every: int = 2,
-                 ack_delay_ms: float | None = None) -> None:
+                 ack_delay_ms: float | None = None, datagrams: bool = False) -> None:
         """``max_ack_delay_ms`` is the advertised bound (used in the PTO); the receiver ACKs
         every ``ack_every``-th ack-eliciting packet or ``ack_delay_ms`` (default: the bound)
         after the first unacknowledged one. RFC 9000's default is 2 / 25 ms; the ACK
         frequency extension (draft-ietf-quic-ack-frequency) changes them; aioquic ACKs every
-        packet after 1 ms (``ack_every`` large, ``ack_delay_ms=1``)."""
+        packet after 1 ms (``ack_every`` large, ``ack_delay_ms=1``). ``datagrams``: messages
+        off the control stream go in DATAGRAM frames, never retransmitted (module docstring)."""
         super().__init__(fwd, rev, max_ack_delay_ms=max_ack_delay_ms)
+        self.datagrams = datagrams
+        self.datagrams_lost = 0
         self.zero_rtt = zero_rtt
         self.ack_every = max(1, int(ack_every))
         self.ack_delay = (max_ack_delay_ms if ack_delay_ms is None else ack_delay_ms) / 1000.0
@@ -195,7 +206,10 @@ class QuicModel(TransportModel):
         if n == 0:
             return []
         fwd, rev = self.fwd, self.rev
-        ovh = self.overhead_bytes
+        stream_of = list(streams) if streams is not None else [i + 1 for i in range(n)]
+        # datagram mode: audio (off the control stream) is unreliable, with its own overhead
+        reliable = [True] * n if not self.datagrams else [st == CONTROL for st in stream_of]
+        ovh_of = [self.overhead_bytes if r else self.datagram_overhead_bytes for r in reliable]
         mad = self.max_ack_delay
         ack_every, ack_delay = self.ack_every, self.ack_delay
         arrival = [_INF] * n
@@ -226,7 +240,7 @@ class QuicModel(TransportModel):
             self._pn += 1
             sent[pn] = (now, item)
             last_ae = now
-            arr = fwd.transmit(now, (sizes[item] if item >= 0 else 1) + ovh)
+            arr = fwd.transmit(now, sizes[item] + ovh_of[item] if item >= 0 else 1 + self.overhead_bytes)
             if arr is not None:
                 ctr += 1
                 push(heap, (arr, ctr, _ARRIVE, pn, float(item)))
@@ -260,6 +274,10 @@ class QuicModel(TransportModel):
             for pn in lost:
                 _st, item = sent.pop(pn)
                 if item >= 0 and not acked[item]:
+                    if not reliable[item]:  # a lost DATAGRAM is gone (never retransmitted)
+                        if arrival[item] == _INF:
+                            self.datagrams_lost += 1
+                        continue
                     self.retransmissions += 1
                     send_packet(item, now)
 
@@ -344,13 +362,12 @@ class QuicModel(TransportModel):
                     timer_at = _INF
                     continue
                 oldest = next((it for _pn, (_st, it) in sent.items()
-                               if it >= 0 and not acked[it]), -1)
+                               if it >= 0 and not acked[it] and reliable[it]), -1)
                 if oldest >= 0:
                     self.retransmissions += 1
                 send_packet(oldest, now)
             arm()
 
-        stream_of = list(streams) if streams is not None else [i + 1 for i in range(n)]
         return self._order(times, arrival, stream_of, {CONTROL})
 
 

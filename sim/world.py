@@ -157,6 +157,10 @@ class NetConfig:
     quic_ack_delay_ms: float = 25.0
     """Fast QUIC model: ...or this long after the first unacknowledged one (RFC 9000: 25 ms;
     aioquic uses 1 ms with every packet)."""
+    quic_datagrams: bool = False
+    """Fast QUIC model: audio frames in QUIC DATAGRAMs (MoQT OBJECT_DATAGRAM, as the edge sends
+    them when both ends negotiate DATAGRAM frames): a lost frame is never retransmitted (the
+    jitter buffer conceals it); False = one reliable stream per frame."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -176,7 +180,7 @@ class NetConfig:
                   jitter_ms: float = 0.0, **link: Any) -> NetConfig:
         """Return a config with the same link parameters both ways."""
         extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt",
-                                          "quic_ack_every", "quic_ack_delay_ms",
+                                          "quic_ack_every", "quic_ack_delay_ms", "quic_datagrams",
                                           "playout_delay_ms", "media_clock", "jitter_buffer")
                  if k in link}
         lc = LinkConfig(rtt_ms=rtt_ms, loss=loss, jitter_ms=jitter_ms, **link)
@@ -283,7 +287,8 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
         return TcpTlsModel(up, up_ack), TcpTlsModel(down, down_ack)
     if net.transport == "quic":
         kw: dict[str, Any] = {"zero_rtt": net.zero_rtt, "ack_every": net.quic_ack_every,
-              "ack_delay_ms": net.quic_ack_delay_ms}
+                              "ack_delay_ms": net.quic_ack_delay_ms,
+                              "datagrams": net.quic_datagrams}
         return QuicModel(up, up_ack, **kw), QuicModel(down, down_ack, **kw)
     from clutchcall.sim.quic_exact import ExactQuicTransport
 

@@ -35,6 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--echo", choices=("turns", "frames"), default="turns",
                         help="local edge's echo handler: replay each turn, or echo every frame")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds to keep listening after the file")
+    parser.add_argument("--quic-core", choices=("aioquic", "qh3"), default=None,
+                        help="QUIC implementation (default: $CLUTCHCALL_QUIC_CORE, else the benchmark's choice)")
+    parser.add_argument("--audio-transport", choices=("auto", "stream"), default="auto",
+                        help="auto: audio in QUIC DATAGRAMs where the edge negotiated them; stream: streams")
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,7 +61,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         from clutchcall.prod.ingress.quic import QuicIngress
         from clutchcall.prod.ingress.ws import WsIngress
 
-        cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-tls-"))
+        cfg = IngressConfig(cert_dir=tempfile.mkdtemp(prefix="clutchcall-tls-"),
+                            **({"quic_core": args.quic_core} if args.quic_core else {}))
         handler = EchoHandler(turn_silence_ms=None if args.echo == "frames" else 400)
         if args.transport in ("webtransport", "browser"):
             from clutchcall.prod.caller.browser import echo_web_edge
@@ -82,7 +87,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             for e in edge_objs:
                 await e.stop()
     if args.transport == "quic":
-        tr: Any = QuicCallerTransport(host, port, token=token, call_id=call_id, codec=codec, rate=want, cafile=cafile)
+        tr: Any = QuicCallerTransport(host, port, token=token, call_id=call_id, codec=codec, rate=want, cafile=cafile,
+                                      quic_core=args.quic_core, audio_transport=args.audio_transport)
     elif args.transport == "webtransport":
         from clutchcall.prod.caller.webtransport_client import WebTransportCallerTransport
 

@@ -38,6 +38,7 @@ import numpy as np
 from clutchcall.engine.audio import Codec, OpusDecoder, OpusEncoder, alaw_decode, alaw_encode
 from clutchcall.engine.audio import ulaw_decode as _ulaw_decode
 from clutchcall.engine.audio import ulaw_encode as _ulaw_encode
+from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay
 
 
@@ -291,7 +292,9 @@ class Caller:
 
 
 class QuicCallerTransport(CallerTransport):
-    """MoQT draft-14 over raw QUIC with aioquic: publishes caller-audio, subscribes agent-audio + control."""
+    """MoQT draft-14 over raw QUIC (aioquic or qh3 2.x, ``quic_core``): publishes caller-audio,
+    subscribes agent-audio + control; audio in DATAGRAMs where negotiated (``audio_transport``
+    "auto") or on streams ("stream")."""
 
     name = "quic"
 
@@ -299,8 +302,18 @@ class QuicCallerTransport(CallerTransport):
         self, host: str, port: int, *, token: str, call_id: str, codec: str, rate: int, frame_ms: int = 20,
         cafile: str | None = None, session_ticket: Any = None, ticket_sink: Callable[[Any], None] | None = None,
         server_name: str = "localhost", timeout_s: float = 5.0, ack_delay_ms: float = ACK_DELAY_MS,
-        close_timeout_s: float = 1.0,
+        close_timeout_s: float = 1.0, quic_core: str | None = None, audio_transport: str = "auto",
+        offer_datagrams: bool = True,
     ) -> None:
+        from clutchcall.prod.quic.core import get_core
+
+        self.core = get_core(quic_core)  # None: the default; ConfigError if unknown / not installed
+        if audio_transport not in ("auto", "stream"):
+            raise ConfigError(f"audio_transport must be auto or stream, got {audio_transport!r}")
+        self.audio_transport = audio_transport
+        # False: do not advertise max_datagram_frame_size (a peer without DATAGRAM support;
+        # honoured by aioquic; qh3 2.x clients always advertise it)
+        self.offer_datagrams = offer_datagrams
         self.host, self.port = host, port
         self.token, self.call_id = token, call_id
         self.ack_delay_ms = check_ack_delay(ack_delay_ms)
@@ -314,23 +327,16 @@ class QuicCallerTransport(CallerTransport):
         self.proto: Any = None
 
     async def connect(self) -> None:
-        from aioquic.asyncio import connect
-        from aioquic.quic.configuration import QuicConfiguration
-
-        from clutchcall.prod.caller.moqt_client import CallerProtocol
+        from clutchcall.prod.caller.moqt_client import caller_protocol_class
         from clutchcall.prod.moqt.wire import MOQT_ALPN
 
-        qc = QuicConfiguration(is_client=True, alpn_protocols=[MOQT_ALPN], server_name=self.server_name,
-                               max_datagram_frame_size=65536)
-        if self.cafile:
-            qc.load_verify_locations(self.cafile)
-        else:
-            qc.verify_mode = ssl.CERT_NONE
-        if self.session_ticket is not None:
-            qc.session_ticket = self.session_ticket
-        self._cm = connect(
+        qc = self.core.client_configuration(alpn=[MOQT_ALPN], server_name=self.server_name,
+                                            cafile=self.cafile, session_ticket=self.session_ticket,
+                                            **({} if self.offer_datagrams else {"max_datagram_frame_size": None}))
+        proto_cls = caller_protocol_class(self.core)
+        self._cm = self.core.connect(
             self.host, self.port, configuration=qc, wait_connected=False,
-            create_protocol=lambda *a, **k: CallerProtocol(*a, transport=self, **k),
+            create_protocol=lambda *a, **k: proto_cls(*a, transport=self, **k),
             session_ticket_handler=self.ticket_sink,
         )
         self.proto = await self._cm.__aenter__()

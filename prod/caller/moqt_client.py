@@ -7,9 +7,14 @@ codec), PUBLISH_NAMESPACE ``("clutchcall", CALL_ID)`` and SUBSCRIBEs to ``agent-
 ``control``. With a session ticket this whole flight leaves as 0-RTT data (the edge holds it
 until the handshake completes). The session is *ready* once the edge's SUBSCRIBE to
 ``caller-audio`` has been accepted and both of our subscriptions are accepted. Each caller
-frame then goes out as one object on a new unidirectional stream (group = frame sequence).
-Agent-audio objects and control objects (JSON) are handed to the transport's callbacks.
+frame then goes out as one object (group = frame sequence): in one QUIC DATAGRAM
+(OBJECT_DATAGRAM) when the edge advertised ``max_datagram_frame_size`` and the transport's
+``audio_transport`` is ``"auto"``, else on a new unidirectional stream. Agent-audio objects
+(from streams or datagrams) and control objects (JSON) are handed to the transport's callbacks.
 Hanging up sends PUBLISH_DONE for caller-audio and closes the connection.
+
+The QUIC core (aioquic or qh3 2.x) comes from :mod:`clutchcall.prod.quic`:
+:func:`caller_protocol_class` puts :class:`CallerSession` on top of its protocol class.
 """
 
 from __future__ import annotations
@@ -18,15 +23,6 @@ import asyncio
 import json
 from typing import Any
 
-from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-)
-
-from clutchcall.prod.ingress.ackdelay import set_ack_delay
 from clutchcall.prod.ingress.config import (
     NAMESPACE_ROOT,
     PARAM_CODEC,
@@ -53,13 +49,26 @@ from clutchcall.prod.moqt.wire import (
     TerminationCode,
     params_from,
 )
+from clutchcall.prod.quic.core import QuicCore
+
+QuicEvent = Any
+DATAGRAM_MIN_FRAME_SIZE = 1200  # as the edge's: a peer accepting 1200-byte DATAGRAMs takes audio
 
 
-class CallerProtocol(QuicConnectionProtocol):
+class CallerSession:
+    """The caller's MoQT session on one QUIC connection (see module docstring)."""
+
+    core: QuicCore  # set by caller_protocol_class
+    _quic: Any
+    _transport: Any
+    transmit: Any
+
     def __init__(self, *args: Any, transport: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.t = transport
-        set_ack_delay(self._quic, transport.ack_delay_ms)
+        self.core.set_ack_delay(self._quic, transport.ack_delay_ms)
+        self._audio_mode: str | None = None  # "datagram" / "stream" once decided
+        self.datagram_frames_sent = 0
         self.moqt = MoqtSession("client")
         self.ready = asyncio.Event()
         self.error: Exception | None = None
@@ -113,17 +122,21 @@ class CallerProtocol(QuicConnectionProtocol):
             self.transmit()
 
     def _on_event(self, event: QuicEvent) -> None:
-        if isinstance(event, HandshakeCompleted):
+        core = self.core
+        if isinstance(event, core.HandshakeCompleted):
             self.session_resumed = event.session_resumed
             self.early_data_accepted = event.early_data_accepted
-        elif isinstance(event, ConnectionTerminated):
+        elif isinstance(event, core.ConnectionTerminated):
             self.close_code = event.error_code
             self.close_reason = event.reason_phrase
             self._fail(ConnectionError(f"edge closed the session: code {event.error_code:#x} {event.reason_phrase}"))
             cb = getattr(self.t, "on_closed", None)
             if cb is not None:
                 cb(event.reason_phrase)
-        elif isinstance(event, StreamDataReceived):
+        elif isinstance(event, core.DatagramFrameReceived):
+            for ev in self.moqt.receive_datagram(event.data):
+                self._on_moqt(ev)
+        elif isinstance(event, core.StreamDataReceived):
             if event.stream_id == self._control_sid:
                 events = self.moqt.receive_control(event.data, event.end_stream)
             elif event.stream_id % 4 == 3:  # server-initiated unidirectional
@@ -169,8 +182,30 @@ class CallerProtocol(QuicConnectionProtocol):
         ):
             self.ready.set()
 
+    def audio_transport(self) -> str:
+        """Return how caller audio goes: "datagram" if both ends negotiated DATAGRAM frames (we
+        offered them, the edge advertised a ``max_datagram_frame_size`` large enough for a frame)
+        and the transport's ``audio_transport`` allows it, else "stream" (decided once)."""
+        if self._audio_mode is None:
+            mode = "stream"
+            if getattr(self.t, "audio_transport", "auto") != "stream" and getattr(self.t, "offer_datagrams", True):
+                peer = self.core.peer_max_datagram_frame_size(self._quic)
+                if peer is not None and peer >= DATAGRAM_MIN_FRAME_SIZE:
+                    mode = "datagram"
+            self._audio_mode = mode
+        return self._audio_mode
+
     def send_frame(self, seq: int, payload: bytes) -> None:
+        try:
+            self._send_frame(seq, payload)
+        except self.core.QuicConnectionError:  # qh3: the edge closed meanwhile (we hear of it next)
+            pass
+
+    def _send_frame(self, seq: int, payload: bytes) -> None:
         if self._caller_audio_alias is None or self.close_code is not None:
+            return
+        if self.audio_transport() == "datagram":
+            self.send_datagram_frame(seq, payload)
             return
         sid = self._new_stream(True)
         self._quic.send_stream_data(
@@ -182,14 +217,36 @@ class CallerProtocol(QuicConnectionProtocol):
         """Send one caller frame as an OBJECT_DATAGRAM instead of a stream (unreliable)."""
         if self._caller_audio_alias is None or self.close_code is not None:
             return
-        dg = ObjectDatagram(track_alias=self._caller_audio_alias, group_id=seq, payload=payload)
+        dg = ObjectDatagram(track_alias=self._caller_audio_alias, group_id=seq, payload=payload,
+                            publisher_priority=0, end_of_group=True)
         self._quic.send_datagram_frame(dg.encode())
+        self.datagram_frames_sent += 1
         self.transmit()
 
     def hangup(self) -> None:
         if self.close_code is not None or self._control_sid is None:
             return
-        if self._caller_audio_rid is not None:
-            self._quic.send_stream_data(self._control_sid, self.moqt.publish_done(self._caller_audio_rid, 0x2, "hangup"))
-        self._quic.close(error_code=0, reason_phrase="caller hung up")
-        self.transmit()
+        try:
+            if self._caller_audio_rid is not None:
+                self._quic.send_stream_data(self._control_sid, self.moqt.publish_done(self._caller_audio_rid, 0x2, "hangup"))
+            self._quic.close(error_code=0, reason_phrase="caller hung up")
+            self.transmit()
+        except self.core.QuicConnectionError:  # qh3: the edge closed meanwhile
+            pass
+
+
+_PROTOCOL_CLASSES: dict[str, type] = {}
+
+
+def caller_protocol_class(core: QuicCore) -> type:
+    """Return the caller's protocol class for ``core``: :class:`CallerSession` on top of the
+    core's ``QuicConnectionProtocol`` (made once per core)."""
+    cls = _PROTOCOL_CLASSES.get(core.name)
+    if cls is None:
+        cls = type(f"CallerProtocol_{core.name}", (CallerSession, core.QuicConnectionProtocol),
+                   {"core": core})
+        _PROTOCOL_CLASSES[core.name] = cls
+    return cls
+
+
+CallerProtocol = CallerSession  # the per-core classes derive from it

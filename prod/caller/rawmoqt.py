@@ -11,15 +11,10 @@ flood from another process (KIND: ``bad_token`` | ``no_token`` | ``garbage``).
 from __future__ import annotations
 
 import asyncio
-import ssl
 import sys
 import time
 from collections import Counter
 from typing import Any
-
-from aioquic.asyncio import QuicConnectionProtocol, connect
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent
 
 from clutchcall.prod.moqt.wire import (
     MOQT_ALPN,
@@ -29,29 +24,55 @@ from clutchcall.prod.moqt.wire import (
     SetupParam,
     params_from,
 )
+from clutchcall.prod.quic.core import QuicCore, get_core
 
 
-class _Probe(QuicConnectionProtocol):
+class _ProbeSession:
+    """Records how the edge closed the connection (on the chosen QUIC core's protocol)."""
+
+    core: QuicCore
+
     def __init__(self, *a: Any, **k: Any) -> None:
         super().__init__(*a, **k)
         self.closed = asyncio.Event()
         self.code: int | None = None
         self.reason = ""
 
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, ConnectionTerminated):
+    def quic_event_received(self, event: Any) -> None:
+        if isinstance(event, self.core.ConnectionTerminated):
             self.code, self.reason = event.error_code, event.reason_phrase
             self.closed.set()
+
+
+_PROBES: dict[str, type] = {}
+
+
+def _probe_class(core: QuicCore) -> type:
+    cls = _PROBES.get(core.name)
+    if cls is None:
+        cls = _PROBES[core.name] = type(f"_Probe_{core.name}", (_ProbeSession, core.QuicConnectionProtocol),
+                                        {"core": core})
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    """``_Probe``: the probe protocol class on aioquic (what callers of this module used before
+    the QUIC-core adapter; new code calls ``_probe_class(core)``)."""
+    if name == "_Probe":
+        return _probe_class(get_core("aioquic"))
+    raise AttributeError(name)
 
 
 async def probe(
     host: str, port: int, control: bytes, data_stream: bytes | None = None, timeout_s: float = 5.0
 ) -> tuple[int | None, str]:
-    """Send ``control`` (and ``data_stream``) and return the edge's (close code, reason)."""
-    qc = QuicConfiguration(is_client=True, alpn_protocols=[MOQT_ALPN], server_name="localhost")
-    qc.verify_mode = ssl.CERT_NONE
-    async with connect(host, port, configuration=qc, create_protocol=_Probe) as p:
-        assert isinstance(p, _Probe)
+    """Send ``control`` (and ``data_stream``) and return the edge's (close code, reason), over
+    the default QUIC core (``$CLUTCHCALL_QUIC_CORE``)."""
+    core = get_core()
+    qc = core.client_configuration(alpn=[MOQT_ALPN], server_name="localhost", cafile=None)
+    async with core.connect(host, port, configuration=qc, create_protocol=_probe_class(core)) as conn:
+        assert isinstance(conn, _ProbeSession)
+        p: Any = conn  # also the core's QuicConnectionProtocol (_quic, transmit)
         sid = p._quic.get_next_available_stream_id()
         p._quic.send_stream_data(sid, control)
         if data_stream is not None:
@@ -103,7 +124,8 @@ async def flood(host: str, port: int, n: int, kind: str, concurrency: int = 16, 
                 else:
                     code, _ = await probe(host, port, setup_with_token(b"v1.Zm9v.9999999999.AAAA"), timeout_s=3)
                 out[str(code)] += 1
-            except (ConnectionError, OSError, TimeoutError) as exc:  # a failed handshake is an outcome
+            except (ConnectionError, OSError, TimeoutError, get_core().QuicConnectionError) as exc:
+                # a failed handshake is an outcome
                 out[type(exc).__name__] += 1
 
     await asyncio.gather(*(one(i) for i in range(n)))

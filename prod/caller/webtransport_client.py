@@ -20,6 +20,7 @@ import asyncio
 import ssl
 from typing import Any
 
+from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.buffer import Buffer, BufferReadError
 from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived, WebTransportStreamDataReceived
@@ -33,10 +34,18 @@ from aioquic.quic.events import (
 from clutchcall.prod.caller.client import QuicCallerTransport
 from clutchcall.prod.caller.moqt_client import CallerProtocol
 from clutchcall.prod.ingress.webtransport import CLOSE_WEBTRANSPORT_SESSION, WT_PATH
+from clutchcall.prod.quic.core import get_core
 
 
-class WebTransportCallerProtocol(CallerProtocol):
+class WebTransportCallerProtocol(CallerProtocol, QuicConnectionProtocol):
     """The MoQT caller inside one WebTransport session (see module docstring)."""
+
+    core = get_core("aioquic")  # HTTP/3 and WebTransport are aioquic's h3 layer
+
+    def audio_transport(self) -> str:
+        """Caller audio stays on WebTransport streams (a raw QUIC DATAGRAM is not an HTTP/3
+        datagram of this session)."""
+        return "stream"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

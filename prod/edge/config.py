@@ -38,6 +38,7 @@ from clutchcall.engine import TurnConfig
 from clutchcall.engine.config import PRODUCT_TURN
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.config import check_xdp_settings
+from clutchcall.prod.quic.core import check_quic_core, default_quic_core
 
 PIPELINE_KEYS = ("resample_quality", "late_after_ms", "underrun_finish_ms", "max_bad_frames",
                  "drain_timeout_s")
@@ -124,6 +125,15 @@ class EdgeConfig:
     asyncio."""
     xdp_iface: str | None = None
     """Network interface of ``io = "xdp"`` (required with it; one edge process only)."""
+    quic_core: str = field(default_factory=default_quic_core)
+    """QUIC implementation of the QUIC ingress: ``aioquic`` or ``qh3`` (2.x); default
+    ``$CLUTCHCALL_QUIC_CORE``, else the core ``bench edge`` chose (prod/edge/README.md)."""
+    audio_transport: str = "auto"
+    """``auto``: audio in MoQT OBJECT_DATAGRAMs where the caller negotiated QUIC DATAGRAMs,
+    subgroup streams otherwise; ``stream``: always subgroup streams."""
+    call_loop: str = "batched"
+    """``batched`` (default): one scheduler per edge process runs every call's core deadlines
+    (:mod:`clutchcall.prod.call_scheduler`); ``per-call``: a loop timer per call."""
     json_logs: bool = True
     """Log one JSON object per line (with the call id) to stderr."""
     log_level: str = "info"
@@ -155,6 +165,14 @@ class EdgeConfig:
                 raise ConfigError(f"EdgeConfig: {exc}") from None
         if self.max_calls < 1:
             raise ConfigError("EdgeConfig.max_calls: must be >= 1")
+        try:
+            check_quic_core(self.quic_core)
+        except ConfigError as exc:
+            raise ConfigError(f"EdgeConfig: {exc}") from None
+        if self.audio_transport not in ("auto", "stream"):
+            raise ConfigError(f"EdgeConfig.audio_transport: auto or stream, got {self.audio_transport!r}")
+        if self.call_loop not in ("batched", "per-call"):
+            raise ConfigError(f"EdgeConfig.call_loop: batched or per-call, got {self.call_loop!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"EdgeConfig.log_level: debug/info/warning/error, got {self.log_level!r}")
         if self.model_url is not None and not self.model_url.startswith(("ws://", "wss://")):

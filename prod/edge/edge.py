@@ -115,13 +115,16 @@ class Edge:
         self.handler = EdgeHandler(model_url=self.model_url, model_config=model_cfg,
                                    turn_config=cfg.turn, metrics=self.metrics,
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
-                                   idle_timeout_s=cfg.caller_idle_timeout_s)
+                                   idle_timeout_s=cfg.caller_idle_timeout_s,
+                                   call_loop=cfg.call_loop)
+        self.handler.call_scheduler()  # before any call: the ingress's calls find it too
         kw: dict[str, Any] = {"auth_key": resolve_auth_key(cfg.host, cfg.auth_key)}
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,
                              key=cfg.key, cert_dir=cfg.cert_dir, frame_ms=cfg.turn.frame_ms,
                              jitter_depth_ms=cfg.jitter_depth_ms, max_calls=cfg.max_calls,
                              idle_timeout_s=cfg.quic_idle_timeout_s, io=cfg.io,
-                             xdp_iface=cfg.xdp_iface, **kw)
+                             xdp_iface=cfg.xdp_iface, quic_core=cfg.quic_core,
+                             audio_transport=cfg.audio_transport, **kw)
         # The QUIC ingress runs on clutchcall.native's datagram I/O of kind cfg.io (io_uring,
         # or asyncio with one log line where io_uring cannot work), on the shard's socket if any.
         self.quic = QuicIngress(icfg, self.handler, sock=self._quic_sock)
@@ -249,15 +252,20 @@ class Edge:
                                 if self.metrics_server else None),
                 "cert": self.cert_path, "model_url": self.model_url, "web_port": self.web_port,
                 "embedded_model": self.model_server is not None, "trace_dir": self.config.trace_dir,
-                "io": self.io_kind}
+                "io": self.io_kind, "quic_core": self.config.quic_core,
+                "audio_transport": self.config.audio_transport}
 
     def stats(self) -> dict[str, Any]:
         """Return the ingresses' counters, the QUIC datagram I/O's own counters (``quic_io``)
         and the number of calls in progress."""
         return {"quic": dict(self.quic.stats) if self.quic else {},
                 "quic_io": self.quic.io_stats() if self.quic else {},
+                "quic_packets": self.quic.packet_stats() if self.quic else {},
                 "ws": dict(self.ws.stats) if self.ws else {},
                 "webtransport": ({**self.webtransport.stats, **self.web.stats}
                                  if self.web is not None and self.webtransport is not None else {}),
-                "calls_active": len(self.handler.pipelines) if self.handler else 0}
+                "calls_active": len(self.handler.pipelines) if self.handler else 0,
+                # the batched call loop's scheduler: timer passes, calls run, most in one pass
+                "call_loop": (dict(self.handler.scheduler.stats)
+                              if self.handler is not None and self.handler.scheduler is not None else {})}
 

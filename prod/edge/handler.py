@@ -16,6 +16,11 @@ one file per call instance, never overwritten) off the event loop (a thread; wit
 recorded), and a :class:`CallSummary` is
 kept. A fault in one call never raises into the ingress or another call.
 
+The batched call loop (``call_loop = "batched"``, the default): the handler's calls share one
+:class:`~clutchcall.prod.call_scheduler.CallScheduler` (one per edge shard process), which runs
+every call's core deadlines from one loop timer, all due calls in one pass; ``"per-call"``
+gives each pipeline its own loop timer (the A/B of ``bench edge --call-loop``).
+
 A caller that keeps breaking the call core's uplink bounds (frames far ahead of real time,
 concealment beyond its caps) is ended by the edge: before each caller frame a
 :class:`~clutchcall.prod.edge.guard.ViolationGuard` is asked, and once it says so the caller gets
@@ -39,6 +44,7 @@ from typing import Any
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.call import TurnRecord
 from clutchcall.engine.errors import ConfigError
+from clutchcall.prod.call_scheduler import CallScheduler
 from clutchcall.prod.edge.guard import GuardConfig, ViolationGuard
 from clutchcall.prod.metrics import EdgeMetrics, call_logger
 from clutchcall.prod.model.client import ModelLegConfig
@@ -51,6 +57,9 @@ from clutchcall.prod.pipeline import (
 from clutchcall.traces.recorded import TraceRecorder
 
 log = logging.getLogger("clutchcall.edge")
+
+CALL_LOOPS = ("batched", "per-call")
+"""How the calls' core deadlines run: one scheduler per shard, or a loop timer per call."""
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -115,8 +124,14 @@ class EdgeHandler:
                  turn_config: TurnConfig | None = None, metrics: EdgeMetrics | None = None,
                  pipeline_options: dict[str, Any] | None = None, trace_dir: str | Path | None = None,
                  idle_timeout_s: float = 10.0, keep_calls: int = 1000,
-                 guard_config: GuardConfig | None = None) -> None:
+                 call_loop: str = "batched", guard_config: GuardConfig | None = None) -> None:
         self.model_url = model_url
+        if call_loop not in CALL_LOOPS:
+            raise ConfigError(f"call_loop must be one of {', '.join(CALL_LOOPS)}, got {call_loop!r}")
+        self.call_loop = call_loop
+        self.scheduler: CallScheduler | None = None
+        """``call_loop = "batched"``: the one scheduler of this handler's event loop (created
+        with the first call) that runs every call's core deadlines."""
         self.model_config = model_config or ModelLegConfig()
         self.turn_config = turn_config or TurnConfig()
         self.metrics = metrics or EdgeMetrics()
@@ -167,6 +182,7 @@ class EdgeHandler:
                                  config=self.turn_config,
                                  extra={"transport": summary.transport, "source": "clutchcall edge"})
         pipe = CallPipeline(CallSessionDownlink(call), call_id=call.call_id,
+                            scheduler=self.call_scheduler(),
                             turn_config=self.turn_config, config=cfg,
                             model_config=self.model_config, model_url=self.model_url,
                             metrics=self.metrics, record_outputs=False,
@@ -211,6 +227,16 @@ class EdgeHandler:
             self._done(summary)
             clog.info("call ended: %s; %d turns; trace %s", summary.end_reason, len(summary.turns),
                       summary.trace)
+
+    def call_scheduler(self) -> CallScheduler | None:
+        """Return the running loop's scheduler of the batched call loop, installing it on first
+        use (None with ``call_loop = "per-call"``: a loop timer per call)."""
+        if self.call_loop != "batched":
+            return None
+        if self.scheduler is None:
+            # the loop's one scheduler: the ingress's calls (uplink jitter buffers) share it
+            self.scheduler = CallScheduler.install()
+        return self.scheduler
 
     async def _frames(self, call: Any, summary: CallSummary, last: list[float],
                       guard: ViolationGuard | None = None) -> AsyncIterator[CallerFrame]:

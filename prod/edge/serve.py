@@ -77,6 +77,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(falls back to asyncio with one log line)")
     parser.add_argument("--iface", default=None,
                         help="network interface of --io xdp (needs --host = its IPv4 address and a fixed --quic-port)")
+    parser.add_argument("--quic-core", choices=("aioquic", "qh3"), default=None,
+                        help="QUIC implementation (default: $CLUTCHCALL_QUIC_CORE, else the benchmark's choice)")
+    parser.add_argument("--audio-transport", choices=("auto", "stream"), default=None,
+                        help="auto: audio in QUIC DATAGRAMs where negotiated (default); stream: subgroup streams")
+    parser.add_argument("--call-loop", choices=("batched", "per-call"), default=None,
+                        help="batched: one scheduler per edge process runs every call's deadlines "
+                             "(default); per-call: a loop timer per call")
     parser.add_argument("--shards", type=int, default=1,
                         help="edge processes sharing the ports (SO_REUSEPORT, QUIC steered by connection ID)")
 
@@ -110,7 +117,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               trace_dir=args.trace_dir, caller_idle_timeout_s=args.idle_timeout,
                               cert=args.cert, key=args.key, cert_dir=args.cert_dir,
                               log_level=args.log_level, model=model,
-                              io=args.io, xdp_iface=args.iface)
+                              io=args.io, xdp_iface=args.iface, quic_core=args.quic_core,
+                              audio_transport=args.audio_transport,
+                              call_loop=getattr(args, "call_loop", None))
 
 
 async def serve(args: argparse.Namespace) -> int:

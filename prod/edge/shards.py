@@ -34,11 +34,11 @@ def _edge_shard(ctx: ShardContext, *, cfg: EdgeConfig, tokens: list[str], ttl: f
                 summary_json: str | None) -> dict[str, Any]:
     """Body of shard process ``ctx.shard``: run an Edge on the shard's (UDP, TCP) sockets until
     asked to stop; return its counters."""
-    from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
     from clutchcall.prod.edge.edge import Edge
+    from clutchcall.prod.quic.core import get_core, use_shard_cids
 
     k = ctx.shard
-    use_shard_cids_in_aioquic_server(k, ctx.nshards)
+    use_shard_cids(get_core(cfg.quic_core), k, ctx.nshards)
     if cfg.metrics_port > 0:
         cfg = dataclasses.replace(cfg, metrics_port=cfg.metrics_port + k)
     if k > 0:  # the browser caller (page + WebTransport on web_port) runs on shard 0 only

@@ -120,11 +120,16 @@ def install_quic_admission(server: Any, gate: PendingGate, retry_above: int,
     """Wrap aioquic ``server``'s ``datagram_received`` with the QUIC admission rules of the
     module docstring. ``gate.pending`` must be kept by the connections (taken when one is
     created, released when it authenticates or ends). Returns None."""
+    import importlib
+
     from aioquic.buffer import Buffer
     from aioquic.quic.packet import QuicPacketType, pull_quic_header
-    from aioquic.quic.retry import QuicRetryTokenHandler
 
-    handler = QuicRetryTokenHandler()
+    # the Retry token handler of the QUIC core the server is from (aioquic or qh3: same API)
+    roots = [c.__module__.split(".")[0] for c in type(server).__mro__]
+    core = next((r for r in roots if r in ("aioquic", "qh3")), "aioquic")
+    retry_mod = importlib.import_module(f"{core}.quic.retry")
+    handler = retry_mod.QuicRetryTokenHandler()
     inner = server.datagram_received
     cid_len = server._configuration.connection_id_length
     stats = gate.stats

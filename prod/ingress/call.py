@@ -26,7 +26,10 @@ codec, and then hands the pipeline one :class:`CallSession` by awaiting
 
 When ``on_call`` returns, the ingress closes the call. :class:`BaseCall` holds what both
 ingresses share (jitter buffer drive loop, queues, counters); a transport subclasses it and
-implements the three ``_transport_*`` hooks. :class:`EchoHandler` is a real handler for
+implements the three ``_transport_*`` hooks. The jitter buffer's deadlines run on the event
+loop's :class:`~clutchcall.prod.call_scheduler.CallScheduler` where one is installed (the
+edge's batched call loop: one timer for every call), else on a loop timer per call.
+:class:`EchoHandler` is a real handler for
 tests and demos: it plays the caller's audio back, frame by frame or turn by turn.
 """
 
@@ -40,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from clutchcall.engine.call.jitter import JitterBuffer, UplinkFrame
 from clutchcall.engine.errors import LocalProtocolError
+from clutchcall.prod.call_scheduler import CallScheduler
 from clutchcall.prod.ingress.codecs import silence
 
 CONTROL_TYPES = frozenset(
@@ -110,6 +114,7 @@ class BaseCall:
         self.jitter = JitterBuffer(frame_ms=frame_ms, depth_ms=jitter_depth_ms, conceal=lambda seq: self._silence,
                                    is_silent=silence_judge(codec))
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._sched: CallScheduler | None = None  # the loop's batched scheduler, once found
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = asyncio.Event()
@@ -193,6 +198,11 @@ class BaseCall:
         for frame in self.jitter.pop(now):
             self._enqueue(frame)
         deadline = self.jitter.get_timer()
+        sched = self._sched or CallScheduler.of_loop(self._loop)
+        if sched is not None:  # the batched call loop: one timer for every call's deadlines
+            self._sched = sched
+            sched.arm(self, None if self._closed.is_set() else deadline)
+            return
         if deadline != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
@@ -208,6 +218,12 @@ class BaseCall:
         if self._closed.is_set():
             return
         self._drain(max(deadline or 0.0, self._loop.time()))
+
+    def on_deadline(self, deadline: float) -> None:
+        """The loop's :class:`~clutchcall.prod.call_scheduler.CallScheduler`: the jitter
+        buffer's deadline ``deadline`` is due (the same as this call's own timer firing)."""
+        if not self._closed.is_set():
+            self._drain(max(deadline, self._loop.time()))
 
     # ------------------------------------------------------------ uplink bounds (issue 19)
 
@@ -233,6 +249,8 @@ class BaseCall:
         self.close_reason = reason
         if self._timer is not None:
             self._timer.cancel()
+        if self._sched is not None:
+            self._sched.cancel(self)
         # release what is buffered, in order, without waiting for its playout time
         for frame in self.jitter.pop(max(self._loop.time(), self.jitter.get_timer() or 0.0) + 3600.0):
             self._queue.put_nowait(frame)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.ingress.ackdelay import ACK_DELAY_MS, check_ack_delay
 from clutchcall.prod.ingress.auth import process_key
+from clutchcall.prod.quic.core import check_quic_core, default_quic_core
 
 NAMESPACE_ROOT = b"clutchcall"
 TRACK_CALLER_AUDIO = b"caller-audio"
@@ -16,6 +17,8 @@ TRACK_CONTROL = b"control"
 # ClutchCall's own setup parameter (odd type: bytes) carrying "codec/rate/frame_ms",
 # e.g. b"pcm16/16000/20". Unknown parameters are ignored by other MoQT peers.
 PARAM_CODEC = 0x3C3B
+AUDIO_TRANSPORTS = ("auto", "stream")
+"""Audio transport choices: "auto" (DATAGRAMs where negotiated, else streams), "stream"."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +50,11 @@ class IngressConfig:
         answer a QUIC Retry (address validation); 0: always.
     ack_delay_ms: how long the edge waits before acknowledging callers' 1-RTT packets (20 ms:
         about one ACK per two audio frames instead of one per frame; see ingress.ackdelay).
+    quic_core: the QUIC implementation, "aioquic" or "qh3" (2.x, native transport core);
+        default: $CLUTCHCALL_QUIC_CORE, else the one ``bench edge`` chose
+        (clutchcall.prod.quic.DEFAULT_QUIC_CORE).
+    audio_transport: "auto" (default: agent audio as MoQT OBJECT_DATAGRAMs when the caller
+        negotiated QUIC DATAGRAM frames, subgroup streams otherwise) or "stream" (always streams).
     """
 
     host: str = "127.0.0.1"
@@ -66,10 +74,15 @@ class IngressConfig:
     io: str = "auto"
     xdp_iface: str | None = None
     ack_delay_ms: float = ACK_DELAY_MS
+    quic_core: str = field(default_factory=default_quic_core)
+    audio_transport: str = "auto"
     max_unauthenticated: int = 256
     quic_retry_above: int = 32
 
     def __post_init__(self) -> None:
+        check_quic_core(self.quic_core)
+        if self.audio_transport not in AUDIO_TRANSPORTS:
+            raise ConfigError(f"audio_transport must be auto or stream, got {self.audio_transport!r}")
         if self.frame_ms not in (10, 20, 30, 40, 60):
             raise ConfigError(f"frame_ms must be one of 10/20/30/40/60, got {self.frame_ms}")
         if not 0 <= self.jitter_depth_ms <= 1000:

@@ -178,8 +178,16 @@ def _coalescing_transport_class() -> Any:
         def __init__(self, io: Any, protocol: Any) -> None:
             super().__init__(io, protocol)
             self.dirty: dict[Any, None] | None = None
+            self.rx_datagrams = 0  # UDP datagrams received / sent (packets per audio frame)
+            self.tx_datagrams = 0
+
+        def flush(self) -> None:
+            if not self._closing:
+                self.tx_datagrams += len(self._out)
+            super().flush()
 
         def on_batch(self, batch: list[Any]) -> None:
+            self.rx_datagrams += len(batch)
             self._in_batch = True
             self.dirty = {}
             try:
@@ -199,14 +207,15 @@ def _coalescing_transport_class() -> Any:
 
 
 async def serve_ingress_quic(io: Any, *, configuration: Any, create_protocol: Any,
-                             **server_kwargs: Any) -> Any:
-    """Run aioquic's ``QuicServer`` over ``io`` (from :func:`open_ingress_io`) with the
-    coalescing batch transport; return the server (``server.close()`` stops it and closes
-    ``io``)."""
-    from aioquic.asyncio.server import QuicServer
+                             server_class: Any = None, **server_kwargs: Any) -> Any:
+    """Run ``server_class`` (a QUIC core's ``QuicServer``; default aioquic's) over ``io``
+    (from :func:`open_ingress_io`) with the coalescing batch transport; return the server
+    (``server.close()`` stops it and closes ``io``)."""
+    if server_class is None:
+        from aioquic.asyncio.server import QuicServer as server_class
 
-    server = QuicServer(configuration=configuration, create_protocol=create_protocol,
-                        **server_kwargs)
+    server = server_class(configuration=configuration, create_protocol=create_protocol,
+                          **server_kwargs)
     transport = _coalescing_transport_class()(io, server)
     server.connection_made(transport)
     await io.start(transport.on_batch)

@@ -195,7 +195,7 @@ async def _run_once(kind: str, calls: int, seconds: float, cert_dir: str,
     edge = QuicIngress(cfg, _ClockedEchoHandler(clock, direct))
     await edge.start()
     # started above: the server and its native transport exist
-    io = edge._server._transport.io  # type: ignore[union-attr]
+    io = edge._server._transport.io
     dg = {"rx": 0, "tx": 0}
     inner_rx, inner_tx = io._on_batch, io.send_batch
 

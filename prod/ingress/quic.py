@@ -1,4 +1,4 @@
-"""QUIC ingress: MoQT draft-14 over raw QUIC (ALPN ``moq-00``) on aioquic.
+"""QUIC ingress: MoQT draft-14 over raw QUIC (ALPN ``moq-00``) on aioquic or qh3.
 
 Theory of operation
 -------------------
@@ -18,10 +18,17 @@ only to broadcasts its peer announced) gets SUBSCRIBE_NAMESPACE_OK and, when the
 it, the edge's PUBLISH_NAMESPACE ``("clutchcall", CALL_ID)``.
 
 When all three subscriptions stand, the call starts: a :class:`QuicCall` is handed to the
-:class:`~clutchcall.prod.ingress.call.CallHandler`. Audio frames travel one per group, each on
-a new unidirectional stream (group ID = frame sequence number), so a lost packet delays only
-its own frame; control events are JSON objects on one long-lived subgroup stream of the
-``control`` track (reliable, in order). Caller frames go through the jitter buffer.
+:class:`~clutchcall.prod.ingress.call.CallHandler`. Audio frames travel one per group (group ID
+= frame sequence number): as one OBJECT_DATAGRAM each in a QUIC DATAGRAM frame when the peer
+advertised ``max_datagram_frame_size`` (and ``IngressConfig.audio_transport`` is not
+``"stream"``; agent audio only once the caller itself has sent a DATAGRAM), otherwise each on a new unidirectional subgroup stream, so a lost packet delays
+only its own frame. The edge accepts caller audio either way. Control events are JSON objects
+on one long-lived subgroup stream of the ``control`` track (reliable, in order). Caller frames
+go through the jitter buffer, which conceals a frame lost in a datagram.
+
+QUIC core: the ingress talks to aioquic or qh3 2.x through :mod:`clutchcall.prod.quic`
+(``IngressConfig.quic_core``); :func:`edge_protocol_class` puts :class:`EdgeSession` on top of
+the chosen core's protocol class.
 
 0-RTT: the edge issues session tickets (:class:`~clutchcall.prod.ingress.tickets.TicketStore`)
 and accepts early data, but every stream byte that arrives before the handshake completes is
@@ -29,7 +36,7 @@ buffered (bounded) and processed only after it completes: nothing, not even the 
 on from 0-RTT data, so a replayed 0-RTT flight (which cannot complete a handshake) has no effect.
 
 Datagram I/O: the UDP socket is driven by the native io_uring reactor or by asyncio
-(``IngressConfig.io``, see :mod:`~clutchcall.prod.ingress.dataplane`); aioquic's ``QuicServer``
+(``IngressConfig.io``, see :mod:`~clutchcall.prod.ingress.dataplane`); the core's ``QuicServer``
 runs over it, and the replies to one received batch leave in one send batch.
 
 Any MoQT violation closes that session with its termination code (QUIC application error
@@ -46,21 +53,6 @@ import time
 from collections import Counter
 from typing import Any
 
-from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.asyncio.server import QuicServer
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import stream_is_client_initiated, stream_is_unidirectional
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    DatagramFrameReceived,
-    HandshakeCompleted,
-    ProtocolNegotiated,
-    QuicEvent,
-    StreamDataReceived,
-    StreamReset,
-)
-
-from clutchcall.prod.ingress.ackdelay import set_ack_delay
 from clutchcall.prod.ingress.admission import PendingGate, install_quic_admission
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority, token_from_path
 from clutchcall.prod.ingress.call import BaseCall, CallHandler
@@ -97,6 +89,7 @@ from clutchcall.prod.moqt.wire import (
     MOQT_ALPN,
     AuthToken,
     MoqtError,
+    ObjectDatagram,
     SetupParam,
     SubgroupHeader,
     TerminationCode,
@@ -105,7 +98,9 @@ from clutchcall.prod.moqt.wire import (
     param_get,
     params_from,
 )
+from clutchcall.prod.quic.core import QuicCore, get_core
 
+QuicEvent = Any  # the core's event classes (aioquic or qh3), see clutchcall.prod.quic
 log = logging.getLogger("clutchcall.ingress.quic")
 
 SUBSCRIBE_ERROR_TRACK_DOES_NOT_EXIST = 0x4
@@ -162,20 +157,24 @@ class QuicCall(BaseCall):
                                 else TerminationCode.NO_ERROR, reason)
 
 
-class EdgeProtocol(QuicConnectionProtocol):
-    """One MoQT session at the edge; created by aioquic per connection.
+class EdgeSession:
+    """One MoQT session at the edge; created by the QUIC core's server per connection, as
+    :func:`edge_protocol_class` (this class on top of the core's ``QuicConnectionProtocol``).
 
     A transport framing subclasses it (WebTransport: clutchcall.prod.ingress.webtransport) and
     overrides the three framing hooks ``_new_uni_stream``, ``_close_connection`` and
     ``call_class``; the MoQT session rules here serve both unchanged."""
 
     call_class: type[QuicCall] = QuicCall
+    core: QuicCore  # set by edge_protocol_class (or the framing subclass)
+    _quic: Any
+    _transport: Any
 
     def __init__(self, *args: Any, ingress: QuicIngress, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ingress = ingress
         cfg = ingress.config
-        set_ack_delay(self._quic, cfg.ack_delay_ms)
+        self.core.set_ack_delay(self._quic, cfg.ack_delay_ms)
         self.moqt = MoqtSession("server", max_object_bytes=cfg.max_object_bytes)
         self.handshake_done = False
         self.early_data_accepted = False
@@ -197,6 +196,8 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._agent_rid: int | None = None
         self._control_rid: int | None = None
         self._agent_streams = 0
+        self._audio_mode: str | None = None  # "datagram" / "stream" once decided
+        self._caller_datagrams = False  # the caller has sent a DATAGRAM (its audio uses them)
         self.call: QuicCall | None = None
         self._task: asyncio.Task[None] | None = None
         self._ended = False
@@ -223,11 +224,12 @@ class EdgeProtocol(QuicConnectionProtocol):
             self.end_session(TerminationCode.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
 
     def _on_quic_event(self, event: QuicEvent) -> None:
-        if isinstance(event, ProtocolNegotiated):
+        core = self.core
+        if isinstance(event, core.ProtocolNegotiated):
             if event.alpn_protocol != MOQT_ALPN:
                 raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"ALPN {event.alpn_protocol!r}")
             return
-        if isinstance(event, HandshakeCompleted):
+        if isinstance(event, core.HandshakeCompleted):
             self.handshake_done = True
             self.early_data_accepted = event.early_data_accepted
             self.session_resumed = event.session_resumed
@@ -239,10 +241,10 @@ class EdgeProtocol(QuicConnectionProtocol):
             for ev in deferred:
                 self._on_stream_event(ev)
             return
-        if isinstance(event, ConnectionTerminated):
+        if isinstance(event, core.ConnectionTerminated):
             self._finish(f"connection closed: {event.reason_phrase or event.error_code}")
             return
-        if isinstance(event, (StreamDataReceived, DatagramFrameReceived, StreamReset)):
+        if isinstance(event, (core.StreamDataReceived, core.DatagramFrameReceived, core.StreamReset)):
             if not self.handshake_done:
                 # 0-RTT data: buffer, act on it only once the handshake has completed
                 size = len(getattr(event, "data", b""))
@@ -256,17 +258,20 @@ class EdgeProtocol(QuicConnectionProtocol):
             self._on_stream_event(event)
 
     def _on_stream_event(self, event: QuicEvent) -> None:
-        if isinstance(event, StreamReset):
+        core = self.core
+        if isinstance(event, core.StreamReset):
             self.moqt.stream_reset(event.stream_id)
             return
-        if isinstance(event, DatagramFrameReceived):
+        if isinstance(event, core.DatagramFrameReceived):
+            self.ingress.stats["uplink_datagrams"] += 1
+            self._caller_datagrams = True
             self._handle(self.moqt.receive_datagram(event.data))
             return
-        assert isinstance(event, StreamDataReceived)
+        assert isinstance(event, core.StreamDataReceived)
         sid = event.stream_id
-        if not stream_is_client_initiated(sid):
+        if not core.stream_is_client_initiated(sid):
             raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"data on server-initiated stream {sid}")
-        if stream_is_unidirectional(sid):
+        if core.stream_is_unidirectional(sid):
             self._handle(self.moqt.receive_data_stream(sid, event.data, event.end_stream))
             return
         if self._control_stream_id is None:
@@ -300,6 +305,7 @@ class EdgeProtocol(QuicConnectionProtocol):
             elif isinstance(ev, ObjectReceived):
                 if self.call is not None and ev.request.request_id == self._caller_audio_rid and ev.object.payload:
                     self._check_frame(ev.object.payload)
+                    self.ingress.stats["uplink_frames"] += 1
                     self.call.feed_uplink(ev.object.group_id, ev.object.payload)
             elif isinstance(ev, PublishDoneReceived):
                 if ev.message.request_id == self._caller_audio_rid and self.call is not None:
@@ -472,7 +478,11 @@ class EdgeProtocol(QuicConnectionProtocol):
         if dirty is not None:
             dirty[self] = None
             return
-        super().transmit()
+        try:
+            super().transmit()  # type: ignore[misc]
+        except self.core.QuicConnectionError as exc:  # qh3 raises where aioquic drops silently
+            self.ingress.stats["transmit_errors"] += 1
+            log.debug("transmit failed: %s", exc)
 
     def _new_uni_stream(self) -> int:
         """Open a unidirectional stream to the caller for a MoQT data stream; return its ID."""
@@ -487,26 +497,73 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._quic.send_stream_data(self._control_stream_id, data)
 
     def send_agent_frame(self, group: int, payload: bytes) -> None:
+        try:
+            self._send_agent_frame(group, payload)
+        except self.core.QuicConnectionError as exc:  # qh3: the caller closed meanwhile
+            self._finish(f"connection closed: {exc}")
+
+    def _send_agent_frame(self, group: int, payload: bytes) -> None:
         if self._ended or self._agent_alias is None:
+            return
+        if self._agent_datagrams():
+            self._send_agent_datagram(group, payload)
             return
         sid = self._new_uni_stream()
         self._quic.send_stream_data(
             sid, MoqtSession.encode_object_stream(self._agent_alias, group, payload), end_stream=True
         )
         self._agent_streams += 1
+        self.ingress.stats["agent_stream_frames"] += 1
+        self.transmit()
+
+    # ---------------------------------------------------------------- audio in DATAGRAMs
+
+    def _agent_datagrams(self) -> bool:
+        """True if agent audio goes as OBJECT_DATAGRAMs: the edge's ``audio_transport`` allows
+        it, the caller advertised ``max_datagram_frame_size`` large enough for a frame, and the
+        caller itself sends DATAGRAMs (its audio): a MoQT peer that negotiates DATAGRAM support
+        but publishes and reads on subgroup streams only (moq-rs) keeps getting streams.
+        Decided at the first agent frame (the caller has spoken by then)."""
+        mode = self._audio_mode
+        if mode is None:
+            mode = "stream"
+            if self.ingress.config.audio_transport != "stream" and self._caller_datagrams:
+                peer = self.core.peer_max_datagram_frame_size(self._quic)
+                if peer is not None and peer >= DATAGRAM_MIN_FRAME_SIZE:
+                    mode = "datagram"
+            self._audio_mode = mode
+            self.ingress.stats[f"audio_transport_{mode}"] += 1
+        return mode == "datagram"
+
+    def _send_agent_datagram(self, group: int, payload: bytes) -> None:
+        """One agent frame as one OBJECT_DATAGRAM (group = frame number, object 0; unreliable:
+        a lost frame is the caller's jitter buffer's concealment)."""
+        assert self._agent_alias is not None
+        dg = ObjectDatagram(track_alias=self._agent_alias, group_id=group, publisher_priority=0,
+                            payload=payload, end_of_group=True)
+        self._quic.send_datagram_frame(dg.encode())
+        self.ingress.stats["agent_datagrams"] += 1
         self.transmit()
 
     def send_control_object(self, payload: bytes) -> None:
         if self._ended or self._control_writer is None or self._control_stream is None:
             return
-        self._quic.send_stream_data(self._control_stream, self._control_writer.object(payload))
+        try:
+            self._quic.send_stream_data(self._control_stream, self._control_writer.object(payload))
+        except self.core.QuicConnectionError as exc:  # qh3: the caller closed meanwhile
+            self._finish(f"connection closed: {exc}")
+            return
         self.transmit()
 
     # ---------------------------------------------------------------- ending
 
     def send_goaway(self) -> None:
         if not self._ended and self._control_stream_id is not None and self.moqt.setup_done:
-            self._send_control_bytes(self.moqt.goaway())
+            try:
+                self._send_control_bytes(self.moqt.goaway())
+            except self.core.QuicConnectionError as exc:  # qh3: the caller closed meanwhile
+                self._finish(f"connection closed: {exc}")
+                return
             self.transmit()
 
     def _on_setup_timeout(self) -> None:
@@ -522,6 +579,12 @@ class EdgeProtocol(QuicConnectionProtocol):
         """
         if self._ended:
             return
+        try:
+            self._end_session(code, reason)
+        except self.core.QuicConnectionError:  # qh3: the connection is closed already
+            self._finish(reason)
+
+    def _end_session(self, code: TerminationCode, reason: str) -> None:
         if code == TerminationCode.NO_ERROR and self._control_stream_id is not None and self.moqt.setup_done:
             for rid, count in ((self._agent_rid, self._agent_streams), (self._control_rid, 1)):
                 if rid is not None and rid in self.moqt.published:
@@ -538,7 +601,10 @@ class EdgeProtocol(QuicConnectionProtocol):
         self._finish(reason)
 
     def _close_now(self, code: int, reason: str) -> None:
-        self._close_connection(code, reason)
+        try:
+            self._close_connection(code, reason)
+        except self.core.QuicConnectionError:  # qh3: closed by the peer meanwhile
+            return
         self.transmit()
 
     def _release_pending(self) -> None:
@@ -558,6 +624,27 @@ class EdgeProtocol(QuicConnectionProtocol):
             if self.ingress.calls.get(self.call.call_id) is self.call:
                 del self.ingress.calls[self.call.call_id]
             self.ingress.stats["calls_ended"] += 1
+
+
+DATAGRAM_MIN_FRAME_SIZE = 1200
+"""Smallest peer ``max_datagram_frame_size`` for which audio goes in DATAGRAMs (any audio frame
+of the supported codecs fits in 1200 bytes with its OBJECT_DATAGRAM header)."""
+
+_PROTOCOL_CLASSES: dict[str, type] = {}
+
+
+def edge_protocol_class(core: QuicCore) -> type:
+    """Return the edge's per-connection protocol class for ``core``: :class:`EdgeSession` on
+    top of the core's ``QuicConnectionProtocol`` (made once per core)."""
+    cls = _PROTOCOL_CLASSES.get(core.name)
+    if cls is None:
+        cls = type(f"EdgeProtocol_{core.name}", (EdgeSession, core.QuicConnectionProtocol),
+                   {"core": core})
+        _PROTOCOL_CLASSES[core.name] = cls
+    return cls
+
+
+EdgeProtocol = EdgeSession  # the per-core classes derive from it (isinstance checks, typing)
 
 
 class QuicIngress:
@@ -582,7 +669,9 @@ class QuicIngress:
         self.calls: dict[str, QuicCall] = {}
         self.gate = PendingGate(config.max_unauthenticated, self.stats, "quic")
         self._protocols: set[EdgeProtocol] = set()
-        self._server: QuicServer | None = None
+        self._server: Any = None
+        self.core = get_core(config.quic_core)
+        self._packets_closed = (0, 0)  # the datagram counters, kept when the server closes
         self.port = 0
         self.cert_path = config.cert
         self.key_path = config.key
@@ -593,17 +682,16 @@ class QuicIngress:
         if self.cert_path is None:
             cert, key = ensure_self_signed(self.config.cert_dir)
             self.cert_path, self.key_path = str(cert), str(key)
-        qc = QuicConfiguration(
-            is_client=False, alpn_protocols=[MOQT_ALPN], max_datagram_frame_size=65536,
-            idle_timeout=self.config.idle_timeout_s,
-        )
-        qc.load_cert_chain(self.cert_path, self.key_path)
+        assert self.key_path is not None
+        qc = self.core.server_configuration(cert=self.cert_path, key=self.key_path,
+                                            alpn=[MOQT_ALPN], idle_timeout_s=self.config.idle_timeout_s)
+        proto_cls = edge_protocol_class(self.core)
         io = open_ingress_io(self.config.io, self.config.host, self.config.quic_port, sock=self._sock,
                              iface=self.config.xdp_iface)
         try:
             self._server = await serve_ingress_quic(
-                io, configuration=qc,
-                create_protocol=lambda *a, **k: EdgeProtocol(*a, ingress=self, **k),
+                io, configuration=qc, server_class=self.core.QuicServer,
+                create_protocol=lambda *a, **k: proto_cls(*a, ingress=self, **k),
                 session_ticket_fetcher=self.tickets.pop, session_ticket_handler=self.tickets.add,
             )
         except BaseException:
@@ -621,6 +709,17 @@ class QuicIngress:
         self.port = int(io.local_address[1])
         log.info("QUIC ingress on %s:%d (io=%s)", self.config.host, self.port, io.kind)
         return self.port
+
+    def packet_stats(self) -> dict[str, int]:
+        """Return the UDP datagrams this ingress received and sent (``udp_rx_datagrams``,
+        ``udp_tx_datagrams``) and the audio frames it carried (``uplink_frames``: caller frames
+        received, ``agent_frames``: agent frames sent, by datagram or stream)."""
+        tr = getattr(self._server, "_transport", None) if self._server is not None else None
+        rx = getattr(tr, "rx_datagrams", 0) + self._packets_closed[0]
+        tx = getattr(tr, "tx_datagrams", 0) + self._packets_closed[1]
+        return {"udp_rx_datagrams": int(rx), "udp_tx_datagrams": int(tx),
+                "uplink_frames": int(self.stats["uplink_frames"]),
+                "agent_frames": int(self.stats["agent_datagrams"] + self.stats["agent_stream_frames"])}
 
     def io_stats(self) -> dict[str, int]:
         """Return the datagram I/O's own counters (io_uring: rx/tx packets, ...; AF_XDP:
@@ -641,5 +740,7 @@ class QuicIngress:
             proto.end_session(TerminationCode.NO_ERROR, "edge shutting down")
         if self._server is not None:
             await asyncio.sleep(0.15 if protos else 0)
+            ps = self.packet_stats()
+            self._packets_closed = (ps["udp_rx_datagrams"], ps["udp_tx_datagrams"])
             self._server.close()
             self._server = None

@@ -77,8 +77,11 @@ class _ShardTaggedHandler:
             proto = getattr(call, "_proto", None)
             quic = getattr(proto, "_quic", None)
             if quic is not None:
-                rec["peers"] = sorted({str(p.addr) for p in quic._network_paths})
-                rec["host_cids"] = [c.cid.hex() for c in quic._host_cids]
+                core = proto.core  # type: ignore[union-attr]
+                rec["peers"] = (sorted({str(p.addr) for p in quic._network_paths})
+                                if hasattr(quic, "_network_paths") else [str(core.peer_address(quic))])
+                rec["host_cids"] = ([c.cid.hex() for c in quic._host_cids] if hasattr(quic, "_host_cids")
+                                    else [quic.host_cid.hex()])
 
 
 def _count_steering(io: Any, shard: int, nshards: int, counters: dict[str, int]) -> None:
@@ -102,11 +105,11 @@ def _ingress_shard(ctx: ShardContext, *, config: IngressConfig, handler_factory:
                    on_shard_start: ShardStart | None) -> dict[str, Any]:
     """Body of shard process ``ctx.shard``: serve until asked to stop; return
     the shard's report."""
-    from clutchcall.native.aio_bridge import use_shard_cids_in_aioquic_server
     from clutchcall.prod.ingress.quic import QuicIngress
+    from clutchcall.prod.quic.core import get_core, use_shard_cids
 
     shard, nshards = ctx.shard, ctx.nshards
-    use_shard_cids_in_aioquic_server(shard, nshards)
+    use_shard_cids(get_core(config.quic_core), shard, nshards)
 
     async def main() -> dict[str, Any]:
         handler = _ShardTaggedHandler(handler_factory(shard), ctx, announce)
@@ -121,7 +124,7 @@ def _ingress_shard(ctx: ShardContext, *, config: IngressConfig, handler_factory:
                 raise RuntimeError(f"on_shard_start: {type(exc).__name__}: {exc}") from exc
         counters = {"datagrams": 0, "mis_steered": 0}
         # started above: the server and its native transport exist
-        io = ingress._server._transport.io  # type: ignore[union-attr]
+        io = ingress._server._transport.io
         _count_steering(io, shard, nshards, counters)
         ctx.ready({"pid": os.getpid(), "io": ingress.io_kind, "port": ingress.port})
         await ctx.wait_stop_async()

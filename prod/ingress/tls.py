@@ -3,17 +3,21 @@
 Theory of operation
 -------------------
 :func:`ensure_self_signed` creates (then reuses while it is fresh) an ECDSA P-256 key and a
-self-signed certificate for ``localhost`` / 127.0.0.1 / ::1 in a directory, and returns the two
-paths. Every ingress loads the same files: aioquic via ``QuicConfiguration.load_cert_chain``
-(raw QUIC and WebTransport) and the WebSocket ingress and the web page via an
-``ssl.SSLContext``. Callers on loopback trust that certificate by using it as their CA file.
+certificate for ``localhost`` / 127.0.0.1 / ::1 in a directory, and returns the two paths. The
+certificate is signed by a one-use development CA whose certificate follows it in ``cert.pem``
+(leaf, CA): the server sends both, and a caller that uses ``cert.pem`` as its CA file trusts
+the CA. (A single self-signed certificate used as both CA and server certificate is refused by
+qh3, one of the two QUIC cores; such an older file is replaced on first use.) Every ingress
+loads the same files: the QUIC core via ``QuicConfiguration.load_cert_chain`` (raw QUIC and
+WebTransport) and the WebSocket ingress and the web page via an ``ssl.SSLContext``. Callers on
+loopback trust that certificate by using it as their CA file.
 
-The certificate is short-lived (:data:`DEV_CERT_DAYS`, 14 days, the most a browser accepts
-for WebTransport ``serverCertificateHashes``) and is made anew when less than
+The leaf is short-lived (:data:`DEV_CERT_DAYS`, 14 days, the most a browser accepts for
+WebTransport ``serverCertificateHashes``) and is made anew when less than
 :data:`RENEW_BEFORE` of its life remains or when an older, longer-lived one is found. A page
-passes :func:`cert_sha256` of it to ``new WebTransport(url, {serverCertificateHashes})``, so a
-browser accepts it without a CA. For a real deployment, pass real certificate/key paths in
-config.
+passes :func:`cert_sha256` of it (the leaf, first in the file) to
+``new WebTransport(url, {serverCertificateHashes})``, so a browser accepts it without a CA. For
+a real deployment, pass real certificate/key paths in config.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import ipaddress
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 #: validity of the self-signed certificate: browsers accept at most 14 days for WebTransport
 #: ``serverCertificateHashes`` (W3C WebTransport, "custom certificate requirements")
@@ -56,14 +61,16 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     d.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = d / "cert.pem", d / "key.pem"
     now = datetime.datetime.now(datetime.UTC)
-    if cert_path.exists() and key_path.exists() and _fresh(cert_path, now):
+    if (cert_path.exists() and key_path.exists() and _fresh(cert_path, now)
+            and _is_dev_chain(cert_path)):
         return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    ca_key, ca_cert = _dev_ca(now)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -79,8 +86,9 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
     tmp_key = key_path.with_suffix(".tmp")
     tmp_key.write_bytes(
@@ -91,9 +99,42 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     os.chmod(tmp_key, 0o600)
     tmp_key.replace(key_path)
     tmp_cert = cert_path.with_suffix(".tmp")
-    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
+                         + ca_cert.public_bytes(serialization.Encoding.PEM))
     tmp_cert.replace(cert_path)
     return cert_path, key_path
+
+
+def _dev_ca(now: datetime.datetime) -> tuple[Any, Any]:
+    """Return (key, certificate) of a fresh one-use development CA (ECDSA P-256). Its key is
+    dropped after signing the leaf: the CA only makes the leaf verifiable by both QUIC cores
+    (qh3's verifier, like browsers', refuses a CA certificate used as the server's own)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ClutchCall development CA")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=DEV_CERT_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _is_dev_chain(cert_path: Path) -> bool:
+    """True if ``cert_path`` holds leaf + CA (this module's current layout), not the older
+    single self-signed CA certificate (which qh3 refuses as a server certificate)."""
+    return cert_path.read_bytes().count(b"-----BEGIN CERTIFICATE-----") >= 2
 
 
 # -- WebTransport certificate pinning (the browser caller) ---------------------------------

@@ -40,6 +40,7 @@ import logging
 import socket
 from typing import Any
 
+from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import H3_ALPN, H3Connection
@@ -66,6 +67,7 @@ from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import EdgeProtocol, QuicCall, QuicIngress
 from clutchcall.prod.ingress.tls import ensure_self_signed
 from clutchcall.prod.moqt.wire import MoqtError, TerminationCode
+from clutchcall.prod.quic.core import get_core
 
 log = logging.getLogger("clutchcall.ingress.webtransport")
 
@@ -90,10 +92,17 @@ class WebTransportCall(QuicCall):
     transport = "webtransport"
 
 
-class WebTransportProtocol(EdgeProtocol):
+class WebTransportProtocol(EdgeProtocol, QuicConnectionProtocol):
     """One HTTP/3 connection carrying (at most) one WebTransport session = one MoQT call."""
 
     call_class = WebTransportCall
+    core = get_core("aioquic")  # HTTP/3 and WebTransport are aioquic's h3 layer
+
+    def _agent_datagrams(self) -> bool:
+        """Agent audio stays on WebTransport streams: a raw QUIC DATAGRAM is not an HTTP/3
+        datagram of this session (the quarter-stream-ID prefix), so the edge's datagram path
+        does not apply here."""
+        return False
 
     def __init__(self, *args: Any, ingress: QuicIngress, **kwargs: Any) -> None:
         super().__init__(*args, ingress=ingress, **kwargs)

@@ -13,7 +13,7 @@ import pytest
 from clutchcall.prod.caller.client import QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("each_quic_core")]
 
 
 class _DelayRelay(asyncio.DatagramProtocol):

@@ -18,7 +18,7 @@ from clutchcall.prod.edge.demo import corpus_dir
 from clutchcall.traces.labels import read_wav
 from clutchcall.traces.recorded import first_mismatch, read_trace
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("each_quic_core")]
 
 
 async def _http_get(port: int, path: str) -> bytes:

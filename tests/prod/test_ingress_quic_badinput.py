@@ -20,7 +20,7 @@ from clutchcall.prod.moqt import wire as w
 from clutchcall.prod.moqt.session import MoqtSession
 from clutchcall.prod.moqt.wire import TerminationCode as TC
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("each_quic_core")]
 
 
 @pytest.fixture(scope="module")

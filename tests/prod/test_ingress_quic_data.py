@@ -13,7 +13,7 @@ from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.moqt.wire import TerminationCode as TC
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("each_quic_core")]
 
 
 class Script:
@@ -111,26 +111,32 @@ def test_goaway_on_shutdown(tmp_path) -> None:  # type: ignore[no-untyped-def]
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
-def test_normal_end_sends_publish_done_with_stream_counts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("audio", ["stream", "auto"])
+def test_normal_end_sends_publish_done_with_stream_counts(tmp_path, audio) -> None:  # type: ignore[no-untyped-def]
     class Three:
         async def on_call(self, call):  # type: ignore[no-untyped-def]
+            async for _ in call.frames():  # the caller's first frame (auto: its DATAGRAM)
+                break
             for _ in range(3):
                 await call.send_agent_audio(b"\x00\x01" * 320)
             await call.send_control({"type": "hangup"})
 
     async def main() -> None:
-        edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "t")), Three())
+        edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "t"), audio_transport=audio), Three())
         await edge.start()
         got: list = []  # type: ignore[type-arg]
         tr = await connect(edge, "pd")
         tr.on_agent_audio = got.append
+        tr.proto.send_frame(0, bytes(640))  # the edge answers DATAGRAMs only to a caller using them
         for _ in range(200):
             if tr.proto.close_code is not None:
                 break
             await asyncio.sleep(0.01)
         assert tr.proto.close_code == TC.NO_ERROR and len(got) == 3
         counts = sorted((m.status_code, m.stream_count) for m in tr.proto.publish_dones)
-        assert counts == [(2, 1), (2, 3)]  # TRACK_ENDED: control (1 stream), agent-audio (3 streams)
+        # TRACK_ENDED: control (1 stream), agent-audio (3 streams; none when it went in DATAGRAMs)
+        assert counts == ([(2, 1), (2, 3)] if audio == "stream" else [(2, 0), (2, 1)])
+        assert edge.stats["agent_datagrams"] == (0 if audio == "stream" else 3)
         await tr.hangup()
         await edge.stop()
 

@@ -1,8 +1,10 @@
 """A QUIC/MoQT call through a lossy, delaying UDP relay on loopback (no namespaces needed).
 
-Each frame rides its own stream, so a lost packet delays only its own frame: later frames
-overtake it (counted at the edge as out-of-order arrivals) and the jitter buffer puts them back
-in order, concealing the frames that miss their playout slot. The call completes both ways."""
+With audio on streams, each frame rides its own stream, so a lost packet delays only its own
+frame: later frames overtake it (counted at the edge as out-of-order arrivals) and the jitter
+buffer puts them back in order, concealing the frames that miss their playout slot. With audio
+in DATAGRAMs, a lost packet loses its frame for good and the jitter buffer conceals it. The
+call completes both ways either way."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("each_quic_core")]
 
 
 class LossyRelay(asyncio.DatagramProtocol):
@@ -53,12 +55,14 @@ class LossyRelay(asyncio.DatagramProtocol):
         asyncio.get_running_loop().call_later(self.delay_s, self.transport.sendto, data, dest)
 
 
-def test_call_through_loss_no_head_of_line_blocking(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("audio", ["stream", "auto"])
+def test_call_through_loss_no_head_of_line_blocking(tmp_path, audio) -> None:  # type: ignore[no-untyped-def]
     pcm = dialogue(["hello there, how are you doing today", "fine thanks"], rate=16000, gap_s=0.6)
 
     async def main() -> None:
         handler = EchoHandler()
-        edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "t"), jitter_depth_ms=60), handler)
+        edge = QuicIngress(IngressConfig(cert_dir=str(tmp_path / "t"), jitter_depth_ms=60,
+                                         audio_transport=audio), handler)
         port = await edge.start()
         loop = asyncio.get_running_loop()
         relay = LossyRelay(("127.0.0.1", port), loss=0.05, delay_s=0.01, seed=7)
@@ -66,7 +70,8 @@ def test_call_through_loss_no_head_of_line_blocking(tmp_path) -> None:  # type: 
         rport = rtrans.get_extra_info("sockname")[1]
         try:
             tr = QuicCallerTransport("127.0.0.1", rport, token=edge.authority.issue("lossy", time.time() + 60),
-                                     call_id="lossy", codec="pcm16", rate=16000, cafile=edge.cert_path)
+                                     call_id="lossy", codec="pcm16", rate=16000, cafile=edge.cert_path,
+                                     audio_transport=audio)
             res = await Caller(tr, call_id="lossy", codec="pcm16", rate=16000, tail_s=1.0).run(pcm)
         finally:
             rtrans.close()
@@ -76,7 +81,12 @@ def test_call_through_loss_no_head_of_line_blocking(tmp_path) -> None:  # type: 
         n = len(pcm) // 640
         assert relay.dropped > 10
         assert res.frames_sent == n
-        assert call.uplink_out_of_order > 0  # later frames overtook lost ones  # type: ignore[attr-defined]
+        if audio == "stream":
+            assert call.uplink_out_of_order > 0  # later frames overtook lost ones  # type: ignore[attr-defined]
+            assert edge.stats["uplink_datagrams"] == 0 and edge.stats["agent_datagrams"] == 0
+        else:  # lost datagrams are gone: the jitter buffer conceals them
+            assert edge.stats["uplink_datagrams"] > 0.8 * n and edge.stats["agent_datagrams"] > 0.75 * n
+            assert edge.stats["audio_transport_datagram"] == 1 and st.lost > 0
         assert st.released + st.lost >= n - 5 and st.released > 0.8 * n
         assert res.agent_frames_received > 0.75 * n
         print(f"dropped {relay.dropped}/{relay.relayed + relay.dropped} packets; uplink out-of-order "

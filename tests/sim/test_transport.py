@@ -200,3 +200,48 @@ def test_ack_policy_knob_matches_aioquic_in_the_far_tail() -> None:
 
     f = np.concatenate([fast(s) for s in seeds])
     assert abs(np.percentile(f, 99.5) - np.percentile(exact, 99.5)) <= 5.0
+
+
+# ----------------------------------------------------------------------- datagram mode
+
+
+def test_quic_datagram_lost_frame_is_never_delivered_others_on_time() -> None:
+    m = QuicModel(ScriptedLossLink(CFG, {10}), Link(CFG, direction_rngs(1)["uplink_ack"]), datagrams=True)
+    d = m.deliver(TIMES, [160] * len(TIMES))
+    assert d[10] == math.inf  # a lost DATAGRAM is gone: the jitter buffer conceals it
+    assert [x for k, x in enumerate(d) if k != 10] == pytest.approx([t + 0.025 for k, t in enumerate(TIMES) if k != 10])
+    assert m.retransmissions == 0 and m.datagrams_lost == 1
+
+
+def test_quic_datagram_mode_keeps_control_reliable_and_ordered() -> None:
+    m = QuicModel(ScriptedLossLink(CFG, {1, 3}), Link(CFG, direction_rngs(1)["uplink_ack"]), datagrams=True)
+    times = [0.02 * k for k in range(1, 9)]
+    streams = [CONTROL, CONTROL, 5, 6, 7, CONTROL, 8, 9]
+    d = m.deliver(times, [40] * len(times), streams)
+    ctl = [d[k] for k, s in enumerate(streams) if s == CONTROL]
+    assert all(math.isfinite(x) for x in ctl) and ctl == sorted(ctl)  # retransmitted, in order
+    assert d[3] == math.inf and m.retransmissions == 1  # packet 3 (audio) lost; 1 (control) resent
+
+
+def test_quic_datagram_tail_loss_sends_a_ping_not_the_frame() -> None:
+    m = QuicModel(ScriptedLossLink(CFG, {0}), Link(CFG, direction_rngs(1)["uplink_ack"]), datagrams=True)
+    assert m.deliver([0.0], [160]) == [math.inf]
+    assert m.retransmissions == 0
+
+
+def test_simulator_runs_the_datagram_mode() -> None:
+    """``sim run --quic-datagrams``: the same calls over a lossy link; audio is no longer
+    retransmitted (only control is), and lost frames are the jitter buffer's business."""
+    import json
+    import subprocess
+    import sys
+
+    def run(*flags: str) -> dict:  # type: ignore[type-arg]
+        out = subprocess.run([sys.executable, "-m", "clutchcall", "sim", "run", "--synthetic", "2",
+                              "--loss", "0.05", "--rtt-ms", "60", "--json", *flags],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    streams, datagrams = run(), run("--quic-datagrams")
+    assert streams["retransmissions"] > 50 and datagrams["retransmissions"] < 0.1 * streams["retransmissions"]
+    assert datagrams["packets_lost"] > 50 and datagrams["calls"] == streams["calls"] == 2

@@ -1,0 +1,185 @@
+"""The batched call loop's scheduler: one loop timer for every call's core deadline, every due
+call run in one pass in deadline order; and real pipelines driven by it (barge-in call, agent
+audio) whose recorded engine inputs replay to exactly the outputs they produced."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from clutchcall.engine import Cancel, Commit, TurnConfig
+from clutchcall.engine.call import replay as replay_outputs
+from clutchcall.prod.call_scheduler import CallScheduler
+from clutchcall.prod.model import ReferenceModelServer
+from clutchcall.prod.pipeline import CallPipeline, MemoryDownlink, PipelineConfig
+from tests.prod.test_pipeline import RATE, model_cfg, play, silence, speech
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Call:
+    def __init__(self, name: str, log: list[tuple[str, float, float]], sched: CallScheduler,
+                 rearm: float | None = None, fail: bool = False) -> None:
+        self.name, self.log, self.sched, self.rearm, self.fail = name, log, sched, rearm, fail
+
+    def on_deadline(self, deadline: float) -> None:
+        self.log.append((self.name, deadline, self.sched.loop.time()))
+        if self.fail:
+            raise RuntimeError("boom")
+        if self.rearm is not None:
+            self.sched.arm(self, deadline + self.rearm)
+            self.rearm = None
+
+
+def test_due_calls_run_in_one_pass_in_deadline_order() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = CallScheduler()
+        log: list[tuple[str, float, float]] = []
+        t0 = loop.time()
+        calls = {n: _Call(n, log, sched) for n in "abcd"}
+        # c and a share one deadline, b is earlier, d is moved later, then later still
+        sched.arm(calls["a"], t0 + 0.03)
+        sched.arm(calls["b"], t0 + 0.02)
+        sched.arm(calls["c"], t0 + 0.03)
+        sched.arm(calls["d"], t0 + 0.025)
+        sched.arm(calls["d"], t0 + 0.6)
+        sched.arm(calls["d"], t0 + 0.6)  # the same deadline again: nothing changes
+        assert len(sched) == 4
+        await asyncio.sleep(0.06)  # (a loaded machine may wake us late: d has 0.5 s of margin)
+        assert [x[0] for x in log] == ["b", "a", "c"]
+        # a, c fired in one pass, at or after their deadline, never before
+        assert all(now >= d for _, d, now in log)
+        assert sched.stats["fired"] == 3 and sched.stats["max_batch"] >= 2
+        assert sched.stats["passes"] <= 3  # b, then a+c (a stale d entry may add one)
+        await asyncio.sleep(max(0.0, t0 + 0.65 - loop.time()))
+        assert [x[0] for x in log] == ["b", "a", "c", "d"]
+        assert log[-1][1] == pytest.approx(t0 + 0.6)
+        assert len(sched) == 0 and sched._timer is None
+
+    asyncio.run(main())
+
+
+def test_cancel_rearm_and_a_failing_call() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = CallScheduler()
+        log: list[tuple[str, float, float]] = []
+        t0 = loop.time()
+        bad = _Call("bad", log, sched, fail=True)
+        again = _Call("again", log, sched, rearm=0.02)
+        gone = _Call("gone", log, sched)
+        for c in (bad, again, gone):
+            sched.arm(c, t0 + 0.01)
+        sched.cancel(gone)
+        sched.arm(_Call("none", log, sched), None)  # None = no deadline: nothing armed
+        await asyncio.sleep(0.06)
+        # the failing call is counted and dropped; the one behind it still ran, and its
+        # re-arm from inside the pass fired on time
+        assert [x[0] for x in log] == ["bad", "again", "again"]
+        assert sched.stats["errors"] == 1
+        assert log[2][1] == pytest.approx(t0 + 0.03)
+        sched.arm(gone, loop.time() + 10)
+        sched.close()
+        assert len(sched) == 0 and sched._timer is None
+
+    asyncio.run(main())
+
+
+def test_stale_entries_stay_bounded() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = CallScheduler()
+        calls = [_Call(str(i), [], sched) for i in range(10)]
+        # every call re-armed 500 times (a frame each): the heap is compacted, not 5000 long
+        for k in range(500):
+            for c in calls:
+                sched.arm(c, loop.time() + 5 + k * 0.02)
+        assert len(sched) == 10
+        assert len(sched._heap) <= 4 * 10 + 64 + 1
+        sched.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["batched", "per-call"])
+def test_pipelines_on_one_scheduler_replay_exactly(shared: bool) -> None:
+    """Two real calls at once (one answered, one barging in on the reply), on the shard's one
+    scheduler or on their own timers: same behaviour; inputs replay to the same outputs."""
+    answered = np.concatenate([silence(300), speech("Where is my order?"), silence(2500)])
+    barge = np.concatenate([silence(300), speech("Where is my order?"), silence(900),
+                            speech("Wait, stop, one more thing please."), silence(1500)])
+
+    async def main() -> None:
+        async with ReferenceModelServer(model_cfg(replies=("Okay, your order is on its way, "
+                                                           "it left the warehouse this morning.",))) as srv:
+            sched = CallScheduler() if shared else None
+            downs = [MemoryDownlink(), MemoryDownlink()]
+            pipes = [CallPipeline(d, call_id=f"c{i}", model_url=srv.url, scheduler=sched,
+                                  config=PipelineConfig(caller_rate=RATE, drain_timeout_s=5))
+                     for i, d in enumerate(downs)]
+            await asyncio.gather(pipes[0].run(play(answered)), pipes[1].run(play(barge)))
+            for p in pipes:
+                assert p.failed is None
+                assert p.inputs is not None and p.outputs is not None
+                assert replay_outputs(TurnConfig(), p.inputs) == p.outputs
+            outs: list[list[Any]] = [p.outputs or [] for p in pipes]
+            assert sum(isinstance(o, Commit) for o in outs[0]) >= 1
+            assert downs[0].frames, "the agent's reply reached the first caller"
+            assert any(isinstance(o, Cancel) for o in outs[1]), "the second caller barged in"
+            if sched is not None:
+                assert sched.stats["fired"] > 100 and sched.stats["errors"] == 0
+                assert len(sched) == 0  # closed pipelines leave nothing armed
+
+    asyncio.run(asyncio.wait_for(main(), 50))
+
+
+def test_uplink_jitter_buffers_share_the_loops_scheduler() -> None:
+    """Caller legs (BaseCall) on a loop with a scheduler installed: their jitter-buffer
+    deadlines run there; frames come out in order, a reordered frame in place, a lost one
+    concealed, exactly as with a timer per call."""
+    from clutchcall.prod.ingress.call import BaseCall
+
+    async def one(install: bool) -> tuple[list[list[tuple[int, bool]]], int]:
+        loop = asyncio.get_running_loop()
+        sched = CallScheduler.install() if install else None
+        assert CallScheduler.of_loop(loop) is sched
+        # a deep jitter buffer: a late wake-up on a loaded machine must not turn into a loss
+        calls = [BaseCall(call_id=f"u{i}", codec="pcm16", rate=16000, jitter_depth_ms=300)
+                 for i in range(3)]
+        got: list[list[tuple[int, bool]]] = [[] for _ in calls]
+
+        async def reader(i: int) -> None:
+            async for f in calls[i].frames():
+                got[i].append((f.seq, f.concealed))
+
+        readers = [asyncio.create_task(reader(i)) for i in range(3)]
+        t0 = loop.time()
+        for k in range(12):
+            await asyncio.sleep(max(0.0, t0 + k * 0.02 - loop.time()))
+            for i, c in enumerate(calls):
+                # call 1 sends 5 and 4 swapped, call 2 loses frame 7
+                seq = {4: 5, 5: 4}.get(k, k) if i == 1 else k
+                if not (i == 2 and seq == 7):
+                    c.feed_uplink(seq, bytes(640), timestamp_ms=seq * 20)
+        await asyncio.sleep(0.5)
+        for c in calls:
+            c._end("done")
+        await asyncio.gather(*readers)
+        fired = 0 if sched is None else sched.stats["fired"]
+        if sched is not None:
+            assert len(sched) == 0
+        return got, fired
+
+    async def main() -> None:
+        per_call, _ = await one(False)
+        batched, fired = await one(True)
+        assert batched == per_call
+        assert [s for s, _ in batched[1]] == list(range(12))
+        assert (7, True) in batched[2] and (7, False) not in batched[2]
+        assert fired > 0
+
+    asyncio.run(main())
