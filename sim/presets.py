@@ -34,8 +34,8 @@ engine's knobs as below. The mapping, with its sources:
 ``clutchcall`` -- the product's config, ``PRODUCT_TURN``: the ``evidence`` policy
     (answer-aware turns, barge-ins judged on the burst's level relative to the caller's own
     speech level and its onset against the agent's phrase ends, a noise-floor gate) with soft
-    barge-in ``barge_yield = "pause"`` (issue 15), speculative commit and the adaptive end of
-    turn (issue 16; ``--no-speculate`` is the product without speculation).
+    barge-in ``barge_yield = "pause"`` (issue 15) and speculative commit (issue 16;
+    ``--no-speculate`` is the product without speculation).
 ``threshold`` -- :class:`~clutchcall.engine.TurnConfig` defaults, the seed's configuration
     (600 ms backchannel filter, 300 ms hold-and-confirm, 500 ms end of turn, prime at 200 ms,
     no soft barge-in).
