@@ -21,6 +21,13 @@ Speculative commit (``TurnConfig.speculate``; see ``engine/turn.py``):
 * :class:`Retract` -- the caller spoke again first: cancel the reply, delete its unplayed
   item from the model's conversation, drop the held audio. Nothing of it was played.
 
+Soft barge-in actions (the playout must act on them; only when ``TurnConfig.barge_yield`` is
+not ``"none"``): :class:`Duck` / :class:`Restore` -- lower the agent's audio by ``gain_db``
+at once (a short ramp), then back to full level when the pending barge-in is dismissed;
+:class:`Pause` / :class:`Resume` -- hold the agent's playout (the model keeps streaming into
+the buffer), then play on from where it stopped. Every Duck is followed by exactly one
+Restore or Cancel, every Pause by exactly one Resume or Cancel.
+
 Events (observable only; for metrics and traces): :class:`TurnStarted`, :class:`EndOfTurn`,
 :class:`BackchannelFiltered`, :class:`BargeArmed`, :class:`BargeDismissed`,
 :class:`BargeConfirmed`.
@@ -174,6 +181,45 @@ class Retract(Output):
         _check_ms("Retract.held_ms", self.held_ms)
         if self.reason not in ("speech", "agent_started", "filtered"):
             raise LocalProtocolError(f"Retract.reason: unknown {self.reason!r}")
+# ---------------------------------------------------------------- soft barge-in (issue 15)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Duck(Output):
+    """A barge-in is pending: lower the agent's audio by ``gain_db`` dB over ``ramp_ms``."""
+
+    kind: ClassVar[str] = "duck"
+    is_action: ClassVar[bool] = True
+    gain_db: int
+    ramp_ms: int
+
+    def __post_init__(self) -> None:
+        _check_time("Duck.time", self.time)
+        _check_ms("Duck.gain_db", self.gain_db)
+        _check_ms("Duck.ramp_ms", self.ramp_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restore(Output):
+    """The pending barge-in was dismissed: bring the ducked agent audio back to full level."""
+
+    kind: ClassVar[str] = "restore"
+    is_action: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pause(Output):
+    """A barge-in is pending: hold the agent's playout where it is (nothing is dropped)."""
+
+    kind: ClassVar[str] = "pause"
+    is_action: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume(Output):
+    """The pending barge-in was dismissed: play the held agent audio on from where it
+    stopped."""
+
+    kind: ClassVar[str] = "resume"
+    is_action: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,7 +333,8 @@ def append_unchecked(time: float, seq: int, duration_ms: int, speech: bool) -> A
     return obj
 
 
-ACTION_TYPES: tuple[type[Output], ...] = (Append, Prime, Commit, Cancel, Speculate, Release, Retract)
+ACTION_TYPES: tuple[type[Output], ...] = (Append, Prime, Commit, Cancel, Speculate, Release, Retract,
+                                          Duck, Restore, Pause, Resume)
 EVENT_TYPES: tuple[type[Output], ...] = (
     TurnStarted,
     EndOfTurn,

@@ -35,6 +35,26 @@ Defaults and why:
   ``answer_window_ms`` of the agent's audio finishing on its own) through with
   ``answer_min_speech_ms`` of speech: "yes" / "no" after a question get a reply, while
   backchannels, which come during the agent's speech, are still filtered.
+* ``barge_yield = "none"`` -- soft barge-in: what the agent does while a barge-in is
+  pending. ``"none"`` keeps the seed's behaviour (the agent talks on until ``Cancel``);
+  ``"duck"`` lowers its audio by ``duck_db`` (``Duck``, then ``Restore`` if dismissed);
+  ``"pause"`` holds its playout (``Pause``, then ``Resume`` if dismissed: nothing is lost,
+  the model never knows). Either way a confirmed barge-in still cancels, truncated at the
+  audio the caller actually heard. Anchors: LiveKit pauses on overlapping speech and resumes
+  on a false interruption; "duck, confirm, flush" designs duck on the first speech frames.
+* ``barge_yield_ms = 100`` -- speech over the agent before it yields (0 = on the first
+  speech frame). 100 ms is past most single-frame VAD blips and noise clicks while keeping
+  the audible yield well under the ~350 ms a caller tolerates before repeating themselves.
+* ``duck_db = 12`` / ``duck_ramp_ms = 20`` -- how far and how fast a duck lowers the agent
+  (12 dB is clearly "the agent backs off" yet keeps it intelligible; a 20 ms ramp avoids a
+  click).
+* ``policy = "evidence"`` knobs: ``evidence_soft_db = 6``, ``evidence_edge_ms = 450``,
+  ``evidence_edge_db = 6``, ``evidence_soft_confirm_ms = 1000``, ``evidence_min_snr_db = 6``
+  -- see :class:`~clutchcall.engine.policy.EvidencePolicy`. Chosen on the corpus *train*
+  split (sim/README.md): backchannels are spoken ~6 dB below the caller's turns and 87 % of
+  them start within ~300 ms of an agent phrase end (interruptions: 36 %); a backchannel-like
+  burst must last 1 s to cancel, past the longest backchannels (p95 ~700 ms plus VAD
+  hangover); longer confirm times start to miss short soft interruptions.
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
   knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
@@ -44,7 +64,7 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
 * ``speculate = False`` here, **on in the product**: ``serve`` / ``demo`` (``EdgeConfig``, TOML
   ``[turn]``) and the simulator's ``clutchcall`` preset start from :data:`PRODUCT_TURN`, which
   turns it on; ``speculate = false`` in ``[turn]`` (``--no-speculate``) is the off switch. The
-  bare engine keeps the contract of DESIGN section 2 unless asked. When a pause in a real turn (past the backchannel
+  bare engine keeps the contract of docs/architecture.md §2 unless asked. When a pause in a real turn (past the backchannel
   filter) reaches ``speculate_silence_ms`` the engine emits ``Speculate``: the model is asked
   for its reply at once and the reply's audio is held at the edge; at the end of turn it is
   released (``Release``: played at once), and if the caller speaks first it is retracted
@@ -80,9 +100,10 @@ from typing import Any
 from clutchcall.engine.errors import ConfigError
 
 VAD_FRAME_MS = (10, 20, 30)
-POLICY_NAMES = ("threshold", "answer_aware")
+POLICY_NAMES = ("threshold", "answer_aware", "evidence")
 END_OF_TURN_RULES = ("fixed", "adaptive")
-_NON_INT_FIELDS = ("policy", "speculate", "end_of_turn_rule")
+BARGE_YIELDS = ("none", "duck", "pause")
+_NON_INT_FIELDS = ("policy", "speculate", "end_of_turn_rule", "barge_yield")
 
 PRE_SPECULATION: dict[str, Any] = {"speculate": False, "end_of_turn_rule": "fixed"}
 """Values of the speculation / adaptive end-of-turn knobs that reproduce the engine as it was
@@ -145,11 +166,48 @@ class TurnConfig:
 
     end_of_turn_min_ms: int = 250
     """adaptive only: the shortest end-of-turn silence it may choose."""
+    # ------------------------------------------------------------ soft barge-in (issue 15)
+    barge_yield: str = "none"
+    """While a barge-in is pending: "none" (talk on), "duck" or "pause" the agent."""
+
+    barge_yield_ms: int = 100
+    """Speech over the agent before it yields (duck / pause); 0 = on the first speech frame."""
+
+    duck_db: int = 12
+    """How many dB a duck lowers the agent's audio (1..60)."""
+
+    duck_ramp_ms: int = 20
+    """How long the duck's (and the restore's) gain ramp lasts."""
+
+    # ------------------------------------------------------------ evidence policy (issue 15)
+    evidence_soft_db: int = 6
+    """evidence only: a burst whose mean level is more than this many dB *below* the
+    caller's running speech level is soft (how backchannels are spoken)."""
+
+    evidence_edge_ms: int = 450
+    """evidence only: a burst starting within this long of the agent's phrase end is
+    backchannel-like unless raised (0 disables the cue)."""
+
+    evidence_edge_db: int = 6
+    """evidence only: ...raised = its mean level at least this many dB above the caller's
+    running speech level."""
+
+    evidence_soft_confirm_ms: int = 1000
+    """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
+
+    evidence_min_snr_db: int = 6
+    """evidence only: a frame less than this many dB above the running noise floor is
+    silence whatever the VAD says."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
             raise ConfigError(f"TurnConfig.policy: must be one of {POLICY_NAMES}, got {self.policy!r}")
         self._check_speculation()
+        if self.barge_yield not in BARGE_YIELDS:
+            raise ConfigError(
+                f"TurnConfig.barge_yield: must be one of {BARGE_YIELDS}, got {self.barge_yield!r}")
+        if isinstance(self.duck_db, int) and not 1 <= self.duck_db <= 60:
+            raise ConfigError(f"TurnConfig.duck_db: must be 1..60, got {self.duck_db}")
         for f in dataclasses.fields(self):
             if f.name in _NON_INT_FIELDS:
                 continue
@@ -172,7 +230,8 @@ class TurnConfig:
                 f"TurnConfig.vad_aggressiveness: must be 0..3, got {self.vad_aggressiveness}"
             )
         for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
-                     "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms"):
+                     "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms",
+                     "barge_yield_ms", "duck_ramp_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 
@@ -218,7 +277,11 @@ class TurnConfig:
         return cls.from_dict({**PRE_SPECULATION, **data})
 
 
-PRODUCT_TURN = TurnConfig(speculate=True, end_of_turn_rule="adaptive")
+PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
+                          speculate=True, end_of_turn_rule="adaptive")
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
-defaults with speculative commit on and the adaptive end-of-turn rule (short answers to the
-agent end after ``end_of_turn_min_ms``; every other pause after ``end_of_turn_silence_ms``)."""
+``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
+resumes if the barge-in is dismissed; issue 15), speculative commit and the adaptive
+end-of-turn rule (short answers to the agent end after ``end_of_turn_min_ms``; every other
+pause after ``end_of_turn_silence_ms``; issue 16). ``TurnConfig()`` stays the seed's
+``threshold`` configuration, so old configs and traces reproduce."""

@@ -13,9 +13,44 @@ of the caller's speech frames *while agent audio plays*, across silences shorter
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from clutchcall.engine.config import TurnConfig
+
+
+class BurstEvidence:
+    """What the policy knows of the pending barge-in's burst beyond its length: the mean of
+    its speech frames' acoustic features (``engine/audio/features.py``) when the shell feeds
+    them, else nothing (``frames == 0``). Owned and updated by the engine; read-only here."""
+
+    __slots__ = ("edge_ms", "frames", "rel_sum")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.rel_sum = 0.0
+        self.edge_ms = math.inf
+
+    def reset(self) -> None:
+        """Forget the previous burst."""
+        self.frames = 0
+        self.rel_sum = 0.0
+        self.edge_ms = math.inf
+
+    def add(self, rel_db: float, edge_ms: float) -> None:
+        """Count one speech frame whose level is ``rel_db`` relative to the caller's speech;
+        the burst's first frame also sets ``edge_ms``, its onset's distance to the agent's
+        nearest phrase end."""
+        if not self.frames:
+            self.edge_ms = edge_ms
+        self.frames += 1
+        self.rel_sum += rel_db
+
+    @property
+    def mean_rel_db(self) -> float | None:
+        """The burst's mean level relative to the caller's running speech level (dB), or
+        None without features."""
+        return self.rel_sum / self.frames if self.frames else None
 
 
 class TurnPolicy(Protocol):
@@ -31,8 +66,13 @@ class TurnPolicy(Protocol):
         """At a pause inside a turn: may a non-final ``Prime`` be sent?"""
         ...
 
-    def barge_confirmed(self, barge_speech_ms: int) -> bool:
+    def barge_confirmed(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
         """On each speech frame over agent audio: confirm the pending barge-in now?"""
+        ...
+
+    def barge_yield(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
+        """On each speech frame of a pending barge-in not yet yielded to (only asked when
+        ``TurnConfig.barge_yield`` is not "none"): duck / pause the agent now?"""
         ...
 
 
@@ -44,11 +84,12 @@ class ThresholdPolicy:
     * hold-and-confirm: cancel once ``>= barge_confirm_ms`` of speech over the agent.
     """
 
-    __slots__ = ("_confirm", "_min_speech")
+    __slots__ = ("_confirm", "_min_speech", "_yield_ms")
 
     def __init__(self, config: TurnConfig) -> None:
         self._min_speech = config.response_min_speech_ms
         self._confirm = config.barge_confirm_ms
+        self._yield_ms = config.barge_yield_ms
 
     def wants_reply(self, turn_speech_ms: int, answer: bool) -> bool:
         """Return whether a turn of ``turn_speech_ms`` speech deserves a reply."""
@@ -58,9 +99,14 @@ class ThresholdPolicy:
         """Return whether the turn so far may be primed into the model's context."""
         return turn_speech_ms >= self._min_speech
 
-    def barge_confirmed(self, barge_speech_ms: int) -> bool:
+    def barge_confirmed(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
         """Return whether ``barge_speech_ms`` of speech over the agent confirms a barge-in."""
         return barge_speech_ms >= self._confirm
+
+    def barge_yield(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
+        """Return whether the agent should yield (duck / pause) to the pending barge-in:
+        once ``barge_yield_ms`` of speech over it."""
+        return barge_speech_ms >= self._yield_ms
 
 
 class AnswerAwarePolicy(ThresholdPolicy):
@@ -90,8 +136,58 @@ class AnswerAwarePolicy(ThresholdPolicy):
         return self.wants_reply(turn_speech_ms, answer)
 
 
+class EvidencePolicy(AnswerAwarePolicy):
+    """Answer-aware turns, plus a barge-in judged on *how* the caller speaks, not only how
+    long (issue 15). Uses the burst's mean level relative to the caller's own running speech
+    level (:class:`BurstEvidence`; features from ``engine/audio/features.py``):
+
+    * a burst is *backchannel-like* if its mean level is more than ``evidence_soft_db`` below
+      the caller's running speech level (backchannels are spoken softly), or if it starts
+      within ``evidence_edge_ms`` of the agent's phrase end (where listeners place
+      backchannels) and is not raised (mean level below ``+evidence_edge_db`` relative);
+    * a backchannel-like burst needs ``evidence_soft_confirm_ms`` of speech to confirm
+      (longer than nearly every backchannel) and is not yielded to before half of it;
+    * any other burst is confirmed after ``barge_confirm_ms`` and yielded to (duck / pause)
+      after ``barge_yield_ms``, like the threshold policy;
+    * the engine treats a frame the VAD calls speech but that stands less than
+      ``evidence_min_snr_db`` above the running noise floor as silence (``min_snr_db``):
+      webrtcvad calls stationary line noise speech on noisy channels.
+
+    Without features (a shell that sends none) it is exactly ``answer_aware``. The knobs
+    were chosen on the corpus *train* split (sim/README.md).
+    """
+
+    __slots__ = ("_edge_db", "_edge_ms", "_soft_confirm", "_soft_db", "min_snr_db")
+
+    def __init__(self, config: TurnConfig) -> None:
+        super().__init__(config)
+        self._soft_db = float(-config.evidence_soft_db)
+        self._edge_ms = float(config.evidence_edge_ms)
+        self._edge_db = float(config.evidence_edge_db)
+        self._soft_confirm = config.evidence_soft_confirm_ms
+        self.min_snr_db: float | None = float(config.evidence_min_snr_db)
+
+    def _soft(self, evidence: BurstEvidence) -> bool:
+        m = evidence.mean_rel_db
+        if m is None:
+            return False
+        return m < self._soft_db or (evidence.edge_ms <= self._edge_ms and m < self._edge_db)
+
+    def barge_confirmed(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
+        """Return whether the pending barge-in is confirmed (soft bursts need longer)."""
+        return barge_speech_ms >= (self._soft_confirm if self._soft(evidence) else self._confirm)
+
+    def barge_yield(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
+        """Return whether to duck / pause now (soft bursts wait half their confirm time)."""
+        if self._soft(evidence):
+            return barge_speech_ms >= max(self._yield_ms, self._soft_confirm // 2)
+        return barge_speech_ms >= self._yield_ms
+
+
 def make_policy(config: TurnConfig) -> TurnPolicy:
     """Return the policy that ``config.policy`` names."""
     if config.policy == "answer_aware":
         return AnswerAwarePolicy(config)
+    if config.policy == "evidence":
+        return EvidencePolicy(config)
     return ThresholdPolicy(config)

@@ -81,15 +81,25 @@ AGENT              SILENCE         nothing
 AGENT              AGENT_STARTED   error: agent audio already playing
 AGENT              AGENT_FINISHED  -> LISTENING
 BARGE_PENDING      SPEECH          count; once the policy confirms: BargeConfirmed, Cancel
-                                   (agent_played_ms), TurnStarted -> SPEAKING
+                                   (agent_played_ms), TurnStarted -> SPEAKING; else, with
+                                   barge_yield duck/pause, once the policy says yield (and
+                                   not yet yielded): Duck or Pause
 BARGE_PENDING      SILENCE         arm burst end
-BARGE_PENDING      BURST_END_DUE   a backchannel over the agent: BargeDismissed,
-                                   BackchannelFiltered, the agent keeps talking -> AGENT
+BARGE_PENDING      BURST_END_DUE   a backchannel over the agent: BargeDismissed, Restore /
+                                   Resume (if it yielded), BackchannelFiltered, the agent
+                                   keeps talking -> AGENT
 BARGE_PENDING      AGENT_STARTED   error: agent audio already playing
 BARGE_PENDING      AGENT_FINISHED  the agent finished first: no Cancel (nothing to stop);
                                    BargeDismissed(agent_finished), the caller's speech opens a
                                    turn -> SPEAKING (or PAUSED if in a gap)
 =================  ==============  ===========================================================
+
+Soft barge-in (``TurnConfig.barge_yield``): a pending barge-in may make the agent yield at
+once -- ``Duck`` (gain down) or ``Pause`` (playout held) -- when the policy's
+``barge_yield`` says so; a dismissal then emits ``Restore`` / ``Resume`` (also when the agent
+finished first), a confirmation emits ``Cancel`` whose ``agent_played_ms`` excludes the time
+the playout was paused (the audio the caller actually heard). Each Duck / Pause is closed by
+exactly one Restore / Resume or Cancel.
 
 Speech while waiting for the model's first audio (``AWAITING_SPEECH``) never cancels by itself:
 ``Cancel`` exists to stop agent audio, so it needs agent audio. If the agent starts while the
@@ -131,6 +141,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clutchcall.engine.actions import (
     BackchannelFiltered,
@@ -139,10 +150,14 @@ from clutchcall.engine.actions import (
     BargeDismissed,
     Cancel,
     Commit,
+    Duck,
     EndOfTurn,
     Output,
+    Pause,
     Prime,
     Release,
+    Restore,
+    Resume,
     Retract,
     Speculate,
     TurnStarted,
@@ -151,7 +166,10 @@ from clutchcall.engine.actions import (
 from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
 from clutchcall.engine.endpoint import FixedRule, PauseEvidence, make_end_of_turn_rule
 from clutchcall.engine.errors import FrameOutOfOrder, InvalidInput, TimeWentBackwards
-from clutchcall.engine.policy import TurnPolicy, make_policy
+from clutchcall.engine.policy import BurstEvidence, TurnPolicy, make_policy
+
+if TYPE_CHECKING:
+    from clutchcall.engine.audio.features import FrameFeatures
 
 # Time tolerance (s): two frames are contiguous, and a deadline is due, within this much,
 # so float rounding of 1x clocks (0.02 * k) never shifts a decision by a frame.
@@ -206,11 +224,15 @@ class TurnEngine:
         "_eot_at",
         "_eot_ms",
         "_eot_rule",
+        "_evidence",
+        "_feat_edge",
+        "_feat_rel",
         "_gap_ms",
         "_last_frame_end",
         "_last_seq",
         "_last_speech_end",
         "_longest_pause",
+        "_min_snr",
         "_next_deadline",
         "_next_seq",
         "_now",
@@ -218,6 +240,8 @@ class TurnEngine:
         "_on_speech",
         "_out",
         "_pause_eot_ms",
+        "_paused_at",
+        "_paused_total",
         "_pauses",
         "_prime_at",
         "_prime_ms",
@@ -233,6 +257,8 @@ class TurnEngine:
         "_turn_answer",
         "_turn_onset",
         "_turn_speech",
+        "_yield_mode",
+        "_yielded",
         "config",
         "policy",
     )
@@ -279,6 +305,18 @@ class TurnEngine:
         self._spec_turn: int | None = None
         self._spec_started = 0.0
         self._spec_wasted_ms = 0
+        # soft barge-in: 0 none, 1 duck, 2 pause; whether the pending barge-in was yielded
+        # to; when the playout was paused and for how long in total (for agent_played_ms)
+        self._yield_mode = ("none", "duck", "pause").index(self.config.barge_yield)
+        self._yielded = False
+        self._paused_at: float | None = None
+        self._paused_total = 0.0
+        # acoustic evidence (optional per-frame features): the pending burst's summary, the
+        # current frame's relative level, the policy's noise gate (None: no gate)
+        self._evidence = BurstEvidence()
+        self._feat_rel: float | None = None
+        self._feat_edge = math.inf
+        self._min_snr: float | None = getattr(self.policy, "min_snr_db", None)
         self._enter(State.LISTENING)
 
     # ------------------------------------------------------------------ observation
@@ -316,13 +354,17 @@ class TurnEngine:
 
     # ------------------------------------------------------------------ inputs
     def caller_frame(
-        self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None
+        self, now: float, *, speech: bool, duration_ms: int, seq: int | None = None,
+        features: FrameFeatures | None = None,
     ) -> None:
         """Feed one caller frame that ended at ``now`` with its VAD decision ``speech``.
 
-        ``duration_ms`` must be 10, 20 or 30; ``seq``, if given, must increase. Emits an
-        ``Append`` for the frame, then whatever the frame decided. Raises
-        ``TimeWentBackwards``, ``FrameOutOfOrder`` or ``InvalidInput`` (state unchanged).
+        ``duration_ms`` must be 10, 20 or 30; ``seq``, if given, must increase. ``features``
+        (optional, from ``engine/audio/features.py``) are the frame's acoustic features for
+        the policy; a policy with a noise gate (``evidence``) treats a speech frame too close
+        to the noise floor as silence. Emits an ``Append`` for the frame, then whatever the
+        frame decided. Raises ``TimeWentBackwards``, ``FrameOutOfOrder`` or ``InvalidInput``
+        (state unchanged).
         """
         if duration_ms not in VAD_FRAME_MS:
             raise InvalidInput(f"caller_frame: duration_ms must be 10, 20 or 30, got {duration_ms!r}")
@@ -345,6 +387,11 @@ class TurnEngine:
         deadline = self._next_deadline
         if deadline is not None and deadline <= start + _EPS:
             self._expire(start, now)
+        if features is not None:
+            self._feat_rel = features.rel_db
+            self._feat_edge = features.agent_edge_ms
+            if speech and self._min_snr is not None and features.snr_db < self._min_snr:
+                speech = False
         self._out.append(append_unchecked(now, seq, duration_ms, speech))
         # Hot path: the current state's frame handlers are cached by _enter (the same rows as
         # TRANSITIONS; a None handler is a row whose effect is "nothing").
@@ -503,7 +550,41 @@ class TurnEngine:
         self._out.append(TurnStarted(time=now, turn=self._turn, onset=onset))
 
     def _played_ms(self, now: float) -> int:
-        return max(0, round((now - self._agent_started_at) * 1000.0))
+        # the agent audio the caller actually heard: time since it started, less pauses
+        paused = self._paused_total
+        if self._paused_at is not None:
+            paused += now - self._paused_at
+        return max(0, round((now - self._agent_started_at - paused) * 1000.0))
+
+    # ---------------------------------------------------------- soft barge-in (issue 15)
+    def _agent_begins(self, now: float) -> None:
+        self._agent_started_at = now
+        self._agent_done_at = None
+        self._yielded = False
+        self._paused_at = None
+        self._paused_total = 0.0
+
+    def _yield_to_barge(self, now: float) -> None:
+        """Duck or pause the agent for the pending barge-in (once per barge-in)."""
+        self._yielded = True
+        if self._yield_mode == 1:
+            self._out.append(Duck(time=now, gain_db=self.config.duck_db,
+                                  ramp_ms=self.config.duck_ramp_ms))
+        else:
+            self._paused_at = now
+            self._out.append(Pause(time=now))
+
+    def _unyield(self, now: float) -> None:
+        """The pending barge-in was dismissed: Restore / Resume the agent if it yielded."""
+        if not self._yielded:
+            return
+        self._yielded = False
+        if self._paused_at is not None:
+            self._paused_total += now - self._paused_at
+            self._paused_at = None
+            self._out.append(Resume(time=now))
+        else:
+            self._out.append(Restore(time=now))
 
     def _speech_becomes_turn(self, now: float) -> State:
         """The caller's held speech (over or before the agent) opens a turn."""
@@ -525,8 +606,7 @@ class TurnEngine:
         return State.SPEAKING
 
     def _to_agent(self, now: float, d: int) -> State:
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         return State.AGENT
 
     def _count_speech(self, now: float, d: int) -> State:
@@ -546,9 +626,9 @@ class TurnEngine:
 
     def _speaking_agent_started(self, now: float, d: int) -> State:
         self._turn_interrupted_by_agent(now)
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         self._barge_speech = 0
+        self._evidence.reset()
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
 
@@ -596,8 +676,7 @@ class TurnEngine:
     def _paused_agent_started(self, now: float, d: int) -> State:
         self._retract(now, "agent_started")
         self._turn_interrupted_by_agent(now)
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         return State.AGENT
 
     def _awaiting_speech(self, now: float, d: int) -> State:
@@ -625,9 +704,9 @@ class TurnEngine:
         return State.AWAITING
 
     def _awaiting_speech_agent_started(self, now: float, d: int) -> State:
-        self._agent_started_at = now
-        self._agent_done_at = None
+        self._agent_begins(now)
         self._barge_speech = 0
+        self._evidence.reset()
         self._out.append(BargeArmed(time=now, onset=now))
         return State.BARGE_PENDING
 
@@ -639,6 +718,7 @@ class TurnEngine:
         self._turn_speech = 0  # counted (with the barge speech) by _barge_speech_frame
         self._turn_onset = onset
         self._barge_speech = 0
+        self._evidence.reset()
         self._out.append(BargeArmed(time=now, onset=onset))
         return self._barge_speech_frame(now, d)
 
@@ -648,11 +728,18 @@ class TurnEngine:
         if self._burst_end_at is not None:
             self._burst_end_at = None
             self._recompute_deadline()
-        if not self.policy.barge_confirmed(self._barge_speech):
+        ev = self._evidence
+        if self._feat_rel is not None:
+            ev.add(self._feat_rel, self._feat_edge)
+        if not self.policy.barge_confirmed(self._barge_speech, ev):
+            if self._yield_mode and not self._yielded and self.policy.barge_yield(self._barge_speech, ev):
+                self._yield_to_barge(now)
             return State.BARGE_PENDING
         played = self._played_ms(now)
         self._out.append(BargeConfirmed(time=now, speech_ms=self._barge_speech, agent_played_ms=played))
         self._out.append(Cancel(time=now, agent_played_ms=played))
+        self._yielded = False  # the Cancel ends a duck / pause
+        self._paused_at = None
         self._clear_deadlines()
         self._open_turn(now, self._turn_onset)
         return State.SPEAKING
@@ -663,11 +750,13 @@ class TurnEngine:
 
     def _barge_burst_end(self, now: float, d: int) -> State:
         self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="burst_ended"))
+        self._unyield(now)
         self._out.append(BackchannelFiltered(time=now, speech_ms=self._turn_speech, over_agent=True))
         return State.AGENT
 
     def _barge_agent_finished(self, now: float, d: int) -> State:
         self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="agent_finished"))
+        self._unyield(now)
         self._agent_done_at = now  # the caller started before this: not an answer
         return self._speech_becomes_turn(now)
 

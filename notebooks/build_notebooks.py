@@ -91,6 +91,56 @@ print("recommended:", json.dumps(rec))
 if seed:
     print("seed 600/300 cost:", round(cost(seed[0]), 6))
     assert rec["cost"] <= cost(seed[0]) + 1e-12"""),
+    ("md", """## Issue 15: the evidence policy against the threshold policy and the peers
+Honest scoring (sim/README.md): the scripted agent plays every labelled agent interval, on the
+corpus **train** split (the test split is only for the final figures). The trade-off that
+matters is false barge-ins (backchannels that cancel the agent) against how fast the agent
+yields to a real interruption. The threshold policy moves along one curve with
+`barge_confirm_ms`; the `clutchcall` preset (evidence policy, pause) along another with
+`evidence_soft_confirm_ms`; the peer presets are points, and so are the real peers
+(`clutchcall eval --peer`, run from their own libraries) when the `[peers]` extra is installed
+(not in the small configuration)."""),
+    ("code", """import dataclasses
+from clutchcall.sim.metrics import summarize, tables
+from clutchcall.sim.presets import preset
+from clutchcall.sim.runner import load_calls
+from clutchcall.sim.world import simulate_call
+
+train = load_calls([], split="train")
+if SMALL:
+    train = train[:12]
+
+def score(turn, calls=train):
+    cfg = SimConfig(turn=turn, agent="scripted")
+    return summarize(tables([simulate_call(c, cfg) for c in calls], cfg))
+
+X, Y = "yield_latency_ms_p50", "false_barge_in_rate"
+thr = [score(TurnConfig(barge_confirm_ms=ms)) for ms in ([200, 400, 600] if SMALL else range(100, 901, 100))]
+ev = [score(dataclasses.replace(preset("clutchcall"), evidence_soft_confirm_ms=ms))
+      for ms in ([700, 1000] if SMALL else range(600, 1301, 100))]
+points = {name: score(preset(name)) for name in ("clutchcall", "livekit", "pipecat", "threshold")}
+real = {}
+if not SMALL:
+    from clutchcall.sim.peers import PEER_NAMES, PEER_TURN, load_peer_calls
+    for peer in PEER_NAMES:
+        try:
+            real[peer] = score(PEER_TURN[peer], load_peer_calls([], peer, split="train"))
+        except Exception as exc:  # the optional [peers] extra is not installed
+            print(peer, "not run:", exc)
+fig, ax = plt.subplots(figsize=(7, 4.5))
+ax.plot([r[X] for r in thr], [r[Y] for r in thr], "o-", label="threshold (barge_confirm_ms)")
+ax.plot([r[X] for r in ev], [r[Y] for r in ev], "s-", label="clutchcall (evidence_soft_confirm_ms)")
+for name, r in points.items():
+    ax.scatter([r[X]], [r[Y]], marker="^", s=60)
+    ax.annotate(f"preset {name}", (r[X], r[Y]), fontsize=8)
+for name, r in real.items():
+    ax.scatter([r[X]], [r[Y]], marker="*", s=120)
+    ax.annotate(f"real {name}", (r[X], r[Y]), fontsize=8)
+ax.axhline(0.03, ls=":", c="grey"); ax.axvline(350, ls=":", c="grey")
+ax.set_xlabel(X + " (ms)"); ax.set_ylabel(Y); ax.legend(fontsize=8)
+fig.tight_layout()
+assert all(r[Y] is not None for r in thr + ev)
+print({k: (v[X], v[Y]) for k, v in {**points, **{"real " + k: v for k, v in real.items()}}.items()})"""),
 ]
 
 LATENCY = [

@@ -87,6 +87,12 @@ class EdgeMetrics:
             "Barge-ins by outcome: armed (pending), confirmed (Cancel), dismissed.",
             ["outcome"], namespace=namespace, registry=r,
         )
+        self.agent_yields = Counter(
+            "agent_yields",
+            "Soft barge-in actions on the agent's playout by kind: duck, pause (a pending "
+            "barge-in), restore, resume (it was dismissed).",
+            ["kind"], namespace=namespace, registry=r,
+        )
         self.frames_late = Counter(
             "frames_late", "Caller frames that arrived later than their playout deadline.",
             namespace=namespace, registry=r,
@@ -180,6 +186,8 @@ class EdgeMetrics:
         elif isinstance(out, Retract):
             self.speculations.labels(outcome="retracted").inc()
             self.speculation_wasted.inc(out.held_ms / 1000.0)
+        elif out.kind in ("duck", "pause", "restore", "resume"):
+            self.agent_yields.labels(kind=out.kind).inc()
 
     def model_error(self, err_type: str, code: str) -> None:
         """Count one model-leg error (``err_type`` e.g. ``invalid_request_error``)."""

@@ -70,6 +70,7 @@ from clutchcall.engine import (
     TurnEngine,
 )
 from clutchcall.engine.audio import AudioError, Codec, Transcoder, VadFramer
+from clutchcall.engine.audio.features import FeatureTracker, FrameFeatures, frame_level_db
 from clutchcall.engine.call import (
     AgentFrame,
     CallCore,
@@ -78,6 +79,7 @@ from clutchcall.engine.call import (
     MemoryRecorder,
     PlayoutCleared,
     PlayoutConfig,
+    PlayoutRewound,
     Recorder,
     ReplyWithoutAudio,
     TeeRecorder,
@@ -211,14 +213,20 @@ class CallPipeline:
         recorders = [r for r in (memory, recorder) if r is not None]
         rec: Recorder | None = (None if not recorders else recorders[0] if len(recorders) == 1
                                 else TeeRecorder(*recorders))
-        self.core: CallCore[np.ndarray, bytes] = CallCore(
+        # soft barge-in (issue 15): agent frames wait in the core's playout as caller-rate PCM
+        # and are encoded when sent, with the duck gain (a ramp) applied first; caller frames
+        # carry acoustic features when the policy reads them (evidence)
+        self._features: FeatureTracker | None = (
+            FeatureTracker() if self.turn_config.policy == "evidence" else None)
+        self.core: CallCore[np.ndarray, np.ndarray] = CallCore(
             self.turn_config, recorder=rec,
             hold=HoldConfig(frame_ms=self.frame_ms, late_after_ms=cfg.late_after_ms,
                             max_ahead_ms=cfg.max_ahead_ms,
                             max_conceal_per_gap=cfg.max_conceal_per_gap,
                             max_conceal_per_s=cfg.max_conceal_per_s),
             playout=PlayoutConfig(frame_ms=cfg.caller_frame_ms,
-                                  underrun_finish_ms=cfg.underrun_finish_ms))
+                                  underrun_finish_ms=cfg.underrun_finish_ms),
+            agent_level=frame_level_db if self._features is not None else None)
         self.failed: str | None = None
         self.loop = asyncio.get_running_loop()
         self._up_batch: list[np.ndarray] = []  # appended, not yet resampled for the model
@@ -232,6 +240,7 @@ class CallPipeline:
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
         self.agent_frames_sent = 0
+        self._rewound = 0  # agent frames taken back by rewinds (written twice)
 
     @property
     def engine(self) -> TurnEngine:
@@ -357,13 +366,39 @@ class CallPipeline:
                 media_end = frame.ts + (own / rate if pcm is not None
                                         else self.config.caller_frame_ms / 1000)
             late = core.stats.late
-            core.caller_audio(arrival, self.vad.push(whole), media_end=media_end,
+            vad_frames = self.vad.push(whole)
+            core.caller_audio(arrival, vad_frames, media_end=media_end,
                               duration_s=len(whole) / rate,
-                              pending_s=self.vad.splitter.pending / rate)
+                              pending_s=self.vad.splitter.pending / rate,
+                              features=self._frame_features(vad_frames))
             if core.stats.late > late:
                 self.metrics.frames_late.inc(core.stats.late - late)
         self._drive()
         return good
+
+    def _frame_features(self, frames: list[tuple[np.ndarray, bool]]
+                        ) -> list[FrameFeatures | None] | None:
+        """Return each VAD frame's acoustic features (``engine/audio/features.py``), or None
+        when the policy reads none. The agent phrase-end cue (``agent_edge_ms``) is filled in
+        by the core from the agent audio it plays (``agent_level``)."""
+        tracker = self._features
+        if tracker is None:
+            return None
+        fms = self.frame_ms
+        return [tracker.push(frame_level_db(f), sp, fms) for f, sp in frames]
+
+    def agent_played(self, frames_written: int) -> None:
+        """The far end confirmed it has played every agent frame up to the
+        ``frames_written``-th this pipeline wrote (Twilio: the echo of a ``mark`` sent after
+        that frame; echoes of marks sent before a clear must not be passed -- Twilio echoes
+        those at once, unplayed). From the first call on, the core's pause / duck take back
+        what the far end still buffers (a ``clear`` goes out, the frames are written again)
+        and a Cancel truncates at what was heard. Frames written twice (taken back) are
+        counted once. Raises ConfigError for a position beyond what was written."""
+        if self._closed:
+            return
+        self.core.agent_played(self.loop.time(), frames_written - self._rewound)
+        self._drive()
 
     # -- the drive loop ------------------------------------------------------------------
     def _drive(self) -> None:
@@ -401,7 +436,12 @@ class CallPipeline:
                     self._flush_uplink()
         elif isinstance(ev, AgentFrame):
             self.agent_frames_sent += 1
-            self._send("audio", ev.payload)
+            # encoded now, in send order, with the core's gain ramp (duck / restore)
+            self._send("audio", self.transcoder.encode_agent(ev.payload, ev.gain_start, ev.gain))
+        elif isinstance(ev, PlayoutRewound):
+            # a pause / duck took back audio the far end had buffered: drop it there
+            self._rewound += ev.frames
+            self._send("clear", None)
         elif isinstance(ev, Output):
             self.metrics.observe_output(ev)
             if isinstance(ev, Append):
@@ -419,8 +459,9 @@ class CallPipeline:
                 self._perform_speculation(ev)
         elif isinstance(ev, PlayoutCleared):
             self.transcoder.downlink_reset()
-            end = self.model.cancel(self._played_ms_on_cancel(ev.agent_played_ms, ev.sent_ms),
-                                    item_id=ev.item_id, sent_ms=ev.sent_ms)
+            heard = ev.sent_ms if ev.heard_ms is None else ev.heard_ms
+            end = self.model.cancel(self._played_ms_on_cancel(ev.agent_played_ms, heard),
+                                    item_id=ev.item_id, sent_ms=heard)
             self.log.info("barge-in: cancel, truncate %s at %s ms", ev.item_id, end)
             self._send("clear", None)
             self._send("control", {"type": "cancel", "agent_played_ms": ev.agent_played_ms,
@@ -476,7 +517,7 @@ class CallPipeline:
         if self._closed or self.core.playout.is_dropped(chunk.response_id):
             return
         self.core.agent_audio(self.loop.time(), chunk.response_id, chunk.item_id,
-                              self.transcoder.downlink(chunk.pcm), first=chunk.first,
+                              self.transcoder.downlink_frames(chunk.pcm), first=chunk.first,
                               model_ttfa_s=chunk.model_ttfa_s, received_at=chunk.received_at,
                               speculative=self._is_speculative(chunk.response_id))
         self._drive()
@@ -489,7 +530,7 @@ class CallPipeline:
         spec = self._is_speculative(response_id)
         if not core.playout.is_dropped(response_id) and (core.playout.has_audio(response_id)
                                                           or core.playout.playing):
-            tail = self.transcoder.downlink_flush()
+            tail = self.transcoder.downlink_flush_frames()
             if tail:
                 core.agent_audio(now, response_id, None, tail, speculative=spec)
         core.response_done(now, response_id, status, speculative=spec)

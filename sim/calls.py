@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clutchcall.engine.audio.features import FrameFeatures, frame_levels_db, track
 from clutchcall.engine.errors import ClutchCallError, ConfigError
 from clutchcall.traces.labels import Segment  # the label format's own type
 
@@ -46,6 +47,15 @@ class Call:
     speech: tuple[bool, ...]
     agent_speech: tuple[tuple[float, float], ...]
     segments: tuple[Segment, ...]
+    agent_pauses: tuple[tuple[float, float], ...] = ()
+    """The labelled pauses between the agent's phrases (ms; ``agent_pauses`` in the JSON)."""
+    features: tuple[FrameFeatures, ...] | None = None
+    """Per-frame acoustic features (``engine/audio/features.py``) computed from the audio,
+    fed to the engine with each frame; None for calls built from intervals."""
+    speech_hangover_frames: int = 0
+    """Frames by which ``speech`` outlasts the caller's real speech at its end (a peer's VAD
+    stop debouncing, :mod:`clutchcall.sim.peers`): scoring takes them off the last speech
+    frame of a committed turn, so a commit is matched to the segment it closed."""
 
     @property
     def duration_s(self) -> float:
@@ -99,11 +109,17 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) 
     from clutchcall.engine.audio import AudioError, vad_decisions
 
     try:
-        speech = vad_decisions(np.asarray(lc.pcm, dtype=np.int16), lc.rate, frame_ms, aggressiveness)
+        speech = vad_decisions(np.asarray(lc.pcm, dtype=np.int16), lc.rate, frame_ms,
+                               aggressiveness)
     except (AudioError, ConfigError, ValueError) as exc:  # audio the VAD cannot take (its rate)
         raise CallFormatError(f"VAD cannot take this audio ({lc.rate} Hz): {exc}") from exc
+    pcm = np.asarray(lc.pcm, dtype=np.int16)
+    levels = frame_levels_db(pcm, lc.rate, frame_ms)[: len(speech)]
+    speech = speech[: len(levels)]
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
-                agent_speech=tuple(agent), segments=tuple(segs))
+                agent_speech=tuple(agent), segments=tuple(segs),
+                agent_pauses=tuple((float(a), float(b)) for a, b in lc.labels.agent_pauses),
+                features=tuple(track(levels, speech, frame_ms)))
 
 
 def call_from_trace(path: str | Path) -> Call:

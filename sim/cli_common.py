@@ -9,12 +9,12 @@ import sys
 from typing import Any
 
 from clutchcall.engine import TurnConfig
-from clutchcall.engine.config import END_OF_TURN_RULES, POLICY_NAMES
+from clutchcall.engine.config import BARGE_YIELDS, END_OF_TURN_RULES, POLICY_NAMES
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
-from clutchcall.sim.runner import load_calls
-from clutchcall.sim.world import TRANSPORTS, ModelConfig, NetConfig, SimConfig
+from clutchcall.sim.runner import SPLITS, load_calls
+from clutchcall.sim.world import AGENTS, TRANSPORTS, ModelConfig, NetConfig, SimConfig
 
 _TURN_FIELDS = list(TurnConfig().to_dict())
 
@@ -61,15 +61,32 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
     for f in _TURN_FIELDS:
         if f == "policy":
             g.add_argument("--policy", choices=POLICY_NAMES, default=None, dest=f,
-                           help="turn policy (default: the preset's, i.e. threshold)")
+                           help="turn policy (default: the preset's)")
         elif f == "speculate":
             g.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
                            dest=f, help="speculative commit (default: the preset's; on for clutchcall)")
         elif f == "end_of_turn_rule":
             g.add_argument("--end-of-turn-rule", choices=END_OF_TURN_RULES, default=None, dest=f,
                            help="end-of-turn silence per pause: fixed or adaptive (engine/endpoint.py)")
+        elif f == "barge_yield":
+            g.add_argument("--barge-yield", choices=BARGE_YIELDS, default=None, dest=f,
+                           help="soft barge-in: duck or pause the agent while a barge-in is "
+                                "pending (default: the preset's)")
         else:
             g.add_argument("--" + f.replace("_", "-"), type=int, default=None, dest=f)
+
+
+def add_agent(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--agent", choices=AGENTS, default=default,
+                        help="scripted: the agent plays the labelled timeline, every segment "
+                             "is scored; reactive: replies start at the model's first audio "
+                             f"(latency prediction) (default: {default})")
+
+
+def add_split(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--split", choices=SPLITS, default=default,
+                        help="which corpus split to use, from the directory's MANIFEST.json "
+                             f"(tune on train, report on test; default: {default})")
 
 
 def add_executor(parser: argparse.ArgumentParser, *, default_workers: str = "all cores") -> None:
@@ -170,12 +187,13 @@ def turn_config(a: argparse.Namespace) -> TurnConfig:
 
 def sim_config(a: argparse.Namespace, turn: TurnConfig | None = None) -> SimConfig:
     return SimConfig(turn=turn or turn_config(a), net=net_config(a), model=model_config(a),
-                     seed=a.seed)
+                     seed=a.seed, agent=getattr(a, "agent", "reactive"))
 
 
 def calls_from(a: argparse.Namespace, frame_ms: int = 20, aggressiveness: int = 2) -> list:
     return load_calls(a.calls, frame_ms=frame_ms, aggressiveness=aggressiveness,
-                      synthetic=a.synthetic, synthetic_seconds=a.synthetic_seconds)
+                      synthetic=a.synthetic, synthetic_seconds=a.synthetic_seconds,
+                      split=getattr(a, "split", "all"))
 
 
 def fmt(v: Any) -> str:

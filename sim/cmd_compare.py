@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_net(parser)
     cc.add_model(parser)
     cc.add_seed(parser)
+    cc.add_agent(parser, "scripted")
+    cc.add_split(parser, "test")
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="also write per-turn/segment/call Parquet, partitioned by preset")

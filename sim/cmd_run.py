@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(calls)} calls, {summary['call_hours'] * 60:.1f} min, transport "
           f"{cfg.net.transport}, rtt {cfg.net.uplink.rtt_ms:g} ms, loss {cfg.net.uplink.loss:g}, "
           f"seed {cfg.seed}")
-    keys = list(EVAL_KEYS) + [k for k in summary if k not in EVAL_KEYS]
+    keys = list(EVAL_KEYS) + [k for k in summary if k not in EVAL_KEYS
+                              and not isinstance(summary[k], dict)]
     width = max(len(k) for k in keys)
     for k in keys:
         print(f"  {k:<{width}}  {cc.fmt(summary[k])}")

@@ -30,6 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_net(parser)
     cc.add_model(parser)
     cc.add_seed(parser)
+    cc.add_agent(parser, "scripted")
+    cc.add_split(parser, "train")
     parser.add_argument("--preset", default="clutchcall", help="base config for unswept knobs")
     for f in TurnConfig().to_dict():
         parser.add_argument("--" + f.replace("_", "-"), default=None, dest=f,

@@ -1,36 +1,61 @@
 """Scoring simulated calls against their labels: per-turn, per-segment and per-call tables.
 
 Theory of operation: a :class:`~clutchcall.sim.world.CallRun` holds what the edge did
-(commits with their turn's timing, cancels with when the agent stopped at the caller); the
-labelled call holds what *should* have happened (segments with kind / expect). Each commit
-is matched to the labelled segment whose speech it closed (its end of speech, on the caller's
-clock, lies within ``[start - 60 ms, end + 300 ms]``; the closest end wins), each cancel to
-the segment it interrupted with (the cancelling frame lies within ``[start - 60 ms, end +
-500 ms]``; the latest start wins). Then, per segment:
+(commits with their turn's timing, cancels and soft yields with when the caller heard them);
+the labelled call holds what *should* have happened (segments with kind / expect). Each
+commit is matched to the labelled segment whose speech it closed (its end of speech, on the
+caller's clock, lies within ``[start - 60 ms, end + 300 ms]``; the closest end wins); each
+cancel and each yield (duck / pause) to the segment it reacted to (the deciding caller frame
+lies within ``[start - 60 ms, end + 500 ms]``; the latest start wins).
 
-* expect ``reply`` (turn, short_answer): *missed reply* if no commit matched;
-* expect ``ignore`` (backchannel, noise): *backchannel wake-up* if a commit matched (the model
-  was woken), *false barge-in* if a cancel matched (an agent reply was cut by it);
-* expect ``yield`` (interruption): *missed barge-in* if no cancel matched while the agent was
-  still talking at the caller ``MISSED_BARGE_GRACE_MS`` (1 s) after the segment's start (an
-  agent that stopped by itself sooner, or was already stopped, was not missed); else the
-  *barge-in latency* is when the agent stopped at the caller minus the segment's start.
+*Over the agent*: a segment overlaps the agent's speech at the caller -- with the scripted
+agent the labelled ``agent_speech`` timeline (fixed, the same for every policy), with the
+reactive agent what actually played (its edge intervals shifted by the downlink's one-way
+delay).
 
-A cancel that matches no segment is a false barge-in too (an *unlabelled cancel*); a commit
-that matches none is an *unlabelled commit* (a call with no segments at all -- a recorded
-trace used as the caller -- is scored for latencies only). Latencies per turn (ms): ``turn_latency_ms`` at the caller (end of the
-last speech frame sent -> first agent audio frame received), ``turn_latency_edge_ms`` (last
-speech frame fed to the engine -> first agent audio frame sent), ``commit_delay_ms`` (end of
-speech at the caller -> commit at the edge), and ``edge_added_ms``: turn latency at the caller
-minus what ClutchCall cannot remove -- the end-of-turn silence, the model's time to first
-audio and its leg both ways, and the caller leg's base one-way delay both ways -- i.e. the
-time lost to loss recovery, head-of-line blocking, jitter buffering and frame timing.
+Metric definitions (``clutchcall eval --json`` prints each; a rate is 0.0 when its
+denominator is 0; percentiles are over the segments that have the value):
 
-Rates: ``*_rate`` are fractions of the opportunities, 0.0 when there were none: false
-barge-ins per (ignore segments + cancels that match no segment; the reactive agent may be
-talking where the recording's was not, so every ignore segment is an opportunity), missed
-barge-ins per interruption, wake-ups per ignore segment, missed replies per reply segment; ``*_per_hour`` divide counts by the hours of call simulated.
-Tables are polars DataFrames with fixed schemas, so equal runs write byte-identical Parquet.
+* ``false_barge_in_rate`` = backchannels over the agent that led to a Cancel / backchannels
+  over the agent. Noise is scored apart. (Before: cancels per backchannel *plus noise*
+  segment plus unlabelled cancel.)
+* ``noise_barge_in_rate`` = noise segments over the agent that led to a Cancel / noise
+  segments over the agent.
+* ``missed_barge_in_rate`` = interruptions with no Cancel while the agent was still playing
+  at the caller ``MISSED_BARGE_GRACE_MS`` (1 s) after the interruption's start / interruptions.
+* ``missed_reply_rate`` = reply segments (turn, short_answer) no commit closed / reply segments.
+* ``backchannel_wakeup_rate`` = backchannels a commit closed (the model was woken) /
+  backchannels. (Before: over backchannels plus noise.)
+* ``noise_wakeup_rate`` = noise segments a commit closed / noise segments.
+* ``premature_commit_rate`` = reply segments in which a commit fired before the segment's
+  labelled end (on the call's audio clock: the agent would talk into the caller's pause) /
+  reply segments.
+* ``backchannel_disruption_rate`` = backchannels over the agent that made it audibly yield
+  (duck, pause or cancel) / backchannels over the agent;
+  ``backchannel_disruption_ms_p50`` = how long such a soft yield (duck or pause) lasted at
+  the caller (yield heard -> restore / resume / cancel heard).
+* ``yield_latency_ms_p50/p95`` = interruption start -> the agent audibly yields at the caller
+  (the first of duck, pause and cancel); ``cancel_latency_ms_p50`` = interruption start ->
+  the agent stops at the caller because of the Cancel; ``barge_latency_ms_p50`` (kept) is the
+  cancel latency.
+* ``turn_latency_ms_p50/p95/p99`` = per reply segment closed by a commit (the last commit
+  matched to it): the end of the caller's last VAD speech frame -> first agent audio at the
+  caller. ``turn_latency_from_speech_end_ms_p50/p95/p99`` (the headline, caller-felt) = the
+  segment's labelled end of speech -> first agent audio at the caller. With the scripted
+  agent the first audio is predicted (:mod:`clutchcall.sim.world`), not played. A segment
+  whose last commit fired before its labelled end (premature) has no turn latency.
+
+Per turn (ms), as before: ``turn_latency_edge_ms`` (last speech frame fed to the engine ->
+first agent audio frame sent), ``commit_delay_ms`` (end of speech at the caller -> commit at
+the edge) and ``edge_added_ms``: turn latency at the caller minus what ClutchCall cannot
+remove -- the end-of-turn silence, the model's time to first audio and its leg both ways,
+and the caller leg's base one-way delay both ways.
+
+A cancel that matches no segment is an *unlabelled cancel* and a commit that matches none an
+*unlabelled commit*: both are counted, not folded into the rates (a call with no segments at
+all -- a recorded trace used as the caller -- is scored for latencies only).
+``*_per_hour`` divide counts by the hours of call simulated. Tables are polars DataFrames with
+fixed schemas, so equal runs write byte-identical Parquet.
 """
 
 from __future__ import annotations
@@ -48,45 +73,62 @@ from clutchcall.sim.world import CallRun, SimConfig
 EVAL_KEYS = (
     "false_barge_in_rate",
     "missed_barge_in_rate",
-    "backchannel_wakeup_rate",
     "missed_reply_rate",
+    "backchannel_wakeup_rate",
+    "noise_wakeup_rate",
+    "noise_barge_in_rate",
+    "premature_commit_rate",
+    "backchannel_disruption_rate",
+    "backchannel_disruption_ms_p50",
+    "yield_latency_ms_p50",
+    "yield_latency_ms_p95",
+    "cancel_latency_ms_p50",
     "barge_latency_ms_p50",
     "turn_latency_ms_p50",
     "turn_latency_ms_p95",
     "turn_latency_ms_p99",
+    "turn_latency_from_speech_end_ms_p50",
+    "turn_latency_from_speech_end_ms_p95",
+    "turn_latency_from_speech_end_ms_p99",
 )
+"""The headline keys of ``clutchcall eval --json``, in order (definitions: module docstring)."""
+
+KINDS = ("turn", "short_answer", "backchannel", "interruption", "noise")
 
 TURN_SCHEMA = {
     "call": pl.Utf8, "turn": pl.Int64, "segment": pl.Int64, "kind": pl.Utf8, "expect": pl.Utf8,
     "speech_ms": pl.Int64, "end_of_speech_ms": pl.Float64, "commit_delay_ms": pl.Float64,
+    "commit_audio_ms": pl.Float64,
     "turn_latency_ms": pl.Float64, "turn_latency_edge_ms": pl.Float64,
     "edge_added_ms": pl.Float64, "ttfa_ms": pl.Float64, "cancelled": pl.Boolean,
 }
 SEGMENT_SCHEMA = {
     "call": pl.Utf8, "segment": pl.Int64, "kind": pl.Utf8, "expect": pl.Utf8,
     "start_ms": pl.Float64, "end_ms": pl.Float64, "over_agent": pl.Boolean, "committed": pl.Boolean,
-    "cancelled": pl.Boolean, "outcome": pl.Utf8, "turn_latency_ms": pl.Float64,
-    "barge_latency_ms": pl.Float64, "from_speech_end_ms": pl.Float64,
+    "premature": pl.Boolean, "cancelled": pl.Boolean, "yielded": pl.Boolean, "outcome": pl.Utf8,
+    "turn_latency_ms": pl.Float64, "turn_latency_from_speech_end_ms": pl.Float64,
+    "barge_latency_ms": pl.Float64, "yield_latency_ms": pl.Float64,
+    "disruption_ms": pl.Float64,
 }
 CALL_COUNTS = (
-    "commits", "cancels", "primes", "reply_segments", "missed_replies", "short_answers",
-    "missed_short_answers", "ignore_segments", "backchannel_wakeups", "unlabelled_commits",
-    "false_barge_ins", "unlabelled_cancels", "interruptions", "missed_barge_ins",
-    "frames_skipped",
-    "retransmissions", "packets_lost",
+    "commits", "cancels", "primes", "yields", "reply_segments", "missed_replies",
+    "premature_commits", "short_answers", "missed_short_answers", "ignore_segments",
+    "backchannels", "backchannels_over_agent", "backchannel_wakeups", "false_barge_ins",
+    "disrupted_backchannels", "noise_segments", "noise_over_agent", "noise_wakeups",
+    "noise_barge_ins", "unlabelled_commits", "unlabelled_cancels", "interruptions",
+    "missed_barge_ins", "frames_skipped", "retransmissions", "packets_lost",
 )
 PER_HOUR = ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
-            "missed_short_answers")
+            "missed_short_answers", "noise_wakeups", "noise_barge_ins")
 CALL_SCHEMA: dict[str, Any] = {"call": pl.Utf8, "duration_s": pl.Float64, "connect_ms": pl.Float64}
 CALL_SCHEMA.update(dict.fromkeys(CALL_COUNTS, pl.Int64))
 # replies and speculation (sim/speculation_metrics.py)
 CALL_SCHEMA.update(dict.fromkeys(SPECULATION_COUNTS, pl.Int64))
 CALL_SCHEMA["speculation_wasted_model_s"] = pl.Float64
-SPECULATION_KEYS = ("premature_reply_rate", "turn_latency_from_speech_end_ms_p50",
-                    "turn_latency_from_speech_end_ms_p95", "turn_latency_from_speech_end_ms_p99",
-                    "speculations_started", "speculations_released", "speculations_retracted",
+SPECULATION_KEYS = ("premature_reply_rate", "speculations_started", "speculations_released", "speculations_retracted",
                     "speculation_wasted_model_s")
-"""Eval keys of replies and speculation (definitions in sim/speculation_metrics.py)."""
+"""Eval keys of replies and speculation (definitions in sim/speculation_metrics.py; turn latency
+from the end of speech is an EVAL_KEYS key, defined above)."""
 CALL_SCHEMA.update({f"{k}_per_hour": pl.Float64 for k in PER_HOUR})
 
 
@@ -114,6 +156,19 @@ def _overlaps(seg: Segment, intervals: tuple[tuple[float, float], ...]) -> bool:
     return any(a < seg.end_ms and seg.start_ms < b for a, b in intervals)
 
 
+def agent_timeline_ms(run: CallRun, cfg: SimConfig) -> tuple[tuple[float, float], ...]:
+    """Return the agent's speech at the caller (ms) that "over the agent" is judged against:
+    the labelled timeline with the scripted agent, what played with the reactive one."""
+    if cfg.agent == "scripted":
+        return run.call.agent_speech
+    owd = cfg.net.downlink.one_way_s
+    return tuple(((a + owd) * 1000.0, (b + owd) * 1000.0) for a, b in run.agent_playing)
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else math.nan
+
+
 def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                                        dict[str, Any]]:
     """Return (turn rows, segment rows, call row) for one simulated call."""
@@ -123,26 +178,27 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
     floor_ms = (cfg.turn.end_of_turn_silence_ms + 2 * cfg.model.model_leg_ms
                 + 1000 * (cfg.net.uplink.one_way_s + cfg.net.downlink.one_way_s))
     turn_rows: list[dict[str, Any]] = []
-    seg_commit: dict[int, float] = {}
+    seg_commit: dict[int, dict[str, Any]] = {}  # the last commit matched to each segment
+    premature: set[int] = set()
     unlabelled = 0
     for t in run.turns:
         end_ms = t["end_of_speech_caller_s"] * 1000.0
         i = _match_commit(segs, end_ms)
-        lat = (t["first_audio_caller_s"] - t["end_of_speech_caller_s"]) * 1000.0
-        lat_edge = (t["reply_start_edge_s"] - t["last_speech_edge_s"]) * 1000.0
-        if not math.isfinite(lat):
-            lat = math.nan
-        if not math.isfinite(lat_edge):
-            lat_edge = math.nan
+        lat = _finite((t["first_audio_caller_s"] - t["end_of_speech_caller_s"]) * 1000.0)
+        lat_edge = _finite((t["reply_start_edge_s"] - t["last_speech_edge_s"]) * 1000.0)
+        commit_audio_ms = t.get("commit_audio_s", math.nan) * 1000.0
         if i < 0:
             unlabelled += 1
-        elif i not in seg_commit:
-            seg_commit[i] = lat
+        else:
+            if commit_audio_ms < segs[i].end_ms:
+                premature.add(i)
+            seg_commit[i] = t
         turn_rows.append({
             "call": call.name, "turn": t["turn"], "segment": i,
             "kind": segs[i].kind if i >= 0 else "", "expect": segs[i].expect if i >= 0 else "",
             "speech_ms": t["speech_ms"], "end_of_speech_ms": end_ms,
             "commit_delay_ms": t["commit_s"] * 1000.0 - end_ms,
+            "commit_audio_ms": commit_audio_ms,
             "turn_latency_ms": lat, "turn_latency_edge_ms": lat_edge,
             "edge_added_ms": lat - floor_ms - t["ttfa_s"] * 1000.0,
             "ttfa_ms": t["ttfa_s"] * 1000.0, "cancelled": bool(t["cancelled"]),
@@ -156,12 +212,21 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
             unmatched_cancels += 1
         elif i not in seg_cancel:
             seg_cancel[i] = c["agent_stop_caller_s"] * 1000.0 - segs[i].start_ms
+    seg_yield: dict[int, tuple[float, float]] = {}  # (latency ms, duration ms)
+    for y in run.yields:
+        i = _match_cancel(segs, (y["seq"] + 1) * fs_ms)
+        if i >= 0 and i not in seg_yield:
+            seg_yield[i] = (y["audible_caller_s"] * 1000.0 - segs[i].start_ms,
+                            (y["end_caller_s"] - y["audible_caller_s"]) * 1000.0)
+    timeline = agent_timeline_ms(run, cfg)
     seg_rows: list[dict[str, Any]] = []
-    reply_counts, from_end = score_replies(run)
+    reply_counts = score_replies(run)
     counts = dict.fromkeys(CALL_COUNTS, 0)
     for i, s in enumerate(segs):
-        committed, cancelled = i in seg_commit, i in seg_cancel
+        committed, cancelled, yielded = i in seg_commit, i in seg_cancel, i in seg_yield
+        over = _overlaps(s, timeline)
         outcome = "ok"
+        lat = lat_end = barge = ylat = disrupt = math.nan
         if s.expect == "reply":
             counts["reply_segments"] += 1
             if s.kind == "short_answer":
@@ -170,35 +235,56 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
                 outcome = "missed_reply"
                 counts["missed_replies"] += 1
                 counts["missed_short_answers"] += s.kind == "short_answer"
+            else:
+                t = seg_commit[i]
+                if not t.get("commit_audio_s", math.inf) * 1000.0 < s.end_ms:
+                    # only a commit at the turn's real end has a turn latency
+                    lat = _finite((t["first_audio_caller_s"] - t["end_of_speech_caller_s"])
+                                  * 1000.0)
+                    lat_end = _finite(t["first_audio_caller_s"] * 1000.0 - s.end_ms)
+                if i in premature:
+                    outcome = "premature_commit"
+                    counts["premature_commits"] += 1
         elif s.expect == "ignore":
             counts["ignore_segments"] += 1
-            if cancelled:
-                outcome = "false_barge_in"
-                counts["false_barge_ins"] += 1
+            noise = s.kind == "noise"
+            pre = "noise" if noise else "backchannel"
+            counts["noise_segments" if noise else "backchannels"] += 1
+            counts["noise_over_agent" if noise else "backchannels_over_agent"] += over
             if committed:
-                outcome = "backchannel_wakeup" if not cancelled else outcome
-                counts["backchannel_wakeups"] += 1
+                outcome = f"{pre}_wakeup"
+                counts["noise_wakeups" if noise else "backchannel_wakeups"] += 1
+            if cancelled and over:
+                outcome = "noise_barge_in" if noise else "false_barge_in"
+                counts["noise_barge_ins" if noise else "false_barge_ins"] += 1
+            if over and (cancelled or yielded) and not noise:
+                counts["disrupted_backchannels"] += 1
+            if yielded:
+                d = seg_yield[i][1]
+                disrupt = d if math.isfinite(d) else math.nan
         else:
             counts["interruptions"] += 1
+            if cancelled:
+                barge = seg_cancel[i]
+            ylat = min(seg_yield[i][0] if yielded else math.inf, barge if cancelled else math.inf)
+            ylat = _finite(ylat)
             if not cancelled and _playing_at(run, (s.start_ms + MISSED_BARGE_GRACE_MS) / 1000.0,
                                              cfg.net.downlink.one_way_s):
                 outcome = "missed_barge_in"
                 counts["missed_barge_ins"] += 1
         seg_rows.append({
             "call": call.name, "segment": i, "kind": s.kind, "expect": s.expect,
-            "start_ms": s.start_ms, "end_ms": s.end_ms,
-            "over_agent": _overlaps(s, call.agent_speech), "committed": committed,
-            "cancelled": cancelled, "outcome": outcome,
-            "turn_latency_ms": seg_commit.get(i, math.nan) if s.expect == "reply" else math.nan,
-            "barge_latency_ms": seg_cancel.get(i, math.nan) if s.expect == "yield" else math.nan,
-            "from_speech_end_ms": from_end.get(i, math.nan),
+            "start_ms": s.start_ms, "end_ms": s.end_ms, "over_agent": over,
+            "committed": committed, "premature": i in premature, "cancelled": cancelled,
+            "yielded": yielded, "outcome": outcome, "turn_latency_ms": lat,
+            "turn_latency_from_speech_end_ms": lat_end, "barge_latency_ms": barge,
+            "yield_latency_ms": ylat, "disruption_ms": disrupt,
         })
-    if segs:  # a call without labels (a recorded trace) scores latencies only
-        counts["false_barge_ins"] += unmatched_cancels
-        counts["unlabelled_cancels"] = unmatched_cancels
+    counts["unlabelled_cancels"] = unmatched_cancels if segs else 0
     counts["unlabelled_commits"] = unlabelled
     counts["commits"] = len(run.turns)
     counts["cancels"] = len(run.cancels)
+    counts["yields"] = len(run.yields)
     counts["primes"] = run.primes
     counts["frames_skipped"] = run.frames_skipped
     counts["retransmissions"] = run.retransmissions
@@ -240,35 +326,82 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(np.asarray(v, dtype=np.float64), q)), 3)
 
 
+def _rate(num: int, den: int) -> float:
+    return round(num / den, 6) if den else 0.0
+
+
+def by_kind(segments: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """Return the per-kind breakdown of ``clutchcall eval --json``: for each segment kind,
+    ``segments``, ``over_agent``, ``committed``, ``cancelled``, ``yielded``, ``premature``
+    (counts), ``commit_rate`` / ``cancel_rate`` / ``yield_rate`` (per segment of the kind),
+    and latencies (ms p50) where they apply."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        d = segments.filter(pl.col("kind") == kind)
+        n = d.height
+        row: dict[str, Any] = {"segments": n}
+        for col in ("over_agent", "committed", "cancelled", "yielded", "premature"):
+            row[col] = int(d[col].sum()) if n else 0
+        row["commit_rate"] = _rate(row["committed"], n)
+        row["cancel_rate"] = _rate(row["cancelled"], n)
+        row["yield_rate"] = _rate(row["yielded"], n)
+        if kind in ("turn", "short_answer"):
+            row["turn_latency_from_speech_end_ms_p50"] = _pct(
+                d["turn_latency_from_speech_end_ms"].to_list(), 50)
+        elif kind == "interruption":
+            row["yield_latency_ms_p50"] = _pct(d["yield_latency_ms"].to_list(), 50)
+            row["cancel_latency_ms_p50"] = _pct(d["barge_latency_ms"].to_list(), 50)
+        else:
+            row["disruption_ms_p50"] = _pct(d["disruption_ms"].to_list(), 50)
+        out[kind] = row
+    return out
+
+
 def summarize(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
-    """Return the eval summary: EVAL_KEYS, the counts, per-hour rates and more percentiles."""
+    """Return the eval summary: EVAL_KEYS first, then the counts (flat, and as ``counts``),
+    ``by_kind``, per-hour rates and more percentiles."""
     calls = t["calls"]
     hours = float(calls["duration_s"].sum()) / 3600.0 if calls.height else 0.0
     c = {k: int(calls[k].sum()) if calls.height else 0 for k in CALL_COUNTS}
-
-    def rate(num: int, den: int) -> float:
-        return round(num / den, 6) if den else 0.0
-
-    ignore_over_agent = int(t["segments"].filter(
-        (pl.col("expect") == "ignore") & pl.col("over_agent")).height)
+    segs = t["segments"]
     turns = t["turns"]
-    lat = turns["turn_latency_ms"].to_list()
-    barge = t["segments"]["barge_latency_ms"].to_list()
+    reply = segs.filter(pl.col("expect") == "reply")
+    lat = reply["turn_latency_ms"].to_list()
+    # calls without labels (recorded traces) are scored for latencies only: per commit
+    unlabelled = turns.filter(~pl.col("call").is_in(segs["call"].unique().to_list()))
+    lat += unlabelled["turn_latency_ms"].to_list()
+    lat_end = reply["turn_latency_from_speech_end_ms"].to_list()
+    barge = segs["barge_latency_ms"].to_list()
+    ylat = segs["yield_latency_ms"].to_list()
+    disrupt = segs.filter(pl.col("kind") == "backchannel")["disruption_ms"].to_list()
     out: dict[str, Any] = {
-        "false_barge_in_rate": rate(c["false_barge_ins"],
-                                    c["ignore_segments"] + c["unlabelled_cancels"]),
-        "missed_barge_in_rate": rate(c["missed_barge_ins"], c["interruptions"]),
-        "backchannel_wakeup_rate": rate(c["backchannel_wakeups"], c["ignore_segments"]),
-        "missed_reply_rate": rate(c["missed_replies"], c["reply_segments"]),
+        "false_barge_in_rate": _rate(c["false_barge_ins"], c["backchannels_over_agent"]),
+        "missed_barge_in_rate": _rate(c["missed_barge_ins"], c["interruptions"]),
+        "missed_reply_rate": _rate(c["missed_replies"], c["reply_segments"]),
+        "backchannel_wakeup_rate": _rate(c["backchannel_wakeups"], c["backchannels"]),
+        "noise_wakeup_rate": _rate(c["noise_wakeups"], c["noise_segments"]),
+        "noise_barge_in_rate": _rate(c["noise_barge_ins"], c["noise_over_agent"]),
+        "premature_commit_rate": _rate(c["premature_commits"], c["reply_segments"]),
+        "backchannel_disruption_rate": _rate(c["disrupted_backchannels"],
+                                             c["backchannels_over_agent"]),
+        "backchannel_disruption_ms_p50": _pct(disrupt, 50),
+        "yield_latency_ms_p50": _pct(ylat, 50),
+        "yield_latency_ms_p95": _pct(ylat, 95),
+        "cancel_latency_ms_p50": _pct(barge, 50),
         "barge_latency_ms_p50": _pct(barge, 50),
         "turn_latency_ms_p50": _pct(lat, 50),
         "turn_latency_ms_p95": _pct(lat, 95),
         "turn_latency_ms_p99": _pct(lat, 99),
+        "turn_latency_from_speech_end_ms_p50": _pct(lat_end, 50),
+        "turn_latency_from_speech_end_ms_p95": _pct(lat_end, 95),
+        "turn_latency_from_speech_end_ms_p99": _pct(lat_end, 99),
     }
     out["calls"] = calls.height
     out["call_hours"] = round(hours, 6)
     out.update(c)
-    out["ignore_segments_over_agent"] = ignore_over_agent
+    out["counts"] = dict(c)
+    out["by_kind"] = by_kind(segs)
+    out["ignore_segments_over_agent"] = c["backchannels_over_agent"] + c["noise_over_agent"]
     for col in ("turn_latency_edge_ms", "edge_added_ms", "commit_delay_ms"):
         vals = turns[col].to_list()
         for q in (50, 95, 99):
@@ -285,13 +418,9 @@ def _speculation_summary(t: dict[str, pl.DataFrame]) -> dict[str, Any]:
     """The :data:`SPECULATION_KEYS` (and the reply counts) of the tables."""
     calls = t["calls"]
     s = {k: int(calls[k].sum()) if calls.height else 0 for k in SPECULATION_COUNTS}
-    from_end = t["segments"]["from_speech_end_ms"].to_list()
     out: dict[str, Any] = {
         "premature_reply_rate": round(s["premature_replies"] / s["released_replies"], 6)
         if s["released_replies"] else 0.0,
-        "turn_latency_from_speech_end_ms_p50": _pct(from_end, 50),
-        "turn_latency_from_speech_end_ms_p95": _pct(from_end, 95),
-        "turn_latency_from_speech_end_ms_p99": _pct(from_end, 99),
     }
     out.update(s)
     out["speculation_wasted_model_s"] = round(float(calls["speculation_wasted_model_s"].sum()), 3) \

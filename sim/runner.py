@@ -35,18 +35,50 @@ def default_corpus() -> Path:
     return Path(clutchcall.__file__).resolve().parent.parent / "traces" / "corpus"
 
 
+SPLITS = ("train", "test", "all")
+
+
+def split_names(paths: Iterable[str], split: str) -> set[str] | None:
+    """Return the call names of ``split`` listed by the ``MANIFEST.json`` of the directories
+    in ``paths``, or None when ``split`` is "all" or no manifest there assigns splits (then
+    every call is used). Raises ConfigError for an unknown split."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    if split == "all":
+        return None
+    import json
+
+    names: set[str] = set()
+    found = False
+    for item in paths:
+        m = Path(item) / "MANIFEST.json"
+        if not m.is_file():
+            continue
+        for e in json.loads(m.read_text(encoding="utf-8")).get("entries", []):
+            if "split" in e:
+                found = True
+                if e["split"] == split:
+                    names.add(str(e["name"]))
+    return names if found else None
+
+
 def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int = 2,
-               synthetic: int = 0, synthetic_seconds: float = 120.0) -> list[Call]:
+               synthetic: int = 0, synthetic_seconds: float = 120.0,
+               split: str = "all") -> list[Call]:
     """Load labelled calls from files/directories (the checked-in corpus if none are given
-    and ``synthetic`` is 0), plus ``synthetic`` generated calls. Raises CallFormatError."""
+    and ``synthetic`` is 0), plus ``synthetic`` generated calls. ``split`` ("train", "test"
+    or "all") keeps only that split of a corpus directory whose MANIFEST.json assigns splits
+    (:func:`split_names`). Raises CallFormatError (ConfigError for an unknown split)."""
     paths = list(paths)
     calls: list[Call] = []
     if paths or not synthetic:
         if not paths:
             paths = [str(default_corpus())]
+        keep = split_names(paths, split)
         calls += [call_from_trace(p) if p.suffix == ".parquet"
                   else load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness)
-                  for p in find_calls(paths)]
+                  for p in find_calls(paths)
+                  if keep is None or p.suffix == ".parquet" or p.name in keep]
     calls += [synthetic_call(1000 + i, synthetic_seconds, frame_ms) for i in range(synthetic)]
     return calls
 
@@ -96,8 +128,14 @@ def grid_points(base: SimConfig, grid: dict[str, list[int]]) -> list[Point]:
         except ConfigError:
             continue
         points.append(Point(cfg=SimConfig(turn=turn, net=base.net, model=base.model,
-                                          seed=base.seed), labels=changes))
+                                          seed=base.seed, agent=base.agent), labels=changes))
     return points
+
+
+def point_row(labels: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """Return one sweep-table row: the point's labels, then its summary's flat values (the
+    nested breakdowns ``counts`` / ``by_kind`` stay out of the table)."""
+    return {**labels, **{k: v for k, v in summary.items() if not isinstance(v, dict)}}
 
 
 def sweep_grid(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *,
@@ -115,7 +153,7 @@ def sweep_grid(calls: list[Call], base: SimConfig, grid: dict[str, list[int]], *
     n = len(points) * len(calls)
     with bar(n, "sim sweep", enabled=progress and wanted(), unit="call") as b:
         res = run_grid(calls, points, spec, out_dir=out_dir, progress=b.update, client=client)
-    rows = [{**pt.labels, **s} for pt, s in zip(points, res.summaries, strict=True)]
+    rows = [point_row(pt.labels, s) for pt, s in zip(points, res.summaries, strict=True)]
     return pl.DataFrame(rows, infer_schema_length=None), res.failures
 
 

@@ -1,5 +1,4 @@
-"""Scoring of replies against the caller's speech: premature replies, speculation counters and
-turn latency from the caller's end of speech.
+"""Scoring of replies against the caller's speech: premature replies and speculation counters.
 
 Theory of operation: one pure function per simulated call, :func:`score_replies`, reads the
 :class:`~clutchcall.sim.world.CallRun` (each committed or released turn with when its reply's
@@ -16,12 +15,9 @@ timeline, and the labelled segments). Definitions, written where they are comput
   unlabelled call every new burst counts.
   ``premature_reply_rate`` = premature / released replies. A *retracted* speculation played
   nothing and is never premature (it is counted in ``speculations_retracted``);
-* **turn latency from end of speech** (``from_speech_end_ms``): for each labelled ``reply``
-  segment, its labelled end (the caller's real end of speech) -> the first agent audio at the
-  caller of the first released reply whose turn's speech ended at or after the segment's end
-  minus ``END_TOLERANCE_MS`` (and within 1.5 s after it: a later turn's reply is not this
-  segment's); unlabelled calls have none. (This metric's definition is shared with the turn-quality work, which owns the eval
-  key ``turn_latency_from_speech_end_ms_*``.)
+* turn latency from the caller's end of speech (``turn_latency_from_speech_end_ms_*``) has one
+  definition, in :mod:`clutchcall.sim.metrics` (the eval's scoring), which counts released
+  speculations like commits;
 * **speculation counters**: ``speculations_started`` / ``_released`` / ``_retracted`` and
   ``speculation_wasted_model_s`` (model time spent on retracted speculations, from
   ``Speculate`` to ``Retract``).
@@ -35,7 +31,6 @@ from typing import Any
 from clutchcall.sim.world import CallRun
 
 PREMATURE_WINDOW_S = 1.0
-END_TOLERANCE_MS = 100.0
 
 SPECULATION_COUNTS = ("released_replies", "premature_replies", "speculations_started",
                       "speculations_released", "speculations_retracted")
@@ -52,9 +47,8 @@ def _onsets(speech: tuple[bool, ...], frame_s: float) -> list[float]:
     return out
 
 
-def score_replies(run: CallRun) -> tuple[dict[str, Any], dict[int, float]]:
-    """Return (counts, {reply segment index: turn latency from its end of speech, ms}) for one
-    simulated call: the counts are :data:`SPECULATION_COUNTS` plus
+def score_replies(run: CallRun) -> dict[str, Any]:
+    """Return one simulated call's counts: :data:`SPECULATION_COUNTS` plus
     ``speculation_wasted_model_s``; see the module docstring."""
     call = run.call
     frame_s = call.frame_ms / 1000.0
@@ -75,17 +69,6 @@ def score_replies(run: CallRun) -> tuple[dict[str, Any], dict[int, float]]:
             until = min([until, *going_on]) if going_on else -math.inf
         if any(end < o <= until for o in onsets):
             premature += 1
-    heard_turns = sorted((t["end_of_speech_caller_s"], t["first_audio_caller_s"]) for t in run.turns
-                         if math.isfinite(t["first_audio_caller_s"]))
-    lat: dict[int, float] = {}
-    for i, s in enumerate(call.segments):
-        if s.expect != "reply":
-            continue
-        for end, heard in heard_turns:
-            if end * 1000.0 >= s.end_ms - END_TOLERANCE_MS:
-                if end * 1000.0 <= s.end_ms + 1500.0:  # this segment's reply, not a later one
-                    lat[i] = heard * 1000.0 - s.end_ms
-                break
     spec = run.speculation
     counts: dict[str, Any] = {
         "released_replies": released, "premature_replies": premature,
@@ -93,4 +76,4 @@ def score_replies(run: CallRun) -> tuple[dict[str, Any], dict[int, float]]:
         "speculations_retracted": int(spec["retracted"]),
         "speculation_wasted_model_s": float(spec["wasted_model_s"]),
     }
-    return counts, lat
+    return counts

@@ -51,10 +51,23 @@ wall clock is never read. The parts:
   drops it and the model is busy with the cancel for ``cancel_delay_ms``. Only released
   speculations become turns (``CallRun.turns``, ``speculative`` True); the counters and the
   model time wasted on retracted ones go to ``CallRun.speculation``.
+* **scripted agent** (``SimConfig.agent = "scripted"``, ``clutchcall eval``'s default) --
+  *every* ``agent_speech`` interval plays at its planned time, replies included, whatever the
+  engine decided, so that one failure never hides another (a missed reply does not silence
+  the backchannels and interruptions labelled inside it). A commit does not start audio: its
+  first audio at the caller is predicted as the reactive agent would play it (the model's
+  first audio at the edge plus the downlink's one-way delay), so turn latency stays
+  measurable. A ``Cancel`` silences the interval it hits until that interval's planned end;
+  the next interval plays at its planned time. A ``Pause`` holds the playing interval in the
+  core's playout and ``Resume`` plays it on from where it stopped: the rest of it shifts
+  later by the pause's length, and an interval due meanwhile queues behind it, back to back.
 * **downlink** -- agent audio is queued in the core's playout, which paces it at 1x (a
-  reply queued while another plays follows it); when the first frame of a reply goes out, its
-  whole run of 1x frames is handed to the downlink transport as one batch; the caller hears
-  the first agent audio when the first of them is delivered.
+  reply queued while another plays follows it), ducks, pauses and resumes it (the soft
+  barge-in: the call core's decision, as in production); when the first frame of a reply
+  goes out, its whole run of 1x frames is handed to the downlink transport as one batch; the
+  caller hears the first agent audio when the first of them is delivered. (A pause does not
+  re-time that batch: the transport model sees the unpaused packet train; only the first
+  audio's arrival is scored from it.)
 
 The outputs of a run (:class:`CallRun`) are plain records; :mod:`clutchcall.sim.metrics`
 scores them against the labels.
@@ -76,8 +89,12 @@ from clutchcall.engine import Append, Cancel, Commit, TurnConfig
 from clutchcall.engine.actions import (
     BackchannelFiltered,
     BargeArmed,
+    Duck,
+    Pause,
     Prime,
     Release,
+    Restore,
+    Resume,
     Retract,
     Speculate,
 )
@@ -93,11 +110,17 @@ from clutchcall.engine.call import (
     UplinkAudio,
 )
 from clutchcall.engine.errors import ConfigError
+from clutchcall.engine.turn import State
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel
 
 TRANSPORTS = ("quic", "tcp", "quic-exact")
+AGENT_SPEECH_DB = -20.0
+"""The level given to the agent's frames inside its labelled speech (dBFS)..."""
+AGENT_PAUSE_DB = -100.0
+"""...and inside its labelled pauses (``agent_pauses``): the core finds phrase ends in them."""
+AGENTS = ("reactive", "scripted")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,11 +219,21 @@ class SimConfig:
     net: NetConfig = field(default_factory=NetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 1
+    agent: str = "reactive"
+    """Which agent plays downlink (see "agent speech" in the module docstring):
+    ``"reactive"`` -- the model's replies start at its own first audio after a commit (a
+    missed reply leaves the agent silent): for latency prediction; ``"scripted"`` -- the agent
+    plays the labelled ``agent_speech`` timeline whatever the engine decided, so every
+    labelled segment is scored (``clutchcall eval``'s default)."""
+
+    def __post_init__(self) -> None:
+        if self.agent not in AGENTS:
+            raise ConfigError(f"SimConfig.agent: one of {AGENTS}, got {self.agent!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as nested plain dicts."""
         return {"turn": self.turn.to_dict(), "net": asdict(self.net), "model": asdict(self.model),
-                "seed": self.seed}
+                "seed": self.seed, "agent": self.agent}
 
 
 @dataclass(slots=True)
@@ -227,6 +260,16 @@ class CallRun:
         "started": 0, "released": 0, "retracted": 0, "wasted_model_s": 0.0})
     """Speculative commits: counts, and model time spent on retracted ones (Speculate ->
     Retract, as the engine counts it against its budget)."""
+    events: list[tuple[int, str]] = field(default_factory=list)
+    """(t_ms, kind) of every decision, kind in commit / prime / cancel / duck / pause /
+    resume / restore / filtered; ``t_ms`` on the call's audio clock: the end of the caller
+    frame that decided it (a timer decision: the last frame's end plus the edge time since
+    it was fed). What ``clutchcall eval --events-out`` writes."""
+    yields: list[dict[str, Any]] = field(default_factory=list)
+    """Each soft yield (duck or pause) of a pending barge-in: ``kind``, ``seq`` (the caller
+    frame that decided it), ``audible_caller_s`` (when the caller hears it: edge time + the
+    downlink's one-way delay) and ``end_caller_s`` (restore / resume / cancel at the caller;
+    inf if never), ``outcome`` (restore, resume or cancel)."""
 
 
 def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
@@ -342,7 +385,10 @@ class _World:
         self.model_rng = self.rngs["model"]
         self.up, self.down = _make_transports(cfg.net, self.rngs)
         # the edge: the same call core as production (frame hold, engine, playout)
-        self.core: CallCore[int, None] = CallCore(cfg.turn, recorder=recorder)
+        # agent frames carry their level (dBFS): the core finds the agent's phrase ends in
+        # them, as it does in production from the PCM (engine/call/phrase.py)
+        self.core: CallCore[int, float] = CallCore(cfg.turn, recorder=recorder,
+                                                   agent_level=float)
         self.exact: Any = getattr(self.down, "conn", None)
         if not callable(getattr(self.exact, "run_until", None)):
             self.exact = None
@@ -373,8 +419,14 @@ class _World:
         # length); the others (greetings, ...) play at their planned times.
         self.script = [[a / 1000.0 - self.owd_down, b / 1000.0 - self.owd_down, False]
                        for a, b in call.agent_speech]
-        self.reply_of = reply_intervals(call)
+        self.scripted = cfg.agent == "scripted"
+        self.reply_of = {} if self.scripted else reply_intervals(call)
         self.reactive = set(self.reply_of.values())
+        # the call's audio clock: the end of the last caller frame fed, and when it was fed
+        self.frame_audio_end = 0.0
+        self.frame_edge_at = 0.0
+        # soft barge-in: the open yield record (duck / pause until restore / resume / cancel)
+        self.open_yield: dict[str, Any] | None = None
         reply_starts = sorted(s.start_ms for s in call.segments if s.expect == "reply")
         self.reply_segment_starts = [x / 1000.0 for x in reply_starts]
 
@@ -407,6 +459,7 @@ class _World:
         timeout = env.timeout
         media = self.cfg.net.media_clock
         frame_s = self.frame_s
+        feats = self.call.features
         for t, seq, speech, concealed in schedule:
             dt = t - env.now
             if dt > 0:
@@ -414,12 +467,27 @@ class _World:
             now = env.now
             if concealed and not core.admit_conceal(now, 1):
                 continue
+            f = feats[seq] if feats is not None and not concealed else None
+            self.frame_audio_end = (seq + 1) * frame_s
+            self.frame_edge_at = now
             # the frame's media time: its send time (the caller sends frame k at (k+1) frames)
             core.caller_audio(now, ((seq, speech),), duration_s=frame_s,
-                              media_end=(seq + 1) * frame_s if media else None)
+                              media_end=(seq + 1) * frame_s if media else None,
+                              features=(f,))
             self.drive()
 
     # -------------------------------------------------------------- actions
+    def pauses_of(self, j: int) -> list[tuple[float, float]]:
+        """Return the pauses (s, from its start) inside labelled agent interval ``j``."""
+        a, b = self.call.agent_speech[j]
+        return [((p0 - a) / 1000.0, (p1 - a) / 1000.0) for p0, p1 in self.call.agent_pauses
+                if a <= p0 < b]
+
+    def audio_ms(self, t: float) -> int:
+        """Return edge time ``t`` on the call's audio clock (ms): the last caller frame's end
+        plus the edge time since that frame was fed."""
+        return round((self.frame_audio_end + max(0.0, t - self.frame_edge_at)) * 1000.0)
+
     def perform(self, o: Any) -> None:
         now = self.env.now
         if isinstance(o, UplinkAudio):
@@ -438,18 +506,25 @@ class _World:
                 self.run.agent_playing[-1][1] = o.time
         elif isinstance(o, Commit):
             self.run.actions.append((o.time, "commit", o.turn))
+            self.run.events.append((self.audio_ms(o.time), "commit"))
             self.on_commit(o, now)
         elif isinstance(o, PlayoutCleared):
             self.on_cancel(o, now)
         elif isinstance(o, Cancel):
             self.run.actions.append((o.time, "cancel", o.agent_played_ms))
+            self.run.events.append((self.audio_ms(o.time), "cancel"))
         elif isinstance(o, Prime):
             self.run.actions.append((o.time, "prime", o.turn))
+            self.run.events.append((self.audio_ms(o.time), "prime"))
             self.run.primes += 1
         elif isinstance(o, (Speculate, Release, Retract)):
             self.perform_speculation(o, now)
         elif isinstance(o, BackchannelFiltered):
+            self.run.events.append((self.audio_ms(o.time), "filtered"))
             self.run.backchannels_filtered += 1
+        elif isinstance(o, (Duck, Pause, Restore, Resume)):
+            self.run.events.append((self.audio_ms(o.time), o.kind))
+            self.on_yield(o, now)
         elif isinstance(o, BargeArmed):
             self.run.barges_armed += 1
 
@@ -472,6 +547,16 @@ class _World:
             if held is not None:  # always: the engine releases only what it speculated
                 held["commit_s"] = now
                 self.run.turns.append(held)
+                if self.scripted:
+                    # the held reply plays at max(release, ready); the script plays instead,
+                    # and the engine learns the reply had no audio if nothing plays then
+                    ready = max(held["reply_start_edge_s"], now)
+                    held["reply_start_edge_s"] = ready
+                    held["first_audio_caller_s"] = ready + self.owd_down
+                    self.reply_gen += 1
+                    gen = self.reply_gen
+                    ev = self.env.timeout(ready - now)
+                    ev.callbacks.append(lambda _e: self.scripted_reply_due(gen))
         else:
             self.run.actions.append((o.time, "retract", o.turn))
             spec["retracted"] += 1
@@ -493,7 +578,7 @@ class _World:
         k, speech = self.last_speech_seq, self.call.speech
         while k + 1 < len(speech) and speech[k + 1]:
             k += 1
-        end_caller = (k + 1) * self.frame_s
+        end_caller = (k + 1 - self.call.speech_hangover_frames) * self.frame_s
         ttfa = m.ttfa_median_ms / 1000.0
         if m.ttfa_sigma > 0:
             ttfa *= math.exp(m.ttfa_sigma * float(self.model_rng.standard_normal()))
@@ -504,6 +589,7 @@ class _World:
         rec = {
             "turn": o.turn, "speech_ms": o.speech_ms, "end_of_speech_caller_s": end_caller,
             "last_speech_edge_s": o.last_speech_at, "commit_s": now, "ttfa_s": ttfa,
+            "commit_audio_s": self.audio_ms(now) / 1000.0,
             "reply_start_edge_s": math.nan, "first_audio_caller_s": math.nan, "cancelled": False,
             "speculative": False,
         }
@@ -512,6 +598,19 @@ class _World:
     def schedule_reply(self, rec: dict[str, Any], start: float, reply_len: float,
                        end_caller: float) -> None:
         """Hand the reply's audio to the edge at ``start`` (unless superseded by then)."""
+        now = self.env.now
+        if self.scripted:
+            # the scripted agent plays the labelled timeline: the modelled reply is not
+            # played, only its first audio predicted (the downlink's one-way delay after the
+            # model's first audio reaches the edge; a speculative reply's at its Release if
+            # that is later), so turn latency stays measurable
+            rec["reply_start_edge_s"] = start
+            rec["first_audio_caller_s"] = start + self.owd_down
+            self.reply_gen += 1
+            gen = self.reply_gen
+            ev = self.env.timeout(max(0.0, start - now))
+            ev.callbacks.append(lambda _e: self.scripted_reply_due(gen))
+            return
         self.reply_gen += 1
         gen = self.reply_gen
         ev = self.env.timeout(max(0.0, start - self.env.now))
@@ -521,6 +620,18 @@ class _World:
         rec, start, reply_len, end_caller = self.request_reply(o, now)
         self.run.turns.append(rec)
         self.schedule_reply(rec, start, reply_len, end_caller)
+
+    def scripted_reply_due(self, gen: int) -> None:
+        """Scripted agent: the modelled reply would start now, but the script plays instead.
+        If no scripted audio is playing, the engine is told the reply ended without audio
+        (as a model that produced none), so it listens again rather than wait forever."""
+        core = self.core
+        if gen != self.reply_gen or core.playout.playing or len(core.playout):
+            return
+        if core.engine.state in (State.AWAITING, State.AWAITING_SPEECH):
+            self.reply_ids += 1
+            core.response_done(self.env.now, f"m{self.reply_ids}", "no_audio")
+            self.drive()
 
     def start_reply(self, gen: int, rec: dict[str, Any], reply_len: float, end_caller: float
                     ) -> None:
@@ -536,12 +647,14 @@ class _World:
             if rec is self.spec_rec:
                 self.spec_claim = j
             end = now + max(b - a, self.frame_s)
+            offsets = self.pauses_of(j)
         else:
             # no recorded answer to claim: a drawn length, ended before the caller's next
             # labelled turn (the recording shows the caller did not wait for more)
             nxt = [x for x in self.reply_segment_starts if x > end_caller + 0.05]
             limit = (nxt[0] if nxt else math.inf) - self.owd_down - 0.1
             end = max(now + self.frame_s, min(now + reply_len, limit))
+            offsets = []
         rec["reply_start_edge_s"] = now
         rec["first_audio_caller_s"] = math.inf
 
@@ -549,7 +662,24 @@ class _World:
             rec["first_audio_caller_s"] = min(rec["first_audio_caller_s"], t)
 
         # a speculative reply still in flight is held by the core until its Release
-        self.start_source(now, end, first, spec_rec=rec if rec["speculative"] else None)
+        self.start_source(now, end, first, offsets,
+                          spec_rec=rec if rec["speculative"] else None)
+
+    # ---------------------------------------------------------- soft barge-in (issue 15)
+    def on_yield(self, o: Any, now: float) -> None:
+        """Record a Duck / Pause / Restore / Resume (the call core has already acted on the
+        playout: the decision is the core's, the same as production's). The caller hears each
+        change one downlink delay later."""
+        heard = now + self.owd_down
+        if isinstance(o, (Duck, Pause)):
+            self.open_yield = {"kind": o.kind, "seq": self.cur_seq, "audible_caller_s": heard,
+                               "end_caller_s": math.inf, "outcome": ""}
+            self.run.yields.append(self.open_yield)
+            return
+        if self.open_yield is not None:
+            self.open_yield["end_caller_s"] = heard
+            self.open_yield["outcome"] = o.kind
+            self.open_yield = None
 
     def on_cancel(self, o: PlayoutCleared, now: float) -> None:
         self.reply_gen += 1  # a reply not yet started is dropped
@@ -563,30 +693,46 @@ class _World:
             self.exact.run_until(now)
             self.exact.drop_pending(now)
 
+            y = self.open_yield
+
             def stopped(t: float) -> None:
                 crec["agent_stop_caller_s"] = t
+                if y is not None:
+                    y["end_caller_s"] = t
 
             self.exact.send(now, 24, CONTROL, stopped)
             self.kick_exact()
         else:
             crec["agent_stop_caller_s"] = self.down.deliver([now], [24], [CONTROL])[0]
+        if self.open_yield is not None:
+            self.open_yield["end_caller_s"] = crec["agent_stop_caller_s"]
+            self.open_yield["outcome"] = "cancel"
+            self.open_yield = None
 
     # -------------------------------------------------------------- agent audio
     def start_source(self, start: float, end: float,
                      first: Callable[[float], None] | None = None,
+                     pauses: list[tuple[float, float]] | None = None,
                      spec_rec: dict[str, Any] | None = None) -> None:
-        """Hand agent audio [start, end) to the edge's playout (the core paces it at 1x);
-        ``first(t)`` is called with the delivery time at the caller of each frame (the caller
-        keeps the minimum). ``spec_rec``: the audio is a speculative reply (marked so for the
-        core, which holds it until its Release); its record's ``reply_start_edge_s`` is when
-        its first frame actually goes out."""
+        """Hand agent audio [start, end) to the edge's playout (the core paces, ducks and
+        pauses it); ``first(t)`` is called with the delivery time at the caller of each frame
+        (the caller keeps the minimum); ``pauses``: the agent's pauses inside it (s from its
+        start): its frames there are silent, elsewhere speech (the level the core reads).
+        ``spec_rec``: the audio is a speculative reply (marked so for the core, which holds it
+        until its Release); its record's ``reply_start_edge_s`` is when its first frame
+        actually goes out."""
         n = max(1, round((end - start) / self.frame_s))
         self.reply_ids += 1
         rid = f"r{self.reply_ids}"
         self.replies[rid] = [n, first, False, spec_rec]
+        levels = [AGENT_SPEECH_DB] * n
+        fs = self.frame_s
+        for p0, p1 in pauses or ():
+            for k in range(max(0, round(p0 / fs)), min(n, round(p1 / fs))):
+                levels[k] = AGENT_PAUSE_DB
         core = self.core
         spec = spec_rec is not None
-        core.agent_audio(start, rid, rid, (None for _ in range(n)), speculative=spec)
+        core.agent_audio(start, rid, rid, levels, speculative=spec)
         core.response_done(start, rid, speculative=spec)
         self.drive()
 
@@ -641,7 +787,7 @@ class _World:
             if item[2] or b <= env.now:
                 continue
             item[2] = True
-            self.start_source(env.now, b)
+            self.start_source(env.now, b, None, self.pauses_of(j))
 
     # -------------------------------------------------------------- run
     def simulate(self) -> CallRun:

@@ -30,6 +30,7 @@ One call is built in three steps:
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from clutchcall.traces.labels import DEFAULT_EXPECT, LabelledCall, Labels, Segme
 from clutchcall.traces.recorded import write_trace
 
 MANIFEST = "MANIFEST.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # Channel of call i: CHANNEL_ROTATION[i % 20]: 15 PSTN, 2 clean, 2 noisy, 1 Opus in 20.
 # Narrow-band PSTN is the common case for phone agents and the smallest on disk; Opus at
 # 48 kHz costs six times as many bytes per second, so it is the rarest.
@@ -123,8 +124,19 @@ def mid_turn_pause_ms(rng: np.random.Generator) -> int:
 
 
 def noise_burst(rng: np.random.Generator) -> np.ndarray:
-    """A non-speech burst at 16 kHz (knock, cough-like burst or click train), 80-400 ms."""
-    kind = int(rng.integers(3))
+    """A non-speech burst at 16 kHz: a knock / door, a cough-like burst or a line-click train
+    (80-400 ms), or keyboard typing (300-900 ms of key clicks 60-200 ms apart)."""
+    kind = int(rng.integers(4))
+    if kind == 3:  # keyboard: sharp clicks with a short resonance, at typing pace
+        n = int(rng.integers(300, 900)) * sp.SPEECH_RATE // 1000
+        y = np.zeros(n)
+        at = 0
+        while at < n - 200:
+            m = min(160, n - at)
+            y[at:at + m] += rng.standard_normal(m) * np.exp(-np.arange(m) / 25)
+            at += int(rng.integers(60, 200)) * sp.SPEECH_RATE // 1000
+        y = y / (np.max(np.abs(y)) + 1e-12)
+        return y.astype(np.float32)
     n = int(rng.integers(80, 400)) * sp.SPEECH_RATE // 1000
     t = np.arange(n) / sp.SPEECH_RATE
     if kind == 0:  # knock: a few decaying low resonances
@@ -163,6 +175,24 @@ class SpeechBank:
         return sp.espeak(text, voice, wpm, pitch)
 
 
+def agent_reply_gap_ms(rng: np.random.Generator) -> int:
+    """The gap before the agent's reply to a caller turn: a voice agent's pace, not a human's
+    -- lognormal, median 1400 ms, sigma 0.15, clipped to 1100..2200 ms (end-of-turn silence
+    + model time to first audio + network). Long enough that every sensible policy commits
+    before the scripted reply starts, so the scripted agent scores policies, not the script."""
+    return int(np.clip(rng.lognormal(np.log(1400.0), 0.15), 1100.0, 2200.0))
+
+
+def backchannel_ms(rng: np.random.Generator) -> int:
+    """A backchannel's length: lognormal, median 300 ms, sigma 0.5 (p95 ~680 ms), clipped to
+    120..900 ms (DESIGN.md: real backchannels last ~150-600 ms, median near 300 ms)."""
+    return int(np.clip(rng.lognormal(np.log(300.0), 0.5), 120.0, 900.0))
+
+
+def _free(segments: list[Segment], start: int, end: int, margin: int = 150) -> bool:
+    return all(end + margin <= s.start_ms or s.end_ms + margin <= start for s in segments)
+
+
 def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     """Script call ``index`` of ``seed`` (deterministic); return its :class:`CallPlan`."""
     rng = np.random.default_rng([seed, index])
@@ -170,12 +200,13 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     wpm = int(rng.integers(140, 191))
     pitch = int(rng.integers(30, 71))
     level = float(rng.uniform(-24.0, -18.0))  # the caller's speech level, dBFS RMS
-    target_ms = int(rng.integers(2500, 6001))
+    target_ms = int(rng.integers(4000, 7001))
     human = bank.human and rng.random() < 0.35
 
     placed: list[Placed] = []
     segments: list[Segment] = []
     agent: list[tuple[int, int]] = []
+    pauses: list[tuple[int, int]] = []
     used_human: list[str] = []
 
     def put(start: int, clip: np.ndarray, kind: str, level_db: float | None = None) -> int:
@@ -188,35 +219,76 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     def say(text: str, faster: int = 0) -> np.ndarray:
         return bank.say(text, voice, min(wpm + faster, 260), pitch)
 
-    def agent_turn(start: int) -> int:
-        """Agent talks from ``start``; the caller may backchannel or interrupt. Returns when
-        the caller may speak next."""
-        length = int(rng.integers(1000, 3001))
-        end = start + length
+    def fitted(text: str, target: int) -> np.ndarray:
+        """``text`` spoken at the rate that makes it about ``target`` ms long."""
+        clip = bank.say(text, voice, 175, pitch)
+        rate = int(np.clip(round(175 * _ms(len(clip)) / max(target, 1)), 80, 450))
+        return bank.say(text, voice, rate, pitch)
+
+    def agent_turn(start: int) -> tuple[int, bool]:
+        """Agent talks from ``start`` in 1-4 phrases with short pauses; the caller may
+        backchannel (mostly at phrase boundaries), break in anywhere (some softly), or make a
+        noise. Returns (when the caller may speak next, whether the turn ends with a
+        question the caller answers)."""
+        n = 1 + int(np.searchsorted([0.3, 0.65, 0.9], rng.random(), side="right"))
+        t = start
+        bounds: list[int] = []
+        for k in range(n):
+            if k:
+                gap = int(rng.integers(150, 400))
+                pauses.append((t, t + gap))
+                bounds.append(t)
+                t += gap
+            t += int(rng.integers(600, 1600))
+        end = t
         agent.append((start, end))
         next_free = end
-        r = rng.random()
-        if r < 0.45:  # backchannel(s) during the agent's speech
-            at = start + int(rng.integers(500, max(501, length - 900)))
-            clip = say(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))], faster=20)
-            if _ms(len(clip)) < 1000 and at + _ms(len(clip)) < end - 100:
-                put(at, clip, "backchannel")
-        elif r < 0.75:  # an interruption: the ideal agent yields
-            at = start + int(rng.integers(600, max(601, length - 600)))
-            clip = say(INTERRUPTIONS[int(rng.integers(len(INTERRUPTIONS)))])
-            stop = put(at, clip, "interruption")
+        interrupted = False
+        if rng.random() < 0.3:  # an interruption, anywhere in the turn: the agent must yield
+            at = start + int(rng.integers(300, max(301, end - start - 400)))
+            soft = rng.random() < 0.25  # a soft one: spoken at a backchannel's level
+            lv = level + (-6.0 if soft else 2.0) + float(rng.uniform(-1.5, 1.5))
+            clip = say(INTERRUPTIONS[int(rng.integers(len(INTERRUPTIONS)))], faster=-20 if soft else 0)
+            stop = put(at, clip, "interruption", level_db=lv)
             next_free = max(stop, end)
-        return next_free
+            interrupted = True
+            end_bc = at - 200  # no backchannel after the caller broke in
+        else:
+            end_bc = end - 100
+        for b in bounds:  # backchannels at phrase boundaries
+            if rng.random() < 0.55:
+                at = b + int(rng.integers(-150, 200))
+                clip = fitted(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))], backchannel_ms(rng))
+                e = at + _ms(len(clip))
+                if at >= start + 300 and e <= end_bc and _free(segments, at, e):
+                    put(at, clip, "backchannel", level_db=level - 6.0 + float(rng.uniform(-2.0, 2.0)))
+        if rng.random() < 0.2:  # a backchannel mid-phrase
+            at = start + int(rng.integers(300, max(301, end - start - 300)))
+            clip = fitted(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))], backchannel_ms(rng))
+            e = at + _ms(len(clip))
+            if e <= end_bc and _free(segments, at, e):
+                put(at, clip, "backchannel", level_db=level - 6.0 + float(rng.uniform(-2.0, 2.0)))
+        if rng.random() < 0.25:  # a noise burst over the agent
+            burst = noise_burst(rng)
+            at = start + int(rng.integers(100, max(101, end - start - 500)))
+            e = at + _ms(len(burst))
+            if e <= end and _free(segments, at, e):
+                put(at, burst, "noise", level_db=level + float(rng.uniform(-6.0, 3.0)))
+        return next_free, (not interrupted) and rng.random() < 0.7
 
     t = int(rng.integers(300, 900))
-    if rng.random() < 0.35:  # the agent greets first
-        t = agent_turn(t) + response_gap_ms(rng)
+    question = False
+    if rng.random() < 0.6:  # the agent greets first (often with a question)
+        t, question = agent_turn(t)
+        t += response_gap_ms(rng)
     while True:
         if rng.random() < 0.2:  # a noise burst in the silence before the caller speaks
             burst = noise_burst(rng)
             end = put(t, burst, "noise", level_db=level + float(rng.uniform(-6.0, 3.0)))
             t = end + int(rng.integers(150, 500))
-        if rng.random() < 0.7:
+        if question and rng.random() < 0.7:  # a short answer to the agent's question
+            t = put(t, say(SHORT_ANSWERS[int(rng.integers(len(SHORT_ANSWERS)))]), "short_answer")
+        else:
             n_phrases = 1 + int(np.searchsorted([0.65, 0.95], rng.random(), side='right'))
             clips = []
             for k in range(n_phrases):
@@ -235,17 +307,16 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
                 placed.append(Placed(start_ms=t, clip=clip, level_db=lv))
                 t += _ms(len(clip))
             segments.append(Segment(start_ms=start, end_ms=t, kind="turn", expect="reply"))
-        else:
-            t = put(t, say(SHORT_ANSWERS[int(rng.integers(len(SHORT_ANSWERS)))]), "short_answer")
-        t = agent_turn(t + response_gap_ms(rng))
+        t, question = agent_turn(t + agent_reply_gap_ms(rng))
         if t >= target_ms - 1500:
             break
         t += response_gap_ms(rng)
     duration = t + int(rng.integers(300, 800))
+    segments.sort(key=lambda s: s.start_ms)
     info = {"voice": voice, "wpm": wpm, "pitch": pitch, "level_dbfs": round(level, 2),
             "human_speech": sorted(set(used_human))}
-    return CallPlan(placed=tuple(placed), labels=Labels(agent_speech=tuple(agent), segments=tuple(segments)),
-                    duration_ms=duration, info=info)
+    labels = Labels(agent_speech=tuple(agent), segments=tuple(segments), agent_pauses=tuple(pauses))
+    return CallPlan(placed=tuple(placed), labels=labels, duration_ms=duration, info=info)
 
 
 def render(plan: CallPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +340,12 @@ def render(plan: CallPlan) -> tuple[np.ndarray, np.ndarray]:
     return x, mask
 
 
+def split_of(seed: int, index: int) -> str:
+    """Return the fixed split of call ``index`` of ``seed``: "test" for about half the calls
+    (a hash of the pair, so every channel lands in both), else "train". Tune on train only."""
+    return "test" if zlib.crc32(f"{seed}:{index}".encode()) % 2 else "train"
+
+
 def build_call(seed: int, index: int, bank: SpeechBank) -> tuple[str, int, np.ndarray, Labels, dict[str, Any]]:
     """Build call ``index`` of ``seed``; return ``(name, rate, int16 pcm, labels, info)``."""
     channel = CHANNEL_ROTATION[index % len(CHANNEL_ROTATION)]
@@ -287,6 +364,7 @@ def build_call(seed: int, index: int, bank: SpeechBank) -> tuple[str, int, np.nd
                               noise_exponent=1.0 if pink else 2.0)
     name = f"call{index:04d}_{channel}"
     info["name"] = name
+    info["split"] = split_of(seed, index)
     info["rate"] = rate
     return name, rate, pcm, plan.labels, info
 

@@ -69,12 +69,19 @@ class Labels:
     agent_speech: tuple[Interval, ...]
     segments: tuple[Segment, ...]
     version: int = LABEL_VERSION
+    agent_pauses: tuple[Interval, ...] = ()
+    """Optional: the silent gaps between the agent's phrases *inside* its ``agent_speech``
+    intervals (its phrase boundaries); written only when non-empty."""
 
     def to_json(self) -> str:
         """Return the canonical JSON text (one segment per line, trailing newline)."""
         agent = ", ".join(f"[{_num(a)}, {_num(b)}]" for a, b in self.agent_speech)
         segs = ",\n    ".join(json.dumps(s.to_dict()) for s in self.segments)
-        body = f'{{"version": {self.version},\n  "agent_speech": [{agent}],\n  "segments": ['
+        body = f'{{"version": {self.version},\n  "agent_speech": [{agent}],\n'
+        if self.agent_pauses:
+            pauses = ", ".join(f"[{_num(a)}, {_num(b)}]" for a, b in self.agent_pauses)
+            body += f'  "agent_pauses": [{pauses}],\n'
+        body += '  "segments": ['
         body += f"\n    {segs}\n  ]}}\n" if segs else "]}\n"
         return body
 
@@ -113,9 +120,10 @@ def parse_labels(data: Any, path: str | Path) -> Labels:
     for key in ("version", "agent_speech", "segments"):
         if key not in data:
             raise TraceFormatError(path, key, "missing")
-    unknown = sorted(set(data) - {"version", "agent_speech", "segments"})
+    unknown = sorted(set(data) - {"version", "agent_speech", "agent_pauses", "segments"})
     if unknown:
-        raise TraceFormatError(path, unknown[0], "unknown key (allowed: version, agent_speech, segments)")
+        raise TraceFormatError(path, unknown[0], "unknown key (allowed: version, agent_speech, "
+                               "agent_pauses, segments)")
     version = data["version"]
     if isinstance(version, bool) or version != LABEL_VERSION or not isinstance(version, int):
         raise TraceFormatError(path, "version", f"unsupported version {version!r} (expected 1)")
@@ -164,7 +172,28 @@ def parse_labels(data: Any, path: str | Path) -> Labels:
                                    f"{start} is before the previous segment's end "
                                    f"({segments[-1].end_ms}): segments must be sorted and not overlap")
         segments.append(Segment(start_ms=start, end_ms=end, kind=item["kind"], expect=item["expect"]))
-    return Labels(agent_speech=tuple(agent), segments=tuple(segments))
+    pauses = _parse_pauses(data.get("agent_pauses", []), agent, path)
+    return Labels(agent_speech=tuple(agent), segments=tuple(segments), agent_pauses=pauses)
+
+
+def _parse_pauses(raw: Any, agent: list[Interval], path: str | Path) -> tuple[Interval, ...]:
+    """Validate the optional ``agent_pauses``: sorted, non-overlapping intervals, each inside
+    one ``agent_speech`` interval."""
+    if not isinstance(raw, list):
+        raise TraceFormatError(path, "agent_pauses", "expected a list of [start_ms, end_ms]")
+    out: list[Interval] = []
+    for i, item in enumerate(raw):
+        field = f"agent_pauses[{i}]"
+        if not isinstance(item, list) or len(item) != 2:
+            raise TraceFormatError(path, field, f"expected [start_ms, end_ms], got {item!r}")
+        start, end = item
+        _check_interval(path, field, start, end)
+        if out and start < out[-1][1]:
+            raise TraceFormatError(path, field, "pauses must be sorted and not overlap")
+        if not any(a <= start and end <= b for a, b in agent):
+            raise TraceFormatError(path, field, "a pause must lie inside an agent_speech interval")
+        out.append((start, end))
+    return tuple(out)
 
 
 def _check_interval(path: str | Path, field: str, start: Any, end: Any) -> None:

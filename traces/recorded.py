@@ -9,7 +9,8 @@ Parquet footer's key/value metadata under :data:`META_KEY`.
 
 Columns (see ``traces/FORMAT.md``): ``dir`` (str), ``kind`` (str), ``time`` (float64, s),
 ``seq`` (int64, null), ``duration_ms`` (int64, null), ``speech`` (bool, null), ``fields``
-(str, null: the output's fields other than ``time`` as a JSON object). Times are float64 so
+(str, null: the output's fields other than ``time`` as a JSON object; for a caller frame that
+carried acoustic features, ``{"features": {...}}``). Times are float64 so
 they round-trip bit-exactly, which is what makes :func:`replay` exact.
 
 A shell records with :class:`TraceRecorder`, the :class:`~clutchcall.engine.call.Recorder`
@@ -36,6 +37,7 @@ import polars as pl
 from clutchcall import __version__
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.actions import OUTPUT_TYPES, Output
+from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.inputs import INPUT_KINDS, EngineInput
 from clutchcall.engine.call.replay import Mismatch, compare_steps, split_rows
 from clutchcall.engine.call.replay import replay_steps as replay_inputs
@@ -167,13 +169,34 @@ def _output_fields(out: Output) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+def _input_fields(inp: InputEvent) -> str | None:
+    # a caller frame's acoustic features (issue 15), so that replay is exact; floats go
+    # through JSON exactly (repr round-trips; inf as Infinity)
+    if inp.features is None:
+        return None
+    return json.dumps({"features": dataclasses.asdict(inp.features)}, sort_keys=True)
+
+
+def _read_features(path: str | Path, where: str, fields: str) -> FrameFeatures:
+    try:
+        data = json.loads(fields)
+        f = data["features"]
+        if set(data) != {"features"} or not isinstance(f, dict):
+            raise KeyError("features")
+        return FrameFeatures(**{k: float(v) for k, v in f.items()})
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise TraceFormatError(path, f"{where}.fields",
+                               f"a caller frame's fields must be {{\"features\": {{...}}}}: {exc}"
+                               ) from exc
+
+
 def to_frame(trace: RecordedTrace) -> pl.DataFrame:
     """Return the trace's rows as a polars DataFrame with :data:`SCHEMA`."""
     cols: dict[str, list[Any]] = {k: [] for k in SCHEMA}
     for r in trace.rows:
         vals: tuple[object, ...]
         if isinstance(r, InputEvent):
-            vals = ("in", r.kind, r.time, r.seq, r.duration_ms, r.speech, None)
+            vals = ("in", r.kind, r.time, r.seq, r.duration_ms, r.speech, _input_fields(r))
         else:
             vals = ("out", r.kind, float(r.time), None, None, None, _output_fields(r))
         for k, v in zip(SCHEMA, vals, strict=True):
@@ -267,14 +290,16 @@ def read_trace(path: str | Path) -> RecordedTrace:
             if t < last_in:
                 raise TraceFormatError(path, f"{where}.time", f"{t!r} is before the previous input ({last_in!r})")
             last_in = t
-            if fields is not None:
-                raise TraceFormatError(path, f"{where}.fields", "must be null for an input")
+            if fields is not None and kind != "caller_frame":
+                raise TraceFormatError(path, f"{where}.fields", "must be null for this input")
             if kind == "caller_frame":
                 if dur not in (10, 20, 30):
                     raise TraceFormatError(path, f"{where}.duration_ms", f"must be 10, 20 or 30, got {dur!r}")
                 if speech is None:
                     raise TraceFormatError(path, f"{where}.speech", "missing for caller_frame")
-                rows.append(InputEvent(kind=kind, time=t, seq=seq, duration_ms=dur, speech=speech))
+                feats = None if fields is None else _read_features(path, where, fields)
+                rows.append(InputEvent(kind=kind, time=t, seq=seq, duration_ms=dur, speech=speech,
+                                       features=feats))
             else:
                 if seq is not None or dur is not None or speech is not None:
                     raise TraceFormatError(path, where, f"{kind} carries only a time")

@@ -4,7 +4,9 @@ Drives :class:`TurnEngine` through scripted calls (speech, pauses, backchannels,
 barge-ins; :mod:`clutchcall.tools.scenario`) with the full drive loop (feed, drain, re-arm)
 and reports the median over several runs of frames per second and microseconds per frame step.
 A baseline measured in the same process -- the bare loop over the same inputs calling a no-op --
-is reported too, so the engine's own cost can be told from the interpreter's.
+is reported too, so the engine's own cost can be told from the interpreter's. The same call
+is also run with per-frame acoustic features and the ``evidence`` policy with soft barge-in
+(``frames_per_s_features``: the product default's hot path; issue 15 keeps it >= 1 M/s).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import json
 import statistics
 import time
 
-from clutchcall.engine.call.inputs import CALLER_FRAME
+from clutchcall.engine.audio.features import FrameFeatures
+from clutchcall.engine.call.inputs import CALLER_FRAME, EngineInput
+from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.turn import TurnEngine
 from clutchcall.tools.scenario import run_inputs, scripted_call
 
@@ -36,6 +40,33 @@ def _baseline(inputs: list[object]) -> float:
             sink.append(inp)
         sink.clear()
     return time.perf_counter() - t0
+
+
+def _with_features(inputs: list[EngineInput]) -> list[EngineInput]:
+    """Return ``inputs`` with per-frame acoustic features on every caller frame (a loud
+    frame for speech, a quiet one for silence)."""
+    loud = FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0)
+    quiet = FrameFeatures(level_db=-60.0, rel_db=-38.0, snr_db=1.0)
+    return [EngineInput.frame(i.time, speech=bool(i.speech), duration_ms=i.duration_ms or 20,
+                              seq=i.seq, features=loud if i.speech else quiet)
+            if i.kind == CALLER_FRAME else i for i in inputs]
+
+
+def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
+    """Return frames/s of the engine with per-frame features and the ``evidence`` policy
+    with soft barge-in (pause): the product default's hot path."""
+    inputs = _with_features(scripted_call(seed=7, seconds=seconds))
+    frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
+    cfg = TurnConfig(policy="evidence", barge_yield="pause")
+    times = []
+    for _ in range(runs):
+        engine = TurnEngine(cfg)
+        t0 = time.perf_counter()
+        run_inputs(engine, inputs)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"frames_per_s_features": round(frames / med),
+            "us_per_frame_features": round(med / frames * 1e6, 3)}
 
 
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
@@ -66,6 +97,7 @@ def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
 
 def run(args: argparse.Namespace) -> int:
     res = measure(args.seconds, args.runs)
+    res.update(measure_features(args.seconds, args.runs))
     if args.json:
         print(json.dumps(res))
     else:
@@ -73,4 +105,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {res['frames_per_s']:,} frames/s   {res['us_per_frame']} us per frame step")
         print(f"  bare loop over the same inputs: {res['baseline_loop_us_per_frame']} us/frame "
               f"(engine = {res['engine_over_baseline']}x that)")
+        print(f"  with per-frame features, evidence policy, soft barge-in: "
+              f"{res['frames_per_s_features']:,} frames/s")
     return 0

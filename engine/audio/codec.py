@@ -281,19 +281,44 @@ class Transcoder:
             raise AudioError(f"model audio must be bytes, got {type(pcm).__name__}")
         if len(pcm) % 2:
             raise AudioError(f"model pcm16 chunk has an odd byte count ({len(pcm)})")
-        if len(pcm) == 0:
-            return []
-        x = np.frombuffer(pcm, dtype=_LE_I16).astype(np.int16)
-        return self._encode(self._split.push(self._down.process(x)))
+        return self._encode(self.downlink_frames(pcm))
 
     def downlink_flush(self) -> list[bytes]:
         """End of an agent reply: return the payloads of everything still pending (the last
         frame padded with silence) and start the downlink afresh for the next reply."""
+        return self._encode(self.downlink_flush_frames())
+
+    # -- the downlink in two steps: frames at the caller rate, encoded when sent (issue 15:
+    #    a duck's gain is applied to the PCM before encoding) --------------------------------
+    def downlink_frames(self, pcm: bytes) -> list[npt.NDArray[np.int16]]:
+        """Like :meth:`downlink`, but return the caller-rate PCM frames, not yet encoded
+        (encode each with :meth:`encode_agent` when it is sent). Same errors."""
+        if not isinstance(pcm, (bytes, bytearray, memoryview)):
+            raise AudioError(f"model audio must be bytes, got {type(pcm).__name__}")
+        if len(pcm) % 2:
+            raise AudioError(f"model pcm16 chunk has an odd byte count ({len(pcm)})")
+        if len(pcm) == 0:
+            return []
+        x = np.frombuffer(pcm, dtype=_LE_I16).astype(np.int16)
+        return self._split.push(self._down.process(x))
+
+    def downlink_flush_frames(self) -> list[npt.NDArray[np.int16]]:
+        """Like :meth:`downlink_flush`, but return the PCM frames, not yet encoded."""
         frames = self._split.push(self._down.flush())
         tail = self._split.flush()
         if tail is not None:
             frames.append(tail)
-        return self._encode(frames)
+        return frames
+
+    def encode_agent(self, frame: npt.NDArray[np.int16], gain_start: float = 1.0,
+                     gain: float = 1.0) -> bytes:
+        """Return one caller-rate agent frame encoded for the caller leg, its level ramped
+        linearly from ``gain_start`` (first sample) to ``gain`` (last sample) first -- a duck
+        or restore without a click. Gains of 1.0 leave the samples untouched."""
+        if gain_start != 1.0 or gain != 1.0:
+            ramp = np.linspace(gain_start, gain, len(frame), dtype=np.float32)
+            frame = np.clip(np.rint(frame * ramp), -32768, 32767).astype(np.int16)
+        return self._encode([frame])[0]
 
     def downlink_reset(self) -> None:
         """Barge-in: drop all pending downlink audio (resampler and partial frame)."""

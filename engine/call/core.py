@@ -24,7 +24,14 @@ engine deadline now due fires, the playout sends what is due
 core where they concern timing: ``Append`` releases the frame's audio (:class:`UplinkAudio`),
 ``Commit`` opens a :class:`~clutchcall.engine.call.latency.TurnRecord`, ``Cancel`` clears the
 playout (:class:`PlayoutCleared`) and, if agent audio was playing, tells the engine it
-finished. Every engine input goes through one
+finished; the soft barge-in actions (issue 15) act on the playout here, once for both shells:
+``Duck`` / ``Restore`` ramp its gain (each :class:`AgentFrame` carries the gain at its start
+and end), ``Pause`` holds it (the model keeps streaming into the queue) and ``Resume`` plays on
+from where it stopped. A shell whose far end buffers audio (Twilio) reports the far end's
+played position with :meth:`CallCore.agent_played`; a pause or duck then takes the unplayed
+frames back (:class:`PlayoutRewound`: clear the far end's buffer) and a ``Cancel`` truncates
+at what was heard (``PlayoutCleared.heard_ms``). Caller frames may carry acoustic features
+(``engine/audio/features.py``) to the engine: they are part of the recorded input. Every engine input goes through one
 :class:`~clutchcall.engine.call.driver.EngineDriver`, so the recorder passed in sees each
 input and each drained output exactly as fed. So every input needs a :meth:`transmit` after
 it (before the timer is re-armed).
@@ -51,15 +58,31 @@ with the lag of the moment it was armed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from clutchcall.engine.actions import Append, Cancel, Commit, Output, Release, Retract, Speculate
+from clutchcall.engine.actions import (
+    Append,
+    Cancel,
+    Commit,
+    Duck,
+    Output,
+    Pause,
+    Release,
+    Restore,
+    Resume,
+    Retract,
+    Speculate,
+)
+from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.driver import EngineDriver
 from clutchcall.engine.call.hold import FrameHold, HoldConfig, HoldStats
 from clutchcall.engine.call.inputs import Recorder
 from clutchcall.engine.call.latency import TurnBook, TurnRecord
+from clutchcall.engine.call.phrase import PhraseEnds
 from clutchcall.engine.call.playout import Playout, PlayoutConfig
 from clutchcall.engine.call.speculation import SpeculationHold
 from clutchcall.engine.config import TurnConfig
@@ -95,6 +118,8 @@ class AgentFrame(CallEvent):
     item_id: str
     payload: Any
     gain: float = 1.0
+    gain_start: float = 1.0
+    """The level at the frame's first sample (``gain``: at its last): ramp between them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +147,17 @@ class PlayoutCleared(CallEvent):
     item_id: str | None
     sent_ms: int | None
     was_playing: bool
+    heard_ms: int | None = None
+    """What the caller heard of ``item_id`` (``sent_ms`` less the far end's unplayed buffer,
+    see :meth:`CallCore.agent_played`): truncate there."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayoutRewound(CallEvent):
+    """A pause / duck took back ``frames`` frames the far end had not played yet (they are
+    queued again): clear the far end's buffer (Twilio ``clear``) before the next frame."""
+
+    frames: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,15 +186,24 @@ class CallCore(Generic[P, D]):
 
     def __init__(self, turn_config: TurnConfig | None = None, *, hold: HoldConfig | None = None,
                  playout: PlayoutConfig | None = None, recorder: Recorder | None = None,
-                 policy: TurnPolicy | None = None, uplink_events: bool = True) -> None:
+                 policy: TurnPolicy | None = None, uplink_events: bool = True,
+                 agent_level: Callable[[D], float] | None = None) -> None:
         """``uplink_events``: emit :class:`UplinkAudio` after each ``Append`` (False when the
-        shell has no audio to forward, e.g. the simulator)."""
+        shell has no audio to forward, e.g. the simulator). ``agent_level``: the level (dBFS)
+        of an agent frame payload; given, the core finds the agent's phrase ends in the audio
+        it plays (:mod:`~clutchcall.engine.call.phrase`) and fills each caller frame's
+        ``agent_edge_ms`` feature from them."""
         self.turn_config = tc = turn_config or TurnConfig()
         if hold is None:
             hold = HoldConfig(frame_ms=tc.frame_ms)
         self.driver = EngineDriver(TurnEngine(tc, policy), recorder)
-        self.hold: FrameHold[P] = FrameHold(hold)
-        self.playout: Playout[D] = Playout(playout)
+        self.hold: FrameHold[tuple[P, FrameFeatures | None]] = FrameHold(hold)
+        # agent frames are queued with their push index (phrase-end tracking; -1 without)
+        self.playout: Playout[tuple[D, int]] = Playout(playout)
+        self._agent_level = agent_level
+        self.phrases: PhraseEnds | None = (
+            None if agent_level is None else PhraseEnds(self.playout.config.frame_ms))
+        self._last_sent_idx = -1
         self.book = TurnBook(float(tc.end_of_turn_silence_ms))
         self.speculation = SpeculationHold()
         """The speculative reply held until Release (engine/call/speculation.py)."""
@@ -221,14 +266,17 @@ class CallCore(Generic[P, D]):
         return self.hold.admit_conceal(now, lost)
 
     def caller_audio(self, now: float, frames: Sequence[tuple[P, bool]], *,
-                     media_end: float | None, duration_s: float, pending_s: float = 0.0) -> None:
+                     media_end: float | None, duration_s: float, pending_s: float = 0.0,
+                     features: Sequence[FrameFeatures | None] | None = None) -> None:
         """The VAD frames ``[(payload, speech)]`` of one uplink payload arrived at ``now``
-        (see :meth:`FrameHold.push <clutchcall.engine.call.hold.FrameHold.push>`). Needs a
-        :meth:`transmit` after it."""
+        (see :meth:`FrameHold.push <clutchcall.engine.call.hold.FrameHold.push>`), with each
+        frame's acoustic features if the shell computes them (``features``, one per frame).
+        Needs a :meth:`transmit` after it."""
         if self.closed:
             return
-        self.hold.push(now, frames, media_end=media_end, duration_s=duration_s,
-                       pending_s=pending_s)
+        feats: Sequence[FrameFeatures | None] = features or (None,) * len(frames)
+        self.hold.push(now, [((p, f), sp) for (p, sp), f in zip(frames, feats, strict=True)],
+                       media_end=media_end, duration_s=duration_s, pending_s=pending_s)
         self._service(now)
 
     # -- downlink inputs -----------------------------------------------------------------
@@ -252,7 +300,15 @@ class CallCore(Generic[P, D]):
         if first:
             self.book.model_audio(response_id, model_ttfa_s,
                                   now if received_at is None else received_at)
-        self.playout.push(now, response_id, item_id, frames)
+        ph = self.phrases
+        if ph is None:
+            self.playout.push(now, response_id, item_id, ((f, -1) for f in frames))
+        else:
+            fl = list(frames)
+            lv = self._agent_level
+            assert lv is not None
+            idx = ph.pushed(lv(f) for f in fl)
+            self.playout.push(now, response_id, item_id, zip(fl, idx, strict=True))
         # nothing is sent from here: the timer (due now) sends, so a shell that reads many
         # chunks at once sends the first frame when it is free to, and paces from there
         return True
@@ -278,6 +334,16 @@ class CallCore(Generic[P, D]):
         else:
             pl.done(response_id)
         self._service(now)
+
+    def agent_played(self, now: float, frames: int) -> None:
+        """The far end confirmed that the first ``frames`` agent frames this core sent (as
+        :attr:`Playout.frames_sent <clutchcall.engine.call.playout.Playout.frames_sent>`
+        counts them) have played (Twilio: a ``mark`` echo). From the first call on, a pause
+        or duck takes back what the far end still buffers and a ``Cancel`` truncates at what
+        was heard (:meth:`Playout.played <clutchcall.engine.call.playout.Playout.played>`).
+        Raises ConfigError for a position beyond what was sent."""
+        if not self.closed:
+            self.playout.played(now, frames)
 
     # -- timer ---------------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -316,10 +382,15 @@ class CallCore(Generic[P, D]):
                 break
             n = self._next_seq
             self._next_seq = n + 1
+            payload, feat = due.payload
+            if feat is not None and self.phrases is not None and self.playout.playing \
+                    and feat.agent_edge_ms == math.inf:
+                feat = dataclasses.replace(feat, agent_edge_ms=self._edge_ms(now))
             if self._uplink_events:
-                uplink[n] = due.payload
+                uplink[n] = payload
             self._perform(now, driver.caller_frame(due.end, speech=due.speech,
-                                                   duration_ms=due.duration_ms, seq=n))
+                                                   duration_ms=due.duration_ms, seq=n,
+                                                   features=feat))
         at = self._timer_at
         if at is not None and now >= at:
             deadline = self._timer_deadline
@@ -341,9 +412,14 @@ class CallCore(Generic[P, D]):
         for sig in self.playout.poll(now):
             kind = sig.kind
             if kind == "frame":
+                assert sig.payload is not None
+                payload, idx = sig.payload
+                if idx >= 0 and self.phrases is not None:
+                    self.phrases.sent(idx, now)
+                    self._last_sent_idx = idx
                 self._out.append(AgentFrame(time=now, response_id=sig.response_id,
-                                            item_id=sig.item_id, payload=sig.payload,
-                                            gain=self.playout.gain))
+                                            item_id=sig.item_id, payload=payload,
+                                            gain=sig.gain, gain_start=sig.gain_start))
             elif kind == "started":
                 t = self.hold.tick(now)
                 self._out.append(AgentStarted(time=now, engine_time=t,
@@ -379,12 +455,43 @@ class CallCore(Generic[P, D]):
             elif isinstance(o, (Speculate, Release, Retract)):
                 self._perform_speculation(now, o)
             elif isinstance(o, Cancel):
-                cleared = self.playout.clear()
+                cleared = self.playout.clear(now)
+                if self.phrases is not None:
+                    self.phrases.dropped(self._last_sent_idx + 1)
                 out.append(PlayoutCleared(time=now, agent_played_ms=o.agent_played_ms,
                                           item_id=cleared.item_id, sent_ms=cleared.sent_ms,
-                                          was_playing=cleared.was_playing))
+                                          was_playing=cleared.was_playing,
+                                          heard_ms=cleared.heard_ms))
                 if cleared.was_playing:
                     self._feed_finished(now)
+            elif isinstance(o, (Duck, Restore, Pause, Resume)):
+                self._soft_yield(now, o)
+
+    def _edge_ms(self, now: float) -> float:
+        """The distance (ms) from ``now`` to the agent's nearest phrase end (issue 15)."""
+        ph = self.phrases
+        assert ph is not None
+        nxt = self.playout.peek_next()
+        if nxt is None:
+            return ph.distance_ms(now, None, None)
+        (_payload, idx), at = nxt
+        return ph.distance_ms(now, idx if idx >= 0 else None, at)
+
+    def _soft_yield(self, now: float, o: Duck | Restore | Pause | Resume) -> None:
+        """Act on a soft barge-in action (issue 15): the one place prod and sim do it."""
+        pl = self.playout
+        if isinstance(o, Duck):
+            pl.duck(10.0 ** (-o.gain_db / 20.0), o.ramp_ms)
+        elif isinstance(o, Restore):
+            pl.restore(self.turn_config.duck_ramp_ms)
+        elif isinstance(o, Pause):
+            pl.pause()
+        else:
+            pl.resume(now)
+            return
+        back = pl.rewind(now)  # only with a far end that buffers (agent_played)
+        if back:
+            self._out.append(PlayoutRewound(time=now, frames=back))
 
     # -- speculative commit (engine/call/speculation.py) ---------------------------------
     def _perform_speculation(self, now: float, o: Speculate | Release | Retract) -> None:

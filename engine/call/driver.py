@@ -15,6 +15,7 @@ deadline at or before the input's time, at the deadline, as a shell's timer woul
 from __future__ import annotations
 
 from clutchcall.engine.actions import Output
+from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.inputs import EngineInput, Recorder, apply
 from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.policy import TurnPolicy
@@ -44,9 +45,12 @@ class EngineDriver:
         return outs
 
     def caller_frame(self, now: float, *, speech: bool, duration_ms: int,
-                     seq: int | None = None) -> list[Output]:
-        """Feed one caller frame; return the outputs drained after it."""
-        return self.feed(EngineInput.frame(now, speech=speech, duration_ms=duration_ms, seq=seq))
+                     seq: int | None = None, features: FrameFeatures | None = None
+                     ) -> list[Output]:
+        """Feed one caller frame (with its acoustic ``features``, if any); return the outputs
+        drained after it."""
+        return self.feed(EngineInput.frame(now, speech=speech, duration_ms=duration_ms, seq=seq,
+                                           features=features))
 
     def agent_audio_started(self, now: float) -> list[Output]:
         """Feed agent audio started; return the outputs drained after it."""

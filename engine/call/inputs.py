@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from clutchcall.engine.actions import Output
+from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.errors import LocalProtocolError
 from clutchcall.engine.turn import TurnEngine
 
@@ -33,14 +34,17 @@ INPUT_KINDS = (CALLER_FRAME, AGENT_STARTED, AGENT_FINISHED, TIMER)
 class EngineInput:
     """One engine input: ``kind`` in :data:`INPUT_KINDS`, ``time`` = the ``now`` passed.
     ``seq`` / ``duration_ms`` / ``speech`` are set for ``caller_frame`` only (``seq`` may be
-    None). Raises :class:`LocalProtocolError` on an unknown kind, a non-finite time, or fields
-    that do not match the kind."""
+    None). ``features`` (``caller_frame`` only, optional) are the frame's acoustic features
+    (``engine/audio/features.py``; the ``evidence`` policy reads them), recorded so that a
+    replay is exact. Raises :class:`LocalProtocolError` on an unknown kind, a non-finite time,
+    or fields that do not match the kind."""
 
     kind: str
     time: float
     seq: int | None = None
     duration_ms: int | None = None
     speech: bool | None = None
+    features: FrameFeatures | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
@@ -50,14 +54,17 @@ class EngineInput:
         if self.kind == CALLER_FRAME:
             if self.duration_ms is None or self.speech is None:
                 raise LocalProtocolError("EngineInput: a caller_frame needs duration_ms and speech")
-        elif self.seq is not None or self.duration_ms is not None or self.speech is not None:
+        elif (self.seq is not None or self.duration_ms is not None or self.speech is not None
+              or self.features is not None):
             raise LocalProtocolError(f"EngineInput: {self.kind} carries only a time")
 
     @classmethod
-    def frame(cls, now: float, *, speech: bool, duration_ms: int,
-              seq: int | None = None) -> EngineInput:
-        """Return the input ``engine.caller_frame(now, speech=..., duration_ms=..., seq=...)``."""
-        return cls(kind=CALLER_FRAME, time=now, seq=seq, duration_ms=duration_ms, speech=speech)
+    def frame(cls, now: float, *, speech: bool, duration_ms: int, seq: int | None = None,
+              features: FrameFeatures | None = None) -> EngineInput:
+        """Return the input ``engine.caller_frame(now, speech=..., duration_ms=..., seq=...,
+        features=...)``."""
+        return cls(kind=CALLER_FRAME, time=now, seq=seq, duration_ms=duration_ms, speech=speech,
+                   features=features)
 
     @classmethod
     def started(cls, now: float) -> EngineInput:
@@ -80,7 +87,8 @@ def apply(engine: TurnEngine, inp: EngineInput) -> None:
     kind = inp.kind
     if kind == CALLER_FRAME:
         assert inp.speech is not None and inp.duration_ms is not None
-        engine.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms, seq=inp.seq)
+        engine.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms, seq=inp.seq,
+                            features=inp.features)
     elif kind == TIMER:
         engine.handle_timer(inp.time)
     elif kind == AGENT_STARTED:

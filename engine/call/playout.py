@@ -28,6 +28,22 @@ frame it sends (``duck`` lowers it, ``restore`` puts it back); :meth:`pause` / :
 stop and restart the pacing without dropping the queue (the schedule restarts on resume);
 :meth:`hold` / :meth:`release` keep a (speculative) response's frames queued but unsent until
 it is released, or :meth:`retract` drops it as if it never came.
+
+Soft barge-in (issue 15; the call core calls these on the engine's ``Duck`` / ``Restore`` /
+``Pause`` / ``Resume``): :meth:`duck` moves the gain to a target over a ramp, linearly per
+frame -- each ``frame`` signal carries the gain at the frame's start and end
+(``gain_start`` / ``gain``) and the shell ramps the samples between them -- and
+:meth:`restore` ramps back to 1.0; :meth:`pause` / :meth:`resume` hold and restart the pacing.
+
+Far-end buffering (Twilio Media Streams): when the far end plays from its own buffer, what was
+*sent* is not what was *heard*. A shell that learns the far end's played position (Twilio
+``mark`` echoes) reports it with :meth:`played` (frames of this playout, counted as
+:attr:`frames_sent` counts them). The playout then keeps the frames sent but not yet confirmed;
+on a pause or a duck, :meth:`rewind` puts the ones the far end has not yet played (estimated
+at 1x from the last confirmation) back at the head of the queue, so the pause is immediate /
+the duck applies to them, and reports how many: the shell must clear the far end's buffer
+(Twilio ``clear``) before sending more. :meth:`heard_ms` is the played time of an item
+(sent less what the far end still buffers), the truncation point of a ``Cancel``.
 """
 
 from __future__ import annotations
@@ -69,6 +85,10 @@ class PlayoutSignal(Generic[D]):
     response_id: str
     item_id: str
     payload: D | None = None
+    gain_start: float = 1.0
+    """``frame`` only: the level at the frame's first sample (a duck / restore ramps)."""
+    gain: float = 1.0
+    """``frame`` only: the level at the frame's last sample."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +99,9 @@ class Cleared:
     item_id: str | None
     sent_ms: int | None
     was_playing: bool
+    heard_ms: int | None = None
+    """What the caller heard of ``item_id``: ``sent_ms`` less what the far end still
+    buffered (:meth:`Playout.heard_ms`; equal to ``sent_ms`` without a played position)."""
 
 
 class Playout(Generic[D]):
@@ -103,6 +126,12 @@ class Playout(Generic[D]):
         self.gain = 1.0
         """Level the shell applies to frames it sends (1.0 = as is; for duck / restore)."""
         self.frames_sent = 0
+        # soft barge-in: the gain's target and per-frame step (a ramp); far-end buffering:
+        # None (not tracked) or [confirmed frames, when confirmed]; frames sent since
+        self._gain_target = 1.0
+        self._gain_step = 0.0
+        self._played: list[float] | None = None
+        self._unconfirmed: collections.deque[tuple[str, str, D, float]] = collections.deque()
 
     # -- inputs --------------------------------------------------------------------------
     def is_dropped(self, response_id: str) -> bool:
@@ -143,10 +172,13 @@ class Playout(Generic[D]):
         if len(self._seen) > 4 * m:
             self._seen = {r for r, _, _ in self._queue} | {response_id}
 
-    def clear(self) -> Cleared:
-        """Drop everything queued and the responses in flight; return what was cleared."""
+    def clear(self, now: float | None = None) -> Cleared:
+        """Drop everything queued and the responses in flight; return what was cleared (with
+        what was heard at ``now``, when given). A pause or duck ends with it."""
         item = self.playing_item
         sent = self.sent_ms.get(item, 0) if item else None
+        heard = sent if now is None else self.heard_ms(now, item)
+        self._clear_yield(now)
         for rid, _, _ in self._queue:
             self._dropped.add(rid)
         if self.playing_response:
@@ -154,7 +186,7 @@ class Playout(Generic[D]):
         self._queue.clear()
         was = self.playing
         self._stop()
-        return Cleared(item, sent, was)
+        return Cleared(item, sent, was, heard)
 
     # -- extension points (duck / pause / hold) -------------------------------------------
     def pause(self) -> None:
@@ -181,6 +213,114 @@ class Playout(Generic[D]):
         self._held.discard(response_id)
         self._dropped.add(response_id)
         self._queue = collections.deque(x for x in self._queue if x[0] != response_id)
+
+    # -- soft barge-in: duck / restore ramps, far-end played position (issue 15) ----------
+    def duck(self, gain: float, ramp_ms: int) -> None:
+        """Ramp the gain to ``gain`` (0..1) over ``ramp_ms`` of sent frames (at least one)."""
+        self._ramp_to(gain, ramp_ms)
+
+    def restore(self, ramp_ms: int) -> None:
+        """Ramp the gain back to 1.0 over ``ramp_ms`` of sent frames."""
+        self._ramp_to(1.0, ramp_ms)
+
+    def _ramp_to(self, gain: float, ramp_ms: int) -> None:
+        if not 0.0 <= gain <= 1.0:
+            raise ConfigError(f"Playout: gain must be in 0..1, got {gain!r}")
+        frames = max(1, -(-max(0, ramp_ms) // self.config.frame_ms))
+        self._gain_target = gain
+        if not self.playing and not self._queue:
+            self.gain = gain  # nothing is playing: no ramp to hear
+            return
+        self._gain_step = (gain - self.gain) / frames
+
+    def _next_gain(self) -> tuple[float, float]:
+        g0 = self.gain
+        if g0 != self._gain_target:
+            g1 = g0 + self._gain_step
+            if (self._gain_step > 0 and g1 >= self._gain_target) or \
+                    (self._gain_step <= 0 and g1 <= self._gain_target):
+                g1 = self._gain_target
+            self.gain = g1
+        return g0, self.gain
+
+    def played(self, now: float, frames: int) -> None:
+        """The far end confirmed (at ``now``) that the first ``frames`` frames this playout
+        sent have played. From the first call on, sent frames are kept until confirmed (see
+        :meth:`rewind`). Raises ConfigError for a position beyond what was sent."""
+        if frames > self.frames_sent or frames < 0:
+            raise ConfigError(f"Playout.played: {frames} frames confirmed, "
+                              f"{self.frames_sent} sent")
+        if self._played is None:
+            self._played = [0.0, now]
+            self._unconfirmed.clear()  # only frames sent from now on are kept
+        confirmed = int(self._played[0])
+        if frames >= confirmed:
+            for _ in range(min(frames - confirmed, len(self._unconfirmed))):
+                self._unconfirmed.popleft()
+            self._played = [float(frames), now]
+
+    def peek_next(self) -> tuple[D, float] | None:
+        """Return the next frame to send and when it is due (shell time), or None if nothing
+        is queued or the playout is held (paused, or the head response held)."""
+        if not self._queue or self._blocked():
+            return None
+        return self._queue[0][2], (self._next_at if self._next_at else self._filled_at)
+
+    def _clear_yield(self, now: float | None) -> None:
+        # a clear ends any pause / duck, and the far end's buffer is dropped with it
+        self.paused = False
+        self.gain = self._gain_target = 1.0
+        self._gain_step = 0.0
+        if self._played is not None:
+            self._played = [float(self.frames_sent), self._played[1] if now is None else now]
+            self._unconfirmed.clear()
+
+    def far_buffered(self, now: float) -> int:
+        """Return how many sent frames the far end has not played yet at ``now`` (0 when the
+        shell reports no played position). Estimated from the last confirmation: the far end
+        plays each unconfirmed frame at 1x, not before it was sent."""
+        if self._played is None:
+            return 0
+        t = self._played[1]
+        fs = self.frame_s
+        played = 0
+        for _r, _i, _p, sent_at in self._unconfirmed:
+            t = max(t, sent_at) + fs
+            if t > now + _EPS:
+                break
+            played += 1
+        return len(self._unconfirmed) - played
+
+    def heard_ms(self, now: float, item_id: str | None) -> int | None:
+        """Return how much of ``item_id`` the caller has heard at ``now``: what was sent less
+        the far end's buffer (:meth:`far_buffered`); None for no item."""
+        if item_id is None:
+            return None
+        sent = self.sent_ms.get(item_id, 0)
+        n = self.far_buffered(now)
+        tail = list(self._unconfirmed)[len(self._unconfirmed) - n:] if n else []
+        buffered = sum(1 for _r, it, _p, _s in tail if it == item_id)
+        return max(0, sent - buffered * self.config.frame_ms)
+
+    def rewind(self, now: float) -> int:
+        """Put the frames the far end has not played yet back at the head of the queue (they
+        are sent again, at the gain of the moment); return how many (0: nothing to do). The
+        shell must clear the far end's buffer before it sends the next frame."""
+        n = self.far_buffered(now)
+        if not n:
+            return 0
+        back = [self._unconfirmed.pop() for _ in range(n)]
+        for rid, item, payload, _sent in back:  # newest first: each goes to the head
+            self._queue.appendleft((rid, item, payload))
+            self.sent_ms[item] = max(0, self.sent_ms.get(item, 0) - self.config.frame_ms)
+        self.frames_sent -= n
+        # the far end's buffer is cleared: it has played everything still counted as sent
+        self._played = [float(self.frames_sent), now]
+        self._unconfirmed.clear()
+        if self._next_at:
+            self._next_at = now
+        self._filled_at = min(self._filled_at, now)
+        return n
 
     # -- output --------------------------------------------------------------------------
     def _stop(self) -> None:
@@ -217,7 +357,10 @@ class Playout(Generic[D]):
                     out.append(PlayoutSignal("response", rid, item))
                 self.sent_ms[item] = self.sent_ms.get(item, 0) + self.config.frame_ms
                 self.frames_sent += 1
-                out.append(PlayoutSignal("frame", rid, item, payload))
+                if self._played is not None:
+                    self._unconfirmed.append((rid, item, payload, now))
+                g0, g1 = self._next_gain()
+                out.append(PlayoutSignal("frame", rid, item, payload, g0, g1))
                 on_time = now - next_at < fs or self._filled_at <= next_at
                 base = next_at if next_at and on_time else now
                 self._next_at = base + fs
@@ -228,6 +371,9 @@ class Playout(Generic[D]):
                 if (done and now >= play_end - _EPS) or now >= play_end + self._grace - _EPS:
                     rid, item = self.playing_response or "", self.playing_item or ""
                     self._stop()
+                    # a ramp with no frame left to ride on lands now: the next run starts at
+                    # the target level (a restore after the run's last frame is not lost)
+                    self.gain = self._gain_target
                     out.append(PlayoutSignal("finished", rid, item))
                     continue
             elif not q:

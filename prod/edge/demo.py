@@ -190,7 +190,11 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
             "mouth_to_ear_ms": None, "from_speech_end_ms": None,
             "speculative": t.speculative_silence_ms is not None,
         }
-        i = bisect.bisect_right(sends, t.last_speech_at + 0.001) - 1
+        # the caller's own end of this turn: the nearest one within 0.5 s (the engine's last
+        # speech frame can precede the caller's VAD end: the evidence policy's noise gate
+        # ends a burst on its last frame above the noise floor, the VAD's hangover does not)
+        near_sends = [k for k, x in enumerate(sends) if abs(x - t.last_speech_at) <= 0.5]
+        i = min(near_sends, key=lambda k: abs(sends[k] - t.last_speech_at)) if near_sends else -1
         j = bisect.bisect_left(arrivals, t.first_audio_at) if t.first_audio_at is not None else len(arrivals)
         if i >= 0 and j < len(arrivals):
             row["mouth_to_ear_ms"] = round((arrivals[j] - sends[i]) * 1000, 2)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(90)
 
 def test_demo_json_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = subprocess.run(
-        [sys.executable, "-m", "clutchcall.cli", "demo", "--json", "--call", "call0011_clean16",
+        [sys.executable, "-m", "clutchcall.cli", "demo", "--json", "--call", "call0031_clean16",
          "--transport", "ws", "--tail", "1.5", "--trace-dir", str(tmp_path)],
         check=False, capture_output=True, text=True, timeout=80, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

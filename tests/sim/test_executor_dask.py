@@ -27,7 +27,7 @@ import pytest
 from clutchcall.cli import main
 from clutchcall.sim.calls import synthetic_call
 from clutchcall.sim.executor import ExecutorSpec, Point, local_cluster, run_grid
-from clutchcall.sim.runner import grid_points, sweep_grid
+from clutchcall.sim.runner import grid_points, point_row, sweep_grid
 from clutchcall.sim.world import NetConfig, SimConfig
 
 distributed = pytest.importorskip("distributed")
@@ -230,5 +230,5 @@ def test_worker_killed_mid_sweep_has_its_tasks_rerun(
                    progress=tick)
     assert killed and procs[1].wait(timeout=10) == -signal.SIGKILL
     assert res.failures == [], res.failures
-    rows = [{**p.labels, **s} for p, s in zip(points, res.summaries, strict=True)]
+    rows = [point_row(p.labels, s) for p, s in zip(points, res.summaries, strict=True)]
     assert pl.DataFrame(rows, infer_schema_length=None).equals(serial[0])

@@ -29,33 +29,32 @@ BACKCHANNEL = Segment(start_ms=6000, end_ms=6200, kind="backchannel", expect="ig
 def test_a_reply_released_in_a_mid_turn_pause_is_premature() -> None:
     run = CallRun(call=_call((TURN, BACKCHANNEL)))
     run.turns = [_turn(2.0, 2.5)]  # replied in the pause; the caller goes on at 2.6 s
-    counts, _ = score_replies(run)
+    counts = score_replies(run)
     assert counts["released_replies"] == 1 and counts["premature_replies"] == 1
 
 
 def test_a_reply_after_the_turn_is_not_premature_even_if_a_backchannel_follows() -> None:
     run = CallRun(call=_call((TURN, BACKCHANNEL)))
     run.turns = [_turn(3.5, 5.5)]  # the backchannel at 6.0 s is within 1 s, but not pausing
-    counts, lat = score_replies(run)
-    assert counts["premature_replies"] == 0
-    assert lat == {0: 5500.0 - 3500.0}  # from the labelled end of the turn
+    counts = score_replies(run)
+    assert counts["released_replies"] == 1 and counts["premature_replies"] == 0
 
 
 def test_unheard_replies_and_retracted_speculations_are_not_replies() -> None:
     run = CallRun(call=_call((TURN,)))
     run.turns = [_turn(2.0, math.inf)]  # cancelled before its audio reached the caller
     run.speculation.update(started=2, released=0, retracted=2, wasted_model_s=0.4)
-    counts, lat = score_replies(run)
-    assert counts["released_replies"] == 0 and counts["premature_replies"] == 0 and lat == {}
+    counts = score_replies(run)
+    assert counts["released_replies"] == 0 and counts["premature_replies"] == 0
     assert counts["speculations_retracted"] == 2 and counts["speculation_wasted_model_s"] == 0.4
 
 
 def test_unlabelled_call_counts_every_new_burst_within_a_second() -> None:
     run = CallRun(call=_call(()))
     run.turns = [_turn(2.0, 2.3)]
-    assert score_replies(run)[0]["premature_replies"] == 1
+    assert score_replies(run)["premature_replies"] == 1
     run.turns = [_turn(3.5, 4.0)]
-    assert score_replies(run)[0]["premature_replies"] == 0
+    assert score_replies(run)["premature_replies"] == 0
 
 
 def test_speculation_cuts_latency_and_changes_no_decision() -> None:

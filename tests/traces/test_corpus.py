@@ -65,7 +65,8 @@ def test_driven_trace_replays_exactly_and_follows_the_audio(calls: list[Labelled
 
 def test_validate_reports_one_line_per_bad_file(calls: list[LabelledCall], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    good = calls[0]
+    # a call whose drive has a Cancel to tamper with
+    good = next(c for c in calls if any(isinstance(r, Cancel) for r in drive_call(c).rows))
     write_call(tmp_path, "good", good.rate, good.pcm, good.labels)
     write_call(tmp_path, "badjson", good.rate, good.pcm, good.labels)
     (tmp_path / "badjson.json").write_text('{"version": 1, "agent_speech": [], "segments": [{"kind": "x"}]}')
@@ -106,7 +107,7 @@ def test_checked_in_corpus_is_valid_and_covers_every_kind_and_channel(capsys: py
     assert all(st["by_kind"][k] > 0 for k in KINDS)
     assert st["traces"] >= 1
     size = sum(p.stat().st_size for p in CORPUS.iterdir())
-    assert size < 25_000_000
+    assert size < 32_000_000
     assert main(["corpus", "stats", str(CORPUS)]) == 0
     out = capsys.readouterr().out
     assert f"calls: {st['calls']}" in out and "pstn8" in out and "interruption" in out
