@@ -109,7 +109,8 @@ from clutchcall.engine.call import (
     Recorder,
     UplinkAudio,
 )
-from clutchcall.engine.errors import ConfigError
+from clutchcall.engine.config import VAD_FRAME_MS
+from clutchcall.engine.errors import ConfigError, InvalidInput
 from clutchcall.engine.turn import State
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
@@ -383,6 +384,10 @@ def call_seed(seed: int, name: str) -> int:
 
 class _World:
     def __init__(self, call: Call, cfg: SimConfig, recorder: Recorder | None = None) -> None:
+        if call.frame_ms not in VAD_FRAME_MS:
+            # the engine's frame sizes (the VAD's); the call core would otherwise re-time them
+            raise InvalidInput(f"caller frames: duration_ms must be 10, 20 or 30, got "
+                               f"{call.frame_ms} (call {call.name})")
         self.call = call
         self.cfg = cfg
         self.env = simpy.Environment()

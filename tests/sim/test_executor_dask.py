@@ -82,16 +82,16 @@ def test_local_cluster_sweep_is_byte_identical_to_serial(
 
 def test_failing_call_is_reported_by_name_and_the_rest_finishes(
         local_client: object, serial: tuple[pl.DataFrame, dict[str, bytes]]) -> None:
-    # a real error inside the simulation: a negative frame duration makes the caller's send
-    # times run backwards, which the link model refuses
-    broken = dataclasses.replace(synthetic_call(9, 20), name="broken-call", frame_ms=-20)
+    # a real error inside the simulation: 25 ms caller frames, which the engine cannot take
+    broken = dataclasses.replace(synthetic_call(9, 20), name="broken-call", frame_ms=25)
     calls = _calls()
     calls.insert(1, broken)
     df, failures = sweep_grid(calls, BASE, GRID, executor=ExecutorSpec(kind="dask", chunk=2),
                               progress=False, client=local_client)
     assert [f.call for f in failures] == ["broken-call"] * 4
     assert {f.point for f in failures} == {0, 1, 2, 3}
-    assert all(f.error.startswith("ValueError: ") and "sorted" in f.error for f in failures)
+    assert all(f.error.startswith("InvalidInput: ") and "10, 20 or 30" in f.error
+               for f in failures)
     assert df.equals(serial[0])  # the other calls' results are complete and unchanged
 
 
