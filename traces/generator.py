@@ -185,7 +185,7 @@ def agent_reply_gap_ms(rng: np.random.Generator) -> int:
 
 def backchannel_ms(rng: np.random.Generator) -> int:
     """A backchannel's length: lognormal, median 300 ms, sigma 0.5 (p95 ~680 ms), clipped to
-    120..900 ms (DESIGN.md: real backchannels last ~150-600 ms, median near 300 ms)."""
+    120..900 ms (docs/architecture.md §2: real backchannels last ~150-600 ms, median near 300 ms)."""
     return int(np.clip(rng.lognormal(np.log(300.0), 0.5), 120.0, 900.0))
 
 
