@@ -268,7 +268,8 @@ def udp_run(kind: str, total: int, window: int, size: int) -> dict[str, Any]:
 
 
 async def _quic_calls(kind: str, calls: int, seconds: float) -> dict[str, Any]:
-    from clutchcall.native.quic_echo import QuicEchoServer, make_certificate, server_configuration
+    from clutchcall.native.quic_echo import QuicEchoServer, server_configuration
+    from clutchcall.native.tlscert import make_certificate
 
     io = udpio.open_udp_io(kind, "127.0.0.1", 0)
     server = QuicEchoServer(io, server_configuration(*make_certificate()))

@@ -17,7 +17,6 @@ switches to a fresh socket (new source port) to exercise connection migration.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -31,27 +30,6 @@ from aioquic.quic.packet import QuicPacketType, pull_quic_header
 from clutchcall.native.udpio import Addr, Datagram, UdpIO
 
 ALPN = ["clutchcall-echo"]
-
-
-def make_certificate(common_name: str = "localhost") -> tuple[Any, Any]:
-    """Return (certificate, private_key): a fresh self-signed EC certificate for tests/demos."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
 
 
 def server_configuration(cert: Any, key: Any) -> QuicConfiguration:

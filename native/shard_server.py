@@ -18,13 +18,14 @@ import functools
 import os
 from typing import Any, Self
 
-from clutchcall.native.quic_echo import QuicEchoServer, make_certificate, server_configuration
+from clutchcall.native.quic_echo import QuicEchoServer, server_configuration
 from clutchcall.native.shard import (
     ShardQuicConnection,
     bind_shard_sockets,
     shard_connection_factory,
 )
 from clutchcall.native.shard_procs import ShardContext, ShardProcesses
+from clutchcall.native.tlscert import make_certificate
 from clutchcall.native.udpio import open_udp_io
 
 

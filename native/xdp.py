@@ -246,7 +246,8 @@ class XdpUdpIO:
 
 
 async def _serve(args: argparse.Namespace) -> dict[str, Any]:
-    from clutchcall.native.quic_echo import QuicEchoServer, make_certificate, server_configuration
+    from clutchcall.native.quic_echo import QuicEchoServer, server_configuration
+    from clutchcall.native.tlscert import make_certificate
 
     io = XdpUdpIO(args.iface, args.ip, args.port)
     # XdpUdpIO has the UdpIO interface QuicEchoServer uses, without being its subclass

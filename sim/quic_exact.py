@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from clutchcall.native.tlscert import make_certificate
 from clutchcall.sim.link import Link
 from clutchcall.sim.transport import CONTROL
 
@@ -49,20 +50,9 @@ def self_signed_cert() -> tuple[Any, Any]:
     (cached for the process)."""
     global _CERT
     if _CERT is None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sim.clutchcall.test")])
         start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(key.public_key()).serial_number(1)
-                .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=36500))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName("sim.clutchcall.test")]),
-                               critical=False)
-                .sign(key, hashes.SHA256()))
+        cert, key = make_certificate("sim.clutchcall.test", not_before=start,
+                                     not_after=start + datetime.timedelta(days=36500), serial=1)
         _CERT = (cert, key)
     return _CERT
 

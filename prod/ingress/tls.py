@@ -23,11 +23,12 @@ a real deployment, pass real certificate/key paths in config.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 import ssl
 from pathlib import Path
 from typing import Any
+
+from clutchcall.native.tlscert import make_certificate
 
 #: validity of the self-signed certificate: browsers accept at most 14 days for WebTransport
 #: ``serverCertificateHashes`` (W3C WebTransport, "custom certificate requirements")
@@ -52,10 +53,7 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     """Return (cert.pem, key.pem) in ``directory``: reused while fresh (module docstring),
     else generated anew (ECDSA P-256, valid :data:`DEV_CERT_DAYS` days). Raises OSError if the
     directory cannot be written."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -64,32 +62,12 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
     if (cert_path.exists() and key_path.exists() and _fresh(cert_path, now)
             and _is_dev_chain(cert_path)):
         return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    ca_key, ca_cert = _dev_ca(now)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        # the span (not_before .. not_after) stays within DEV_CERT_DAYS
-        .not_valid_after(now + datetime.timedelta(days=DEV_CERT_DAYS, minutes=-10))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName(hostname),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_cert, _ca_key = ca = _dev_ca(now)  # the CA's key is dropped once the leaf is signed
+    # the span (not_before .. not_after) stays within DEV_CERT_DAYS
+    cert, key = make_certificate(
+        hostname, dns_names=(hostname,), ip_addresses=("127.0.0.1", "::1"), issuer=ca,
+        not_before=now - datetime.timedelta(minutes=5),
+        not_after=now + datetime.timedelta(days=DEV_CERT_DAYS, minutes=-10))
     tmp_key = key_path.with_suffix(".tmp")
     tmp_key.write_bytes(
         key.private_bytes(
@@ -106,29 +84,12 @@ def ensure_self_signed(directory: str | os.PathLike[str], hostname: str = "local
 
 
 def _dev_ca(now: datetime.datetime) -> tuple[Any, Any]:
-    """Return (key, certificate) of a fresh one-use development CA (ECDSA P-256). Its key is
+    """Return (certificate, key) of a fresh one-use development CA (ECDSA P-256). Its key is
     dropped after signing the leaf: the CA only makes the leaf verifiable by both QUIC cores
     (qh3's verifier, like browsers', refuses a CA certificate used as the server's own)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ClutchCall development CA")])
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=DEV_CERT_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+    return make_certificate("ClutchCall development CA", ca=True,
+                            not_before=now - datetime.timedelta(minutes=5),
+                            not_after=now + datetime.timedelta(days=DEV_CERT_DAYS))
 
 
 def _is_dev_chain(cert_path: Path) -> bool:

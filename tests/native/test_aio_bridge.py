@@ -11,7 +11,8 @@ from aioquic.quic import events
 
 from clutchcall.native import udpio
 from clutchcall.native.aio_bridge import serve_quic, use_shard_cids_in_aioquic_server
-from clutchcall.native.quic_echo import client_configuration, make_certificate, server_configuration
+from clutchcall.native.quic_echo import client_configuration, server_configuration
+from clutchcall.native.tlscert import make_certificate
 
 CERT = make_certificate()
 

@@ -13,9 +13,9 @@ from clutchcall.native.quic_echo import (
     QuicEchoClient,
     QuicEchoServer,
     client_configuration,
-    make_certificate,
     server_configuration,
 )
+from clutchcall.native.tlscert import make_certificate
 from clutchcall.native.udpio import UringUdpIO, open_udp_io
 
 CERT = make_certificate()

@@ -88,7 +88,8 @@ def test_shard_connection_issues_only_shard_cids() -> None:
     and check every CID the server ever issued (initial and NEW_CONNECTION_ID ones)."""
     from aioquic.quic.connection import QuicConnection
 
-    from clutchcall.native.quic_echo import make_certificate, server_configuration
+    from clutchcall.native.quic_echo import server_configuration
+    from clutchcall.native.tlscert import make_certificate
 
     cert, key = make_certificate()
     client = QuicConnection(configuration=client_configuration())
