@@ -77,6 +77,9 @@ def test_many_messages_in_one_chunk() -> None:
 
 def test_matches_aiomoqt_encoding() -> None:
     """Same bytes as aiomoqt 0.5.3's own classes (an independent draft-14 implementation)."""
+    from clutchcall.prod.quic.core import qh3_aiomoqt_shim
+
+    qh3_aiomoqt_shim()  # aiomoqt 0.5.3 imports a qh3 1.x module that qh3 2.x no longer has
     am = pytest.importorskip("aiomoqt.messages")
     theirs = am.Subscribe(
         request_id=2, track_namespace=(b"clutchcall", b"c1"), track_name=b"agent-audio", priority=128,
