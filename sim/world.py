@@ -103,9 +103,11 @@ from clutchcall.engine.call import (
     AgentFrame,
     AgentStarted,
     CallCore,
+    HoldConfig,
     JitterBuffer,
     JitterStats,
     PlayoutCleared,
+    PlayoutConfig,
     Recorder,
     UplinkAudio,
 )
@@ -397,8 +399,10 @@ class _World:
         # the edge: the same call core as production (frame hold, engine, playout)
         # agent frames carry their level (dBFS): the core finds the agent's phrase ends in
         # them, as it does in production from the PCM (engine/call/phrase.py)
-        self.core: CallCore[int, float] = CallCore(cfg.turn, recorder=recorder,
-                                                   agent_level=float)
+        # the hold and the playout at the call's own frame size (the turn config's may differ)
+        self.core: CallCore[int, float] = CallCore(
+            cfg.turn, hold=HoldConfig(frame_ms=call.frame_ms),
+            playout=PlayoutConfig(frame_ms=call.frame_ms), recorder=recorder, agent_level=float)
         self.exact: Any = getattr(self.down, "conn", None)
         if not callable(getattr(self.exact, "run_until", None)):
             self.exact = None
