@@ -20,5 +20,5 @@ Each part is a cffi (API mode) extension module built by ``pip install`` (setup.
   ``ShardedIngress`` and ``ShardedEdge``;
 - :mod:`~clutchcall.native.quic_echo` / :mod:`~clutchcall.native.shard_server`: how the edge
   drives aioquic from datagram batches, as a runnable QUIC echo service
-  (``clutchcall native echo``); :mod:`~clutchcall.native.bench`: ``clutchcall bench native``.
+  (``clutchcall native echo``); :mod:`~clutchcall.native.cmd_bench_native`: ``clutchcall bench native``.
 """

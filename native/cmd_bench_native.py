@@ -343,7 +343,7 @@ def veth_run(total: int, window: int, size: int) -> dict[str, dict[str, Any]]:
                     raise RuntimeError(f"{k} echo server did not start")
                 cli = subprocess.run(
                     ["ip", "netns", "exec", v.ns_caller, sys.executable, "-m",
-                     "clutchcall.native.bench", "--blast", f"{v.edge_ip}:4433", str(total),
+                     "clutchcall.native.cmd_bench_native", "--blast", f"{v.edge_ip}:4433", str(total),
                      str(window), str(size), v.caller_ip],
                     capture_output=True, text=True, timeout=120, env=env, check=True)
                 got, dt = json.loads(cli.stdout)

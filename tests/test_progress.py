@@ -99,7 +99,7 @@ def test_corpus_build_bar(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("module", ["clutchcall.twin.check", "clutchcall.prod.edge.bench"])
+@pytest.mark.parametrize("module", ["clutchcall.twin.cmd_twin_check", "clutchcall.prod.edge.cmd_bench_edge"])
 def test_long_commands_take_no_progress(module: str) -> None:
     parser = argparse.ArgumentParser()
     importlib.import_module(module).configure(parser)

@@ -1,6 +1,6 @@
 """Commands that drive the pure core from outside it: they read the clock, pin CPUs and print.
 
-``bench_engine`` (``clutchcall bench engine``), ``bench_audio`` (``clutchcall bench audio``) and
-``engine_demo`` (``clutchcall engine demo``) live here, not in ``engine/``, so the sans-IO core
+``cmd_bench_engine`` (``clutchcall bench engine``), ``cmd_bench_audio`` (``clutchcall bench audio``) and
+``cmd_engine_demo`` (``clutchcall engine demo``) live here, not in ``engine/``, so the sans-IO core
 holds only code that never reads a clock or does I/O (docs/architecture.md §7).
 """

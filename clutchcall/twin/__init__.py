@@ -2,6 +2,6 @@
 
 ``clutchcall.twin.edge`` runs the real edge (both ingresses, the per-call pipeline, the
 embedded model) inside a namespace; ``clutchcall.twin.caller`` places real calls from the
-other; ``clutchcall.twin.check`` orchestrates both over :mod:`clutchcall.netem`, runs the
+other; ``clutchcall.twin.cmd_twin_check`` orchestrates both over :mod:`clutchcall.netem`, runs the
 simulator on the same calls and compares (``clutchcall twin check``).
 """

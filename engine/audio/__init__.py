@@ -13,7 +13,7 @@ clock and no I/O; one object per stream and direction holds that stream's state.
 
 Malformed data raises :class:`AudioError` (a ``RemoteProtocolError``) and leaves the stream's
 state usable; invalid parameters raise ``ConfigError``. ``clutchcall bench audio`` lives in
-:mod:`clutchcall.tools.bench_audio` (outside the pure core: it reads the clock).
+:mod:`clutchcall.tools.cmd_bench_audio` (outside the pure core: it reads the clock).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 
 def _script(rate: int, seconds: float, offset: int) -> bytes:
-    from clutchcall.prod.edge.bench import _script as script
+    from clutchcall.prod.edge.cmd_bench_edge import _script as script
 
     return script(rate, seconds, offset)
 

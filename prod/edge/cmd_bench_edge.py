@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from clutchcall.prod.pipeline_bench import QUESTIONS, REPLY  # the same script as bench pipeline
+from clutchcall.prod.cmd_bench_pipeline import QUESTIONS, REPLY  # the same script as bench pipeline
 from clutchcall.progress import add_flag, bar, wanted
 
 

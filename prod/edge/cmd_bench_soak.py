@@ -2,7 +2,7 @@
 traces on; frames lost, and the edge's memory and open files over time.
 
 Theory of operation: starts ``clutchcall serve`` as a child process (embedded model, traces to
-a temporary directory, ``--summary-json``; the same :class:`~clutchcall.prod.edge.hostile.ServedEdge`
+a temporary directory, ``--summary-json``; the same :class:`~clutchcall.prod.edge.cmd_bench_hostile.ServedEdge`
 as ``bench hostile``), then places ``--calls`` real calls
 (:class:`~clutchcall.prod.caller.client.Caller`, real espeak-ng speech at 1x: a question, then
 silence while the agent answers, repeated) of ``--seconds`` each, all at once, over QUIC/MoQT
@@ -42,7 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from clutchcall.prod.edge.hostile import ServedEdge, open_fds, rss_kb
+from clutchcall.prod.edge.cmd_bench_hostile import ServedEdge, open_fds, rss_kb
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ async def soak(edge: ServedEdge, calls: int, seconds: float, transport: str, sam
     """Place the calls against ``edge`` while sampling it; return the caller-side figures and
     the samples (module docstring)."""
     from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
-    from clutchcall.prod.edge.bench import _script
+    from clutchcall.prod.edge.cmd_bench_edge import _script
 
     ready = edge.ready
     pid = edge.proc.pid

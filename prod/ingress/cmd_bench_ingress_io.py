@@ -5,7 +5,7 @@ Theory of operation: the edge under test is the real :class:`QuicIngress` (MoQT,
 with the frame-echo handler (every uplink frame goes straight back as agent audio) and no
 uplink jitter-buffer depth (``jitter_depth_ms=0``: a frame is released when it arrives, so the
 buffer adds nothing and what is measured is the data plane). It runs in this process; the
-callers run in a separate process (``python -m clutchcall.prod.ingress.io_bench callers``):
+callers run in a separate process (``python -m clutchcall.prod.ingress.cmd_bench_ingress_io callers``):
 ``--calls`` concurrent calls through the caller library's QUIC transport, each sending one
 640-byte pcm16 frame every 20 ms (phases spread over the 20 ms) that carries its send time
 (``time.monotonic``, shared by both processes). The echo round trip of a frame is its arrival
@@ -216,7 +216,7 @@ async def _run_once(kind: str, calls: int, seconds: float, cert_dir: str,
     io._on_batch, io.send_batch = on_batch, send_batch
     env = dict(os.environ, CLUTCHCALL_BENCH_KEY=cfg.auth_key.decode())
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "clutchcall.prod.ingress.io_bench", "callers", "--port", str(edge.port),
+        sys.executable, "-m", "clutchcall.prod.ingress.cmd_bench_ingress_io", "callers", "--port", str(edge.port),
         "--cafile", str(edge.cert_path), "--calls", str(calls), "--seconds", str(seconds),
         stdout=asyncio.subprocess.PIPE, env=env)
     cpu = dg0 = t_cpu0 = reactor = None

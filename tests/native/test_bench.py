@@ -47,7 +47,7 @@ def test_load_generator_survives_an_echo_server_held_up() -> None:
     import threading
     import time
 
-    from clutchcall.native.bench import _blast
+    from clutchcall.native.cmd_bench_native import _blast
 
     srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     srv.bind(("127.0.0.1", 0))

@@ -100,7 +100,7 @@ def test_quic_call_through_af_xdp(veth_pair: tuple[str, str, str]) -> None:
 
 
 def test_bench_veth_echo_runs_every_kind() -> None:
-    from clutchcall.native.bench import veth_run
+    from clutchcall.native.cmd_bench_native import veth_run
 
     res = veth_run(total=2000, window=16, size=100)
     assert set(res) >= {"asyncio", "xdp"}

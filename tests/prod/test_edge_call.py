@@ -14,7 +14,7 @@ from clutchcall.engine import Commit, Release
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig, load_config
-from clutchcall.prod.edge.demo import corpus_dir
+from clutchcall.prod.edge.cmd_demo import corpus_dir
 from clutchcall.traces.labels import read_wav
 from clutchcall.traces.recorded import first_mismatch, read_trace
 

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from clutchcall.prod.edge.fuzz import FAMILIES, mutate_token, run_fuzz, same_token_fields
-from clutchcall.prod.edge.soak import run_soak
+from clutchcall.prod.edge.cmd_bench_fuzz import FAMILIES, mutate_token, run_fuzz, same_token_fields
+from clutchcall.prod.edge.cmd_bench_soak import run_soak
 from clutchcall.prod.ingress.auth import AuthError, TokenAuthority
 
 pytestmark = pytest.mark.timeout(150)

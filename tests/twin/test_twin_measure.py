@@ -10,7 +10,7 @@ from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call
 from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig, feed_schedule, simulate_call
 from clutchcall.twin import measure
-from clutchcall.twin.check import sim_config
+from clutchcall.twin.cmd_twin_check import sim_config
 
 
 def _rec(sent0: float, n: int, agent: list[float], commits: list[float]) -> dict:
