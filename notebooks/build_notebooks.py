@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import polars as pl
 from clutchcall.engine import TurnConfig
 from clutchcall.sim.runner import sweep, pareto, recommend, cost
-from clutchcall.sim.world import NetConfig, SimConfig
+from clutchcall.sim.config import NetConfig, SimConfig
 from clutchcall.twin import notebook as nbh
 
 SMALL = nbh.small()
@@ -160,7 +160,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from clutchcall.sim.runner import run
-from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig
+from clutchcall.sim.config import ModelConfig, NetConfig, SimConfig
 from clutchcall.twin import notebook as nbh
 
 SMALL = nbh.small()

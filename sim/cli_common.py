@@ -11,10 +11,10 @@ from typing import Any
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.config import BARGE_YIELDS, END_OF_TURN_RULES, POLICY_NAMES
 from clutchcall.engine.errors import ConfigError
+from clutchcall.sim.config import AGENTS, TRANSPORTS, ModelConfig, NetConfig, SimConfig
 from clutchcall.sim.link import LinkConfig
 from clutchcall.sim.presets import PRESETS, preset
 from clutchcall.sim.runner import SPLITS, load_calls
-from clutchcall.sim.world import AGENTS, TRANSPORTS, ModelConfig, NetConfig, SimConfig
 
 _TURN_FIELDS = list(TurnConfig().to_dict())
 

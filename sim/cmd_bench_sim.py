@@ -27,7 +27,8 @@ from collections.abc import Callable
 
 from clutchcall.engine.call import MemoryRecorder, replay
 from clutchcall.sim.calls import synthetic_call
-from clutchcall.sim.world import NetConfig, SimConfig, simulate_call
+from clutchcall.sim.config import NetConfig, SimConfig
+from clutchcall.sim.world import simulate_call
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

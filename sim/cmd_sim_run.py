@@ -12,9 +12,9 @@ from clutchcall.engine.errors import ClutchCallError
 from clutchcall.progress import add_flag, bar, wanted
 from clutchcall.sim import cli_common as cc
 from clutchcall.sim.calls import Call
+from clutchcall.sim.config import SimConfig
 from clutchcall.sim.metrics import EVAL_KEYS, write_tables
 from clutchcall.sim.runner import run as run_calls
-from clutchcall.sim.world import SimConfig
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
 """Fan-out of simulations: (config point, chunk of calls) tasks on one core, a process pool
 or a Dask cluster, with per-turn tables written as partitioned Parquet.
 
-Theory of operation. A *point* is one :class:`~clutchcall.sim.world.SimConfig` plus the labels
+Theory of operation. A *point* is one :class:`~clutchcall.sim.config.SimConfig` plus the labels
 that name it (the swept knob values, a preset name, or none). Every point runs over the same
 list of calls, cut into *chunks* of consecutive calls; one *task* simulates and scores one
 chunk under one point (:func:`simulate_chunk`) and returns its tables (turns, segments, calls
@@ -50,8 +50,9 @@ import polars as pl
 
 from clutchcall.engine.errors import ClutchCallError, ConfigError
 from clutchcall.sim.calls import Call
+from clutchcall.sim.config import SimConfig
 from clutchcall.sim.metrics import summarize, tables
-from clutchcall.sim.world import SimConfig, simulate_call
+from clutchcall.sim.world import simulate_call
 
 EXECUTORS = ("local", "dask")
 TABLES = ("turns", "segments", "calls")

@@ -67,8 +67,9 @@ import numpy as np
 import polars as pl
 
 from clutchcall.sim.calls import Segment, segment_for_commit
+from clutchcall.sim.config import SimConfig
 from clutchcall.sim.speculation_metrics import SPECULATION_COUNTS, score_replies
-from clutchcall.sim.world import CallRun, SimConfig
+from clutchcall.sim.world import CallRun
 
 EVAL_KEYS = (
     "false_barge_in_rate",

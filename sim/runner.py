@@ -23,9 +23,10 @@ from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ConfigError
 from clutchcall.progress import bar, wanted
 from clutchcall.sim.calls import Call, call_from_trace, find_calls, load_call, synthetic_call
+from clutchcall.sim.config import SimConfig
 from clutchcall.sim.executor import CallFailure, ExecutorSpec, Point, SimulationFailed, run_grid
 from clutchcall.sim.metrics import summarize, tables
-from clutchcall.sim.world import SimConfig, simulate_call
+from clutchcall.sim.world import simulate_call
 
 
 def default_corpus() -> Path:

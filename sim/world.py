@@ -78,14 +78,14 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 import simpy
 
-from clutchcall.engine import Append, Cancel, Commit, TurnConfig
+from clutchcall.engine import Append, Cancel, Commit
 from clutchcall.engine.actions import (
     BackchannelFiltered,
     BargeArmed,
@@ -104,143 +104,24 @@ from clutchcall.engine.call import (
     AgentStarted,
     CallCore,
     HoldConfig,
-    JitterBuffer,
-    JitterStats,
     PlayoutCleared,
     PlayoutConfig,
     Recorder,
     UplinkAudio,
 )
 from clutchcall.engine.config import VAD_FRAME_MS
-from clutchcall.engine.errors import ConfigError, InvalidInput
+from clutchcall.engine.errors import InvalidInput
 from clutchcall.engine.turn import State
 from clutchcall.sim.calls import Call, reply_intervals, segment_for_commit
-from clutchcall.sim.link import Link, LinkConfig, direction_rngs
+from clutchcall.sim.config import NetConfig, SimConfig
+from clutchcall.sim.feed import feed_schedule, jitter_releases
+from clutchcall.sim.link import Link, direction_rngs
 from clutchcall.sim.transport import CONTROL, QuicModel, TcpTlsModel
 
-TRANSPORTS = ("quic", "tcp", "quic-exact")
 AGENT_SPEECH_DB = -20.0
 """The level given to the agent's frames inside its labelled speech (dBFS)..."""
 AGENT_PAUSE_DB = -100.0
 """...and inside its labelled pauses (``agent_pauses``): the core finds phrase ends in them."""
-AGENTS = ("reactive", "scripted")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NetConfig:
-    """The caller leg: transport and the link of each direction."""
-
-    transport: str = "quic"
-    """"quic" (fast model), "tcp" (TCP+TLS 1.3 model) or "quic-exact" (aioquic)."""
-    uplink: LinkConfig = field(default_factory=LinkConfig)
-    downlink: LinkConfig = field(default_factory=LinkConfig)
-    late_frame_ms: float = 60.0
-    """Edge jitter-buffer depth: a caller frame later than this past its nominal arrival
-    (send + RTT/2) is skipped."""
-    frame_bytes: int = 160
-    """Audio payload per 20 ms frame (Opus at 64 kbit/s)."""
-    zero_rtt: bool = False
-    """QUIC resumption with 0-RTT (handshake costs nothing)."""
-    playout_delay_ms: float = 0.0
-    """Fixed jitter-buffer depth: no caller frame is fed before ``send + RTT/2 +
-    playout_delay_ms`` (a playout schedule, as the production QUIC ingress's
-    ``IngressConfig.jitter_depth_ms``); 0 = fed on arrival. The late deadline is at least it."""
-    jitter_buffer: str = "adaptive"
-    """"adaptive": fed on arrival (see :func:`feed_schedule`); "playout": the production
-    ingress's buffer itself (:class:`~clutchcall.engine.call.JitterBuffer`, run by
-    :func:`jitter_releases`: a schedule ``playout_delay_ms`` deep anchored on the first frame,
-    re-anchored on a late frame, draining its lag in silence)."""
-    media_clock: bool = False
-    """The call core places each caller frame by its media time (send time + the smallest
-    transit seen, laid end to end, never before the engine's clock) even when the frame is
-    fed later (TCP head-of-line blocking), as the production pipeline does; False = by the
-    time it is fed (its arrival at the core)."""
-    quic_ack_every: int = 2
-    """Fast QUIC model: the receiver ACKs every N-th ack-eliciting packet (RFC 9000: 2)."""
-    quic_ack_delay_ms: float = 25.0
-    """Fast QUIC model: ...or this long after the first unacknowledged one (RFC 9000: 25 ms;
-    aioquic uses 1 ms with every packet)."""
-    quic_datagrams: bool = False
-    """Fast QUIC model: audio frames in QUIC DATAGRAMs (MoQT OBJECT_DATAGRAM, as the edge sends
-    them when both ends negotiate DATAGRAM frames): a lost frame is never retransmitted (the
-    jitter buffer conceals it); False = one reliable stream per frame."""
-
-    def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
-            raise ConfigError(f"NetConfig.transport: one of {TRANSPORTS}, got {self.transport!r}")
-        if self.late_frame_ms < 0 or not math.isfinite(self.late_frame_ms):
-            raise ConfigError("NetConfig.late_frame_ms: must be a finite number >= 0")
-        if self.frame_bytes < 1:
-            raise ConfigError("NetConfig.frame_bytes: must be >= 1")
-        if self.jitter_buffer not in ("adaptive", "playout"):
-            raise ConfigError("NetConfig.jitter_buffer: 'adaptive' or 'playout', "
-                              f"got {self.jitter_buffer!r}")
-        if self.playout_delay_ms < 0 or not math.isfinite(self.playout_delay_ms):
-            raise ConfigError("NetConfig.playout_delay_ms: must be a finite number >= 0")
-
-    @classmethod
-    def symmetric(cls, *, transport: str = "quic", rtt_ms: float = 50.0, loss: float = 0.0,
-                  jitter_ms: float = 0.0, **link: Any) -> NetConfig:
-        """Return a config with the same link parameters both ways."""
-        extra = {k: link.pop(k) for k in ("late_frame_ms", "frame_bytes", "zero_rtt",
-                                          "quic_ack_every", "quic_ack_delay_ms", "quic_datagrams",
-                                          "playout_delay_ms", "media_clock", "jitter_buffer")
-                 if k in link}
-        lc = LinkConfig(rtt_ms=rtt_ms, loss=loss, jitter_ms=jitter_ms, **link)
-        return cls(transport=transport, uplink=lc, downlink=lc, **extra)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelConfig:
-    """The modelled speech-to-speech model."""
-
-    ttfa_median_ms: float = 350.0
-    """Median time to first audio after the final commit reaches the model."""
-    ttfa_sigma: float = 0.35
-    """Lognormal shape of the time to first audio (0 = always the median)."""
-    prefill: bool = True
-    """Continuous prefill; False adds ``no_prefill_ms_per_s`` per second of turn speech."""
-    no_prefill_ms_per_s: float = 80.0
-    reply_min_ms: int = 1200
-    reply_max_ms: int = 3500
-    cancel_delay_ms: float = 50.0
-    """How long after a cancel reaches it the model stops and is ready again."""
-    model_leg_ms: float = 5.0
-    """One-way delay edge <-> model."""
-
-    def __post_init__(self) -> None:
-        for name in ("ttfa_median_ms", "ttfa_sigma", "no_prefill_ms_per_s", "cancel_delay_ms",
-                     "model_leg_ms"):
-            v = getattr(self, name)
-            if not math.isfinite(v) or v < 0:
-                raise ConfigError(f"ModelConfig.{name}: must be a finite number >= 0")
-        if not 0 < self.reply_min_ms <= self.reply_max_ms:
-            raise ConfigError("ModelConfig: need 0 < reply_min_ms <= reply_max_ms")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SimConfig:
-    """Everything one simulated run depends on (with the calls)."""
-
-    turn: TurnConfig = field(default_factory=TurnConfig)
-    net: NetConfig = field(default_factory=NetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    seed: int = 1
-    agent: str = "reactive"
-    """Which agent plays downlink (see "agent speech" in the module docstring):
-    ``"reactive"`` -- the model's replies start at its own first audio after a commit (a
-    missed reply leaves the agent silent): for latency prediction; ``"scripted"`` -- the agent
-    plays the labelled ``agent_speech`` timeline whatever the engine decided, so every
-    labelled segment is scored (``clutchcall eval``'s default)."""
-
-    def __post_init__(self) -> None:
-        if self.agent not in AGENTS:
-            raise ConfigError(f"SimConfig.agent: one of {AGENTS}, got {self.agent!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as nested plain dicts."""
-        return {"turn": self.turn.to_dict(), "net": asdict(self.net), "model": asdict(self.model),
-                "seed": self.seed, "agent": self.agent}
 
 
 @dataclass(slots=True)
@@ -296,83 +177,6 @@ def _make_transports(net: NetConfig, rngs: dict[str, np.random.Generator]
     from clutchcall.sim.quic_exact import ExactQuicTransport
 
     return ExactQuicTransport.pair(net, rngs)
-
-
-def feed_schedule(send: list[float], arrival: list[float], speech: tuple[bool, ...],
-                  frame_s: float, nominal_owd: float, late_s: float, *,
-                  skip_late_speech: bool = True, hold_s: float = 0.0
-                  ) -> tuple[list[tuple[float, int, bool]], int]:
-    """Return ([(feed time, seq, speech)], frames skipped): when and in which order the
-    edge jitter buffer feeds caller frames to the engine.
-
-    Frame k is fed at ``max(arrival, previous frame resolved, previous feed + frame)`` (in
-    order, at most 1x). If that is past its deadline ``send + nominal_owd + late_s`` it is
-    skipped -- except a speech frame when ``skip_late_speech`` is False (TCP: the bytes
-    will come and the engine must hear the speech; silence is dropped to catch up). A
-    skipped frame is resolved when it arrives or at its deadline, whichever is first.
-    ``hold_s`` > 0 is a fixed playout schedule: no frame is fed before its playout time
-    ``send + nominal_owd + hold_s``, and the deadline is at least that time.
-    """
-    out: list[tuple[float, int, bool]] = []
-    last = -math.inf
-    gate = -math.inf
-    skipped = 0
-    eps = 1e-9
-    late_s = max(late_s, hold_s)
-    for k in range(len(send)):
-        a = arrival[k]
-        nominal = send[k] + nominal_owd + hold_s
-        dl = send[k] + nominal_owd + late_s
-        t = max(gate, a)
-        t = max(t, last + frame_s, nominal)
-        if a < math.inf and t > a + eps and not speech[k] and t > nominal + eps:
-            # behind the schedule: drop this silence frame to catch up
-            skipped += 1
-            gate = max(gate, a)
-        elif t <= dl + eps or (a < math.inf and speech[k] and not skip_late_speech):
-            out.append((t, k, speech[k]))
-            last = gate = t
-        else:
-            skipped += 1
-            r = min(dl, a)
-            gate = max(gate, r)
-    return out, skipped
-
-
-def jitter_releases(arrival: list[float], speech: tuple[bool, ...], frame_s: float,
-                    depth_s: float) -> tuple[list[tuple[float, int, bool, bool]], JitterStats]:
-    """Run the production uplink jitter buffer (:class:`~clutchcall.engine.call.JitterBuffer`,
-    the very object the ingress runs) over frames arriving at ``arrival`` (``math.inf``:
-    never); return ([(release time, seq, speech, concealed)], its counters). A frame's payload
-    tells the buffer whether it is silent (its lag-drain rule; production: an energy check);
-    a concealed frame is non-speech. The buffer depends on nothing downstream, so it is
-    driven here by its own arrivals and timer, exactly as the ingress's loop drives it."""
-    jb = JitterBuffer(frame_ms=round(frame_s * 1000), depth_ms=round(depth_s * 1000),
-                      is_silent=lambda p: p != b"s")
-    order = sorted((a, k) for k, a in enumerate(arrival) if a < math.inf)
-    out: list[tuple[float, int, bool, bool]] = []
-    i, now = 0, -math.inf
-    while True:
-        t_arr = order[i][0] if i < len(order) else math.inf
-        t_timer = jb.get_timer()
-        t = t_arr if t_timer is None else min(t_arr, max(t_timer, now))
-        if t == math.inf:
-            break
-        now = max(now, t)
-        if t_arr <= now:
-            k = order[i][1]
-            jb.push(now, k, b"s" if speech[k] else b"")
-            i += 1
-        released = jb.pop(now)
-        for f in released:
-            out.append((now, f.seq, f.payload == b"s" and not f.concealed, f.concealed))
-        if not released and t_arr > now and jb.get_timer() is not None \
-                and jb.get_timer() <= now:  # type: ignore[operator]
-            # nothing more can happen at ``now`` until the next arrival
-            if t_arr == math.inf:
-                break
-            now = t_arr
-    return out, jb.stats
 
 
 def _ignore(_t: float) -> None:

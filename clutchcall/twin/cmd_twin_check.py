@@ -93,11 +93,11 @@ def reply_lengths_ms() -> list[int]:
 
 def sim_config(transport: str, *, rtt_ms: float, loss: float, ttfa_ms: int, replies_ms: list[int],
                frame_bytes: int, seed: int) -> Any:
-    """Return the :class:`~clutchcall.sim.world.SimConfig` that models the twin's edge for one
+    """Return the :class:`~clutchcall.sim.config.SimConfig` that models the twin's edge for one
     caller-leg transport (see the module docstring)."""
     from clutchcall.engine import TurnConfig
     from clutchcall.prod.ingress.config import IngressConfig
-    from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig
+    from clutchcall.sim.config import ModelConfig, NetConfig, SimConfig
 
     depth = IngressConfig().jitter_depth_ms if transport == "quic" else 0
     # both ends of the real QUIC leg are aioquic: it ACKs every packet within 1 ms

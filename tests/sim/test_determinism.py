@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from clutchcall.sim.calls import synthetic_call
+from clutchcall.sim.config import ModelConfig, NetConfig, SimConfig
 from clutchcall.sim.metrics import tables, write_tables
-from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig, simulate_call
+from clutchcall.sim.world import simulate_call
 
 
 def _write(out: Path, seed: int, transport: str = "quic") -> dict[str, bytes]:

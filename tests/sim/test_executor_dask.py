@@ -26,9 +26,9 @@ import pytest
 
 from clutchcall.cli import main
 from clutchcall.sim.calls import synthetic_call
+from clutchcall.sim.config import NetConfig, SimConfig
 from clutchcall.sim.executor import ExecutorSpec, Point, local_cluster, run_grid
 from clutchcall.sim.runner import grid_points, point_row, sweep_grid
-from clutchcall.sim.world import NetConfig, SimConfig
 
 distributed = pytest.importorskip("distributed")
 

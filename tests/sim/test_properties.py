@@ -8,9 +8,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clutchcall.sim.feed import feed_schedule
 from clutchcall.sim.link import Link, LinkConfig, direction_rngs
 from clutchcall.sim.transport import QuicModel, TcpTlsModel
-from clutchcall.sim.world import feed_schedule
 
 
 class _Drop(Link):

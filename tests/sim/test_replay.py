@@ -11,9 +11,10 @@ import pytest
 from clutchcall.cli import main
 from clutchcall.engine import Commit
 from clutchcall.sim.calls import synthetic_call
+from clutchcall.sim.config import NetConfig, SimConfig
 from clutchcall.sim.replay import load_trace, replay_in_sim
 from clutchcall.sim.runner import default_corpus
-from clutchcall.sim.world import NetConfig, SimConfig, simulate_call
+from clutchcall.sim.world import simulate_call
 from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
 
 CORPUS_TRACES = sorted(default_corpus().glob("*.parquet"))

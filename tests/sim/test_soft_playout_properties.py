@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.call import MemoryRecorder, replay
 from clutchcall.sim.calls import Call
-from clutchcall.sim.world import SimConfig, _World
+from clutchcall.sim.config import SimConfig
+from clutchcall.sim.world import _World
 
 AGENT = [(1000.0, 4000.0), (6000.0, 9000.0)]
 

@@ -7,8 +7,9 @@ import math
 
 from clutchcall.engine.config import PRODUCT_TURN
 from clutchcall.sim.calls import Call, Segment
+from clutchcall.sim.config import SimConfig
 from clutchcall.sim.speculation_metrics import score_replies
-from clutchcall.sim.world import CallRun, SimConfig, simulate_call
+from clutchcall.sim.world import CallRun, simulate_call
 
 
 def _turn(end_s: float, heard_s: float) -> dict[str, float]:

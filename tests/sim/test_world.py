@@ -8,9 +8,11 @@ import pytest
 
 from clutchcall.engine import TurnConfig
 from clutchcall.sim.calls import Call, Segment, synthetic_call
+from clutchcall.sim.config import ModelConfig, NetConfig, SimConfig
+from clutchcall.sim.feed import feed_schedule
 from clutchcall.sim.metrics import summarize, tables
 from clutchcall.sim.presets import PRESETS
-from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig, feed_schedule, simulate_call
+from clutchcall.sim.world import simulate_call
 
 FIXED_MODEL = ModelConfig(ttfa_sigma=0.0, ttfa_median_ms=300)
 

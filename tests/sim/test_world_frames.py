@@ -8,7 +8,8 @@ import pytest
 
 from clutchcall.engine.errors import InvalidInput
 from clutchcall.sim.calls import Call, synthetic_call
-from clutchcall.sim.world import SimConfig, simulate_call
+from clutchcall.sim.config import SimConfig
+from clutchcall.sim.world import simulate_call
 
 
 @pytest.mark.parametrize("frame_ms", [25, 40, -20])

@@ -8,7 +8,9 @@ import pytest
 
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.calls import Call
-from clutchcall.sim.world import ModelConfig, NetConfig, SimConfig, feed_schedule, simulate_call
+from clutchcall.sim.config import ModelConfig, NetConfig, SimConfig
+from clutchcall.sim.feed import feed_schedule
+from clutchcall.sim.world import simulate_call
 from clutchcall.twin import measure
 from clutchcall.twin.cmd_twin_check import sim_config
 
@@ -134,7 +136,7 @@ def test_twin_sim_config_matches_the_embedded_model_and_ingress() -> None:
 
 def test_the_simulator_runs_the_ingress_jitter_buffer() -> None:
     """The simulator's uplink is the production JitterBuffer object, driven by its arrivals."""
-    from clutchcall.sim.world import jitter_releases
+    from clutchcall.sim.feed import jitter_releases
 
     f = 0.02
     owd = 0.025

@@ -1,5 +1,5 @@
 """Uplink jitter buffer: the lag-drain policy (hand-driven clock), and the simulator's drive
-of the same object (``sim.world.jitter_releases``) agreeing with the ingress's frame for frame."""
+of the same object (``sim.feed.jitter_releases``) agreeing with the ingress's frame for frame."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from clutchcall.engine.call.jitter import JitterBuffer
 from clutchcall.prod.ingress.call import silence_judge
-from clutchcall.sim.world import jitter_releases
+from clutchcall.sim.feed import jitter_releases
 
 F = 0.02
 
