@@ -1,7 +1,7 @@
 """clutchcall.traces: the one trace format (recorded traces and labelled calls) and the corpus.
 
-Recorded traces (:mod:`clutchcall.traces.recorded`) are what the production edge records and
-the simulator replays; labelled calls (:mod:`clutchcall.traces.labels`) are caller audio with
+Recorded traces (:mod:`clutchcall.traces.recorded`; replayed by :mod:`clutchcall.traces.replay`)
+are what the production edge records and the simulator replays; labelled calls (:mod:`clutchcall.traces.labels`) are caller audio with
 ground-truth labels, for tuning and testing; :mod:`clutchcall.traces.generator` builds a
 labelled corpus, :mod:`clutchcall.traces.corpus` validates and counts one, and
 :mod:`clutchcall.traces.drive` runs a labelled call through the turn engine into a recorded

@@ -25,7 +25,8 @@ from clutchcall.traces.channel import CHANNELS
 from clutchcall.traces.errors import TraceFormatError
 from clutchcall.traces.generator import MANIFEST
 from clutchcall.traces.labels import KINDS, LabelledCall, read_call
-from clutchcall.traces.recorded import first_mismatch, read_trace
+from clutchcall.traces.recorded import read_trace
+from clutchcall.traces.replay import first_mismatch
 
 
 def _dir(path: str | Path) -> Path:

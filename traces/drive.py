@@ -9,7 +9,7 @@ start and finishes at its end -- unless the engine emits ``Cancel`` while it pla
 case the shell stops the playout at once (``agent_audio_finished`` at the cancel's time) and
 that interval is over. Timers fire at their deadline, before any input that comes later.
 Every input and every drained output goes into a :class:`TraceRecorder`, so the result
-replays exactly (:func:`~clutchcall.traces.recorded.first_mismatch` is ``None``).
+replays exactly (:func:`~clutchcall.traces.replay.first_mismatch` is ``None``).
 
 The agent does not react to commits (its replies are where the labels put them); this is
 a deterministic harness for the engine's caller-side decisions, not a conversation model.

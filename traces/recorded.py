@@ -11,14 +11,12 @@ Columns (see ``traces/FORMAT.md``): ``dir`` (str), ``kind`` (str), ``time`` (flo
 ``seq`` (int64, null), ``duration_ms`` (int64, null), ``speech`` (bool, null), ``fields``
 (str, null: the output's fields other than ``time`` as a JSON object; for a caller frame that
 carried acoustic features, ``{"features": {...}}``). Times are float64 so
-they round-trip bit-exactly, which is what makes :func:`replay` exact.
+they round-trip bit-exactly, which is what makes replay (:mod:`clutchcall.traces.replay`) exact.
 
 A shell records with :class:`TraceRecorder`, the :class:`~clutchcall.engine.call.Recorder`
 it passes to its :class:`~clutchcall.engine.call.EngineDriver` / call core (one call per
-input, one per drain), and writes once at the end of the call. :func:`read_trace` validates every row before returning;
-:func:`replay` feeds the inputs to a fresh engine and :func:`first_mismatch` compares its
-outputs with the recorded ones -- both through the one replay,
-:mod:`clutchcall.engine.call.replay`. Input rows are
+input, one per drain), and writes once at the end of the call. :func:`read_trace` validates
+every row before returning. Replaying a trace is :mod:`clutchcall.traces.replay`. Input rows are
 :class:`~clutchcall.engine.call.EngineInput` values (``InputEvent`` is its name here).
 """
 
@@ -39,10 +37,7 @@ from clutchcall.engine import TurnConfig
 from clutchcall.engine.actions import OUTPUT_TYPES, Output
 from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.inputs import INPUT_KINDS, EngineInput
-from clutchcall.engine.call.replay import Mismatch, compare_steps, split_rows
-from clutchcall.engine.call.replay import replay_steps as replay_inputs
 from clutchcall.engine.errors import ClutchCallError
-from clutchcall.engine.policy import TurnPolicy
 from clutchcall.traces.errors import TraceFormatError
 
 TRACE_FORMAT = "clutchcall.trace"
@@ -327,28 +322,3 @@ def read_trace(path: str | Path) -> RecordedTrace:
         else:
             raise TraceFormatError(path, f"{where}.dir", f"must be 'in' or 'out', got {d!r}")
     return RecordedTrace(header, tuple(rows))
-
-
-def replay_steps(trace: RecordedTrace, policy: TurnPolicy | None = None) -> list[list[Output]]:
-    """Feed the trace's inputs to a fresh engine (the header's config, ``policy`` or the
-    default threshold policy); return the drained outputs after each input, one list per
-    input (:func:`clutchcall.engine.call.replay_steps`). Engine errors (e.g.
-    ``TimeWentBackwards``) propagate."""
-    return replay_inputs(trace.header.config, trace.inputs, policy)
-
-
-def replay(trace: RecordedTrace, policy: TurnPolicy | None = None) -> list[Output]:
-    """Return every output a fresh engine produces on the trace's inputs, in order."""
-    return [o for step in replay_steps(trace, policy) for o in step]
-
-
-def first_mismatch(trace: RecordedTrace, policy: TurnPolicy | None = None) -> Mismatch | None:
-    """Replay ``trace`` and compare step by step; return the first
-    :class:`~clutchcall.engine.call.Mismatch`, or ``None`` when the replay reproduces every
-    recorded output exactly (same types, same field values, same float times). Rows before
-    the first input count as a mismatch."""
-    inputs, recorded, stray = split_rows(trace.rows)
-    if stray is not None:
-        return Mismatch(input_index=-1, time=float(stray.time), output_index=0, recorded=stray,
-                        replayed=None)
-    return compare_steps(inputs, recorded, replay_inputs(trace.header.config, inputs, policy))

@@ -123,7 +123,8 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
     """Run the demo (module docstring); return its result dict (the ``--json`` object)."""
     from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
     from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig
-    from clutchcall.traces.recorded import first_mismatch, read_trace
+    from clutchcall.traces.recorded import read_trace
+    from clutchcall.traces.replay import first_mismatch
 
     codec, rate = ("pcm16", 16000) if transport == "quic" else ("g711_ulaw", 8000)
     pcm, names = load_audio(calls, wav, rate)

@@ -186,7 +186,8 @@ def test_off_switch_emits_no_speculation_and_replay_is_exact(config, fms, script
     import tempfile
 
     from clutchcall.engine.call import EngineDriver
-    from clutchcall.traces.recorded import TraceRecorder, first_mismatch, read_trace
+    from clutchcall.traces.recorded import TraceRecorder, read_trace
+    from clutchcall.traces.replay import first_mismatch
 
     rec = TraceRecorder(call_id="t", codec="pcm16", rate=16000, config=config)
     eng = EngineDriver(TurnEngine(config), rec)  # feeds, drains and records every input

@@ -16,7 +16,8 @@ from clutchcall.prod.caller.client import Caller, QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig, load_config
 from clutchcall.prod.edge.cmd_demo import corpus_dir
 from clutchcall.traces.labels import read_wav
-from clutchcall.traces.recorded import first_mismatch, read_trace
+from clutchcall.traces.recorded import read_trace
+from clutchcall.traces.replay import first_mismatch
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("each_quic_core")]
 

@@ -16,7 +16,8 @@ from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerT
 from clutchcall.prod.caller.speech import synth
 from clutchcall.prod.edge import Edge, EdgeConfig
 from clutchcall.prod.model import ModelServerConfig, ReferenceModelServer
-from clutchcall.traces.recorded import first_mismatch, read_trace
+from clutchcall.traces.recorded import read_trace
+from clutchcall.traces.replay import first_mismatch
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,13 +16,8 @@ from clutchcall.traces.corpus import corpus_stats, validate_dir
 from clutchcall.traces.drive import drive_call
 from clutchcall.traces.generator import SpeechBank, build_call
 from clutchcall.traces.labels import KINDS, LabelledCall, write_call
-from clutchcall.traces.recorded import (
-    InputEvent,
-    RecordedTrace,
-    first_mismatch,
-    read_trace,
-    write_trace,
-)
+from clutchcall.traces.recorded import InputEvent, RecordedTrace, read_trace, write_trace
+from clutchcall.traces.replay import first_mismatch
 
 CORPUS = Path(__file__).resolve().parents[2] / "traces" / "corpus"
 

@@ -20,13 +20,12 @@ from clutchcall.traces.recorded import (
     InputEvent,
     RecordedTrace,
     TraceRecorder,
-    first_mismatch,
     read_header,
     read_trace,
-    replay,
     to_frame,
     write_trace,
 )
+from clutchcall.traces.replay import first_mismatch, replay
 
 
 def record(seed: int = 3, seconds: float = 40.0, config: TurnConfig | None = None) -> tuple[RecordedTrace, list]:

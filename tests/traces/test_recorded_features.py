@@ -14,7 +14,8 @@ from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call import EngineDriver, EngineInput
 from clutchcall.tools.scenario import scripted_call
 from clutchcall.traces.errors import TraceFormatError
-from clutchcall.traces.recorded import TraceRecorder, first_mismatch, read_trace
+from clutchcall.traces.recorded import TraceRecorder, read_trace
+from clutchcall.traces.replay import first_mismatch
 
 
 def _with_features(inputs: list[EngineInput]) -> list[EngineInput]:
