@@ -42,7 +42,7 @@ def prepare_audio(wav: str, transport: str) -> tuple[bytes, int, str]:
 
 
 def _ws_transport(host: str, port: int, token: str, call_id: str, cafile: str) -> Any:
-    from clutchcall.prod.caller.client import WsCallerTransport
+    from clutchcall.prod.caller.ws_transport import WsCallerTransport
 
     class _Ws(WsCallerTransport):
         """The production WebSocket caller, verifying the edge's certificate as
@@ -71,7 +71,8 @@ def _ws_transport(host: str, port: int, token: str, call_id: str, cafile: str) -
 
 
 async def _one_call(spec: dict[str, Any], delay: float, host: str, tail_s: float) -> dict[str, Any]:
-    from clutchcall.prod.caller.client import Caller, QuicCallerTransport
+    from clutchcall.prod.caller.client import Caller
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 
     await asyncio.sleep(delay)
     loop = asyncio.get_running_loop()

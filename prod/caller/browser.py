@@ -18,8 +18,8 @@ Mouth-to-ear turn latency is the Python caller's definition (the send time of a 
 speech frame -> arrival of the first agent audio after it), measured twice:
 
 * ``mouth_to_ear_ms`` (the one to compare with ``--transport quic|ws``): the same turn ends as
-  the Python caller finds them (:func:`~clutchcall.prod.caller.client.speech_flags`, webrtcvad,
-  and :func:`~clutchcall.prod.caller.client.turn_ends`), run here on the audio the page really
+  the Python caller finds them (:func:`~clutchcall.prod.caller.audio.speech_flags`, webrtcvad,
+  and :func:`~clutchcall.prod.caller.audio.turn_ends`), run here on the audio the page really
   captured (``record=1``: after Chromium's echo canceller, noise suppression and gain control),
   with the page's own timelines (capture time of each frame, arrival of each agent object);
 * ``page_mouth_to_ear_ms``: what the page shows a person, whose turn ends come from a simple
@@ -137,7 +137,7 @@ def caller_turn_latencies(heard48k: np.ndarray, frame_times: list[float], agent_
 
     import soxr
 
-    from clutchcall.prod.caller.client import speech_flags, turn_ends
+    from clutchcall.prod.caller.audio import speech_flags, turn_ends
 
     pcm16k = soxr.resample(heard48k.astype(np.float32), 48000, 16000).clip(-32768, 32767).astype("<i2")
     flags = speech_flags(pcm16k.tobytes(), 16000, frame_ms)[: len(frame_times)]

@@ -82,8 +82,10 @@ def bench_codec(n: int, repeats: int) -> dict[str, Any]:
 
 
 async def bench_calls(calls: int) -> dict[str, Any]:
-    from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+    from clutchcall.prod.caller.client import Caller
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
     from clutchcall.prod.caller.speech import dialogue
+    from clutchcall.prod.caller.ws_transport import WsCallerTransport
     from clutchcall.prod.ingress.call import EchoHandler
     from clutchcall.prod.ingress.config import IngressConfig
     from clutchcall.prod.ingress.quic import QuicIngress

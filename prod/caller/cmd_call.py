@@ -45,7 +45,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import soxr
 
-    from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+    from clutchcall.prod.caller.client import Caller
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
+    from clutchcall.prod.caller.ws_transport import WsCallerTransport
     from clutchcall.traces.labels import read_wav
 
     rate, samples = read_wav(args.wav, rates=None)

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:class:`WebTransportCallerTransport` is :class:`~clutchcall.prod.caller.client.QuicCallerTransport`
+:class:`WebTransportCallerTransport` is :class:`~clutchcall.prod.caller.quic_transport.QuicCallerTransport`
 with a WebTransport session in between: it connects with ALPN ``h3``, runs aioquic's
 :class:`~aioquic.h3.connection.H3Connection` (``enable_webtransport=True``), sends the extended
 CONNECT (``:protocol webtransport``) to ``/moq`` and, once the edge answers 200, runs the very
@@ -31,8 +31,8 @@ from aioquic.quic.events import (
     StreamDataReceived,
 )
 
-from clutchcall.prod.caller.client import QuicCallerTransport
 from clutchcall.prod.caller.moqt_client import CallerProtocol
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.ingress.webtransport import CLOSE_WEBTRANSPORT_SESSION, WT_PATH
 from clutchcall.prod.quic.core import get_core
 

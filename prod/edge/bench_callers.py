@@ -29,7 +29,9 @@ def _script(rate: int, seconds: float, offset: int) -> bytes:
 
 
 async def _one(spec: dict[str, Any], call: dict[str, Any], pcm: bytes, t0: float) -> dict[str, Any]:
-    from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+    from clutchcall.prod.caller.client import Caller
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
+    from clutchcall.prod.caller.ws_transport import WsCallerTransport
 
     delay = t0 + float(call["start_s"]) - time.monotonic()
     if delay > 0:

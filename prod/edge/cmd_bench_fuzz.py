@@ -326,8 +326,10 @@ class Fuzzer:
 
     async def legit_calls(self) -> dict[str, Any]:
         """One real call per transport after the fuzz; returns their results."""
-        from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+        from clutchcall.prod.caller.client import Caller
+        from clutchcall.prod.caller.quic_transport import QuicCallerTransport
         from clutchcall.prod.caller.speech import synth
+        from clutchcall.prod.caller.ws_transport import WsCallerTransport
 
         r = self.ready
         out: dict[str, Any] = {}

@@ -62,7 +62,9 @@ async def soak(edge: ServedEdge, calls: int, seconds: float, transport: str, sam
                settle_s: float) -> dict[str, Any]:
     """Place the calls against ``edge`` while sampling it; return the caller-side figures and
     the samples (module docstring)."""
-    from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+    from clutchcall.prod.caller.client import Caller
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
+    from clutchcall.prod.caller.ws_transport import WsCallerTransport
     from clutchcall.prod.edge.cmd_bench_edge import _script
 
     ready = edge.ready

@@ -121,7 +121,9 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
                    tail_s: float = 2.0, ttfa_sigma: float = 0.35, seed: int = 1,
                    speculate: bool = True) -> dict[str, Any]:
     """Run the demo (module docstring); return its result dict (the ``--json`` object)."""
-    from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+    from clutchcall.prod.caller.client import Caller
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
+    from clutchcall.prod.caller.ws_transport import WsCallerTransport
     from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig
     from clutchcall.traces.recorded import read_trace
     from clutchcall.traces.replay import first_mismatch

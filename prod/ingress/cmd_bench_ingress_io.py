@@ -65,7 +65,7 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 async def _one_call(i: int, n: int, port: int, cafile: str, key: bytes, seconds: float,
                     start: asyncio.Event, rtts: list[float], counts: dict[str, int]) -> None:
-    from clutchcall.prod.caller.client import QuicCallerTransport
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
     from clutchcall.prod.ingress.auth import TokenAuthority
 
     call_id = f"io-{i}"

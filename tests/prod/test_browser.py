@@ -245,8 +245,8 @@ def test_browser_caller_cli_reports_latency_by_the_callers_definition(tmp_path: 
 def test_caller_turn_latencies_on_page_timelines() -> None:
     """The measurement itself (no browser): webrtcvad turn ends on 48 kHz audio, the page's
     frame times, the first agent arrival at or after each turn's last speech frame."""
+    from clutchcall.prod.caller.audio import speech_flags, turn_ends
     from clutchcall.prod.caller.browser import caller_turn_latencies
-    from clutchcall.prod.caller.client import speech_flags, turn_ends
     from clutchcall.prod.caller.speech import dialogue
 
     pcm16k = dialogue(["hello there", "how are you today"], 16000, gap_s=0.8) + bytes(16000)

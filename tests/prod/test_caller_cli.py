@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clutchcall.cli import main
-from clutchcall.prod.caller.client import write_wav
+from clutchcall.prod.caller.audio import write_wav
 from clutchcall.prod.caller.speech import dialogue
 
 pytestmark = pytest.mark.timeout(60)

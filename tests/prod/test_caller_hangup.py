@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from clutchcall.prod.caller.client import QuicCallerTransport
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("each_quic_core")]

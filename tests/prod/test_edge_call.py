@@ -12,7 +12,8 @@ import pytest
 
 from clutchcall.engine import Commit, Release
 from clutchcall.engine.errors import ConfigError
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport
+from clutchcall.prod.caller.client import Caller
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig, load_config
 from clutchcall.prod.edge.cmd_demo import corpus_dir
 from clutchcall.traces.labels import read_wav

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+from clutchcall.prod.caller.client import Caller
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.caller.speech import synth
+from clutchcall.prod.caller.ws_transport import WsCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig
 from clutchcall.prod.model import ModelServerConfig, ReferenceModelServer
 from clutchcall.traces.recorded import read_trace

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from clutchcall.prod.caller.client import Caller, WsCallerTransport
+from clutchcall.prod.caller.client import Caller
 from clutchcall.prod.caller.speech import synth
+from clutchcall.prod.caller.ws_transport import WsCallerTransport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,7 +78,7 @@ def test_serve_shards_io_uring_calls_land_and_stop(tmp_path) -> None:  # type: i
         assert ready["io"] == ("uring" if URING_BUILT else "asyncio")
 
         async def main() -> list[object]:
-            from clutchcall.prod.caller.client import QuicCallerTransport
+            from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 
             pcm16 = bytes(3200) + synth("Is the store open?", 16000) + bytes(16000 * 2)
             pcm8 = bytes(1600) + synth("Is the store open?", 8000) + bytes(8000 * 2)

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from clutchcall.engine.errors import ConfigError
-from clutchcall.prod.caller.client import QuicCallerTransport
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.edge import Edge, EdgeConfig, EmbeddedModelConfig
 from clutchcall.prod.ingress.auth import (
     AuthError,

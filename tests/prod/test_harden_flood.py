@@ -179,7 +179,7 @@ def test_flooding_caller_is_closed_1008_and_a_legit_call_does_not_notice(tmp_pat
 def test_quic_flooding_caller_is_closed_protocol_violation(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The same over QUIC/MoQT: caller-audio objects far faster than real time end the session
     with MoQT PROTOCOL_VIOLATION (0x3) and the reason; the edge counts it."""
-    from clutchcall.prod.caller.client import QuicCallerTransport
+    from clutchcall.prod.caller.quic_transport import QuicCallerTransport
     from clutchcall.prod.moqt.wire import TerminationCode
 
     cfg = EdgeConfig(cert_dir=str(tmp_path / "tls"), json_logs=False, metrics_port=-1,

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import serve
 
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport
+from clutchcall.prod.caller.client import Caller
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.caller.speech import synth
 from clutchcall.prod.edge import Edge, EdgeConfig
 from clutchcall.prod.metrics import EdgeMetrics

@@ -13,7 +13,8 @@ import pytest
 
 from clutchcall.engine.errors import ConfigError
 from clutchcall.native import udpio
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport
+from clutchcall.prod.caller.client import Caller
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.config import IngressConfig

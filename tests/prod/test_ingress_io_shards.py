@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from clutchcall.native import udpio
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport
+from clutchcall.prod.caller.client import Caller
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.auth import TokenAuthority
 from clutchcall.prod.ingress.call import EchoHandler

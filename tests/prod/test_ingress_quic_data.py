@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport
+from clutchcall.prod.caller.client import Caller
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
 from clutchcall.prod.moqt.wire import TerminationCode as TC

@@ -12,8 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from clutchcall.prod.caller.client import Caller, WsCallerTransport
+from clutchcall.prod.caller.client import Caller
 from clutchcall.prod.caller.speech import dialogue
+from clutchcall.prod.caller.ws_transport import WsCallerTransport
 from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.codecs import ulaw_encode
 from clutchcall.prod.ingress.config import IngressConfig

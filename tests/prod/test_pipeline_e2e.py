@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from clutchcall.prod.caller.client import Caller, QuicCallerTransport, WsCallerTransport
+from clutchcall.prod.caller.client import Caller
+from clutchcall.prod.caller.quic_transport import QuicCallerTransport
 from clutchcall.prod.caller.speech import dialogue
+from clutchcall.prod.caller.ws_transport import WsCallerTransport
 from clutchcall.prod.edge.handler import EdgeHandler
 from clutchcall.prod.ingress.config import IngressConfig
 from clutchcall.prod.ingress.quic import QuicIngress
