@@ -14,9 +14,10 @@ reply / ignore / yield (``traces/FORMAT.md``). :func:`load_call` reads the pair 
 simulator feeds the engine exactly what the production edge would.
 
 A :class:`Call` can also be built from intervals (:meth:`Call.from_intervals`) -- frame-level
-VAD sequences for tests -- and :func:`synthetic_call` makes a deterministic labelled call of
-any length (turns, short answers, backchannels, interruptions, noise) for tests and the
-benchmark.
+VAD sequences for tests -- and :func:`synthetic_call`, the project's one call generator, makes
+a deterministic labelled call of any length (turns, short answers, backchannels,
+interruptions, noise) for tests and the benchmark, or (``style="scripted"``) the unlabelled
+frame-level call the engine demo and benchmark drive the engine with.
 """
 
 from __future__ import annotations
@@ -177,12 +178,31 @@ def find_calls(paths: list[str]) -> list[Path]:
     return sorted(stems)
 
 
+SYNTHETIC_STYLES = ("labelled", "scripted")
+
+
 def synthetic_call(seed: int, seconds: float = 60.0, frame_ms: int = 20,
-                   name: str | None = None) -> Call:
-    """Return a deterministic labelled call of about ``seconds``: agent turns with caller
-    backchannels (150-450 ms, ignore), interruptions (0.8-2 s, yield) and noise blips
-    (40-100 ms, ignore) over them; caller turns (0.8-4 s with pauses, reply) and short
-    answers (200-500 ms, reply) after them. VAD frames follow the intervals exactly."""
+                   name: str | None = None, *, style: str = "labelled") -> Call:
+    """Return a deterministic synthetic call of about ``seconds`` (the one call generator of
+    the project; each ``style`` is its own seeded stream, kept exactly as recorded results
+    and benchmarks pinned it).
+
+    ``style="labelled"`` (the simulator's): agent turns with caller backchannels
+    (150-450 ms, ignore), interruptions (0.8-2 s, yield) and noise blips (40-100 ms, ignore)
+    over them; caller turns (0.8-4 s with pauses, reply) and short answers (200-500 ms,
+    reply) after them. VAD frames follow the intervals exactly.
+
+    ``style="scripted"`` (the engine demo's and benchmark's, as engine inputs through
+    :func:`clutchcall.tools.scenario.scripted_call`): frame-level caller speech, no labels
+    (``segments`` empty); caller turns of 1-3 bursts (0.4-2 s each at 20 ms frames, pauses of
+    5-20 frames), the agent talking for 50-200 frames starting 45-70 frames after the
+    caller's speech ended; during agent speech the caller may backchannel (8-25 frames) or
+    barge in (30-75 frames). Agent intervals are whole frames (ms) and may run past the end.
+    """
+    if style not in SYNTHETIC_STYLES:
+        raise ConfigError(f"synthetic_call: style one of {SYNTHETIC_STYLES}, got {style!r}")
+    if style == "scripted":
+        return _scripted_call(seed, seconds, frame_ms, name)
     rng = random.Random(seed)
     total = int(seconds * 1000)
     t = 500
@@ -232,6 +252,41 @@ def synthetic_call(seed: int, seconds: float = 60.0, frame_ms: int = 20,
     return Call.from_intervals(name or f"synthetic-{seed}", duration_ms=total,
                                caller_speech=caller, agent_speech=agent, segments=segs,
                                frame_ms=frame_ms)
+
+
+
+def _scripted_call(seed: int, seconds: float, frame_ms: int, name: str | None) -> Call:
+    """The ``style="scripted"`` stream of :func:`synthetic_call` (frame-level, unlabelled)."""
+    rng = random.Random(seed)
+    n_frames = int(seconds * 1000) // frame_ms
+    speech = [False] * n_frames
+    agent: list[tuple[int, int]] = []
+    i = rng.randint(5, 25)
+    while i < n_frames:
+        # a caller turn made of 1-3 bursts separated by short pauses
+        for b in range(rng.randint(1, 3)):
+            if b:
+                i += rng.randint(5, 20)  # 100-400 ms pause inside the turn
+            length = rng.randint(20, 100)
+            for k in range(i, min(i + length, n_frames)):
+                speech[k] = True
+            i += length
+        i += rng.randint(45, 70)  # silence until the agent answers
+        a_len = rng.randint(50, 200)
+        agent.append((i, i + a_len))
+        # caller reactions over the agent
+        if rng.random() < 0.5:
+            j = i + rng.randint(10, max(11, a_len - 30))
+            for k in range(j, min(j + rng.randint(8, 25), n_frames)):
+                speech[k] = True
+        if rng.random() < 0.25:
+            j = i + rng.randint(20, max(21, a_len - 10))
+            for k in range(j, min(j + rng.randint(30, 75), n_frames)):
+                speech[k] = True
+        i += a_len + rng.randint(10, 40)
+    return Call(name=name or f"scripted-{seed}", frame_ms=frame_ms, speech=tuple(speech),
+                agent_speech=tuple((float(a * frame_ms), float(b * frame_ms)) for a, b in agent),
+                segments=())
 
 
 def segment_for_commit(segments: tuple[Segment, ...], t_ms: float) -> int:

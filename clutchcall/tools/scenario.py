@@ -1,7 +1,9 @@
 """Scripted engine inputs: a deterministic, realistic mix of caller and agent behaviour.
 
 Theory of operation: :func:`scripted_call` turns a seed into a list of engine inputs -- caller
-frames at 1x with VAD decisions, agent audio start/finish -- shaped like a phone conversation:
+frames at 1x with VAD decisions, agent audio start/finish -- shaped like a phone conversation
+(the call is the project's one generator's, :func:`clutchcall.sim.calls.synthetic_call`;
+:func:`call_inputs` makes any :class:`~clutchcall.sim.calls.Call` engine inputs):
 caller turns of 0.8-4 s with mid-turn pauses, replies from the agent after each committed turn,
 backchannels ("mhm") and barge-ins over the agent. It is pure (no clock, no I/O); the demo,
 the benchmark and tests drive the engine with it. The inputs are ordinary
@@ -11,59 +13,42 @@ through a :class:`TurnEngine` with the one drive loop and returns every output.
 
 from __future__ import annotations
 
-import random
-
 from clutchcall.engine.actions import Output
 from clutchcall.engine.call.driver import EngineDriver
 from clutchcall.engine.call.inputs import AGENT_FINISHED, AGENT_STARTED, EngineInput
 from clutchcall.engine.turn import TurnEngine
+from clutchcall.sim.calls import Call, synthetic_call
 
 ScriptInput = EngineInput
 """A scripted input is an ordinary engine input (the one encoding, ``engine.call.inputs``)."""
 
 
 def scripted_call(seed: int = 1, seconds: float = 60.0, frame_ms: int = 20) -> list[ScriptInput]:
-    """Return the inputs of a ``seconds``-long scripted call (deterministic in ``seed``).
+    """Return the inputs of a ``seconds``-long scripted call (deterministic in ``seed``): the
+    engine inputs (:func:`call_inputs`) of the one call generator's scripted stream,
+    :func:`clutchcall.sim.calls.synthetic_call` with ``style="scripted"``.
 
     The agent's behaviour is scripted, not reactive: after each caller turn the agent talks
     for 1-4 s starting 0.9-1.4 s after the caller's speech ended (the end-of-turn silence plus
     a model's time to first audio); during agent speech the caller may backchannel (150-500 ms)
     or barge in (600-1500 ms).
     """
-    rng = random.Random(seed)
+    return call_inputs(synthetic_call(seed, seconds, frame_ms, style="scripted"))
+
+
+def call_inputs(call: Call) -> list[ScriptInput]:
+    """Return a call's engine inputs as a shell would feed them with no network: caller frame k
+    (its VAD decision) at the end of the frame, ``(k + 1) * frame_ms``, and agent audio
+    started / finished at the frame ends where the call's ``agent_speech`` intervals start
+    and end (intervals on whole frames; one outside the call is never fed)."""
+    frame_ms = call.frame_ms
     step = frame_ms / 1000.0
-    n_frames = int(seconds * 1000) // frame_ms
-    speech = [False] * n_frames
-    agent: list[tuple[int, int]] = []
-    i = rng.randint(5, 25)
-    while i < n_frames:
-        # a caller turn made of 1-3 bursts separated by short pauses
-        for b in range(rng.randint(1, 3)):
-            if b:
-                i += rng.randint(5, 20)  # 100-400 ms pause inside the turn
-            length = rng.randint(20, 100)
-            for k in range(i, min(i + length, n_frames)):
-                speech[k] = True
-            i += length
-        i += rng.randint(45, 70)  # silence until the agent answers
-        a_len = rng.randint(50, 200)
-        agent.append((i, i + a_len))
-        # caller reactions over the agent
-        if rng.random() < 0.5:
-            j = i + rng.randint(10, max(11, a_len - 30))
-            for k in range(j, min(j + rng.randint(8, 25), n_frames)):
-                speech[k] = True
-        if rng.random() < 0.25:
-            j = i + rng.randint(20, max(21, a_len - 10))
-            for k in range(j, min(j + rng.randint(30, 75), n_frames)):
-                speech[k] = True
-        i += a_len + rng.randint(10, 40)
+    starts = {round(a) // frame_ms: round(b) // frame_ms for a, b in call.agent_speech}
+    ends = {round(b) // frame_ms for _, b in call.agent_speech}
     events: list[ScriptInput] = []
-    starts = dict(agent)
-    ends = {e for _, e in agent}
-    for k in range(n_frames):
+    for k, sp in enumerate(call.speech):
         t = round((k + 1) * step, 6)
-        events.append(EngineInput.frame(t, speech=speech[k], duration_ms=frame_ms))
+        events.append(EngineInput.frame(t, speech=sp, duration_ms=frame_ms))
         if k + 1 in starts:
             events.append(EngineInput.started(t))
         if k + 1 in ends:
