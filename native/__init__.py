@@ -16,8 +16,8 @@ Each part is a cffi (API mode) extension module built by ``pip install`` (setup.
 - :mod:`~clutchcall.native.shard`: shard-per-core on one port (SO_REUSEPORT + a classic BPF
   program steering by QUIC DCID; aioquic connections with shard-encoding CIDs);
   :mod:`~clutchcall.native.shard_procs`: the one shard-process manager (fork N workers on
-  their pre-bound sockets, ready handshake, events, bounded stop) under the echo service,
-  ``ShardedIngress`` and ``ShardedEdge``;
+  their pre-bound sockets, ready handshake, events, bounded stop) under the echo service and
+  ``prod``'s ``ShardedIngress`` (the edge's shards);
 - :mod:`~clutchcall.native.quic_echo` / :mod:`~clutchcall.native.shard_server`: how the edge
   drives aioquic from datagram batches, as a runnable QUIC echo service
   (``clutchcall native echo``); :mod:`~clutchcall.native.cmd_bench_native`: ``clutchcall bench native``.

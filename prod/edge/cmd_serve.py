@@ -180,22 +180,24 @@ def serve_shards(args: argparse.Namespace) -> int:
     """``--shards N``: N edge processes on shared ports (see clutchcall.prod.edge.shards)."""
     import threading
 
-    from clutchcall.prod.edge.shards import ShardedEdge
+    from clutchcall.prod.edge.shards import ready_info, sharded_edge
 
     cfg = config_from_args(args)
-    sharded = ShardedEdge(cfg, args.shards)
     ids = [args.call_id] + [f"{args.call_id}-{i}" for i in range(max(0, args.tokens))]
+    sharded = sharded_edge(cfg, args.shards, ids, args.token_ttl, args.summary_json)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    info = sharded.start(ids, args.token_ttl, summary_json=args.summary_json)
+    sharded.start(timeout=60.0)
+    info = ready_info(sharded)
     if args.ready_json:
         tokens = info.pop("tokens")
         info.update(ready=True, pid=os.getpid(), call_id=args.call_id, token=tokens[args.call_id],
                     tokens={c: t for c, t in tokens.items() if c != args.call_id})
         print(json.dumps(info), flush=True)
     stop.wait(args.seconds)
-    stats = sharded.stop()
+    reports = sharded.stop()
+    stats = [reports[k] for k in sorted(reports)]
     if args.ready_json:
         print(json.dumps({"stopped": True, "shards": stats}), flush=True)
     return 0

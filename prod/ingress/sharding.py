@@ -1,4 +1,12 @@
-"""Shard-per-core QUIC ingress: N processes serving MoQT calls on one UDP port.
+"""Shard-per-core serving: N processes on one QUIC port (and one WebSocket port), one class.
+
+:class:`ShardedIngress` is the one way the project shards its ingress ports; what each shard
+runs is a parameter (``shard_main``): :func:`ingress_shard` runs the QUIC ingress with a
+:class:`~clutchcall.prod.ingress.call.CallHandler` (tests, embedders), and
+:func:`clutchcall.prod.edge.shards.edge_shard` runs the whole production edge on the shard's
+QUIC and WebSocket sockets (``clutchcall serve --shards N``). The QUIC echo service of
+``native/`` (``clutchcall native echo``, :mod:`clutchcall.native.shard_server`) is the same
+shape without ``prod``'s QUIC core.
 
 Theory of operation
 -------------------
@@ -24,7 +32,7 @@ call (its id) and, at stop, a report with its ingress counters, the datagrams it
 how many of them were *mis-steered* (their DCID names another shard: 0 when steering works),
 and per call the peer addresses its connection used. Stop: the parent's
 :meth:`ShardedIngress.stop` (or SIGTERM to the parent in :func:`run_sharded_ingress`, or
-SIGTERM to a shard) makes each shard send GOAWAY, end its calls, close its reactor and exit; a
+SIGTERM to a shard) makes each :func:`ingress_shard` send GOAWAY, end its calls, close its reactor and exit; a
 shard that does not exit in time is killed.
 """
 
@@ -36,6 +44,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -100,16 +109,14 @@ def _count_steering(io: Any, shard: int, nshards: int, counters: dict[str, int])
     io._on_batch = on_batch
 
 
-def _ingress_shard(ctx: ShardContext, *, config: IngressConfig, handler_factory: HandlerFactory,
+def _ingress_shard(ctx: ShardContext, config: IngressConfig, *, handler_factory: HandlerFactory,
                    announce: bool, goaway_grace_s: float,
                    on_shard_start: ShardStart | None) -> dict[str, Any]:
-    """Body of shard process ``ctx.shard``: serve until asked to stop; return
+    """Shard body of :func:`ingress_shard`: serve the QUIC ingress until asked to stop; return
     the shard's report."""
     from clutchcall.prod.ingress.quic import QuicIngress
-    from clutchcall.prod.quic.core import get_core, use_shard_cids
 
     shard, nshards = ctx.shard, ctx.nshards
-    use_shard_cids(get_core(config.quic_core), shard, nshards)
 
     async def main() -> dict[str, Any]:
         handler = _ShardTaggedHandler(handler_factory(shard), ctx, announce)
@@ -141,23 +148,65 @@ def _ingress_shard(ctx: ShardContext, *, config: IngressConfig, handler_factory:
     return asyncio.run(main())
 
 
-class ShardedIngress:
-    """``nshards`` processes serving the QUIC ingress on one UDP port; a context manager.
+def bind_tcp_reuseport(host: str, port: int) -> socket.socket:
+    """Return a listening TCP socket on (host, port) with SO_REUSEPORT (port 0: a free one):
+    a shard's WebSocket/TLS listener, bound before the fork and passed to the shard's
+    ``WsIngress(..., sock=...)``. Raises OSError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((host, port))
+        s.listen(1024)
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
-    ``handler_factory(shard)`` is called in each shard process (after the fork) and returns
-    that shard's CallHandler. ``on_shard_start(shard, ingress)``, if given, is awaited in each
-    shard once its QUIC ingress serves (start per-shard extras there: metrics, another
-    ingress); it may return an async cleanup, awaited after the ingress stopped.
-    ``config.quic_port`` 0 picks a free port (``self.port``). The
-    self-signed certificate (if ``config.cert`` is None) is made once, before forking.
-    Raises ConfigError for a bad shard count, OSError if binding fails, ShardStartError (a
-    RuntimeError naming the shard and its error) if a shard fails to start (all shards are
-    stopped then).
+
+ShardMain = Callable[["ShardContext", Any], dict[str, Any]]
+"""What one shard runs, in its own process: ``shard_main(ctx, config)`` serves on
+``ctx.sockets`` ((UDP,) or (UDP, TCP)) until ``ctx`` asks it to stop, then returns its report.
+``config`` is the sharded config with its certificate filled in."""
+
+
+def ingress_shard(handler_factory: HandlerFactory, *, announce: bool = True,
+                  goaway_grace_s: float = 0.2, on_shard_start: ShardStart | None = None) -> ShardMain:
+    """Return the shard body that serves the QUIC ingress with ``handler_factory(shard)``'s
+    handler (called in each shard process, after the fork). ``on_shard_start(shard, ingress)``,
+    if given, is awaited in each shard once its QUIC ingress serves (start per-shard extras
+    there: metrics, another ingress); it may return an async cleanup, awaited after the ingress
+    stopped. ``announce``: tell each caller its shard (an ``info`` control event)."""
+    return functools.partial(_ingress_shard, handler_factory=handler_factory, announce=announce,
+                             goaway_grace_s=goaway_grace_s, on_shard_start=on_shard_start)
+
+
+def _run_shard(ctx: ShardContext, *, shard_main: ShardMain, config: Any) -> dict[str, Any]:
+    """Body of shard process ``ctx.shard``: make the QUIC server issue connection IDs that
+    lead back to this shard, then run ``shard_main``."""
+    from clutchcall.prod.quic.core import get_core, use_shard_cids
+
+    use_shard_cids(get_core(config.quic_core), ctx.shard, ctx.nshards)
+    return shard_main(ctx, config)
+
+
+class ShardedIngress:
+    """``nshards`` processes serving one QUIC port and, with ``ws=True``, one WebSocket port;
+    what each runs is ``shard_main`` (:data:`ShardMain`; module docstring). A context manager.
+
+    ``config`` is an :class:`~clutchcall.prod.ingress.config.IngressConfig` or an
+    :class:`~clutchcall.prod.edge.config.EdgeConfig` (``host``, ``quic_port``, ``ws_port``,
+    ``cert`` / ``key`` / ``cert_dir``, ``quic_core``); port 0 picks a free port (``self.port``,
+    ``self.ws_port``). The self-signed certificate (if ``config.cert`` is None) is made once,
+    before forking, so every shard serves the same one. Raises ConfigError for a bad shard
+    count, OSError if binding fails, ShardStartError (a RuntimeError naming the shard and its
+    error) if a shard fails to start (all shards are stopped then).
     """
 
-    def __init__(self, nshards: int, config: IngressConfig, handler_factory: HandlerFactory,
-                 *, announce: bool = True, goaway_grace_s: float = 0.2,
-                 on_shard_start: ShardStart | None = None) -> None:
+    def __init__(self, nshards: int, config: Any, shard_main: ShardMain, *, ws: bool = False,
+                 name: str = "ingress-shard", stop_timeout: float = 10.0) -> None:
         from clutchcall.engine.errors import ConfigError
 
         if not 1 <= nshards <= 256:
@@ -169,13 +218,15 @@ class ShardedIngress:
             config = dataclasses.replace(config, cert=str(cert), key=str(key))
         self.nshards = nshards
         self.config = config
-        self.cert_path = config.cert
-        self._target = functools.partial(
-            _ingress_shard, config=config, handler_factory=handler_factory, announce=announce,
-            goaway_grace_s=goaway_grace_s, on_shard_start=on_shard_start)
-        self._procs: ShardProcesses | None = None  # while running
+        self.cert_path: str = config.cert
+        self.ws = ws
+        self.name = name
+        self.stop_timeout = stop_timeout
+        self._target = functools.partial(_run_shard, shard_main=shard_main, config=config)
+        self.procs: ShardProcesses | None = None  # once started (kept for inspection)
         self.port = 0
-        self.shards: dict[int, dict[str, Any]] = {}  # shard -> ready info (pid, io, port)
+        self.ws_port = 0
+        self.shards: dict[int, dict[str, Any]] = {}  # shard -> ready info
         self.calls: list[tuple[int, str]] = []       # (shard, call id) as shards report them
         self.reports: dict[int, dict[str, Any]] = {}
         self.failures: dict[int, str] = {}
@@ -192,38 +243,53 @@ class ShardedIngress:
     def poll(self, timeout: float = 0.0) -> None:
         """Take in every message the shards have sent so far (calls served), waiting up to
         ``timeout`` seconds for the first."""
-        if self._procs is not None:
-            self._procs.poll(timeout)
+        if self.procs is not None and self.procs.running:
+            self.procs.poll(timeout)
         elif timeout > 0:
             time.sleep(timeout)
 
-    def start(self, timeout: float = 20.0) -> int:
-        """Bind, fork the shards and wait until all serve; return the UDP port. Raises
-        OSError if binding fails, ShardStartError if a shard fails to start."""
+    def _bind(self) -> list[tuple[socket.socket, ...]]:
         from clutchcall.native.shard import bind_shard_sockets
+
+        udp = bind_shard_sockets(self.config.host, self.config.quic_port, self.nshards)
+        self.port = int(udp[0].getsockname()[1])
+        if not self.ws:
+            return [(s,) for s in udp]
+        tcp: list[socket.socket] = []
+        try:
+            tcp.append(bind_tcp_reuseport(self.config.host, self.config.ws_port))
+            self.ws_port = int(tcp[0].getsockname()[1])
+            tcp += [bind_tcp_reuseport(self.config.host, self.ws_port) for _ in range(self.nshards - 1)]
+        except BaseException:
+            for s in udp + tcp:
+                s.close()
+            raise
+        return list(zip(udp, tcp, strict=True))
+
+    def start(self, timeout: float = 20.0) -> int:
+        """Bind, fork the shards and wait until all serve; return the QUIC port. Raises
+        OSError if binding fails, ShardStartError if a shard fails to start."""
         from clutchcall.native.shard_procs import ShardProcesses
 
-        socks = bind_shard_sockets(self.config.host, self.config.quic_port, self.nshards)
-        self.port = int(socks[0].getsockname()[1])
-        procs = ShardProcesses(self.nshards, self._target, [(s,) for s in socks],
-                               on_event=self._on_event, name="ingress-shard")
+        procs = ShardProcesses(self.nshards, self._target, self._bind(), on_event=self._on_event,
+                               name=self.name, stop_timeout=self.stop_timeout)
+        self.procs = procs
         try:
             self.shards = procs.start(timeout)
         finally:
             self.failures.update(procs.failures)
-        self._procs = procs
-        log.info("QUIC ingress: %d shards on %s:%d (io=%s)", self.nshards, self.config.host,
-                 self.port, ",".join(self.io_kinds))
+        log.info("%s: %d shards on %s:%d (io=%s)", self.name, self.nshards, self.config.host,
+                 self.port, ",".join(str(i.get("io")) for i in self.shards.values()))
         return self.port
 
-    def stop(self, timeout: float = 10.0) -> dict[int, dict[str, Any]]:
-        """Stop every shard (GOAWAY, end calls, close); return their reports by shard.
-        Shards that do not exit within ``timeout`` are killed. Idempotent."""
-        if self._procs is None:
+    def stop(self, timeout: float | None = None) -> dict[int, dict[str, Any]]:
+        """Stop every shard (each finishes its calls and reports); return their reports by
+        shard. Shards that do not exit within ``timeout`` (default: ``stop_timeout``) are
+        killed. Idempotent."""
+        if self.procs is None:
             return self.reports
-        procs, self._procs = self._procs, None
-        self.reports = procs.stop(timeout)
-        self.failures.update(procs.failures)
+        self.reports = self.procs.stop(self.stop_timeout if timeout is None else timeout)
+        self.failures.update(self.procs.failures)
         return self.reports
 
     def __enter__(self) -> Self:
@@ -240,12 +306,12 @@ def run_sharded_ingress(nshards: int, config: IngressConfig, handler_factory: Ha
                         **kwargs: Any) -> dict[int, dict[str, Any]]:
     """Serve the QUIC ingress on ``nshards`` processes until SIGTERM / SIGINT (or
     ``duration_s``); return the shards' reports. ``on_ready`` is called once all shards
-    serve; ``kwargs`` go to :class:`ShardedIngress` (``on_shard_start``, ``announce``,
+    serve; ``kwargs`` go to :func:`ingress_shard` (``on_shard_start``, ``announce``,
     ``goaway_grace_s``). Call it from the main thread (it installs SIGTERM / SIGINT handlers
     and restores them on return). Raises as :class:`ShardedIngress` does."""
     done = threading.Event()
     previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    svc = ShardedIngress(nshards, config, handler_factory, **kwargs)
+    svc = ShardedIngress(nshards, config, ingress_shard(handler_factory, **kwargs))
     try:
         svc.start()
         if on_ready is not None:

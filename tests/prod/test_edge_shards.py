@@ -1,4 +1,4 @@
-"""ShardedEdge (``serve --shards N``) when a shard cannot start: start() raises a typed error
+"""The edge shards (``serve --shards N``: a ShardedIngress running edge_shard) when a shard cannot start: start() raises a typed error
 naming the shard and why, the healthy shard is stopped, no process is left and both shared
 ports are free again. (Serving real calls on shards: test_edge_serve.py.)"""
 
@@ -11,7 +11,7 @@ import pytest
 
 from clutchcall.native.shard_procs import ShardStartError
 from clutchcall.prod.edge.config import EdgeConfig
-from clutchcall.prod.edge.shards import ShardedEdge
+from clutchcall.prod.edge.shards import sharded_edge
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -39,10 +39,10 @@ def test_a_shard_that_cannot_start_stops_them_all_and_frees_the_ports(tmp_path) 
     metrics_port, blocker = _taken_port_after_a_free_one()  # shard 1's /metrics port is taken
     cfg = EdgeConfig(cert_dir=str(tmp_path / "tls"), metrics_port=metrics_port, trace_dir="",
                      io="asyncio")
-    edge = ShardedEdge(cfg, 2)
+    edge = sharded_edge(cfg, 2, ["c0"], 60.0)
     try:
         with pytest.raises(ShardStartError, match=r"shard 1 did not start: failed: OSError") as err:
-            edge.start(["c0"], 60.0, timeout=60)
+            edge.start(timeout=60)
         assert err.value.shard == 1
         procs = edge.procs
         assert procs is not None and not procs.running and procs.killed == []
@@ -51,11 +51,11 @@ def test_a_shard_that_cannot_start_stops_them_all_and_frees_the_ports(tmp_path) 
         # every copy of the shared sockets is closed: the ports bind again without REUSEPORT
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         tcp = socket.socket()
-        udp.bind(("127.0.0.1", edge.quic_port))
+        udp.bind(("127.0.0.1", edge.port))
         tcp.bind(("127.0.0.1", edge.ws_port))
         udp.close()
         tcp.close()
-        assert edge.stop() == [procs.reports[0]]  # stop after a failed start: harmless
+        assert edge.stop() == {0: procs.reports[0]}  # stop after a failed start: harmless
     finally:
         blocker.close()
         edge.stop()

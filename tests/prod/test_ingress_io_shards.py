@@ -20,7 +20,7 @@ from clutchcall.prod.caller.speech import dialogue
 from clutchcall.prod.ingress.auth import TokenAuthority
 from clutchcall.prod.ingress.call import EchoHandler
 from clutchcall.prod.ingress.config import IngressConfig
-from clutchcall.prod.ingress.sharding import ShardedIngress
+from clutchcall.prod.ingress.sharding import ShardedIngress, ingress_shard
 from clutchcall.prod.quic.core import QUIC_CORE_ENV
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("each_quic_core")]
@@ -81,7 +81,7 @@ def test_two_shards_steer_real_calls(tmp_path, io) -> None:  # type: ignore[no-u
     nframes = len(pcm) // 640
     cfg = IngressConfig(cert_dir=str(tmp_path / "tls"), io=io)
     authority = TokenAuthority(cfg.auth_key)
-    svc = ShardedIngress(2, cfg, lambda shard: EchoHandler())
+    svc = ShardedIngress(2, cfg, ingress_shard(lambda shard: EchoHandler()))
     calls: dict[str, dict[str, Any]] = {}
     try:
         port = svc.start(timeout=30)
@@ -104,7 +104,7 @@ def test_two_shards_steer_real_calls(tmp_path, io) -> None:  # type: ignore[no-u
         asyncio.run(main())
     finally:
         reports = svc.stop()
-    assert svc._procs is None
+    assert svc.procs is not None and not svc.procs.running and svc.procs.killed == []
     # every call: audio both ways, byte-exact; it was told its shard; the CID the caller
     # ended up using encodes that shard
     for cid, c in calls.items():
@@ -150,10 +150,12 @@ def test_shard_processes_are_cleaned_up_when_a_shard_fails(tmp_path) -> None:  #
             raise RuntimeError("no handler for shard 1")
         return EchoHandler()
 
-    svc = ShardedIngress(2, IngressConfig(cert_dir=str(tmp_path / "tls"), io="asyncio"), bad_factory)
+    svc = ShardedIngress(2, IngressConfig(cert_dir=str(tmp_path / "tls"), io="asyncio"),
+                         ingress_shard(bad_factory))
     with pytest.raises(RuntimeError, match="no handler for shard 1"):
         svc.start(timeout=20)
-    assert svc._procs is None
+    assert svc.procs is not None and not svc.procs.running
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in svc.procs.pids.values())
 
 
 _SERVE_SCRIPT = r"""
