@@ -1,11 +1,10 @@
 """The caller's audio: its codec (16-bit PCM <-> caller payloads, :class:`CallerCodec`), the
 speech marking of what it sends (:func:`speech_flags`, webrtcvad) and its turn ends
-(:func:`turn_ends`), and the WAV of what it heard (:func:`write_wav`). Used by
+(:func:`turn_ends`); the WAV of what it heard is written by the trace format's
+:func:`clutchcall.traces.labels.write_wav`, the one WAV writer. Used by
 :class:`~clutchcall.prod.caller.client.Caller` and the browser caller's analysis."""
 
 from __future__ import annotations
-
-import wave
 
 import numpy as np
 
@@ -55,14 +54,6 @@ def turn_ends(flags: list[bool], frame_ms: int, turn_gap_ms: int) -> list[int]:
     if last_speech is not None:
         ends.append(last_speech)
     return ends
-
-
-def write_wav(path: str, pcm: bytes, rate: int) -> None:
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
 
 
 class CallerCodec:

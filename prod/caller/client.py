@@ -31,7 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clutchcall.prod.caller.audio import CallerCodec, speech_flags, turn_ends, write_wav
+import numpy as np
+
+from clutchcall.prod.caller.audio import CallerCodec, speech_flags, turn_ends
+from clutchcall.traces.labels import write_wav
 
 
 @dataclass
@@ -191,7 +194,7 @@ class Caller:
             else:
                 player_out.append(silence_frame)
         await self.t.hangup()
-        if out_wav:
-            write_wav(out_wav, b"".join(player_out), self.rate)
+        if out_wav and player_out:
+            write_wav(out_wav, self.rate, np.frombuffer(b"".join(player_out), dtype="<i2"))
             self.result.out_wav = out_wav
         return self.result

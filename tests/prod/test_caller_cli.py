@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from clutchcall.cli import main
-from clutchcall.prod.caller.audio import write_wav
 from clutchcall.prod.caller.speech import dialogue
+from clutchcall.traces.labels import write_wav
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.mark.parametrize("transport", ["quic", "ws"])
 def test_call_cli_json(tmp_path, capsys, transport) -> None:  # type: ignore[no-untyped-def]
     wav = tmp_path / "in.wav"
-    write_wav(str(wav), dialogue(["hello there"], rate=16000, gap_s=0.6), 16000)
+    write_wav(wav, 16000, np.frombuffer(dialogue(["hello there"], rate=16000, gap_s=0.6), dtype="<i2"))
     out = tmp_path / "heard.wav"
     rc = main(["call", "--wav", str(wav), "--transport", transport, "--json", "--out", str(out), "--tail", "0.8"])
     assert rc == 0
