@@ -1,38 +1,22 @@
 """Caller speech for tests and demos: real synthetic speech from espeak-ng.
 
-:func:`synth` runs ``espeak-ng`` (a Debian package in .ci/setup) to a WAV, resamples it to the
-caller rate with soxr and returns 16-bit mono PCM. :func:`dialogue` joins utterances with
+:func:`synth` renders with ``espeak-ng`` (a Debian package in .ci/setup) through the embedded
+model's renderer (:mod:`clutchcall.prod.model.speech`), resampled to the caller rate with soxr,
+and returns 16-bit mono PCM. :func:`dialogue` joins utterances with
 silences, giving a caller script with clear turn ends. Deterministic for a given espeak-ng.
 """
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
-import wave
-from pathlib import Path
-
-import numpy as np
-
 
 def synth(text: str, rate: int = 16000, voice: str = "en-us", wpm: int = 170) -> bytes:
-    """Return ``text`` spoken by espeak-ng as 16-bit mono PCM at ``rate``; raises RuntimeError."""
-    import soxr
+    """Return ``text`` spoken by espeak-ng as 16-bit mono PCM at ``rate``; raises RuntimeError
+    (:class:`~clutchcall.prod.model.speech.SpeechError`) or ConfigError (espeak-ng missing).
+    The one espeak-ng rendering of ``prod``, the embedded model's
+    (:func:`~clutchcall.prod.model.speech.render_speech_sync`), at the caller's defaults."""
+    from clutchcall.prod.model.speech import render_speech_sync
 
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "s.wav"
-        proc = subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(path), text],
-            capture_output=True, timeout=30, check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"espeak-ng failed: {proc.stderr.decode(errors='replace')}")
-        with wave.open(str(path), "rb") as w:
-            src_rate = w.getframerate()
-            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    if src_rate != rate:
-        pcm = soxr.resample(pcm, src_rate, rate).astype("<i2")
-    return pcm.tobytes()
+    return render_speech_sync(text, rate, voice, wpm)
 
 
 def dialogue(texts: list[str], rate: int = 16000, gap_s: float = 0.8, lead_s: float = 0.2) -> bytes:
