@@ -17,23 +17,14 @@ a deterministic harness for the engine's caller-side decisions, not a conversati
 
 from __future__ import annotations
 
-import numpy as np
-
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.actions import Cancel, Output
-from clutchcall.engine.audio.vad import VadFramer
+from clutchcall.engine.audio.vad import vad_decisions
 from clutchcall.engine.call import EngineDriver
 from clutchcall.traces.labels import LabelledCall
 from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
 
 CHANNEL_CODEC = {"clean16": "pcm16", "noisy16": "pcm16", "pstn8": "g711_ulaw", "opus48": "opus"}
-
-
-def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
-    """Return the VAD decision for each whole ``frame_ms`` frame of int16 ``pcm``, from the
-    same framer the edge uses (``clutchcall.engine.audio.vad.VadFramer``, webrtcvad)."""
-    framer = VadFramer(rate, frame_ms, aggressiveness)
-    return [bool(s) for _, s in framer.push(pcm)]
 
 
 def drive_call(call: LabelledCall, config: TurnConfig | None = None, *, codec: str = "pcm16",
