@@ -22,10 +22,22 @@ import time
 from typing import Any
 
 
-def _script(rate: int, seconds: float, offset: int) -> bytes:
-    from clutchcall.prod.edge.cmd_bench_edge import _script as script
+def caller_script(rate: int, seconds: float, offset: int) -> bytes:
+    """Return ``seconds`` of caller speech at ``rate`` (PCM16): the bench's questions (the same
+    as ``bench pipeline``'s), each after 0.3 s and before 3 s of silence, starting at question
+    ``offset``, repeated to length. Shared by ``bench edge``'s callers and ``bench soak``."""
+    from clutchcall.prod.cmd_bench_pipeline import QUESTIONS
+    from clutchcall.prod.model.speech import render_speech_sync
 
-    return script(rate, seconds, offset)
+    parts = []
+    for k in range(len(QUESTIONS)):
+        q = QUESTIONS[(k + offset) % len(QUESTIONS)]
+        parts += [bytes(rate * 2 * 3 // 10), render_speech_sync(q, rate), bytes(rate * 2 * 3)]
+    pcm = b"".join(parts)
+    n = int(seconds * rate) * 2
+    while len(pcm) < n:
+        pcm += pcm
+    return pcm[:n]
 
 
 async def _one(spec: dict[str, Any], call: dict[str, Any], pcm: bytes, t0: float) -> dict[str, Any]:
@@ -57,7 +69,7 @@ async def _one(spec: dict[str, Any], call: dict[str, Any], pcm: bytes, t0: float
 
 async def _main() -> int:
     spec = json.loads(sys.stdin.readline())
-    scripts = {k: _script(spec["rate"], spec["seconds"], k) for k in sorted({c["script"] for c in spec["calls"]})}
+    scripts = {k: caller_script(spec["rate"], spec["seconds"], k) for k in sorted({c["script"] for c in spec["calls"]})}
     print(json.dumps({"ready": True}), flush=True)
     loop = asyncio.get_running_loop()
     go = await loop.run_in_executor(None, sys.stdin.readline)

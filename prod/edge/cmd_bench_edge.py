@@ -92,20 +92,6 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _script(rate: int, seconds: float, offset: int) -> bytes:
-    from clutchcall.prod.model.speech import render_speech_sync
-
-    parts = []
-    for k in range(len(QUESTIONS)):
-        q = QUESTIONS[(k + offset) % len(QUESTIONS)]
-        parts += [bytes(rate * 2 * 3 // 10), render_speech_sync(q, rate), bytes(rate * 2 * 3)]
-    pcm = b"".join(parts)
-    n = int(seconds * rate) * 2
-    while len(pcm) < n:
-        pcm += pcm
-    return pcm[:n]
-
-
 def _metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(name) and not line.startswith("#"))

@@ -1,7 +1,7 @@
 """``clutchcall bench fuzz``: a bounded, seeded fuzz of a real ``serve`` on loopback.
 
 Theory of operation: starts ``clutchcall serve`` as a child process (the same
-:class:`~clutchcall.prod.edge.cmd_bench_hostile.ServedEdge` as ``bench hostile``), then runs ``--cases``
+:class:`~clutchcall.prod.edge.served.ServedEdge` as ``bench hostile``), then runs ``--cases``
 cases of each family, every case on its own connection, all generated from ``--seed`` (a
 failure names its family, case number and input so it can be replayed):
 
@@ -42,7 +42,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from clutchcall.prod.edge.cmd_bench_hostile import ServedEdge
+from clutchcall.prod.edge.served import ServedEdge
 
 FAMILIES = ("ws-json", "ws-token", "moqt-token", "moqt-control", "moqt-data", "udp")
 WS_TYPED = {1000, 1003, 1007, 1008, 1009, 1013}  # a typed close, not a bug

@@ -2,7 +2,7 @@
 traces on; frames lost, and the edge's memory and open files over time.
 
 Theory of operation: starts ``clutchcall serve`` as a child process (embedded model, traces to
-a temporary directory, ``--summary-json``; the same :class:`~clutchcall.prod.edge.cmd_bench_hostile.ServedEdge`
+a temporary directory, ``--summary-json``; the same :class:`~clutchcall.prod.edge.served.ServedEdge`
 as ``bench hostile``), then places ``--calls`` real calls
 (:class:`~clutchcall.prod.caller.client.Caller`, real espeak-ng speech at 1x: a question, then
 silence while the agent answers, repeated) of ``--seconds`` each, all at once, over QUIC/MoQT
@@ -42,7 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from clutchcall.prod.edge.cmd_bench_hostile import ServedEdge, open_fds, rss_kb
+from clutchcall.prod.edge.served import ServedEdge, open_fds, rss_kb
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +65,7 @@ async def soak(edge: ServedEdge, calls: int, seconds: float, transport: str, sam
     from clutchcall.prod.caller.client import Caller
     from clutchcall.prod.caller.quic_transport import QuicCallerTransport
     from clutchcall.prod.caller.ws_transport import WsCallerTransport
-    from clutchcall.prod.edge.cmd_bench_edge import _script
+    from clutchcall.prod.edge.bench_callers import caller_script
 
     ready = edge.ready
     pid = edge.proc.pid
@@ -80,7 +80,7 @@ async def soak(edge: ServedEdge, calls: int, seconds: float, transport: str, sam
             sample()
             await asyncio.sleep(sample_s)
 
-    scripts = {rate: [_script(rate, seconds, k) for k in range(3)] for rate in (8000, 16000)}
+    scripts = {rate: [caller_script(rate, seconds, k) for k in range(3)] for rate in (8000, 16000)}
 
     async def one(i: int) -> Any:
         await asyncio.sleep(0.05 * i)  # starts spread (a 20-call soak ramps over 1 s)
