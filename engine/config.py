@@ -55,6 +55,13 @@ Defaults and why:
   them start within ~300 ms of an agent phrase end (interruptions: 36 %); a backchannel-like
   burst must last 1 s to cancel, past the longest backchannels (p95 ~700 ms plus VAD
   hangover); longer confirm times start to miss short soft interruptions.
+  ``evidence_raise_st = 0`` / ``evidence_fall_st_per_s = 0`` (off here; the product turns
+  ``evidence_raise_st`` on at 4 and ``evidence_soft_db`` to 4, :data:`PRODUCT_TURN`): the
+  pitch cues. Incoming turns that compete for the floor are pitched high (French & Local
+  1983), continuers low, so a burst whose voiced frames sit >= 4 semitones above the
+  caller's running pitch is not backchannel-like whatever its level. The falling-pitch cue
+  (a fast fall marks an acknowledgement token) is off: on the train split it missed 11-21 %
+  of interruptions (multi-word interruptions fall too, by declination).
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
   knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
@@ -195,6 +202,14 @@ class TurnConfig:
     evidence_soft_confirm_ms: int = 1000
     """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
 
+    evidence_raise_st: int = 0
+    """evidence only: a burst whose voiced pitch is at least this many semitones above the
+    caller's running pitch is never backchannel-like (0 disables the cue)."""
+
+    evidence_fall_st_per_s: int = 0
+    """evidence only: a burst whose voiced pitch falls at least this fast (semitones per
+    second) and is not above the caller's pitch is backchannel-like (0 disables the cue)."""
+
     evidence_min_snr_db: int = 6
     """evidence only: a frame less than this many dB above the running noise floor is
     silence whatever the VAD says."""
@@ -278,12 +293,15 @@ class TurnConfig:
 
 
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
-                          speculate=True)
+                          speculate=True, evidence_soft_db=4, evidence_raise_st=4)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
 fixed end-of-turn rule: on corpus v2's train split, with the evidence policy on, the adaptive
 rule gained nothing (turn latency from end of speech p50 563 vs 564 ms, p95 705 vs 705 ms,
 missed replies 3.2 % both), so the simpler rule stays (``end_of_turn_rule = "adaptive"`` is
-available). ``TurnConfig()`` stays the seed's
+available). The evidence knobs ``evidence_soft_db = 4`` (with the voiced-frame speech level
+of ``engine/audio/features.py``) and ``evidence_raise_st = 4`` (a burst pitched 4 semitones
+above the caller is an interruption) were chosen on the train split (sim/README.md).
+``TurnConfig()`` stays the seed's
 ``threshold`` configuration, so old configs and traces reproduce."""

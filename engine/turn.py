@@ -225,6 +225,7 @@ class TurnEngine:
         "_eot_ms",
         "_eot_rule",
         "_evidence",
+        "_feat",
         "_feat_edge",
         "_feat_rel",
         "_gap_ms",
@@ -316,6 +317,7 @@ class TurnEngine:
         self._evidence = BurstEvidence()
         self._feat_rel: float | None = None
         self._feat_edge = math.inf
+        self._feat: FrameFeatures | None = None
         self._min_snr: float | None = getattr(self.policy, "min_snr_db", None)
         self._enter(State.LISTENING)
 
@@ -390,6 +392,7 @@ class TurnEngine:
         if features is not None:
             self._feat_rel = features.rel_db
             self._feat_edge = features.agent_edge_ms
+            self._feat = features
             if speech and self._min_snr is not None and features.snr_db < self._min_snr:
                 speech = False
         self._out.append(append_unchecked(now, seq, duration_ms, speech))
@@ -730,7 +733,7 @@ class TurnEngine:
             self._recompute_deadline()
         ev = self._evidence
         if self._feat_rel is not None:
-            ev.add(self._feat_rel, self._feat_edge)
+            ev.add(self._feat_rel, self._feat_edge, self._feat)
         if not self.policy.barge_confirmed(self._barge_speech, ev):
             if self._yield_mode and not self._yielded and self.policy.barge_yield(self._barge_speech, ev):
                 self._yield_to_barge(now)
