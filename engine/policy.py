@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from clutchcall.engine.audio.features import FrameFeatures
 
 
+OCTAVE_JUMP_ST = 9.0
+"""A voiced frame more than this many semitones from the caller's running pitch is taken for
+a pitch-tracker octave error (+-12) and left out of the burst's mean relative pitch."""
+
+
 class BurstEvidence:
     """What the policy knows of the pending barge-in's burst beyond its length: running sums
     of its speech frames' acoustic features (``engine/audio/features.py``) when the shell
@@ -32,7 +37,8 @@ class BurstEvidence:
       burst's *voiced* frames once it has ``VOICED_FRAMES_MIN`` of them (vowel against
       vowel: the running level is a voiced-frame level too), else over all its frames;
     * ``mean_rel_f0_st`` -- mean pitch relative to the caller's running pitch (semitones)
-      over the voiced frames that have a reference (None before ``VOICED_FRAMES_MIN``);
+      over the voiced frames that have a reference and lie within ``OCTAVE_JUMP_ST`` of it
+      (None before ``VOICED_FRAMES_MIN`` of them);
     * ``f0_slope_st_per_frame`` -- least-squares slope of the voiced frames' pitch
       (semitones per speech frame of the burst; None before ``VOICED_FRAMES_MIN``).
     """
@@ -68,7 +74,7 @@ class BurstEvidence:
         if features is not None and features.f0_hz > 0.0:
             self.vframes += 1
             self.vrel_sum += rel_db
-            if features.rel_f0_st != 0.0:
+            if features.rel_f0_st != 0.0 and abs(features.rel_f0_st) <= OCTAVE_JUMP_ST:
                 self.rf_n += 1
                 self.rf_sum += features.rel_f0_st
             x = float(self.frames)

@@ -217,6 +217,7 @@ class TurnEngine:
     __slots__ = (
         "_agent_done_at",
         "_agent_started_at",
+        "_answer_overlap",
         "_answer_window",
         "_barge_speech",
         "_burst_end_at",
@@ -282,6 +283,7 @@ class TurnEngine:
         self._agent_done_at: float | None = None
         self._turn_answer = False
         self._answer_window = self.config.answer_window_ms / 1000.0
+        self._answer_overlap = self.config.answer_overlap_ms / 1000.0
         self._prime_at: float | None = None
         self._eot_at: float | None = None
         self._burst_end_at: float | None = None
@@ -543,7 +545,9 @@ class TurnEngine:
         # A turn answers the agent if it starts after the agent's audio finished on its own,
         # within the answer window; only the first turn after agent audio can be an answer.
         done = self._agent_done_at
-        self._turn_answer = done is not None and -_EPS <= onset - done <= self._answer_window + _EPS
+        # (or while it was finishing: up to answer_overlap_ms before, a terminal overlap)
+        self._turn_answer = (done is not None
+                             and -self._answer_overlap - _EPS <= onset - done <= self._answer_window + _EPS)
         self._agent_done_at = None
         self._turn += 1
         self._turn_onset = onset

@@ -83,12 +83,12 @@ F0_MIN_HZ = 60.0
 """Lowest pitch searched (a low male voice)."""
 F0_MAX_HZ = 400.0
 """Highest pitch searched (a high female / child voice)."""
-PITCH_LOWPASS_HZ = 1000.0
+PITCH_LOWPASS_HZ = 2000.0
 """The pitch autocorrelation uses only the spectrum below this (the first few harmonics)."""
 VOICED_MIN = 0.5
 """A frame whose ``voicing`` reaches this is voiced (has an ``f0_hz``): above the p95 of
 white, pink and brown noise (0.3-0.43), below a harmonic tone's (>= 0.6)."""
-OCTAVE_TOLERANCE = 0.85
+OCTAVE_TOLERANCE = 1.0
 """Of the autocorrelation peaks within this factor of the best, the shortest lag wins."""
 LOW_BAND = (300.0, 1000.0)
 """``hf_db``'s reference band (Hz)."""

@@ -115,7 +115,9 @@ def test_pitch_slope_and_relative_pitch() -> None:
 
 
 def test_raised_pitch_is_never_backchannel_like() -> None:
-    pol = EvidencePolicy(PRODUCT_TURN)
+    # the cue is off in the product (it did not help on the train split); switched on here
+    cfg = PRODUCT_TURN.replace(evidence_raise_st=4)
+    pol = EvidencePolicy(cfg)
     from clutchcall.engine.audio.features import FrameFeatures
 
     soft_low = BurstEvidence()
@@ -125,6 +127,13 @@ def test_raised_pitch_is_never_backchannel_like() -> None:
                                                f0_hz=100.0, rel_f0_st=-1.0))
         soft_high.add(-10.0, 1e9, FrameFeatures(level_db=-30, rel_db=-10, snr_db=30, voicing=0.9,
                                                 f0_hz=140.0, rel_f0_st=6.0))
-    ms = PRODUCT_TURN.barge_confirm_ms
+    # an octave error (+12 st) is not a raised pitch
+    octave = BurstEvidence()
+    for _ in range(10):
+        octave.add(-10.0, 1e9, FrameFeatures(level_db=-30, rel_db=-10, snr_db=30, voicing=0.9,
+                                             f0_hz=200.0, rel_f0_st=12.0))
+    ms = cfg.barge_confirm_ms
+    assert not pol.barge_confirmed(ms, octave)
+    assert not EvidencePolicy(PRODUCT_TURN).barge_confirmed(ms, soft_high)  # cue off
     assert not pol.barge_confirmed(ms, soft_low)  # soft: needs evidence_soft_confirm_ms
     assert pol.barge_confirmed(ms, soft_high)  # raised pitch: an interruption
