@@ -159,8 +159,11 @@ class _Plan:
         freqs = np.arange(nfft // 2 + 1) * (rate / nfft)
         self.lp_bins = int(np.searchsorted(freqs, PITCH_LOWPASS_HZ, side="right"))
         self.taper = np.cos(0.5 * np.pi * freqs[: self.lp_bins] / PITCH_LOWPASS_HZ) ** 2
-        self.lo_bins = (freqs >= LOW_BAND[0]) & (freqs < LOW_BAND[1])
-        self.hi_bins = (freqs >= HIGH_BAND[0]) & (freqs < min(HIGH_BAND[1], rate / 2))
+        # contiguous bin ranges of the two bands (slices: cheaper than masks)
+        lo0, lo1 = np.searchsorted(freqs, LOW_BAND, side="left")
+        hi0, hi1 = np.searchsorted(freqs, (HIGH_BAND[0], min(HIGH_BAND[1], rate / 2)), side="left")
+        self.lo_bins = slice(int(lo0), int(lo1))
+        self.hi_bins = slice(int(hi0), int(hi1))
 
 
 _PLANS: dict[tuple[int, int], _Plan] = {}
@@ -223,6 +226,41 @@ def _analyze(plan: _Plan, windows: np.ndarray) -> np.ndarray:
     out[rows, 0] = voicing
     out[rows, 1] = np.where(voicing >= VOICED_MIN, plan.rate / (lag + shift), 0.0)
     return out
+
+
+def _analyze1(plan: _Plan, x: np.ndarray) -> tuple[float, float, float]:
+    """:func:`_analyze` of one window (1-D), with scalar bookkeeping: the live path's cost is
+    numpy's per-call overhead, so it makes fewer calls. Same arithmetic, same answers."""
+    x = x - x.mean()
+    spec = np.fft.rfft(x * plan.win, plan.nfft)
+    power = spec.real * spec.real + spec.imag * spec.imag
+    lo = float(power[plan.lo_bins].sum())
+    hi = float(power[plan.hi_bins].sum())
+    if lo > 0.0 and hi > 0.0:
+        hf = min(max(10.0 * math.log10(hi / lo), HF_FLOOR_DB), -HF_FLOOR_DB)
+    elif hi > 0.0:
+        hf = -HF_FLOOR_DB
+    else:
+        hf = HF_FLOOR_DB
+    lp = np.sqrt(power[: plan.lp_bins]) * plan.taper
+    r = np.fft.irfft(lp, plan.nfft)[: plan.hi_lag + 2]
+    r0 = float(r[0])
+    if not r0 > 1e-12 * plan.window:
+        return 0.0, 0.0, hf
+    rn = r / r0 / plan.rw
+    a, b = plan.lo_lag, plan.hi_lag
+    mid = rn[a:b + 1]
+    peak = (mid > rn[a - 1:b]) & (mid >= rn[a + 1:b + 2])
+    if not peak.any():
+        return 0.0, 0.0, hf
+    cand = np.where(peak, mid, -np.inf)
+    best = float(cand.max())
+    lag = int(np.argmax(cand >= OCTAVE_TOLERANCE * best)) + a
+    y0, y1, y2 = float(rn[lag - 1]), float(rn[lag]), float(rn[lag + 1])
+    den = y0 - 2.0 * y1 + y2
+    shift = min(max(0.5 * (y0 - y2) / den, -0.5), 0.5) if den < 0.0 else 0.0
+    voicing = min(max(best, 0.0), 1.0)
+    return voicing, (plan.rate / (lag + shift) if voicing >= VOICED_MIN else 0.0), hf
 
 
 def frame_shapes(pcm: np.ndarray, rate: int, frame_ms: int) -> np.ndarray:
@@ -288,8 +326,7 @@ class FrameAnalyzer:
         h = self._hist
         h[:-p.frame] = h[p.frame:]
         h[-p.frame:] = np.asarray(pcm, dtype=np.float64) / 32768.0
-        v, f0, hf = _analyze(p, h[None, :])[0]
-        return float(v), float(f0), float(hf)
+        return _analyze1(p, h)
 
 
 def frame_levels_db(pcm: np.ndarray, rate: int, frame_ms: int) -> np.ndarray:
