@@ -55,13 +55,16 @@ Defaults and why:
   them start within ~300 ms of an agent phrase end (interruptions: 36 %); a backchannel-like
   burst must last 1 s to cancel, past the longest backchannels (p95 ~700 ms plus VAD
   hangover); longer confirm times start to miss short soft interruptions.
-  ``evidence_raise_st = 0`` / ``evidence_fall_st_per_s = 0`` (off here; the product turns
-  ``evidence_raise_st`` on at 4 and ``evidence_soft_db`` to 4, :data:`PRODUCT_TURN`): the
-  pitch cues. Incoming turns that compete for the floor are pitched high (French & Local
-  1983), continuers low, so a burst whose voiced frames sit >= 4 semitones above the
-  caller's running pitch is not backchannel-like whatever its level. The falling-pitch cue
-  (a fast fall marks an acknowledgement token) is off: on the train split it missed 11-21 %
-  of interruptions (multi-word interruptions fall too, by declination).
+  (These are the seed-era values; the product uses ``evidence_soft_db = 4`` and
+  ``evidence_edge_db = 2`` with the voiced-frame speech level, :data:`PRODUCT_TURN`.)
+  ``evidence_raise_st = 0`` / ``evidence_fall_st_per_s = 0`` -- the pitch cues, off here and
+  in the product. Incoming turns that compete for the floor are pitched high (French &
+  Local 1983), continuers low, so with ``evidence_raise_st = N`` a burst whose voiced frames
+  sit >= N semitones above the caller's running pitch is not backchannel-like whatever its
+  level; on the train split it changed nothing at 4 st and hurt at 2 st (the corpus's
+  synthetic caller uses one base pitch for backchannels and interruptions). The falling-
+  pitch cue (a fast fall marks an acknowledgement token) missed 11-14 % of train
+  interruptions (multi-word interruptions fall too, by declination).
 * ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` / ``answer_overlap_ms = 0``
   -- the answer_aware policy's knobs (ignored by ``threshold``; the product sets the overlap
   to 300 ms, :data:`PRODUCT_TURN`). 200 ms keeps a clipped "no"; 1.5 s covers the gap before

@@ -211,8 +211,9 @@ class EvidencePolicy(AnswerAwarePolicy):
       its voiced frames, compared with the caller's voiced-frame speech level; and a burst
       whose voiced pitch is ``evidence_raise_st`` or more semitones above the caller's
       running pitch is never backchannel-like (competitive incomings are pitched high,
-      continuers low: French & Local 1983); optionally (``evidence_fall_st_per_s``, off in
-      the product) a fast-falling, not raised burst is backchannel-like.
+      continuers low: French & Local 1983); with ``evidence_fall_st_per_s`` a fast-falling,
+      not raised burst is backchannel-like. Both pitch cues are off in the product (no gain
+      on the train split, sim/README.md).
 
     Without features (a shell that sends none) it is exactly ``answer_aware``. The knobs
     were chosen on the corpus *train* split (sim/README.md).
