@@ -55,8 +55,19 @@ Defaults and why:
   them start within ~300 ms of an agent phrase end (interruptions: 36 %); a backchannel-like
   burst must last 1 s to cancel, past the longest backchannels (p95 ~700 ms plus VAD
   hangover); longer confirm times start to miss short soft interruptions.
-* ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` -- the answer_aware policy's
-  knobs (ignored by ``threshold``). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
+  (These are the seed-era values; the product uses ``evidence_soft_db = 4`` and
+  ``evidence_edge_db = 2`` with the voiced-frame speech level, :data:`PRODUCT_TURN`.)
+  ``evidence_raise_st = 0`` / ``evidence_fall_st_per_s = 0`` -- the pitch cues, off here and
+  in the product. Incoming turns that compete for the floor are pitched high (French &
+  Local 1983), continuers low, so with ``evidence_raise_st = N`` a burst whose voiced frames
+  sit >= N semitones above the caller's running pitch is not backchannel-like whatever its
+  level; on the train split it changed nothing at 4 st and hurt at 2 st (the corpus's
+  synthetic caller uses one base pitch for backchannels and interruptions). The falling-
+  pitch cue (a fast fall marks an acknowledgement token) missed 11-14 % of train
+  interruptions (multi-word interruptions fall too, by declination).
+* ``answer_min_speech_ms = 200`` / ``answer_window_ms = 1500`` / ``answer_overlap_ms = 0``
+  -- the answer_aware policy's knobs (ignored by ``threshold``; the product sets the overlap
+  to 300 ms, :data:`PRODUCT_TURN`). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
 
 Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine/endpoint.py``):
@@ -149,6 +160,10 @@ class TurnConfig:
     """answer_aware only: a turn starting within this long after the agent's audio finished on
     its own (not cancelled) is an answer."""
 
+    answer_overlap_ms: int = 0
+    """answer_aware only: ...or starting up to this long *before* it finished (the caller
+    answers over the agent's last syllable: a terminal overlap); 0 = only after."""
+
     # ---- speculative commit (engine/turn.py) and adaptive end of turn (engine/endpoint.py)
     speculate: bool = False
     """Speculative commit on (``Speculate`` / ``Release`` / ``Retract``); False = off."""
@@ -195,6 +210,14 @@ class TurnConfig:
     evidence_soft_confirm_ms: int = 1000
     """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
 
+    evidence_raise_st: int = 0
+    """evidence only: a burst whose voiced pitch is at least this many semitones above the
+    caller's running pitch is never backchannel-like (0 disables the cue)."""
+
+    evidence_fall_st_per_s: int = 0
+    """evidence only: a burst whose voiced pitch falls at least this fast (semitones per
+    second) and is not above the caller's pitch is backchannel-like (0 disables the cue)."""
+
     evidence_min_snr_db: int = 6
     """evidence only: a frame less than this many dB above the running noise floor is
     silence whatever the VAD says."""
@@ -230,7 +253,7 @@ class TurnConfig:
                 f"TurnConfig.vad_aggressiveness: must be 0..3, got {self.vad_aggressiveness}"
             )
         for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
-                     "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms",
+                     "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms", "answer_overlap_ms",
                      "barge_yield_ms", "duck_ramp_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
@@ -278,12 +301,20 @@ class TurnConfig:
 
 
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
-                          speculate=True)
+                          speculate=True, evidence_soft_db=4, evidence_edge_db=2,
+                          answer_overlap_ms=300)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
 fixed end-of-turn rule: on corpus v2's train split, with the evidence policy on, the adaptive
 rule gained nothing (turn latency from end of speech p50 563 vs 564 ms, p95 705 vs 705 ms,
 missed replies 3.2 % both), so the simpler rule stays (``end_of_turn_rule = "adaptive"`` is
-available). ``TurnConfig()`` stays the seed's
+available). Evidence knobs chosen on the train split (sim/README.md, issue 15 follow-up):
+``evidence_soft_db = 4`` and ``evidence_edge_db = 2`` (with the voiced-frame speech level of
+``engine/audio/features.py``: a burst is backchannel-like if its voiced frames are 4 dB
+below the caller's, or if it starts at an agent phrase end and is not above the caller's
+level by 2 dB), and ``answer_overlap_ms = 300`` (a short answer that starts over the agent's
+last 300 ms is still an answer: terminal overlaps are common at turn ends, Heldner & Edlund
+2010; with the soft barge-in a pause also shifts the agent's end later than the caller expects).
+``TurnConfig()`` stays the seed's
 ``threshold`` configuration, so old configs and traces reproduce."""

@@ -14,43 +14,97 @@ of the caller's speech frames *while agent audio plays*, across silences shorter
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from clutchcall.engine.config import TurnConfig
 
+if TYPE_CHECKING:
+    from clutchcall.engine.audio.features import FrameFeatures
+
+
+OCTAVE_JUMP_ST = 9.0
+"""A voiced frame more than this many semitones from the caller's running pitch is taken for
+a pitch-tracker octave error (+-12) and left out of the burst's mean relative pitch."""
+
 
 class BurstEvidence:
-    """What the policy knows of the pending barge-in's burst beyond its length: the mean of
-    its speech frames' acoustic features (``engine/audio/features.py``) when the shell feeds
-    them, else nothing (``frames == 0``). Owned and updated by the engine; read-only here."""
+    """What the policy knows of the pending barge-in's burst beyond its length: running sums
+    of its speech frames' acoustic features (``engine/audio/features.py``) when the shell
+    feeds them, else nothing (``frames == 0``). Owned and updated by the engine (one
+    :meth:`add` per speech frame over the agent); read-only here. O(1) per frame.
 
-    __slots__ = ("edge_ms", "frames", "rel_sum")
+    * ``mean_rel_db`` -- mean level relative to the caller's running speech level, over the
+      burst's *voiced* frames once it has ``VOICED_FRAMES_MIN`` of them (vowel against
+      vowel: the running level is a voiced-frame level too), else over all its frames;
+    * ``mean_rel_f0_st`` -- mean pitch relative to the caller's running pitch (semitones)
+      over the voiced frames that have a reference and lie within ``OCTAVE_JUMP_ST`` of it
+      (None before ``VOICED_FRAMES_MIN`` of them);
+    * ``f0_slope_st_per_frame`` -- least-squares slope of the voiced frames' pitch
+      (semitones per speech frame of the burst; None before ``VOICED_FRAMES_MIN``).
+    """
+
+    __slots__ = ("edge_ms", "frames", "rel_sum", "rf_n", "rf_sum", "sx", "sxx", "sxy", "sy",
+                 "vframes", "vrel_sum")
+
+    VOICED_FRAMES_MIN = 3
 
     def __init__(self) -> None:
-        self.frames = 0
-        self.rel_sum = 0.0
-        self.edge_ms = math.inf
+        self.reset()
 
     def reset(self) -> None:
         """Forget the previous burst."""
         self.frames = 0
         self.rel_sum = 0.0
         self.edge_ms = math.inf
+        self.vframes = 0
+        self.vrel_sum = 0.0
+        self.rf_n = 0
+        self.rf_sum = 0.0
+        self.sx = self.sy = self.sxx = self.sxy = 0.0
 
-    def add(self, rel_db: float, edge_ms: float) -> None:
+    def add(self, rel_db: float, edge_ms: float, features: FrameFeatures | None = None) -> None:
         """Count one speech frame whose level is ``rel_db`` relative to the caller's speech;
         the burst's first frame also sets ``edge_ms``, its onset's distance to the agent's
-        nearest phrase end."""
+        nearest phrase end. ``features`` (the whole frame's, optional) adds its voicing and
+        pitch."""
         if not self.frames:
             self.edge_ms = edge_ms
         self.frames += 1
         self.rel_sum += rel_db
+        if features is not None and features.f0_hz > 0.0:
+            self.vframes += 1
+            self.vrel_sum += rel_db
+            if features.rel_f0_st != 0.0 and abs(features.rel_f0_st) <= OCTAVE_JUMP_ST:
+                self.rf_n += 1
+                self.rf_sum += features.rel_f0_st
+            x = float(self.frames)
+            y = 12.0 * math.log2(features.f0_hz / 100.0)
+            self.sx += x
+            self.sy += y
+            self.sxx += x * x
+            self.sxy += x * y
 
     @property
     def mean_rel_db(self) -> float | None:
-        """The burst's mean level relative to the caller's running speech level (dB), or
-        None without features."""
+        """The burst's mean level relative to the caller's running speech level (dB; voiced
+        frames once there are enough), or None without features."""
+        if self.vframes >= self.VOICED_FRAMES_MIN:
+            return self.vrel_sum / self.vframes
         return self.rel_sum / self.frames if self.frames else None
+
+    @property
+    def mean_rel_f0_st(self) -> float | None:
+        """Mean pitch relative to the caller's (semitones), or None with too few voiced frames."""
+        return self.rf_sum / self.rf_n if self.rf_n >= self.VOICED_FRAMES_MIN else None
+
+    @property
+    def f0_slope_st_per_frame(self) -> float | None:
+        """Pitch slope over the burst's voiced frames (semitones per frame), or None."""
+        n = self.vframes
+        if n < self.VOICED_FRAMES_MIN:
+            return None
+        den = n * self.sxx - self.sx * self.sx
+        return (n * self.sxy - self.sx * self.sy) / den if den > 0.0 else 0.0
 
 
 class TurnPolicy(Protocol):
@@ -153,11 +207,20 @@ class EvidencePolicy(AnswerAwarePolicy):
       ``evidence_min_snr_db`` above the running noise floor as silence (``min_snr_db``):
       webrtcvad calls stationary line noise speech on noisy channels.
 
+    * with voicing and pitch (``FrameFeatures.shaped``) the burst's level is the mean over
+      its voiced frames, compared with the caller's voiced-frame speech level; and a burst
+      whose voiced pitch is ``evidence_raise_st`` or more semitones above the caller's
+      running pitch is never backchannel-like (competitive incomings are pitched high,
+      continuers low: French & Local 1983); with ``evidence_fall_st_per_s`` a fast-falling,
+      not raised burst is backchannel-like. Both pitch cues are off in the product (no gain
+      on the train split, sim/README.md).
+
     Without features (a shell that sends none) it is exactly ``answer_aware``. The knobs
     were chosen on the corpus *train* split (sim/README.md).
     """
 
-    __slots__ = ("_edge_db", "_edge_ms", "_soft_confirm", "_soft_db", "min_snr_db")
+    __slots__ = ("_edge_db", "_edge_ms", "_fall", "_raise", "_soft_confirm", "_soft_db",
+                 "min_snr_db")
 
     def __init__(self, config: TurnConfig) -> None:
         super().__init__(config)
@@ -166,12 +229,22 @@ class EvidencePolicy(AnswerAwarePolicy):
         self._edge_db = float(config.evidence_edge_db)
         self._soft_confirm = config.evidence_soft_confirm_ms
         self.min_snr_db: float | None = float(config.evidence_min_snr_db)
+        # pitch cues: semitones above the caller's own pitch; fall in semitones per frame
+        self._raise = float(config.evidence_raise_st) if config.evidence_raise_st else math.inf
+        self._fall = (-config.evidence_fall_st_per_s * config.frame_ms / 1000.0
+                      if config.evidence_fall_st_per_s else -math.inf)
 
     def _soft(self, evidence: BurstEvidence) -> bool:
         m = evidence.mean_rel_db
         if m is None:
             return False
-        return m < self._soft_db or (evidence.edge_ms <= self._edge_ms and m < self._edge_db)
+        rf = evidence.mean_rel_f0_st
+        if rf is not None and rf >= self._raise:
+            return False  # raised pitch: a competitive incoming, not a continuer
+        if m < self._soft_db or (evidence.edge_ms <= self._edge_ms and m < self._edge_db):
+            return True
+        slope = evidence.f0_slope_st_per_frame
+        return slope is not None and slope <= self._fall and (rf is None or rf <= 0.0)
 
     def barge_confirmed(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
         """Return whether the pending barge-in is confirmed (soft bursts need longer)."""

@@ -217,6 +217,7 @@ class TurnEngine:
     __slots__ = (
         "_agent_done_at",
         "_agent_started_at",
+        "_answer_overlap",
         "_answer_window",
         "_barge_speech",
         "_burst_end_at",
@@ -225,6 +226,7 @@ class TurnEngine:
         "_eot_ms",
         "_eot_rule",
         "_evidence",
+        "_feat",
         "_feat_edge",
         "_feat_rel",
         "_gap_ms",
@@ -281,6 +283,7 @@ class TurnEngine:
         self._agent_done_at: float | None = None
         self._turn_answer = False
         self._answer_window = self.config.answer_window_ms / 1000.0
+        self._answer_overlap = self.config.answer_overlap_ms / 1000.0
         self._prime_at: float | None = None
         self._eot_at: float | None = None
         self._burst_end_at: float | None = None
@@ -316,6 +319,7 @@ class TurnEngine:
         self._evidence = BurstEvidence()
         self._feat_rel: float | None = None
         self._feat_edge = math.inf
+        self._feat: FrameFeatures | None = None
         self._min_snr: float | None = getattr(self.policy, "min_snr_db", None)
         self._enter(State.LISTENING)
 
@@ -390,6 +394,7 @@ class TurnEngine:
         if features is not None:
             self._feat_rel = features.rel_db
             self._feat_edge = features.agent_edge_ms
+            self._feat = features
             if speech and self._min_snr is not None and features.snr_db < self._min_snr:
                 speech = False
         self._out.append(append_unchecked(now, seq, duration_ms, speech))
@@ -540,7 +545,9 @@ class TurnEngine:
         # A turn answers the agent if it starts after the agent's audio finished on its own,
         # within the answer window; only the first turn after agent audio can be an answer.
         done = self._agent_done_at
-        self._turn_answer = done is not None and -_EPS <= onset - done <= self._answer_window + _EPS
+        # (or while it was finishing: up to answer_overlap_ms before, a terminal overlap)
+        self._turn_answer = (done is not None
+                             and -self._answer_overlap - _EPS <= onset - done <= self._answer_window + _EPS)
         self._agent_done_at = None
         self._turn += 1
         self._turn_onset = onset
@@ -730,7 +737,7 @@ class TurnEngine:
             self._recompute_deadline()
         ev = self._evidence
         if self._feat_rel is not None:
-            ev.add(self._feat_rel, self._feat_edge)
+            ev.add(self._feat_rel, self._feat_edge, self._feat)
         if not self.policy.barge_confirmed(self._barge_speech, ev):
             if self._yield_mode and not self._yielded and self.policy.barge_yield(self._barge_speech, ev):
                 self._yield_to_barge(now)

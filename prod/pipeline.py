@@ -394,7 +394,8 @@ class CallPipeline:
         if tracker is None:
             return None
         fms = self.frame_ms
-        return [tracker.push(frame_level_db(f), sp, fms) for f, sp in frames]
+        rate = self.vad_rate
+        return [tracker.push_pcm(f, rate, sp, fms) for f, sp in frames]
 
     def agent_played(self, frames_written: int) -> None:
         """The far end confirmed it has played every agent frame up to the

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clutchcall.engine.audio.features import FrameFeatures, frame_levels_db, track
+from clutchcall.engine.audio.features import FrameFeatures, signal_features
 from clutchcall.engine.errors import ClutchCallError, ConfigError
 from clutchcall.traces.labels import Segment  # the label format's own type
 
@@ -115,12 +115,12 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) 
     except (AudioError, ConfigError, ValueError) as exc:  # audio the VAD cannot take (its rate)
         raise CallFormatError(f"VAD cannot take this audio ({lc.rate} Hz): {exc}") from exc
     pcm = np.asarray(lc.pcm, dtype=np.int16)
-    levels = frame_levels_db(pcm, lc.rate, frame_ms)[: len(speech)]
-    speech = speech[: len(levels)]
+    features = signal_features(pcm, lc.rate, frame_ms, speech)
+    speech = speech[: len(features)]
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
                 agent_speech=tuple(agent), segments=tuple(segs),
                 agent_pauses=tuple((float(a), float(b)) for a, b in lc.labels.agent_pauses),
-                features=tuple(track(levels, speech, frame_ms)))
+                features=tuple(features))
 
 
 def call_from_trace(path: str | Path) -> Call:
