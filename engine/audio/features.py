@@ -57,6 +57,11 @@ class FrameFeatures:
     phrase (the start of a pause in the agent's audio), past or just ahead; inf when the
     agent is not talking or its phrasing is unknown. The call core fills it from the agent
     audio it plays (``engine/call/phrase.py``)."""
+    turn_end_p: float = math.nan
+    """Smart-turn's probability that the caller's turn is complete, on the audio up to this
+    frame's end (``engine/audio/smart_turn.py``); NaN on every frame the shell did not analyse
+    (all of them unless ``end_of_turn_rule = "smart-turn"``: one frame per pause, ``CHECK_MS``
+    of silence after its last speech frame). ``engine/endpoint.py`` reads it."""
 
 
 def frame_levels_db(pcm: np.ndarray, rate: int, frame_ms: int) -> np.ndarray:
