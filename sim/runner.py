@@ -74,9 +74,9 @@ def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int 
     paths = list(paths)
     model = None
     if smart_turn:
-        from clutchcall.engine.audio.smart_turn import SmartTurn
+        from clutchcall.traces.smart_turn_model import shared_model
 
-        model = SmartTurn()
+        model = shared_model()
     calls: list[Call] = []
     if paths or not synthetic:
         if not paths:

@@ -13,13 +13,16 @@ spectrogram and returns the probability that the turn is complete. Here:
   given sample, zero-padded in front when the call is shorter. Pure.
 * :class:`SmartTurn` -- the ONNX session (``onnxruntime``, the ``[smartturn]`` extra; one
   intra-op thread, sequential execution, so a probability is a deterministic function of
-  the audio). :meth:`SmartTurn.probability` is I/O-free but not cheap (~30-60 ms on one
-  core), so the engine asks for it once per pause (``engine/endpoint.py``).
-* :func:`fetch_model` -- the model file, cached and SHA-256 pinned like the ARCTIC samples
-  (``traces/speech.py``): from the cache, else from an installed ``pipecat-ai`` wheel's copy
-  (found without importing pipecat), else ``pip download pipecat-ai==PINNED`` (the wheel,
-  no dependencies) and the member extracted. Every source is checked against
-  :data:`MODEL_SHA256`; the wheel's licence is kept next to the model.
+  the audio). :meth:`SmartTurn.probability` is I/O-free but not cheap (~175 ms measured on
+  this loaded 2-core machine, ``sim/README.md``), so it runs once per pause, in the shell;
+  the engine only reads the result (``engine/endpoint.py``).
+* :class:`LiveProbe` / :func:`pause_probabilities` -- the shell's half of the rule: which
+  frame analyses a pause (the one ending :data:`CHECK_MS` of silence) and its probability,
+  live (the edge, the last 8 s kept per call) or over a whole call (the simulator).
+
+The model's bytes come from ``clutchcall.traces.smart_turn_model`` (I/O stays out of the
+engine): cached and SHA-256 pinned like the ARCTIC samples, :data:`MODEL_SHA256` checked again
+here.
 
 The runtime never imports pipecat; only the tests do, to check the extractor and the
 probabilities against Pipecat's analyzer.
@@ -28,14 +31,8 @@ probabilities against Pipecat's analyzer.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
-import subprocess
-import sys
-import tempfile
-import zipfile
+import math
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,8 +50,6 @@ N_MELS = 80
 N_FRAMES = WINDOW_S * RATE // HOP
 """Log-mel frames the model reads (800)."""
 
-PIPECAT_VERSION = "1.14.0"
-MODEL_MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 """SHA-256 of ``smart-turn-v3.2-cpu.onnx`` as shipped in ``pipecat-ai==1.14.0``."""
 
@@ -128,105 +123,25 @@ def window(audio: npt.ArrayLike, end: int | None = None) -> npt.NDArray[np.float
     return seg
 
 
-# ------------------------------------------------------------------------------ model file
-def default_cache_dir() -> Path:
-    """``$CLUTCHCALL_CACHE`` or ``~/.cache/clutchcall`` (as the ARCTIC samples)."""
-    env = os.environ.get("CLUTCHCALL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "clutchcall"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def installed_copy() -> Path | None:
-    """Return the model file inside an installed ``pipecat-ai`` (found without importing
-    pipecat), or None. Not checked here: :func:`fetch_model` checks the digest."""
-    try:
-        spec = importlib.util.find_spec("pipecat")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc).parent / MODEL_MEMBER
-        if p.is_file():
-            return p
-    return None
-
-
-def fetch_model(cache_dir: Path | None = None, *, use_installed: bool = True,
-                download: bool = True) -> Path:
-    """Make sure the pinned model is at ``cache_dir/smart_turn/smart-turn-v3.2-cpu.onnx`` and
-    return its path (module docstring for the sources). Raises :class:`SmartTurnError` if no
-    source has it or a digest does not match :data:`MODEL_SHA256`."""
-    target_dir = (cache_dir or default_cache_dir()) / "smart_turn"
-    target = target_dir / Path(MODEL_MEMBER).name
-    if target.is_file() and _sha256(target.read_bytes()) == MODEL_SHA256:
-        return target
-    data: bytes | None = None
-    licence: bytes | None = None
-    local = installed_copy() if use_installed else None
-    if local is not None:
-        raw = local.read_bytes()
-        if _sha256(raw) == MODEL_SHA256:
-            data = raw
-    if data is None:
-        if not download:
-            raise SmartTurnError("smart-turn model not cached and downloads are off")
-        data, licence = _download_wheel_member()
-    target_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
-    if licence is not None:
-        (target_dir / "LICENSE").write_bytes(licence)
-    return target
-
-
-def _download_wheel_member() -> tuple[bytes, bytes | None]:
-    """``pip download`` the pinned pipecat-ai wheel (no deps) and return (model, licence)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = f"pipecat-ai=={PIPECAT_VERSION}"
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--no-deps", "--only-binary", ":all:", "-d", tmp, spec]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise SmartTurnError(f"pip download {spec} failed: {proc.stderr.strip()[-500:]}")
-        wheels = sorted(Path(tmp).glob("pipecat_ai-*.whl"))
-        if not wheels:
-            raise SmartTurnError(f"pip download {spec} produced no wheel")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            try:
-                data = zf.read(MODEL_MEMBER)
-            except KeyError:
-                raise SmartTurnError(f"{MODEL_MEMBER} is not in {wheels[0].name}") from None
-            lic = [n for n in zf.namelist() if n.endswith(".dist-info/licenses/LICENSE")
-                   or n.endswith(".dist-info/LICENSE")]
-            licence = zf.read(lic[0]) if lic else None
-    if _sha256(data) != MODEL_SHA256:
-        raise SmartTurnError(f"{MODEL_MEMBER}: sha256 {_sha256(data)} does not match the "
-                             f"pinned {MODEL_SHA256}")
-    return data, licence
-
-
 # ------------------------------------------------------------------------------ inference
 class SmartTurn:
-    """The smart-turn v3.2 session: :meth:`probability` of "turn complete" for a window of
-    audio. One intra-op thread, sequential execution (deterministic)."""
+    """The smart-turn v3.2 session over the model's bytes (``clutchcall.traces.smart_turn_model``
+    fetches and checks them): :meth:`probability` of "turn complete" for a window of audio.
+    One intra-op thread, sequential execution (deterministic)."""
 
-    def __init__(self, model_path: Path | str | None = None) -> None:
+    def __init__(self, model: bytes) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - depends on the install
             raise SmartTurnError("smart-turn needs onnxruntime (pip install 'clutchcall[smartturn]')") from e
-        path = Path(model_path) if model_path is not None else fetch_model()
+        if hashlib.sha256(model).hexdigest() != MODEL_SHA256:
+            raise SmartTurnError(f"smart-turn model: sha256 does not match the pinned {MODEL_SHA256}")
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
-        self._session: Any = ort.InferenceSession(str(path), sess_options=so,
+        self._session: Any = ort.InferenceSession(model, sess_options=so,
                                                   providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
 
@@ -276,3 +191,52 @@ def pause_probabilities(model: SmartTurn, pcm: npt.ArrayLike, rate: int, speech:
         x = np.asarray(soxr.resample(x, rate, RATE, quality="HQ"), dtype=np.float32)
     per = RATE * frame_ms // 1000
     return {i: model.probability(x, (i + 1) * per) for i in check_frames(speech, frame_ms, check_ms)}
+
+
+class LiveProbe:
+    """A live shell's half of the smart-turn rule, per call: keeps the last 8 s of the
+    caller's audio and, on the frame that ends :data:`CHECK_MS` of silence after speech,
+    returns the model's P(turn complete) on the audio up to that frame (NaN on every other
+    frame): the frames of :func:`check_frames`, and at 16 kHz the probabilities of
+    :func:`pause_probabilities` on the whole call. ``rate``: the frames' sample rate (8 kHz
+    is resampled to 16 kHz per analysis). The analysis runs synchronously, once per pause
+    (tens of ms; ``sim/README.md`` has the measured cost)."""
+
+    def __init__(self, model: SmartTurn, rate: int, frame_ms: int, check_ms: int = CHECK_MS) -> None:
+        if check_ms % frame_ms:
+            raise SmartTurnError(f"check_ms {check_ms} is not a whole number of {frame_ms} ms frames")
+        self._model = model
+        self._rate = rate
+        self._k = check_ms // frame_ms
+        self._buf = np.zeros(WINDOW_S * rate, dtype=np.float32)
+        self._pos = 0  # next write index (the ring's oldest sample once full)
+        self._filled = 0
+        self._run = -1  # silence frames since the last speech frame (-1: no speech yet)
+
+    def push(self, pcm: npt.ArrayLike, speech: bool) -> float:
+        """Take one frame (int16 or float PCM at ``rate``) and its VAD decision; return the
+        probability on the check frame, else NaN."""
+        x = np.asarray(pcm)
+        x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
+        size = self._buf.size
+        x = x[-size:]
+        first = min(x.size, size - self._pos)
+        self._buf[self._pos:self._pos + first] = x[:first]
+        self._buf[:x.size - first] = x[first:]
+        self._pos = (self._pos + x.size) % size
+        self._filled = min(size, self._filled + x.size)
+        if speech:
+            self._run = 0
+            return math.nan
+        if self._run < 0:
+            return math.nan
+        self._run += 1
+        if self._run != self._k:
+            return math.nan
+        ring = np.concatenate((self._buf[self._pos:], self._buf[:self._pos]))
+        audio = ring[size - self._filled:]
+        if self._rate != RATE:
+            import soxr
+
+            audio = np.asarray(soxr.resample(audio, self._rate, RATE, quality="HQ"), dtype=np.float32)
+        return self._model.probability(audio)

@@ -22,6 +22,7 @@ from clutchcall.engine.call.driver import EngineDriver
 from clutchcall.engine.call.inputs import MemoryRecorder, apply
 from clutchcall.engine.endpoint import SmartTurnRule
 from clutchcall.engine.errors import ConfigError
+from clutchcall.traces import smart_turn_model as stm_model
 
 CORPUS = Path(__file__).resolve().parents[2] / "traces" / "corpus"
 F = 0.02
@@ -163,18 +164,18 @@ def test_log_mel_matches_pipecats_extractor() -> None:
 
 def test_model_is_pinned_and_matches_pipecats_analyzer(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    local = stm.installed_copy()
+    local = stm_model.installed_copy()
     if local is None:
         pytest.skip("pipecat-ai is not installed")
     import hashlib
 
     assert hashlib.sha256(local.read_bytes()).hexdigest() == stm.MODEL_SHA256
-    path = stm.fetch_model(tmp_path, download=False)  # from the installed wheel, digest checked
+    path = stm_model.fetch_model(tmp_path, download=False)  # from the installed wheel, digest checked
     assert path.parent == tmp_path / "smart_turn"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == stm.MODEL_SHA256
     v3 = pytest.importorskip("pipecat.audio.turn.smart_turn.local_smart_turn_v3")
     theirs = v3.LocalSmartTurnAnalyzerV3(smart_turn_model_path=str(path), sample_rate=16000)
-    ours = stm.SmartTurn(path)
+    ours = stm.SmartTurn(path.read_bytes())
     x = stm.window(_speech()).copy()
     got = []
     for end in (2 * stm.RATE, 5 * stm.RATE, x.size):
@@ -189,6 +190,26 @@ def test_model_is_pinned_and_matches_pipecats_analyzer(tmp_path: Path) -> None:
 def test_fetch_refuses_a_tampered_cache(tmp_path: Path) -> None:
     d = tmp_path / "smart_turn"
     d.mkdir()
-    (d / Path(stm.MODEL_MEMBER).name).write_bytes(b"not the model")
+    (d / Path(stm_model.MODEL_MEMBER).name).write_bytes(b"not the model")
     with pytest.raises(stm.SmartTurnError):
-        stm.fetch_model(tmp_path, use_installed=False, download=False)
+        stm_model.fetch_model(tmp_path, use_installed=False, download=False)
+    with pytest.raises(stm.SmartTurnError):  # the session checks the pin on the bytes too
+        stm.SmartTurn(b"not the model")
+
+
+def test_live_probe_matches_the_offline_pass() -> None:
+    pytest.importorskip("onnxruntime")
+    if stm_model.installed_copy() is None:
+        pytest.skip("pipecat-ai is not installed")
+    from clutchcall.engine.audio import vad_decisions
+
+    pcm = _speech()[: 9 * stm.RATE]  # longer than the window: the ring wraps
+    speech = vad_decisions(pcm, stm.RATE, 20, 2)
+    model = stm_model.load_model(download=False)
+    offline = stm.pause_probabilities(model, pcm, stm.RATE, speech, 20)
+    assert offline
+    probe = stm.LiveProbe(model, stm.RATE, 20)
+    per = stm.RATE // 50
+    live = {i: p for i, sp in enumerate(speech)
+            if not math.isnan(p := probe.push(pcm[i * per:(i + 1) * per], bool(sp)))}
+    assert live == offline
