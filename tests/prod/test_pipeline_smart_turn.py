@@ -5,7 +5,6 @@ end of turn follows it, and the recorded inputs replay to the same outputs witho
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import numpy as np
