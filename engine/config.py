@@ -112,7 +112,7 @@ from clutchcall.engine.errors import ConfigError
 
 VAD_FRAME_MS = (10, 20, 30)
 POLICY_NAMES = ("threshold", "answer_aware", "evidence")
-END_OF_TURN_RULES = ("fixed", "adaptive")
+END_OF_TURN_RULES = ("fixed", "adaptive", "smart-turn")
 BARGE_YIELDS = ("none", "duck", "pause")
 _NON_INT_FIELDS = ("policy", "speculate", "end_of_turn_rule", "barge_yield")
 
@@ -177,7 +177,9 @@ class TurnConfig:
 
     end_of_turn_rule: str = "fixed"
     """"fixed" (``end_of_turn_silence_ms`` for every pause) or "adaptive" (chosen per pause
-    from evidence, between ``end_of_turn_min_ms`` and ``end_of_turn_silence_ms``)."""
+    from evidence, between ``end_of_turn_min_ms`` and ``end_of_turn_silence_ms``) or
+    "smart-turn" (opt-in: Pipecat's smart-turn v3.2 model on the pause's audio, see
+    ``engine/endpoint.py``; the shell must supply its probability)."""
 
     end_of_turn_min_ms: int = 250
     """adaptive only: the shortest end-of-turn silence it may choose."""
@@ -265,11 +267,11 @@ class TurnConfig:
         if self.end_of_turn_rule not in END_OF_TURN_RULES:
             raise ConfigError(f"TurnConfig.end_of_turn_rule: must be one of {END_OF_TURN_RULES}, "
                               f"got {self.end_of_turn_rule!r}")
-        if (self.end_of_turn_rule == "adaptive" and isinstance(self.end_of_turn_min_ms, int)
+        if (self.end_of_turn_rule in ("adaptive", "smart-turn") and isinstance(self.end_of_turn_min_ms, int)
                 and isinstance(self.end_of_turn_silence_ms, int)
                 and not 1 <= self.end_of_turn_min_ms <= self.end_of_turn_silence_ms):
             raise ConfigError("TurnConfig.end_of_turn_min_ms: must be 1..end_of_turn_silence_ms "
-                              f"with the adaptive rule ({self.end_of_turn_min_ms} vs "
+                              f"with the {self.end_of_turn_rule} rule ({self.end_of_turn_min_ms} vs "
                               f"{self.end_of_turn_silence_ms})")
         if isinstance(self.speculate_silence_ms, int) and not isinstance(self.speculate_silence_ms, bool) \
                 and self.speculate_silence_ms < 20:

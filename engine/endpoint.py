@@ -14,6 +14,15 @@ so the engine stays a pure function of its inputs and the timer is set once).
   --end-of-turn-rule adaptive``, calls 0-69) and checked on the test split (70-99); what held
   up is kept (see the class): short answers to the agent end after ``end_of_turn_min_ms``.
 
+* :class:`SmartTurnRule` (``"smart-turn"``, opt-in): Pipecat's smart-turn v3.2 model
+  (``engine/audio/smart_turn.py``) on the last 8 s of the caller's audio. The model is
+  I/O-free but not cheap (tens of ms), so it runs once per pause, in the shell: the frame that
+  ends ``CHECK_MS`` (200 ms) of silence carries its probability (``FrameFeatures.turn_end_p``,
+  recorded with the frame, so a replay is exact without the audio). The pause is armed with
+  ``end_of_turn_silence_ms`` (what it needs if no probability comes) and that frame revises it
+  once (:meth:`SmartTurnRule.revised_ms`): a complete turn ends after ``end_of_turn_min_ms``, an
+  incomplete one after ``INCOMPLETE_MS``.
+
 Acoustic evidence (final pitch fall, energy decay, final lengthening) enters the same way
 once the caller frames carry features: :class:`PauseEvidence` is where it goes.
 """
@@ -103,8 +112,41 @@ class AdaptiveRule:
         return self._max
 
 
+class SmartTurnRule:
+    """Smart-turn v3.2's probability decides the pause (module docstring).
+
+    ``silence_ms`` is the pause's silence until the probability arrives (and for good if it
+    never does: a shell without the model, a pause cut short by the noise gate):
+    ``end_of_turn_silence_ms``, the fixed rule. :meth:`revised_ms` is the pause's silence once
+    the frame ``CHECK_MS`` into it brings P(turn complete) ``p``: ``end_of_turn_min_ms`` at
+    ``p >= THRESHOLD`` (Pipecat's 0.5), else ``INCOMPLETE_MS``. Measured on the corpus train
+    split in ``sim/README.md``: the model does not separate this corpus's mid-turn pauses
+    from its turn ends (every phrase is a complete sentence), so it is not the product's rule.
+    """
+
+    THRESHOLD = 0.5
+    INCOMPLETE_MS = 700
+
+    __slots__ = ("_incomplete", "_max", "_min")
+
+    def __init__(self, config: TurnConfig) -> None:
+        self._min = config.end_of_turn_min_ms
+        self._max = config.end_of_turn_silence_ms
+        self._incomplete = max(self._max, self.INCOMPLETE_MS)
+
+    def silence_ms(self, ev: PauseEvidence) -> int:
+        """Return the silence the pause needs before its probability arrives."""
+        return self._max
+
+    def revised_ms(self, p: float) -> int:
+        """Return the pause's silence once smart-turn said P(turn complete) = ``p``."""
+        return self._min if p >= self.THRESHOLD else self._incomplete
+
+
 def make_end_of_turn_rule(config: TurnConfig) -> EndOfTurnRule:
     """Return the rule that ``config.end_of_turn_rule`` names."""
     if config.end_of_turn_rule == "adaptive":
         return AdaptiveRule(config)
+    if config.end_of_turn_rule == "smart-turn":
+        return SmartTurnRule(config)
     return FixedRule(config)

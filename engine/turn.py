@@ -53,7 +53,8 @@ SPEAKING           AGENT_STARTED   agent starts while the caller is mid-burst: t
 SPEAKING           AGENT_FINISHED  late finish: ignored
 PAUSED             SPEECH          same turn continues (a speculation in flight is
                                    Retracted) -> SPEAKING
-PAUSED             SILENCE         nothing (the deadlines run)
+PAUSED             SILENCE         nothing (the deadlines run); with "smart-turn", a frame
+                                   carrying ``turn_end_p`` revises the pause's end of turn once
 PAUSED             PRIME_DUE       Prime (once per pause)
 PAUSED             SPECULATE_DUE   Speculate (see "Speculative commit" below)
 PAUSED             END_OF_TURN     speculation in flight: Release, EndOfTurn -> AWAITING;
@@ -127,8 +128,10 @@ End of turn per pause
 ---------------------
 The silence that ends a turn is chosen once per pause, when it starts, by the end-of-turn rule
 (``config.end_of_turn_rule``, :mod:`clutchcall.engine.endpoint`) from the pause's evidence;
-"fixed" is ``end_of_turn_silence_ms`` every time. :attr:`TurnEngine.end_of_turn_ms` tells the
-shell the value chosen for the latest pause.
+"fixed" is ``end_of_turn_silence_ms`` every time. The one exception is "smart-turn": the
+first frame of the pause whose features carry the model's probability (``turn_end_p``, the
+shell analyses the pause's audio once) revises it, once. :attr:`TurnEngine.end_of_turn_ms` tells
+the shell the value chosen for the latest pause.
 
 Errors: a caller frame whose ``now`` is earlier than an input already processed raises
 ``TimeWentBackwards``; one that overlaps the previous frame or repeats its sequence number
@@ -164,7 +167,12 @@ from clutchcall.engine.actions import (
     append_unchecked,
 )
 from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
-from clutchcall.engine.endpoint import FixedRule, PauseEvidence, make_end_of_turn_rule
+from clutchcall.engine.endpoint import (
+    FixedRule,
+    PauseEvidence,
+    SmartTurnRule,
+    make_end_of_turn_rule,
+)
 from clutchcall.engine.errors import FrameOutOfOrder, InvalidInput, TimeWentBackwards
 from clutchcall.engine.policy import BurstEvidence, TurnPolicy, make_policy
 
@@ -242,11 +250,13 @@ class TurnEngine:
         "_on_speech",
         "_out",
         "_pause_eot_ms",
+        "_pause_revised",
         "_paused_at",
         "_paused_total",
         "_pauses",
         "_prime_at",
         "_prime_ms",
+        "_smart",
         "_spec_at",
         "_spec_budget_ms",
         "_spec_ms",
@@ -296,6 +306,9 @@ class TurnEngine:
         # end of turn per pause (engine/endpoint.py)
         rule = make_end_of_turn_rule(self.config)
         self._eot_rule = None if isinstance(rule, FixedRule) else rule
+        # smart-turn: the probability a frame brings revises the pause's end of turn, once
+        self._smart = rule if isinstance(rule, SmartTurnRule) else None
+        self._pause_revised = False
         self._pause_eot_ms = self._eot_ms
         self._burst_start = 0.0
         self._pauses = 0
@@ -391,10 +404,12 @@ class TurnEngine:
         deadline = self._next_deadline
         if deadline is not None and deadline <= start + _EPS:
             self._expire(start, now)
+        turn_end_p = math.nan
         if features is not None:
             self._feat_rel = features.rel_db
             self._feat_edge = features.agent_edge_ms
             self._feat = features
+            turn_end_p = features.turn_end_p
             if speech and self._min_snr is not None and features.snr_db < self._min_snr:
                 speech = False
         self._out.append(append_unchecked(now, seq, duration_ms, speech))
@@ -411,6 +426,8 @@ class TurnEngine:
             state = self._state if handler is None else handler(self, now, duration_ms)
         if state is not self._state:
             self._enter(state)
+        if turn_end_p == turn_end_p and self._smart is not None and state is State.PAUSED:
+            self._revise_pause(turn_end_p)
         deadline = self._next_deadline
         if deadline is not None and deadline <= now + _EPS:
             self._expire(now, now)
@@ -495,11 +512,24 @@ class TurnEngine:
                 answer=self._turn_answer, pauses=self._pauses,
                 longest_pause_ms=round(self._longest_pause * 1000.0)))
         self._pause_eot_ms = eot_ms
+        self._pause_revised = False
         spec = self._arm_speculation(base, eot_ms)
         if (self._prime_ms and self._prime_ms < eot_ms and not (spec and self._spec_ms <= self._prime_ms)
                 and self.policy.may_prime(self._turn_speech, self._turn_answer)):
             self._prime_at = base + self._prime_ms / 1000.0
         self._eot_at = base + eot_ms / 1000.0
+        self._recompute_deadline()
+
+    def _revise_pause(self, p: float) -> None:
+        """Smart-turn's P(turn complete) for this pause arrived: set its end of turn, once
+        (a deadline already past fires at once)."""
+        if self._pause_revised or self._eot_at is None:
+            return
+        assert self._smart is not None
+        self._pause_revised = True
+        eot_ms = self._smart.revised_ms(p)
+        self._pause_eot_ms = eot_ms
+        self._eot_at = self._last_speech_end + eot_ms / 1000.0
         self._recompute_deadline()
 
     def _arm_burst_end(self) -> None:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ from clutchcall.engine import (
 )
 from clutchcall.engine.audio import AudioError, Codec, Transcoder, VadFramer
 from clutchcall.engine.audio.features import FeatureTracker, FrameFeatures, frame_level_db
+from clutchcall.engine.audio.smart_turn import LiveProbe, SmartTurn
 from clutchcall.engine.call import (
     AgentFrame,
     CallCore,
@@ -223,8 +225,12 @@ class CallPipeline:
         # soft barge-in (issue 15): agent frames wait in the core's playout as caller-rate PCM
         # and are encoded when sent, with the duck gain (a ramp) applied first; caller frames
         # carry acoustic features when the policy reads them (evidence)
+        smart = self.turn_config.end_of_turn_rule == "smart-turn"
         self._features: FeatureTracker | None = (
-            FeatureTracker() if self.turn_config.policy == "evidence" else None)
+            FeatureTracker() if self.turn_config.policy == "evidence" or smart else None)
+        # opt-in smart-turn rule: each pause's analysed frame carries the model's probability
+        self._turn_probe: LiveProbe | None = (
+            LiveProbe(_smart_turn_model(), self.vad_rate, self.frame_ms) if smart else None)
         self.core: CallCore[np.ndarray, np.ndarray] = CallCore(
             self.turn_config, recorder=rec,
             hold=HoldConfig(frame_ms=self.frame_ms, late_after_ms=cfg.late_after_ms,
@@ -388,14 +394,23 @@ class CallPipeline:
     def _frame_features(self, frames: list[tuple[np.ndarray, bool]]
                         ) -> list[FrameFeatures | None] | None:
         """Return each VAD frame's acoustic features (``engine/audio/features.py``), or None
-        when the policy reads none. The agent phrase-end cue (``agent_edge_ms``) is filled in
+        when nothing reads them (neither the evidence policy nor the smart-turn rule, whose
+        probability rides on each pause's analysed frame). The agent phrase-end cue (``agent_edge_ms``) is filled in
         by the core from the agent audio it plays (``agent_level``)."""
         tracker = self._features
         if tracker is None:
             return None
         fms = self.frame_ms
         rate = self.vad_rate
-        return [tracker.push_pcm(f, rate, sp, fms) for f, sp in frames]
+        feats: list[FrameFeatures | None] = [tracker.push_pcm(f, rate, sp, fms) for f, sp in frames]
+        probe = self._turn_probe
+        if probe is not None:
+            for k, (f, sp) in enumerate(frames):
+                p = probe.push(f, sp)
+                ft = feats[k]
+                if p == p and ft is not None:
+                    feats[k] = dataclasses.replace(ft, turn_end_p=p)
+        return feats
 
     def agent_played(self, frames_written: int) -> None:
         """The far end confirmed it has played every agent frame up to the
@@ -658,3 +673,11 @@ class MemoryDownlink:
 
     async def send_control(self, event: dict[str, Any]) -> None:
         self.controls.append(event)
+
+
+def _smart_turn_model() -> SmartTurn:
+    """The process's smart-turn session (``end_of_turn_rule = "smart-turn"`` only; imported
+    here so the default path never loads onnxruntime)."""
+    from clutchcall.traces.smart_turn_model import shared_model
+
+    return shared_model()

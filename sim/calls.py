@@ -22,16 +22,21 @@ frame-level call the engine demo and benchmark drive the engine with.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clutchcall.engine.audio.features import FrameFeatures, signal_features
 from clutchcall.engine.errors import ClutchCallError, ConfigError
 from clutchcall.traces.labels import Segment  # the label format's own type
+
+if TYPE_CHECKING:
+    from clutchcall.engine.audio.smart_turn import SmartTurn
 
 
 class CallFormatError(ClutchCallError, ValueError):
@@ -90,11 +95,14 @@ class Call:
                    segments=tuple(segments or []))
 
 
-def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) -> Call:
+def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2,
+              smart_turn: SmartTurn | None = None) -> Call:
     """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) through
     ``clutchcall.traces.labels.read_call`` (the one validating reader of the format) and run
-    the VAD on the audio. Raises CallFormatError (carrying the reader's ``PATH: FIELD:
-    PROBLEM`` text) for a missing or malformed file."""
+    the VAD on the audio. With a ``smart_turn`` model, each pause's analysed frame carries the
+    model's probability on the audio up to its end (``FrameFeatures.turn_end_p``, as a live
+    shell would compute it; ``end_of_turn_rule = "smart-turn"``). Raises CallFormatError
+    (carrying the reader's ``PATH: FIELD: PROBLEM`` text) for a missing or malformed file."""
     from clutchcall.traces.errors import TraceFormatError
     from clutchcall.traces.labels import read_call
 
@@ -115,12 +123,17 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2) 
     except (AudioError, ConfigError, ValueError) as exc:  # audio the VAD cannot take (its rate)
         raise CallFormatError(f"VAD cannot take this audio ({lc.rate} Hz): {exc}") from exc
     pcm = np.asarray(lc.pcm, dtype=np.int16)
-    features = signal_features(pcm, lc.rate, frame_ms, speech)
-    speech = speech[: len(features)]
+    feats = signal_features(pcm, lc.rate, frame_ms, speech)
+    speech = speech[: len(feats)]
+    if smart_turn is not None:
+        from clutchcall.engine.audio.smart_turn import pause_probabilities
+
+        for i, prob in pause_probabilities(smart_turn, pcm, lc.rate, speech, frame_ms).items():
+            feats[i] = dataclasses.replace(feats[i], turn_end_p=prob)
     return Call(name=stem.name, frame_ms=frame_ms, speech=tuple(speech),
                 agent_speech=tuple(agent), segments=tuple(segs),
                 agent_pauses=tuple((float(a), float(b)) for a, b in lc.labels.agent_pauses),
-                features=tuple(features))
+                features=tuple(feats))
 
 
 def call_from_trace(path: str | Path) -> Call:

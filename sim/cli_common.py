@@ -69,7 +69,8 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
                            dest=f, help="speculative commit (default: the preset's; on for clutchcall)")
         elif f == "end_of_turn_rule":
             g.add_argument("--end-of-turn-rule", choices=END_OF_TURN_RULES, default=None, dest=f,
-                           help="end-of-turn silence per pause: fixed or adaptive (engine/endpoint.py)")
+                           help="end-of-turn silence per pause: fixed, adaptive or smart-turn "
+                                "(opt-in model, the [smartturn] extra; engine/endpoint.py)")
         elif f == "barge_yield":
             g.add_argument("--barge-yield", choices=BARGE_YIELDS, default=None, dest=f,
                            help="soft barge-in: duck or pause the agent while a barge-in is "
@@ -196,7 +197,8 @@ def sim_config(a: argparse.Namespace, turn: TurnConfig | None = None) -> SimConf
 def calls_from(a: argparse.Namespace, frame_ms: int = 20, aggressiveness: int = 2) -> list:
     return load_calls(a.calls, frame_ms=frame_ms, aggressiveness=aggressiveness,
                       synthetic=a.synthetic, synthetic_seconds=a.synthetic_seconds,
-                      split=getattr(a, "split", "all"))
+                      split=getattr(a, "split", "all"),
+                      smart_turn=getattr(a, "end_of_turn_rule", None) == "smart-turn")
 
 
 def fmt(v: Any) -> str:

@@ -169,7 +169,10 @@ def _input_fields(inp: InputEvent) -> str | None:
     # through JSON exactly (repr round-trips; inf as Infinity)
     if inp.features is None:
         return None
-    return json.dumps({"features": dataclasses.asdict(inp.features)}, sort_keys=True)
+    feats = dataclasses.asdict(inp.features)
+    if math.isnan(feats.get("turn_end_p", 0.0)):
+        del feats["turn_end_p"]  # only a pause's analysed frame carries it (smart-turn)
+    return json.dumps({"features": feats}, sort_keys=True)
 
 
 def _read_features(path: str | Path, where: str, fields: str) -> FrameFeatures:

@@ -131,6 +131,11 @@ class FrameFeatures:
     rel_f0_st: float = 0.0
     """Pitch relative to the caller's running pitch (semitones); 0 when unvoiced, not measured
     or before the caller's first voiced clear-speech frame."""
+    turn_end_p: float = math.nan
+    """Smart-turn's probability that the caller's turn is complete, on the audio up to this
+    frame's end (``engine/audio/smart_turn.py``); NaN on every frame the shell did not analyse
+    (all of them unless ``end_of_turn_rule = "smart-turn"``: one frame per pause, ``CHECK_MS``
+    of silence after its last speech frame). ``engine/endpoint.py`` reads it."""
 
     @property
     def shaped(self) -> bool:

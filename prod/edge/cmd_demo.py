@@ -16,7 +16,8 @@ recorded trace is replayed through a fresh engine (``clutchcall sim replay`` doe
 the demo says whether the replay reproduced every engine action exactly.
 
 The edge runs the product's turn config (speculative commit on; ``--no-speculate`` turns it
-off) and the embedded model's time to first audio is lognormal (``--ttfa-ms`` median,
+off; ``--end-of-turn-silence-ms`` / ``--end-of-turn-rule`` change the end of turn, e.g. to
+measure what a shorter silence or the opt-in smart-turn rule would show) and the embedded model's time to first audio is lognormal (``--ttfa-ms`` median,
 ``--ttfa-sigma`` shape, ``--seed``), as in the simulator. *Turn latency from end of speech*
 (``turn_latency_from_speech_end_ms_*``) is measured at the caller from the caller's real end
 of speech: the labelled end of the corpus segment the turn closed (the latest labelled ``reply``
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from clutchcall.engine.config import END_OF_TURN_RULES
 
 DEFAULT_CALLS = ("call0041_clean16", "call0011_clean16", "call0031_clean16")
 GAP_S = 0.5
@@ -66,6 +69,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the model's time-to-first-audio draws")
     parser.add_argument("--no-speculate", action="store_true",
                         help="speculative commit off (the engine waits for the end of turn to ask the model)")
+    parser.add_argument("--end-of-turn-silence-ms", type=int, default=None,
+                        help="end-of-turn silence (default: the product's, 500 ms)")
+    parser.add_argument("--end-of-turn-rule", choices=END_OF_TURN_RULES, default=None,
+                        help="end-of-turn rule (default: the product's, fixed); smart-turn needs "
+                             "the [smartturn] extra")
     parser.add_argument("--trace-dir", default=None, help="keep the recorded trace here (default: a temp dir)")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds to listen after the audio ends")
 
@@ -119,7 +127,8 @@ def _pct(xs: list[float], q: float) -> float | None:
 async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | None = None,
                    transport: str = "quic", ttfa_ms: int = 300, trace_dir: str | None = None,
                    tail_s: float = 2.0, ttfa_sigma: float = 0.35, seed: int = 1,
-                   speculate: bool = True) -> dict[str, Any]:
+                   speculate: bool = True, end_of_turn_silence_ms: int | None = None,
+                   end_of_turn_rule: str | None = None) -> dict[str, Any]:
     """Run the demo (module docstring); return its result dict (the ``--json`` object)."""
     from clutchcall.prod.caller.client import Caller
     from clutchcall.prod.caller.quic_transport import QuicCallerTransport
@@ -138,6 +147,8 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
                                                                 ttfa_sigma=ttfa_sigma, ttfa_seed=seed))
     if not speculate:
         cfg = cfg.with_overrides(turn_speculate=False)
+    cfg = cfg.with_overrides(turn_end_of_turn_silence_ms=end_of_turn_silence_ms,
+                             turn_end_of_turn_rule=end_of_turn_rule)
     loop = asyncio.get_running_loop()
     arrivals: list[float] = []
 
@@ -229,6 +240,8 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
         "turn_latency_from_speech_end_ms_p50": _pct(from_end, 50),
         "turn_latency_from_speech_end_ms_p95": _pct(from_end, 95),
         "turn_latency_from_speech_end_ms_p99": _pct(from_end, 99),
+        "end_of_turn_rule": cfg.turn.end_of_turn_rule,
+        "end_of_turn_silence_ms": cfg.turn.end_of_turn_silence_ms,
         "speculate": speculate, "model_ttfa_median_ms": ttfa_ms, "model_ttfa_sigma": ttfa_sigma,
         "speculations_started": counter('clutchcall_speculations_total{outcome="started"}'),
         "speculations_released": counter('clutchcall_speculations_total{outcome="released"}'),
@@ -291,7 +304,9 @@ def run(args: argparse.Namespace) -> int:
     r = asyncio.run(run_demo(calls=args.call, wav=args.wav, transport=args.transport,
                              ttfa_ms=args.ttfa_ms, trace_dir=args.trace_dir, tail_s=args.tail,
                              ttfa_sigma=args.ttfa_sigma, seed=args.seed,
-                             speculate=not args.no_speculate))
+                             speculate=not args.no_speculate,
+                             end_of_turn_silence_ms=args.end_of_turn_silence_ms,
+                             end_of_turn_rule=args.end_of_turn_rule))
     print(json.dumps(r) if args.json else _table(r))
     sys.stdout.flush()
     return 0 if (r["trace_replay_exact"] and not r["call_failed"]) else 1
