@@ -106,7 +106,8 @@ def test_config_accepts_smart_turn_and_checks_min() -> None:
 
 
 def test_turn_end_p_survives_a_trace_round_trip(tmp_path: Path) -> None:
-    from clutchcall.traces.recorded import TraceRecorder, first_mismatch, read_trace
+    from clutchcall.traces.recorded import TraceRecorder, read_trace
+    from clutchcall.traces.replay import first_mismatch
 
     cfg = TurnConfig(end_of_turn_rule="smart-turn")
     _, mem = _run(cfg, 0.9)
