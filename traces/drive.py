@@ -21,7 +21,7 @@ import numpy as np
 
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.actions import Cancel, Output
-from clutchcall.engine.audio.vad import VadFramer
+from clutchcall.engine.audio.vad import make_vad_framer
 from clutchcall.engine.call import EngineDriver
 from clutchcall.traces.labels import LabelledCall
 from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
@@ -29,10 +29,12 @@ from clutchcall.traces.recorded import RecordedTrace, TraceRecorder
 CHANNEL_CODEC = {"clean16": "pcm16", "noisy16": "pcm16", "pstn8": "g711_ulaw", "opus48": "opus"}
 
 
-def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int) -> list[bool]:
+def vad_decisions(pcm: np.ndarray, rate: int, frame_ms: int, aggressiveness: int,
+                  backend: str = "webrtc") -> list[bool]:
     """Return the VAD decision for each whole ``frame_ms`` frame of int16 ``pcm``, from the
-    same framer the edge uses (``clutchcall.engine.audio.vad.VadFramer``, webrtcvad)."""
-    framer = VadFramer(rate, frame_ms, aggressiveness)
+    same framer the edge uses (``clutchcall.engine.audio.vad.make_vad_framer``: webrtcvad by
+    default, or the optional Silero backend)."""
+    framer = make_vad_framer(rate, frame_ms, aggressiveness, backend)
     return [bool(s) for _, s in framer.push(pcm)]
 
 
