@@ -336,7 +336,7 @@ def append_unchecked(time: float, seq: int, duration_ms: int, speech: bool) -> A
     return obj
 
 
-def appends_unchecked(times: list[float], seqs: list[int], duration_ms: int,
+def appends_unchecked(times: list[float], seqs: Iterable[int], duration_ms: int,
                       speech: bool) -> list[Append]:
     """Build the :class:`Append` of each frame of a run (``times[k]``, ``seqs[k]``; one
     ``duration_ms`` and ``speech`` for all) without re-validating, the loop in C (``map``):

@@ -141,7 +141,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from itertools import chain, islice, repeat
 from operator import ge as _ge
 from operator import gt as _gt
 from operator import sub as _sub
@@ -440,11 +440,12 @@ class TurnEngine:
         The batch entry point for offline drivers (:meth:`EngineDriver.feed_columns
         <clutchcall.engine.call.EngineDriver.feed_columns>`): a frame is taken only if
         :meth:`caller_frame` would have done nothing with it but emit its ``Append`` and count
-        it -- silence (after the policy's noise gate) in a state that ignores silence, or
-        speech while the caller already speaks (``SPEAKING``) -- if it is valid (time not
-        going back, no overlap, increasing ``seq``; the same float expressions as
-        :meth:`caller_frame`) and if no deadline is due by its end (``now + eps``: neither a
-        timer before it nor one inside it fires). Everything else stops the run, so the
+        it -- silence (after the policy's noise gate) in a state that ignores silence or
+        whose burst end is armed already, or speech while the caller already speaks
+        (``SPEAKING``, or held in ``AWAITING_SPEECH`` with no burst end armed) -- if it is
+        valid (time not going back, no overlap, increasing ``seq``; the same float
+        expressions as :meth:`caller_frame`) and if no deadline is due by its end
+        (``now + eps``: neither a timer before it nor one inside it fires). Everything else stops the run, so the
         outputs (drained later) and the state afterwards are exactly those of feeding the
         same frames one by one (tests check it on random streams, for every policy). The
         per-frame work runs in C (``list.index``, ``map`` over the run). ``min_run``: return
@@ -460,6 +461,10 @@ class TurnEngine:
             want = True  # speech continues the burst: counted, nothing decided
         elif self._on_silence is None:
             want = False  # silence is ignored in this state
+        elif self._burst_end_at is not None and self._on_silence is TurnEngine._held_silence:
+            want = False  # a held burst's end is armed already: more silence changes nothing
+        elif state is State.AWAITING_SPEECH and self._burst_end_at is None:
+            want = True  # held speech goes on: counted, nothing decided
         else:
             return 0
         gate = self._min_snr if features is not None else None
@@ -492,15 +497,16 @@ class TurnEngine:
         step = duration_ms / 1000.0
         # caller_frame's checks, frame by frame: now >= the previous input's now (NaN fails),
         # start = now - d / 1000 >= the previous frame's end - eps, no deadline <= now + eps
-        prev = [self._last_frame_end, *tl[:-1]]
-        if not (t0 >= self._now and all(map(_ge, tl[1:], tl))
-                and all(map(_ge, map(_sub, tl, repeat(step, n)), map(_sub, prev, repeat(_EPS, n))))):
+        if not (t0 >= self._now and all(map(_ge, islice(tl, 1, None), tl))
+                and all(map(_ge, map(_sub, tl, repeat(step)),
+                            map(_sub, chain((self._last_frame_end,), tl), repeat(_EPS))))):
             n = self._first_bad_time(tl, duration_ms)
         if deadline is not None and n and deadline <= tl[n - 1] + _EPS:
             n = next(k for k in range(n) if deadline <= tl[k] + _EPS)
+        nums: Sequence[int]
         if seqs is None:
             seq0 = self._next_seq
-            nums = list(range(seq0, seq0 + n))
+            nums = range(seq0, seq0 + n)
         elif n:
             nums = list(seqs[start:start + n])
             if not (nums[0] > self._last_seq and all(map(_gt, nums[1:], nums))):
@@ -510,10 +516,12 @@ class TurnEngine:
                         n = k
                         break
                     last = x
-                del nums[n:]
+                nums = nums[:n]
         if not n:
             return 0
-        del tl[n:]
+        if n < len(tl):
+            del tl[n:]
+            nums = nums[:n]
         self._out += appends_unchecked(tl, nums, duration_ms, want)
         now = tl[-1]
         self._now = now

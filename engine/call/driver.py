@@ -24,9 +24,9 @@ from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.policy import TurnPolicy
 from clutchcall.engine.turn import TurnEngine
 
-_CHUNK_MIN = 8
+_CHUNK_MIN = 6
 _CHUNK_MAX = 512
-_BACKOFF = 8
+_BACKOFF = 2
 
 
 class EngineDriver:
