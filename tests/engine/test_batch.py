@@ -76,9 +76,9 @@ def streams(draw: Any) -> list[EngineInput]:
 def _state(e: TurnEngine) -> dict[str, Any]:
     skip = {"policy", "config", "_on_speech", "_on_silence", "_eot_rule", "_evidence", "_out"}
     snap = {k: getattr(e, k) for k in TurnEngine.__slots__ if k not in skip}
-    ev = e._evidence  # noqa: SLF001 -- the burst summary is engine state too
+    ev = e._evidence  # the burst summary is engine state too
     snap["_evidence"] = (ev.frames, ev.rel_sum, ev.edge_ms)
-    snap["_on_speech"] = getattr(e._on_speech, "__name__", None)  # noqa: SLF001
+    snap["_on_speech"] = getattr(e._on_speech, "__name__", None)
     return snap
 
 
@@ -103,17 +103,19 @@ def test_batch_path_equals_frame_by_frame(cfg: TurnConfig, inputs: list[EngineIn
 def test_scripted_calls_take_the_batch_path_and_match(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the benchmark's own scripted calls, for every policy: identical outputs, and most
     frames really went through the batch entry point (the property is not vacuous)."""
+    orig = TurnEngine.caller_frames_quiet
+    taken = 0
+
+    def counting(self: TurnEngine, *a: Any, **kw: Any) -> int:
+        nonlocal taken
+        k = orig(self, *a, **kw)
+        taken += k
+        return k
+
     for policy in POLICY_NAMES:
         cfg = TurnConfig(policy=policy, barge_yield="pause", speculate=True)
         inputs = scripted_call(seed=3, seconds=120)
         taken = 0
-        orig = TurnEngine.caller_frames_quiet
-
-        def counting(self: TurnEngine, *a: Any, **kw: Any) -> int:
-            nonlocal taken
-            k = orig(self, *a, **kw)
-            taken += k
-            return k
 
         expect = run_inputs(TurnEngine(cfg), inputs)
         monkeypatch.setattr(TurnEngine, "caller_frames_quiet", counting)
