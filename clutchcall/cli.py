@@ -33,6 +33,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("call",): ("clutchcall.prod.caller.cmd_call", "place a real call with a WAV over QUIC/MoQT or WebSocket/TLS; report mouth-to-ear turn latency"),
     ("bench", "pipeline"): ("clutchcall.prod.cmd_bench_pipeline", "benchmark N concurrent calls through the per-call pipeline and the embedded model"),
     ("model", "serve"): ("clutchcall.prod.model.cmd_model_serve", "run the embedded reference model (OpenAI Realtime protocol) on loopback"),
+    ("bench", "vad"): ("clutchcall.tools.cmd_bench_vad", "benchmark the VAD backends (webrtc, silero): CPU us per 20 ms frame"),
     ("bench", "audio"): ("clutchcall.tools.cmd_bench_audio", "benchmark the audio paths (real-time factor, calls per core)"),
     ("bench", "netem"): ("clutchcall.netem.cmd_bench_netem", "benchmark the WAN emulator against a veth baseline (RTT, packets/s, TCP, accuracy)"),
     ("netem",): ("clutchcall.netem.cmd_netem", "run a command in a namespace behind an emulated WAN link (delay, jitter, loss, rate)"),

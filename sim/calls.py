@@ -96,13 +96,15 @@ class Call:
 
 
 def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2,
-              smart_turn: SmartTurn | None = None) -> Call:
+              smart_turn: SmartTurn | None = None, vad: str = "webrtc") -> Call:
     """Load ``NAME.json`` + ``NAME.wav`` (``path`` may name either, or the stem) through
     ``clutchcall.traces.labels.read_call`` (the one validating reader of the format) and run
-    the VAD on the audio. With a ``smart_turn`` model, each pause's analysed frame carries the
-    model's probability on the audio up to its end (``FrameFeatures.turn_end_p``, as a live
-    shell would compute it; ``end_of_turn_rule = "smart-turn"``). Raises CallFormatError
-    (carrying the reader's ``PATH: FIELD: PROBLEM`` text) for a missing or malformed file."""
+    the VAD (backend ``vad``: "webrtc" or "silero", ``engine/audio/vad.py``) on the audio.
+    With a ``smart_turn`` model, each pause's analysed frame carries the model's probability
+    on the audio up to its end (``FrameFeatures.turn_end_p``, as a live shell would compute
+    it; ``end_of_turn_rule = "smart-turn"``). Raises CallFormatError (carrying the reader's
+    ``PATH: FIELD: PROBLEM`` text) for a missing or malformed file, ConfigError for an
+    unknown or unavailable VAD backend."""
     from clutchcall.traces.errors import TraceFormatError
     from clutchcall.traces.labels import read_call
 
@@ -116,10 +118,13 @@ def load_call(path: str | Path, *, frame_ms: int = 20, aggressiveness: int = 2,
     segs = [Segment(start_ms=float(x.start_ms), end_ms=float(x.end_ms), kind=x.kind,
                     expect=x.expect) for x in lc.labels.segments]
     from clutchcall.engine.audio import AudioError, vad_decisions
+    from clutchcall.engine.audio.vad import VadBackendUnavailable
 
     try:
         speech = vad_decisions(np.asarray(lc.pcm, dtype=np.int16), lc.rate, frame_ms,
-                               aggressiveness)
+                               aggressiveness, vad)
+    except VadBackendUnavailable:
+        raise
     except (AudioError, ConfigError, ValueError) as exc:  # audio the VAD cannot take (its rate)
         raise CallFormatError(f"VAD cannot take this audio ({lc.rate} Hz): {exc}") from exc
     pcm = np.asarray(lc.pcm, dtype=np.int16)

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from clutchcall.engine import TurnConfig
+from clutchcall.engine.audio.vad import VAD_BACKENDS
 from clutchcall.engine.config import BARGE_YIELDS, END_OF_TURN_RULES, POLICY_NAMES
 from clutchcall.engine.errors import ConfigError
 from clutchcall.sim.config import AGENTS, TRANSPORTS, ModelConfig, NetConfig, SimConfig
@@ -60,6 +61,9 @@ def add_model(parser: argparse.ArgumentParser) -> None:
 def add_turn(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("turn engine")
     g.add_argument("--preset", choices=list(PRESETS), default="clutchcall")
+    g.add_argument("--vad", choices=VAD_BACKENDS, default="webrtc",
+                   help="VAD backend that judges the calls' audio (engine/audio/vad.py; "
+                        "silero needs the [silero] extra; default webrtc)")
     for f in _TURN_FIELDS:
         if f == "policy":
             g.add_argument("--policy", choices=POLICY_NAMES, default=None, dest=f,
@@ -197,7 +201,7 @@ def sim_config(a: argparse.Namespace, turn: TurnConfig | None = None) -> SimConf
 def calls_from(a: argparse.Namespace, frame_ms: int = 20, aggressiveness: int = 2) -> list:
     return load_calls(a.calls, frame_ms=frame_ms, aggressiveness=aggressiveness,
                       synthetic=a.synthetic, synthetic_seconds=a.synthetic_seconds,
-                      split=getattr(a, "split", "all"),
+                      split=getattr(a, "split", "all"), vad=getattr(a, "vad", "webrtc"),
                       smart_turn=getattr(a, "end_of_turn_rule", None) == "smart-turn")
 
 

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     out["agent"] = cfg.agent
     out["split"] = args.split
     out["policy"] = cfg.turn.policy
+    if not args.peer:
+        out["vad"] = args.vad  # the VAD backend that judged the calls (a peer runs its own)
     if args.peer:
         out["peer"] = args.peer
     out["counts"] = summary["counts"]

@@ -65,7 +65,7 @@ def split_names(paths: Iterable[str], split: str) -> set[str] | None:
 
 def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int = 2,
                synthetic: int = 0, synthetic_seconds: float = 120.0,
-               split: str = "all", smart_turn: bool = False) -> list[Call]:
+               split: str = "all", smart_turn: bool = False, vad: str = "webrtc") -> list[Call]:
     """Load labelled calls from files/directories (the checked-in corpus if none are given
     and ``synthetic`` is 0), plus ``synthetic`` generated calls. ``split`` ("train", "test"
     or "all") keeps only that split of a corpus directory whose MANIFEST.json assigns splits
@@ -85,7 +85,7 @@ def load_calls(paths: Iterable[str], *, frame_ms: int = 20, aggressiveness: int 
         keep = split_names(paths, split)
         calls += [call_from_trace(p) if p.suffix == ".parquet"
                   else load_call(p, frame_ms=frame_ms, aggressiveness=aggressiveness,
-                                 smart_turn=model)
+                                 smart_turn=model, vad=vad)
                   for p in find_calls(paths)
                   if keep is None or p.suffix == ".parquet" or p.name in keep]
     calls += [synthetic_call(1000 + i, synthetic_seconds, frame_ms) for i in range(synthetic)]

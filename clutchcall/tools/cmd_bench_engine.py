@@ -7,6 +7,16 @@ A baseline measured in the same process -- the bare loop over the same inputs ca
 is reported too, so the engine's own cost can be told from the interpreter's. The same call
 is also run with per-frame acoustic features and the ``evidence`` policy with soft barge-in
 (``frames_per_s_features``: the product default's hot path; issue 15 keeps it >= 1 M/s).
+
+Two drive paths, the same outputs (tests/engine/test_batch.py): ``frames_per_s`` /
+``frames_per_s_features`` time the offline drivers' batch path -- the call's caller frames as
+columns (:func:`~clutchcall.tools.scenario.to_columns`, prepared before the clock starts, as
+the inputs themselves are), fed by :meth:`EngineDriver.feed_columns
+<clutchcall.engine.call.EngineDriver.feed_columns>`, which hands every run of frames in which
+nothing can be decided to :meth:`TurnEngine.caller_frames_quiet` in one call and steps the
+rest; ``frames_per_s_stepwise`` / ``frames_per_s_features_stepwise`` time the per-frame API
+(one :class:`EngineInput` at a time through :meth:`EngineDriver.feed`, as a real-time shell
+feeds it). Figures are wall-clock medians over ``--runs``; the machine's load moves them.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.inputs import CALLER_FRAME, EngineInput
 from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.turn import TurnEngine
-from clutchcall.tools.scenario import run_inputs, scripted_call
+from clutchcall.tools.scenario import run_columns, run_inputs, scripted_call, to_columns
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -54,36 +64,50 @@ def _with_features(inputs: list[EngineInput]) -> list[EngineInput]:
 
 def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
     """Return frames/s of the engine with per-frame features and the ``evidence`` policy
-    with soft barge-in (pause): the product default's hot path."""
+    with soft barge-in (pause): the product default's hot path, batch and per-frame."""
     inputs = _with_features(scripted_call(seed=7, seconds=seconds))
+    columns = to_columns(inputs)
     frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
     cfg = TurnConfig(policy="evidence", barge_yield="pause")
-    times = []
-    for _ in range(runs):
+    times, step = [], []
+    for _ in range(runs):  # the two paths interleaved, so load hits both alike
+        engine = TurnEngine(cfg)
+        t0 = time.perf_counter()
+        run_columns(engine, columns)
+        times.append(time.perf_counter() - t0)
         engine = TurnEngine(cfg)
         t0 = time.perf_counter()
         run_inputs(engine, inputs)
-        times.append(time.perf_counter() - t0)
+        step.append(time.perf_counter() - t0)
     med = statistics.median(times)
+    med_step = statistics.median(step)
     return {"frames_per_s_features": round(frames / med),
-            "us_per_frame_features": round(med / frames * 1e6, 3)}
+            "us_per_frame_features": round(med / frames * 1e6, 3),
+            "frames_per_s_features_stepwise": round(frames / med_step),
+            "us_per_frame_features_stepwise": round(med_step / frames * 1e6, 3)}
 
 
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
     """Return the benchmark figures as a dict (see the module docstring)."""
     inputs = scripted_call(seed=7, seconds=seconds)
+    columns = to_columns(inputs)
     frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
-    times, base = [], []
+    times, base, step = [], [], []
     n_out = 0
     for _ in range(runs):
         engine = TurnEngine()
         t0 = time.perf_counter()
-        outs = run_inputs(engine, inputs)
+        outs = run_columns(engine, columns)
         times.append(time.perf_counter() - t0)
         n_out = len(outs)
+        engine = TurnEngine()
+        t0 = time.perf_counter()
+        run_inputs(engine, inputs)
+        step.append(time.perf_counter() - t0)
         base.append(_baseline(list(inputs)))
     med = statistics.median(times)
     med_base = statistics.median(base)
+    med_step = statistics.median(step)
     return {
         "frames": frames,
         "outputs": n_out,
@@ -92,6 +116,8 @@ def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
         "us_per_frame": round(med / frames * 1e6, 3),
         "baseline_loop_us_per_frame": round(med_base / frames * 1e6, 3),
         "engine_over_baseline": round(med / med_base, 1),
+        "frames_per_s_stepwise": round(frames / med_step),
+        "us_per_frame_stepwise": round(med_step / frames * 1e6, 3),
     }
 
 
@@ -102,9 +128,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(res))
     else:
         print(f"turn engine: {res['frames']} frames/run ({args.seconds:.0f} call-s), median of {res['runs']} runs")
-        print(f"  {res['frames_per_s']:,} frames/s   {res['us_per_frame']} us per frame step")
+        print(f"  {res['frames_per_s']:,} frames/s   {res['us_per_frame']} us per frame step "
+              "(batch path: quiet runs in one call)")
         print(f"  bare loop over the same inputs: {res['baseline_loop_us_per_frame']} us/frame "
               f"(engine = {res['engine_over_baseline']}x that)")
         print(f"  with per-frame features, evidence policy, soft barge-in: "
               f"{res['frames_per_s_features']:,} frames/s")
+        print(f"  per-frame API (one input at a time): {res['frames_per_s_stepwise']:,} frames/s, "
+              f"with features {res['frames_per_s_features_stepwise']:,} frames/s")
     return 0

@@ -13,9 +13,12 @@ through a :class:`TurnEngine` with the one drive loop and returns every output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from clutchcall.engine.actions import Output
+from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.driver import EngineDriver
-from clutchcall.engine.call.inputs import AGENT_FINISHED, AGENT_STARTED, EngineInput
+from clutchcall.engine.call.inputs import AGENT_FINISHED, AGENT_STARTED, CALLER_FRAME, EngineInput
 from clutchcall.engine.turn import TurnEngine
 from clutchcall.sim.calls import Call, synthetic_call
 
@@ -79,4 +82,76 @@ def run_inputs(engine: TurnEngine, inputs: list[ScriptInput]) -> list[Output]:
                 continue
             agent_playing = False
         out += driver.feed(inp)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FrameColumns:
+    """A run of consecutive caller-frame inputs as columns (:meth:`EngineDriver.feed_columns
+    <clutchcall.engine.call.EngineDriver.feed_columns>`): one duration; ``seqs`` /
+    ``features`` None when no frame of the run has one."""
+
+    times: list[float]
+    speech: list[bool]
+    duration_ms: int
+    seqs: list[int] | None
+    features: list[FrameFeatures | None] | None
+
+
+def to_columns(inputs: list[ScriptInput]) -> list[FrameColumns | ScriptInput]:
+    """Return ``inputs`` with every run of caller frames (of one duration, all with a
+    ``seq`` or none) packed into one :class:`FrameColumns`; other inputs stay as they are.
+    :func:`run_columns` of the result gives exactly :func:`run_inputs` of ``inputs``."""
+    out: list[FrameColumns | ScriptInput] = []
+    run: list[ScriptInput] = []
+
+    def flush() -> None:
+        if run:
+            seqs = [int(i.seq) for i in run if i.seq is not None]
+            feats = [i.features for i in run]
+            out.append(FrameColumns(
+                times=[i.time for i in run], speech=[bool(i.speech) for i in run],
+                duration_ms=int(run[0].duration_ms or 0),
+                seqs=seqs if seqs else None,
+                features=None if feats.count(None) == len(feats) else feats))
+            run.clear()
+
+    for inp in inputs:
+        if inp.kind == CALLER_FRAME and (not run or (
+                inp.duration_ms == run[0].duration_ms
+                and (inp.seq is None) == (run[0].seq is None))):
+            run.append(inp)
+            continue
+        flush()
+        if inp.kind == CALLER_FRAME:
+            run.append(inp)
+        else:
+            out.append(inp)
+    flush()
+    return out
+
+
+def run_columns(engine: TurnEngine, items: list[FrameColumns | ScriptInput]) -> list[Output]:
+    """:func:`run_inputs` for inputs packed by :func:`to_columns`: the same drive loop and
+    the same outputs, with each run of caller frames fed through the engine's batch entry
+    point (:meth:`~clutchcall.engine.call.EngineDriver.feed_columns`)."""
+    driver = EngineDriver(engine)
+    out: list[Output] = []
+    agent_playing = False
+    for item in items:
+        if isinstance(item, FrameColumns):
+            out += driver.feed_columns(item.times, item.speech, item.duration_ms,
+                                       features=item.features, seqs=item.seqs)
+            continue
+        out += driver.advance(item.time)
+        kind = item.kind
+        if kind == AGENT_STARTED:
+            if agent_playing:
+                continue
+            agent_playing = True
+        elif kind == AGENT_FINISHED:
+            if not agent_playing:
+                continue
+            agent_playing = False
+        out += driver.feed(item)
     return out

@@ -8,7 +8,8 @@ clock and no I/O; one object per stream and direction holds that stream's state.
 * :mod:`.resample` -- soxr streaming resampler (chunk-invariant output, measured delay).
 * :mod:`.polyphase` -- low-latency polyphase FIR resampler ("LL": no block buffering).
 * :mod:`.vad` -- frame splitter with carry-over, webrtcvad, the two chained, and
-  ``vad_decisions`` (the decisions for a whole signal: what the simulator and corpus use).
+  ``vad_decisions`` (the decisions for a whole signal: what the simulator and corpus use);
+  the optional Silero backend behind the same interface (``make_vad_framer``, ``[silero]``).
 * :mod:`.codec` -- the :class:`Codec` names and the per-call :class:`Transcoder`.
 
 Malformed data raises :class:`AudioError` (a ``RemoteProtocolError``) and leaves the stream's

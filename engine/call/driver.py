@@ -14,12 +14,19 @@ deadline at or before the input's time, at the deadline, as a shell's timer woul
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import islice
+
 from clutchcall.engine.actions import Output
 from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.inputs import EngineInput, Recorder, apply
 from clutchcall.engine.config import TurnConfig
 from clutchcall.engine.policy import TurnPolicy
 from clutchcall.engine.turn import TurnEngine
+
+_CHUNK_MIN = 6
+_CHUNK_MAX = 512
+_BACKOFF = 2
 
 
 class EngineDriver:
@@ -67,6 +74,61 @@ class EngineDriver:
     def get_timer(self) -> float | None:
         """Return the engine's next deadline (absolute, engine clock) or None."""
         return self.engine.get_timer()
+
+    def feed_columns(self, times: Sequence[float], speech: Sequence[bool], duration_ms: int, *,
+                     features: Sequence[FrameFeatures | None] | None = None,
+                     seqs: Sequence[int] | None = None) -> list[Output]:
+        """Feed a run of caller frames given as columns (frame ``k`` ended at ``times[k]``,
+        VAD decision ``speech[k]``, ``features[k]`` and ``seqs[k]`` if given, all
+        ``duration_ms`` long), each after :meth:`advance` to its time: the same outputs, in
+        the same order, as ``advance(t) + caller_frame(t, ...)`` frame by frame (the
+        per-frame drive loop), but the runs in which nothing can be decided go to the engine
+        in one call (:meth:`TurnEngine.caller_frames_quiet`). With a recorder every frame is
+        fed on its own as an :class:`EngineInput` (the recorder sees each input and its
+        drain). Engine errors propagate as from :meth:`feed` (the frames before the bad one
+        fed)."""
+        n = len(times)
+        if self.recorder is not None:
+            out: list[Output] = []
+            for k in range(n):
+                out += self.advance(times[k])
+                out += self.feed(EngineInput.frame(
+                    times[k], speech=speech[k], duration_ms=duration_ms,
+                    seq=None if seqs is None else seqs[k],
+                    features=None if features is None else features[k]))
+            return out
+        engine = self.engine
+        quiet = engine.caller_frames_quiet
+        caller_frame = engine.caller_frame
+        drain = engine.drain
+        get_timer = engine.get_timer
+        out = []
+        # Frame by frame (timers first, the frame, drain), but the run ahead (up to
+        # _CHUNK_MAX frames) is offered to the engine in one call now and then: after a run it
+        # took, the frame that ended it is stepped; a refusal (a state that decides on every
+        # frame, a run shorter than _CHUNK_MIN) backs off for _BACKOFF frames.
+        retry = 0
+        it = iter(range(n))
+        for k in it:
+            if k >= retry:
+                took = quiet(times, speech, duration_ms, k, min(n, k + _CHUNK_MAX),
+                             features=features, seqs=seqs, min_run=_CHUNK_MIN)
+                if took:
+                    out += drain()
+                    retry = k + took + (took < _CHUNK_MAX)
+                    if took > 1:
+                        next(islice(it, took - 2, None), None)  # skip the frames it took
+                    continue
+                retry = k + _BACKOFF
+            now = times[k]
+            deadline = get_timer()
+            if deadline is not None and deadline <= now:
+                out += self.advance(now)
+            caller_frame(now, speech=speech[k], duration_ms=duration_ms,
+                         seq=None if seqs is None else seqs[k],
+                         features=None if features is None else features[k])
+            out += drain()
+        return out
 
     def advance(self, now: float) -> list[Output]:
         """Fire every deadline at or before ``now``, each at its own time (for shells with no

@@ -84,6 +84,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call-loop", choices=("batched", "per-call"), default=None,
                         help="batched: one scheduler per edge process runs every call's deadlines "
                              "(default); per-call: a loop timer per call")
+    parser.add_argument("--vad", choices=("webrtc", "silero"), default=None,
+                        help="VAD backend for the caller's frames (default webrtc; silero needs "
+                             "the [silero] extra); the same as [pipeline] vad in --config")
     parser.add_argument("--shards", type=int, default=1,
                         help="edge processes sharing the ports (SO_REUSEPORT, QUIC steered by connection ID)")
 
@@ -111,6 +114,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         cfg = cfg.with_overrides(turn_speculate=False)
     if args.no_trace:
         cfg = cfg.with_overrides(trace_dir="")
+    if getattr(args, "vad", None) is not None:
+        cfg = dataclasses.replace(cfg, pipeline={**cfg.pipeline, "vad": args.vad})
     return cfg.with_overrides(host=args.host, quic_port=args.quic_port, ws_port=args.ws_port,
                               metrics_port=args.metrics_port, web_port=args.web_port, model_url=args.model_url,
                               model_dialect=args.model_dialect,

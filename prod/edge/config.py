@@ -41,7 +41,7 @@ from clutchcall.prod.ingress.config import check_xdp_settings
 from clutchcall.prod.quic.core import check_quic_core, default_quic_core
 
 PIPELINE_KEYS = ("resample_quality", "late_after_ms", "underrun_finish_ms", "max_bad_frames",
-                 "drain_timeout_s")
+                 "drain_timeout_s", "vad")
 """PipelineConfig fields an edge may set for all its calls (``[pipeline]`` table)."""
 
 
@@ -184,6 +184,10 @@ class EdgeConfig:
         bad = set(self.pipeline) - set(PIPELINE_KEYS)
         if bad:
             raise ConfigError(f"EdgeConfig.pipeline: unknown keys {sorted(bad)} (allowed: {PIPELINE_KEYS})")
+        if "vad" in self.pipeline:  # an unknown or uninstalled VAD backend fails at start
+            from clutchcall.engine.audio.vad import require_vad_backend
+
+            require_vad_backend(self.pipeline["vad"])
         if not isinstance(self.turn, TurnConfig):
             raise ConfigError("EdgeConfig.turn: must be a TurnConfig")
 

