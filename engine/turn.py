@@ -474,10 +474,13 @@ class TurnEngine:
         0 at once unless the run looks at least this long (its frame ``min_run - 1`` has the
         same decision and no deadline falls before it), since batching pays off only over
         longer runs. Never raises for a bad frame: it stops before it (and for a
-        ``duration_ms`` other than 10/20/30 takes nothing).
+        ``duration_ms`` other than 10/20/30, or frames with features under the smart-turn
+        end-of-turn rule, takes nothing).
         """
         if stop - start < min_run or stop <= start or duration_ms not in VAD_FRAME_MS:
             return 0
+        if self._smart is not None and features is not None:
+            return 0  # a frame may carry smart-turn's probability, which revises a pause
         state = self._state
         if state is State.SPEAKING:
             want = True  # speech continues the burst: counted, nothing decided
@@ -556,6 +559,7 @@ class TurnEngine:
                 if f is not None:
                     self._feat_rel = f.rel_db
                     self._feat_edge = f.agent_edge_ms
+                    self._feat = f
                     break
         if want:
             self._turn_speech += duration_ms * n
