@@ -67,22 +67,7 @@ def run_inputs(engine: TurnEngine, inputs: list[ScriptInput]) -> list[Output]:
     ``handle_timer(deadline)``, as a shell's timer would have done. Agent audio started while
     it plays, or finished while it does not, is skipped.
     """
-    driver = EngineDriver(engine)
-    out: list[Output] = []
-    agent_playing = False
-    for inp in inputs:
-        out += driver.advance(inp.time)
-        kind = inp.kind
-        if kind == AGENT_STARTED:
-            if agent_playing:
-                continue
-            agent_playing = True
-        elif kind == AGENT_FINISHED:
-            if not agent_playing:
-                continue
-            agent_playing = False
-        out += driver.feed(inp)
-    return out
+    return run_columns(engine, list(inputs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +117,9 @@ def to_columns(inputs: list[ScriptInput]) -> list[FrameColumns | ScriptInput]:
 
 
 def run_columns(engine: TurnEngine, items: list[FrameColumns | ScriptInput]) -> list[Output]:
-    """:func:`run_inputs` for inputs packed by :func:`to_columns`: the same drive loop and
-    the same outputs, with each run of caller frames fed through the engine's batch entry
-    point (:meth:`~clutchcall.engine.call.EngineDriver.feed_columns`)."""
+    """The drive loop of :func:`run_inputs` over plain inputs and runs packed by
+    :func:`to_columns` (the same outputs: each run of caller frames goes through the engine's
+    batch entry point, :meth:`~clutchcall.engine.call.EngineDriver.feed_columns`)."""
     driver = EngineDriver(engine)
     out: list[Output] = []
     agent_playing = False

@@ -232,6 +232,14 @@ class Decimate24To16:
         self._hist[:] = 0.0
 
 
+
+def _check_framer(rate: int, frame_ms: int) -> None:
+    """Raise ConfigError unless a framer can take ``rate`` Hz audio in ``frame_ms`` frames."""
+    if rate not in FRAMER_RATES:
+        raise ConfigError(f"vad framer rate must be one of {sorted(FRAMER_RATES)} Hz, got {rate!r}")
+    if frame_ms not in VAD_FRAME_MS:
+        raise ConfigError(f"vad frame_ms must be one of {sorted(VAD_FRAME_MS)}, got {frame_ms!r}")
+
 class VadFramer:
     """Frame a PCM16 stream at ``rate`` Hz and judge each frame with webrtcvad.
 
@@ -242,10 +250,7 @@ class VadFramer:
     __slots__ = ("_down", "_vad", "aggressiveness", "frame_ms", "rate", "splitter")
 
     def __init__(self, rate: int, frame_ms: int = 20, aggressiveness: int = 2) -> None:
-        if rate not in FRAMER_RATES:
-            raise ConfigError(f"vad framer rate must be one of {sorted(FRAMER_RATES)} Hz, got {rate!r}")
-        if frame_ms not in VAD_FRAME_MS:
-            raise ConfigError(f"vad frame_ms must be one of {sorted(VAD_FRAME_MS)}, got {frame_ms!r}")
+        _check_framer(rate, frame_ms)
         self.rate = rate
         self.frame_ms = frame_ms
         self.aggressiveness = aggressiveness
@@ -341,10 +346,7 @@ class SileroVadFramer:
                  "rate", "splitter")
 
     def __init__(self, rate: int, frame_ms: int = 20) -> None:
-        if rate not in FRAMER_RATES:
-            raise ConfigError(f"vad framer rate must be one of {sorted(FRAMER_RATES)} Hz, got {rate!r}")
-        if frame_ms not in VAD_FRAME_MS:
-            raise ConfigError(f"vad frame_ms must be one of {sorted(VAD_FRAME_MS)}, got {frame_ms!r}")
+        _check_framer(rate, frame_ms)
         self.rate = rate
         self.frame_ms = frame_ms
         self.splitter = FrameSplitter(rate, frame_ms)
