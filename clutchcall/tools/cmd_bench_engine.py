@@ -9,14 +9,14 @@ is also run with per-frame acoustic features and the ``evidence`` policy with so
 (``frames_per_s_features``: the product default's hot path; issue 15 keeps it >= 1 M/s).
 
 Two drive paths, the same outputs (tests/engine/test_batch.py): ``frames_per_s`` /
-``frames_per_s_features`` time the offline drivers' batch path -- the call's caller frames as
-columns (:func:`~clutchcall.tools.scenario.to_columns`, prepared before the clock starts, as
+``frames_per_s_features`` time the per-frame API (one :class:`EngineInput` at a time through
+:meth:`EngineDriver.feed`, as the real-time shell and the simulator feed it: the headline);
+``frames_per_s_batch`` / ``frames_per_s_features_batch`` time the offline drivers' batch path
+-- the call's caller frames as columns (:func:`~clutchcall.tools.scenario.to_columns`, prepared before the clock starts, as
 the inputs themselves are), fed by :meth:`EngineDriver.feed_columns
 <clutchcall.engine.call.EngineDriver.feed_columns>`, which hands every run of frames in which
 nothing can be decided to :meth:`TurnEngine.caller_frames_quiet` in one call and steps the
-rest; ``frames_per_s_stepwise`` / ``frames_per_s_features_stepwise`` time the per-frame API
-(one :class:`EngineInput` at a time through :meth:`EngineDriver.feed`, as a real-time shell
-feeds it). Figures are wall-clock medians over ``--runs``; the machine's load moves them.
+rest. Figures are wall-clock medians over ``--runs``; the machine's load moves them.
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float |
         step.append(time.perf_counter() - t0)
     med = statistics.median(times)
     med_step = statistics.median(step)
-    return {"frames_per_s_features": round(frames / med),
-            "us_per_frame_features": round(med / frames * 1e6, 3),
-            "frames_per_s_features_stepwise": round(frames / med_step),
-            "us_per_frame_features_stepwise": round(med_step / frames * 1e6, 3)}
+    return {"frames_per_s_features": round(frames / med_step),
+            "us_per_frame_features": round(med_step / frames * 1e6, 3),
+            "frames_per_s_features_batch": round(frames / med),
+            "us_per_frame_features_batch": round(med / frames * 1e6, 3)}
 
 
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
@@ -112,12 +112,12 @@ def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
         "frames": frames,
         "outputs": n_out,
         "runs": runs,
-        "frames_per_s": round(frames / med),
-        "us_per_frame": round(med / frames * 1e6, 3),
+        "frames_per_s": round(frames / med_step),
+        "us_per_frame": round(med_step / frames * 1e6, 3),
         "baseline_loop_us_per_frame": round(med_base / frames * 1e6, 3),
-        "engine_over_baseline": round(med / med_base, 1),
-        "frames_per_s_stepwise": round(frames / med_step),
-        "us_per_frame_stepwise": round(med_step / frames * 1e6, 3),
+        "engine_over_baseline": round(med_step / med_base, 1),
+        "frames_per_s_batch": round(frames / med),
+        "us_per_frame_batch": round(med / frames * 1e6, 3),
     }
 
 
@@ -129,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"turn engine: {res['frames']} frames/run ({args.seconds:.0f} call-s), median of {res['runs']} runs")
         print(f"  {res['frames_per_s']:,} frames/s   {res['us_per_frame']} us per frame step "
-              "(batch path: quiet runs in one call)")
+              "(per-frame API, as the shells feed it)")
         print(f"  bare loop over the same inputs: {res['baseline_loop_us_per_frame']} us/frame "
               f"(engine = {res['engine_over_baseline']}x that)")
         print(f"  with per-frame features, evidence policy, soft barge-in: "
               f"{res['frames_per_s_features']:,} frames/s")
-        print(f"  per-frame API (one input at a time): {res['frames_per_s_stepwise']:,} frames/s, "
-              f"with features {res['frames_per_s_features_stepwise']:,} frames/s")
+        print(f"  batch path (quiet runs in one call): {res['frames_per_s_batch']:,} frames/s, "
+              f"with features {res['frames_per_s_features_batch']:,} frames/s")
     return 0
