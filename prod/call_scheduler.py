@@ -24,6 +24,13 @@ One scheduler per event loop: :meth:`CallScheduler.install` makes a scheduler th
 caller leg's uplink jitter buffers (:class:`~clutchcall.prod.ingress.call.BaseCall`) and the
 pipelines of the same process share it; without one installed each keeps its own loop timer.
 
+The same one timer carries the QUIC connections' own timers (loss detection, ACK delay, idle:
+``EdgeSession`` arms its connection here instead of a loop timer per connection), and a pass
+coalesces sends: a connection that wants to transmit during a pass
+(:meth:`CallScheduler.defer_transmit`) transmits once after every due call of the pass has run,
+so what one tick sends on a connection (agent frames, control objects, pending ACKs) leaves in
+as few packets as the QUIC core packs it.
+
 The scheduler is single-threaded (the loop's thread) and never raises into the loop: a call
 whose ``on_deadline`` raises is logged, counted in ``stats["errors"]`` and dropped, the other
 due calls still run.
@@ -49,6 +56,12 @@ class Scheduled(Protocol):
     def on_deadline(self, deadline: float) -> None: ...
 
 
+class Transmitter(Protocol):
+    """A connection whose sends a pass may coalesce (:meth:`CallScheduler.defer_transmit`)."""
+
+    def transmit(self) -> None: ...
+
+
 class CallScheduler:
     """One loop timer for the core deadlines of every call on one event loop (see module
     docstring). ``stats``: ``passes`` (timer firings), ``fired`` (calls run), ``max_batch``
@@ -62,8 +75,10 @@ class CallScheduler:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._in_pass = False
-        self.stats = {"passes": 0, "fired": 0, "max_batch": 0, "errors": 0}
+        self._in_pass = False  # the loop timer is set once, after the pass
+        self._deferring = False  # transmits asked for during the pass wait for its end
+        self._deferred: dict[Transmitter, None] = {}
+        self.stats = {"passes": 0, "fired": 0, "max_batch": 0, "errors": 0, "coalesced": 0}
 
     @classmethod
     def install(cls, loop: asyncio.AbstractEventLoop | None = None) -> CallScheduler:
@@ -100,6 +115,23 @@ class CallScheduler:
             self._compact()
         if not self._in_pass and (self._timer_at is None or deadline < self._timer_at):
             self._set_timer(deadline)
+
+    def deadline_of(self, call: Scheduled) -> float | None:
+        """Return ``call``'s pending deadline, or None."""
+        return self._due.get(id(call))
+
+    def defer_transmit(self, conn: Transmitter) -> bool:
+        """During a pass: note that ``conn`` has something to send and return True; its
+        ``transmit()`` runs once after every due call of the pass has run (tick-level
+        coalescing: what one pass sends on a connection -- agent frames, control objects,
+        the ACKs they carry -- is packed together). Outside a pass return False (send now)."""
+        if not self._deferring:
+            return False
+        if conn in self._deferred:
+            self.stats["coalesced"] += 1
+        else:
+            self._deferred[conn] = None
+        return True
 
     def cancel(self, call: Scheduled) -> None:
         """Drop ``call``'s pending deadline, if any. Returns None."""
@@ -155,6 +187,7 @@ class CallScheduler:
         self.stats["fired"] += len(batch)
         self.stats["max_batch"] = max(self.stats["max_batch"], len(batch))
         self._in_pass = True  # the calls re-arm; the one loop timer is set once, below
+        self._deferring = True
         try:
             for d, call in batch:
                 try:
@@ -163,5 +196,13 @@ class CallScheduler:
                     self.stats["errors"] += 1
                     log.exception("call deadline failed")
         finally:
+            self._deferring = False
+            deferred, self._deferred = self._deferred, {}
+            for conn in deferred:
+                try:
+                    conn.transmit()
+                except Exception:
+                    self.stats["errors"] += 1
+                    log.exception("deferred transmit failed")
             self._in_pass = False
             self._set_timer(self._next_live())

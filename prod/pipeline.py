@@ -52,7 +52,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -259,6 +259,12 @@ class CallPipeline:
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
+        self._bad = 0  # malformed caller payloads in a row (push)
+        self._stopped = asyncio.Event()  # push path: the pipeline failed or the edge ended it
+        # agent frames go straight to a caller leg whose send never waits (QUIC) while
+        # nothing is queued for the sender task; otherwise through the sender, in order
+        self._send_now = getattr(downlink, "send_agent_audio_nowait", None)
+        self._sender_idle = False
         self.agent_frames_sent = 0
         self._rewound = 0  # agent frames taken back by rewinds (written twice)
 
@@ -312,6 +318,52 @@ class CallPipeline:
         finally:
             await self.close()
         return self.turns
+
+    def push(self, frame: CallerFrame) -> bool:
+        """The batched call loop's uplink (the caller leg calls this as it releases each frame,
+        no task per call): process ``frame`` exactly as :meth:`run` does with each frame it
+        reads (:meth:`feed`; a malformed payload is concealed, ``max_bad_frames`` of them in a
+        row fail the call with ``bad_uplink``). Return False once the pipeline takes no more
+        frames (failed): the caller leg stops delivering. Never raises for the caller's fault."""
+        if self.failed or self._closed:
+            return False
+        try:
+            good = self.feed(frame)
+        except RemoteProtocolError as exc:
+            self.log.warning("caller frame dropped: %s", exc)
+            good = False
+        self._bad = 0 if good else self._bad + 1
+        if self._bad >= self.config.max_bad_frames:
+            self._fail(f"{self._bad} bad caller frames in a row", code="bad_uplink")
+        return not self.failed
+
+    async def run_pushed(self, attach: Callable[[], None], ended: Awaitable[Any]) -> list[TurnRecord]:
+        """Like :meth:`run`, with the uplink pushed (:meth:`push`) instead of pulled: start,
+        ``attach()`` (the caller leg begins calling :meth:`push`), wait until ``ended`` (the
+        caller leg's end) completes or the pipeline fails, wait up to ``drain_timeout_s`` for
+        the reply in flight, close. Returns the turns."""
+        try:
+            await self.start()
+            attach()
+            end = asyncio.ensure_future(ended)
+            stop = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait((end, stop), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in (end, stop):
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t
+            await self.wait_quiet(self.config.drain_timeout_s)
+        except RemoteProtocolError:
+            pass  # the model leg could not be reached: start() told the caller
+        finally:
+            await self.close()
+        return self.turns
+
+    def stop(self) -> None:
+        """End :meth:`run_pushed`'s wait for the caller leg (the edge ended the call). Returns None."""
+        self._stopped.set()
 
     async def wait_quiet(self, timeout: float) -> None:
         """Return once no reply is pending or playing (or after ``timeout`` seconds)."""
@@ -553,6 +605,14 @@ class CallPipeline:
 
     # -- downlink ------------------------------------------------------------------------
     def _send(self, kind: str, arg: Any) -> None:
+        if (kind == "audio" and self._sender_idle and not self._ops and not self._closed
+                and self._send_now is not None):
+            try:
+                if self._send_now(arg):
+                    return
+            except (ConnectionError, RemoteProtocolError) as exc:
+                self._fail(f"downlink failed: {exc}")
+                return
         self._ops.append((kind, arg))
         self._wake.set()
 
@@ -597,7 +657,11 @@ class CallPipeline:
                 if self._closed:
                     return
                 self._wake.clear()
-                await self._wake.wait()
+                self._sender_idle = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._sender_idle = False
         except (ConnectionError, RemoteProtocolError) as exc:
             self._fail(f"downlink failed: {exc}")
 
@@ -631,6 +695,7 @@ class CallPipeline:
         if self.failed:
             return
         self.failed = reason
+        self._stopped.set()
         self.log.error("call failed: %s", reason)
         self._send("control", {"type": "error", "code": code, "message": reason})
 
@@ -643,6 +708,12 @@ class CallSessionDownlink:
 
     async def send_agent_audio(self, payload: bytes) -> None:
         await self.call.send_agent_audio(payload)
+
+    def send_agent_audio_nowait(self, payload: bytes) -> bool:
+        """Send one agent frame now if the caller leg's send never waits (QUIC); return
+        False (nothing sent) where it may wait: then :meth:`send_agent_audio`."""
+        f = getattr(self.call, "send_agent_audio_nowait", None)
+        return bool(f(payload)) if f is not None else False
 
     async def clear_playout(self) -> None:
         await self.call.clear_playout()

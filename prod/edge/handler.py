@@ -18,8 +18,12 @@ kept. A fault in one call never raises into the ingress or another call.
 
 The batched call loop (``call_loop = "batched"``, the default): the handler's calls share one
 :class:`~clutchcall.prod.call_scheduler.CallScheduler` (one per edge shard process), which runs
-every call's core deadlines from one loop timer, all due calls in one pass; ``"per-call"``
-gives each pipeline its own loop timer (the A/B of ``bench edge --call-loop``).
+every call's core deadlines from one loop timer, all due calls in one pass, and the caller leg
+pushes each frame its jitter buffer releases straight into the pipeline
+(``BaseCall.attach_sink`` -> :meth:`CallPipeline.push`: no uplink task or queue per call; the
+call's ``on_call`` task only waits for the end); ``"per-call"`` gives each pipeline its own
+loop timer and uplink task (``call.frames()`` -> :meth:`CallPipeline.run`), the A/B of
+``bench edge --call-loop``.
 
 A caller that keeps breaking the call core's uplink bounds (frames far ahead of real time,
 concealment beyond its caps) is ended by the edge: before each caller frame a
@@ -36,7 +40,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,8 +199,17 @@ class EdgeHandler:
                                ingress_dropped=lambda: int(getattr(call, "uplink_dropped", 0)))
         clog.info("call started (%s, %s/%d Hz)", summary.transport, call.codec, call.rate)
         self.metrics.observe_call(summary.transport)
+        violation: list[asyncio.Task[None]] = []
         try:
-            summary.turns = await pipe.run(self._frames(call, summary, last, guard))
+            if self.call_loop == "batched" and callable(getattr(call, "attach_sink", None)):
+                # the batched call loop: the caller leg pushes each released frame into the
+                # pipeline (no uplink task per call); this task only waits for the end
+                sink = self._sink(call, summary, last, guard, pipe, violation, clog)
+                summary.turns = await pipe.run_pushed(lambda: call.attach_sink(sink), call.wait_closed())
+            else:
+                summary.turns = await pipe.run(self._frames(call, summary, last, guard))
+            for t in violation:
+                await t
         except Exception:  # noqa: BLE001 -- a pipeline bug must not take other calls down
             clog.exception("pipeline failed")
             summary.failed = summary.failed or "internal error"
@@ -257,28 +270,80 @@ class EdgeHandler:
             yield CallerFrame(f.payload, seq=f.seq, ts=None if f.timestamp_ms is None else f.timestamp_ms / 1000,
                               concealed=f.concealed)
 
-    async def _violated(self, call: Any, summary: CallSummary, guard: ViolationGuard,
-                        now: float, caller_ahead_s: float | None = None) -> bool:
+    def _sink(self, call: Any, summary: CallSummary, last: list[float], guard: ViolationGuard,
+              pipe: CallPipeline, violation: list[asyncio.Task[None]], clog: Any
+              ) -> Callable[[Any], bool]:
+        """Return the batched call loop's uplink sink for ``call`` (``BaseCall.attach_sink``):
+        per frame what :meth:`_frames` + :meth:`CallPipeline.run` do, called synchronously as
+        the caller leg releases the frame. False stops the delivery (the guard ended the call,
+        or the pipeline failed)."""
+        loop = asyncio.get_running_loop()
+        first: list[float] = []  # [seq, ingress release time] of the first frame
+        frame_s = call.frame_ms / 1000
+
+        def sink(f: Any) -> bool:
+            try:
+                now = loop.time()
+                released = f.released_at or now
+                if not first:
+                    first.extend((f.seq, released))
+                # how far the caller's numbering runs ahead of real time (edge/guard.py)
+                ahead = (f.seq - first[0]) * frame_s - (released - first[1])
+                reason = self._check_guard(call, summary, guard, now, ahead)
+                if reason is not None:
+                    violation.append(asyncio.ensure_future(self._end_violation(call, reason)))
+                    pipe.stop()
+                    return False
+                if not f.concealed:
+                    last[0] = now
+                summary.frames += 1
+                return pipe.push(CallerFrame(f.payload, seq=f.seq,
+                                             ts=None if f.timestamp_ms is None else f.timestamp_ms / 1000,
+                                             concealed=f.concealed))
+            except Exception:  # noqa: BLE001 -- a pipeline bug must not take other calls down
+                clog.exception("pipeline failed")
+                summary.failed = summary.failed or "internal error"
+                pipe.stop()
+                return False
+
+        return sink
+
+    def _check_guard(self, call: Any, summary: CallSummary, guard: ViolationGuard,
+                     now: float, caller_ahead_s: float | None = None) -> str | None:
         """Count the caller's new violating frames on /metrics; once the guard says the call
-        must end, tell the caller (``error`` ``caller_violation``), close it with the
-        transport's policy code, count it and return True (edge/guard.py)."""
+        must end, mark and count it and return the reason (edge/guard.py), else None."""
         new_ahead, new_conceal, reason = guard.check(now, caller_ahead_s)
         if new_ahead:
             self.metrics.caller_violations.labels(kind="ahead").inc(new_ahead)
         if new_conceal:
             self.metrics.caller_violations.labels(kind="conceal").inc(new_conceal)
         if reason is None:
-            return False
+            return None
         summary.end_reason = "caller_violation"
         summary.failed = reason
         self.metrics.calls_closed_violation.inc()
         call_logger(log, call.call_id).warning("ending the call: %s", reason)
+        return reason
+
+    async def _violated(self, call: Any, summary: CallSummary, guard: ViolationGuard,
+                        now: float, caller_ahead_s: float | None = None) -> bool:
+        """Count the caller's new violating frames on /metrics; once the guard says the call
+        must end, tell the caller (``error`` ``caller_violation``), close it with the
+        transport's policy code, count it and return True (edge/guard.py)."""
+        reason = self._check_guard(call, summary, guard, now, caller_ahead_s)
+        if reason is None:
+            return False
+        await self._end_violation(call, reason)
+        return True
+
+    async def _end_violation(self, call: Any, reason: str) -> None:
+        """Tell the caller (``error`` ``caller_violation``) and close the call with the
+        transport's policy code."""
         with contextlib.suppress(Exception):
             await call.send_control({"type": "error", "code": "caller_violation", "message": reason})
         with contextlib.suppress(Exception):
             close = getattr(call, "close_violation", None)
             await (close(reason) if close is not None else call.close(reason))
-        return True
 
     async def _watchdog(self, call: Any, summary: CallSummary, last: list[float], clog: Any) -> None:
         loop = asyncio.get_running_loop()

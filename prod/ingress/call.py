@@ -11,7 +11,9 @@ codec, and then hands the pipeline one :class:`CallSession` by awaiting
   ``concealed=True`` carrying the output of the concealer). It ends when the caller hangs up
   or the call is closed. The default concealer yields one frame of silence *in the caller
   codec* (so a concealed frame can go through ``Transcoder.uplink`` like any other; for Opus
-  it is ``b""``). ``call.set_concealer(lambda seq: transcoder.uplink_loss())`` installs Opus
+  it is ``b""``). The edge's batched call loop takes them with ``call.attach_sink(fn)``
+  instead: ``fn(frame)`` runs as each frame is released (no queue, no task per call).
+  ``call.set_concealer(lambda seq: transcoder.uplink_loss())`` installs Opus
   PLC instead; concealed payloads are then already PCM16 at the model rate (skip ``uplink``).
   Jitter counters: ``call.jitter.stats`` (received, released, late, lost, skipped, ...).
 * ``await call.send_agent_audio(payload)`` sends one downlink frame in the caller codec
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
@@ -82,6 +85,8 @@ class CallHandler(Protocol):
     async def on_call(self, call: CallSession) -> None: ...
 
 
+log = logging.getLogger("clutchcall.ingress.call")
+
 _END = object()
 
 #: at most this many uplink frames wait for the pipeline per call (10 s of 20 ms frames: more
@@ -114,6 +119,7 @@ class BaseCall:
         self.jitter = JitterBuffer(frame_ms=frame_ms, depth_ms=jitter_depth_ms, conceal=lambda seq: self._silence,
                                    is_silent=silence_judge(codec))
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._sink: Callable[[UplinkFrame], bool] | None = None  # attach_sink (batched loop)
         self._sched: CallScheduler | None = None  # the loop's batched scheduler, once found
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -145,11 +151,55 @@ class BaseCall:
             assert isinstance(item, UplinkFrame)
             yield item
 
+    def attach_sink(self, sink: Callable[[UplinkFrame], bool]) -> None:
+        """Deliver uplink frames by calling ``sink(frame)`` as the jitter buffer releases them
+        (in the ingress's datagram handler or the loop scheduler's pass: the batched call loop,
+        no queue and no task wake-up per frame) instead of through :meth:`frames`. Frames
+        queued before are delivered first, in order. ``sink`` returns False to stop taking
+        frames (later ones are queued as if nobody read them, bounded by
+        :data:`MAX_QUEUED_FRAMES`); it must not raise (an exception is logged and detaches
+        it). The end of the call is :meth:`wait_closed`. Returns None."""
+        self._sink = sink
+        q = self._queue
+        while self._sink is not None and not q.empty():
+            item = q.get_nowait()
+            if item is _END:
+                q.put_nowait(_END)
+                return
+            assert isinstance(item, UplinkFrame)
+            self._deliver(item)
+
+    def _deliver(self, frame: UplinkFrame) -> None:
+        sink = self._sink
+        assert sink is not None
+        try:
+            keep = sink(frame)
+        except Exception:  # the sink's bug must not end the transport session
+            log.exception("uplink sink failed; frames are no longer delivered")
+            keep = False
+        if not keep:
+            self._sink = None
+
     async def send_agent_audio(self, payload: bytes) -> None:
         if self._closed.is_set():
             return
         self.agent_frames_sent += 1
         await self._transport_send_audio(payload)
+
+    def send_agent_audio_nowait(self, payload: bytes) -> bool:
+        """Send one agent frame now, without awaiting, where the transport's send never waits
+        (QUIC: the frame is handed to the connection); return False where it may wait
+        (WebSocket: use :meth:`send_agent_audio`), True once sent (or dropped: call closed)."""
+        send = self._transport_send_audio_nowait
+        if send is None:
+            return False
+        if not self._closed.is_set():
+            self.agent_frames_sent += 1
+            send(payload)
+        return True
+
+    #: a transport whose audio send never waits sets this to its synchronous send
+    _transport_send_audio_nowait: Callable[[bytes], None] | None = None
 
     async def send_control(self, event: dict[str, Any]) -> None:
         """Send a control event; raises LocalProtocolError for a malformed event."""
@@ -228,9 +278,13 @@ class BaseCall:
     # ------------------------------------------------------------ uplink bounds (issue 19)
 
     def _enqueue(self, frame: UplinkFrame) -> None:
-        """Queue ``frame`` for the pipeline unless :data:`MAX_QUEUED_FRAMES` already wait (a
-        sender faster than the pipeline): then drop it and count it in ``uplink_dropped`` (the
-        edge's violation guard sees it; the pipeline sees a sequence gap)."""
+        """Hand ``frame`` to the attached sink, else queue it for the pipeline unless
+        :data:`MAX_QUEUED_FRAMES` already wait (a sender faster than the pipeline): then drop
+        it and count it in ``uplink_dropped`` (the edge's violation guard sees it; the pipeline
+        sees a sequence gap)."""
+        if self._sink is not None:
+            self._deliver(frame)
+            return
         if self._queue.qsize() >= MAX_QUEUED_FRAMES:
             self.uplink_dropped += 1
             return
@@ -253,7 +307,10 @@ class BaseCall:
             self._sched.cancel(self)
         # release what is buffered, in order, without waiting for its playout time
         for frame in self.jitter.pop(max(self._loop.time(), self.jitter.get_timer() or 0.0) + 3600.0):
-            self._queue.put_nowait(frame)
+            if self._sink is not None:
+                self._deliver(frame)
+            else:
+                self._queue.put_nowait(frame)
         self._closed.set()
         self._queue.put_nowait(_END)
 
@@ -332,10 +389,10 @@ def frame_energy_dbfs(pcm: Any) -> float:
     """RMS level of one frame of int16 samples (ndarray) in dBFS; -inf for silence or empty."""
     import numpy as np
 
-    x = np.asarray(pcm, dtype=np.float64)
+    x = np.asarray(pcm, dtype=np.float64).ravel()
     if x.size == 0:
         return -math.inf
-    rms = math.sqrt(float(np.mean(x * x)))
+    rms = math.sqrt(float(np.dot(x, x)) / x.size)  # one BLAS call: the mean of squares
     return 20 * math.log10(rms / 32768.0) if rms > 0 else -math.inf
 
 

@@ -96,6 +96,7 @@ class WebTransportProtocol(EdgeProtocol, QuicConnectionProtocol):
     """One HTTP/3 connection carrying (at most) one WebTransport session = one MoQT call."""
 
     call_class = WebTransportCall
+    coalesce_acks = False  # the HTTP/3 layer's events do not pass EdgeSession._on_quic_event
     core = get_core("aioquic")  # HTTP/3 and WebTransport are aioquic's h3 layer
 
     def _agent_datagrams(self) -> bool:

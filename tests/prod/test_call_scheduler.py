@@ -105,10 +105,13 @@ def test_stale_entries_stay_bounded() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["batched", "per-call"])
-def test_pipelines_on_one_scheduler_replay_exactly(shared: bool) -> None:
+@pytest.mark.parametrize(("shared", "pushed"), [(True, False), (False, False), (True, True)],
+                         ids=["batched", "per-call", "batched-pushed"])
+def test_pipelines_on_one_scheduler_replay_exactly(shared: bool, pushed: bool) -> None:
     """Two real calls at once (one answered, one barging in on the reply), on the shard's one
-    scheduler or on their own timers: same behaviour; inputs replay to the same outputs."""
+    scheduler or on their own timers, the uplink pulled by a task per call (``run``) or pushed
+    into the pipeline as each frame comes (``push``/``run_pushed``, the edge's batched loop):
+    same behaviour; inputs replay to the same outputs."""
     answered = np.concatenate([silence(300), speech("Where is my order?"), silence(2500)])
     barge = np.concatenate([silence(300), speech("Where is my order?"), silence(900),
                             speech("Wait, stop, one more thing please."), silence(1500)])
@@ -121,7 +124,20 @@ def test_pipelines_on_one_scheduler_replay_exactly(shared: bool) -> None:
             pipes = [CallPipeline(d, call_id=f"c{i}", model_url=srv.url, scheduler=sched,
                                   config=PipelineConfig(caller_rate=RATE, drain_timeout_s=5))
                      for i, d in enumerate(downs)]
-            await asyncio.gather(pipes[0].run(play(answered)), pipes[1].run(play(barge)))
+            if pushed:
+                async def push_all(p: CallPipeline, pcm: np.ndarray, attached: asyncio.Event) -> None:
+                    await attached.wait()
+                    async for f in play(pcm):
+                        assert p.push(f)
+
+                async def run_one(p: CallPipeline, pcm: np.ndarray) -> Any:
+                    attached = asyncio.Event()
+                    feeder = asyncio.ensure_future(push_all(p, pcm, attached))
+                    return await p.run_pushed(attached.set, feeder)
+
+                await asyncio.gather(run_one(pipes[0], answered), run_one(pipes[1], barge))
+            else:
+                await asyncio.gather(pipes[0].run(play(answered)), pipes[1].run(play(barge)))
             for p in pipes:
                 assert p.failed is None
                 assert p.inputs is not None and p.outputs is not None
@@ -181,5 +197,93 @@ def test_uplink_jitter_buffers_share_the_loops_scheduler() -> None:
         assert [s for s, _ in batched[1]] == list(range(12))
         assert (7, True) in batched[2] and (7, False) not in batched[2]
         assert fired > 0
+
+    asyncio.run(main())
+
+
+def test_uplink_sink_gets_the_frames_of_the_iterator() -> None:
+    """``BaseCall.attach_sink`` (the batched call loop's uplink): the frames queued before it
+    is attached, then each frame as the jitter buffer releases it, then the flush at the end:
+    the same frames in the same order as ``frames()`` gives; a sink that returns False gets
+    no more (later frames queue as if unread)."""
+    from clutchcall.prod.ingress.call import BaseCall
+
+    async def one(sink_mode: str) -> tuple[list[tuple[int, bool]], BaseCall]:
+        loop = asyncio.get_running_loop()
+        call = BaseCall(call_id="s", codec="pcm16", rate=16000, jitter_depth_ms=300)
+        got: list[tuple[int, bool]] = []
+        reader = None
+        if sink_mode == "iterator":
+            async def read() -> None:
+                async for f in call.frames():
+                    got.append((f.seq, f.concealed))
+            reader = asyncio.create_task(read())
+        t0 = loop.time()
+        for k in range(12):
+            await asyncio.sleep(max(0.0, t0 + k * 0.02 - loop.time()))
+            if k != 7:  # frame 7 is lost
+                call.feed_uplink(k, bytes(640), timestamp_ms=k * 20)
+        await asyncio.sleep(0.25)  # the first frames are released (300 ms deep) and queued
+        if sink_mode != "iterator":
+            def sink(f: Any) -> bool:
+                got.append((f.seq, f.concealed))
+                return not (sink_mode == "stop" and f.seq == 5)
+            assert call._queue.qsize() > 0
+            call.attach_sink(sink)
+        await asyncio.sleep(0.3)
+        call._end("done")
+        if reader is not None:
+            await reader
+        assert call.closed
+        return got, call
+
+    async def main() -> None:
+        pulled, _ = await one("iterator")
+        pushed, _ = await one("sink")
+        assert pushed == pulled
+        assert [s for s, _ in pushed] == list(range(12)) and (7, True) in pushed
+        stopped, call = await one("stop")
+        assert stopped == pushed[:6]
+        assert call._queue.qsize() == 12 - 6 + 1  # the rest (and the end) wait unread
+
+    asyncio.run(main())
+
+
+def test_a_pass_coalesces_each_connections_transmits() -> None:
+    """During a pass a connection that asks to transmit (``defer_transmit``) transmits once,
+    after every due call of the pass; outside a pass it is told to send now."""
+
+    class Conn:
+        def __init__(self) -> None:
+            self.sent: list[float] = []
+
+        def transmit(self) -> None:
+            self.sent.append(asyncio.get_running_loop().time())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = CallScheduler()
+        conns = [Conn(), Conn()]
+        order: list[str] = []
+
+        class Caller:
+            def __init__(self, name: str, conn: Conn) -> None:
+                self.name, self.conn = name, conn
+
+            def on_deadline(self, deadline: float) -> None:
+                order.append(self.name)
+                for _ in range(3):  # e.g. an agent frame, a control object, another frame
+                    assert sched.defer_transmit(self.conn)
+                assert not self.conn.sent  # nothing left yet: the pass is still running
+
+        now = loop.time()
+        for i, name in enumerate(("a", "b", "c")):
+            sched.arm(Caller(name, conns[i % 2]), now + 0.01)
+        assert not sched.defer_transmit(conns[0])  # no pass running: send now
+        await asyncio.sleep(0.05)
+        assert order == ["a", "b", "c"]
+        assert [len(c.sent) for c in conns] == [1, 1]
+        assert sched.stats["coalesced"] == 3 * 3 - 2 and sched.stats["passes"] == 1
+        sched.close()
 
     asyncio.run(main())
