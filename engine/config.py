@@ -164,6 +164,11 @@ class TurnConfig:
     """answer_aware only: ...or starting up to this long *before* it finished (the caller
     answers over the agent's last syllable: a terminal overlap); 0 = only after."""
 
+    cancel_answer_window_ms: int = 0
+    """answer_aware / evidence: a turn starting within this long after the last speech of a
+    turn that cancelled the agent and was then filtered (a false barge-in) is an answer;
+    0 = off (such a turn needs ``response_min_speech_ms``)."""
+
     # ---- speculative commit (engine/turn.py) and adaptive end of turn (engine/endpoint.py)
     speculate: bool = False
     """Speculative commit on (``Speculate`` / ``Release`` / ``Retract``); False = off."""
@@ -256,6 +261,7 @@ class TurnConfig:
             )
         for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
                      "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms", "answer_overlap_ms",
+                     "cancel_answer_window_ms",
                      "barge_yield_ms", "duck_ramp_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
@@ -304,7 +310,7 @@ class TurnConfig:
 
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
                           speculate=True, evidence_soft_db=4, evidence_edge_db=2,
-                          answer_overlap_ms=300)
+                          answer_overlap_ms=300, cancel_answer_window_ms=1500)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
