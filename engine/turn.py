@@ -246,6 +246,8 @@ class TurnEngine:
         "_answer_overlap",
         "_answer_window",
         "_barge_speech",
+        "_bridge_s",
+        "_bridge_to",
         "_burst_end_at",
         "_burst_start",
         "_cancel_window",
@@ -360,6 +362,10 @@ class TurnEngine:
         self._feat_edge = math.inf
         self._feat: FrameFeatures | None = None
         self._min_snr: float | None = getattr(self.policy, "min_snr_db", None)
+        # gate_bridge_ms: inside a pending barge-in, VAD-speech frames the gate dropped hold
+        # the burst open (up to this long after its last speech); the last one held
+        self._bridge_s = self.config.gate_bridge_ms / 1000.0 if self._min_snr is not None else 0.0
+        self._bridge_to = -math.inf
         self._enter(State.LISTENING)
 
     # ------------------------------------------------------------------ observation
@@ -431,6 +437,7 @@ class TurnEngine:
         if deadline is not None and deadline <= start + _EPS:
             self._expire(start, now)
         turn_end_p = math.nan
+        bridged = False
         if features is not None:
             self._feat_rel = features.rel_db
             self._feat_edge = features.agent_edge_ms
@@ -438,6 +445,10 @@ class TurnEngine:
             turn_end_p = features.turn_end_p
             if speech and self._min_snr is not None and features.snr_db < self._min_snr:
                 speech = False
+                # a gap the gate made inside a pending barge-in (VAD hangover on a digitally
+                # silent line, between "no," and "wait"): it holds the burst open
+                bridged = (self._state is State.BARGE_PENDING and self._bridge_s > 0.0
+                           and now - self._last_speech_end <= self._bridge_s + _EPS)
         # append_unchecked(now, seq, duration_ms, speech), inlined: one Python call less
         app = _new_output(_Append)
         _set_time(app, now)
@@ -453,6 +464,12 @@ class TurnEngine:
                 raise InvalidInput(f"no transition for input speech in state {self._state.value}")
             state = handler(self, now, duration_ms)
             self._last_speech_end = now
+        elif bridged:
+            state = self._state  # no speech counted; the burst stays open
+            self._bridge_to = now
+            if self._burst_end_at is not None:
+                self._burst_end_at = None
+                self._recompute_deadline()
         else:
             handler = self._on_silence
             state = self._state if handler is None else handler(self, now, duration_ms)
@@ -497,6 +514,8 @@ class TurnEngine:
         if self._smart is not None and features is not None:
             return 0  # a frame may carry smart-turn's probability, which revises a pause
         state = self._state
+        if self._bridge_s and state is State.BARGE_PENDING and features is not None:
+            return 0  # a gated frame may hold the pending burst open (gate_bridge_ms)
         if state is State.SPEAKING:
             want = True  # speech continues the burst: counted, nothing decided
         elif self._on_silence is None:
@@ -714,7 +733,8 @@ class TurnEngine:
 
     def _arm_burst_end(self) -> None:
         if self._burst_end_at is None:
-            self._burst_end_at = self._last_speech_end + self._gap_ms / 1000.0
+            # (a gap the gate bridged counts as the burst's: silence runs from its end)
+            self._burst_end_at = max(self._last_speech_end, self._bridge_to) + self._gap_ms / 1000.0
             self._recompute_deadline()
 
     # ------------------------------------------------------------------ speculation
