@@ -69,6 +69,20 @@ Defaults and why:
   -- the answer_aware policy's knobs (ignored by ``threshold``; the product sets the overlap
   to 300 ms, :data:`PRODUCT_TURN`). 200 ms keeps a clipped "no"; 1.5 s covers the gap before
   answers (mean ~200 ms, long tail; Stivers et al. 2009).
+* ``cancel_answer_window_ms = 0`` (product 1500, the answer window) -- after a false barge-in
+  (a burst cancelled the agent, then was filtered as a backchannel) the caller's next turn
+  starting within this long after that burst is an answer: the agent was talking to the caller
+  and got cut off, so a short "yes" must not fall into dead air. On the train split it recovers
+  the one missed reply of that kind and changes nothing else with the evidence policy; with
+  ``answer_aware`` (many more false barge-ins) it also wakes the model on a few backchannels
+  that follow, so only the product turns it on.
+* ``gate_bridge_ms = 0`` (also off in the product) -- evidence only: inside a pending
+  barge-in, frames the VAD calls speech but the noise gate drops (the VAD's hangover on a
+  digitally silent PSTN line) hold the burst open instead of ending it, so "no, | wait" is
+  judged as one burst. On the train split it cost a missed barge-in (the joined burst
+  inherits the first part's phrase-end onset and is judged backchannel-like) and one
+  missed reply, and found no interruption the gate had split there; kept as a documented
+  knob (sim/README.md).
 
 Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine/endpoint.py``):
 
@@ -164,6 +178,11 @@ class TurnConfig:
     """answer_aware only: ...or starting up to this long *before* it finished (the caller
     answers over the agent's last syllable: a terminal overlap); 0 = only after."""
 
+    cancel_answer_window_ms: int = 0
+    """answer_aware / evidence: a turn starting within this long after the last speech of a
+    turn that cancelled the agent and was then filtered (a false barge-in) is an answer;
+    0 = off (such a turn needs ``response_min_speech_ms``)."""
+
     # ---- speculative commit (engine/turn.py) and adaptive end of turn (engine/endpoint.py)
     speculate: bool = False
     """Speculative commit on (``Speculate`` / ``Release`` / ``Retract``); False = off."""
@@ -224,6 +243,12 @@ class TurnConfig:
     """evidence only: a frame less than this many dB above the running noise floor is
     silence whatever the VAD says."""
 
+    gate_bridge_ms: int = 0
+    """evidence only: inside a pending barge-in, frames the VAD calls speech but the noise
+    gate drops (``evidence_min_snr_db``) hold the burst open -- they count as no speech and
+    no silence -- up to this long after the burst's last speech, so "no, | wait" on a
+    digitally silent line stays one burst; 0 = off (they are silence)."""
+
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
             raise ConfigError(f"TurnConfig.policy: must be one of {POLICY_NAMES}, got {self.policy!r}")
@@ -256,6 +281,7 @@ class TurnConfig:
             )
         for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
                      "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms", "answer_overlap_ms",
+                     "cancel_answer_window_ms", "gate_bridge_ms",
                      "barge_yield_ms", "duck_ramp_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
@@ -304,7 +330,7 @@ class TurnConfig:
 
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
                           speculate=True, evidence_soft_db=4, evidence_edge_db=2,
-                          answer_overlap_ms=300)
+                          answer_overlap_ms=300, cancel_answer_window_ms=1500)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
@@ -317,6 +343,8 @@ available). Evidence knobs chosen on the train split (sim/README.md, issue 15 fo
 below the caller's, or if it starts at an agent phrase end and is not above the caller's
 level by 2 dB), and ``answer_overlap_ms = 300`` (a short answer that starts over the agent's
 last 300 ms is still an answer: terminal overlaps are common at turn ends, Heldner & Edlund
-2010; with the soft barge-in a pause also shifts the agent's end later than the caller expects).
+2010; with the soft barge-in a pause also shifts the agent's end later than the caller expects),
+and ``cancel_answer_window_ms = 1500`` (after a false barge-in the caller's next turn answers
+the agent that was cut off: train missed replies 1/62 -> 0/62).
 ``TurnConfig()`` stays the seed's
 ``threshold`` configuration, so old configs and traces reproduce."""

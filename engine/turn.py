@@ -23,7 +23,12 @@ Judgement calls (is this a backchannel? is this barge-in confirmed?) are asked o
 :class:`~clutchcall.engine.policy.TurnPolicy` (``config.policy`` names it). The engine tells
 the policy whether a turn *answers* the agent: it opened after the agent's audio finished on
 its own (not cancelled, and not while the caller was already speaking over it), within
-``answer_window_ms``; only the first turn after agent audio can be one.
+``answer_window_ms``; only the first turn after agent audio can be one. With
+``cancel_answer_window_ms`` (off in ``TurnConfig()``, on in the product) a Cancel counts too,
+once the turn it opened is filtered: the agent was cut off mid-reply by what proved to be a
+backchannel, so the caller's next turn, within that window after the filtered turn's last
+speech, answers it (without this the call falls into dead air: the agent is silent and a short
+"yes" is filtered as a backchannel).
 
 States
 ------
@@ -59,7 +64,9 @@ PAUSED             PRIME_DUE       Prime (once per pause)
 PAUSED             SPECULATE_DUE   Speculate (see "Speculative commit" below)
 PAUSED             END_OF_TURN     speculation in flight: Release, EndOfTurn -> AWAITING;
                                    policy wants a reply: Commit, EndOfTurn -> AWAITING;
-                                   else BackchannelFiltered, EndOfTurn -> LISTENING
+                                   else BackchannelFiltered, EndOfTurn -> LISTENING (if
+                                   a Cancel opened this turn and cancel_answer_window_ms is
+                                   set, the next turn within it is an answer)
 PAUSED             AGENT_STARTED   the open turn ends uncommitted (a speculation in flight is
                                    Retracted first) -> AGENT
 PAUSED             AGENT_FINISHED  late finish: ignored
@@ -239,8 +246,12 @@ class TurnEngine:
         "_answer_overlap",
         "_answer_window",
         "_barge_speech",
+        "_bridge_s",
+        "_bridge_to",
         "_burst_end_at",
         "_burst_start",
+        "_cancel_window",
+        "_done_by_cancel",
         "_eot_at",
         "_eot_ms",
         "_eot_rule",
@@ -278,6 +289,7 @@ class TurnEngine:
         "_state",
         "_turn",
         "_turn_answer",
+        "_turn_cancel",
         "_turn_onset",
         "_turn_speech",
         "_yield_mode",
@@ -305,6 +317,11 @@ class TurnEngine:
         self._turn_answer = False
         self._answer_window = self.config.answer_window_ms / 1000.0
         self._answer_overlap = self.config.answer_overlap_ms / 1000.0
+        # answer after a Cancel (cancel_answer_window_ms): whether the open turn is the one a
+        # Cancel opened; whether _agent_done_at is the end of such a turn, filtered
+        self._cancel_window = self.config.cancel_answer_window_ms / 1000.0
+        self._turn_cancel = False
+        self._done_by_cancel = False
         self._prime_at: float | None = None
         self._eot_at: float | None = None
         self._burst_end_at: float | None = None
@@ -345,6 +362,10 @@ class TurnEngine:
         self._feat_edge = math.inf
         self._feat: FrameFeatures | None = None
         self._min_snr: float | None = getattr(self.policy, "min_snr_db", None)
+        # gate_bridge_ms: inside a pending barge-in, VAD-speech frames the gate dropped hold
+        # the burst open (up to this long after its last speech); the last one held
+        self._bridge_s = self.config.gate_bridge_ms / 1000.0 if self._min_snr is not None else 0.0
+        self._bridge_to = -math.inf
         self._enter(State.LISTENING)
 
     # ------------------------------------------------------------------ observation
@@ -416,6 +437,7 @@ class TurnEngine:
         if deadline is not None and deadline <= start + _EPS:
             self._expire(start, now)
         turn_end_p = math.nan
+        bridged = False
         if features is not None:
             self._feat_rel = features.rel_db
             self._feat_edge = features.agent_edge_ms
@@ -423,6 +445,10 @@ class TurnEngine:
             turn_end_p = features.turn_end_p
             if speech and self._min_snr is not None and features.snr_db < self._min_snr:
                 speech = False
+                # a gap the gate made inside a pending barge-in (VAD hangover on a digitally
+                # silent line, between "no," and "wait"): it holds the burst open
+                bridged = (self._state is State.BARGE_PENDING and self._bridge_s > 0.0
+                           and now - self._last_speech_end <= self._bridge_s + _EPS)
         # append_unchecked(now, seq, duration_ms, speech), inlined: one Python call less
         app = _new_output(_Append)
         _set_time(app, now)
@@ -438,6 +464,12 @@ class TurnEngine:
                 raise InvalidInput(f"no transition for input speech in state {self._state.value}")
             state = handler(self, now, duration_ms)
             self._last_speech_end = now
+        elif bridged:
+            state = self._state  # no speech counted; the burst stays open
+            self._bridge_to = now
+            if self._burst_end_at is not None:
+                self._burst_end_at = None
+                self._recompute_deadline()
         else:
             handler = self._on_silence
             state = self._state if handler is None else handler(self, now, duration_ms)
@@ -482,6 +514,8 @@ class TurnEngine:
         if self._smart is not None and features is not None:
             return 0  # a frame may carry smart-turn's probability, which revises a pause
         state = self._state
+        if self._bridge_s and state is State.BARGE_PENDING and features is not None:
+            return 0  # a gated frame may hold the pending burst open (gate_bridge_ms)
         if state is State.SPEAKING:
             want = True  # speech continues the burst: counted, nothing decided
         elif self._on_silence is None:
@@ -699,7 +733,8 @@ class TurnEngine:
 
     def _arm_burst_end(self) -> None:
         if self._burst_end_at is None:
-            self._burst_end_at = self._last_speech_end + self._gap_ms / 1000.0
+            # (a gap the gate bridged counts as the burst's: silence runs from its end)
+            self._burst_end_at = max(self._last_speech_end, self._bridge_to) + self._gap_ms / 1000.0
             self._recompute_deadline()
 
     # ------------------------------------------------------------------ speculation
@@ -736,14 +771,19 @@ class TurnEngine:
         self._out.append(Release(time=now, turn=self._turn, speech_ms=self._turn_speech,
                                  last_speech_at=self._last_speech_end, held_ms=held))
 
-    def _open_turn(self, now: float, onset: float) -> None:
+    def _open_turn(self, now: float, onset: float, *, by_cancel: bool = False) -> None:
         # A turn answers the agent if it starts after the agent's audio finished on its own,
         # within the answer window; only the first turn after agent audio can be an answer.
+        # (Or, with cancel_answer_window_ms, within that long after the end of a filtered
+        # turn that had cancelled the agent: see _paused_end_of_turn.)
         done = self._agent_done_at
+        window = self._cancel_window if self._done_by_cancel else self._answer_window
         # (or while it was finishing: up to answer_overlap_ms before, a terminal overlap)
         self._turn_answer = (done is not None
-                             and -self._answer_overlap - _EPS <= onset - done <= self._answer_window + _EPS)
+                             and -self._answer_overlap - _EPS <= onset - done <= window + _EPS)
         self._agent_done_at = None
+        self._done_by_cancel = False
+        self._turn_cancel = by_cancel
         self._turn += 1
         self._turn_onset = onset
         self._burst_start = onset
@@ -762,6 +802,7 @@ class TurnEngine:
     def _agent_begins(self, now: float) -> None:
         self._agent_started_at = now
         self._agent_done_at = None
+        self._done_by_cancel = False
         self._yielded = False
         self._paused_at = None
         self._paused_total = 0.0
@@ -873,6 +914,13 @@ class TurnEngine:
         self._out.append(
             EndOfTurn(time=now, turn=self._turn, speech_ms=speech, committed=False, reason="silence")
         )
+        if self._turn_cancel and self._cancel_window:
+            # The filtered turn had cancelled the agent mid-reply (a false barge-in): the agent
+            # stopped talking *to* the caller, so the caller's next turn answers it. Its answer
+            # window runs from this turn's last speech (the caller cannot answer while still
+            # speaking).
+            self._agent_done_at = self._last_speech_end
+            self._done_by_cancel = True
         return State.LISTENING
 
     def _paused_agent_started(self, now: float, d: int) -> State:
@@ -943,11 +991,12 @@ class TurnEngine:
         self._yielded = False  # the Cancel ends a duck / pause
         self._paused_at = None
         self._clear_deadlines()
-        self._open_turn(now, self._turn_onset)
+        self._open_turn(now, self._turn_onset, by_cancel=True)
         return State.SPEAKING
 
     def _agent_finished(self, now: float, d: int) -> State:
         self._agent_done_at = now
+        self._done_by_cancel = False
         return State.LISTENING
 
     def _barge_burst_end(self, now: float, d: int) -> State:
@@ -960,6 +1009,7 @@ class TurnEngine:
         self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="agent_finished"))
         self._unyield(now)
         self._agent_done_at = now  # the caller started before this: not an answer
+        self._done_by_cancel = False
         return self._speech_becomes_turn(now)
 
 

@@ -4,7 +4,9 @@ Theory of operation: a :class:`~clutchcall.sim.world.CallRun` holds what the edg
 (commits with their turn's timing, cancels and soft yields with when the caller heard them);
 the labelled call holds what *should* have happened (segments with kind / expect). Each
 commit is matched to the labelled segment whose speech it closed (its end of speech, on the
-caller's clock, lies within ``[start - 60 ms, end + 300 ms]``; the closest end wins); each
+caller's clock, lies within ``[start - 60 ms, end + 300 ms]``; the closest end wins; else
+up to ``RUN_ON_MS`` = 1 s past the end of the latest segment started before it: the turn ran
+on over line noise, and the caller was still answered, late -- see :func:`_match_commit`); each
 cancel and each yield (duck / pause) to the segment it reacted to (the deciding caller frame
 lies within ``[start - 60 ms, end + 500 ms]``; the latest start wins).
 
@@ -141,8 +143,35 @@ def _playing_at(run: CallRun, t_caller: float, owd_down: float) -> bool:
     return any(a <= t < b for a, b in run.agent_playing)
 
 
+RUN_ON_MS = 1000
+"""A committed turn whose speech, as the engine heard it, ran on up to this long past a
+segment's labelled end still closed that segment (see :func:`_match_commit`)."""
+
+
 def _match_commit(segs: tuple[Segment, ...], t_ms: float) -> int:
-    return segment_for_commit(segs, t_ms)
+    """The segment a commit whose turn's speech ended at caller time ``t_ms`` closed.
+
+    First the tight rule (:func:`~clutchcall.sim.calls.segment_for_commit`: the turn's end
+    within ``[start - 60, end + 300]`` ms of a segment, the closest end wins). Failing that,
+    the *run-on* rule, the caller-felt definition: the caller spoke the segment and then got
+    a reply, so the segment was answered -- late, and its turn latency from the labelled end
+    of speech counts the wait. It takes the latest segment that started (``start - 60``) before
+    ``t_ms``, if ``t_ms`` is at most :data:`RUN_ON_MS` past its end and no other segment
+    started in between. It covers the engine hearing line noise that passes the VAD and the
+    noise gate (5 dB SNR calls) as the turn going on: the commit then comes ~0.5 s late and
+    its end of speech lies past the tight window, which used to score a *missed* reply plus
+    an unlabelled commit although the caller was answered. Backchannels and noise are matched
+    the same way (a run-on commit on a backchannel woke the model)."""
+    i = segment_for_commit(segs, t_ms)
+    if i >= 0:
+        return i
+    best = -1
+    for j, sg in enumerate(segs):
+        if sg.start_ms - 60 <= t_ms and (best < 0 or sg.start_ms > segs[best].start_ms):
+            best = j
+    if best >= 0 and t_ms <= segs[best].end_ms + RUN_ON_MS:
+        return best
+    return -1
 
 
 def _match_cancel(segs: tuple[Segment, ...], t_ms: float) -> int:

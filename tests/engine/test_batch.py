@@ -34,6 +34,8 @@ configs = st.builds(
     end_of_turn_rule=st.sampled_from(["fixed", "adaptive"]),
     end_of_turn_min_ms=st.just(60),
     evidence_min_snr_db=st.sampled_from([0, 6, 20]),
+    gate_bridge_ms=st.sampled_from([0, 0, 100]),
+    cancel_answer_window_ms=st.sampled_from([0, 1500]),
 )
 features = st.one_of(st.none(), st.builds(
     FrameFeatures,
