@@ -10,7 +10,10 @@ call order, concatenates them, writes them (``OUT/turns/KEY=VALUE/.../part-0.par
 same for ``segments`` and ``calls``; Hive-style partitions that ``polars.scan_parquet(...,
 hive_partitioning=True)`` reads back as columns) and computes the point's summary from what it
 wrote, then drops the point's tables: the client holds only the points in flight, so its memory
-does not grow with the grid. Since each call's random streams derive from (seed, call name)
+does not grow with the grid. A task that covers a whole point on a worker sharing this
+machine's file system (the spawn pool, the embedded LocalCluster) does that itself
+(:class:`WriteTo`) and returns only the summary: no tables are pickled back, and the client
+process -- which on Dask also hosts the scheduler -- leaves the CPU to the workers. Since each call's random streams derive from (seed, call name)
 only, neither the chunking nor the executor nor the order tasks finish in changes a result:
 every executor gives byte-identical tables and summaries.
 
@@ -20,7 +23,8 @@ Executors (:class:`ExecutorSpec`):
   spawn pool whose workers receive the calls once, at start-up.
 * ``dask``: a ``distributed`` cluster -- the one at ``scheduler`` (``tcp://HOST:PORT``), or
   without one a ``distributed.LocalCluster`` of ``workers`` single-threaded worker processes on
-  this machine. The calls are scattered once and broadcast to every worker (a worker that joins
+  this machine (no dashboard, slowed housekeeping and no profiler: :data:`LOCAL_CLUSTER_CONFIG`).
+  The calls are scattered once and broadcast to every worker (a worker that joins
   later fetches them once, from a peer), never sent per task. A bounded window of tasks is in
   flight at a time. A worker that dies has its tasks rerun elsewhere by the scheduler (up to
   ``distributed.scheduler.allowed-failures`` deaths per task); a task that raises outside a
