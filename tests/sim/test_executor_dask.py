@@ -27,7 +27,17 @@ import pytest
 from clutchcall.cli import main
 from clutchcall.sim.calls import synthetic_call
 from clutchcall.sim.config import NetConfig, SimConfig
-from clutchcall.sim.executor import ExecutorSpec, Point, local_cluster, run_grid
+from clutchcall.sim.executor import (
+    ExecutorSpec,
+    Point,
+    WriteTo,
+    local_cluster,
+    read_point,
+    run_grid,
+    shares_this_machine,
+    simulate_chunk,
+)
+from clutchcall.sim.metrics import summarize
 from clutchcall.sim.runner import grid_points, point_row, sweep_grid
 
 distributed = pytest.importorskip("distributed")
@@ -95,6 +105,35 @@ def test_failing_call_is_reported_by_name_and_the_rest_finishes(
     assert df.equals(serial[0])  # the other calls' results are complete and unchanged
 
 
+@pytest.mark.parametrize("spec", [ExecutorSpec(kind="dask", chunk=3),
+                                  ExecutorSpec(kind="local", workers=2, chunk=3)],
+                         ids=["localcluster", "pool"])
+def test_whole_point_tasks_write_their_point_themselves(
+        tmp_path: Path, local_client: object, serial: tuple[pl.DataFrame, dict[str, bytes]],
+        spec: ExecutorSpec) -> None:
+    """One task per point on workers that share this file system (LocalCluster, spawn pool):
+    the worker writes the point and sends back only its summary -- the same bytes and rows,
+    also with a call that raises (left out, reported by name)."""
+    assert shares_this_machine(local_client)
+    broken = dataclasses.replace(synthetic_call(9, 20), name="broken-call", frame_ms=25)
+    calls = _calls()
+    calls.insert(1, broken)
+    spec = dataclasses.replace(spec, chunk=len(calls))
+    df, failures = sweep_grid(calls, BASE, GRID, executor=spec, out_dir=str(tmp_path),
+                              progress=False, client=local_client if spec.kind == "dask" else None)
+    assert [f.call for f in failures] == ["broken-call"] * 4
+    assert df.equals(serial[0])
+    assert _files(tmp_path) == serial[1]
+
+
+def test_a_task_given_a_place_writes_and_returns_only_the_summary(tmp_path: Path) -> None:
+    labels = {"preset": "x"}
+    res = simulate_chunk(_calls(), 0, 0, 3, BASE, WriteTo(str(tmp_path), labels))
+    assert res.tables == {} and res.failures == ()
+    assert res.summary == summarize(read_point(tmp_path, labels))
+    assert res.summary["calls"] == 3
+
+
 def test_embedded_local_cluster_eval_equals_serial(capsys: pytest.CaptureFixture[str]) -> None:
     """``eval --executor dask`` without an address starts its own LocalCluster."""
     argv = ["eval", "--synthetic", "2", "--synthetic-seconds", "10", "--json", "--seed", "4"]
@@ -152,6 +191,8 @@ def test_separate_scheduler_and_workers_equal_serial(
         tmp_path: Path, dask_cluster: tuple[str, list[subprocess.Popen[bytes]]],
         capsys: pytest.CaptureFixture[str]) -> None:
     address, _procs = dask_cluster
+    with distributed.Client(address, timeout="20s") as c:  # other hosts, maybe: tables come back
+        assert not shares_this_machine(c)
     sweep = ["sim", "sweep", "--synthetic", "3", "--synthetic-seconds", "30", "--seed", "5",
              "--loss", "0.02", "--response-min-speech-ms", "200,400,600", "--no-progress"]
     assert main([*sweep, "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
