@@ -295,22 +295,10 @@ class CallPipeline:
     async def run(self, frames: AsyncIterator[CallerFrame]) -> list[TurnRecord]:
         """Start, feed every frame of ``frames`` until it ends (or the model leg fails), wait
         up to ``drain_timeout_s`` for the reply in flight to finish, close. Returns the turns."""
-        bad = 0
         try:
             await self.start()
             async for frame in frames:
-                if self.failed:
-                    break
-                try:
-                    good = self.feed(frame)
-                except RemoteProtocolError as exc:
-                    self.log.warning("caller frame dropped: %s", exc)
-                    good = False
-                # a malformed payload is concealed like a lost frame; a caller that sends
-                # nothing else is ended
-                bad = 0 if good else bad + 1
-                if bad >= self.config.max_bad_frames:
-                    self._fail(f"{bad} bad caller frames in a row", code="bad_uplink")
+                if not self.push(frame):  # failed (e.g. max_bad_frames malformed in a row)
                     break
             await self.wait_quiet(self.config.drain_timeout_s)
         except RemoteProtocolError:
@@ -320,11 +308,12 @@ class CallPipeline:
         return self.turns
 
     def push(self, frame: CallerFrame) -> bool:
-        """The batched call loop's uplink (the caller leg calls this as it releases each frame,
-        no task per call): process ``frame`` exactly as :meth:`run` does with each frame it
-        reads (:meth:`feed`; a malformed payload is concealed, ``max_bad_frames`` of them in a
-        row fail the call with ``bad_uplink``). Return False once the pipeline takes no more
-        frames (failed): the caller leg stops delivering. Never raises for the caller's fault."""
+        """Process one caller frame: the batched call loop's uplink (the caller leg calls this
+        as it releases each frame, no task per call) and :meth:`run`'s per frame
+        (:meth:`feed`; a malformed payload is concealed like a lost frame, and
+        ``max_bad_frames`` of them in a row fail the call with ``bad_uplink``). Return False
+        once the pipeline takes no more frames (failed): the caller stops delivering. Never
+        raises for the caller's fault."""
         if self.failed or self._closed:
             return False
         try:
