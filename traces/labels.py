@@ -128,20 +128,7 @@ def parse_labels(data: Any, path: str | Path) -> Labels:
     if isinstance(version, bool) or version != LABEL_VERSION or not isinstance(version, int):
         raise TraceFormatError(path, "version", f"unsupported version {version!r} (expected 1)")
 
-    agent_raw = data["agent_speech"]
-    if not isinstance(agent_raw, list):
-        raise TraceFormatError(path, "agent_speech", "expected a list of [start_ms, end_ms]")
-    agent: list[Interval] = []
-    for i, item in enumerate(agent_raw):
-        field = f"agent_speech[{i}]"
-        if not isinstance(item, list) or len(item) != 2:
-            raise TraceFormatError(path, field, f"expected [start_ms, end_ms], got {item!r}")
-        start, end = item
-        _check_interval(path, field, start, end)
-        if agent and start < agent[-1][1]:
-            raise TraceFormatError(path, field, f"starts at {start} before the previous interval ends "
-                                   f"({agent[-1][1]}): intervals must be sorted and not overlap")
-        agent.append((start, end))
+    agent = _parse_intervals(data["agent_speech"], "agent_speech", path)
 
     segs_raw = data["segments"]
     if not isinstance(segs_raw, list):
@@ -176,24 +163,34 @@ def parse_labels(data: Any, path: str | Path) -> Labels:
     return Labels(agent_speech=tuple(agent), segments=tuple(segments), agent_pauses=pauses)
 
 
-def _parse_pauses(raw: Any, agent: list[Interval], path: str | Path) -> tuple[Interval, ...]:
-    """Validate the optional ``agent_pauses``: sorted, non-overlapping intervals, each inside
-    one ``agent_speech`` interval."""
+def _parse_intervals(raw: Any, name: str, path: str | Path) -> list[Interval]:
+    """Validate a list of ``[start_ms, end_ms]`` intervals (field ``name``): finite numbers,
+    start <= end, sorted and not overlapping."""
     if not isinstance(raw, list):
-        raise TraceFormatError(path, "agent_pauses", "expected a list of [start_ms, end_ms]")
+        raise TraceFormatError(path, name, "expected a list of [start_ms, end_ms]")
     out: list[Interval] = []
     for i, item in enumerate(raw):
-        field = f"agent_pauses[{i}]"
+        field = f"{name}[{i}]"
         if not isinstance(item, list) or len(item) != 2:
             raise TraceFormatError(path, field, f"expected [start_ms, end_ms], got {item!r}")
         start, end = item
         _check_interval(path, field, start, end)
         if out and start < out[-1][1]:
-            raise TraceFormatError(path, field, "pauses must be sorted and not overlap")
-        if not any(a <= start and end <= b for a, b in agent):
-            raise TraceFormatError(path, field, "a pause must lie inside an agent_speech interval")
+            raise TraceFormatError(path, field, f"starts at {start} before the previous interval ends "
+                                   f"({out[-1][1]}): intervals must be sorted and not overlap")
         out.append((start, end))
-    return tuple(out)
+    return out
+
+
+def _parse_pauses(raw: Any, agent: list[Interval], path: str | Path) -> tuple[Interval, ...]:
+    """Validate the optional ``agent_pauses``: sorted, non-overlapping intervals, each inside
+    one ``agent_speech`` interval."""
+    pauses = _parse_intervals(raw, "agent_pauses", path)
+    for i, (start, end) in enumerate(pauses):
+        if not any(a <= start and end <= b for a, b in agent):
+            raise TraceFormatError(path, f"agent_pauses[{i}]",
+                                   "a pause must lie inside an agent_speech interval")
+    return tuple(pauses)
 
 
 def _check_interval(path: str | Path, field: str, start: Any, end: Any) -> None:
