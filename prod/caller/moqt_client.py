@@ -235,18 +235,10 @@ class CallerSession:
             pass
 
 
-_PROTOCOL_CLASSES: dict[str, type] = {}
-
-
 def caller_protocol_class(core: QuicCore) -> type:
     """Return the caller's protocol class for ``core``: :class:`CallerSession` on top of the
     core's ``QuicConnectionProtocol`` (made once per core)."""
-    cls = _PROTOCOL_CLASSES.get(core.name)
-    if cls is None:
-        cls = type(f"CallerProtocol_{core.name}", (CallerSession, core.QuicConnectionProtocol),
-                   {"core": core})
-        _PROTOCOL_CLASSES[core.name] = cls
-    return cls
+    return core.protocol_class(CallerSession)
 
 
 CallerProtocol = CallerSession  # the per-core classes derive from it

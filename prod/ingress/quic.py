@@ -728,18 +728,10 @@ DATAGRAM_MIN_FRAME_SIZE = 1200
 """Smallest peer ``max_datagram_frame_size`` for which audio goes in DATAGRAMs (any audio frame
 of the supported codecs fits in 1200 bytes with its OBJECT_DATAGRAM header)."""
 
-_PROTOCOL_CLASSES: dict[str, type] = {}
-
-
 def edge_protocol_class(core: QuicCore) -> type:
     """Return the edge's per-connection protocol class for ``core``: :class:`EdgeSession` on
     top of the core's ``QuicConnectionProtocol`` (made once per core)."""
-    cls = _PROTOCOL_CLASSES.get(core.name)
-    if cls is None:
-        cls = type(f"EdgeProtocol_{core.name}", (EdgeSession, core.QuicConnectionProtocol),
-                   {"core": core})
-        _PROTOCOL_CLASSES[core.name] = cls
-    return cls
+    return core.protocol_class(EdgeSession)
 
 
 EdgeProtocol = EdgeSession  # the per-core classes derive from it (isinstance checks, typing)

@@ -58,6 +58,9 @@ DATAGRAM_FRAME_SIZE = 65536
 """The ``max_datagram_frame_size`` both ends advertise: DATAGRAM frames are accepted."""
 
 
+_PROTOCOL_CLASSES: dict[tuple[str, type], type] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class QuicCore:
     """One QUIC implementation behind the adapter (see module docstring)."""
@@ -120,6 +123,18 @@ class QuicCore:
             set_ack_delay(quic, ms)
         else:
             check_ack_delay(ms)
+
+    def protocol_class(self, session: type) -> type:
+        """Return ``session`` (a per-connection protocol mixin: the edge's or the caller's
+        session) on top of this core's ``QuicConnectionProtocol``, with ``core`` = this core
+        as a class attribute; made once per (core, session)."""
+        key = (self.name, session)
+        cls = _PROTOCOL_CLASSES.get(key)
+        if cls is None:
+            cls = type(f"{session.__name__}_{self.name}", (session, self.QuicConnectionProtocol),
+                       {"core": self})
+            _PROTOCOL_CLASSES[key] = cls
+        return cls
 
     def peer_max_datagram_frame_size(self, quic: Any) -> int | None:
         """Return the peer's advertised ``max_datagram_frame_size`` (None before the handshake
