@@ -231,6 +231,19 @@ class TurnConfig:
     evidence_soft_confirm_ms: int = 1000
     """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
 
+    evidence_soft_yield_ms: int = 0
+    """evidence only: speech a soft burst over the agent needs before the agent yields
+    (duck / pause); 0 = half of ``evidence_soft_confirm_ms`` (the behaviour before this knob).
+    A yield on a backchannel is a disruption; on a soft interruption it is the first audible
+    reaction, so this trades the two (issue 15; product value: :data:`PRODUCT_TURN`)."""
+
+    evidence_follow_ms: int = 0
+    """evidence only: a burst over the agent that starts within this long after the previous
+    burst's last speech (that burst dismissed because it ended, the agent still talking)
+    continues it: its speech, onset and burst evidence carry over, so "no, | wait" split by a
+    pause longer than ``burst_gap_ms`` is judged as one utterance -- the caller keeps talking,
+    the strongest sign it took the floor. 0 = off (each burst alone, the behaviour before)."""
+
     evidence_raise_st: int = 0
     """evidence only: a burst whose voiced pitch is at least this many semitones above the
     caller's running pitch is never backchannel-like (0 disables the cue)."""
@@ -281,7 +294,8 @@ class TurnConfig:
             )
         for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
                      "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms", "answer_overlap_ms",
-                     "cancel_answer_window_ms", "gate_bridge_ms",
+                     "cancel_answer_window_ms", "gate_bridge_ms", "evidence_soft_yield_ms",
+                     "evidence_follow_ms",
                      "barge_yield_ms", "duck_ramp_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
@@ -330,7 +344,8 @@ class TurnConfig:
 
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
                           speculate=True, evidence_soft_db=4, evidence_edge_db=2,
-                          answer_overlap_ms=300, cancel_answer_window_ms=1500)
+                          answer_overlap_ms=300, cancel_answer_window_ms=1500,
+                          evidence_soft_yield_ms=700, evidence_follow_ms=400)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
@@ -346,5 +361,11 @@ last 300 ms is still an answer: terminal overlaps are common at turn ends, Heldn
 2010; with the soft barge-in a pause also shifts the agent's end later than the caller expects),
 and ``cancel_answer_window_ms = 1500`` (after a false barge-in the caller's next turn answers
 the agent that was cut off: train missed replies 1/62 -> 0/62).
+``evidence_soft_yield_ms = 700`` (a soft burst pauses the agent after 700 ms of speech, not
+500: past the train backchannels' VAD length p90, 650 ms) and ``evidence_follow_ms = 400``
+(a burst starting <= 400 ms after a dismissed one adds its speech to it: "no, | wait" split by
+the VAD is one utterance) -- issue 15 follow-up, chosen on the train split of corpus v2 and
+v3 together: backchannel disruption 16/67 -> 9/67 (v2) and 15/67 -> 9/67 (v3), false and
+missed barge-ins unchanged or better (sim/README.md).
 ``TurnConfig()`` stays the seed's
 ``threshold`` configuration, so old configs and traces reproduce."""
