@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clutchcall.sim.calls import load_call  # noqa: E402
+from clutchcall.sim.calls import load_call
 
 DIP_DB = 4.0
 TAIL_MS = 400

@@ -77,7 +77,7 @@ def test_a_soft_utterance_split_by_a_pause_confirms_on_its_total_speech(first: i
     out = _run(cfg, [(first, True, SOFT), (gap, False, QUIET), (second, True, SOFT)])
     joined = gap * 20 <= 400
     cancelled = _first_cancel(out) is not None
-    assert cancelled is (joined and (first + second) * 20 >= cfg.evidence_soft_confirm_ms
+    assert cancelled is ((joined and (first + second) * 20 >= cfg.evidence_soft_confirm_ms)
                          or first * 20 >= 1000 or second * 20 >= 1000)
     if not joined:
         assert sum(isinstance(o, BargeDismissed) for _, o in out) >= 1
