@@ -345,7 +345,7 @@ class TurnConfig:
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
                           speculate=True, evidence_soft_db=4, evidence_edge_db=2,
                           answer_overlap_ms=300, cancel_answer_window_ms=1500,
-                          evidence_soft_yield_ms=700, evidence_follow_ms=400)
+                          evidence_soft_yield_ms=700)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
@@ -362,10 +362,10 @@ last 300 ms is still an answer: terminal overlaps are common at turn ends, Heldn
 and ``cancel_answer_window_ms = 1500`` (after a false barge-in the caller's next turn answers
 the agent that was cut off: train missed replies 1/62 -> 0/62).
 ``evidence_soft_yield_ms = 700`` (a soft burst pauses the agent after 700 ms of speech, not
-500: past the train backchannels' VAD length p90, 650 ms) and ``evidence_follow_ms = 400``
-(a burst starting <= 400 ms after a dismissed one adds its speech to it: "no, | wait" split by
-the VAD is one utterance) -- issue 15 follow-up, chosen on the train split of corpus v2 and
-v3 together: backchannel disruption 16/67 -> 9/67 (v2) and 15/67 -> 9/67 (v3), false and
-missed barge-ins unchanged or better (sim/README.md).
+500: past the train backchannels' VAD length p90, 650 ms; issue 15 follow-up, train split of
+corpus v2 and v3: backchannel disruption 16/67 -> 8/67 and 15/67 -> 7/67).
+``evidence_follow_ms`` stays off (0): on train it looked free, on the test split it joined a
+noise burst or an earlier backchannel to the next backchannel and cancelled the agent (+2 / +3
+false barge-ins on corpus v2 / v3, sim/README.md).
 ``TurnConfig()`` stays the seed's
 ``threshold`` configuration, so old configs and traces reproduce."""
