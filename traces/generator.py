@@ -50,6 +50,7 @@ GENERATOR_VERSION = 3
 # v3 (issue 15 §4): an interruption usually opens the caller's turn -- the caller goes on
 # talking after it ("no, wait -- I said Tuesday"); see plan_call's agent_turn. Its draws come
 # from their own stream, default_rng([seed, index, 15]), so the main stream is unchanged.
+# And "mhm" is hummed, not spelled out (BACKCHANNELS).
 # Channel of call i: CHANNEL_ROTATION[i % 20]: 15 PSTN, 2 clean, 2 noisy, 1 Opus in 20.
 # Narrow-band PSTN is the common case for phone agents and the smallest on disk; Opus at
 # 48 kHz costs six times as many bytes per second, so it is the rarest.
@@ -88,7 +89,10 @@ TURN_PHRASES = (
     "could you repeat the last part",
 )
 SHORT_ANSWERS = ("yes", "no", "sure", "yes please", "no thanks", "yep", "nope", "that's right")
-BACKCHANNELS = ("mhm", "ok", "yeah", "right", "uh-huh")
+BACKCHANNELS = ("[[m'hm]]", "ok", "yeah", "right", "uh-huh")
+"""The backchannel tokens. "mhm" is given as espeak-ng phonemes (a hum, a breath, a hum):
+as text espeak-ng spells it out, "em-aitch-em" (three syllables with an affricate), which
+v1/v2 used -- one backchannel in five was no backchannel a caller would say (v3 fix)."""
 INTERRUPTIONS = ("wait, stop", "no no, that's not what I meant", "hold on a second",
                  "sorry, stop, that's wrong", "no, wait")
 CONTINUATIONS = ("I said Tuesday, not Thursday", "that's not my address", "I already paid that bill",
