@@ -13,7 +13,8 @@ One call is built in three steps:
    (a ``turn`` of 1-3 phrases (65/30/5 %) with mid-turn pauses, or a ``short_answer``); after a gap the
    agent replies (an interval in ``agent_speech``; its audio is not in the caller channel);
    while the agent talks the caller may ``backchannel`` (expect ``ignore``) or break in with
-   an ``interruption`` (expect ``yield``); between events a labelled ``noise`` burst (a
+   an ``interruption`` (expect ``yield``; since v3 usually followed by more speech, which its
+   segment spans: the caller took the floor); between events a labelled ``noise`` burst (a
    knock, a cough-like burst, a click) may occur. The agent may open the call with a
    greeting. Timing is drawn from published conversation statistics (see FORMAT.md):
    response gaps ~ N(200 ms, 180 ms) clipped to 50-1200 ms, mid-turn pauses lognormal with a
