@@ -363,9 +363,9 @@ and ``cancel_answer_window_ms = 1500`` (after a false barge-in the caller's next
 the agent that was cut off: train missed replies 1/62 -> 0/62).
 ``evidence_soft_yield_ms = 700`` (a soft burst pauses the agent after 700 ms of speech, not
 500: past the train backchannels' VAD length p90, 650 ms; issue 15 follow-up, train split of
-corpus v2 and v3: backchannel disruption 16/67 -> 8/67 and 15/67 -> 7/67).
+corpus v2 and v3: backchannel disruption 16/67 -> 8/67 and 13/67 -> 5/67).
 ``evidence_follow_ms`` stays off (0): on train it looked free, on the test split it joined a
-noise burst or an earlier backchannel to the next backchannel and cancelled the agent (+2 / +3
-false barge-ins on corpus v2 / v3, sim/README.md).
+noise burst or an earlier backchannel to the next backchannel and cancelled the agent (+2 / +4
+false barge-ins of 60 on corpus v2 / v3, sim/README.md).
 ``TurnConfig()`` stays the seed's
 ``threshold`` configuration, so old configs and traces reproduce."""
