@@ -83,6 +83,17 @@ Defaults and why:
   inherits the first part's phrase-end onset and is judged backchannel-like) and one
   missed reply, and found no interruption the gate had split there; kept as a documented
   knob (sim/README.md).
+* ``evidence_soft_yield_ms = 0`` (product 700) -- evidence only: the speech a
+  backchannel-like burst needs before the agent yields (0 = half of
+  ``evidence_soft_confirm_ms``, the behaviour before the knob). Train: the disrupted
+  backchannels were the long ones, VAD bursts of 460-1000 ms (p90 of all backchannels 650 ms),
+  all paused at 500 ms; at 700 ms disruption falls by half (v2 16 -> 8 of 67, v3 13 -> 5),
+  soft interruptions yield later (yield p95 up ~250 ms, p50 unchanged).
+* ``evidence_follow_ms = 0`` (also off in the product) -- evidence only: a burst over the
+  agent that starts within this long after a dismissed burst's last speech adds its speech to
+  it (the caller keeps talking: "no, | wait" split by the VAD). Free on train; on the test
+  split it joined noise bursts and earlier backchannels to the next backchannel (+2 / +4
+  false barge-ins of 60 on corpus v2 / v3); kept as a documented knob (sim/README.md).
 
 Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine/endpoint.py``):
 
