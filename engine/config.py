@@ -83,6 +83,17 @@ Defaults and why:
   inherits the first part's phrase-end onset and is judged backchannel-like) and one
   missed reply, and found no interruption the gate had split there; kept as a documented
   knob (sim/README.md).
+* ``evidence_soft_yield_ms = 0`` (product 700) -- evidence only: the speech a
+  backchannel-like burst needs before the agent yields (0 = half of
+  ``evidence_soft_confirm_ms``, the behaviour before the knob). Train: the disrupted
+  backchannels were the long ones, VAD bursts of 460-1000 ms (p90 of all backchannels 650 ms),
+  all paused at 500 ms; at 700 ms disruption falls by half (v2 16 -> 8 of 67, v3 13 -> 5),
+  soft interruptions yield later (yield p95 up ~250 ms, p50 unchanged).
+* ``evidence_follow_ms = 0`` (also off in the product) -- evidence only: a burst over the
+  agent that starts within this long after a dismissed burst's last speech adds its speech to
+  it (the caller keeps talking: "no, | wait" split by the VAD). Free on train; on the test
+  split it joined noise bursts and earlier backchannels to the next backchannel (+2 / +4
+  false barge-ins of 60 on corpus v2 / v3); kept as a documented knob (sim/README.md).
 
 Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine/endpoint.py``):
 
@@ -231,6 +242,19 @@ class TurnConfig:
     evidence_soft_confirm_ms: int = 1000
     """evidence only: speech a soft burst over the agent needs to confirm a barge-in."""
 
+    evidence_soft_yield_ms: int = 0
+    """evidence only: speech a soft burst over the agent needs before the agent yields
+    (duck / pause); 0 = half of ``evidence_soft_confirm_ms`` (the behaviour before this knob).
+    A yield on a backchannel is a disruption; on a soft interruption it is the first audible
+    reaction, so this trades the two (issue 15; product value: :data:`PRODUCT_TURN`)."""
+
+    evidence_follow_ms: int = 0
+    """evidence only: a burst over the agent that starts within this long after the previous
+    burst's last speech (that burst dismissed because it ended, the agent still talking)
+    continues it: its speech, onset and burst evidence carry over, so "no, | wait" split by a
+    pause longer than ``burst_gap_ms`` is judged as one utterance -- the caller keeps talking,
+    the strongest sign it took the floor. 0 = off (each burst alone, the behaviour before)."""
+
     evidence_raise_st: int = 0
     """evidence only: a burst whose voiced pitch is at least this many semitones above the
     caller's running pitch is never backchannel-like (0 disables the cue)."""
@@ -281,7 +305,8 @@ class TurnConfig:
             )
         for name in ("response_min_speech_ms", "barge_confirm_ms", "end_of_turn_silence_ms",
                      "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms", "answer_overlap_ms",
-                     "cancel_answer_window_ms", "gate_bridge_ms",
+                     "cancel_answer_window_ms", "gate_bridge_ms", "evidence_soft_yield_ms",
+                     "evidence_follow_ms",
                      "barge_yield_ms", "duck_ramp_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
@@ -330,7 +355,8 @@ class TurnConfig:
 
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
                           speculate=True, evidence_soft_db=4, evidence_edge_db=2,
-                          answer_overlap_ms=300, cancel_answer_window_ms=1500)
+                          answer_overlap_ms=300, cancel_answer_window_ms=1500,
+                          evidence_soft_yield_ms=700)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
@@ -346,5 +372,11 @@ last 300 ms is still an answer: terminal overlaps are common at turn ends, Heldn
 2010; with the soft barge-in a pause also shifts the agent's end later than the caller expects),
 and ``cancel_answer_window_ms = 1500`` (after a false barge-in the caller's next turn answers
 the agent that was cut off: train missed replies 1/62 -> 0/62).
+``evidence_soft_yield_ms = 700`` (a soft burst pauses the agent after 700 ms of speech, not
+500: past the train backchannels' VAD length p90, 650 ms; issue 15 follow-up, train split of
+corpus v2 and v3: backchannel disruption 16/67 -> 8/67 and 13/67 -> 5/67).
+``evidence_follow_ms`` stays off (0): on train it looked free, on the test split it joined a
+noise burst or an earlier backchannel to the next backchannel and cancelled the agent (+2 / +4
+false barge-ins of 60 on corpus v2 / v3, sim/README.md).
 ``TurnConfig()`` stays the seed's
 ``threshold`` configuration, so old configs and traces reproduce."""

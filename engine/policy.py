@@ -220,7 +220,7 @@ class EvidencePolicy(AnswerAwarePolicy):
     """
 
     __slots__ = ("_edge_db", "_edge_ms", "_fall", "_raise", "_soft_confirm", "_soft_db",
-                 "min_snr_db")
+                 "_soft_yield", "min_snr_db")
 
     def __init__(self, config: TurnConfig) -> None:
         super().__init__(config)
@@ -228,6 +228,8 @@ class EvidencePolicy(AnswerAwarePolicy):
         self._edge_ms = float(config.evidence_edge_ms)
         self._edge_db = float(config.evidence_edge_db)
         self._soft_confirm = config.evidence_soft_confirm_ms
+        self._soft_yield = max(config.barge_yield_ms,
+                               config.evidence_soft_yield_ms or config.evidence_soft_confirm_ms // 2)
         self.min_snr_db: float | None = float(config.evidence_min_snr_db)
         # pitch cues: semitones above the caller's own pitch; fall in semitones per frame
         self._raise = float(config.evidence_raise_st) if config.evidence_raise_st else math.inf
@@ -251,9 +253,10 @@ class EvidencePolicy(AnswerAwarePolicy):
         return barge_speech_ms >= (self._soft_confirm if self._soft(evidence) else self._confirm)
 
     def barge_yield(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
-        """Return whether to duck / pause now (soft bursts wait half their confirm time)."""
+        """Return whether to duck / pause now (soft bursts wait ``evidence_soft_yield_ms``,
+        by default half their confirm time)."""
         if self._soft(evidence):
-            return barge_speech_ms >= max(self._yield_ms, self._soft_confirm // 2)
+            return barge_speech_ms >= self._soft_yield
         return barge_speech_ms >= self._yield_ms
 
 

@@ -259,6 +259,10 @@ class TurnEngine:
         "_feat",
         "_feat_edge",
         "_feat_rel",
+        "_follow_onset",
+        "_follow_s",
+        "_follow_speech",
+        "_follow_until",
         "_gap_ms",
         "_last_frame_end",
         "_last_seq",
@@ -366,6 +370,13 @@ class TurnEngine:
         # the burst open (up to this long after its last speech); the last one held
         self._bridge_s = self.config.gate_bridge_ms / 1000.0 if self._min_snr is not None else 0.0
         self._bridge_to = -math.inf
+        # evidence_follow_ms: a burst over the agent starting soon after the previous one was
+        # dismissed (it ended) continues it -- the caller keeps talking through a short pause
+        # ("no, | wait"): its speech, turn onset and burst evidence carry over
+        self._follow_s = self.config.evidence_follow_ms / 1000.0 if self._min_snr is not None else 0.0
+        self._follow_until = -math.inf
+        self._follow_speech = 0
+        self._follow_onset = 0.0
         self._enter(State.LISTENING)
 
     # ------------------------------------------------------------------ observation
@@ -965,10 +976,17 @@ class TurnEngine:
 
     def _agent_speech(self, now: float, d: int) -> State:
         onset = now - d / 1000.0
-        self._turn_speech = 0  # counted (with the barge speech) by _barge_speech_frame
-        self._turn_onset = onset
-        self._barge_speech = 0
-        self._evidence.reset()
+        if onset <= self._follow_until + 1e-9:
+            # the caller kept talking (evidence_follow_ms): the dismissed burst goes on
+            self._turn_speech = self._barge_speech = self._follow_speech
+            self._turn_onset = self._follow_onset
+            self._evidence.reset()
+        else:
+            self._turn_speech = 0  # counted (with the barge speech) by _barge_speech_frame
+            self._turn_onset = onset
+            self._barge_speech = 0
+            self._evidence.reset()
+        self._follow_until = -math.inf
         self._out.append(BargeArmed(time=now, onset=onset))
         return self._barge_speech_frame(now, d)
 
@@ -995,12 +1013,17 @@ class TurnEngine:
         return State.SPEAKING
 
     def _agent_finished(self, now: float, d: int) -> State:
+        self._follow_until = -math.inf
         self._agent_done_at = now
         self._done_by_cancel = False
         return State.LISTENING
 
     def _barge_burst_end(self, now: float, d: int) -> State:
         self._out.append(BargeDismissed(time=now, speech_ms=self._barge_speech, reason="burst_ended"))
+        if self._follow_s:
+            self._follow_until = max(self._last_speech_end, self._bridge_to) + self._follow_s
+            self._follow_speech = self._barge_speech
+            self._follow_onset = self._turn_onset
         self._unyield(now)
         self._out.append(BackchannelFiltered(time=now, speech_ms=self._turn_speech, over_agent=True))
         return State.AGENT

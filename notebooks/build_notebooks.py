@@ -141,6 +141,20 @@ ax.set_xlabel(X + " (ms)"); ax.set_ylabel(Y); ax.legend(fontsize=8)
 fig.tight_layout()
 assert all(r[Y] is not None for r in thr + ev)
 print({k: (v[X], v[Y]) for k, v in {**points, **{"real " + k: v for k, v in real.items()}}.items()})"""),
+    ("md", """### The soft-yield point (issue 15 follow-up 2)
+When a backchannel-like burst pauses the agent (`evidence_soft_yield_ms`; 0 = half the soft
+confirm, i.e. 500 ms): a pause on a backchannel is a disruption, on a soft interruption the
+first audible reaction. Train split; the product uses 700 ms (sim/README.md)."""),
+    ("code", """sy = [500, 700] if SMALL else [500, 600, 700, 800, 900]
+rows = [score(dataclasses.replace(preset("clutchcall"), evidence_soft_yield_ms=ms)) for ms in sy]
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot(sy, [r["backchannel_disruption_rate"] for r in rows], "o-", label="backchannel_disruption_rate")
+ax.plot(sy, [r["missed_barge_in_rate"] for r in rows], "s-", label="missed_barge_in_rate")
+ax.plot(sy, [r["false_barge_in_rate"] for r in rows], "^-", label="false_barge_in_rate")
+ax.axhline(0.25, ls=":", c="grey")
+ax.set_xlabel("evidence_soft_yield_ms"); ax.legend(fontsize=8); fig.tight_layout()
+assert all(r["backchannel_disruption_rate"] is not None for r in rows)
+print({ms: (r["backchannel_disruption_rate"], r["yield_latency_ms_p50"]) for ms, r in zip(sy, rows)})"""),
 ]
 
 LATENCY = [

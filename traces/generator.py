@@ -13,7 +13,8 @@ One call is built in three steps:
    (a ``turn`` of 1-3 phrases (65/30/5 %) with mid-turn pauses, or a ``short_answer``); after a gap the
    agent replies (an interval in ``agent_speech``; its audio is not in the caller channel);
    while the agent talks the caller may ``backchannel`` (expect ``ignore``) or break in with
-   an ``interruption`` (expect ``yield``); between events a labelled ``noise`` burst (a
+   an ``interruption`` (expect ``yield``; since v3 usually followed by more speech, which its
+   segment spans: the caller took the floor); between events a labelled ``noise`` burst (a
    knock, a cough-like burst, a click) may occur. The agent may open the call with a
    greeting. Timing is drawn from published conversation statistics (see FORMAT.md):
    response gaps ~ N(200 ms, 180 ms) clipped to 50-1200 ms, mid-turn pauses lognormal with a
@@ -46,7 +47,11 @@ from clutchcall.traces.labels import DEFAULT_EXPECT, LabelledCall, Labels, Segme
 from clutchcall.traces.recorded import write_trace
 
 MANIFEST = "MANIFEST.json"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
+# v3 (issue 15 §4): an interruption usually opens the caller's turn -- the caller goes on
+# talking after it ("no, wait -- I said Tuesday"); see plan_call's agent_turn. Its draws come
+# from their own stream, default_rng([seed, index, 15]), so the main stream is unchanged.
+# And "mhm" is hummed, not spelled out (BACKCHANNELS).
 # Channel of call i: CHANNEL_ROTATION[i % 20]: 15 PSTN, 2 clean, 2 noisy, 1 Opus in 20.
 # Narrow-band PSTN is the common case for phone agents and the smallest on disk; Opus at
 # 48 kHz costs six times as many bytes per second, so it is the rarest.
@@ -85,9 +90,29 @@ TURN_PHRASES = (
     "could you repeat the last part",
 )
 SHORT_ANSWERS = ("yes", "no", "sure", "yes please", "no thanks", "yep", "nope", "that's right")
-BACKCHANNELS = ("mhm", "ok", "yeah", "right", "uh-huh")
+BACKCHANNELS = ("[[m'hm]]", "ok", "yeah", "right", "uh-huh")
+"""The backchannel tokens. "mhm" is given as espeak-ng phonemes (a hum, a breath, a hum):
+as text espeak-ng spells it out, "em-aitch-em" (three syllables with an affricate), which
+v1/v2 used -- one backchannel in five was no backchannel a caller would say (v3 fix)."""
 INTERRUPTIONS = ("wait, stop", "no no, that's not what I meant", "hold on a second",
                  "sorry, stop, that's wrong", "no, wait")
+CONTINUATIONS = ("I said Tuesday, not Thursday", "that's not my address", "I already paid that bill",
+                 "I wanted the other one", "let me explain what happened", "that's the wrong account",
+                 "I need to speak to someone else", "can you go back a step", "I asked about the refund",
+                 "the order number is different")
+"""What a caller says right after an interruption when it goes on talking (generator v3)."""
+CONTINUE_P_LOUD = 0.7
+"""Share of raised-voice interruptions the caller follows with more speech (v3)."""
+CONTINUE_P_SOFT = 0.5
+"""Share of soft interruptions followed by more speech (v3): the other half stay a lone soft
+"no, wait", the hard case for a barge-in policy, so the task keeps it."""
+
+
+def continuation_pause_ms(rng: np.random.Generator) -> int:
+    """The pause between an interruption and the speech that follows it: lognormal, median
+    200 ms, sigma 0.5, clipped to 60..600 ms (a within-turn pause after a short phrase: the
+    caller has the floor and keeps it)."""
+    return int(np.clip(rng.lognormal(np.log(200.0), 0.5), 60.0, 600.0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +221,7 @@ def _free(segments: list[Segment], start: int, end: int, margin: int = 150) -> b
 def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     """Script call ``index`` of ``seed`` (deterministic); return its :class:`CallPlan`."""
     rng = np.random.default_rng([seed, index])
+    xrng = np.random.default_rng([seed, index, 15])  # v3 draws only (issue 15)
     voice = f"{VOICES[int(rng.integers(len(VOICES)))]}+{VARIANTS[int(rng.integers(len(VARIANTS)))]}"
     wpm = int(rng.integers(140, 191))
     pitch = int(rng.integers(30, 71))
@@ -250,6 +276,17 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
             lv = level + (-6.0 if soft else 2.0) + float(rng.uniform(-1.5, 1.5))
             clip = say(INTERRUPTIONS[int(rng.integers(len(INTERRUPTIONS)))], faster=-20 if soft else 0)
             stop = put(at, clip, "interruption", level_db=lv)
+            # v3: the caller usually goes on talking -- it took the floor. The interruption's
+            # segment then spans both (like a multi-phrase turn): the phrase, a short pause,
+            # and the continuation at the caller's turn level.
+            if xrng.random() < (CONTINUE_P_SOFT if soft else CONTINUE_P_LOUD):
+                c_at = stop + continuation_pause_ms(xrng)
+                c_clip = say(CONTINUATIONS[int(xrng.integers(len(CONTINUATIONS)))])
+                placed.append(Placed(start_ms=c_at, clip=c_clip,
+                                     level_db=level + float(xrng.uniform(-2.0, 2.0))))
+                stop = c_at + _ms(len(c_clip))
+                segments[-1] = Segment(start_ms=at, end_ms=stop, kind="interruption",
+                                       expect=DEFAULT_EXPECT["interruption"])
             next_free = max(stop, end)
             interrupted = True
             end_bc = at - 200  # no backchannel after the caller broke in

@@ -40,7 +40,7 @@ from clutchcall.prod.caller.browser import CHROMIUM, chromium_flags, write_fake_
 pytestmark = pytest.mark.timeout(180)
 
 CORPUS = Path(__file__).resolve().parents[2] / "traces" / "corpus"
-CALL = "call0071_clean16"  # corpus v2: a turn (373-2652 ms), then an interruption (5969-7062 ms)
+CALL = "call0071_clean16"  # corpus v3: a turn (373-2652 ms), then an interruption with its continuation (5969-9278 ms)
 #: what the page played must be louder than this RMS (full scale 1.0; -40 dBFS): the agent's
 #: espeak reply plays near -20 dBFS, digital silence or a stuck decoder stays far below
 PLAYED_RMS_FLOOR = 0.01

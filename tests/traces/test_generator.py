@@ -233,3 +233,44 @@ def test_no_human_build_uses_espeak_only_and_warns_about_stale_calls(
     assert main(["corpus", "build", str(tmp_path), "--calls", "2", "--seed", "9", "--no-human"]) == 0
     assert "1 older call(s)" in capsys.readouterr().err
     assert main(["corpus", "build", str(tmp_path), "--calls", "0"]) == 1
+
+
+def test_interruptions_usually_go_on_and_some_do_not() -> None:
+    """Generator v3: most interruptions are followed (within 600 ms) by a continuation clip
+    inside the same segment; a real share stays a lone phrase (the hard case)."""
+    from clutchcall.traces.generator import continuation_pause_ms
+
+    rng = np.random.default_rng(0)
+    p = np.array([continuation_pause_ms(rng) for _ in range(2000)])
+    assert 170 <= np.median(p) <= 230 and p.min() >= 60 and p.max() <= 600
+    bank = SpeechBank(human=False)
+    followed = lone = 0
+    for i in range(40):
+        plan = plan_call(SEED, i, bank)
+        for s in plan.labels.segments:
+            if s.kind != "interruption":
+                continue
+            clips = [c for c in plan.placed if s.start_ms <= c.start_ms < s.end_ms]
+            assert clips and clips[0].start_ms == s.start_ms
+            if len(clips) == 2:
+                followed += 1
+                first_end = clips[0].start_ms + len(clips[0].clip) * 1000 // sp.SPEECH_RATE
+                assert 60 <= clips[1].start_ms - first_end <= 601
+            else:
+                assert len(clips) == 1
+                lone += 1
+    assert followed + lone >= 10
+    assert 0.4 <= followed / (followed + lone) <= 0.85 and lone >= 2
+
+
+def test_mhm_is_hummed_not_spelled_out() -> None:
+    import shutil
+    import subprocess
+
+    from clutchcall.traces.generator import BACKCHANNELS
+
+    exe = shutil.which("espeak-ng")
+    assert exe is not None
+    out = subprocess.run([exe, "-q", "-x", BACKCHANNELS[0]], capture_output=True, text=True,
+                         check=True).stdout
+    assert "tS" not in out and "m" in out  # as text, "mhm" reads ",Em,eItS'Em"
