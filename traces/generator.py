@@ -365,7 +365,7 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
             t = put(t, say(SHORT_ANSWERS[int(rng.integers(len(SHORT_ANSWERS)))]), "short_answer")
         else:
             n_phrases = 1 + int(np.searchsorted([0.65, 0.95], rng.random(), side='right'))
-            clips = []
+            clips: list[np.ndarray] = []
             read: list[np.ndarray] = []  # an ARCTIC sentence: it ends the turn (see "Holds")
             for k in range(n_phrases):
                 if human and k == 0 and bank.arctic:
