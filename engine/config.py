@@ -108,7 +108,7 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
 * ``speculate_budget_ms = 30000`` -- per call, model time that retracted speculations may
   waste (each counts from its ``Speculate`` to its ``Retract``); once spent, turns are
   committed without speculation. 30 s is ~5 % of a 10-minute call.
-* ``end_of_turn_rule = "fixed"`` (``"prosodic"`` in the product, :data:`PRODUCT_TURN`) --
+* ``end_of_turn_rule = "fixed"`` (also in the product, :data:`PRODUCT_TURN`) --
   ``"fixed"``: every pause needs ``end_of_turn_silence_ms``; ``"adaptive"``: the silence is
   chosen per pause from evidence (``engine/endpoint.py``) between ``end_of_turn_min_ms`` and
   ``end_of_turn_silence_ms``; ``"prosodic"``: also from the final burst's prosody (final
@@ -347,17 +347,16 @@ class TurnConfig:
 
 PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms=200,
                           speculate=True, evidence_soft_db=4, evidence_edge_db=2,
-                          answer_overlap_ms=300, cancel_answer_window_ms=1500,
-                          end_of_turn_rule="prosodic")
+                          answer_overlap_ms=300, cancel_answer_window_ms=1500)
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
-``prosodic`` end-of-turn rule (``engine/endpoint.py`` ``ProsodicRule``: a short answer ends
-after ``end_of_turn_min_ms``, continuation prosody waits up to ``end_of_turn_max_ms`` = 1 s,
-anything else ``end_of_turn_silence_ms``). Chosen on corpus v3's train split: premature
-replies 6/88 -> 4/86 with missed replies 0 both and p50 from end of speech 564 -> 562 ms; on
-corpus v2's train split (no hold cues) it is no worse than ``fixed`` (6/88 vs 6/89, p50 564.5
-vs 562 ms); ``end_of_turn_rule = "fixed"`` reproduces the engine before it. Evidence knobs chosen on the train split (sim/README.md, issue 15 follow-up):
+fixed end-of-turn rule. The ``prosodic`` rule (``engine/endpoint.py`` ``ProsodicRule``) won on
+corpus v3's train split (premature replies 6/88 -> 4/85, missed 0 both) and tied on v2's, but
+on the test splits it missed one more reply (1/60 -> 2/60 on v3 and on v2) and its false holds
+(turn ends it judged continuing) raised the p95 from end of speech (v3 777 -> 1064 ms, v2 672
+-> 756 ms), so it stays opt-in (``end_of_turn_rule = "prosodic"``; figures in sim/README.md).
+Evidence knobs chosen on the train split (sim/README.md, issue 15 follow-up):
 ``evidence_soft_db = 4`` and ``evidence_edge_db = 2`` (with the voiced-frame speech level of
 ``engine/audio/features.py``: a burst is backchannel-like if its voiced frames are 4 dB
 below the caller's, or if it starts at an agent phrase end and is not above the caller's

