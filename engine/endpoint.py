@@ -23,8 +23,13 @@ so the engine stays a pure function of its inputs and the timer is set once).
   once (:meth:`SmartTurnRule.revised_ms`): a complete turn ends after ``end_of_turn_min_ms``, an
   incomplete one after ``INCOMPLETE_MS``.
 
-Acoustic evidence (final pitch fall, energy decay, final lengthening) enters the same way
-once the caller frames carry features: :class:`PauseEvidence` is where it goes.
+* :class:`ProsodicRule` (``"prosodic"``, opt-in): also the final burst's prosody
+  (:class:`FinalProsody`, from :class:`ProsodyTrack`: the engine keeps the caller's last voiced
+  frames' pitch, level and relative pitch): a small logistic model fitted on corpus v3's train
+  split says how final the burst sounds; continuation prosody (a plateau or rise) lengthens the
+  wait to ``end_of_turn_max_ms``, strong final evidence may shorten it to
+  ``end_of_turn_final_ms`` (off by default). Pure: the ring is fed frame by frame (or by the
+  batch path with the same result) and read once per pause.
 """
 
 from __future__ import annotations
@@ -186,7 +191,8 @@ class AdaptiveRule:
     corpus either (``notebooks/prosody_probe.py``, train split, 48 turn ends vs 15 mid-turn
     pauses of >= 200 ms: energy slope over the last 400 ms AUC 0.50, pitch slope 0.38 with
     mid-turn pauses falling *more*): the generator renders each phrase of a turn on its own,
-    so every phrase ends like a turn. On real speech it is the next input to try.
+    so every phrase ends like a turn (corpus v2; corpus v3 renders holds as holds, see
+    :class:`ProsodicRule`). On real speech it is the next input to try.
     """
 
     SHORT_TURN_MS = 1200
