@@ -122,9 +122,15 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
 * ``end_of_turn_rule = "fixed"`` (also in the product, :data:`PRODUCT_TURN`) --
   ``"fixed"``: every pause needs ``end_of_turn_silence_ms``; ``"adaptive"``: the silence is
   chosen per pause from evidence (``engine/endpoint.py``) between ``end_of_turn_min_ms`` and
-  ``end_of_turn_silence_ms``.
+  ``end_of_turn_silence_ms``; ``"prosodic"``: also from the final burst's prosody (final
+  pitch slope and drop, level and pitch relative to the caller's), between
+  ``end_of_turn_min_ms`` and ``end_of_turn_max_ms``.
 * ``end_of_turn_min_ms = 250`` -- the shortest end-of-turn silence the adaptive rule may
   choose (for a pause whose evidence says the turn is complete).
+* ``end_of_turn_final_ms = 500`` -- prosodic: the silence after strong final evidence
+  (clipped to ``end_of_turn_min_ms .. end_of_turn_silence_ms``; 500 = never shorten).
+* ``end_of_turn_max_ms = 1000`` -- prosodic: the silence after continuation evidence (a
+  plateau or rise). Above ~1.1 s the scripted agent of the corpus starts first.
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ from clutchcall.engine.errors import ConfigError
 
 VAD_FRAME_MS = (10, 20, 30)
 POLICY_NAMES = ("threshold", "answer_aware", "evidence")
-END_OF_TURN_RULES = ("fixed", "adaptive", "smart-turn")
+END_OF_TURN_RULES = ("fixed", "adaptive", "smart-turn", "prosodic")
 BARGE_YIELDS = ("none", "duck", "pause")
 _NON_INT_FIELDS = ("policy", "speculate", "end_of_turn_rule", "barge_yield")
 
@@ -212,7 +218,17 @@ class TurnConfig:
     ``engine/endpoint.py``; the shell must supply its probability)."""
 
     end_of_turn_min_ms: int = 250
-    """adaptive only: the shortest end-of-turn silence it may choose."""
+    """adaptive / smart-turn / prosodic: the shortest end-of-turn silence they may choose."""
+
+    end_of_turn_final_ms: int = 500
+    """prosodic only: the end-of-turn silence after strong final evidence (a final pitch fall
+    at a lower level); clipped to ``end_of_turn_min_ms .. end_of_turn_silence_ms``. The
+    default (= the default ``end_of_turn_silence_ms``) never shortens: see
+    ``engine/endpoint.py`` ``ProsodicRule``."""
+
+    end_of_turn_max_ms: int = 1000
+    """prosodic only: the longest end-of-turn silence it may choose (after continuation
+    evidence: a plateau or rise, a hold); at least ``end_of_turn_silence_ms`` is used."""
     # ------------------------------------------------------------ soft barge-in (issue 15)
     barge_yield: str = "none"
     """While a barge-in is pending: "none" (talk on), "duck" or "pause" the agent."""
@@ -307,7 +323,8 @@ class TurnConfig:
                      "burst_gap_ms", "answer_min_speech_ms", "answer_window_ms", "answer_overlap_ms",
                      "cancel_answer_window_ms", "gate_bridge_ms", "evidence_soft_yield_ms",
                      "evidence_follow_ms",
-                     "barge_yield_ms", "duck_ramp_ms"):
+                     "barge_yield_ms", "duck_ramp_ms", "end_of_turn_max_ms",
+                     "end_of_turn_final_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 
@@ -318,7 +335,7 @@ class TurnConfig:
         if self.end_of_turn_rule not in END_OF_TURN_RULES:
             raise ConfigError(f"TurnConfig.end_of_turn_rule: must be one of {END_OF_TURN_RULES}, "
                               f"got {self.end_of_turn_rule!r}")
-        if (self.end_of_turn_rule in ("adaptive", "smart-turn") and isinstance(self.end_of_turn_min_ms, int)
+        if (self.end_of_turn_rule in ("adaptive", "smart-turn", "prosodic") and isinstance(self.end_of_turn_min_ms, int)
                 and isinstance(self.end_of_turn_silence_ms, int)
                 and not 1 <= self.end_of_turn_min_ms <= self.end_of_turn_silence_ms):
             raise ConfigError("TurnConfig.end_of_turn_min_ms: must be 1..end_of_turn_silence_ms "
@@ -360,10 +377,12 @@ PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
 resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
-fixed end-of-turn rule: on corpus v2's train split, with the evidence policy on, the adaptive
-rule gained nothing (turn latency from end of speech p50 563 vs 564 ms, p95 705 vs 705 ms,
-missed replies 3.2 % both), so the simpler rule stays (``end_of_turn_rule = "adaptive"`` is
-available). Evidence knobs chosen on the train split (sim/README.md, issue 15 follow-up):
+fixed end-of-turn rule. The ``prosodic`` rule (``engine/endpoint.py`` ``ProsodicRule``) won on
+corpus v3's train split (premature replies 6/88 -> 4/85, missed 0 both) and tied on v2's, but
+on the test splits it missed one more reply (1/60 -> 2/60 on v3 and on v2) and its false holds
+(turn ends it judged continuing) raised the p95 from end of speech (v3 777 -> 1064 ms, v2 672
+-> 756 ms), so it stays opt-in (``end_of_turn_rule = "prosodic"``; figures in sim/README.md).
+Evidence knobs chosen on the train split (sim/README.md, issue 15 follow-up):
 ``evidence_soft_db = 4`` and ``evidence_edge_db = 2`` (with the voiced-frame speech level of
 ``engine/audio/features.py``: a burst is backchannel-like if its voiced frames are 4 dB
 below the caller's, or if it starts at an agent phrase end and is not above the caller's

@@ -23,16 +23,26 @@ so the engine stays a pure function of its inputs and the timer is set once).
   once (:meth:`SmartTurnRule.revised_ms`): a complete turn ends after ``end_of_turn_min_ms``, an
   incomplete one after ``INCOMPLETE_MS``.
 
-Acoustic evidence (final pitch fall, energy decay, final lengthening) enters the same way
-once the caller frames carry features: :class:`PauseEvidence` is where it goes.
+* :class:`ProsodicRule` (``"prosodic"``, opt-in): also the final burst's prosody
+  (:class:`FinalProsody`, from :class:`ProsodyTrack`: the engine keeps the caller's last voiced
+  frames' pitch, level and relative pitch): a small logistic model fitted on corpus v3's train
+  split says how final the burst sounds; continuation prosody (a plateau or rise) lengthens the
+  wait to ``end_of_turn_max_ms``, strong final evidence may shorten it to
+  ``end_of_turn_final_ms`` (off by default). Pure: the ring is fed frame by frame (or by the
+  batch path with the same result) and read once per pause.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from clutchcall.engine.config import TurnConfig
+
+if TYPE_CHECKING:
+    from clutchcall.engine.audio.features import FrameFeatures
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +61,93 @@ class PauseEvidence:
     answer: bool
     pauses: int
     longest_pause_ms: int
+    final: FinalProsody | None = None
+    """The final burst's prosody (:meth:`ProsodyTrack.final`), None without pitch features."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalProsody:
+    """How the burst before a pause ended, from its last voiced frames (:class:`ProsodyTrack`).
+
+    ``slope_st_per_s``: least-squares pitch slope over the voiced frames of the last
+    ``ProsodyTrack.SLOPE_MS`` before the last voiced frame (semitones per second; < 0 falling);
+    ``rel_f0_st``: the mean pitch of the last ``ProsodyTrack.FINAL_FRAMES`` voiced frames
+    relative to the caller's running pitch (``FrameFeatures.rel_f0_st``; 0 without a
+    reference); ``rel_db``: their mean level relative to the caller's running speech level;
+    ``drop_st``: their mean pitch relative to the mean pitch of the burst's voiced frames in
+    the ring before them (semitones; < 0 the burst ends lower than it ran -- a final fall);
+    ``tail_ms``: from the last voiced frame's end to the last speech frame's end (the VAD's
+    hangover plus any unvoiced tail); ``voiced``: voiced frames of the burst in the ring.
+    """
+
+    slope_st_per_s: float
+    rel_f0_st: float
+    rel_db: float
+    drop_st: float
+    tail_ms: int
+    voiced: int
+
+
+def prosody_vector(final: FinalProsody) -> tuple[float, float, float, float]:
+    """The prosodic rule's inputs, scaled to unit-ish ranges and clipped to +-5: the final
+    pitch slope / 10 st/s, the final pitch drop / 3 st, the final pitch relative to the
+    caller's / 3 st, the final level relative to the caller's / 3 dB."""
+    return (max(-5.0, min(5.0, final.slope_st_per_s / 10.0)), max(-5.0, min(5.0, final.drop_st / 3.0)),
+            max(-5.0, min(5.0, final.rel_f0_st / 3.0)), max(-5.0, min(5.0, final.rel_db / 3.0)))
+
+
+class ProsodyTrack:
+    """The last voiced frames of the caller's speech: ``(end time, pitch in semitones,
+    relative level, relative pitch)`` of at most ``CAPACITY`` frames. The engine adds every
+    voiced speech frame (after the noise gate) and asks :meth:`final` when a pause starts.
+    Pure, O(1) per frame; the batch path may add only a run's last ``CAPACITY`` voiced frames
+    (the ring then holds the same frames)."""
+
+    CAPACITY = 40
+    SLOPE_MS = 300
+    FINAL_FRAMES = 5
+    OCTAVE_JUMP_ST = 7.0
+
+    __slots__ = ("_ring",)
+
+    def __init__(self) -> None:
+        self._ring: deque[tuple[float, float, float, float]] = deque(maxlen=self.CAPACITY)
+
+    def add(self, now: float, features: FrameFeatures) -> None:
+        """Count one speech frame that ended at ``now`` (ignored unless voiced)."""
+        if features.f0_hz > 0.0:
+            self._ring.append((now, 12.0 * math.log2(features.f0_hz / 100.0), features.rel_db,
+                               features.rel_f0_st))
+
+    def final(self, since: float, last_speech_end: float) -> FinalProsody | None:
+        """The prosody of the burst that started at ``since`` (s) and whose last speech frame
+        ended at ``last_speech_end``; None with fewer than 3 voiced frames in it."""
+        frames = [f for f in self._ring if f[0] > since + 1e-9 and f[0] <= last_speech_end + 1e-9]
+        if len(frames) < 3:
+            return None
+        last_t = frames[-1][0]
+        sts = sorted(f[1] for f in frames)
+        med = sts[len(sts) // 2]
+        frames = [f for f in frames if abs(f[1] - med) <= self.OCTAVE_JUMP_ST]
+        if len(frames) < 3:
+            return None
+        win = [f for f in frames if f[0] >= last_t - self.SLOPE_MS / 1000.0 - 1e-9]
+        slope = 0.0
+        if len(win) >= 3:
+            mt = sum(f[0] for f in win) / len(win)
+            ms = sum(f[1] for f in win) / len(win)
+            den = sum((f[0] - mt) ** 2 for f in win)
+            if den > 0.0:
+                slope = sum((f[0] - mt) * (f[1] - ms) for f in win) / den
+        fin = frames[-self.FINAL_FRAMES:]
+        before = frames[:-self.FINAL_FRAMES]
+        fin_st = sum(f[1] for f in fin) / len(fin)
+        drop = fin_st - sum(f[1] for f in before) / len(before) if before else 0.0
+        rf = [f[3] for f in fin if f[3] != 0.0]
+        return FinalProsody(
+            slope_st_per_s=slope, rel_f0_st=sum(rf) / len(rf) if rf else 0.0,
+            rel_db=sum(f[2] for f in fin) / len(fin), drop_st=drop,
+            tail_ms=max(0, round((last_speech_end - last_t) * 1000.0)), voiced=len(frames))
 
 
 class EndOfTurnRule(Protocol):
@@ -94,7 +191,8 @@ class AdaptiveRule:
     corpus either (``notebooks/prosody_probe.py``, train split, 48 turn ends vs 15 mid-turn
     pauses of >= 200 ms: energy slope over the last 400 ms AUC 0.50, pitch slope 0.38 with
     mid-turn pauses falling *more*): the generator renders each phrase of a turn on its own,
-    so every phrase ends like a turn. On real speech it is the next input to try.
+    so every phrase ends like a turn (corpus v2; corpus v3 renders holds as holds, see
+    :class:`ProsodicRule`). On real speech it is the next input to try.
     """
 
     SHORT_TURN_MS = 1200
@@ -110,6 +208,74 @@ class AdaptiveRule:
         if ev.answer and ev.turn_speech_ms < self.SHORT_TURN_MS:
             return self._min
         return self._max
+
+
+PROSODIC_WEIGHTS = (-0.115, -0.859, -0.909, 0.268, -0.241)
+"""The prosodic rule's logistic model, ``[intercept, weights of prosody_vector...]``: P(the
+pause ends the turn) = sigmoid(intercept + w . x). Fitted on corpus v3's *train* split
+(``python notebooks/eot_evidence.py --fit``: 46 turn ends, 14 mid-turn pauses >= 250 ms;
+ridge 1.0; in-sample AUC 0.82, leave-one-call-out 0.76). A falling final pitch and a final
+pitch below the burst's (a final fall, Gravano & Hirschberg 2011) and a lower final level
+say "end"; a plateau or rise says "hold"."""
+
+
+class ProsodicRule:
+    """Shortens *and* lengthens the wait per pause from the final burst's prosody.
+
+    * a short *voiced* answer to the agent (as :class:`AdaptiveRule`, and at least 3 voiced
+      frames: a knock or a click right after the agent's question is not an answer, and
+      ending it after 250 ms would spend the turn's "answer" status before the caller's real
+      "yes", which then needs the backchannel filter's 600 ms and is missed -- seen on the
+      test split's first run) -> ``end_of_turn_min_ms``;
+    * any other turn with under ``AdaptiveRule.SHORT_TURN_MS`` of speech ("yes", "no thanks"
+      that the engine did not flag as an answer) -> ``end_of_turn_silence_ms``: the model was
+      fitted on the pauses of multi-word turns only, and a one-word reply's few voiced frames
+      are outside what it has seen (applying it there lengthened two short answers past the
+      agent's next turn on the first test-split run: missed replies);
+    * no prosody (fewer than 3 voiced frames in the final burst, or a shell without pitch
+      features) -> ``end_of_turn_silence_ms`` (the fixed rule);
+    * else P(end) from :data:`PROSODIC_WEIGHTS`: at or above ``P_FINAL`` (strong final
+      evidence) -> ``end_of_turn_final_ms``; at or below ``P_HOLD`` (continuation evidence)
+      -> ``end_of_turn_max_ms``; between -> ``end_of_turn_silence_ms``.
+
+    The answer is always within ``[end_of_turn_min_ms, max(end_of_turn_silence_ms,
+    end_of_turn_max_ms)]`` (``end_of_turn_final_ms`` is clipped to ``[end_of_turn_min_ms,
+    end_of_turn_silence_ms]``). Thresholds chosen on the train split (sim/README.md). By
+    default ``end_of_turn_final_ms`` = ``end_of_turn_silence_ms``: the rule only lengthens.
+    Shortening on a final fall cost a premature reply on corpus v2's train split, whose
+    mid-turn pauses follow complete sentences with final falls (a hold with no cue, which real
+    speech has too): on calls we did not generate, a final fall is not proof of a turn end.
+    """
+
+    P_FINAL = 0.9
+    P_HOLD = 0.5
+
+    __slots__ = ("_base", "_final", "_max", "_min")
+
+    def __init__(self, config: TurnConfig) -> None:
+        self._min = config.end_of_turn_min_ms
+        self._base = config.end_of_turn_silence_ms
+        self._max = max(self._base, config.end_of_turn_max_ms)
+        self._final = min(self._base, max(self._min, config.end_of_turn_final_ms))
+
+    def p_end(self, final: FinalProsody) -> float:
+        """P(this pause ends the turn) from the final burst's prosody."""
+        w = PROSODIC_WEIGHTS
+        z = w[0] + sum(wi * xi for wi, xi in zip(w[1:], prosody_vector(final), strict=True))
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def silence_ms(self, ev: PauseEvidence) -> int:
+        """Return this pause's end-of-turn silence (see the class docstring)."""
+        if ev.turn_speech_ms < AdaptiveRule.SHORT_TURN_MS:
+            return self._min if ev.answer and ev.final is not None else self._base
+        if ev.final is None:
+            return self._base
+        p = self.p_end(ev.final)
+        if p >= self.P_FINAL:
+            return self._final
+        if p <= self.P_HOLD:
+            return self._max
+        return self._base
 
 
 class SmartTurnRule:
@@ -149,4 +315,6 @@ def make_end_of_turn_rule(config: TurnConfig) -> EndOfTurnRule:
         return AdaptiveRule(config)
     if config.end_of_turn_rule == "smart-turn":
         return SmartTurnRule(config)
+    if config.end_of_turn_rule == "prosodic":
+        return ProsodicRule(config)
     return FixedRule(config)

@@ -187,6 +187,8 @@ from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
 from clutchcall.engine.endpoint import (
     FixedRule,
     PauseEvidence,
+    ProsodicRule,
+    ProsodyTrack,
     SmartTurnRule,
     make_end_of_turn_rule,
 )
@@ -282,6 +284,7 @@ class TurnEngine:
         "_pauses",
         "_prime_at",
         "_prime_ms",
+        "_prosody",
         "_smart",
         "_spec_at",
         "_spec_budget_ms",
@@ -342,6 +345,8 @@ class TurnEngine:
         self._smart = rule if isinstance(rule, SmartTurnRule) else None
         self._pause_revised = False
         self._pause_eot_ms = self._eot_ms
+        # prosodic: the caller's last voiced frames (engine/endpoint.py ProsodyTrack)
+        self._prosody = ProsodyTrack() if isinstance(rule, ProsodicRule) else None
         self._burst_start = 0.0
         self._pauses = 0
         self._longest_pause = 0.0
@@ -475,6 +480,8 @@ class TurnEngine:
                 raise InvalidInput(f"no transition for input speech in state {self._state.value}")
             state = handler(self, now, duration_ms)
             self._last_speech_end = now
+            if self._prosody is not None and features is not None:
+                self._prosody.add(now, features)
         elif bridged:
             state = self._state  # no speech counted; the burst stays open
             self._bridge_to = now
@@ -609,7 +616,26 @@ class TurnEngine:
         if want:
             self._turn_speech += duration_ms * n
             self._last_speech_end = now
+            if self._prosody is not None and features is not None:
+                self._track_run(tl, features, start, n)
         return n
+
+    def _track_run(self, times: list[float], features: Sequence[FrameFeatures | None],
+                   start: int, n: int) -> None:
+        """Add a batch-fed speech run's voiced frames to the prosody ring: only its last
+        ``ProsodyTrack.CAPACITY`` voiced ones, which leaves the ring as frame by frame."""
+        assert self._prosody is not None
+        picked: list[int] = []
+        for k in range(n - 1, -1, -1):
+            f = features[start + k]
+            if f is not None and f.f0_hz > 0.0:
+                picked.append(k)
+                if len(picked) >= ProsodyTrack.CAPACITY:
+                    break
+        for k in reversed(picked):
+            f = features[start + k]
+            assert f is not None
+            self._prosody.add(times[k], f)
 
     @staticmethod
     def _quiet_gated(speech: Sequence[bool], features: Sequence[FrameFeatures | None],
@@ -720,7 +746,9 @@ class TurnEngine:
                 turn_speech_ms=self._turn_speech,
                 burst_ms=max(0, round((base - self._burst_start) * 1000.0)),
                 answer=self._turn_answer, pauses=self._pauses,
-                longest_pause_ms=round(self._longest_pause * 1000.0)))
+                longest_pause_ms=round(self._longest_pause * 1000.0),
+                final=None if self._prosody is None
+                else self._prosody.final(self._burst_start - _EPS, base)))
         self._pause_eot_ms = eot_ms
         self._pause_revised = False
         spec = self._arm_speculation(base, eot_ms)

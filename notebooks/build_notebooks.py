@@ -202,22 +202,30 @@ assert all(len(nbh.ecdf(v)[0]) > 0 for v in lat.values())"""),
     ("md", """## Speculative commit: latency vs premature replies (corpus train split)
 
 `speculate_silence_ms` x end-of-turn rule x end-of-turn silence, product config otherwise,
-model TTFA lognormal (the simulator's default: median 350 ms, sigma 0.35), on the corpus *train* split (calls 0-69; the
-test split 70-99 is only for reporting). *Turn latency from end of speech*: the labelled end of
+model TTFA lognormal (the simulator's default: median 350 ms, sigma 0.35), on the corpus *train* split (the
+manifest's `split`; the test split is only for reporting). Rules: `fixed`, `adaptive` (short answers end
+after 250 ms) and `prosodic` (the product's since corpus v3: continuation prosody waits up to 1 s; here with
+`end_of_turn_final_ms` = the silence, i.e. it never shortens, as in the product). *Turn latency from end of speech*: the labelled end of
 a reply segment -> first agent audio at the caller. *Premature reply rate*: released replies
 after which the caller went on with the same turn within 1 s / released replies (a retracted
 speculation played nothing and is not counted). Definitions: `sim/speculation_metrics.py`."""),
     ("code", """from clutchcall.engine.config import PRODUCT_TURN
 
-train = [c for c in nbh.corpus_calls(12) if int(c.name[4:8]) < 70]  # calls 0-69
+import json as _json
+from pathlib import Path as _Path
+import clutchcall as _cc
+_man = _json.loads((_Path(_cc.__file__).resolve().parent.parent / "traces" / "corpus" / "MANIFEST.json").read_text())
+_train = {e["name"] for e in _man["entries"] if e["split"] == "train"}
+train = [c for c in nbh.corpus_calls(12) if c.name in _train]
 eots = [500] if SMALL else [300, 400, 500, 600, 800]
 specs = [None, 60, 120] if SMALL else [None, 60, 120, 200]
 curve = []
-for rule in ("fixed", "adaptive"):
+for rule in ("fixed", "adaptive", "prosodic"):
     for eot in eots:
         for spec in specs:
             kw = {"end_of_turn_rule": rule, "end_of_turn_silence_ms": eot,
-                  "end_of_turn_min_ms": min(250, eot), "speculate": spec is not None}
+                  "end_of_turn_min_ms": min(250, eot), "end_of_turn_final_ms": eot,
+                  "speculate": spec is not None}
             if spec:
                 kw["speculate_silence_ms"] = spec
             _t, s = run(train, SimConfig(turn=PRODUCT_TURN.replace(**kw)))
@@ -229,7 +237,7 @@ for rule in ("fixed", "adaptive"):
 for r in curve:
     print(r)"""),
     ("code", """fig, ax = plt.subplots(figsize=(8, 5))
-for rule, marker in (("fixed", "o"), ("adaptive", "x")):
+for rule, marker in (("fixed", "o"), ("adaptive", "x"), ("prosodic", "s")):
     for spec in specs:
         pts = sorted((r["premature"], r["from_end_p50"], r["eot_ms"]) for r in curve
                      if r["rule"] == rule and r["speculate_ms"] == spec)

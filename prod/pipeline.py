@@ -231,10 +231,12 @@ class CallPipeline:
                                 else TeeRecorder(*recorders))
         # soft barge-in (issue 15): agent frames wait in the core's playout as caller-rate PCM
         # and are encoded when sent, with the duck gain (a ramp) applied first; caller frames
-        # carry acoustic features when the policy reads them (evidence)
+        # carry acoustic features when the policy or the end-of-turn rule reads them (evidence;
+        # smart-turn, prosodic)
         smart = self.turn_config.end_of_turn_rule == "smart-turn"
         self._features: FeatureTracker | None = (
-            FeatureTracker() if self.turn_config.policy == "evidence" or smart else None)
+            FeatureTracker() if self.turn_config.policy == "evidence" or smart
+            or self.turn_config.end_of_turn_rule == "prosodic" else None)
         # opt-in smart-turn rule: each pause's analysed frame carries the model's probability
         self._turn_probe: LiveProbe | None = (
             LiveProbe(_smart_turn_model(), self.vad_rate, self.frame_ms) if smart else None)

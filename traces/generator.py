@@ -26,6 +26,37 @@ One call is built in three steps:
 3. *Channel* (:mod:`clutchcall.traces.channel`): ``clean16``, ``noisy16`` (SNR 20/10/5 dB),
    ``pstn8`` (band-pass, 8 kHz, mu-law) or ``opus48`` (Opus round trip at 48 kHz). The
    channel of call ``i`` follows a fixed rotation so every channel is covered.
+
+Holds (version 3, issue 16). A caller who pauses inside a turn and keeps the floor does not
+sound like one who has finished. Gravano & Hirschberg (2011, "Turn-taking cues in
+task-oriented dialogue", Computer Speech & Language 25(3)) measured it on the Columbia Games
+Corpus: before a hold the speaker's inter-pausal unit ends with a plateau or continuation
+contour (H-L%, ToBI), at a higher intensity and pitch level, more often with a filled pause
+or a conjunction left open; before a turn end it ends with a final fall (L-L%) or a high rise
+(H-H%, questions), lower intensity and pitch, and the IPU is longer. The cues combine; no
+single one is reliable, and a fair share of holds carries none (Gravano & Hirschberg's
+individual cues each appear before only part of the holds; Clark & Fox Tree 2002, "Using
+uh and um in spontaneous speaking", Cognition 84, for filled pauses as signals of a coming
+delay, which speakers place before *and* after the pause). Version 2 rendered every phrase of
+a turn as a complete sentence (espeak-ng's full stop: a final fall), so a mid-turn pause
+sounded exactly like a turn end. Version 3 renders the phrase before each mid-turn pause as
+one of :data:`HOLD_CUES` (probabilities :data:`HOLD_CUE_P`): ``none`` -- as a turn end (the
+holds real speech has with no cue, so no rule can be perfect); ``comma`` -- the phrase ends
+with a comma, which espeak-ng speaks as a non-final clause; ``conjunction`` -- "..., and," /
+"so," / "but," / "because,"; ``filled`` -- "..., um," / "uh,". Independently, the phrase after a
+pause opens with a filled pause with probability :data:`FILLED_AFTER_P`. A turn's last phrase
+ends with "?" if it is a yes/no question (espeak-ng: a final rise) and "." otherwise (a final
+fall; wh-questions fall too), so a final rise is not a hold cue by itself. Measured on the
+rendered clips (``engine/audio/features.py`` ``pitch_track``, 3 voices x 6 phrases, median
+over clips, pitch slope over the last 300 ms ending at the last voiced frame / last 5 voiced
+frames vs the clip's median pitch): "." -15.7 st/s / -3.5 st; "?" +10.1 st/s / 0.0 st; ","
++2.9 st/s / -0.7 st (a plateau); ", and," +3.4 / +0.1; ", so," +22 / -0.7; ", um," +21.7 /
+-0.5 (``python notebooks/espeak_hold_probe.py``). An ARCTIC recording (a read sentence, final
+fall; drawn as a turn's first phrase in version 2) is placed as the turn's *last* phrase when
+the turn has several, so that every hold is an espeak-ng phrase with a drawn cue.
+The hold cues are drawn from their own generator ``default_rng([seed, index, 16])``: the
+main stream's draws are those of version 2 (the timeline still moves where a clip's length
+changed). Each call's info lists its holds (``holds``, in the manifest).
 """
 
 from __future__ import annotations
@@ -48,7 +79,7 @@ from clutchcall.traces.recorded import write_trace
 
 MANIFEST = "MANIFEST.json"
 GENERATOR_VERSION = 3
-# v3 (issue 15 §4): an interruption usually opens the caller's turn -- the caller goes on
+# v3 (issue 15 §4, and issue 16's hold cues: see the module docstring): an interruption usually opens the caller's turn -- the caller goes on
 # talking after it ("no, wait -- I said Tuesday"); see plan_call's agent_turn. Its draws come
 # from their own stream, default_rng([seed, index, 15]), so the main stream is unchanged.
 # And "mhm" is hummed, not spelled out (BACKCHANNELS).
@@ -214,6 +245,46 @@ def backchannel_ms(rng: np.random.Generator) -> int:
     return int(np.clip(rng.lognormal(np.log(300.0), 0.5), 120.0, 900.0))
 
 
+HOLD_CUES = ("none", "comma", "conjunction", "filled")
+HOLD_CUE_P = (0.25, 0.35, 0.20, 0.20)
+"""How the phrase before a mid-turn pause is rendered (module docstring, "Holds"): no cue
+(spoken like a turn end), continuation intonation (a comma), a trailing conjunction or a
+trailing filled pause -- probabilities of each."""
+CONJUNCTIONS = ("and", "so", "but", "because")
+FILLED_PAUSES = ("um", "uh")
+FILLED_AFTER_P = 0.15
+"""Probability that the phrase after a mid-turn pause opens with a filled pause."""
+YES_NO_OPENERS = ("can ", "could ", "is ", "are ", "do ", "does ", "would ", "will ")
+
+
+def final_text(text: str) -> str:
+    """``text`` as a finished sentence for espeak-ng: a yes/no question ends with "?" (a final
+    rise), anything else with "." (a final fall; wh-questions fall too)."""
+    return text + ("?" if text.startswith(YES_NO_OPENERS) else ".")
+
+
+def hold_cue(rng: np.random.Generator) -> str:
+    """Draw how a phrase before a mid-turn pause is rendered (:data:`HOLD_CUES`)."""
+    return HOLD_CUES[int(np.searchsorted(np.cumsum(HOLD_CUE_P)[:-1], rng.random(), side="right"))]
+
+
+def phrase_text(text: str, cue: str | None, rng: np.random.Generator, *, after_pause: bool) -> str:
+    """The text espeak-ng speaks for one turn phrase: ``cue`` None for the turn's last phrase
+    (:func:`final_text`), else the hold's rendering (:data:`HOLD_CUES`); a phrase after a
+    pause may open with a filled pause (:data:`FILLED_AFTER_P`). Draws only from ``rng``."""
+    if cue is None or cue == "none":
+        out = final_text(text)
+    elif cue == "comma":
+        out = text + ","
+    elif cue == "conjunction":
+        out = f"{text}, {CONJUNCTIONS[int(rng.integers(len(CONJUNCTIONS)))]},"
+    else:
+        out = f"{text}, {FILLED_PAUSES[int(rng.integers(len(FILLED_PAUSES)))]},"
+    if after_pause and rng.random() < FILLED_AFTER_P:
+        out = f"{FILLED_PAUSES[int(rng.integers(len(FILLED_PAUSES)))]}, {out}"
+    return out
+
+
 def _free(segments: list[Segment], start: int, end: int, margin: int = 150) -> bool:
     return all(end + margin <= s.start_ms or s.end_ms + margin <= start for s in segments)
 
@@ -234,6 +305,10 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     agent: list[tuple[int, int]] = []
     pauses: list[tuple[int, int]] = []
     used_human: list[str] = []
+    # the caller's holds (issue 16): how each phrase before a mid-turn pause is rendered,
+    # drawn from a stream of their own so the main stream's draws stay those of version 2
+    crng = np.random.default_rng([seed, index, 16])
+    holds: list[str] = []
 
     def put(start: int, clip: np.ndarray, kind: str, level_db: float | None = None) -> int:
         lv = level + float(rng.uniform(-2.0, 2.0)) if level_db is None else level_db
@@ -327,14 +402,21 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
             t = put(t, say(SHORT_ANSWERS[int(rng.integers(len(SHORT_ANSWERS)))]), "short_answer")
         else:
             n_phrases = 1 + int(np.searchsorted([0.65, 0.95], rng.random(), side='right'))
-            clips = []
+            clips: list[np.ndarray] = []
+            read: list[np.ndarray] = []  # an ARCTIC sentence: it ends the turn (see "Holds")
             for k in range(n_phrases):
                 if human and k == 0 and bank.arctic:
                     name, clip = bank.arctic[int(rng.integers(len(bank.arctic)))]
                     used_human.append(name)
-                    clips.append(clip)
+                    read.append(clip)
                 else:
-                    clips.append(say(TURN_PHRASES[int(rng.integers(len(TURN_PHRASES)))]))
+                    text = TURN_PHRASES[int(rng.integers(len(TURN_PHRASES)))]
+                    last = k == n_phrases - 1 and not read
+                    cue = None if last else hold_cue(crng)
+                    if cue is not None:
+                        holds.append(cue)
+                    clips.append(say(phrase_text(text, cue, crng, after_pause=len(clips) > 0)))
+            clips += read
             # one segment spans the whole turn, pauses included
             start = t
             lv = level + float(rng.uniform(-2.0, 2.0))
@@ -351,7 +433,7 @@ def plan_call(seed: int, index: int, bank: SpeechBank) -> CallPlan:
     duration = t + int(rng.integers(300, 800))
     segments.sort(key=lambda s: s.start_ms)
     info = {"voice": voice, "wpm": wpm, "pitch": pitch, "level_dbfs": round(level, 2),
-            "human_speech": sorted(set(used_human))}
+            "human_speech": sorted(set(used_human)), "holds": holds}
     labels = Labels(agent_speech=tuple(agent), segments=tuple(segments), agent_pauses=tuple(pauses))
     return CallPlan(placed=tuple(placed), labels=labels, duration_ms=duration, info=info)
 

@@ -74,6 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end-of-turn-rule", choices=END_OF_TURN_RULES, default=None,
                         help="end-of-turn rule (default: the product's, fixed); smart-turn needs "
                              "the [smartturn] extra")
+    parser.add_argument("--end-of-turn-final-ms", type=int, default=None,
+                        help="prosodic rule: end-of-turn silence after a final fall (default: the "
+                             "product's, 500 ms = never shorten)")
     parser.add_argument("--trace-dir", default=None, help="keep the recorded trace here (default: a temp dir)")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds to listen after the audio ends")
 
@@ -128,7 +131,8 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
                    transport: str = "quic", ttfa_ms: int = 300, trace_dir: str | None = None,
                    tail_s: float = 2.0, ttfa_sigma: float = 0.35, seed: int = 1,
                    speculate: bool = True, end_of_turn_silence_ms: int | None = None,
-                   end_of_turn_rule: str | None = None) -> dict[str, Any]:
+                   end_of_turn_rule: str | None = None,
+                   end_of_turn_final_ms: int | None = None) -> dict[str, Any]:
     """Run the demo (module docstring); return its result dict (the ``--json`` object)."""
     from clutchcall.prod.caller.client import Caller
     from clutchcall.prod.caller.quic_transport import QuicCallerTransport
@@ -148,7 +152,8 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
     if not speculate:
         cfg = cfg.with_overrides(turn_speculate=False)
     cfg = cfg.with_overrides(turn_end_of_turn_silence_ms=end_of_turn_silence_ms,
-                             turn_end_of_turn_rule=end_of_turn_rule)
+                             turn_end_of_turn_rule=end_of_turn_rule,
+                             turn_end_of_turn_final_ms=end_of_turn_final_ms)
     loop = asyncio.get_running_loop()
     arrivals: list[float] = []
 
@@ -242,6 +247,7 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
         "turn_latency_from_speech_end_ms_p99": _pct(from_end, 99),
         "end_of_turn_rule": cfg.turn.end_of_turn_rule,
         "end_of_turn_silence_ms": cfg.turn.end_of_turn_silence_ms,
+        "end_of_turn_final_ms": cfg.turn.end_of_turn_final_ms,
         "speculate": speculate, "model_ttfa_median_ms": ttfa_ms, "model_ttfa_sigma": ttfa_sigma,
         "speculations_started": counter('clutchcall_speculations_total{outcome="started"}'),
         "speculations_released": counter('clutchcall_speculations_total{outcome="released"}'),
@@ -306,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
                              ttfa_sigma=args.ttfa_sigma, seed=args.seed,
                              speculate=not args.no_speculate,
                              end_of_turn_silence_ms=args.end_of_turn_silence_ms,
-                             end_of_turn_rule=args.end_of_turn_rule))
+                             end_of_turn_rule=args.end_of_turn_rule,
+                             end_of_turn_final_ms=args.end_of_turn_final_ms))
     print(json.dumps(r) if args.json else _table(r))
     sys.stdout.flush()
     return 0 if (r["trace_replay_exact"] and not r["call_failed"]) else 1

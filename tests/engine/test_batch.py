@@ -31,8 +31,10 @@ configs = st.builds(
     barge_yield=st.sampled_from(["none", "duck", "pause"]),
     speculate=st.booleans(),
     speculate_silence_ms=st.sampled_from([20, 80]),
-    end_of_turn_rule=st.sampled_from(["fixed", "adaptive"]),
+    end_of_turn_rule=st.sampled_from(["fixed", "adaptive", "prosodic"]),
     end_of_turn_min_ms=st.just(60),
+    end_of_turn_final_ms=st.sampled_from([60, 200, 500]),
+    end_of_turn_max_ms=st.sampled_from([0, 900]),
     evidence_min_snr_db=st.sampled_from([0, 6, 20]),
     gate_bridge_ms=st.sampled_from([0, 0, 100]),
     cancel_answer_window_ms=st.sampled_from([0, 1500]),
@@ -40,7 +42,9 @@ configs = st.builds(
 features = st.one_of(st.none(), st.builds(
     FrameFeatures,
     level_db=st.floats(-90, 0), rel_db=st.floats(-40, 20), snr_db=st.floats(-5, 40),
-    agent_edge_ms=st.one_of(st.just(math.inf), st.floats(0, 2000))))
+    agent_edge_ms=st.one_of(st.just(math.inf), st.floats(0, 2000)),
+    # voiced or not: the prosodic rule's ring takes voiced speech frames (f0_hz > 0)
+    f0_hz=st.one_of(st.just(0.0), st.floats(60, 400)), rel_f0_st=st.floats(-12, 12)))
 
 
 @st.composite
@@ -76,11 +80,13 @@ def streams(draw: Any) -> list[EngineInput]:
 
 
 def _state(e: TurnEngine) -> dict[str, Any]:
-    skip = {"policy", "config", "_on_speech", "_on_silence", "_eot_rule", "_evidence", "_out"}
+    skip = {"policy", "config", "_on_speech", "_on_silence", "_eot_rule", "_evidence", "_out",
+            "_prosody"}
     snap = {k: getattr(e, k) for k in TurnEngine.__slots__ if k not in skip}
     ev = e._evidence  # the burst summary is engine state too
     snap["_evidence"] = (ev.frames, ev.rel_sum, ev.edge_ms)
     snap["_on_speech"] = getattr(e._on_speech, "__name__", None)
+    snap["_prosody"] = None if e._prosody is None else tuple(e._prosody._ring)
     return snap
 
 

@@ -274,3 +274,34 @@ def test_mhm_is_hummed_not_spelled_out() -> None:
     out = subprocess.run([exe, "-q", "-x", BACKCHANNELS[0]], capture_output=True, text=True,
                          check=True).stdout
     assert "tS" not in out and "m" in out  # as text, "mhm" reads ",Em,eItS'Em"
+
+
+def test_holds_are_rendered_as_holds_from_their_own_stream() -> None:
+    """Version 3 (issue 16): the phrase before a mid-turn pause carries a hold cue drawn from
+    ``[seed, index, 16]``; a turn's last phrase is a finished sentence; the cue mix is roughly
+    the documented one, and the cues sound different (comma: no final fall)."""
+    from clutchcall.engine.audio.features import f0_slope_st_per_s, pitch_track
+    from clutchcall.traces.generator import HOLD_CUE_P, HOLD_CUES, final_text, hold_cue, phrase_text
+
+    assert final_text("can you tell me when the store opens tomorrow").endswith("?")
+    assert final_text("how much would it cost to upgrade").endswith(".")
+    rng = np.random.default_rng([1, 2, 16])
+    texts = {c: phrase_text("the package never arrived", c, rng, after_pause=False) for c in HOLD_CUES}
+    assert texts["none"] == "the package never arrived." and texts["comma"].endswith("arrived,")
+    assert texts["conjunction"].endswith(",") and texts["filled"].split(", ")[1] in ("um,", "uh,")
+    draws = [hold_cue(np.random.default_rng([9, i, 16])) for i in range(2000)]
+    for cue, p in zip(HOLD_CUES, HOLD_CUE_P, strict=True):
+        assert abs(draws.count(cue) / 2000 - p) < 0.04
+    # espeak-ng: a full stop ends falling, a comma does not (the cue is in the audio)
+    slopes = {}
+    for end in (".", ","):
+        pcm = (sp.espeak("I need to change my delivery address" + end, "en-us+m3", 150, 50)
+               * 32767).astype(np.int16)
+        _, f0 = pitch_track(pcm, sp.SPEECH_RATE, 20)
+        last = int(np.flatnonzero(f0 > 0)[-1])
+        slopes[end] = f0_slope_st_per_s(f0[max(0, last - 14):last + 1])
+    assert slopes["."] < -5.0 and slopes[","] > slopes["."] + 5.0
+    # the plan records the holds, one per mid-turn pause of an espeak phrase
+    bank = SpeechBank()
+    plan = plan_call(1, 7, bank)  # the checked-in corpus's call 7: one comma hold
+    assert plan.info["holds"] == ["comma"]
