@@ -18,7 +18,6 @@ Usage: python tools/burst_auc.py traces/corpus [--split train]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,52 +26,41 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from burst_failures import nuclei
-
-from clutchcall.sim.calls import load_call
+from burst_failures import nuclei, over_agent_segments
 
 POINTS_MS = (300, 500, 700, 900)
 
 
 def rows(corpus: Path, split: str) -> list[dict]:
-    man = json.loads((corpus / "MANIFEST.json").read_text())
     out = []
-    for e in man["entries"]:
-        if e["split"] != split:
-            continue
-        c = load_call(corpus / e["name"])
+    for _e, c, s in over_agent_segments(corpus, split):
         fm = c.frame_ms
         f = c.features or ()
-        for s in c.segments:
-            if s.kind not in ("backchannel", "interruption"):
+        k0 = max(0, int((s.start_ms - 40) // fm))
+        k1 = min(len(c.speech), int((s.end_ms + 400) // fm) + 1)
+        ks = [k for k in range(k0, k1) if c.speech[k]]
+        if not ks:
+            continue
+        row: dict = {"kind": s.kind}
+        for n_ms in POINTS_MS:
+            sel = ks[: n_ms // fm]
+            if len(sel) < n_ms // fm:
                 continue
-            if not any(a < s.end_ms and s.start_ms < b for a, b in c.agent_speech):
-                continue
-            k0 = max(0, int((s.start_ms - 40) // fm))
-            k1 = min(len(c.speech), int((s.end_ms + 400) // fm) + 1)
-            ks = [k for k in range(k0, k1) if c.speech[k]]
-            if not ks:
-                continue
-            row: dict = {"kind": s.kind}
-            for n_ms in POINTS_MS:
-                sel = ks[: n_ms // fm]
-                if len(sel) < n_ms // fm:
-                    continue
-                span = range(sel[0], sel[-1] + 1)
-                lev = np.array([f[k].level_db for k in span])
-                vo = np.array([f[k].f0_hz > 0 and c.speech[k] for k in span])
-                hf = np.array([f[k].hf_db for k in sel])
-                vsel = [k for k in sel if f[k].f0_hz > 0]
-                f0 = np.array([f[k].f0_hz for k in vsel])
-                rel = [f[k].rel_db for k in (vsel if len(vsel) >= 3 else sel)]
-                row[n_ms] = {
-                    "nuc": nuclei(lev, vo), "hf": float(np.mean(hf > -15.0)),
-                    "hfmax": float(hf.max()), "rel": float(np.mean(rel)),
-                    "flux": float(np.mean(np.abs(np.diff(hf)))), "vfrac": len(vsel) / len(sel),
-                    "levsd": float(np.std(lev[vo])) if vo.sum() > 1 else 0.0,
-                    "f0sd": float(np.std(12 * np.log2(f0 / 100.0))) if len(f0) > 2 else 0.0,
-                }
-            out.append(row)
+            span = range(sel[0], sel[-1] + 1)
+            lev = np.array([f[k].level_db for k in span])
+            vo = np.array([f[k].f0_hz > 0 and c.speech[k] for k in span])
+            hf = np.array([f[k].hf_db for k in sel])
+            vsel = [k for k in sel if f[k].f0_hz > 0]
+            f0 = np.array([f[k].f0_hz for k in vsel])
+            rel = [f[k].rel_db for k in (vsel if len(vsel) >= 3 else sel)]
+            row[n_ms] = {
+                "nuc": nuclei(lev, vo), "hf": float(np.mean(hf > -15.0)),
+                "hfmax": float(hf.max()), "rel": float(np.mean(rel)),
+                "flux": float(np.mean(np.abs(np.diff(hf)))), "vfrac": len(vsel) / len(sel),
+                "levsd": float(np.std(lev[vo])) if vo.sum() > 1 else 0.0,
+                "f0sd": float(np.std(12 * np.log2(f0 / 100.0))) if len(f0) > 2 else 0.0,
+            }
+        out.append(row)
     return out
 
 

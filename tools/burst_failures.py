@@ -61,53 +61,58 @@ def nuclei(levels: np.ndarray, voiced: np.ndarray, dip_db: float = DIP_DB) -> in
     return n
 
 
-def segment_rows(corpus: Path, split: str, events: dict[str, list[dict]]) -> list[dict]:
+def over_agent_segments(corpus: Path, split: str):  # type: ignore[no-untyped-def]
+    """Yield ``(manifest entry, call, segment)`` for every backchannel / interruption of
+    ``split`` that overlaps the labelled agent speech (shared with tools/burst_auc.py)."""
     man = json.loads((corpus / "MANIFEST.json").read_text())
-    rows = []
     for e in man["entries"]:
         if e["split"] != split:
             continue
         call = load_call(corpus / e["name"])
+        for s in call.segments:
+            if s.kind in ("backchannel", "interruption") and any(
+                    a < s.end_ms and s.start_ms < b for a, b in call.agent_speech):
+                yield e, call, s
+
+
+def segment_rows(corpus: Path, split: str, events: dict[str, list[dict]]) -> list[dict]:
+    rows = []
+    for e, call, s in over_agent_segments(corpus, split):
         fm = call.frame_ms
         feats = call.features or ()
         ev = events.get(e["name"], [])
         pause_starts = [a for a, _ in call.agent_pauses] + [b for _, b in call.agent_speech]
-        for s in call.segments:
-            if s.kind not in ("backchannel", "interruption"):
-                continue
-            if not any(a < s.end_ms and s.start_ms < b for a, b in call.agent_speech):
-                continue
-            k0 = max(0, int((s.start_ms - 40) // fm))
-            k1 = min(len(call.speech), int((s.end_ms + TAIL_MS) // fm) + 1)
-            sp = np.array(call.speech[k0:k1], dtype=bool)
-            idx = np.flatnonzero(sp)
-            if len(idx) == 0:
-                rows.append({"call": e["name"], "channel": e["channel"], "kind": s.kind,
-                             "start": s.start_ms, "lab_ms": s.end_ms - s.start_ms, "vad_ms": 0})
-                continue
-            b0, b1 = k0 + idx[0], k0 + idx[-1] + 1
-            ff = feats[b0:b1]
-            spb = np.array(call.speech[b0:b1], dtype=bool)
-            lev = np.array([f.level_db for f in ff])
-            rel = np.array([f.rel_db for f in ff])
-            vo = np.array([f.f0_hz > 0 for f in ff]) & spb
-            hf = np.array([f.hf_db for f in ff])
-            gaps = int(np.sum(np.diff(spb.astype(int)) == 1))
-            onset = b0 * fm
-            edge = min((abs(onset - p) for p in pause_starts), default=math.inf)
-            first = [x for x in ev if s.start_ms - 60 <= x["t_ms"] <= s.end_ms + 500]
-            kinds = [x["kind"] for x in first]
-            rows.append({
-                "call": e["name"], "channel": e["channel"], "kind": s.kind, "start": s.start_ms,
-                "lab_ms": s.end_ms - s.start_ms, "vad_ms": int(spb.sum()) * fm,
-                "span_ms": (b1 - b0) * fm, "gaps": gaps,
-                "rel": float(rel[vo].mean()) if vo.sum() >= 3 else float(rel[spb].mean()),
-                "edge": edge, "voiced": float(vo.sum() / max(1, spb.sum())),
-                "hf": int(np.sum((hf > -15.0) & spb)),
-                "hf_sd": float(np.std(hf[spb])),
-                "nuc": nuclei(lev, vo),
-                "pause": "pause" in kinds, "cancel": "cancel" in kinds,
-            })
+        k0 = max(0, int((s.start_ms - 40) // fm))
+        k1 = min(len(call.speech), int((s.end_ms + TAIL_MS) // fm) + 1)
+        sp = np.array(call.speech[k0:k1], dtype=bool)
+        idx = np.flatnonzero(sp)
+        if len(idx) == 0:
+            rows.append({"call": e["name"], "channel": e["channel"], "kind": s.kind,
+                         "start": s.start_ms, "lab_ms": s.end_ms - s.start_ms, "vad_ms": 0})
+            continue
+        b0, b1 = k0 + idx[0], k0 + idx[-1] + 1
+        ff = feats[b0:b1]
+        spb = np.array(call.speech[b0:b1], dtype=bool)
+        lev = np.array([f.level_db for f in ff])
+        rel = np.array([f.rel_db for f in ff])
+        vo = np.array([f.f0_hz > 0 for f in ff]) & spb
+        hf = np.array([f.hf_db for f in ff])
+        gaps = int(np.sum(np.diff(spb.astype(int)) == 1))
+        onset = b0 * fm
+        edge = min((abs(onset - p) for p in pause_starts), default=math.inf)
+        first = [x for x in ev if s.start_ms - 60 <= x["t_ms"] <= s.end_ms + 500]
+        kinds = [x["kind"] for x in first]
+        rows.append({
+            "call": e["name"], "channel": e["channel"], "kind": s.kind, "start": s.start_ms,
+            "lab_ms": s.end_ms - s.start_ms, "vad_ms": int(spb.sum()) * fm,
+            "span_ms": (b1 - b0) * fm, "gaps": gaps,
+            "rel": float(rel[vo].mean()) if vo.sum() >= 3 else float(rel[spb].mean()),
+            "edge": edge, "voiced": float(vo.sum() / max(1, spb.sum())),
+            "hf": int(np.sum((hf > -15.0) & spb)),
+            "hf_sd": float(np.std(hf[spb])),
+            "nuc": nuclei(lev, vo),
+            "pause": "pause" in kinds, "cancel": "cancel" in kinds,
+        })
     return rows
 
 
