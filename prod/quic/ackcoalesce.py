@@ -13,7 +13,9 @@ almost every audio frame, which the peer must receive, decrypt and process.
 when the datagram carried received audio only (the session's ``quic_event_received`` leaves
 ``_rx_media_only`` set; anything else -- control, handshake, stream credit, a close -- clears
 it, as does every ``transmit()``). The ACK then leaves with the connection's next send (the
-endpoint's own audio frame of the next 20 ms tick, which carries it) or, when there is none,
+endpoint's own audio frame of the next 20 ms tick, which carries it: qh3 puts a pending ACK in
+every packet, aioquic only a due one, so ``transmit()`` brings aioquic's forward, see
+``QuicCore.ack_with_next_send``) or, when there is none,
 when the connection's timer fires: the timer as it was before the datagram, brought forward to
 ``now +`` :data:`ACK_COALESCE_MS` = 23 ms at the latest. The timer then runs the core's
 ``handle_timer`` and ``transmit()``, which sends the ACK that is by then due (the core's own
@@ -61,7 +63,9 @@ class AckCoalescing:
     """Datagrams whose ACK was left to the next send or the coalescing timer."""
 
     def transmit(self) -> None:
+        """The core protocol's ``transmit``, carrying any ACK the connection owes."""
         self._rx_media_only = False
+        self.core.ack_with_next_send(self._quic, self._loop.time())
         super().transmit()  # type: ignore[misc]
 
     def _receive_coalescing_ack(self, data: bytes | list[bytes], addr: Any) -> bool:
