@@ -135,7 +135,7 @@ class QuicCore:
         global _AIOQUIC_ONE_RTT
         if _AIOQUIC_ONE_RTT is None:
             _AIOQUIC_ONE_RTT = importlib.import_module("aioquic.tls").Epoch.ONE_RTT
-        space = quic._spaces.get(_AIOQUIC_ONE_RTT)  # a test pins this private attribute
+        space = quic._spaces.get(_AIOQUIC_ONE_RTT)  # private: test_caller_ack_coalesce pins it
         if space is not None and space.ack_at is not None and space.ack_at > now:
             space.ack_at = now
 
