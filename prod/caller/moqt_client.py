@@ -13,6 +13,13 @@ frame then goes out as one object (group = frame sequence): in one QUIC DATAGRAM
 (from streams or datagrams) and control objects (JSON) are handed to the transport's callbacks.
 Hanging up sends PUBLISH_DONE for caller-audio and closes the connection.
 
+Once the session is ready, a UDP datagram that carried agent audio only (DATAGRAMs, or
+agent-audio objects on their streams) sends nothing at once: its ACK rides the caller's next
+frame (sent every 20 ms) or leaves within 23 ms when the caller sends none
+(:mod:`clutchcall.prod.quic.ackcoalesce`, the edge's rule too; under the 25 ms
+``max_ack_delay`` both cores advertise). Anything else -- control objects, SUBSCRIBEs, the
+handshake, a close -- is answered at once.
+
 The QUIC core (aioquic or qh3 2.x) comes from :mod:`clutchcall.prod.quic`:
 :func:`caller_protocol_class` puts :class:`CallerSession` on top of its protocol class.
 """
@@ -49,14 +56,19 @@ from clutchcall.prod.moqt.wire import (
     TerminationCode,
     params_from,
 )
+from clutchcall.prod.quic.ackcoalesce import AckCoalescing
 from clutchcall.prod.quic.core import QuicCore
 
 QuicEvent = Any
 DATAGRAM_MIN_FRAME_SIZE = 1200  # as the edge's: a peer accepting 1200-byte DATAGRAMs takes audio
 
 
-class CallerSession:
+class CallerSession(AckCoalescing):
     """The caller's MoQT session on one QUIC connection (see module docstring)."""
+
+    coalesce_acks = True
+    """Agent audio's ACKs wait for the next send (module docstring); a framing whose events
+    this class does not see whole (WebTransport's HTTP/3) turns it off."""
 
     core: QuicCore  # set by caller_protocol_class
     _quic: Any
@@ -113,6 +125,30 @@ class CallerSession:
             self.error = exc
         self.ready.set()
 
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        """A UDP datagram from the edge (the core protocol's ``datagram_received``); see the
+        module docstring for when its ACK waits."""
+        if self._coalescing():
+            self._receive_coalescing_ack(data if isinstance(data, bytes) else data.encode(), addr)
+        else:
+            super().datagram_received(data, addr)  # type: ignore[misc]
+
+    def datagrams_received(self, data: list[bytes], addr: Any) -> None:
+        """A batch of UDP datagrams from the edge (qh3's client transport reads in batches)."""
+        if self._coalescing():
+            self._receive_coalescing_ack(data, addr)
+            return
+        batch = getattr(super(), "datagrams_received", None)
+        if batch is not None:
+            batch(data, addr)
+        else:
+            for d in data:
+                super().datagram_received(d, addr)  # type: ignore[misc]
+
+    def _coalescing(self) -> bool:
+        return (self.coalesce_acks and self.ready.is_set() and self.error is None
+                and self.close_code is None)
+
     def quic_event_received(self, event: QuicEvent) -> None:
         try:
             self._on_event(event)
@@ -123,6 +159,8 @@ class CallerSession:
 
     def _on_event(self, event: QuicEvent) -> None:
         core = self.core
+        if not isinstance(event, (core.DatagramFrameReceived, core.StreamDataReceived)):
+            self._rx_media_only = False  # (the handshake, a close, ...: answered at once)
         if isinstance(event, core.HandshakeCompleted):
             self.session_resumed = event.session_resumed
             self.early_data_accepted = event.early_data_accepted
@@ -134,8 +172,11 @@ class CallerSession:
             if cb is not None:
                 cb(event.reason_phrase)
         elif isinstance(event, core.DatagramFrameReceived):
-            for ev in self.moqt.receive_datagram(event.data):
+            events = self.moqt.receive_datagram(event.data)
+            for ev in events:
                 self._on_moqt(ev)
+            if not self._only_agent_audio(events):
+                self._rx_media_only = False
         elif isinstance(event, core.StreamDataReceived):
             if event.stream_id == self._control_sid:
                 events = self.moqt.receive_control(event.data, event.end_stream)
@@ -145,7 +186,14 @@ class CallerSession:
                 raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"unexpected stream {event.stream_id}")
             for ev in events:
                 self._on_moqt(ev)
-            self.transmit()
+            if event.stream_id == self._control_sid or not self._only_agent_audio(events):
+                self.transmit()
+            # agent audio on its stream only: nothing to send but its ACK (datagram_received)
+
+    def _only_agent_audio(self, events: list[Any]) -> bool:
+        """True if ``events`` are agent-audio objects only (or none: a part of one)."""
+        rid = self._agent_rid
+        return all(isinstance(ev, ObjectReceived) and ev.request.request_id == rid for ev in events)
 
     def _on_moqt(self, ev: Any) -> None:
         if isinstance(ev, SubscribeReceived):

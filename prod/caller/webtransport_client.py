@@ -41,6 +41,7 @@ class WebTransportCallerProtocol(CallerProtocol, QuicConnectionProtocol):
     """The MoQT caller inside one WebTransport session (see module docstring)."""
 
     core = get_core("aioquic")  # HTTP/3 and WebTransport are aioquic's h3 layer
+    coalesce_acks = False  # the MoQT session sees its HTTP/3 events only in part (as the edge's)
 
     def audio_transport(self) -> str:
         """Caller audio stays on WebTransport streams (a raw QUIC DATAGRAM is not an HTTP/3

@@ -51,7 +51,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from clutchcall.prod.call_scheduler import CallScheduler
 from clutchcall.prod.ingress.admission import PendingGate, install_quic_admission
@@ -99,6 +99,8 @@ from clutchcall.prod.moqt.wire import (
     param_get,
     params_from,
 )
+from clutchcall.prod.quic.ackcoalesce import ACK_COALESCE_MS as ACK_COALESCE_MS  # (re-exported)
+from clutchcall.prod.quic.ackcoalesce import AckCoalescing
 from clutchcall.prod.quic.core import QuicCore, get_core
 
 QuicEvent = Any  # the core's event classes (aioquic or qh3), see clutchcall.prod.quic
@@ -164,7 +166,7 @@ class QuicCall(BaseCall):
                                 else TerminationCode.NO_ERROR, reason)
 
 
-class EdgeSession:
+class EdgeSession(AckCoalescing):
     """One MoQT session at the edge; created by the QUIC core's server per connection, as
     :func:`edge_protocol_class` (this class on top of the core's ``QuicConnectionProtocol``).
 
@@ -182,7 +184,6 @@ class EdgeSession:
     _transmit_task: Any
     _process_events: Any
     _call_sched: CallScheduler | None = None  # the loop's batched call scheduler, once found
-    _rx_audio_only = False  # the datagram being received carried caller audio only (so far)
     coalesce_acks = True
     """Caller audio's ACKs wait for the next send (:meth:`datagram_received`); a framing whose
     events this class does not see (WebTransport's HTTP/3) turns it off."""
@@ -243,7 +244,7 @@ class EdgeSession:
     def _on_quic_event(self, event: QuicEvent) -> None:
         core = self.core
         if not isinstance(event, (core.DatagramFrameReceived, core.StreamDataReceived)):
-            self._rx_audio_only = False
+            self._rx_media_only = False
         if isinstance(event, core.ProtocolNegotiated):
             if event.alpn_protocol != MOQT_ALPN:
                 raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, f"ALPN {event.alpn_protocol!r}")
@@ -500,7 +501,7 @@ class EdgeSession:
         likewise during a pass of the loop's call scheduler (once after the pass). With a
         scheduler on the loop (the batched call loop) the connection's QUIC timer is one of
         its deadlines, not a loop timer of its own."""
-        self._rx_audio_only = False
+        self._rx_media_only = False
         dirty = getattr(self._transport, "dirty", None)
         if dirty is not None:
             dirty[self] = None
@@ -510,7 +511,7 @@ class EdgeSession:
             sched = self._call_sched = CallScheduler.of_loop(self._loop)
         try:
             if sched is None:
-                super().transmit()  # type: ignore[misc]
+                super().transmit()
             elif not sched.defer_transmit(self):
                 self._transmit_scheduled(sched)
         except self.core.QuicConnectionError as exc:  # qh3 raises where aioquic drops silently
@@ -530,27 +531,18 @@ class EdgeSession:
                 or not self.coalesce_acks):
             super().datagram_received(data, addr)  # type: ignore[misc]
             return
-        now = self._loop.time()
-        try:
-            self._quic.receive_datagram(data, addr, now=now)  # bytes: the server passes what it read
-        except self.core.QuicConnectionError as exc:
+        if not self._receive_coalescing_ack(cast(bytes, data), addr):  # prod.quic.ackcoalesce
             self.ingress.stats["transmit_errors"] += 1
-            log.debug("receive failed: %s", exc)
-            return
-        self._rx_audio_only = True
-        self._process_events()
-        if not self._rx_audio_only:
-            self.transmit()
-            return
-        # the connection's timer as it was before this datagram stands (the core's new one is
-        # its ACK timer: qh3 acknowledges 1 ms after every packet, aioquic after its ack delay),
-        # brought forward to the longest wait for the ACK
+            log.debug("receive failed on a closed connection")
+
+    def _pending_timer(self) -> float | None:
+        assert self._call_sched is not None  # coalescing runs on the batched call loop only
+        return self._call_sched.deadline_of(self)
+
+    def _arm_ack_timer(self, deadline: float) -> None:
+        assert self._call_sched is not None
         self.ingress.stats["acks_deferred"] += 1
-        deadline = now + ACK_COALESCE_MS / 1000
-        pending = sched.deadline_of(self)
-        if pending is not None and pending < deadline:
-            deadline = pending
-        sched.arm(self, deadline)
+        self._call_sched.arm(self, deadline)
 
     def _transmit_scheduled(self, sched: CallScheduler) -> None:
         """The core protocol's ``transmit`` (both cores': send the datagrams, re-arm the
@@ -718,11 +710,6 @@ class EdgeSession:
                 del self.ingress.calls[self.call.call_id]
             self.ingress.stats["calls_ended"] += 1
 
-
-ACK_COALESCE_MS = 23.0
-"""On the batched call loop, the longest an ACK for caller audio waits for the connection's
-next send (``EdgeSession.datagram_received``): under the 25 ms ``max_ack_delay`` both QUIC
-cores advertise, above the 20 ms frame interval (so one ACK covers two frames)."""
 
 DATAGRAM_MIN_FRAME_SIZE = 1200
 """Smallest peer ``max_datagram_frame_size`` for which audio goes in DATAGRAMs (any audio frame
