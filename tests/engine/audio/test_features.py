@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clutchcall.engine.audio.features import (
+    HF_FLOOR_DB,
     VOICED_MIN,
     FeatureTracker,
-    HF_FLOOR_DB,
     FrameAnalyzer,
     _analyze1,
     _plan,
