@@ -339,7 +339,7 @@ class FrameAnalyzer:
         h = self._hist
         h[:-p.frame] = h[p.frame:]
         np.divide(pcm, 32768.0, out=h[-p.frame:])  # = asarray(pcm, float64) / 32768, in place
-        if not h.any():
+        if not np.count_nonzero(h):
             # a digitally silent window: what _analyze1 computes from all-zero samples (no
             # energy in either band, lag-0 autocorrelation 0: unvoiced), without its FFTs
             return 0.0, 0.0, HF_FLOOR_DB
