@@ -325,8 +325,8 @@ class AsyncioUdpIO:
             lambda: _BatchProtocol(self), sock=self.sock)
         self._transport = transport
         # read every datagram the socket holds (up to READ_BURST) per readiness event and hand
-        # them over as one batch there and then: asyncio's own reader takes one datagram per
-        # event-loop iteration (a poll + a loop pass + a deferred flush per datagram). The
+        # them over as one batch: asyncio's own reader takes one datagram per event-loop
+        # iteration (a poll + a loop pass + a deferred flush per datagram). The
         # transport keeps sending (its buffering) and closing (which removes this reader as
         # its own). The selector loop's internal reader calls are the ones that may replace
         # a transport's reader (the public ones refuse an fd a transport owns); other loops
@@ -350,7 +350,11 @@ class AsyncioUdpIO:
                 log.debug("udp error: %s", exc)
                 break
         if pending and not self._scheduled:
-            self._flush()
+            # handed over from the loop's next pass, as asyncio's own reader path did: the
+            # timers already due in this pass (the call scheduler's deadlines) run first
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
