@@ -243,12 +243,13 @@ def _analyze(plan: _Plan, windows: np.ndarray) -> np.ndarray:
 def _analyze1(plan: _Plan, x: np.ndarray) -> tuple[float, float, float]:
     """:func:`_analyze` of one window (1-D), with scalar bookkeeping: the live path's cost is
     numpy's per-call overhead, so it makes fewer calls. Same arithmetic, same answers (the
-    mean is ``np.mean``'s own sum / count, without its Python wrapper)."""
+    mean is ``np.mean``'s own sum / count; sums, maximum and "any" are the ufunc reductions
+    the array methods call, without their Python wrappers)."""
     x = x - np.add.reduce(x) / x.shape[0]
     spec = np.fft.rfft(x * plan.win, plan.nfft)
     power = spec.real * spec.real + spec.imag * spec.imag
-    lo = float(power[plan.lo_bins].sum())
-    hi = float(power[plan.hi_bins].sum())
+    lo = float(np.add.reduce(power[plan.lo_bins]))
+    hi = float(np.add.reduce(power[plan.hi_bins]))
     if lo > 0.0 and hi > 0.0:
         hf = min(max(10.0 * math.log10(hi / lo), HF_FLOOR_DB), -HF_FLOOR_DB)
     elif hi > 0.0:
@@ -264,11 +265,11 @@ def _analyze1(plan: _Plan, x: np.ndarray) -> tuple[float, float, float]:
     a, b = plan.lo_lag, plan.hi_lag
     mid = rn[a:b + 1]
     peak = (mid > rn[a - 1:b]) & (mid >= rn[a + 1:b + 2])
-    if not peak.any():
+    if not np.count_nonzero(peak):
         return 0.0, 0.0, hf
     cand = np.where(peak, mid, -np.inf)
-    best = float(cand.max())
-    lag = int(np.argmax(cand >= OCTAVE_TOLERANCE * best)) + a
+    best = float(np.maximum.reduce(cand))
+    lag = int((cand >= OCTAVE_TOLERANCE * best).argmax()) + a
     y0, y1, y2 = float(rn[lag - 1]), float(rn[lag]), float(rn[lag + 1])
     den = y0 - 2.0 * y1 + y2
     shift = min(max(0.5 * (y0 - y2) / den, -0.5), 0.5) if den < 0.0 else 0.0
