@@ -294,6 +294,13 @@ class _BatchProtocol(asyncio.DatagramProtocol):
         log.debug("udp error: %s", exc)
 
 
+READ_BURST = 16
+"""Datagrams :class:`AsyncioUdpIO` reads per readiness event at most (then the loop runs
+its other work: timers and other sockets wait at most this many datagrams' handling). 64
+let one readiness event hold the call scheduler's timers for up to ~20 ms on a saturated
+edge (64 x ~300 us per frame); 16 bounds that to ~5 ms."""
+
+
 class AsyncioUdpIO:
     """The asyncio fallback with the same interface as :class:`UringUdpIO`: datagrams that
     arrive in one loop iteration are handed over as one batch."""
@@ -312,11 +319,42 @@ class AsyncioUdpIO:
 
     async def start(self, on_batch: OnBatch) -> None:
         """Deliver received datagrams to ``on_batch`` from the running loop."""
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._on_batch = on_batch
-        transport, _ = await self._loop.create_datagram_endpoint(
+        transport, _ = await loop.create_datagram_endpoint(
             lambda: _BatchProtocol(self), sock=self.sock)
         self._transport = transport
+        # read every datagram the socket holds (up to READ_BURST) per readiness event and hand
+        # them over as one batch: asyncio's own reader takes one datagram per event-loop
+        # iteration (a poll + a loop pass + a deferred flush per datagram). The
+        # transport keeps sending (its buffering) and closing (which removes this reader as
+        # its own). The selector loop's internal reader calls are the ones that may replace
+        # a transport's reader (the public ones refuse an fd a transport owns); other loops
+        # keep asyncio's reader.
+        swap_out = getattr(loop, "_remove_reader", None)
+        swap_in = getattr(loop, "_add_reader", None)
+        if isinstance(loop, asyncio.SelectorEventLoop) and swap_out and swap_in:
+            fd = self.sock.fileno()
+            swap_out(fd)
+            swap_in(fd, self._read_burst)
+
+    def _read_burst(self) -> None:
+        recvfrom = self.sock.recvfrom
+        pending = self._pending
+        for _ in range(READ_BURST):
+            try:
+                pending.append(recvfrom(65536))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                log.debug("udp error: %s", exc)
+                break
+        if pending and not self._scheduled:
+            # handed over from the loop's next pass, as asyncio's own reader path did: the
+            # timers already due in this pass (the call scheduler's deadlines) run first
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False

@@ -242,12 +242,14 @@ def _analyze(plan: _Plan, windows: np.ndarray) -> np.ndarray:
 
 def _analyze1(plan: _Plan, x: np.ndarray) -> tuple[float, float, float]:
     """:func:`_analyze` of one window (1-D), with scalar bookkeeping: the live path's cost is
-    numpy's per-call overhead, so it makes fewer calls. Same arithmetic, same answers."""
-    x = x - x.mean()
+    numpy's per-call overhead, so it makes fewer calls. Same arithmetic, same answers (the
+    mean is ``np.mean``'s own sum / count; sums, maximum and "any" are the ufunc reductions
+    the array methods call, without their Python wrappers)."""
+    x = x - np.add.reduce(x) / x.shape[0]
     spec = np.fft.rfft(x * plan.win, plan.nfft)
     power = spec.real * spec.real + spec.imag * spec.imag
-    lo = float(power[plan.lo_bins].sum())
-    hi = float(power[plan.hi_bins].sum())
+    lo = float(np.add.reduce(power[plan.lo_bins]))
+    hi = float(np.add.reduce(power[plan.hi_bins]))
     if lo > 0.0 and hi > 0.0:
         hf = min(max(10.0 * math.log10(hi / lo), HF_FLOOR_DB), -HF_FLOOR_DB)
     elif hi > 0.0:
@@ -263,11 +265,11 @@ def _analyze1(plan: _Plan, x: np.ndarray) -> tuple[float, float, float]:
     a, b = plan.lo_lag, plan.hi_lag
     mid = rn[a:b + 1]
     peak = (mid > rn[a - 1:b]) & (mid >= rn[a + 1:b + 2])
-    if not peak.any():
+    if not np.count_nonzero(peak):
         return 0.0, 0.0, hf
     cand = np.where(peak, mid, -np.inf)
-    best = float(cand.max())
-    lag = int(np.argmax(cand >= OCTAVE_TOLERANCE * best)) + a
+    best = float(np.maximum.reduce(cand))
+    lag = int((cand >= OCTAVE_TOLERANCE * best).argmax()) + a
     y0, y1, y2 = float(rn[lag - 1]), float(rn[lag]), float(rn[lag + 1])
     den = y0 - 2.0 * y1 + y2
     shift = min(max(0.5 * (y0 - y2) / den, -0.5), 0.5) if den < 0.0 else 0.0
@@ -337,8 +339,19 @@ class FrameAnalyzer:
             raise ValueError(f"frame of {len(pcm)} samples, expected {p.frame}")
         h = self._hist
         h[:-p.frame] = h[p.frame:]
-        h[-p.frame:] = np.asarray(pcm, dtype=np.float64) / 32768.0
+        np.divide(pcm, 32768.0, out=h[-p.frame:])  # = asarray(pcm, float64) / 32768, in place
+        if not np.count_nonzero(h):
+            # a digitally silent window: what _analyze1 computes from all-zero samples (no
+            # energy in either band, lag-0 autocorrelation 0: unvoiced), without its FFTs
+            return 0.0, 0.0, HF_FLOOR_DB
         return _analyze1(p, h)
+
+    def last_level_db(self) -> float:
+        """The dBFS level of the frame :meth:`push` took last: :func:`frame_level_db` of it,
+        from the samples already scaled into the pitch window."""
+        x = self._hist[-self._plan.frame:]
+        ms = float(np.add.reduce(x * x)) / x.shape[0]
+        return max(10.0 * math.log10(ms), SILENCE_DB) if ms > 0.0 else SILENCE_DB
 
 
 def frame_levels_db(pcm: np.ndarray, rate: int, frame_ms: int) -> np.ndarray:
@@ -364,7 +377,7 @@ def frame_level_db(pcm: np.ndarray) -> float:
     if len(pcm) == 0:
         return SILENCE_DB
     x = np.asarray(pcm, dtype=np.float64) / 32768.0
-    ms = float(np.mean(x * x))
+    ms = float(np.add.reduce(x * x)) / x.shape[0]  # np.mean's sum / count, without its wrapper
     return max(10.0 * math.log10(ms), SILENCE_DB) if ms > 0.0 else SILENCE_DB
 
 
@@ -430,7 +443,7 @@ class FeatureTracker:
         if an is None or an._plan.rate != rate or an._plan.frame != rate * frame_ms // 1000:
             an = self._analyzer = FrameAnalyzer(rate, frame_ms)
         shape = an.push(pcm)
-        return self.push(frame_level_db(pcm), speech, frame_ms, shape)
+        return self.push(an.last_level_db(), speech, frame_ms, shape)
 
 
 def track(levels_db: Sequence[float] | np.ndarray, speech: Sequence[bool],

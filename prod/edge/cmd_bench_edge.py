@@ -172,7 +172,9 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
     core = quic_core or default_quic_core()
     summary_path = Path(workdir) / f"summary-{calls}-{time.monotonic_ns()}.json"
     cmd = [sys.executable, "-m", "clutchcall.cli", "serve", "--quic-port", "0", "--ws-port", "0",
-           "--metrics-port", "-1", "--ready-json", "--no-trace", "--model-url", model_url,
+           # no browser caller (--web-port -1): the bench does not use it, and its fixed
+           # default port 4433 made a run fail while any other serve on the box held it
+           "--metrics-port", "-1", "--web-port", "-1", "--ready-json", "--no-trace", "--model-url", model_url,
            "--log-level", "error", "--call-id", "bench", "--tokens", str(calls),
            "--cert-dir", str(Path(workdir) / "tls"), "--summary-json", str(summary_path),
            "--idle-timeout", "30", "--grace", "2", "--io", io, "--shards", str(shards),

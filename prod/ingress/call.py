@@ -355,8 +355,15 @@ def silence_judge(codec: str, threshold_dbfs: float = SILENT_DBFS) -> Callable[[
     else:
         return None
 
-    def is_silent(payload: bytes) -> bool:
-        return frame_energy_dbfs(pcm(payload)) < threshold_dbfs
+    if codec == "pcm16":
+        def is_silent(payload: bytes) -> bool:
+            # all-zero bytes = digital silence (level -inf): no array, no BLAS call
+            if isinstance(payload, bytes) and not payload.strip(b"\0"):
+                return True
+            return frame_energy_dbfs(pcm(payload)) < threshold_dbfs
+    else:
+        def is_silent(payload: bytes) -> bool:
+            return frame_energy_dbfs(pcm(payload)) < threshold_dbfs
 
     return is_silent
 

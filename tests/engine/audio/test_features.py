@@ -10,10 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clutchcall.engine.audio.features import (
+    HF_FLOOR_DB,
     VOICED_MIN,
     FeatureTracker,
     FrameAnalyzer,
+    _analyze1,
+    _plan,
     f0_slope_st_per_s,
+    frame_level_db,
     frame_shapes,
     pitch_track,
     signal_features,
@@ -88,6 +92,28 @@ def test_streaming_analyzer_matches_the_batch() -> None:
     whole = signal_features(x, 8000, 20, speech)
     for a, b in zip(live, whole, strict=True):
         assert abs(a.f0_hz - b.f0_hz) < 1e-6 and abs(a.rel_db - b.rel_db) < 1e-9
+
+
+def test_streaming_fast_paths_give_the_full_analysis_exactly() -> None:
+    """The live path's shortcuts (issue 17: the edge's CPU per frame) change no number: a
+    digitally silent window skips the FFTs and returns what the full analysis returns for
+    it, and the level comes from the already scaled samples, equal to frame_level_db."""
+    rng = np.random.default_rng(9)
+    for rate in (8000, 16000, 48000):
+        fr = rate // 50
+        plan = _plan(rate, 20)
+        assert _analyze1(plan, np.zeros(plan.window)) == (0.0, 0.0, HF_FLOOR_DB)
+        x = np.concatenate([np.zeros(fr * 3, np.int16), _tone(150.0, rate, 0.1), np.zeros(fr * 3, np.int16),
+                            (rng.standard_normal(fr * 4) * 40).astype(np.int16), np.ones(fr, np.int16),
+                            np.zeros(fr * 2, np.int16)])
+        an = FrameAnalyzer(rate, 20)
+        hist = np.zeros(plan.window)
+        for i in range(0, len(x) - fr + 1, fr):
+            f = x[i:i + fr]
+            got = an.push(f)
+            hist = np.concatenate([hist[fr:], f / 32768.0])
+            assert got == _analyze1(plan, hist)
+            assert an.last_level_db() == frame_level_db(f)
 
 
 def test_noise_is_brighter_than_a_vowel_in_the_telephone_band() -> None:
