@@ -23,9 +23,12 @@ Executors (:class:`ExecutorSpec`):
   spawn pool whose workers receive the calls once, at start-up.
 * ``dask``: a ``distributed`` cluster -- the one at ``scheduler`` (``tcp://HOST:PORT``), or
   without one a ``distributed.LocalCluster`` of ``workers`` single-threaded worker processes on
-  this machine (no dashboard, slowed housekeeping and no profiler: :data:`LOCAL_CLUSTER_CONFIG`).
-  The calls are scattered once and broadcast to every worker (a worker that joins
-  later fetches them once, from a peer), never sent per task. A bounded window of tasks is in
+  this machine (no dashboard, slowed housekeeping and no profiler: :data:`LOCAL_CLUSTER_CONFIG`;
+  the workers import the simulator while they start: :data:`WORKER_PRELOAD`). The commands
+  open it through an :class:`ExecutorSession`, which starts it while they load their calls
+  and closes it while they write their output. The calls are scattered once and broadcast
+  to every worker (a worker that joins later fetches them once, from a peer), never sent
+  per task. A bounded window of tasks is in
   flight at a time. A worker that dies has its tasks rerun elsewhere by the scheduler (up to
   ``distributed.scheduler.allowed-failures`` deaths per task); a task that raises outside a
   call's simulation is retried once; a task that still fails marks its chunk's calls failed.
