@@ -78,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
                 calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
             res = cc.run_points(args, calls, [Point(cfg=cfg)], "eval", out_dir=args.out,
                                 session=session)
-            session.release()  # a cluster of ours closes while the rest is written
             summary = res.summaries[0]
             if args.events_out:
                 # the decisions of every call (deterministic: the same runs the executor scored)

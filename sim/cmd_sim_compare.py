@@ -49,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
         except (ClutchCallError, OSError) as exc:
             print(f"clutchcall sim compare: {exc}", file=sys.stderr)
             return 2
-        session.release()  # a cluster of ours closes while the rows are printed
         rows = [{**p.labels, **s} for p, s in zip(points, res.summaries, strict=True)]
         if args.json:
             print(json.dumps([{k: r[k] for k in COLUMNS} for r in rows]))

@@ -66,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
         except (ClutchCallError, OSError) as exc:
             print(f"clutchcall sim sweep: {exc}", file=sys.stderr)
             return 2
-        session.release()  # the cluster closes while the outputs are written
         return _write_outputs(args, df, list(grid), len(calls), failures)
 
 
