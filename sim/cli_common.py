@@ -128,17 +128,29 @@ def executor_spec(a: argparse.Namespace, default_workers: int | None = None) -> 
                         chunk=a.chunk)
 
 
+def executor_session(a: argparse.Namespace, default_workers: int | None = None) -> Any:
+    """Return an :class:`~clutchcall.sim.executor.ExecutorSession` for the options (a Dask
+    cluster starts in the background now, while the command loads its calls). Use it as a
+    context manager around the whole command and call ``release()`` once the results are
+    in. Raises ConfigError for a bad combination."""
+    from clutchcall.sim.executor import ExecutorSession
+
+    return ExecutorSession(executor_spec(a, default_workers))
+
+
 def run_points(a: argparse.Namespace, calls: list[Any], points: list[Any], command: str, *,
-               out_dir: str | None = None) -> Any:
+               out_dir: str | None = None, session: Any = None) -> Any:
     """Run ``points`` over ``calls`` on the executor the options ask for (local default: one
-    worker, this process), with a progress bar on a terminal (not with ``--json`` or
-    ``--no-progress``); return the :class:`~clutchcall.sim.executor.GridResult`."""
+    worker, this process) -- ``session``'s (:func:`executor_session`) if given --, with a
+    progress bar on a terminal (not with ``--json`` or ``--no-progress``); return the
+    :class:`~clutchcall.sim.executor.GridResult`."""
     from clutchcall.progress import bar, wanted
     from clutchcall.sim.executor import run_grid
 
-    spec = executor_spec(a, default_workers=1)
+    spec = session.spec if session is not None else executor_spec(a, default_workers=1)
+    client = session.client if session is not None else None
     with bar(len(points) * len(calls), command, enabled=wanted(a), unit="call") as b:
-        return run_grid(calls, points, spec, out_dir=out_dir, progress=b.update)
+        return run_grid(calls, points, spec, out_dir=out_dir, progress=b.update, client=client)
 
 
 def report_failures(command: str, failures: list[Any], out_dir: str | None) -> int:

@@ -26,7 +26,8 @@ from typing import Any
 
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
-from clutchcall.sim.executor import Point
+from clutchcall.sim.config import SimConfig
+from clutchcall.sim.executor import CallFailure, Point
 from clutchcall.sim.metrics import CALL_COUNTS, EVAL_KEYS, SPECULATION_KEYS
 from clutchcall.sim.peers import PEER_NAMES, PEER_TURN, load_peer_calls
 from clutchcall.sim.world import CallRun, simulate_call
@@ -63,23 +64,34 @@ def events_line(run: CallRun, agent: str) -> str:
 def run(args: argparse.Namespace) -> int:
     args.calls = [args.dir] if args.dir else []
     try:
-        if args.peer:
-            cfg = cc.sim_config(args, PEER_TURN[args.peer])
-            calls = load_peer_calls(args.calls, args.peer, split=args.split,
-                                    frame_ms=cfg.turn.frame_ms)
-        else:
-            cfg = cc.sim_config(args)
-            calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
-        res = cc.run_points(args, calls, [Point(cfg=cfg)], "eval", out_dir=args.out)
-        summary = res.summaries[0]
-        if args.events_out:
-            # the decisions of every call (deterministic: the same runs the executor scored)
-            with open(args.events_out, "w", encoding="utf-8") as fh:
-                for c in calls:
-                    fh.write(events_line(simulate_call(c, cfg), cfg.agent) + "\n")
-    except (ClutchCallError, OSError) as exc:
+        cfg = cc.sim_config(args, PEER_TURN[args.peer]) if args.peer else cc.sim_config(args)
+        session = cc.executor_session(args, default_workers=1)  # starts while the calls load
+    except ClutchCallError as exc:
         print(f"clutchcall eval: {exc}", file=sys.stderr)
         return 2
+    with session:
+        try:
+            if args.peer:
+                calls = load_peer_calls(args.calls, args.peer, split=args.split,
+                                        frame_ms=cfg.turn.frame_ms)
+            else:
+                calls = cc.calls_from(args, cfg.turn.frame_ms, cfg.turn.vad_aggressiveness)
+            res = cc.run_points(args, calls, [Point(cfg=cfg)], "eval", out_dir=args.out,
+                                session=session)
+            summary = res.summaries[0]
+            if args.events_out:
+                # the decisions of every call (deterministic: the same runs the executor scored)
+                with open(args.events_out, "w", encoding="utf-8") as fh:
+                    for c in calls:
+                        fh.write(events_line(simulate_call(c, cfg), cfg.agent) + "\n")
+        except (ClutchCallError, OSError) as exc:
+            print(f"clutchcall eval: {exc}", file=sys.stderr)
+            return 2
+        return _print(args, cfg, summary, res.failures)
+
+
+def _print(args: argparse.Namespace, cfg: SimConfig, summary: dict[str, Any],
+           failures: list[CallFailure]) -> int:
     out: dict[str, Any] = {k: summary[k] for k in EVAL_KEYS}
     out.update({k: summary[k] for k in SPECULATION_KEYS})
     out.update({k: summary[k] for k in ("calls", "call_hours", *CALL_COUNTS)})
@@ -104,4 +116,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"{k:<{width}}  {cc.fmt(v)}")
         for kind, row in out["by_kind"].items():
             print(f"{kind}: " + ", ".join(f"{k} {cc.fmt(v)}" for k, v in row.items()))
-    return cc.report_failures("eval", res.failures, args.out)
+    return cc.report_failures("eval", failures, args.out)

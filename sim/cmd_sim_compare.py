@@ -37,14 +37,21 @@ def run(args: argparse.Namespace) -> int:
         points = [Point(cfg=cc.sim_config(args, turn), labels={"preset": name})
                   for name, turn in PRESETS.items()]
         first = next(iter(PRESETS.values()))
-        calls = cc.calls_from(args, first.frame_ms, first.vad_aggressiveness)
-        res = cc.run_points(args, calls, points, "sim compare", out_dir=args.out)
-    except (ClutchCallError, OSError) as exc:
+        session = cc.executor_session(args, default_workers=1)  # starts while the calls load
+    except ClutchCallError as exc:
         print(f"clutchcall sim compare: {exc}", file=sys.stderr)
         return 2
-    rows = [{**p.labels, **s} for p, s in zip(points, res.summaries, strict=True)]
-    if args.json:
-        print(json.dumps([{k: r[k] for k in COLUMNS} for r in rows]))
-    else:
-        print(cc.table(rows, COLUMNS))
-    return cc.report_failures("sim compare", res.failures, args.out)
+    with session:
+        try:
+            calls = cc.calls_from(args, first.frame_ms, first.vad_aggressiveness)
+            res = cc.run_points(args, calls, points, "sim compare", out_dir=args.out,
+                                session=session)
+        except (ClutchCallError, OSError) as exc:
+            print(f"clutchcall sim compare: {exc}", file=sys.stderr)
+            return 2
+        rows = [{**p.labels, **s} for p, s in zip(points, res.summaries, strict=True)]
+        if args.json:
+            print(json.dumps([{k: r[k] for k in COLUMNS} for r in rows]))
+        else:
+            print(cc.table(rows, COLUMNS))
+        return cc.report_failures("sim compare", res.failures, args.out)

@@ -16,9 +16,12 @@ import json
 import os
 import sys
 
+import polars as pl
+
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.errors import ClutchCallError
 from clutchcall.sim import cli_common as cc
+from clutchcall.sim.executor import CallFailure
 from clutchcall.sim.runner import heatmaps, pareto, parse_range, recommend, sweep_grid
 
 HEATMAP_METRICS = ["false_barge_in_rate", "missed_barge_in_rate", "backchannel_wakeup_rate",
@@ -50,16 +53,25 @@ def run(args: argparse.Namespace) -> int:
         setattr(args, f, None)
     try:
         base = cc.sim_config(args)
-        calls = cc.calls_from(args, base.turn.frame_ms, base.turn.vad_aggressiveness)
-        spec = cc.executor_spec(args)
-        os.makedirs(args.out, exist_ok=True)
-        df, failures = sweep_grid(calls, base, grid, executor=spec, out_dir=args.out,
-                                  progress=not args.no_progress)
-    except (ClutchCallError, OSError) as exc:
+        session = cc.executor_session(args)  # a Dask cluster starts while the calls load
+    except ClutchCallError as exc:
         print(f"clutchcall sim sweep: {exc}", file=sys.stderr)
         return 2
+    with session:
+        try:
+            calls = cc.calls_from(args, base.turn.frame_ms, base.turn.vad_aggressiveness)
+            os.makedirs(args.out, exist_ok=True)
+            df, failures = sweep_grid(calls, base, grid, executor=session.spec, out_dir=args.out,
+                                      progress=not args.no_progress, client=session.client)
+        except (ClutchCallError, OSError) as exc:
+            print(f"clutchcall sim sweep: {exc}", file=sys.stderr)
+            return 2
+        return _write_outputs(args, df, list(grid), len(calls), failures)
+
+
+def _write_outputs(args: argparse.Namespace, df: pl.DataFrame, keys: list[str], n_calls: int,
+                   failures: list[CallFailure]) -> int:
     df.write_parquet(os.path.join(args.out, "sweep.parquet"), statistics=False)
-    keys = list(grid)
     flat = df.select([c for c in df.columns if df[c].dtype.is_numeric() or c in keys])
     flat.write_csv(os.path.join(args.out, "sweep.csv"))
     fb = pareto(df, "false_barge_in_rate", "barge_latency_ms_p50")
@@ -74,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     rec = recommend(df, keys)
     with open(os.path.join(args.out, "recommended.json"), "w") as fh:
         json.dump(rec, fh, indent=1)
-    print(f"{df.height} grid points over {len(calls)} calls -> {args.out}/")
+    print(f"{df.height} grid points over {n_calls} calls -> {args.out}/")
     print("Pareto front: false barge-ins vs barge-in latency")
     print(cc.table(fb.select(cols_fb).to_dicts(), cols_fb))
     print("Pareto front: backchannel wake-ups vs missed replies")

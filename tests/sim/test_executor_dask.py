@@ -28,6 +28,8 @@ from clutchcall.cli import main
 from clutchcall.sim.calls import synthetic_call
 from clutchcall.sim.config import NetConfig, SimConfig
 from clutchcall.sim.executor import (
+    WORKER_PRELOAD,
+    ExecutorSession,
     ExecutorSpec,
     Point,
     WriteTo,
@@ -141,6 +143,60 @@ def test_embedded_local_cluster_eval_equals_serial(capsys: pytest.CaptureFixture
     want = json.loads(capsys.readouterr().out)
     assert main([*argv, "--executor", "dask", "--workers", "2"]) == 0
     assert json.loads(capsys.readouterr().out) == want
+
+
+def _children() -> set[int]:
+    psutil = pytest.importorskip("psutil")
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def test_embedded_cluster_sweep_leaves_no_process_behind(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI starts its LocalCluster while the calls load and closes it while the outputs
+    are written; when the command returns, every worker process is gone and the outputs are
+    the serial run's."""
+    before = _children()
+    sweep = ["sim", "sweep", "--synthetic", "2", "--synthetic-seconds", "10", "--seed", "3",
+             "--response-min-speech-ms", "200,600", "--no-progress"]
+    assert main([*sweep, "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
+    assert main([*sweep, "--out", str(tmp_path / "b"), "--executor", "dask", "--workers", "2"]) == 0
+    assert _children() <= before
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert "raised" not in capsys.readouterr().err
+
+
+def test_session_starts_ahead_and_closes_behind() -> None:
+    """An ExecutorSession's LocalCluster is up (its workers have imported WORKER_PRELOAD) by
+    the time ``client`` returns; release() closes it without waiting; leaving the block waits
+    for the close, so no worker is left."""
+    before = _children()
+    with ExecutorSession(ExecutorSpec(kind="dask", workers=2)) as session:
+        client = session.client
+        assert shares_this_machine(client)
+        assert len(client.nthreads()) == 2
+        loaded = client.run(lambda: all(m in __import__("sys").modules for m in WORKER_PRELOAD))
+        assert list(loaded.values()) == [True, True]
+        assert len(_children() - before) >= 2
+        session.release()
+    assert _children() <= before
+    with ExecutorSession(ExecutorSpec(kind="local", workers=2)) as local:
+        assert local.client is None
+
+
+def test_session_start_error_is_raised_by_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from clutchcall.engine.errors import ConfigError
+    from clutchcall.sim import executor
+
+    monkeypatch.setattr(executor, "CONNECT_TIMEOUT_S", 1.0)
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = ExecutorSpec(kind="dask", scheduler=f"tcp://127.0.0.1:{port}")
+    with (ExecutorSession(spec) as session,
+          pytest.raises(ConfigError, match="cannot reach the Dask scheduler")):
+        _ = session.client
 
 
 # ------------------------------------------------------------ separately started cluster
