@@ -461,6 +461,11 @@ def shares_this_machine(client: Any) -> bool:
     return isinstance(getattr(client, "cluster", None), LocalCluster)
 
 
+LOST_RESUBMITS = 2
+"""How often a chunk whose finished result was lost with its worker is submitted again before
+its calls are reported as failed (``task lost``)."""
+
+
 def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: _Assembler,
               tick: Callable[[int], None]) -> None:
     shared_fs = shares_this_machine(client)
@@ -473,13 +478,14 @@ def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: 
     run_id = uuid.uuid4().hex[:12]
     tasks = asm.tasks()
     info: dict[str, tuple[int, int, int]] = {}
+    lost: dict[tuple[int, int, int], int] = {}  # chunk -> times its result was lost
 
-    def submit() -> Any | None:
-        nxt = next(tasks, None)
+    def submit(again: tuple[int, int, int] | None = None) -> Any | None:
+        nxt = again or next(tasks, None)
         if nxt is None:
             return None
         p, lo, hi = nxt
-        key = f"clutchcall-sim-{run_id}-{p}-{lo}"
+        key = f"clutchcall-sim-{run_id}-{p}-{lo}" + (f"-again{lost[nxt]}" if again else "")
         info[key] = nxt
         return client.submit(simulate_chunk, calls_f, p, lo, hi, points[p].cfg,
                              asm.write_to(p, shared_fs), key=key, retries=1, pure=False)
@@ -491,6 +497,13 @@ def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: 
     ac = as_completed(first, loop=client.loop)
     for fut in ac:
         p, lo, hi = info.pop(fut.key)
+        if fut.status == "lost" and lost.get((p, lo, hi), 0) < LOST_RESUBMITS:
+            # it ran, but its result lived on a worker that died before we fetched it (Dask's
+            # retries cover a death while running, not this): run the chunk again
+            lost[(p, lo, hi)] = lost.get((p, lo, hi), 0) + 1
+            fut.release()
+            ac.add(submit(again=(p, lo, hi)))
+            continue
         if fut.status == "finished":
             res = fut.result()
         else:  # the task itself failed (worker deaths beyond the limit, ...): its calls fail
