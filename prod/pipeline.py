@@ -297,11 +297,19 @@ class CallPipeline:
     async def run(self, frames: AsyncIterator[CallerFrame]) -> list[TurnRecord]:
         """Start, feed every frame of ``frames`` until it ends (or the model leg fails), wait
         up to ``drain_timeout_s`` for the reply in flight to finish, close. Returns the turns."""
-        try:
-            await self.start()
+        async def feed() -> None:
             async for frame in frames:
                 if not self.push(frame):  # failed (e.g. max_bad_frames malformed in a row)
                     break
+
+        return await self._lifecycle(feed)
+
+    async def _lifecycle(self, uplink: Callable[[], Awaitable[None]]) -> list[TurnRecord]:
+        """Start, run ``uplink`` (the caller's frames, pulled or pushed), wait up to
+        ``drain_timeout_s`` for the reply in flight, close (also on failure). Returns the turns."""
+        try:
+            await self.start()
+            await uplink()
             await self.wait_quiet(self.config.drain_timeout_s)
         except RemoteProtocolError:
             pass  # the model leg could not be reached: start() told the caller
@@ -333,8 +341,7 @@ class CallPipeline:
         ``attach()`` (the caller leg begins calling :meth:`push`), wait until ``ended`` (the
         caller leg's end) completes or the pipeline fails, wait up to ``drain_timeout_s`` for
         the reply in flight, close. Returns the turns."""
-        try:
-            await self.start()
+        async def pushed() -> None:
             attach()
             end = asyncio.ensure_future(ended)
             stop = asyncio.ensure_future(self._stopped.wait())
@@ -345,12 +352,8 @@ class CallPipeline:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t
-            await self.wait_quiet(self.config.drain_timeout_s)
-        except RemoteProtocolError:
-            pass  # the model leg could not be reached: start() told the caller
-        finally:
-            await self.close()
-        return self.turns
+
+        return await self._lifecycle(pushed)
 
     def stop(self) -> None:
         """End :meth:`run_pushed`'s wait for the caller leg (the edge ended the call). Returns None."""
