@@ -1,6 +1,6 @@
 """Probe: do prosodic cues at the end of a burst separate mid-turn pauses from turn ends?
 
-Run: ``python notebooks/prosody_probe.py`` (corpus train split, calls 0-69). For each labelled
+Run: ``python notebooks/prosody_probe.py [CORPUS_DIR]`` (the manifest's train split). For each labelled
 caller ``turn`` segment, every burst end followed by at least 200 ms of VAD silence is a pause:
 *mid* if the segment goes on after it, *end* if it is the segment's last. Two cues over the
 last 400 ms of the burst (40 ms windows, 20 ms hop): the energy slope (dB per window) and the
@@ -12,7 +12,8 @@ rule (engine/endpoint.py), not a product metric.
 
 from __future__ import annotations
 
-import glob
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,12 @@ def auc(pos: list[float], neg: list[float]) -> float:
 
 def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {"end": [], "mid": []}
-    for f in sorted(glob.glob(str(CORPUS / "call00[0-6]?_*.json"))):
-        c = read_call(f)
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else CORPUS
+    man = json.loads((root / "MANIFEST.json").read_text())
+    for e in man["entries"]:
+        if e["split"] != "train":
+            continue
+        c = read_call(root / f"{e['name']}.json")
         vad = vad_decisions(c.pcm, c.rate, 20)
         for s in c.labels.segments:
             if s.expect != "reply" or s.kind != "turn":
