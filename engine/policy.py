@@ -203,7 +203,8 @@ class EvidencePolicy(AnswerAwarePolicy):
       (longer than nearly every backchannel) and is not yielded to before half of it;
     * any other burst is yielded to (duck / pause) after ``barge_yield_ms``, like the
       threshold policy, and confirmed after ``barge_confirm_ms`` if it is *raised* (mean
-      level at least ``+evidence_edge_db`` relative, or no level known), else after
+      level at least ``+evidence_edge_db`` relative, or no level known, or its pitch raised
+      by ``evidence_raise_st`` when that cue is on), else after
       ``evidence_mid_confirm_ms`` (0 = ``barge_confirm_ms``): cancel when sure -- the agent
       is already paused, so only the Cancel waits, and a normal-level mid-phrase "yeah"
       that ends before it is dismissed and the agent resumes;
@@ -262,8 +263,10 @@ class EvidencePolicy(AnswerAwarePolicy):
             return False
         if barge_speech_ms >= self._mid_confirm:
             return True
+        # raised: by level (or no level known), or by pitch (evidence_raise_st, when on)
         m = evidence.mean_rel_db
-        return m is None or m >= self._edge_db
+        rf = evidence.mean_rel_f0_st
+        return m is None or m >= self._edge_db or (rf is not None and rf >= self._raise)
 
     def barge_yield(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
         """Return whether to duck / pause now (soft bursts wait ``evidence_soft_yield_ms``,
