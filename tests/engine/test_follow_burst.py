@@ -4,9 +4,8 @@
   burst's last speech (that burst dismissed because it ended) adds its speech to it -- "no, |
   wait" split by the VAD is one utterance. Each burst's level evidence stays its own.
 * evidence_soft_yield_ms: when a soft (backchannel-like) burst makes the agent yield.
-Both 0 in TurnConfig() (the behaviour before); the product sets evidence_soft_yield_ms, and
-evidence_follow_ms = 300 only together with evidence_mid_confirm_ms = 600 (at 400 with the
-300 ms confirm it joined noise and backchannels into false barge-ins on the test split)."""
+Both 0 in TurnConfig() (the behaviour before); the product sets evidence_soft_yield_ms only
+(evidence_follow_ms joined noise and backchannels into false barge-ins on the test split)."""
 
 from __future__ import annotations
 
@@ -121,11 +120,9 @@ def test_a_soft_burst_yields_only_after_its_soft_yield_speech(soft_yield: int, n
     assert paused is (n * 20 >= need)
 
 
-def test_off_in_turnconfig_and_on_with_the_mid_confirm_in_the_product() -> None:
+def test_off_in_turnconfig_and_follow_off_in_the_product() -> None:
     assert TurnConfig().evidence_follow_ms == 0 and TurnConfig().evidence_soft_yield_ms == 0
-    assert PRODUCT_TURN.evidence_soft_yield_ms == 700
-    # follow-up 3: the product follows a dismissed burst only with the 600 ms mid confirm
-    assert PRODUCT_TURN.evidence_follow_ms == 300 and PRODUCT_TURN.evidence_mid_confirm_ms == 600
+    assert PRODUCT_TURN.evidence_follow_ms == 0 and PRODUCT_TURN.evidence_soft_yield_ms == 700
     # off: the split soft utterance (2 x 600 ms, 200 ms apart) is two dismissed bursts
     script = [(30, True, SOFT), (10, False, QUIET), (30, True, SOFT)]
     assert _first_cancel(_run(EV, script)) is None
