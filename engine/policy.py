@@ -201,8 +201,13 @@ class EvidencePolicy(AnswerAwarePolicy):
       backchannels) and is not raised (mean level below ``+evidence_edge_db`` relative);
     * a backchannel-like burst needs ``evidence_soft_confirm_ms`` of speech to confirm
       (longer than nearly every backchannel) and is not yielded to before half of it;
-    * any other burst is confirmed after ``barge_confirm_ms`` and yielded to (duck / pause)
-      after ``barge_yield_ms``, like the threshold policy;
+    * any other burst is yielded to (duck / pause) after ``barge_yield_ms``, like the
+      threshold policy, and confirmed after ``barge_confirm_ms`` if it is *raised* (mean
+      level at least ``+evidence_edge_db`` relative, or no level known, or its pitch raised
+      by ``evidence_raise_st`` when that cue is on), else after
+      ``evidence_mid_confirm_ms`` (0 = ``barge_confirm_ms``): cancel when sure -- the agent
+      is already paused, so only the Cancel waits, and a normal-level mid-phrase "yeah"
+      that ends before it is dismissed and the agent resumes;
     * the engine treats a frame the VAD calls speech but that stands less than
       ``evidence_min_snr_db`` above the running noise floor as silence (``min_snr_db``):
       webrtcvad calls stationary line noise speech on noisy channels.
@@ -219,8 +224,8 @@ class EvidencePolicy(AnswerAwarePolicy):
     were chosen on the corpus *train* split (sim/README.md).
     """
 
-    __slots__ = ("_edge_db", "_edge_ms", "_fall", "_raise", "_soft_confirm", "_soft_db",
-                 "_soft_yield", "min_snr_db")
+    __slots__ = ("_edge_db", "_edge_ms", "_fall", "_mid_confirm", "_raise", "_soft_confirm",
+                 "_soft_db", "_soft_yield", "min_snr_db")
 
     def __init__(self, config: TurnConfig) -> None:
         super().__init__(config)
@@ -228,6 +233,7 @@ class EvidencePolicy(AnswerAwarePolicy):
         self._edge_ms = float(config.evidence_edge_ms)
         self._edge_db = float(config.evidence_edge_db)
         self._soft_confirm = config.evidence_soft_confirm_ms
+        self._mid_confirm = config.evidence_mid_confirm_ms or config.barge_confirm_ms
         self._soft_yield = max(config.barge_yield_ms,
                                config.evidence_soft_yield_ms or config.evidence_soft_confirm_ms // 2)
         self.min_snr_db: float | None = float(config.evidence_min_snr_db)
@@ -249,8 +255,18 @@ class EvidencePolicy(AnswerAwarePolicy):
         return slope is not None and slope <= self._fall and (rf is None or rf <= 0.0)
 
     def barge_confirmed(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
-        """Return whether the pending barge-in is confirmed (soft bursts need longer)."""
-        return barge_speech_ms >= (self._soft_confirm if self._soft(evidence) else self._confirm)
+        """Return whether the pending barge-in is confirmed (soft bursts need longer, and
+        bursts that are not raised need ``evidence_mid_confirm_ms``)."""
+        if self._soft(evidence):
+            return barge_speech_ms >= self._soft_confirm
+        if barge_speech_ms < self._confirm:
+            return False
+        if barge_speech_ms >= self._mid_confirm:
+            return True
+        # raised: by level (or no level known), or by pitch (evidence_raise_st, when on)
+        m = evidence.mean_rel_db
+        rf = evidence.mean_rel_f0_st
+        return m is None or m >= self._edge_db or (rf is not None and rf >= self._raise)
 
     def barge_yield(self, barge_speech_ms: int, evidence: BurstEvidence) -> bool:
         """Return whether to duck / pause now (soft bursts wait ``evidence_soft_yield_ms``,

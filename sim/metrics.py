@@ -23,8 +23,17 @@ denominator is 0; percentiles are over the segments that have the value):
   segment plus unlabelled cancel.)
 * ``noise_barge_in_rate`` = noise segments over the agent that led to a Cancel / noise
   segments over the agent.
-* ``missed_barge_in_rate`` = interruptions with no Cancel while the agent was still playing
-  at the caller ``MISSED_BARGE_GRACE_MS`` (1 s) after the interruption's start / interruptions.
+* ``missed_barge_in_rate`` = interruptions the agent did not yield to / interruptions.
+  *Yielded to* (strict, issue 15 follow-up 3): a ``Cancel`` matched to the interruption
+  stopped the agent, or the agent had no audio left to play at the caller
+  ``MISSED_BARGE_GRACE_MS`` (1 s) after the interruption's start (it finished on its own).
+  A soft yield alone never counts: an agent paused or ducked at the grace point still holds
+  audio -- it resumes / restores once the barge-in is dismissed and talks on over the caller
+  -- so an interruption with a Pause / Duck but no Cancel is missed, whatever the grace point
+  catches (checked twice: the playout counts a paused agent as playing, and a yield open at
+  the grace point counts as the agent holding audio). ``interruptions_resumed`` counts the
+  interruptions inside which the agent yielded and then resumed / restored (it talked on
+  over the caller for a while; caught or not).
 * ``missed_reply_rate`` = reply segments (turn, short_answer) no commit closed / reply segments.
 * ``backchannel_wakeup_rate`` = backchannels a commit closed (the model was woken) /
   backchannels. (Before: over backchannels plus noise.)
@@ -36,8 +45,11 @@ denominator is 0; percentiles are over the segments that have the value):
   (duck, pause or cancel) / backchannels over the agent;
   ``backchannel_disruption_ms_p50`` = how long such a soft yield (duck or pause) lasted at
   the caller (yield heard -> restore / resume / cancel heard).
-* ``yield_latency_ms_p50/p95`` = interruption start -> the agent audibly yields at the caller
-  (the first of duck, pause and cancel); ``cancel_latency_ms_p50`` = interruption start ->
+* ``yield_latency_ms_p50/p95`` = interruption start -> the agent audibly yields *for good*
+  at the caller: the Duck / Pause that the Cancel closed (the agent stayed yielded until it
+  stopped), else the Cancel itself; a yield that was resumed / restored does not count (an
+  interruption never cancelled has no yield latency; strict since issue 15 follow-up 3,
+  before: the first duck / pause whatever followed); ``cancel_latency_ms_p50`` = interruption start ->
   the agent stops at the caller because of the Cancel; ``barge_latency_ms_p50`` (kept) is the
   cancel latency.
 * ``turn_latency_ms_p50/p95/p99`` = per reply segment closed by a commit (the last commit
@@ -119,7 +131,7 @@ CALL_COUNTS = (
     "backchannels", "backchannels_over_agent", "backchannel_wakeups", "false_barge_ins",
     "disrupted_backchannels", "noise_segments", "noise_over_agent", "noise_wakeups",
     "noise_barge_ins", "unlabelled_commits", "unlabelled_cancels", "interruptions",
-    "missed_barge_ins", "frames_skipped", "retransmissions", "packets_lost",
+    "missed_barge_ins", "interruptions_resumed", "frames_skipped", "retransmissions", "packets_lost",
 )
 PER_HOUR = ("backchannel_wakeups", "false_barge_ins", "missed_barge_ins", "missed_replies",
             "missed_short_answers", "noise_wakeups", "noise_barge_ins")
@@ -242,12 +254,22 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
             unmatched_cancels += 1
         elif i not in seg_cancel:
             seg_cancel[i] = c["agent_stop_caller_s"] * 1000.0 - segs[i].start_ms
-    seg_yield: dict[int, tuple[float, float]] = {}  # (latency ms, duration ms)
+    seg_yield: dict[int, tuple[float, float]] = {}  # (latency ms, duration ms) of the first
+    seg_final: dict[int, float] = {}  # latency (ms) of the yield a Cancel closed
+    seg_resumed: set[int] = set()  # segments with a yield that was resumed / restored
+    held: list[tuple[float, float]] = []  # (audible, end) ms at the caller of every yield
     for y in run.yields:
+        a_ms, e_ms = y["audible_caller_s"] * 1000.0, y["end_caller_s"] * 1000.0
+        held.append((a_ms, e_ms))
         i = _match_cancel(segs, (y["seq"] + 1) * fs_ms)
-        if i >= 0 and i not in seg_yield:
-            seg_yield[i] = (y["audible_caller_s"] * 1000.0 - segs[i].start_ms,
-                            (y["end_caller_s"] - y["audible_caller_s"]) * 1000.0)
+        if i < 0:
+            continue
+        if i not in seg_yield:
+            seg_yield[i] = (a_ms - segs[i].start_ms, e_ms - a_ms)
+        if y["outcome"] == "cancel":
+            seg_final.setdefault(i, a_ms - segs[i].start_ms)
+        elif y["outcome"]:
+            seg_resumed.add(i)
     timeline = agent_timeline_ms(run, cfg)
     seg_rows: list[dict[str, Any]] = []
     reply_counts = score_replies(run)
@@ -296,10 +318,12 @@ def score_call(run: CallRun, cfg: SimConfig) -> tuple[list[dict[str, Any]], list
             counts["interruptions"] += 1
             if cancelled:
                 barge = seg_cancel[i]
-            ylat = min(seg_yield[i][0] if yielded else math.inf, barge if cancelled else math.inf)
-            ylat = _finite(ylat)
-            if not cancelled and _playing_at(run, (s.start_ms + MISSED_BARGE_GRACE_MS) / 1000.0,
-                                             cfg.net.downlink.one_way_s):
+                ylat = _finite(min(seg_final.get(i, math.inf), barge))
+            counts["interruptions_resumed"] += i in seg_resumed
+            grace = s.start_ms + MISSED_BARGE_GRACE_MS
+            if not cancelled and (
+                    _playing_at(run, grace / 1000.0, cfg.net.downlink.one_way_s)
+                    or any(a <= grace < e for a, e in held)):
                 outcome = "missed_barge_in"
                 counts["missed_barge_ins"] += 1
         seg_rows.append({
