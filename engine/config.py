@@ -229,6 +229,16 @@ class TurnConfig:
     end_of_turn_max_ms: int = 1000
     """prosodic only: the longest end-of-turn silence it may choose (after continuation
     evidence: a plateau or rise, a hold); at least ``end_of_turn_silence_ms`` is used."""
+
+    end_of_turn_barge_ms: int = 0
+    """Any rule: the least end-of-turn silence of the *first* pause of a turn the caller
+    opened by barging in (a confirmed barge-in: interrupters usually go on to say what they
+    want); 0 = off (``engine/endpoint.py`` ``CallContext``)."""
+
+    end_of_turn_held_ms: int = 0
+    """Any rule: per-caller adaptation -- once the caller has resumed a turn after a pause of
+    at least ``CallContext.HOLD_MIN_MS``, every later pause of the call needs at least this
+    much silence; 0 = off (``engine/endpoint.py`` ``CallContext``)."""
     # ------------------------------------------------------------ soft barge-in (issue 15)
     barge_yield: str = "none"
     """While a barge-in is pending: "none" (talk on), "duck" or "pause" the agent."""
@@ -324,7 +334,7 @@ class TurnConfig:
                      "cancel_answer_window_ms", "gate_bridge_ms", "evidence_soft_yield_ms",
                      "evidence_follow_ms",
                      "barge_yield_ms", "duck_ramp_ms", "end_of_turn_max_ms",
-                     "end_of_turn_final_ms"):
+                     "end_of_turn_final_ms", "end_of_turn_barge_ms", "end_of_turn_held_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 
