@@ -131,6 +131,14 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
   (clipped to ``end_of_turn_min_ms .. end_of_turn_silence_ms``; 500 = never shorten).
 * ``end_of_turn_max_ms = 1000`` -- prosodic: the silence after continuation evidence (a
   plateau or rise). Above ~1.1 s the scripted agent of the corpus starts first.
+* ``end_of_turn_barge_ms = 0`` (off) -- any rule: the least silence of the first pause of a
+  turn opened by a barge-in (interrupters usually go on). Off: on corpus v3's train split no
+  interruption was followed by a pause long enough to matter (<= 439 ms), so it changed no
+  premature reply there (6/91 -> 6/90 at 800 ms); sim/README.md has the figures.
+* ``end_of_turn_held_ms = 0`` (off) -- any rule: per-caller adaptation, the least silence of
+  every pause after the caller resumed a turn after a hold (>= 300 ms). Off: no premature
+  reply fewer on train (the corpus draws each turn's holds independently of the caller), p95
+  from end of speech 724 -> 955 ms at 800 ms.
 """
 
 from __future__ import annotations
