@@ -138,6 +138,14 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
   (clipped to ``end_of_turn_min_ms .. end_of_turn_silence_ms``; 500 = never shorten).
 * ``end_of_turn_max_ms = 1000`` -- prosodic: the silence after continuation evidence (a
   plateau or rise). Above ~1.1 s the scripted agent of the corpus starts first.
+* ``end_of_turn_barge_ms = 0`` (off) -- any rule: the least silence of the first pause of a
+  turn opened by a barge-in (interrupters usually go on). Off: on corpus v3's train split no
+  interruption was followed by a pause long enough to matter (<= 439 ms), so it changed no
+  premature reply there (6/91 -> 6/90 at 800 ms); sim/README.md has the figures.
+* ``end_of_turn_held_ms = 0`` (off) -- any rule: per-caller adaptation, the least silence of
+  every pause after the caller resumed a turn after a hold (>= 300 ms). Off: no premature
+  reply fewer on train (the corpus draws each turn's holds independently of the caller), p95
+  from end of speech 724 -> 955 ms at 800 ms.
 """
 
 from __future__ import annotations
@@ -236,6 +244,16 @@ class TurnConfig:
     end_of_turn_max_ms: int = 1000
     """prosodic only: the longest end-of-turn silence it may choose (after continuation
     evidence: a plateau or rise, a hold); at least ``end_of_turn_silence_ms`` is used."""
+
+    end_of_turn_barge_ms: int = 0
+    """Any rule: the least end-of-turn silence of the *first* pause of a turn the caller
+    opened by barging in (a confirmed barge-in: interrupters usually go on to say what they
+    want); 0 = off (``engine/endpoint.py`` ``CallContext``)."""
+
+    end_of_turn_held_ms: int = 0
+    """Any rule: per-caller adaptation -- once the caller has resumed a turn after a pause of
+    at least ``CallContext.HOLD_MIN_MS``, every later pause of the call needs at least this
+    much silence; 0 = off (``engine/endpoint.py`` ``CallContext``)."""
     # ------------------------------------------------------------ soft barge-in (issue 15)
     barge_yield: str = "none"
     """While a barge-in is pending: "none" (talk on), "duck" or "pause" the agent."""
@@ -339,7 +357,7 @@ class TurnConfig:
                      "cancel_answer_window_ms", "gate_bridge_ms", "evidence_soft_yield_ms",
                      "evidence_follow_ms", "evidence_mid_confirm_ms",
                      "barge_yield_ms", "duck_ramp_ms", "end_of_turn_max_ms",
-                     "end_of_turn_final_ms"):
+                     "end_of_turn_final_ms", "end_of_turn_barge_ms", "end_of_turn_held_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from clutchcall.engine.config import TurnConfig
 
@@ -63,6 +63,11 @@ class PauseEvidence:
     longest_pause_ms: int
     final: FinalProsody | None = None
     """The final burst's prosody (:meth:`ProsodyTrack.final`), None without pitch features."""
+    barged: bool = False
+    """The turn opened by barging in on the agent (a confirmed barge-in cancelled it)."""
+    holds: int = 0
+    """The caller's resumed holds in this call so far: pauses of at least
+    :attr:`CallContext.HOLD_MIN_MS` inside a turn after which the same turn went on."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +82,10 @@ class FinalProsody:
     ``drop_st``: their mean pitch relative to the mean pitch of the burst's voiced frames in
     the ring before them (semitones; < 0 the burst ends lower than it ran -- a final fall);
     ``tail_ms``: from the last voiced frame's end to the last speech frame's end (the VAD's
-    hangover plus any unvoiced tail); ``voiced``: voiced frames of the burst in the ring.
+    hangover plus any unvoiced tail); ``voiced``: voiced frames of the burst in the ring;
+    ``range_st``: the pitch range (max - min, semitones) of the last
+    ``ProsodyTrack.PLATEAU_FRAMES`` voiced frames (fewer if the burst has fewer) -- small for
+    a level ending (a plateau), larger for a fall or a rise.
     """
 
     slope_st_per_s: float
@@ -86,6 +94,7 @@ class FinalProsody:
     drop_st: float
     tail_ms: int
     voiced: int
+    range_st: float = math.inf
 
 
 def prosody_vector(final: FinalProsody) -> tuple[float, float, float, float]:
@@ -106,6 +115,7 @@ class ProsodyTrack:
     CAPACITY = 40
     SLOPE_MS = 300
     FINAL_FRAMES = 5
+    PLATEAU_FRAMES = 8
     OCTAVE_JUMP_ST = 7.0
 
     __slots__ = ("_ring",)
@@ -144,10 +154,12 @@ class ProsodyTrack:
         fin_st = sum(f[1] for f in fin) / len(fin)
         drop = fin_st - sum(f[1] for f in before) / len(before) if before else 0.0
         rf = [f[3] for f in fin if f[3] != 0.0]
+        lvl = [f[1] for f in frames[-self.PLATEAU_FRAMES:]]
         return FinalProsody(
             slope_st_per_s=slope, rel_f0_st=sum(rf) / len(rf) if rf else 0.0,
             rel_db=sum(f[2] for f in fin) / len(fin), drop_st=drop,
-            tail_ms=max(0, round((last_speech_end - last_t) * 1000.0)), voiced=len(frames))
+            tail_ms=max(0, round((last_speech_end - last_t) * 1000.0)), voiced=len(frames),
+            range_st=max(lvl) - min(lvl))
 
 
 class EndOfTurnRule(Protocol):
@@ -222,11 +234,23 @@ say "end"; a plateau or rise says "hold"."""
 class ProsodicRule:
     """Shortens *and* lengthens the wait per pause from the final burst's prosody.
 
+    *Continuation prosody* (:meth:`continues`): P(end) from :data:`PROSODIC_WEIGHTS` at or
+    below ``P_HOLD`` (a rise or a rising plateau), or a *level ending* (:meth:`plateau`: the
+    last ``ProsodyTrack.PLATEAU_FRAMES`` voiced frames within ``PLATEAU_ST`` of each other
+    and within ``PLATEAU_DROP_ST`` of the burst's pitch -- the level "H-L%" contour a speaker
+    holds the floor with, before a comma, a trailing "and" or a filled pause; Gravano &
+    Hirschberg 2011). Pitch excursions under about 2 semitones are at the edge of what
+    listeners hear as a pitch movement ('t Hart, Collier & Cohen 1990), hence ``PLATEAU_ST``.
+    The logistic model alone misses a level ending that drifts down slightly (a trailing
+    ", and," on v3 train: P(end) 0.71), which the plateau test catches.
+
     * a short *voiced* answer to the agent (as :class:`AdaptiveRule`, and at least 3 voiced
       frames: a knock or a click right after the agent's question is not an answer, and
       ending it after 250 ms would spend the turn's "answer" status before the caller's real
       "yes", which then needs the backchannel filter's 600 ms and is missed -- seen on the
-      test split's first run) -> ``end_of_turn_min_ms``;
+      test split's first run) -> ``end_of_turn_min_ms``, unless it ends on continuation
+      prosody ("yes, and ..."; on v3 train a pause 920 ms into a longer turn that opened
+      right after the agent was taken for a short answer's end) -> ``end_of_turn_silence_ms``;
     * any other turn with under ``AdaptiveRule.SHORT_TURN_MS`` of speech ("yes", "no thanks"
       that the engine did not flag as an answer) -> ``end_of_turn_silence_ms``: the model was
       fitted on the pauses of multi-word turns only, and a one-word reply's few voiced frames
@@ -234,9 +258,8 @@ class ProsodicRule:
       agent's next turn on the first test-split run: missed replies);
     * no prosody (fewer than 3 voiced frames in the final burst, or a shell without pitch
       features) -> ``end_of_turn_silence_ms`` (the fixed rule);
-    * else P(end) from :data:`PROSODIC_WEIGHTS`: at or above ``P_FINAL`` (strong final
-      evidence) -> ``end_of_turn_final_ms``; at or below ``P_HOLD`` (continuation evidence)
-      -> ``end_of_turn_max_ms``; between -> ``end_of_turn_silence_ms``.
+    * else continuation prosody -> ``end_of_turn_max_ms``; P(end) at or above ``P_FINAL``
+      (strong final evidence) -> ``end_of_turn_final_ms``; else ``end_of_turn_silence_ms``.
 
     The answer is always within ``[end_of_turn_min_ms, max(end_of_turn_silence_ms,
     end_of_turn_max_ms)]`` (``end_of_turn_final_ms`` is clipped to ``[end_of_turn_min_ms,
@@ -249,6 +272,8 @@ class ProsodicRule:
 
     P_FINAL = 0.9
     P_HOLD = 0.5
+    PLATEAU_ST = 2.0
+    PLATEAU_DROP_ST = 1.5
 
     __slots__ = ("_base", "_final", "_max", "_min")
 
@@ -264,17 +289,31 @@ class ProsodicRule:
         z = w[0] + sum(wi * xi for wi, xi in zip(w[1:], prosody_vector(final), strict=True))
         return 1.0 / (1.0 + math.exp(-z))
 
+    def continues(self, final: FinalProsody) -> bool:
+        """Whether the burst ends on continuation prosody: P(end) at or below ``P_HOLD`` (a
+        plateau or rise by the model) or a level ending (:meth:`plateau`)."""
+        return self.p_end(final) <= self.P_HOLD or self.plateau(final)
+
+    @classmethod
+    def plateau(cls, final: FinalProsody) -> bool:
+        """Whether the burst ended on a level pitch: its last ``ProsodyTrack.PLATEAU_FRAMES``
+        voiced frames (it must have that many) span at most ``PLATEAU_ST`` and end within
+        ``PLATEAU_DROP_ST`` of the burst's pitch."""
+        return (final.voiced >= ProsodyTrack.PLATEAU_FRAMES and final.range_st <= cls.PLATEAU_ST
+                and abs(final.drop_st) <= cls.PLATEAU_DROP_ST)
+
     def silence_ms(self, ev: PauseEvidence) -> int:
         """Return this pause's end-of-turn silence (see the class docstring)."""
         if ev.turn_speech_ms < AdaptiveRule.SHORT_TURN_MS:
-            return self._min if ev.answer and ev.final is not None else self._base
+            if ev.answer and ev.final is not None and not self.continues(ev.final):
+                return self._min
+            return self._base
         if ev.final is None:
             return self._base
-        p = self.p_end(ev.final)
-        if p >= self.P_FINAL:
-            return self._final
-        if p <= self.P_HOLD:
+        if self.continues(ev.final):
             return self._max
+        if self.p_end(ev.final) >= self.P_FINAL:
+            return self._final
         return self._base
 
 
@@ -307,6 +346,52 @@ class SmartTurnRule:
     def revised_ms(self, p: float) -> int:
         """Return the pause's silence once smart-turn said P(turn complete) = ``p``."""
         return self._min if p >= self.THRESHOLD else self._incomplete
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallContext:
+    """What the call so far says about a pause, on top of any rule (both off by default).
+
+    * After a barge-in (``end_of_turn_barge_ms``): the first pause of a turn the caller
+      opened by interrupting the agent needs at least this much silence. An interrupter has
+      taken the floor to say something ("no, wait -- I said Tuesday"): the short phrase that
+      stops the agent is usually followed, after a short within-turn pause, by what the
+      caller wants. Later pauses of the turn follow the rule.
+    * Per-caller adaptation (``end_of_turn_held_ms``): once this caller has paused inside a
+      turn for at least ``HOLD_MIN_MS`` and then gone on (a hold the engine saw end in more
+      speech), every later pause of the call needs at least this much silence: callers differ
+      in how long they pause mid-turn, and one who has shown a long hold will likely do so
+      again. Learned online from the engine's own inputs (the count is
+      :attr:`PauseEvidence.holds`), deterministic, reset per call (one engine per call).
+
+    Pure: :meth:`silence_ms` maps (evidence, the rule's silence) to the pause's silence, never
+    shorter than the rule's.
+    """
+
+    HOLD_MIN_MS: ClassVar[int] = 300
+    """A resumed pause this long counts as a hold: beyond a gap between words or a stop
+    closure (the engine counts pauses from 200 ms) -- a pause the caller chose."""
+
+    barge_ms: int
+    held_ms: int
+
+    @classmethod
+    def of(cls, config: TurnConfig) -> CallContext:
+        """The context adjustments ``config`` asks for."""
+        return cls(barge_ms=config.end_of_turn_barge_ms, held_ms=config.end_of_turn_held_ms)
+
+    @property
+    def active(self) -> bool:
+        """Whether either adjustment is on."""
+        return bool(self.barge_ms or self.held_ms)
+
+    def silence_ms(self, ev: PauseEvidence, ms: int) -> int:
+        """Return the pause's silence: the rule's ``ms``, lengthened by the call's context."""
+        if self.barge_ms and ev.barged and ev.pauses == 0:
+            ms = max(ms, self.barge_ms)
+        if self.held_ms and ev.holds:
+            ms = max(ms, self.held_ms)
+        return ms
 
 
 def make_end_of_turn_rule(config: TurnConfig) -> EndOfTurnRule:

@@ -137,8 +137,11 @@ The silence that ends a turn is chosen once per pause, when it starts, by the en
 (``config.end_of_turn_rule``, :mod:`clutchcall.engine.endpoint`) from the pause's evidence;
 "fixed" is ``end_of_turn_silence_ms`` every time. The one exception is "smart-turn": the
 first frame of the pause whose features carry the model's probability (``turn_end_p``, the
-shell analyses the pause's audio once) revises it, once. :attr:`TurnEngine.end_of_turn_ms` tells
-the shell the value chosen for the latest pause.
+shell analyses the pause's audio once) revises it, once. The call's context
+(:class:`~clutchcall.engine.endpoint.CallContext`: ``end_of_turn_barge_ms`` after a barge-in,
+``end_of_turn_held_ms`` once the caller has resumed a turn after a hold) may lengthen any
+rule's choice, never shorten it. :attr:`TurnEngine.end_of_turn_ms` tells the shell the value
+chosen for the latest pause.
 
 Errors: a caller frame whose ``now`` is earlier than an input already processed raises
 ``TimeWentBackwards``; one that overlaps the previous frame or repeats its sequence number
@@ -185,6 +188,7 @@ from clutchcall.engine.actions import (
 from clutchcall.engine.actions import _new as _new_output
 from clutchcall.engine.config import VAD_FRAME_MS, TurnConfig
 from clutchcall.engine.endpoint import (
+    CallContext,
     FixedRule,
     PauseEvidence,
     ProsodicRule,
@@ -253,6 +257,7 @@ class TurnEngine:
         "_burst_end_at",
         "_burst_start",
         "_cancel_window",
+        "_ctx",
         "_done_by_cancel",
         "_eot_at",
         "_eot_ms",
@@ -266,6 +271,7 @@ class TurnEngine:
         "_follow_speech",
         "_follow_until",
         "_gap_ms",
+        "_holds",
         "_last_frame_end",
         "_last_seq",
         "_last_speech_end",
@@ -278,6 +284,7 @@ class TurnEngine:
         "_on_speech",
         "_out",
         "_pause_eot_ms",
+        "_pause_floor_ms",
         "_pause_revised",
         "_paused_at",
         "_paused_total",
@@ -340,7 +347,12 @@ class TurnEngine:
         self._on_silence: _Handler | None = None
         # end of turn per pause (engine/endpoint.py)
         rule = make_end_of_turn_rule(self.config)
-        self._eot_rule = None if isinstance(rule, FixedRule) else rule
+        # the call's context (barge-in, the caller's holds) may lengthen any rule's choice
+        ctx = CallContext.of(self.config)
+        self._ctx = ctx if ctx.active else None
+        self._holds = 0
+        self._pause_floor_ms = 0  # the context's least silence for the latest pause
+        self._eot_rule = None if isinstance(rule, FixedRule) and self._ctx is None else rule
         # smart-turn: the probability a frame brings revises the pause's end of turn, once
         self._smart = rule if isinstance(rule, SmartTurnRule) else None
         self._pause_revised = False
@@ -742,13 +754,18 @@ class TurnEngine:
         base = self._last_speech_end
         eot_ms = self._eot_ms
         if self._eot_rule is not None:
-            eot_ms = self._eot_rule.silence_ms(PauseEvidence(
+            ev = PauseEvidence(
                 turn_speech_ms=self._turn_speech,
                 burst_ms=max(0, round((base - self._burst_start) * 1000.0)),
                 answer=self._turn_answer, pauses=self._pauses,
                 longest_pause_ms=round(self._longest_pause * 1000.0),
                 final=None if self._prosody is None
-                else self._prosody.final(self._burst_start - _EPS, base)))
+                else self._prosody.final(self._burst_start - _EPS, base),
+                barged=self._turn_cancel, holds=self._holds)
+            eot_ms = self._eot_rule.silence_ms(ev)
+            if self._ctx is not None:
+                self._pause_floor_ms = self._ctx.silence_ms(ev, 0)
+                eot_ms = max(eot_ms, self._pause_floor_ms)
         self._pause_eot_ms = eot_ms
         self._pause_revised = False
         spec = self._arm_speculation(base, eot_ms)
@@ -765,7 +782,7 @@ class TurnEngine:
             return
         assert self._smart is not None
         self._pause_revised = True
-        eot_ms = self._smart.revised_ms(p)
+        eot_ms = max(self._smart.revised_ms(p), self._pause_floor_ms)
         self._pause_eot_ms = eot_ms
         self._eot_at = self._last_speech_end + eot_ms / 1000.0
         self._recompute_deadline()
@@ -923,6 +940,8 @@ class TurnEngine:
             self._pauses += 1
             self._longest_pause = max(self._longest_pause, pause)
             self._burst_start = onset
+            if pause >= CallContext.HOLD_MIN_MS / 1000.0 - _EPS:
+                self._holds += 1
         self._turn_speech += d
         return State.SPEAKING
 

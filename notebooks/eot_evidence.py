@@ -31,7 +31,7 @@ from clutchcall.traces.labels import read_call
 
 CORPUS = Path(__file__).resolve().parent.parent / "traces" / "corpus"
 FRAME_MS = 20
-CUES = ("slope_st_per_s", "rel_f0_st", "rel_db", "drop_st", "tail_ms", "burst_ms")
+CUES = ("slope_st_per_s", "rel_f0_st", "rel_db", "drop_st", "tail_ms", "burst_ms", "range_st")
 
 
 def pauses(path: Path) -> list[dict[str, float]]:
@@ -70,7 +70,8 @@ def pauses(path: Path) -> list[dict[str, float]]:
                "burst_ms": round((now - burst_start) * 1000.0), "call": path.stem}
         if fin is not None:
             row.update(slope_st_per_s=fin.slope_st_per_s, rel_f0_st=fin.rel_f0_st,
-                       rel_db=fin.rel_db, drop_st=fin.drop_st, tail_ms=fin.tail_ms)
+                       rel_db=fin.rel_db, drop_st=fin.drop_st, tail_ms=fin.tail_ms,
+                       range_st=fin.range_st)
         if fin is not None:
             row["x"] = prosody_vector(fin)
             out.append(row)

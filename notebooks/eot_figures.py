@@ -10,8 +10,9 @@ Run (from the checkout root)::
     python notebooks/eot_figures.py /tmp/corpus_v2/traces/corpus --split train
 
 Each row is ``python -m clutchcall eval CORPUS --split SPLIT --json --end-of-turn-rule RULE``
-(plus ``--end-of-turn-final-ms N`` for the shortening variant); the simulator is
-deterministic, so the same command gives the same numbers.
+(plus ``--end-of-turn-final-ms N`` for the shortening variant, ``--end-of-turn-barge-ms N`` /
+``--end-of-turn-held-ms N`` for the call-context variants: ``--barge-ms N``, ``--held-ms N``);
+the simulator is deterministic, so the same command gives the same numbers.
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ def main() -> None:
     ap.add_argument("--split", default="train", choices=("train", "test"))
     ap.add_argument("--final-ms", type=int, action="append", default=[],
                     help="also the prosodic rule shortening to this silence after a final fall")
+    ap.add_argument("--barge-ms", type=int, action="append", default=[],
+                    help="also both rules with end_of_turn_barge_ms = this")
+    ap.add_argument("--held-ms", type=int, action="append", default=[],
+                    help="also the fixed rule with end_of_turn_held_ms = this")
     a = ap.parse_args()
     rows = [("fixed", []), ("prosodic", [])]
     rows += [(f"prosodic final {n}", ["--end-of-turn-final-ms", str(n)]) for n in a.final_ms]
+    rows += [(f"{r} barge {n}", ["--end-of-turn-barge-ms", str(n)])
+             for n in a.barge_ms for r in ("fixed", "prosodic")]
+    rows += [(f"fixed held {n}", ["--end-of-turn-held-ms", str(n)]) for n in a.held_ms]
     print("| rule | " + " | ".join(KEYS) + " |")
     print("|---" * (len(KEYS) + 1) + "|")
     for name, extra in rows:

@@ -73,10 +73,18 @@ def test_final_fall_says_end_and_plateau_says_hold() -> None:
     ev = {"turn_speech_ms": 2000, "burst_ms": 2000, "answer": False, "pauses": 0, "longest_pause_ms": 0}
     assert rule.silence_ms(PauseEvidence(**ev, final=f_fall)) == 350
     assert rule.silence_ms(PauseEvidence(**ev, final=f_rise)) == 1000
-    # a short answer to the agent ends after end_of_turn_min_ms, whatever its pitch; another
-    # short turn is outside the model's domain: the fixed silence
+    # a short answer to the agent ends after end_of_turn_min_ms unless it ends on continuation
+    # prosody ("yes, and ..."); another short turn is outside the model's domain: the fixed
+    # silence
     assert rule.silence_ms(PauseEvidence(**{**ev, "answer": True, "turn_speech_ms": 400},
-                                         final=f_rise)) == 250
+                                         final=f_fall)) == 250
+    assert rule.silence_ms(PauseEvidence(**{**ev, "answer": True, "turn_speech_ms": 400},
+                                         final=f_rise)) == 500
+    assert rule.silence_ms(PauseEvidence(**{**ev, "answer": True, "turn_speech_ms": 400},
+                                         final=f_flat)) == 500
+    # a level ending (a plateau) is a hold even where the model's P(end) is not low
+    assert rule.plateau(f_flat) and not rule.plateau(f_fall) and not rule.plateau(f_rise)
+    assert rule.silence_ms(PauseEvidence(**ev, final=f_flat)) == 1000
     assert rule.silence_ms(PauseEvidence(**{**ev, "turn_speech_ms": 400}, final=f_rise)) == 500
     assert rule.silence_ms(PauseEvidence(**{**ev, "turn_speech_ms": 400}, final=f_fall)) == 500
     # an unvoiced burst right after the agent (a knock) is no answer
@@ -113,3 +121,18 @@ def test_fixed_stays_fixed_and_bad_knobs_are_typed_errors() -> None:
     with pytest.raises(ConfigError):
         TurnConfig(end_of_turn_rule="prosodic", end_of_turn_final_ms=-1)
     assert not math.isnan(ProsodicRule(TurnConfig()).p_end(_final([150.0] * 10)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(contour=st.lists(st.floats(100.0, 145.0), min_size=3, max_size=40))  # no octave jumps
+def test_plateau_means_a_level_ending_of_enough_voiced_frames(contour: list[float]) -> None:
+    f = _final(contour)
+    kept = [12.0 * math.log2(x / 100.0) for x in contour]
+    assert f.range_st >= 0.0
+    assert f.range_st <= max(kept) - min(kept) + 1e-9
+    if ProsodicRule.plateau(f):
+        assert f.voiced >= ProsodyTrack.PLATEAU_FRAMES
+        assert f.range_st <= ProsodicRule.PLATEAU_ST and abs(f.drop_st) <= ProsodicRule.PLATEAU_DROP_ST
+    # a level contour is a plateau once it has enough voiced frames
+    level = _final([contour[0]] * len(contour))
+    assert ProsodicRule.plateau(level) == (len(contour) >= ProsodyTrack.PLATEAU_FRAMES)
