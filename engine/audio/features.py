@@ -152,6 +152,48 @@ class FrameFeatures:
         return self.voicing >= 0.0
 
 
+_new = object.__new__
+# FrameFeatures' slot descriptors: building through them skips the frozen dataclass's
+# per-field object.__setattr__ (the live path builds one per caller frame; issue 17)
+(_set_level, _set_rel, _set_snr, _set_edge, _set_voicing, _set_f0, _set_hf, _set_rel_f0,
+ _set_turn_p) = (vars(FrameFeatures)[f].__set__ for f in (
+    "level_db", "rel_db", "snr_db", "agent_edge_ms", "voicing", "f0_hz", "hf_db", "rel_f0_st",
+    "turn_end_p"))
+
+
+def _shaped_features(level_db: float, rel_db: float, snr_db: float, voicing: float, f0_hz: float,
+                     hf_db: float, rel_f0_st: float, agent_edge_ms: float = math.inf) -> FrameFeatures:
+    """``FrameFeatures(level_db=..., ..., turn_end_p=nan)`` built without the frozen
+    dataclass's ``__init__``: an equal object (the fields are floats the tracker computed)."""
+    f: FrameFeatures = _new(FrameFeatures)
+    _set_level(f, level_db)
+    _set_rel(f, rel_db)
+    _set_snr(f, snr_db)
+    _set_edge(f, agent_edge_ms)
+    _set_voicing(f, voicing)
+    _set_f0(f, f0_hz)
+    _set_hf(f, hf_db)
+    _set_rel_f0(f, rel_f0_st)
+    _set_turn_p(f, math.nan)
+    return f
+
+
+def with_agent_edge(f: FrameFeatures, agent_edge_ms: float) -> FrameFeatures:
+    """Return ``dataclasses.replace(f, agent_edge_ms=agent_edge_ms)`` (an equal object),
+    built through the slot descriptors (the call core sets it on frames heard over the agent)."""
+    g: FrameFeatures = _new(FrameFeatures)
+    _set_level(g, f.level_db)
+    _set_rel(g, f.rel_db)
+    _set_snr(g, f.snr_db)
+    _set_edge(g, agent_edge_ms)
+    _set_voicing(g, f.voicing)
+    _set_f0(g, f.f0_hz)
+    _set_hf(g, f.hf_db)
+    _set_rel_f0(g, f.rel_f0_st)
+    _set_turn_p(g, f.turn_end_p)
+    return g
+
+
 class _Plan:
     """Precomputed constants of the shape analysis for one (rate, frame length)."""
 
@@ -484,8 +526,7 @@ class FeatureTracker:
                 self.f0_frames += 1
                 a = max(frame_ms / F0_TAU_MS, 1.0 / self.f0_frames)
                 self.speech_st += a * (st - self.speech_st)
-        return FrameFeatures(level_db=level_db, rel_db=level_db - self.speech_db, snr_db=snr,
-                             voicing=voicing, f0_hz=f0, hf_db=hf, rel_f0_st=rel_st)
+        return _shaped_features(level_db, level_db - self.speech_db, snr, voicing, f0, hf, rel_st)
 
     def push_pcm(self, pcm: np.ndarray, rate: int, speech: bool, frame_ms: int = 20) -> FrameFeatures:
         """Measure one int16 frame (level, voicing, pitch, shape) and push it. Raises

@@ -58,7 +58,6 @@ with the lag of the moment it was armed.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ from clutchcall.engine.actions import (
     Retract,
     Speculate,
 )
-from clutchcall.engine.audio.features import FrameFeatures
+from clutchcall.engine.audio.features import FrameFeatures, with_agent_edge
 from clutchcall.engine.call.driver import EngineDriver
 from clutchcall.engine.call.hold import FrameHold, HoldConfig, HoldStats
 from clutchcall.engine.call.inputs import Recorder
@@ -385,7 +384,7 @@ class CallCore(Generic[P, D]):
             payload, feat = due.payload
             if feat is not None and self.phrases is not None and self.playout.playing \
                     and feat.agent_edge_ms == math.inf:
-                feat = dataclasses.replace(feat, agent_edge_ms=self._edge_ms(now))
+                feat = with_agent_edge(feat, self._edge_ms(now))
             if self._uplink_events:
                 uplink[n] = payload
             self._perform(now, driver.caller_frame(due.end, speech=due.speech,

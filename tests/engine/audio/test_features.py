@@ -242,3 +242,23 @@ def test_live_transforms_and_analysis_are_numpys_bit_for_bit() -> None:
             assert _irfft1(lp, plan).tobytes() == np.fft.irfft(lp, plan.nfft).tobytes()
             got, want = _analyze1(plan, x.copy()), _analyze1_plain(plan, x.copy())
             assert np.array(got).tobytes() == np.array(want).tobytes(), (rate, fms, got, want)
+
+
+def test_fast_built_features_equal_the_dataclass() -> None:
+    """The tracker's and the core's FrameFeatures built through the slot descriptors (issue
+    17) are the objects the dataclass constructor and dataclasses.replace make."""
+    import dataclasses
+
+    from clutchcall.engine.audio.features import FrameFeatures, _shaped_features, with_agent_edge
+
+    f = _shaped_features(-21.5, 2.25, 30.0, 0.75, 121.0, -18.0, 1.5)
+    g = FrameFeatures(level_db=-21.5, rel_db=2.25, snr_db=30.0, voicing=0.75, f0_hz=121.0,
+                      hf_db=-18.0, rel_f0_st=1.5)
+    assert repr(f) == repr(g) and f == g and hash(f) == hash(g)
+    for src in (g, dataclasses.replace(g, turn_end_p=0.25)):
+        assert repr(with_agent_edge(src, 140.0)) == repr(dataclasses.replace(src, agent_edge_ms=140.0))
+    t = FeatureTracker()
+    x = _tone(150.0, 16000, 0.2)
+    for i in range(0, len(x) - 319, 320):
+        ft = t.push_pcm(x[i:i + 320], 16000, True, 20)
+        assert repr(ft) == repr(FrameFeatures(**{k.name: getattr(ft, k.name) for k in dataclasses.fields(ft)}))
