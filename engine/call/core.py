@@ -176,6 +176,21 @@ class ReplyWithoutAudio(CallEvent):
 
 Event = Output | CallEvent
 
+_set_ev_time = vars(CallEvent)["time"].__set__
+_set_up_seq = vars(UplinkAudio)["seq"].__set__
+_set_up_payload = vars(UplinkAudio)["payload"].__set__
+
+
+def _uplink_audio(time: float, seq: int, payload: Any) -> UplinkAudio:
+    """``UplinkAudio(time=time, seq=seq, payload=payload)`` built through the slot descriptors
+    (one per caller frame; the frozen dataclass's ``__init__`` sets each field with
+    ``object.__setattr__``): an equal object."""
+    ev: UplinkAudio = object.__new__(UplinkAudio)
+    _set_ev_time(ev, time)
+    _set_up_seq(ev, seq)
+    _set_up_payload(ev, payload)
+    return ev
+
 
 # ------------------------------------------------------------------------------ the core
 class CallCore(Generic[P, D]):
@@ -442,7 +457,7 @@ class CallCore(Generic[P, D]):
             out.append(o)
             if isinstance(o, Append):
                 if self._uplink_events and o.seq in self._uplink:
-                    out.append(UplinkAudio(time=now, seq=o.seq, payload=self._uplink.pop(o.seq)))
+                    out.append(_uplink_audio(now, o.seq, self._uplink.pop(o.seq)))
             elif isinstance(o, Commit):
                 end, nominal = self.hold.last_speech
                 # turn latency starts when the last speech frame was due at the edge; if it
