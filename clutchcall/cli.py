@@ -32,6 +32,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("edge", "echo"): ("clutchcall.prod.ingress.cmd_edge_echo", "run the QUIC/MoQT and WebSocket/TLS ingresses with the echo handler (demo edge)"),
     ("call",): ("clutchcall.prod.caller.cmd_call", "place a real call with a WAV over QUIC/MoQT or WebSocket/TLS; report mouth-to-ear turn latency"),
     ("bench", "pipeline"): ("clutchcall.prod.cmd_bench_pipeline", "benchmark N concurrent calls through the per-call pipeline and the embedded model"),
+    ("bench", "callpath"): ("clutchcall.prod.cmd_bench_callpath", "benchmark the edge's per-frame compute path alone (decode, VAD, features, call core, resampling) on a virtual clock: CPU us per caller frame, a digest of every decision"),
     ("model", "serve"): ("clutchcall.prod.model.cmd_model_serve", "run the embedded reference model (OpenAI Realtime protocol) on loopback"),
     ("bench", "vad"): ("clutchcall.tools.cmd_bench_vad", "benchmark the VAD backends (webrtc, silero): CPU us per 20 ms frame"),
     ("bench", "audio"): ("clutchcall.tools.cmd_bench_audio", "benchmark the audio paths (real-time factor, calls per core)"),

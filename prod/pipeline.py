@@ -514,6 +514,8 @@ class CallPipeline:
         self._drive()
 
     def _perform(self, ev: Event) -> None:
+        if ev.__class__ is Append:
+            return  # the engine's one output per caller frame: no metric, nothing to perform
         if isinstance(ev, UplinkAudio):
             if not self.failed:
                 # resampled and handed to the model leg in batches of its append size (one

@@ -56,6 +56,9 @@ import webrtcvad
 from clutchcall.engine.audio.errors import AudioError, ConfigError
 from clutchcall.engine.audio.polyphase import PolyphaseResampler
 
+_webrtcvad_process = getattr(getattr(webrtcvad, "_webrtcvad", None), "process", None)
+"""The C entry point ``webrtcvad.Vad.is_speech`` calls (None if this webrtcvad hides it)."""
+
 __all__ = ["SILERO_NEG_THRESHOLD", "SILERO_THRESHOLD", "VAD_BACKENDS", "VAD_FRAME_MS", "VAD_RATES",
            "Decimate24To16", "FrameSplitter", "FrameVad", "SileroVad", "SileroVadFramer", "Vad",
            "VadBackendUnavailable", "VadFramer", "make_vad_framer", "require_vad_backend",
@@ -167,6 +170,18 @@ class Vad:
         # bytes, not the array: webrtcvad reads a buffer's length in items, not bytes
         return bool(self._vad.is_speech(frame.tobytes(), self.rate))
 
+    def judge(self, frames: list[npt.NDArray[np.int16]]) -> list[tuple[npt.NDArray[np.int16], bool]]:
+        """Return ``(frame, is_speech(frame))`` for frames a :class:`FrameSplitter` made (1-D
+        int16, 10/20/30 ms: not checked again). The same C call as :meth:`is_speech`
+        (``webrtcvad.Vad.is_speech``'s own, with its ``length``), without the two Python
+        wrappers: the per-frame path of :class:`VadFramer` (issue 17)."""
+        process = _webrtcvad_process
+        if process is None:  # pragma: no cover - a webrtcvad without the C module's name
+            return [(f, self.is_speech(f)) for f in frames]
+        handle = self._vad._vad
+        rate = self.rate
+        return [(f, bool(process(handle, rate, f.tobytes(), f.shape[0]))) for f in frames]
+
 
 def _design_lowpass(taps: int, cutoff_hz: float, rate: int, beta: float) -> npt.NDArray[np.float64]:
     n = np.arange(taps, dtype=np.float64) - (taps - 1) / 2.0
@@ -268,7 +283,7 @@ class VadFramer:
         vad = self._vad
         down = self._down
         if down is None:
-            return [(f, vad.is_speech(f)) for f in frames]
+            return vad.judge(frames)
         return [(f, vad.is_speech(down.process(f))) for f in frames]
 
     def reset(self) -> None:

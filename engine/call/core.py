@@ -58,7 +58,6 @@ with the lag of the moment it was armed.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ from clutchcall.engine.actions import (
     Retract,
     Speculate,
 )
-from clutchcall.engine.audio.features import FrameFeatures
+from clutchcall.engine.audio.features import FrameFeatures, with_agent_edge
 from clutchcall.engine.call.driver import EngineDriver
 from clutchcall.engine.call.hold import FrameHold, HoldConfig, HoldStats
 from clutchcall.engine.call.inputs import Recorder
@@ -176,6 +175,21 @@ class ReplyWithoutAudio(CallEvent):
 
 
 Event = Output | CallEvent
+
+_set_ev_time = vars(CallEvent)["time"].__set__
+_set_up_seq = vars(UplinkAudio)["seq"].__set__
+_set_up_payload = vars(UplinkAudio)["payload"].__set__
+
+
+def _uplink_audio(time: float, seq: int, payload: Any) -> UplinkAudio:
+    """``UplinkAudio(time=time, seq=seq, payload=payload)`` built through the slot descriptors
+    (one per caller frame; the frozen dataclass's ``__init__`` sets each field with
+    ``object.__setattr__``): an equal object."""
+    ev: UplinkAudio = object.__new__(UplinkAudio)
+    _set_ev_time(ev, time)
+    _set_up_seq(ev, seq)
+    _set_up_payload(ev, payload)
+    return ev
 
 
 # ------------------------------------------------------------------------------ the core
@@ -385,7 +399,7 @@ class CallCore(Generic[P, D]):
             payload, feat = due.payload
             if feat is not None and self.phrases is not None and self.playout.playing \
                     and feat.agent_edge_ms == math.inf:
-                feat = dataclasses.replace(feat, agent_edge_ms=self._edge_ms(now))
+                feat = with_agent_edge(feat, self._edge_ms(now))
             if self._uplink_events:
                 uplink[n] = payload
             self._perform(now, driver.caller_frame(due.end, speech=due.speech,
@@ -443,7 +457,7 @@ class CallCore(Generic[P, D]):
             out.append(o)
             if isinstance(o, Append):
                 if self._uplink_events and o.seq in self._uplink:
-                    out.append(UplinkAudio(time=now, seq=o.seq, payload=self._uplink.pop(o.seq)))
+                    out.append(_uplink_audio(now, o.seq, self._uplink.pop(o.seq)))
             elif isinstance(o, Commit):
                 end, nominal = self.hold.last_speech
                 # turn latency starts when the last speech frame was due at the edge; if it

@@ -56,19 +56,35 @@ class EngineDriver:
                      ) -> list[Output]:
         """Feed one caller frame (with its acoustic ``features``, if any); return the outputs
         drained after it."""
+        if self.recorder is None:
+            # no one records: the engine call apply() would make, without building the
+            # EngineInput (the live edge's per-frame path, issue 17)
+            engine = self.engine
+            engine.caller_frame(now, speech=speech, duration_ms=duration_ms, seq=seq,
+                                features=features)
+            return engine.drain()
         return self.feed(EngineInput.frame(now, speech=speech, duration_ms=duration_ms, seq=seq,
                                            features=features))
 
     def agent_audio_started(self, now: float) -> list[Output]:
         """Feed agent audio started; return the outputs drained after it."""
+        if self.recorder is None:
+            self.engine.agent_audio_started(now)
+            return self.engine.drain()
         return self.feed(EngineInput.started(now))
 
     def agent_audio_finished(self, now: float) -> list[Output]:
         """Feed agent audio finished; return the outputs drained after it."""
+        if self.recorder is None:
+            self.engine.agent_audio_finished(now)
+            return self.engine.drain()
         return self.feed(EngineInput.finished(now))
 
     def handle_timer(self, now: float) -> list[Output]:
         """Feed a timer firing; return the outputs drained after it."""
+        if self.recorder is None:
+            self.engine.handle_timer(now)
+            return self.engine.drain()
         return self.feed(EngineInput.timer(now))
 
     def get_timer(self) -> float | None:

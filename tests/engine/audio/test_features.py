@@ -5,6 +5,8 @@ slope and the relative pitch mean what their docstrings say."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,9 @@ from clutchcall.engine.audio.features import (
     FeatureTracker,
     FrameAnalyzer,
     _analyze1,
+    _irfft1,
     _plan,
+    _rfft1,
     f0_slope_st_per_s,
     frame_level_db,
     frame_shapes,
@@ -163,3 +167,98 @@ def test_raised_pitch_is_never_backchannel_like() -> None:
     assert not EvidencePolicy(PRODUCT_TURN).barge_confirmed(ms, soft_high)  # cue off
     assert not pol.barge_confirmed(ms, soft_low)  # soft: needs evidence_soft_confirm_ms
     assert pol.barge_confirmed(ms, soft_high)  # raised pitch: an interruption
+
+
+def _analyze1_plain(plan, x: np.ndarray) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """The live analysis written with the public numpy calls and nothing skipped (the
+    arithmetic ``_analyze1`` had before issue 17's shortcuts): the reference it must equal."""
+    x = x - np.add.reduce(x) / x.shape[0]
+    spec = np.fft.rfft(x * plan.win, plan.nfft)
+    power = spec.real * spec.real + spec.imag * spec.imag
+    lo = float(np.add.reduce(power[plan.lo_bins]))
+    hi = float(np.add.reduce(power[plan.hi_bins]))
+    if lo > 0.0 and hi > 0.0:
+        hf = min(max(10.0 * math.log10(hi / lo), HF_FLOOR_DB), -HF_FLOOR_DB)
+    elif hi > 0.0:
+        hf = -HF_FLOOR_DB
+    else:
+        hf = HF_FLOOR_DB
+    lp = np.sqrt(power[: plan.lp_bins]) * plan.taper
+    r = np.fft.irfft(lp, plan.nfft)[: plan.hi_lag + 2]
+    r0 = float(r[0])
+    if not r0 > 1e-12 * plan.window:
+        return 0.0, 0.0, hf
+    rn = r / r0 / plan.rw
+    a, b = plan.lo_lag, plan.hi_lag
+    mid = rn[a:b + 1]
+    peak = (mid > rn[a - 1:b]) & (mid >= rn[a + 1:b + 2])
+    if not peak.any():
+        return 0.0, 0.0, hf
+    cand = np.where(peak, mid, -np.inf)
+    best = float(cand.max())
+    lag = int((cand >= 1.0 * best).argmax()) + a
+    y0, y1, y2 = float(rn[lag - 1]), float(rn[lag]), float(rn[lag + 1])
+    den = y0 - 2.0 * y1 + y2
+    shift = min(max(0.5 * (y0 - y2) / den, -0.5), 0.5) if den < 0.0 else 0.0
+    voicing = min(max(best, 0.0), 1.0)
+    return voicing, (plan.rate / (lag + shift) if voicing >= VOICED_MIN else 0.0), hf
+
+
+def _windows(rng: np.random.Generator, n: int, rate: int) -> list[np.ndarray]:
+    t = np.arange(n) / rate
+    out = []
+    for k in range(48):
+        kind = k % 6
+        if kind == 0:
+            x = rng.standard_normal(n) * 10 ** rng.uniform(-6, 0)
+        elif kind == 1:
+            x = np.sin(2 * np.pi * rng.uniform(50, 500) * t) * rng.uniform(0.001, 1)
+        elif kind == 2:
+            x = np.round(rng.standard_normal(n) * rng.uniform(0, 3)) / 32768
+        elif kind == 3:
+            x = np.full(n, rng.uniform(-1, 1))
+        elif kind == 4:
+            x = np.zeros(n)
+            x[rng.integers(0, n)] = 1 / 32768
+        else:
+            f0 = rng.uniform(60, 400)
+            x = np.round(sum(np.sin(2 * np.pi * f0 * h * t + h) / h for h in range(1, 12)) * 6000) / 32768
+        out.append(x)
+    return out
+
+
+def test_live_transforms_and_analysis_are_numpys_bit_for_bit() -> None:
+    """Issue 17's shortcuts in the live analysis (the pocketfft ufuncs called directly, the
+    power spectrum cut after the last bin read, argmax for the best peak) change no bit:
+    every number equals the plain numpy computation's, on tones, noise, DC, clicks and
+    near-silence, at every rate and frame length the edge uses."""
+    rng = np.random.default_rng(17)
+    for rate, fms in ((8000, 20), (16000, 20), (16000, 10), (24000, 20), (48000, 30)):
+        plan = _plan(rate, fms)
+        for x in _windows(rng, plan.window, rate):
+            xw = x * plan.win
+            assert _rfft1(xw, plan).tobytes() == np.fft.rfft(xw, plan.nfft).tobytes()
+            lp = np.abs(np.fft.rfft(xw, plan.nfft))[: plan.lp_bins]
+            assert _irfft1(lp, plan).tobytes() == np.fft.irfft(lp, plan.nfft).tobytes()
+            got, want = _analyze1(plan, x.copy()), _analyze1_plain(plan, x.copy())
+            assert np.array(got).tobytes() == np.array(want).tobytes(), (rate, fms, got, want)
+
+
+def test_fast_built_features_equal_the_dataclass() -> None:
+    """The tracker's and the core's FrameFeatures built through the slot descriptors (issue
+    17) are the objects the dataclass constructor and dataclasses.replace make."""
+    import dataclasses
+
+    from clutchcall.engine.audio.features import FrameFeatures, _shaped_features, with_agent_edge
+
+    f = _shaped_features(-21.5, 2.25, 30.0, 0.75, 121.0, -18.0, 1.5)
+    g = FrameFeatures(level_db=-21.5, rel_db=2.25, snr_db=30.0, voicing=0.75, f0_hz=121.0,
+                      hf_db=-18.0, rel_f0_st=1.5)
+    assert repr(f) == repr(g) and f == g and hash(f) == hash(g)
+    for src in (g, dataclasses.replace(g, turn_end_p=0.25)):
+        assert repr(with_agent_edge(src, 140.0)) == repr(dataclasses.replace(src, agent_edge_ms=140.0))
+    t = FeatureTracker()
+    x = _tone(150.0, 16000, 0.2)
+    for i in range(0, len(x) - 319, 320):
+        ft = t.push_pcm(x[i:i + 320], 16000, True, 20)
+        assert repr(ft) == repr(FrameFeatures(**{k.name: getattr(ft, k.name) for k in dataclasses.fields(ft)}))

@@ -188,3 +188,19 @@ def test_vad_decisions_is_one_framer_over_the_whole_signal() -> None:
     assert not any(got[:20]) and sum(got[30:]) > 10
     with pytest.raises(ConfigError):
         vad_decisions(pcm, 11025, 20, 2)
+
+
+def test_framer_judges_with_the_same_webrtcvad_call() -> None:
+    """VadFramer's per-frame path (Vad.judge: the C call without its two Python wrappers,
+    issue 17) gives is_speech's decision on every frame."""
+    rng = np.random.default_rng(3)
+    for rate in (8000, 16000, 32000, 48000):
+        for ms in (10, 20, 30):
+            t = np.arange(rate) / rate
+            x = np.concatenate([np.zeros(rate // 4), np.sin(2 * np.pi * 180 * t) * 9000
+                                + rng.standard_normal(rate) * 800, rng.standard_normal(rate // 2) * 30])
+            pcm = x.astype(np.int16)
+            framer, ref = VadFramer(rate, ms, 2), Vad(rate, 2)
+            got = framer.push(pcm)
+            assert [sp for _, sp in got] == [ref.is_speech(f) for f, _ in got]
+            assert len(got) == len(pcm) // (rate * ms // 1000) and any(sp for _, sp in got)

@@ -50,6 +50,34 @@ def test_driver_records_through_the_recorder_passed_in() -> None:
     assert any(i.kind == "timer" for i in a.inputs)
 
 
+def test_driver_without_a_recorder_drives_the_engine_the_same() -> None:
+    """Without a recorder the driver calls the engine directly (no EngineInput built: the
+    live edge's per-frame path, issue 17): every input kind gives the outputs the recorded
+    path gives, drained after each input."""
+    inputs = scripted_call(seed=5, seconds=30)
+    rec = MemoryRecorder()
+    recorded, bare = EngineDriver(recorder=rec), EngineDriver()
+    for inp in inputs:
+        for d in (recorded, bare):
+            d.advance(inp.time)
+        if inp.kind != "caller_frame" and (inp.kind == "agent_audio_started") == (
+                recorded.engine.state.value.startswith("agent")):
+            continue
+        if inp.kind == "caller_frame":
+            assert inp.speech is not None and inp.duration_ms is not None
+            got = bare.caller_frame(inp.time, speech=inp.speech, duration_ms=inp.duration_ms,
+                                    seq=inp.seq, features=inp.features)
+        elif inp.kind == "timer":
+            got = bare.handle_timer(inp.time)
+        elif inp.kind == "agent_audio_started":
+            got = bare.agent_audio_started(inp.time)
+        else:
+            got = bare.agent_audio_finished(inp.time)
+        assert got == recorded.feed(inp)
+    assert rec.outs and any(i.kind == "agent_audio_started" for i in rec.inputs)
+    assert bare.engine.state == recorded.engine.state and bare.get_timer() == recorded.get_timer()
+
+
 def test_scripted_call_replays_and_a_change_is_found() -> None:
     inputs = scripted_call(seed=3, seconds=30)
     rec = MemoryRecorder()
