@@ -79,6 +79,26 @@ except ImportError:  # pragma: no cover - another numpy: the public functions
 if not (hasattr(_pfu, "rfft_n_even") and hasattr(_pfu, "irfft")):  # pragma: no cover
     _pfu = None
 
+
+def _private_fft_agrees() -> bool:
+    """Whether this numpy's private pocketfft ufuncs, called as :func:`_rfft1` / :func:`_irfft1`
+    call them, give ``np.fft.rfft`` / ``irfft`` bit for bit on a probe (a private module may
+    change its signature or meaning in any numpy release: then the public functions are used)."""
+    try:
+        x = np.sin(np.arange(200, dtype=np.float64) * 0.37) * np.hanning(200)
+        axes = [(0,), (), (0,)]
+        spec = _pfu.rfft_n_even(x, 1, axes=axes, out=np.empty(257, dtype=np.complex128))
+        back = _pfu.irfft(spec, np.reciprocal(512, dtype=np.float64), axes=axes,
+                          out=np.empty(512, dtype=np.float64))
+        return bool(np.array_equal(spec, np.fft.rfft(x, 512))
+                    and np.array_equal(back, np.fft.irfft(np.fft.rfft(x, 512), 512)))
+    except (TypeError, ValueError, AttributeError):  # pragma: no cover - another numpy's private API
+        return False
+
+
+if _pfu is not None and not _private_fft_agrees():  # pragma: no cover
+    _pfu = None
+
 SPEECH_TAU_MS = 3000.0
 """Time constant of the running speech level."""
 FLOOR_RISE_DB_PER_S = 3.0
