@@ -368,12 +368,28 @@ class AsyncioUdpIO:
     def send_batch(self, datagrams: Iterable[Datagram]) -> int:
         """Send every datagram with ``sendto``; return how many. Raises LocalProtocolError
         if not started."""
-        if self._transport is None:
+        transport = self._transport
+        if transport is None:
             raise LocalProtocolError("start() the asyncio UDP I/O before sending")
         n = 0
+        # straight to the socket while the transport has nothing queued (the usual case: a
+        # datagram socket is almost always writable); once the socket would block, the rest
+        # goes through the transport, which queues it and sends it when writable (in order)
+        queued = getattr(transport, "get_write_buffer_size", None)  # asyncio's selector transport
+        direct = queued is not None and queued() == 0 and not transport.is_closing()
+        sendto = self.sock.sendto
         for data, addr in datagrams:
-            self._transport.sendto(data, addr)
             n += 1
+            if direct and data:
+                try:
+                    sendto(data, addr)
+                    continue
+                except (BlockingIOError, InterruptedError):
+                    direct = False
+                except OSError as exc:  # as the transport does: reported, not raised
+                    log.debug("udp error: %s", exc)
+                    continue
+            transport.sendto(data, addr)
         return n
 
     def close(self) -> None:

@@ -67,9 +67,9 @@ class CallerCodec:
         self._dec = OpusDecoder(rate) if self.codec is Codec.OPUS else None
 
     def encode(self, pcm: bytes) -> bytes:
-        x = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
         if self.codec is Codec.PCM16:
-            return pcm
+            return pcm  # (no array: one call per 20 ms frame of every bench caller)
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
         if self.codec is Codec.G711_ULAW:
             return bytes(_ulaw_encode(x).tobytes())
         if self.codec is Codec.G711_ALAW:

@@ -51,9 +51,10 @@ from clutchcall.prod.moqt.session import (
 from clutchcall.prod.moqt.wire import (
     AuthToken,
     MoqtError,
-    ObjectDatagram,
     SetupParam,
     TerminationCode,
+    encode_object_datagram,
+    object_datagram_prefix,
     params_from,
 )
 from clutchcall.prod.quic.ackcoalesce import AckCoalescing
@@ -81,6 +82,7 @@ class CallerSession(AckCoalescing):
         self.core.set_ack_delay(self._quic, transport.ack_delay_ms)
         self._audio_mode: str | None = None  # "datagram" / "stream" once decided
         self.datagram_frames_sent = 0
+        self._dg_prefix: tuple[int, bytes] | None = None  # (alias, OBJECT_DATAGRAM prefix)
         self.moqt = MoqtSession("client")
         self.ready = asyncio.Event()
         self.error: Exception | None = None
@@ -172,6 +174,12 @@ class CallerSession(AckCoalescing):
             if cb is not None:
                 cb(event.reason_phrase)
         elif isinstance(event, core.DatagramFrameReceived):
+            hit = self.moqt.receive_object_datagram(event.data)  # agent audio: the common case
+            if hit is not None:  # an object: as _on_moqt's ObjectReceived (readiness unchanged)
+                self._on_object(hit[0].request_id, hit[2])
+                if hit[0].request_id != self._agent_rid:
+                    self._rx_media_only = False
+                return
             events = self.moqt.receive_datagram(event.data)
             for ev in events:
                 self._on_moqt(ev)
@@ -215,20 +223,24 @@ class CallerSession(AckCoalescing):
         elif isinstance(ev, (SubscribeRejected, NamespaceRejected)):
             self._fail(ConnectionError(f"edge refused: {ev.message.reason}"))
         elif isinstance(ev, ObjectReceived):
-            if ev.request.request_id == self._agent_rid and ev.object.payload:
-                self.t.on_agent_audio(ev.object.payload)
-            elif ev.request.request_id == self._control_rid and ev.object.payload:
-                try:
-                    event = json.loads(ev.object.payload)
-                except ValueError:
-                    raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "control object is not JSON") from None
-                self.t.on_control(event)
+            self._on_object(ev.request.request_id, ev.object.payload)
         if (
             self._caller_audio_alias is not None
             and self._agent_rid in self._accepted
             and self._control_rid in self._accepted
         ):
             self.ready.set()
+
+    def _on_object(self, request_id: int, payload: bytes) -> None:
+        """An object of the subscription ``request_id``: agent audio or a control event."""
+        if request_id == self._agent_rid and payload:
+            self.t.on_agent_audio(payload)
+        elif request_id == self._control_rid and payload:
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "control object is not JSON") from None
+            self.t.on_control(event)
 
     def audio_transport(self) -> str:
         """Return how caller audio goes: "datagram" if both ends negotiated DATAGRAM frames (we
@@ -265,9 +277,13 @@ class CallerSession(AckCoalescing):
         """Send one caller frame as an OBJECT_DATAGRAM instead of a stream (unreliable)."""
         if self._caller_audio_alias is None or self.close_code is not None:
             return
-        dg = ObjectDatagram(track_alias=self._caller_audio_alias, group_id=seq, payload=payload,
-                            publisher_priority=0, end_of_group=True)
-        self._quic.send_datagram_frame(dg.encode())
+        alias = self._caller_audio_alias
+        prefix = self._dg_prefix
+        if prefix is None or prefix[0] != alias:
+            prefix = self._dg_prefix = (alias, object_datagram_prefix(alias, end_of_group=True))
+        # = ObjectDatagram(track_alias=alias, group_id=seq, payload=payload,
+        #                  publisher_priority=0, end_of_group=True).encode()
+        self._quic.send_datagram_frame(encode_object_datagram(prefix[1], seq, payload, 0))
         self.datagram_frames_sent += 1
         self.transmit()
 

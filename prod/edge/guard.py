@@ -102,6 +102,8 @@ class ViolationGuard:
         self.ingress = queued
         ahead = self.stats.dropped_ahead + queued
         conceal = self.stats.conceal_refused
+        if ahead == self._seen_ahead and conceal == self._seen_conceal and not self._events:
+            return 0, 0, self.reason  # nothing new and an empty window: the usual frame
         new_a, new_c = ahead - self._seen_ahead, conceal - self._seen_conceal
         self._seen_ahead, self._seen_conceal = ahead, conceal
         self.ahead += new_a

@@ -134,9 +134,21 @@ def install_quic_admission(server: Any, gate: PendingGate, retry_above: int,
     cid_len = server._configuration.connection_id_length
     stats = gate.stats
 
+    protocols = server._protocols
+    dcid_end = 1 + cid_len
+
     def datagram_received(data: bytes, addr: Any) -> None:
         if not data or not data[0] & 0x80:  # short header: an established connection
-            inner(data, addr)
+            # the server's own lookup by destination CID (both cores' QuicServer: a short
+            # header has no version, so no version negotiation; an unknown CID, a short
+            # datagram or a clear fixed bit is dropped there), without parsing the header
+            # into objects once per audio frame
+            proto = (protocols.get(data[1:dcid_end])
+                     if len(data) >= dcid_end and data[0] & 0x40 else None)
+            if proto is not None:
+                proto.datagram_received(data, addr)
+            else:
+                inner(data, addr)
             return
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=cid_len)

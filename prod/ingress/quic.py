@@ -90,12 +90,13 @@ from clutchcall.prod.moqt.wire import (
     MOQT_ALPN,
     AuthToken,
     MoqtError,
-    ObjectDatagram,
     SetupParam,
     SubgroupHeader,
     TerminationCode,
     TokenAliasType,
+    encode_object_datagram,
     encode_varint,
+    object_datagram_prefix,
     param_get,
     params_from,
 )
@@ -203,6 +204,7 @@ class EdgeSession(AckCoalescing):
         self._control_stream_id: int | None = None
         self.call_id: str | None = None
         self.codec = ("pcm16", 16000, cfg.frame_ms)
+        self._frame_size: tuple[tuple[str, int, int], int | None] | None = None  # (codec, bytes)
         self._announced = False  # this call's namespace announced to the peer (moq-rs)
         self._caller_audio_rid: int | None = None
         self._namespace_ok = False
@@ -215,6 +217,7 @@ class EdgeSession(AckCoalescing):
         self._control_rid: int | None = None
         self._agent_streams = 0
         self._audio_mode: str | None = None  # "datagram" / "stream" once decided
+        self._agent_prefix: tuple[int, bytes] | None = None  # (alias, OBJECT_DATAGRAM prefix)
         self._caller_datagrams = False  # the caller has sent a DATAGRAM (its audio uses them)
         self.call: QuicCall | None = None
         self._task: asyncio.Task[None] | None = None
@@ -243,6 +246,9 @@ class EdgeSession(AckCoalescing):
 
     def _on_quic_event(self, event: QuicEvent) -> None:
         core = self.core
+        if type(event) is core.DatagramFrameReceived and self.handshake_done:
+            self._on_datagram(event.data)  # caller audio: the common event, first
+            return
         if not isinstance(event, (core.DatagramFrameReceived, core.StreamDataReceived)):
             self._rx_media_only = False
         if isinstance(event, core.ProtocolNegotiated):
@@ -283,9 +289,7 @@ class EdgeSession(AckCoalescing):
             self.moqt.stream_reset(event.stream_id)
             return
         if isinstance(event, core.DatagramFrameReceived):
-            self.ingress.stats["uplink_datagrams"] += 1
-            self._caller_datagrams = True
-            self._handle(self.moqt.receive_datagram(event.data))
+            self._on_datagram(event.data)
             return
         assert isinstance(event, core.StreamDataReceived)
         sid = event.stream_id
@@ -299,6 +303,25 @@ class EdgeSession(AckCoalescing):
         elif sid != self._control_stream_id:
             raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "second bidirectional stream")
         self._handle(self.moqt.receive_control(event.data, event.end_stream))
+
+    def _on_datagram(self, data: bytes) -> None:
+        """A QUIC DATAGRAM from the caller (after the handshake). An audio frame (the plain
+        OBJECT_DATAGRAM, :meth:`MoqtSession.receive_object_datagram`) goes to the call
+        directly, as :meth:`_handle` does with its ``ObjectReceived``; anything else takes
+        the general path (:meth:`MoqtSession.receive_datagram`: held objects, status
+        datagrams, errors)."""
+        self.ingress.stats["uplink_datagrams"] += 1
+        self._caller_datagrams = True
+        hit = self.moqt.receive_object_datagram(data)
+        if hit is None:
+            self._handle(self.moqt.receive_datagram(data))
+            return
+        sub, group, payload = hit
+        call = self.call
+        if call is not None and sub.request_id == self._caller_audio_rid and payload:
+            self._check_frame(payload)
+            self.ingress.stats["uplink_frames"] += 1
+            call.feed_uplink(group, payload)
 
     # ---------------------------------------------------------------- MoQT events
 
@@ -346,9 +369,12 @@ class EdgeSession(AckCoalescing):
 
     def _check_frame(self, payload: bytes) -> None:
         """A constant-rate codec frame must have its exact size (wrong codec -> end the call)."""
-        codec, rate, frame_ms = self.codec
-        want = frame_bytes(codec, rate, frame_ms)
+        sized = self._frame_size
+        if sized is None or sized[0] != self.codec:
+            sized = self._frame_size = (self.codec, frame_bytes(*self.codec))
+        want = sized[1]
         if want is not None and len(payload) != want:
+            codec, rate, frame_ms = self.codec
             self.ingress.stats["bad_frames"] += 1
             raise MoqtError(
                 TerminationCode.PROTOCOL_VIOLATION,
@@ -550,7 +576,12 @@ class EdgeSession(AckCoalescing):
         self._transmit_task = None
         quic = self._quic
         sendto = self._transport.sendto
-        for data, addr in quic.datagrams_to_send(now=self._loop.time()):
+        now = self._loop.time()
+        # an ACK the connection owes rides this send (aioquic; qh3 does it by itself), as
+        # AckCoalescing.transmit does off the batched loop: caller audio's ACKs ride the agent
+        # frames instead of leaving alone on aioquic's ACK timer
+        self.core.ack_with_next_send(quic, now)
+        for data, addr in quic.datagrams_to_send(now=now):
             sendto(data, addr)
         if self._timer is not None:  # armed before the scheduler was installed
             self._timer.cancel()
@@ -623,10 +654,14 @@ class EdgeSession(AckCoalescing):
     def _send_agent_datagram(self, group: int, payload: bytes) -> None:
         """One agent frame as one OBJECT_DATAGRAM (group = frame number, object 0; unreliable:
         a lost frame is the caller's jitter buffer's concealment)."""
-        assert self._agent_alias is not None
-        dg = ObjectDatagram(track_alias=self._agent_alias, group_id=group, publisher_priority=0,
-                            payload=payload, end_of_group=True)
-        self._quic.send_datagram_frame(dg.encode())
+        alias = self._agent_alias
+        assert alias is not None
+        prefix = self._agent_prefix
+        if prefix is None or prefix[0] != alias:
+            prefix = self._agent_prefix = (alias, object_datagram_prefix(alias, end_of_group=True))
+        # = ObjectDatagram(track_alias=alias, group_id=group, publisher_priority=0,
+        #                  payload=payload, end_of_group=True).encode()
+        self._quic.send_datagram_frame(encode_object_datagram(prefix[1], group, payload, 0))
         self.ingress.stats["agent_datagrams"] += 1
         self.transmit()
 

@@ -430,14 +430,31 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
     # -- internals -----------------------------------------------------------------------
     def _flush_appends(self) -> None:
         if self._pending:
-            self._send({"type": "input_audio_buffer.append", "audio": b64encode(bytes(self._pending))})
+            eid = self._next_event_id()
+            if eid is not None:
+                # = dumps({"type": "input_audio_buffer.append", "audio": <base64>, "event_id": eid})
+                # written out: neither base64 text nor our event ids need JSON escaping, and
+                # this is one message per ``append_batch_ms`` of every call's audio
+                text = ('{"type":"input_audio_buffer.append","audio":"' + b64encode(self._pending)
+                        + '","event_id":"' + eid + '"}')
+                self._out.put_nowait((text, "", eid))
             self.stats.appends += 1
             self.stats.appended_bytes += len(self._pending)
             self._pending.clear()
 
     def _send(self, event: dict[str, Any], kind: str = "") -> None:
-        if self.closed:
+        eid = self._next_event_id()
+        if eid is None:
             return
+        event["event_id"] = eid
+        self._out.put_nowait((dumps(event), kind, eid))
+
+    def _next_event_id(self) -> str | None:
+        """Return the id of the next event to send (the queue is then no longer idle), or None
+        if nothing may be sent: the leg is closed, or the model stopped reading (then the leg
+        closes with a protocol error)."""
+        if self.closed:
+            return None
         if self._out.qsize() >= self.config.max_backlog:
             exc = RemoteProtocolError(f"model leg: {self._out.qsize()} messages not written: "
                                       "the model stopped reading")
@@ -445,11 +462,11 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             self._mark_closed(exc)
             if self._ws is not None:
                 asyncio.get_running_loop().create_task(self._abort())
-            return
-        event["event_id"] = eid = f"evt_c{next(self._ids)}"
+            return None
+        eid = f"evt_c{next(self._ids)}"
         self._last_event_id = eid
         self._idle.clear()
-        self._out.put_nowait((dumps(event), kind, eid))
+        return eid
 
     async def _abort(self) -> None:
         for t in self._tasks:

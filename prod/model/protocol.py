@@ -80,7 +80,7 @@ def pcm_ms(nbytes: int) -> float:
     return nbytes / BYTES_PER_MS
 
 
-def b64encode(pcm: bytes) -> str:
+def b64encode(pcm: bytes | bytearray) -> str:
     """Return ``pcm`` as base64 text."""
     return base64.b64encode(pcm).decode("ascii")
 

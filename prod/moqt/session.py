@@ -62,6 +62,7 @@ from clutchcall.prod.moqt.wire import (
     encode_subgroup_stream,
     param_get,
     params_from,
+    parse_object_datagram,
 )
 
 Role = Literal["client", "server"]
@@ -424,6 +425,27 @@ class MoqtSession:
             return self._deliver(decode_datagram(data, self._max_object_bytes), None)
         except MoqtError as err:
             raise self._fail(err) from None
+
+    def receive_object_datagram(self, data: bytes) -> tuple[Subscribe, int, bytes] | None:
+        """The fast path of :meth:`receive_datagram` for the common datagram (one 20 ms audio
+        frame): if ``data`` is an OBJECT_DATAGRAM of object 0 without extensions
+        (:func:`~clutchcall.prod.moqt.wire.parse_object_datagram`) within the object size
+        limit, on a track this session subscribed to, count it and return (the subscription,
+        group, payload) -- what :meth:`receive_datagram`'s one ``ObjectReceived`` would carry,
+        without building the event. Return None, having changed nothing, for anything else
+        (a closed session, before setup, another datagram form, an unknown alias, an
+        oversized payload): :meth:`receive_datagram` then handles it (and its errors)."""
+        if self.closed is not None or not self.setup_done:
+            return None
+        parsed = parse_object_datagram(data)
+        if parsed is None:
+            return None
+        alias, group, _prio, payload = parsed
+        sub = self._alias_to_sub.get(alias)
+        if sub is None or len(payload) > self._max_object_bytes:
+            return None
+        self.objects_received += 1
+        return sub, group, payload
 
     # ------------------------------------------------------------------ send
 

@@ -1061,6 +1061,49 @@ class ObjectDatagram:
         return out + self.payload
 
 
+def object_datagram_prefix(track_alias: int, end_of_group: bool = False) -> bytes:
+    """Return the bytes every OBJECT_DATAGRAM of ``track_alias`` carrying object 0 without
+    extensions starts with (type 0x04, or 0x06 with ``end_of_group``; then the alias): the
+    fixed part of :func:`encode_object_datagram`, computed once per track by a sender.
+    Raises ValueError for an alias out of varint range."""
+    return bytes((0x06 if end_of_group else 0x04,)) + encode_varint(track_alias)
+
+
+def encode_object_datagram(prefix: bytes, group_id: int, payload: bytes, publisher_priority: int = 128) -> bytes:
+    """Return the OBJECT_DATAGRAM of object 0 of ``group_id`` (``prefix`` from
+    :func:`object_datagram_prefix`): the same bytes as :meth:`ObjectDatagram.encode` with
+    that alias, group, priority and payload, object 0 and no extensions, without building
+    the dataclass (one per 20 ms audio frame). Raises ValueError for a group out of varint
+    range or a priority outside 0..255."""
+    if 0 <= group_id < 0x40:
+        return prefix + bytes((group_id, publisher_priority)) + payload
+    return prefix + encode_varint(group_id) + bytes((publisher_priority,)) + payload
+
+
+def parse_object_datagram(data: bytes) -> tuple[int, int, int, bytes] | None:
+    """The common OBJECT_DATAGRAM, decoded without a :class:`Reader`: return (track alias,
+    group, publisher priority, payload) if ``data`` is type 0x04 or 0x06 (object 0, no
+    extensions) with a one-byte alias and a whole group varint; None for anything else (a
+    short, malformed or other datagram: :func:`decode_datagram` decides about it, with its
+    errors). For such a datagram the values equal :func:`decode_datagram`'s."""
+    n = len(data)
+    if n < 4 or (data[0] | 0x02) != 0x06:
+        return None
+    alias = data[1]
+    if alias >= 0x40:
+        return None
+    first = data[2]
+    if first < 0x40:
+        return alias, first, data[3], data[4:]
+    size = 1 << (first >> 6)
+    if 2 + size >= n:  # the group varint and the priority byte must fit
+        return None
+    group = first & 0x3F
+    for i in range(3, 2 + size):
+        group = (group << 8) | data[i]
+    return alias, group, data[2 + size], data[3 + size:]
+
+
 def decode_datagram(data: bytes, max_object_bytes: int = 1 << 16) -> MoqObject:
     """Decode one datagram into a :class:`MoqObject`; raises MoqtError(PROTOCOL_VIOLATION)."""
     r = Reader(data)

@@ -74,11 +74,19 @@ class AckCoalescing:
         to the next send, at most :data:`ACK_COALESCE_MS` away. Return False if the core
         refused the datagram (``QuicConnectionError``, qh3 on a closed connection), else True."""
         now = self._loop.time()
+        quic = self._quic
         try:
             if isinstance(data, list):
-                self._quic.receive_many_datagrams(data, addr, now=now)
+                quic.receive_many_datagrams(data, addr, now=now)
+            elif self.core.name == "qh3":
+                # qh3's batch entry point, also for one datagram: past the handshake it hands
+                # the datagram whole to the native core (its batch path), without
+                # receive_datagram's shell work per datagram (client-only Retry / version
+                # checks, a header parse and a copy per packet); before the handshake has
+                # completed it falls back to receive_datagram itself
+                quic.receive_many_datagrams([data], addr, now=now)
             else:
-                self._quic.receive_datagram(data, addr, now=now)
+                quic.receive_datagram(data, addr, now=now)
         except self.core.QuicConnectionError:
             return False
         self._rx_media_only = True

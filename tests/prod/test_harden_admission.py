@@ -94,3 +94,45 @@ def test_quic_retry_under_load_and_pending_cap(tmp_path) -> None:  # type: ignor
             await edge.stop()
 
     asyncio.run(asyncio.wait_for(main(), 45))
+
+
+@pytest.mark.parametrize("core_name", ["aioquic", "qh3"])
+def test_short_header_datagrams_go_straight_to_their_connection(core_name: str) -> None:
+    """Issue 17: the admission wrapper hands a short-header datagram for a known connection
+    ID to its connection without the server's header parse; anything else (an unknown CID,
+    a clear fixed bit, a truncated or empty datagram) still goes through the server, which
+    drops it -- the connection sees exactly what the server itself would have given it."""
+    from clutchcall.prod.ingress.admission import PendingGate, install_quic_admission
+    from clutchcall.prod.quic.core import get_core
+
+    async def main() -> None:
+        core = get_core(core_name)
+        server = core.QuicServer(configuration=core.QuicConfiguration(is_client=False))
+        cid = b"\x11" * server._configuration.connection_id_length
+        got: list[bytes] = []
+
+        class Conn:
+            def datagram_received(self, data: bytes, addr: object) -> None:
+                got.append(data)
+
+        server._protocols[cid] = Conn()
+        via_server: list[bytes] = []
+        own = server.datagram_received
+
+        def counted(data: bytes, addr: object) -> None:
+            via_server.append(data)
+            own(data, addr)
+
+        server.datagram_received = counted
+        install_quic_admission(server, PendingGate(4), 2)
+        addr = ("127.0.0.1", 5000)
+        good = bytes([0x41]) + cid + b"protected payload"
+        server.datagram_received(good, addr)
+        assert got == [good] and via_server == []
+        bad = [bytes([0x41]) + b"\x22" * len(cid) + b"x", bytes([0x01]) + cid + b"x",
+               bytes([0x41]) + cid[:3], b""]
+        for data in bad:
+            server.datagram_received(data, addr)
+        assert via_server == bad and got == [good]  # the server dropped each of them
+
+    asyncio.run(main())

@@ -344,3 +344,27 @@ def test_a_create_refused_for_an_active_response_is_sent_again_after_it() -> Non
             await leg.close()
 
     run(main())
+
+
+def test_append_message_is_the_json_of_the_event() -> None:
+    """Issue 17: the append message is written out by hand (no json.dumps per batch); it must
+    be exactly the compact JSON of the event the other actions send through ``dumps``."""
+    import base64
+
+    from clutchcall.prod.model.protocol import dumps
+
+    async def main() -> None:
+        leg = ModelLeg(ModelLegConfig(url="ws://127.0.0.1:9", append_batch_ms=20))
+        pcm = bytes(range(256)) * (20 * BYTES_PER_MS // 256) + b"\x01\xff" * (20 * BYTES_PER_MS % 256 // 2)
+        leg.append(pcm)  # one batch: flushed at once
+        leg.append(pcm[:100])
+        leg.commit()  # flushes the partial batch first, then its own events through dumps
+        sent = [leg._out.get_nowait() for _ in range(leg._out.qsize())]
+        assert [m[2] for m in sent] == ["evt_c1", "evt_c2", "evt_c3", "evt_c4"]
+        for m, audio in zip(sent[:2], (pcm, pcm[:100]), strict=True):
+            want = {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode(), "event_id": m[2]}
+            assert m[0] == dumps(want) and json.loads(m[0]) == want
+        assert json.loads(sent[2][0])["type"] == "input_audio_buffer.commit"
+        assert leg.stats.appends == 2 and leg.stats.appended_bytes == len(pcm) + 100
+
+    asyncio.run(main())

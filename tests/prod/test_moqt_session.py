@@ -139,3 +139,52 @@ def test_any_message_order_gives_events_or_typed_error(msgs, role) -> None:  # t
         except MoqtError as e:
             assert isinstance(e.code, TC)
             break
+
+
+def _audio_subscription(srv: s.MoqtSession, cli: s.MoqtSession) -> tuple[int, int]:
+    rid, raw = srv.subscribe(NS, b"caller-audio")
+    (ev,) = cli.receive_control(raw)
+    alias, ok = cli.subscribe_ok(ev.message)
+    (ev,) = srv.receive_control(ok)
+    assert isinstance(ev, s.SubscribeAccepted)
+    return rid, alias
+
+
+def test_receive_object_datagram_is_receive_datagrams_object() -> None:
+    """The fast path returns what the general path's ObjectReceived carries, and counts it."""
+    cli, srv = pair()
+    rid, alias = _audio_subscription(srv, cli)
+    for group in (0, 1, 63, 64, 70000):
+        raw = w.ObjectDatagram(track_alias=alias, group_id=group, publisher_priority=0, payload=b"pcm",
+                               end_of_group=True).encode()
+        (ev,) = srv.receive_datagram(raw)
+        before = srv.objects_received
+        sub, g, payload = srv.receive_object_datagram(raw) or (None, None, None)
+        assert sub is ev.request and sub is not None and sub.request_id == rid
+        assert (g, payload) == (ev.object.group_id, ev.object.payload)
+        assert srv.objects_received == before + 1
+
+
+def test_receive_object_datagram_declines_what_the_general_path_decides() -> None:
+    cli, srv = s.MoqtSession("client"), s.MoqtSession("server", max_object_bytes=8)
+    raw = w.ObjectDatagram(track_alias=9, group_id=1, payload=b"x").encode()
+    assert srv.receive_object_datagram(raw) is None  # before setup: receive_datagram raises
+    with pytest.raises(MoqtError):
+        srv.receive_datagram(raw)
+    cli, srv = s.MoqtSession("client"), s.MoqtSession("server", max_object_bytes=8)
+    srv.receive_control(cli.client_setup())
+    cli.receive_control(srv.server_setup())
+    assert srv.receive_object_datagram(raw) is None  # unknown alias: held by the general path
+    assert srv.receive_datagram(raw) == [] and srv.objects_received == 0
+    _, alias = _audio_subscription(srv, cli)
+    assert alias != 9
+    big = w.ObjectDatagram(track_alias=alias, group_id=1, payload=b"x" * 9).encode()
+    assert srv.receive_object_datagram(big) is None  # oversized: the general path's error
+    status = w.ObjectDatagram(track_alias=alias, group_id=1, status=w.ObjectStatus.END_OF_GROUP).encode()
+    assert srv.receive_object_datagram(status) is None
+    ext = w.ObjectDatagram(track_alias=alias, group_id=1, payload=b"x",
+                           extensions=(w.Extension(type=2, value=5),)).encode()
+    assert srv.receive_object_datagram(ext) is None
+    with pytest.raises(MoqtError):
+        srv.receive_datagram(big)
+    assert srv.receive_object_datagram(raw) is None  # closed

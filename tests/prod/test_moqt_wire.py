@@ -247,3 +247,45 @@ def test_fuzz_data_stream_and_datagram(data: bytes, fin: bool) -> None:
         w.AuthToken.decode(data)
     except MoqtError:
         pass
+
+
+# -- the per-frame fast paths (issue 17): the same bytes / values as the general codec --------
+
+_GROUPS = st.one_of(st.integers(0, 70), st.integers(0, 2**62 - 1),
+                    st.sampled_from([63, 64, 16383, 16384, 2**30 - 1, 2**30, 2**62 - 1]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(alias=st.one_of(st.integers(0, 70), st.integers(0, 2**62 - 1)), group=_GROUPS,
+       prio=st.integers(0, 255), payload=st.binary(max_size=40), eog=st.booleans())
+def test_encode_object_datagram_matches_the_dataclass(alias: int, group: int, prio: int,
+                                                      payload: bytes, eog: bool) -> None:
+    ref = w.ObjectDatagram(track_alias=alias, group_id=group, publisher_priority=prio,
+                           payload=payload, end_of_group=eog).encode()
+    assert w.encode_object_datagram(w.object_datagram_prefix(alias, eog), group, payload, prio) == ref
+    parsed = w.parse_object_datagram(ref)
+    if alias < 0x40:  # the fast parse covers every plain datagram with a one-byte alias
+        assert parsed == (alias, group, prio, payload)
+    else:
+        assert parsed is None
+    with pytest.raises(ValueError):
+        w.encode_object_datagram(w.object_datagram_prefix(alias, eog), group, payload, 256)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=12),
+    st.builds(lambda head, rest: bytes(head) + rest,
+              st.lists(st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07, 0x20, 0x3F, 0x40, 0x41,
+                                        0x80, 0xC0, 0xFF]), min_size=1, max_size=6),
+              st.binary(max_size=6)),
+))
+def test_parse_object_datagram_agrees_with_decode_or_declines(data: bytes) -> None:
+    """Whatever the bytes: the fast parse either declines (None) or returns exactly what
+    decode_datagram decodes; it never raises (errors are the general path's)."""
+    fast = w.parse_object_datagram(data)
+    if fast is None:
+        return
+    obj = w.decode_datagram(data)
+    assert obj.object_id == 0 and not obj.extensions and obj.status == w.ObjectStatus.NORMAL
+    assert fast == (obj.track_alias, obj.group_id, obj.publisher_priority, obj.payload)
