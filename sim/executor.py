@@ -28,8 +28,8 @@ Executors (:class:`ExecutorSpec`):
   open it through an :class:`ExecutorSession`, which starts it while they load their calls
   and closes it while they write their output. The calls are scattered once and broadcast
   to every worker (a worker that joins later fetches them once, from a peer), never sent
-  per task. A bounded window of tasks is in
-  flight at a time. A worker that dies has its tasks rerun elsewhere by the scheduler (up to
+  per task. Tasks whose tables come back are kept to a bounded window in flight; whole-point
+  tasks that write themselves (only a summary comes back) are submitted in one batch. A worker that dies has its tasks rerun elsewhere by the scheduler (up to
   ``distributed.scheduler.allowed-failures`` deaths per task); a task that raises outside a
   call's simulation is retried once; a task that still fails marks its chunk's calls failed.
 
@@ -472,7 +472,13 @@ def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: 
     from distributed import as_completed
 
     nthreads = sum(client.nthreads().values()) or 1
-    window = max(8, 4 * nthreads)
+    n_tasks = len(points) * len(asm.bounds)
+    # Tasks that write their point themselves return only a summary: submit them all at once
+    # (one batch to the scheduler, which queues them and hands each worker the next as it
+    # frees up) -- nothing piles up on the workers. Tasks whose tables come back are kept to
+    # a window, so that the finished tables waiting to be fetched stay bounded.
+    all_write = all(asm.write_to(p, shared_fs) is not None for p in range(len(points)))
+    window = n_tasks if all_write else max(8, 4 * nthreads)
     # one object for all calls, sent to every worker once (hash=False: no token of the data)
     calls_f = client.scatter([list(calls)], broadcast=True, hash=False)[0]
     run_id = uuid.uuid4().hex[:12]
@@ -480,17 +486,27 @@ def _run_dask(client: Any, calls: Sequence[Call], points: Sequence[Point], asm: 
     info: dict[str, tuple[int, int, int]] = {}
     lost: dict[tuple[int, int, int], int] = {}  # chunk -> times its result was lost
 
+    def key_of(task: tuple[int, int, int], again: bool = False) -> str:
+        p, lo, _hi = task
+        key = f"clutchcall-sim-{run_id}-{p}-{lo}" + (f"-again{lost[task]}" if again else "")
+        info[key] = task
+        return key
+
     def submit(again: tuple[int, int, int] | None = None) -> Any | None:
         nxt = again or next(tasks, None)
         if nxt is None:
             return None
         p, lo, hi = nxt
-        key = f"clutchcall-sim-{run_id}-{p}-{lo}" + (f"-again{lost[nxt]}" if again else "")
-        info[key] = nxt
         return client.submit(simulate_chunk, calls_f, p, lo, hi, points[p].cfg,
-                             asm.write_to(p, shared_fs), key=key, retries=1, pure=False)
+                             asm.write_to(p, shared_fs), key=key_of(nxt, bool(again)),
+                             retries=1, pure=False)
 
-    first = [f for f in (submit() for _ in range(window)) if f is not None]
+    # the first window in one message (client.map: one graph update, not one per task)
+    batch = [t for _, t in zip(range(window), tasks, strict=False)]
+    first = client.map(simulate_chunk, [calls_f] * len(batch), *zip(*batch, strict=True),
+                       [points[p].cfg for p, _lo, _hi in batch],
+                       [asm.write_to(p, shared_fs) for p, _lo, _hi in batch],
+                       key=[key_of(t) for t in batch], retries=1, pure=False) if batch else []
     # on this client's loop: as_completed defaults to the process's *default* client, which is
     # another one when several are open (a notebook's, a test's) -- its futures' events would
     # then be awaited on two loops
