@@ -73,8 +73,9 @@ def add_turn(parser: argparse.ArgumentParser) -> None:
                            dest=f, help="speculative commit (default: the preset's; on for clutchcall)")
         elif f == "end_of_turn_rule":
             g.add_argument("--end-of-turn-rule", choices=END_OF_TURN_RULES, default=None, dest=f,
-                           help="end-of-turn silence per pause: fixed, adaptive or smart-turn "
-                                "(opt-in model, the [smartturn] extra; engine/endpoint.py)")
+                           help="end-of-turn silence per pause: fixed, adaptive, prosodic (the final "
+                                "burst's pitch and level) or smart-turn (opt-in model, the "
+                                "[smartturn] extra); engine/endpoint.py")
         elif f == "barge_yield":
             g.add_argument("--barge-yield", choices=BARGE_YIELDS, default=None, dest=f,
                            help="soft barge-in: duck or pause the agent while a barge-in is "
