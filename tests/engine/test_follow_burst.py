@@ -16,36 +16,19 @@ from clutchcall.engine import BargeDismissed, Cancel, TurnConfig, TurnEngine
 from clutchcall.engine.actions import Pause
 from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.config import PRODUCT_TURN
+from tests.engine.over_agent import QUIET, run_over_agent
 
 LOUD = FrameFeatures(level_db=-20.0, rel_db=8.0, snr_db=60.0)  # raised: never backchannel-like
 SOFT = FrameFeatures(level_db=-34.0, rel_db=-10.0, snr_db=40.0)  # soft: backchannel-like
-QUIET = FrameFeatures(level_db=-90.0, rel_db=-70.0, snr_db=0.0)  # digital silence
 
 EV = TurnConfig(policy="evidence", barge_confirm_ms=300, evidence_edge_ms=0,
                 barge_yield="pause", barge_yield_ms=100)
 
 
-def _run(config: TurnConfig, script: list[tuple[int, bool, FrameFeatures]]) -> list[tuple[float, object]]:
-    """Over the agent (it talks throughout): run ``script`` = [(frames, speech, features)];
-    return [(time, output)]."""
-    e = TurnEngine(config)
-    t = 0.0
-    out: list[tuple[float, object]] = []
-
-    def frames(n: int, speech: bool, f: FrameFeatures) -> None:
-        nonlocal t
-        for _ in range(n):
-            t = round(t + 0.02, 9)
-            e.caller_frame(t, speech=speech, duration_ms=20, features=f)
-            out.extend((t, o) for o in e.drain())
-
-    frames(5, False, QUIET)
-    e.agent_audio_started(t)
-    frames(20, False, QUIET)
-    for n, speech, f in script:
-        frames(n, speech, f)
-    frames(30, False, QUIET)
-    return out
+def _run(config: TurnConfig, script: list[tuple[int, bool, FrameFeatures | None]]
+         ) -> list[tuple[float, object]]:
+    """Over the agent (it talks throughout): run ``script``; return [(time, output)]."""
+    return run_over_agent(config, script, tail=30)
 
 
 def _first_cancel(out: list[tuple[float, object]]) -> float | None:
