@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from clutchcall.sim import cli_common as cc
 from clutchcall.sim import cmd_eval
 from clutchcall.sim.calls import Call
 from clutchcall.sim.runner import default_corpus
-from clutchcall.sim.speculation_metrics import PREMATURE_WINDOW_S, _onsets
+from clutchcall.sim.speculation_metrics import released_turns
 from clutchcall.sim.world import simulate_call
 from clutchcall.traces.generator import GENERATOR_VERSION, SpeechBank, plan_call
 
@@ -108,18 +107,12 @@ def main() -> None:
         run = simulate_call(c, cfg)
         bounds = (boundaries(c.name, man["seed"], list(entries[c.name].get("holds", [])), bank)
                   if bank is not None else [])
-        onsets = _onsets(c.speech, c.frame_ms / 1000.0)
-        for t in run.turns:
-            heard = t["first_audio_caller_s"]
-            if not math.isfinite(heard):
+        replies = released_turns(run)
+        released += len(replies)
+        for t, premature in replies:
+            if not premature:
                 continue
-            released += 1
-            end = t["end_of_speech_caller_s"]
-            seg = next((s for s in c.segments if s.expect != "ignore"
-                        and s.start_ms / 1000.0 - 0.06 <= end < s.end_ms / 1000.0), None)
-            until = min(heard + PREMATURE_WINDOW_S, seg.end_ms / 1000.0) if seg else -math.inf
-            if not any(end < o <= until for o in onsets):
-                continue
+            heard, end = t["first_audio_caller_s"], t["end_of_speech_caller_s"]
             b = min(bounds, key=lambda b: abs(b["end_ms"] / 1000.0 - end), default=None)
             near = b is not None and abs(b["end_ms"] / 1000.0 - end) < 0.4
             rows.append({"call": c.name, "end_s": round(end, 2),

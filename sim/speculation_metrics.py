@@ -47,28 +47,33 @@ def _onsets(speech: tuple[bool, ...], frame_s: float) -> list[float]:
     return out
 
 
-def score_replies(run: CallRun) -> dict[str, Any]:
-    """Return one simulated call's counts: :data:`SPECULATION_COUNTS` plus
-    ``speculation_wasted_model_s``; see the module docstring."""
+def released_turns(run: CallRun) -> list[tuple[dict[str, Any], bool]]:
+    """Return each released reply of a simulated call (its turn record) with whether it was
+    premature (the definitions in the module docstring)."""
     call = run.call
-    frame_s = call.frame_ms / 1000.0
-    onsets = _onsets(call.speech, frame_s)
+    onsets = _onsets(call.speech, call.frame_ms / 1000.0)
     turns = [(s.start_ms / 1000.0 - 0.06, s.end_ms / 1000.0) for s in call.segments
              if s.expect != "ignore"]
-    released = premature = 0
+    out = []
     for t in run.turns:
         heard = t["first_audio_caller_s"]
         if not math.isfinite(heard):
             continue
-        released += 1
         end = t["end_of_speech_caller_s"]
         until = heard + PREMATURE_WINDOW_S
         if call.segments:
             # the labelled segment the turn's speech belongs to, if it goes on after it
             going_on = [b for a, b in turns if a <= end < b]
             until = min([until, *going_on]) if going_on else -math.inf
-        if any(end < o <= until for o in onsets):
-            premature += 1
+        out.append((t, any(end < o <= until for o in onsets)))
+    return out
+
+
+def score_replies(run: CallRun) -> dict[str, Any]:
+    """Return one simulated call's counts: :data:`SPECULATION_COUNTS` plus
+    ``speculation_wasted_model_s``; see the module docstring."""
+    replies = released_turns(run)
+    released, premature = len(replies), sum(p for _, p in replies)
     spec = run.speculation
     counts: dict[str, Any] = {
         "released_replies": released, "premature_replies": premature,
