@@ -534,9 +534,7 @@ class CallPipeline:
             self._rewound += ev.frames
             self._send("clear", None)
         elif isinstance(ev, Output):
-            self.metrics.observe_output(ev)
-            if isinstance(ev, Append):
-                return
+            self.metrics.observe_output(ev)  # (Append returned above)
             if ev.is_action or isinstance(ev, BackchannelFiltered):
                 self._flush_uplink()
             if isinstance(ev, Prime):

@@ -316,9 +316,13 @@ class EdgeSession(AckCoalescing):
         if hit is None:
             self._handle(self.moqt.receive_datagram(data))
             return
-        sub, group, payload = hit
+        self._on_object(hit[0].request_id, hit[1], hit[2])
+
+    def _on_object(self, request_id: int, group: int, payload: bytes) -> None:
+        """An object of the subscription ``request_id``: a caller audio frame goes to the call
+        (a wrong-size frame ends it: :meth:`_check_frame`); others are not the edge's."""
         call = self.call
-        if call is not None and sub.request_id == self._caller_audio_rid and payload:
+        if call is not None and request_id == self._caller_audio_rid and payload:
             self._check_frame(payload)
             self.ingress.stats["uplink_frames"] += 1
             call.feed_uplink(group, payload)
@@ -346,10 +350,7 @@ class EdgeSession(AckCoalescing):
             elif isinstance(ev, SubscribeRejected):
                 raise MoqtError(TerminationCode.PROTOCOL_VIOLATION, "caller refused caller-audio subscription")
             elif isinstance(ev, ObjectReceived):
-                if self.call is not None and ev.request.request_id == self._caller_audio_rid and ev.object.payload:
-                    self._check_frame(ev.object.payload)
-                    self.ingress.stats["uplink_frames"] += 1
-                    self.call.feed_uplink(ev.object.group_id, ev.object.payload)
+                self._on_object(ev.request.request_id, ev.object.group_id, ev.object.payload)
             elif isinstance(ev, PublishDoneReceived):
                 if ev.message.request_id == self._caller_audio_rid and self.call is not None:
                     self.call._end("caller ended caller-audio")

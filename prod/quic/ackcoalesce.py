@@ -78,15 +78,8 @@ class AckCoalescing:
         try:
             if isinstance(data, list):
                 quic.receive_many_datagrams(data, addr, now=now)
-            elif self.core.name == "qh3":
-                # qh3's batch entry point, also for one datagram: past the handshake it hands
-                # the datagram whole to the native core (its batch path), without
-                # receive_datagram's shell work per datagram (client-only Retry / version
-                # checks, a header parse and a copy per packet); before the handshake has
-                # completed it falls back to receive_datagram itself
-                quic.receive_many_datagrams([data], addr, now=now)
             else:
-                quic.receive_datagram(data, addr, now=now)
+                self.core.receive_datagram(quic, data, addr, now)
         except self.core.QuicConnectionError:
             return False
         self._rx_media_only = True

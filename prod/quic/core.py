@@ -139,6 +139,18 @@ class QuicCore:
         if space is not None and space.ack_at is not None and space.ack_at > now:
             space.ack_at = now
 
+    def receive_datagram(self, quic: Any, data: bytes, addr: Any, now: float) -> None:
+        """Feed one received UDP datagram to connection ``quic``. aioquic: its
+        ``receive_datagram``. qh3: its batch entry point with a batch of one -- past the
+        handshake it hands the datagram whole to the native core, without
+        ``receive_datagram``'s shell work per datagram (client-only Retry / version checks, a
+        header parse and a copy per packet); before the handshake it falls back to
+        ``receive_datagram`` itself. Raises the core's ``QuicConnectionError`` as they do."""
+        if self.name == "qh3":
+            quic.receive_many_datagrams([data], addr, now=now)
+        else:
+            quic.receive_datagram(data, addr, now=now)
+
     def protocol_class(self, session: type) -> type:
         """Return ``session`` (a per-connection protocol mixin: the edge's or the caller's
         session) on top of this core's ``QuicConnectionProtocol``, with ``core`` = this core
