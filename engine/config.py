@@ -295,7 +295,7 @@ class TurnConfig:
     confirm a barge-in; raised bursts confirm after ``barge_confirm_ms``. 0 = ``barge_confirm_ms``
     for both (the behaviour before the knob). The agent still yields after ``barge_yield_ms``,
     so a later confirm point costs cancel latency, not yield latency ("cancel when sure");
-    with ``barge_hold_ms`` a split interruption still adds up to it."""
+    with ``burst_gap_ms`` (product 200) a split interruption still adds up to it."""
 
     evidence_follow_ms: int = 0
     """evidence only: a burst over the agent that starts within this long after the previous

@@ -29,7 +29,8 @@ Executors (:class:`ExecutorSpec`):
   and closes it while they write their output. The calls are scattered once and broadcast
   to every worker (a worker that joins later fetches them once, from a peer), never sent
   per task. Tasks whose tables come back are kept to a bounded window in flight; whole-point
-  tasks that write themselves (only a summary comes back) are submitted in one batch. A worker that dies has its tasks rerun elsewhere by the scheduler (up to
+  tasks that write themselves (only a summary comes back) are submitted in one batch. A
+  worker that dies has its tasks rerun elsewhere by the scheduler (up to
   ``distributed.scheduler.allowed-failures`` deaths per task); a task that raises outside a
   call's simulation is retried once; a task that still fails marks its chunk's calls failed.
 
