@@ -245,6 +245,16 @@ class TurnConfig:
     """prosodic only: the longest end-of-turn silence it may choose (after continuation
     evidence: a plateau or rise, a hold); at least ``end_of_turn_silence_ms`` is used."""
 
+    end_of_turn_neutral_ms: int = 0
+    """prosodic only: the end-of-turn silence when a long turn's final burst sounds neither
+    final (P(end) below ``end_of_turn_final_pct``) nor continuing; clipped to
+    ``end_of_turn_min_ms .. max(end_of_turn_silence_ms, end_of_turn_max_ms)``. 0 = the
+    ``end_of_turn_silence_ms`` (as before this knob)."""
+
+    end_of_turn_final_pct: int = 90
+    """prosodic only: P(end) (percent, 1..100) at or above which a long turn's final burst
+    counts as strong final evidence (``end_of_turn_final_ms``); ``ProsodicRule.P_FINAL``."""
+
     end_of_turn_barge_ms: int = 0
     """Any rule: the least end-of-turn silence of the *first* pause of a turn the caller
     opened by barging in (a confirmed barge-in: interrupters usually go on to say what they
@@ -357,7 +367,8 @@ class TurnConfig:
                      "cancel_answer_window_ms", "gate_bridge_ms", "evidence_soft_yield_ms",
                      "evidence_follow_ms", "evidence_mid_confirm_ms",
                      "barge_yield_ms", "duck_ramp_ms", "end_of_turn_max_ms",
-                     "end_of_turn_final_ms", "end_of_turn_barge_ms", "end_of_turn_held_ms"):
+                     "end_of_turn_final_ms", "end_of_turn_barge_ms", "end_of_turn_held_ms",
+                     "end_of_turn_neutral_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 
@@ -374,6 +385,9 @@ class TurnConfig:
             raise ConfigError("TurnConfig.end_of_turn_min_ms: must be 1..end_of_turn_silence_ms "
                               f"with the {self.end_of_turn_rule} rule ({self.end_of_turn_min_ms} vs "
                               f"{self.end_of_turn_silence_ms})")
+        if isinstance(self.end_of_turn_final_pct, int) and not 1 <= self.end_of_turn_final_pct <= 100:
+            raise ConfigError("TurnConfig.end_of_turn_final_pct: must be 1..100 (percent), "
+                              f"got {self.end_of_turn_final_pct}")
         if isinstance(self.speculate_silence_ms, int) and not isinstance(self.speculate_silence_ms, bool) \
                 and self.speculate_silence_ms < 20:
             raise ConfigError("TurnConfig.speculate_silence_ms: must be >= 20 ms (one frame); "

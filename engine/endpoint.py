@@ -275,13 +275,15 @@ class ProsodicRule:
     PLATEAU_ST = 2.0
     PLATEAU_DROP_ST = 1.5
 
-    __slots__ = ("_base", "_final", "_max", "_min")
+    __slots__ = ("_base", "_final", "_max", "_min", "_neutral", "_p_final")
 
     def __init__(self, config: TurnConfig) -> None:
         self._min = config.end_of_turn_min_ms
         self._base = config.end_of_turn_silence_ms
         self._max = max(self._base, config.end_of_turn_max_ms)
         self._final = min(self._base, max(self._min, config.end_of_turn_final_ms))
+        self._neutral = min(self._max, max(self._min, config.end_of_turn_neutral_ms or self._base))
+        self._p_final = config.end_of_turn_final_pct / 100.0
 
     def p_end(self, final: FinalProsody) -> float:
         """P(this pause ends the turn) from the final burst's prosody."""
@@ -312,9 +314,9 @@ class ProsodicRule:
             return self._base
         if self.continues(ev.final):
             return self._max
-        if self.p_end(ev.final) >= self.P_FINAL:
+        if self.p_end(ev.final) >= self._p_final:
             return self._final
-        return self._base
+        return self._neutral
 
 
 class SmartTurnRule:
