@@ -138,6 +138,12 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
   (clipped to ``end_of_turn_min_ms .. end_of_turn_silence_ms``; 500 = never shorten).
 * ``end_of_turn_max_ms = 1000`` -- prosodic: the silence after continuation evidence (a
   plateau or rise). Above ~1.1 s the scripted agent of the corpus starts first.
+* ``end_of_turn_neutral_ms = 0`` (= ``end_of_turn_silence_ms``) and ``end_of_turn_final_pct =
+  90`` -- prosodic: the silence when a long turn's final burst sounds neither final nor
+  continuing, and the P(end) (percent) from which it counts as final. The asymmetric wait
+  (final 400 ms at >= 80 %, neutral 700 ms) was best on both train splits (v3 premature
+  replies 6/91 -> 0/85, v2 6/88 -> 5/87) but on the test splits it missed a reply, woke on a
+  noise and was worse on v2 (10/92 vs 9/91): off (sim/README.md, "Asymmetric wait").
 * ``end_of_turn_barge_ms = 0`` (off) -- any rule: the least silence of the first pause of a
   turn opened by a barge-in (interrupters usually go on). Off: on corpus v3's train split no
   interruption was followed by a pause long enough to matter (<= 439 ms), so it changed no

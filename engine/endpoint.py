@@ -258,13 +258,18 @@ class ProsodicRule:
       agent's next turn on the first test-split run: missed replies);
     * no prosody (fewer than 3 voiced frames in the final burst, or a shell without pitch
       features) -> ``end_of_turn_silence_ms`` (the fixed rule);
-    * else continuation prosody -> ``end_of_turn_max_ms``; P(end) at or above ``P_FINAL``
-      (strong final evidence) -> ``end_of_turn_final_ms``; else ``end_of_turn_silence_ms``.
+    * else continuation prosody -> ``end_of_turn_max_ms``; P(end) at or above
+      ``end_of_turn_final_pct`` % (default 90 = ``P_FINAL``: strong final evidence) ->
+      ``end_of_turn_final_ms``; else (neither) ``end_of_turn_neutral_ms`` (default 0 =
+      ``end_of_turn_silence_ms``).
 
     The answer is always within ``[end_of_turn_min_ms, max(end_of_turn_silence_ms,
     end_of_turn_max_ms)]`` (``end_of_turn_final_ms`` is clipped to ``[end_of_turn_min_ms,
-    end_of_turn_silence_ms]``). Thresholds chosen on the train split (sim/README.md). By
-    default ``end_of_turn_final_ms`` = ``end_of_turn_silence_ms``: the rule only lengthens.
+    end_of_turn_silence_ms]``, ``end_of_turn_neutral_ms`` to the whole range). Thresholds
+    chosen on the train split (sim/README.md). By default ``end_of_turn_final_ms`` =
+    ``end_of_turn_neutral_ms`` = ``end_of_turn_silence_ms``: the rule only lengthens. The
+    asymmetric setting (final 400 ms from P(end) 0.8, neutral 700 ms) was the train splits'
+    best (sim/README.md, "Asymmetric wait") but did not hold up on the test splits.
     Shortening on a final fall cost a premature reply on corpus v2's train split, whose
     mid-turn pauses follow complete sentences with final falls (a hold with no cue, which real
     speech has too): on calls we did not generate, a final fall is not proof of a turn end.
