@@ -138,6 +138,12 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
   (clipped to ``end_of_turn_min_ms .. end_of_turn_silence_ms``; 500 = never shorten).
 * ``end_of_turn_max_ms = 1000`` -- prosodic: the silence after continuation evidence (a
   plateau or rise). Above ~1.1 s the scripted agent of the corpus starts first.
+* ``end_of_turn_neutral_ms = 0`` (= ``end_of_turn_silence_ms``) and ``end_of_turn_final_pct =
+  90`` -- prosodic: the silence when a long turn's final burst sounds neither final nor
+  continuing, and the P(end) (percent) from which it counts as final. The asymmetric wait
+  (final 400 ms at >= 80 %, neutral 700 ms) was best on both train splits (v3 premature
+  replies 6/91 -> 0/85, v2 6/88 -> 5/87) but on the test splits it missed a reply, woke on a
+  noise and was worse on v2 (10/92 vs 9/91): off (sim/README.md, "Asymmetric wait").
 * ``end_of_turn_barge_ms = 0`` (off) -- any rule: the least silence of the first pause of a
   turn opened by a barge-in (interrupters usually go on). Off: on corpus v3's train split no
   interruption was followed by a pause long enough to matter (<= 439 ms), so it changed no
@@ -244,6 +250,16 @@ class TurnConfig:
     end_of_turn_max_ms: int = 1000
     """prosodic only: the longest end-of-turn silence it may choose (after continuation
     evidence: a plateau or rise, a hold); at least ``end_of_turn_silence_ms`` is used."""
+
+    end_of_turn_neutral_ms: int = 0
+    """prosodic only: the end-of-turn silence when a long turn's final burst sounds neither
+    final (P(end) below ``end_of_turn_final_pct``) nor continuing; clipped to
+    ``end_of_turn_min_ms .. max(end_of_turn_silence_ms, end_of_turn_max_ms)``. 0 = the
+    ``end_of_turn_silence_ms`` (as before this knob)."""
+
+    end_of_turn_final_pct: int = 90
+    """prosodic only: P(end) (percent, 1..100) at or above which a long turn's final burst
+    counts as strong final evidence (``end_of_turn_final_ms``); ``ProsodicRule.P_FINAL``."""
 
     end_of_turn_barge_ms: int = 0
     """Any rule: the least end-of-turn silence of the *first* pause of a turn the caller
@@ -357,7 +373,8 @@ class TurnConfig:
                      "cancel_answer_window_ms", "gate_bridge_ms", "evidence_soft_yield_ms",
                      "evidence_follow_ms", "evidence_mid_confirm_ms",
                      "barge_yield_ms", "duck_ramp_ms", "end_of_turn_max_ms",
-                     "end_of_turn_final_ms", "end_of_turn_barge_ms", "end_of_turn_held_ms"):
+                     "end_of_turn_final_ms", "end_of_turn_barge_ms", "end_of_turn_held_ms",
+                     "end_of_turn_neutral_ms"):
             if getattr(self, name) > 60_000:
                 raise ConfigError(f"TurnConfig.{name}: must be <= 60000 ms, got {getattr(self, name)}")
 
@@ -374,6 +391,9 @@ class TurnConfig:
             raise ConfigError("TurnConfig.end_of_turn_min_ms: must be 1..end_of_turn_silence_ms "
                               f"with the {self.end_of_turn_rule} rule ({self.end_of_turn_min_ms} vs "
                               f"{self.end_of_turn_silence_ms})")
+        if isinstance(self.end_of_turn_final_pct, int) and not 1 <= self.end_of_turn_final_pct <= 100:
+            raise ConfigError("TurnConfig.end_of_turn_final_pct: must be 1..100 (percent), "
+                              f"got {self.end_of_turn_final_pct}")
         if isinstance(self.speculate_silence_ms, int) and not isinstance(self.speculate_silence_ms, bool) \
                 and self.speculate_silence_ms < 20:
             raise ConfigError("TurnConfig.speculate_silence_ms: must be >= 20 ms (one frame); "

@@ -258,13 +258,18 @@ class ProsodicRule:
       agent's next turn on the first test-split run: missed replies);
     * no prosody (fewer than 3 voiced frames in the final burst, or a shell without pitch
       features) -> ``end_of_turn_silence_ms`` (the fixed rule);
-    * else continuation prosody -> ``end_of_turn_max_ms``; P(end) at or above ``P_FINAL``
-      (strong final evidence) -> ``end_of_turn_final_ms``; else ``end_of_turn_silence_ms``.
+    * else continuation prosody -> ``end_of_turn_max_ms``; P(end) at or above
+      ``end_of_turn_final_pct`` % (default 90 = ``P_FINAL``: strong final evidence) ->
+      ``end_of_turn_final_ms``; else (neither) ``end_of_turn_neutral_ms`` (default 0 =
+      ``end_of_turn_silence_ms``).
 
     The answer is always within ``[end_of_turn_min_ms, max(end_of_turn_silence_ms,
     end_of_turn_max_ms)]`` (``end_of_turn_final_ms`` is clipped to ``[end_of_turn_min_ms,
-    end_of_turn_silence_ms]``). Thresholds chosen on the train split (sim/README.md). By
-    default ``end_of_turn_final_ms`` = ``end_of_turn_silence_ms``: the rule only lengthens.
+    end_of_turn_silence_ms]``, ``end_of_turn_neutral_ms`` to the whole range). Thresholds
+    chosen on the train split (sim/README.md). By default ``end_of_turn_final_ms`` =
+    ``end_of_turn_neutral_ms`` = ``end_of_turn_silence_ms``: the rule only lengthens. The
+    asymmetric setting (final 400 ms from P(end) 0.8, neutral 700 ms) was the train splits'
+    best (sim/README.md, "Asymmetric wait") but did not hold up on the test splits.
     Shortening on a final fall cost a premature reply on corpus v2's train split, whose
     mid-turn pauses follow complete sentences with final falls (a hold with no cue, which real
     speech has too): on calls we did not generate, a final fall is not proof of a turn end.
@@ -275,13 +280,15 @@ class ProsodicRule:
     PLATEAU_ST = 2.0
     PLATEAU_DROP_ST = 1.5
 
-    __slots__ = ("_base", "_final", "_max", "_min")
+    __slots__ = ("_base", "_final", "_max", "_min", "_neutral", "_p_final")
 
     def __init__(self, config: TurnConfig) -> None:
         self._min = config.end_of_turn_min_ms
         self._base = config.end_of_turn_silence_ms
         self._max = max(self._base, config.end_of_turn_max_ms)
         self._final = min(self._base, max(self._min, config.end_of_turn_final_ms))
+        self._neutral = min(self._max, max(self._min, config.end_of_turn_neutral_ms or self._base))
+        self._p_final = config.end_of_turn_final_pct / 100.0
 
     def p_end(self, final: FinalProsody) -> float:
         """P(this pause ends the turn) from the final burst's prosody."""
@@ -312,9 +319,9 @@ class ProsodicRule:
             return self._base
         if self.continues(ev.final):
             return self._max
-        if self.p_end(ev.final) >= self.P_FINAL:
+        if self.p_end(ev.final) >= self._p_final:
             return self._final
-        return self._base
+        return self._neutral
 
 
 class SmartTurnRule:

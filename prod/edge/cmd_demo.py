@@ -77,6 +77,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end-of-turn-final-ms", type=int, default=None,
                         help="prosodic rule: end-of-turn silence after a final fall (default: the "
                              "product's, 500 ms = never shorten)")
+    parser.add_argument("--end-of-turn-neutral-ms", type=int, default=None,
+                        help="prosodic rule: end-of-turn silence when a long turn sounds neither "
+                             "final nor continuing (default: the product's, 0 = the silence)")
+    parser.add_argument("--end-of-turn-final-pct", type=int, default=None,
+                        help="prosodic rule: P(end) in percent at which a final fall gets "
+                             "--end-of-turn-final-ms (default: the product's, 90)")
     parser.add_argument("--trace-dir", default=None, help="keep the recorded trace here (default: a temp dir)")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds to listen after the audio ends")
 
@@ -132,7 +138,9 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
                    tail_s: float = 2.0, ttfa_sigma: float = 0.35, seed: int = 1,
                    speculate: bool = True, end_of_turn_silence_ms: int | None = None,
                    end_of_turn_rule: str | None = None,
-                   end_of_turn_final_ms: int | None = None) -> dict[str, Any]:
+                   end_of_turn_final_ms: int | None = None,
+                   end_of_turn_neutral_ms: int | None = None,
+                   end_of_turn_final_pct: int | None = None) -> dict[str, Any]:
     """Run the demo (module docstring); return its result dict (the ``--json`` object)."""
     from clutchcall.prod.caller.client import Caller
     from clutchcall.prod.caller.quic_transport import QuicCallerTransport
@@ -153,7 +161,9 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
         cfg = cfg.with_overrides(turn_speculate=False)
     cfg = cfg.with_overrides(turn_end_of_turn_silence_ms=end_of_turn_silence_ms,
                              turn_end_of_turn_rule=end_of_turn_rule,
-                             turn_end_of_turn_final_ms=end_of_turn_final_ms)
+                             turn_end_of_turn_final_ms=end_of_turn_final_ms,
+                             turn_end_of_turn_neutral_ms=end_of_turn_neutral_ms,
+                             turn_end_of_turn_final_pct=end_of_turn_final_pct)
     loop = asyncio.get_running_loop()
     arrivals: list[float] = []
 
@@ -248,6 +258,8 @@ async def run_demo(*, calls: str | None = ",".join(DEFAULT_CALLS), wav: str | No
         "end_of_turn_rule": cfg.turn.end_of_turn_rule,
         "end_of_turn_silence_ms": cfg.turn.end_of_turn_silence_ms,
         "end_of_turn_final_ms": cfg.turn.end_of_turn_final_ms,
+        "end_of_turn_neutral_ms": cfg.turn.end_of_turn_neutral_ms,
+        "end_of_turn_final_pct": cfg.turn.end_of_turn_final_pct,
         "speculate": speculate, "model_ttfa_median_ms": ttfa_ms, "model_ttfa_sigma": ttfa_sigma,
         "speculations_started": counter('clutchcall_speculations_total{outcome="started"}'),
         "speculations_released": counter('clutchcall_speculations_total{outcome="released"}'),
@@ -313,7 +325,9 @@ def run(args: argparse.Namespace) -> int:
                              speculate=not args.no_speculate,
                              end_of_turn_silence_ms=args.end_of_turn_silence_ms,
                              end_of_turn_rule=args.end_of_turn_rule,
-                             end_of_turn_final_ms=args.end_of_turn_final_ms))
+                             end_of_turn_final_ms=args.end_of_turn_final_ms,
+                             end_of_turn_neutral_ms=args.end_of_turn_neutral_ms,
+                             end_of_turn_final_pct=args.end_of_turn_final_pct))
     print(json.dumps(r) if args.json else _table(r))
     sys.stdout.flush()
     return 0 if (r["trace_replay_exact"] and not r["call_failed"]) else 1

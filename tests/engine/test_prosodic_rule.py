@@ -136,3 +136,66 @@ def test_plateau_means_a_level_ending_of_enough_voiced_frames(contour: list[floa
     # a level contour is a plateau once it has enough voiced frames
     level = _final([contour[0]] * len(contour))
     assert ProsodicRule.plateau(level) == (len(contour) >= ProsodyTrack.PLATEAU_FRAMES)
+
+
+_EV = {"turn_speech_ms": 2000, "burst_ms": 2000, "answer": False, "pauses": 0, "longest_pause_ms": 0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.integers(1, 3000), lo=st.integers(1, 3000), fin=st.integers(0, 5000),
+       hi=st.integers(0, 5000), neu=st.integers(0, 5000), pct=st.integers(1, 100),
+       final=finals, answer=st.booleans(), speech=st.integers(0, 10_000))
+def test_asymmetric_wait_stays_within_bounds_and_neutral_zero_is_the_old_rule(
+        base: int, lo: int, fin: int, hi: int, neu: int, pct: int, final: FinalProsody | None,
+        answer: bool, speech: int) -> None:
+    """With the neutral wait and the final tier's threshold as knobs the wait stays within
+    [min, max(silence, max)]; neutral 0 means the silence (the rule as it was); a final fall
+    confident enough (P(end) >= pct %) gets the final wait, a neutral one the neutral wait."""
+    lo = min(lo, base)
+    kw = {"end_of_turn_rule": "prosodic", "end_of_turn_silence_ms": base, "end_of_turn_min_ms": lo,
+          "end_of_turn_final_ms": fin, "end_of_turn_max_ms": hi, "prime_silence_ms": 0,
+          "end_of_turn_final_pct": pct}
+    rule = ProsodicRule(TurnConfig(**kw, end_of_turn_neutral_ms=neu))
+    old = ProsodicRule(TurnConfig(**kw, end_of_turn_neutral_ms=0))
+    same = ProsodicRule(TurnConfig(**kw, end_of_turn_neutral_ms=base))
+    ev = PauseEvidence(**{**_EV, "turn_speech_ms": speech, "answer": answer}, final=final)
+    ms = rule.silence_ms(ev)
+    assert lo <= ms <= max(base, hi)
+    assert old.silence_ms(ev) == same.silence_ms(ev)
+    if speech >= 1200 and final is not None and not rule.continues(final):
+        if rule.p_end(final) >= pct / 100.0:
+            assert ms == min(base, max(lo, fin))
+        else:
+            assert ms == min(max(base, hi), max(lo, neu or base))
+    else:  # the neutral wait and the threshold change nothing else
+        assert ms == old.silence_ms(ev)
+
+
+@settings(max_examples=200, deadline=None)
+@given(final=finals, a=st.integers(1, 100), b=st.integers(1, 100), neu=st.integers(500, 1000),
+       fin=st.integers(250, 500))
+def test_a_stricter_final_tier_never_shortens_a_wait(final: FinalProsody | None, a: int, b: int,
+                                                      neu: int, fin: int) -> None:
+    """Raising ``end_of_turn_final_pct`` moves pauses from the final tier (<= silence) to the
+    neutral one (>= silence here): no pause waits less."""
+    lo, hi = min(a, b), max(a, b)
+    kw = {"end_of_turn_rule": "prosodic", "end_of_turn_final_ms": fin, "end_of_turn_neutral_ms": neu}
+    ev = PauseEvidence(**_EV, final=final)
+    assert (ProsodicRule(TurnConfig(**kw, end_of_turn_final_pct=lo)).silence_ms(ev)
+            <= ProsodicRule(TurnConfig(**kw, end_of_turn_final_pct=hi)).silence_ms(ev))
+
+
+def test_neutral_and_final_tiers_and_bad_percent() -> None:
+    cfg = TurnConfig(end_of_turn_rule="prosodic", end_of_turn_final_ms=350,
+                     end_of_turn_neutral_ms=800, end_of_turn_final_pct=70)
+    rule = ProsodicRule(cfg)
+    fall = _final([140.0] * 25 + [140.0 * 2 ** (-k / 36) for k in range(1, 16)], -8.0)
+    gentle = _final([140.0] * 25 + [140.0 * 2 ** (-k / 80) for k in range(1, 16)], 4.0)
+    assert rule.p_end(fall) >= 0.7 > rule.p_end(gentle) > ProsodicRule.P_HOLD
+    assert not rule.continues(gentle)
+    assert rule.silence_ms(PauseEvidence(**_EV, final=fall)) == 350
+    assert rule.silence_ms(PauseEvidence(**_EV, final=gentle)) == 800
+    assert rule.silence_ms(PauseEvidence(**_EV, final=None)) == 500  # no prosody: the silence
+    for bad in (0, 101):
+        with pytest.raises(ConfigError):
+            TurnConfig(end_of_turn_rule="prosodic", end_of_turn_final_pct=bad)
