@@ -4,7 +4,8 @@ Theory of operation: :class:`ModelLeg` owns one WebSocket to a Realtime-compatib
 (the embedded :mod:`clutchcall.prod.model.server` by default, or an external one from
 ``CLUTCHCALL_MODEL_URL`` / ``OPENAI_API_KEY``). Its action methods are synchronous so the
 engine drive loop can call them in order without awaiting: each one turns an engine action
-into protocol events and puts them on one outgoing queue, which a writer task sends in order.
+into protocol events and writes them in order: straight to the socket while nothing waits
+(:meth:`ModelLeg._write`), else on one outgoing queue that a writer task sends in order.
 
 * ``append(pcm)`` -- ``input_audio_buffer.append``; audio is batched up to
   ``append_batch_ms`` per message (frames still flow at 1x; every other action flushes first).
@@ -27,11 +28,13 @@ into protocol events and puts them on one outgoing queue, which a writer task se
   response's audio is dropped and its ``response.done`` is not passed on (nobody waits for it).
   Both dialects (``ga``, ``beta``) use these event names.
 
-A reader task handles server events: audio deltas (``response.output_audio.delta`` and the
-older ``response.audio.delta``) go to the ``on_audio`` callback as :class:`AudioChunk` (deltas
-of a cancelled response are dropped); ``response.created`` / ``response.done`` and output item
-ids are tracked; ``error`` events become :class:`ModelServerError`, logged, counted in the
-metrics and passed to ``on_error`` -- the leg keeps running. The model's own time to first
+Server events are handled as their frames arrive (:class:`_LegConnection`; a reader task
+takes what the connection queued instead, e.g. a fragmented message): audio deltas
+(``response.output_audio.delta`` and the older ``response.audio.delta``) go to the
+``on_audio`` callback as :class:`AudioChunk` (deltas of a cancelled response are dropped);
+``response.created`` / ``response.done`` and output item ids are tracked; ``error`` events
+become :class:`ModelServerError`, logged, counted in the metrics and passed to ``on_error`` --
+the leg keeps running. The model's own time to first
 audio is measured here: from the moment ``response.create`` was written to the socket to the
 arrival of the response's first audio delta.
 
@@ -60,6 +63,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
 
 from clutchcall.engine.errors import ConfigError, RemoteProtocolError
 from clutchcall.prod.model.protocol import (
@@ -183,6 +188,33 @@ class ModelLegStats:
     errors: int = 0
 
 
+class _LegConnection(ClientConnection):
+    """The model leg's WebSocket connection: a complete text message whose frame arrives while
+    nothing waits in the connection's receive queue goes straight to ``on_text`` (called in
+    ``data_received``, in arrival order), not through the queue, a future and a reader task
+    wake-up per message. Everything else -- fragmented messages, binary frames, messages that
+    arrive while earlier ones still wait in the queue -- takes websockets' own path (the
+    reader task's ``recv``), so the order of messages is kept. ``process_event`` is websockets'
+    documented override point."""
+
+    on_text: Callable[[str], None] | None = None
+    _fragmented = False  # a data frame without FIN came: its continuation frames follow
+
+    def process_event(self, event: Event) -> None:
+        on_text = self.on_text
+        if on_text is not None and isinstance(event, Frame) and self.response is not None:
+            op = event.opcode
+            if op is Opcode.TEXT and event.fin and not self._fragmented and not self.recv_messages.frames:
+                # websockets already checked the UTF-8 of a text frame (1007 close otherwise)
+                on_text(bytes(event.data).decode())
+                return
+            if op is Opcode.TEXT or op is Opcode.BINARY:
+                self._fragmented = not event.fin
+            elif op is Opcode.CONT and event.fin:
+                self._fragmented = False
+        super().process_event(event)
+
+
 class ModelLeg:
     """One model session. Use ``await leg.connect()``, the action methods, ``await leg.close()``.
 
@@ -262,11 +294,14 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             assert self.url is not None
             self._ws = await connect(self.url, additional_headers=headers, max_size=16 << 20,
                                      open_timeout=self.config.connect_timeout_s,
-                                     close_timeout=2.0, compression=None)
+                                     close_timeout=2.0, compression=None,
+                                     create_connection=_LegConnection)
         except TimeoutError as exc:
             raise self._timed_out("connect", self.config.connect_timeout_s) from exc
         except (OSError, InvalidHandshake, InvalidURI) as exc:
             raise RemoteProtocolError(f"model leg: cannot connect to {self.url}: {exc}") from exc
+        if isinstance(self._ws, _LegConnection):
+            self._ws.on_text = self._on_text
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._writer())]
         self._send(session_update(self.config.dialect, self.config.instructions, self.config.voice))
         try:
@@ -437,7 +472,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
                 # this is one message per ``append_batch_ms`` of every call's audio
                 text = ('{"type":"input_audio_buffer.append","audio":"' + b64encode(self._pending)
                         + '","event_id":"' + eid + '"}')
-                self._out.put_nowait((text, "", eid))
+                self._write(text, "", eid)
             self.stats.appends += 1
             self.stats.appended_bytes += len(self._pending)
             self._pending.clear()
@@ -447,7 +482,29 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         if eid is None:
             return
         event["event_id"] = eid
-        self._out.put_nowait((dumps(event), kind, eid))
+        self._write(dumps(event), kind, eid)
+
+    def _write(self, text: str, kind: str, eid: str) -> None:
+        """Write one event: straight to the socket (websockets' synchronous send, as its
+        ``broadcast`` does: the frame into the protocol, its bytes to the transport) when
+        nothing is queued before it and the connection is open and not pushing back; else on
+        the writer task's queue (which keeps the order, waits for the socket to drain and
+        closes the leg on a closed connection). A ``response.create`` (``kind``) always takes
+        the writer, which notes its send time and arms its first-audio timer once it is
+        written, after the caller's own bookkeeping (a retry marks itself first)."""
+        ws = self._ws
+        if (not kind and ws is not None and self._out.empty() and ws.protocol.state is State.OPEN
+                and not ws.paused and ws.send_in_progress is None and not ws.transport.is_closing()):
+            try:
+                ws.protocol.send_text(text.encode())
+                ws.send_data()
+            except Exception as exc:  # noqa: BLE001 -- as websockets' send: the connection is gone
+                ws.set_connection_exc(exc)
+                ws.transport.abort()
+                return
+            self._idle.set()
+            return
+        self._out.put_nowait((text, kind, eid))
 
     def _next_event_id(self) -> str | None:
         """Return the id of the next event to send (the queue is then no longer idle), or None
@@ -492,6 +549,14 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             self._mark_closed(exc)
         finally:
             self._idle.set()
+
+    def _on_text(self, raw: str) -> None:
+        """One server event, from :class:`_LegConnection` as it arrives (what the reader task
+        does per message)."""
+        try:
+            self._handle(parse_event(raw))
+        except ModelProtocolError as exc:
+            self._protocol_error(exc)
 
     async def _reader(self) -> None:
         assert self._ws is not None

@@ -368,3 +368,52 @@ def test_append_message_is_the_json_of_the_event() -> None:
         assert leg.stats.appends == 2 and leg.stats.appended_bytes == len(pcm) + 100
 
     asyncio.run(main())
+
+
+def test_events_keep_their_order_across_the_direct_and_the_queued_paths() -> None:
+    """Issue 17: a complete text message is handled as it arrives (no reader-task hop) and an
+    event is written straight to the socket while nothing is queued; a fragmented or binary
+    message and whatever arrives while it still waits take websockets' queue and the reader
+    task, a ``response.create`` takes the writer task -- and every event stays in order both
+    ways. A real server on loopback sends a fragmented ``response.created`` with the delta
+    right behind it (out of order the delta would be dropped as of an unknown response)."""
+    got: list[str] = []
+
+    async def handler(ws: Any) -> None:
+        await ws.send(json.dumps({"type": "session.created", "session": {}}))
+        async for raw in ws:
+            ev = json.loads(raw)
+            got.append(ev["type"])
+            if ev["type"] != "response.create":
+                continue
+            created = json.dumps({"type": "response.created", "response": {"id": "r1"}})
+            await ws.send([created[:10], created[10:25], created[25:]])  # three frames
+            await ws.send(json.dumps({"type": "response.output_audio.delta", "response_id": "r1",
+                                      "item_id": "i1", "delta": "AAAAAA=="}))
+            await ws.send(b"\x00\x01")  # binary: a typed error, the leg reads on
+            await ws.send(json.dumps({"type": "response.output_audio.delta", "response_id": "r1",
+                                      "item_id": "i1", "delta": "AQABAA=="}))
+            await ws.send(json.dumps({"type": "response.done", "response": {"id": "r1", "status": "completed"}}))
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            col = Collector()
+            leg = col.leg(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", append_batch_ms=20)
+            await leg.connect()
+            await leg.flushed()
+            assert leg._out.empty()
+            leg.append(tone(20))  # a whole batch: written at once, nothing queued
+            assert leg._out.empty() and leg._idle.is_set()
+            leg.commit()  # commit (direct), then response.create (writer task) ...
+            leg.append(tone(20))  # ... and this waits behind it
+            assert leg._out.qsize() == 2
+            await asyncio.wait_for(col.done_event.wait(), 5)
+            await leg.flushed()
+            assert [c.pcm for c in col.chunks] == [b"\x00" * 4, b"\x01\x00\x01\x00"]
+            assert col.done == [("r1", "completed")]
+            assert [type(e) for e in col.errors] == [ModelProtocolError]
+            await leg.close()
+        assert got == ["session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
+                       "response.create", "input_audio_buffer.append"]
+
+    run(main())
