@@ -4,8 +4,9 @@ Theory of operation: :class:`ModelLeg` owns one WebSocket to a Realtime-compatib
 (the embedded :mod:`clutchcall.prod.model.server` by default, or an external one from
 ``CLUTCHCALL_MODEL_URL`` / ``OPENAI_API_KEY``). Its action methods are synchronous so the
 engine drive loop can call them in order without awaiting: each one turns an engine action
-into protocol events and writes them in order: straight to the socket while nothing waits
-(:meth:`ModelLeg._write`), else on one outgoing queue that a writer task sends in order.
+into protocol events and writes them in order: batched and written to the socket in the
+loop's next pass while nothing waits (:meth:`ModelLeg._write`), else on one outgoing queue
+that a writer task sends in order (the socket pushes back).
 
 * ``append(pcm)`` -- ``input_audio_buffer.append``; audio is batched up to
   ``append_batch_ms`` per message (frames still flow at 1x; every other action flushes first).
@@ -258,6 +259,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         self.close_reason: BaseException | None = None
         self._ws: ClientConnection | None = None
         self._out: asyncio.Queue[tuple[str, str, str] | None] = asyncio.Queue()
+        self._batch: list[tuple[str, str, str]] = []  # written in the loop's next pass (_write)
         self._pending = bytearray()
         self._batch_bytes = config.append_batch_ms * BYTES_PER_MS
         self._uncommitted = 0
@@ -485,26 +487,53 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         self._write(dumps(event), kind, eid)
 
     def _write(self, text: str, kind: str, eid: str) -> None:
-        """Write one event: straight to the socket (websockets' synchronous send, as its
-        ``broadcast`` does: the frame into the protocol, its bytes to the transport) when
-        nothing is queued before it and the connection is open and not pushing back; else on
-        the writer task's queue (which keeps the order, waits for the socket to drain and
-        closes the leg on a closed connection). A ``response.create`` (``kind``) always takes
-        the writer, which notes its send time and arms its first-audio timer once it is
-        written, after the caller's own bookkeeping (a retry marks itself first)."""
+        """Send one event, in order: batched for :meth:`_write_batch` (one ``call_soon`` per
+        loop pass, not a queue, a writer-task wake-up and websockets' async send per event),
+        or on the writer task's queue while that holds anything (the socket pushes back)."""
+        if self._batch:
+            self._batch.append((text, kind, eid))
+        elif self._out.empty():
+            self._batch.append((text, kind, eid))
+            asyncio.get_running_loop().call_soon(self._write_batch)
+        else:
+            self._out.put_nowait((text, kind, eid))
+
+    def _write_batch(self) -> None:
+        """Write the events batched by :meth:`_write` in the loop's next pass -- after the
+        work that made them, like the writer task did (a socket write can hand the CPU to
+        the model's process: not in the middle of a scheduler pass): each into websockets'
+        protocol, their bytes to the transport at once (websockets' synchronous send, what its
+        ``broadcast`` does). Once the connection is not open or pushes back, the rest go to
+        the writer task's queue in order (it waits for the socket to drain and closes the leg
+        on a closed connection). A ``response.create``'s send time is noted and its first-audio
+        timer armed once it is written, as the writer does."""
+        batch, self._batch = self._batch, []
         ws = self._ws
-        if (not kind and ws is not None and self._out.empty() and ws.protocol.state is State.OPEN
-                and not ws.paused and ws.send_in_progress is None and not ws.transport.is_closing()):
-            try:
-                ws.protocol.send_text(text.encode())
-                ws.send_data()
-            except Exception as exc:  # noqa: BLE001 -- as websockets' send: the connection is gone
-                ws.set_connection_exc(exc)
-                ws.transport.abort()
-                return
-            self._idle.set()
+        if ws is None or self.closed:
             return
-        self._out.put_nowait((text, kind, eid))
+        wrote = 0
+        loop = asyncio.get_running_loop()
+        try:
+            for text, kind, eid in batch:
+                if (ws.protocol.state is not State.OPEN or ws.paused
+                        or ws.send_in_progress is not None or ws.transport.is_closing()):
+                    break
+                ws.protocol.send_text(text.encode())
+                wrote += 1
+                if kind == "response.create":
+                    self._requested_at.append((eid, loop.time()))
+                    self._await_first_audio(eid)
+                if wrote % 8 == 0:
+                    ws.send_data()  # a long batch: let the transport see it (and push back)
+            ws.send_data()
+        except Exception as exc:  # noqa: BLE001 -- as websockets' send: the connection is gone
+            ws.set_connection_exc(exc)
+            ws.transport.abort()
+            return
+        for msg in batch[wrote:]:
+            self._out.put_nowait(msg)
+        if self._out.empty():
+            self._idle.set()
 
     def _next_event_id(self) -> str | None:
         """Return the id of the next event to send (the queue is then no longer idle), or None
