@@ -35,9 +35,9 @@ takes what the connection queued instead, e.g. a fragmented message): audio delt
 ``on_audio`` callback as :class:`AudioChunk` (deltas of a cancelled response are dropped);
 ``response.created`` / ``response.done`` and output item ids are tracked; ``error`` events
 become :class:`ModelServerError`, logged, counted in the metrics and passed to ``on_error`` --
-the leg keeps running. The model's own time to first
-audio is measured here: from the moment ``response.create`` was written to the socket to the
-arrival of the response's first audio delta.
+the leg keeps running. The model's own time to first audio is measured here: from the moment
+``response.create`` was written to the socket to the arrival of the response's first audio
+delta.
 
 Time-outs (each a :class:`ModelTimeoutError`, counted in ``model_timeouts{stage}``):
 ``connect_timeout_s`` for the TCP/TLS/WebSocket handshake and ``session_timeout_s`` for
