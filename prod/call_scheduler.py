@@ -15,7 +15,13 @@ same deadline is a dictionary look-up; an earlier one moves the single loop time
 timer fires, one pass takes *every* call whose deadline is due, in deadline order, and calls
 its ``on_deadline(deadline)``; the call runs ``handle_timer(max(deadline, now))`` exactly as
 its own timer would have, so the engine sees the same inputs at the same ``now`` (nothing in
-the turn behaviour changes: the deadline is neither rounded nor delayed). Deadlines that moved
+the turn behaviour changes: the deadline is neither rounded nor delayed). With a *slack*
+(``slack_s`` > 0, the edge's ``call_loop_slack_ms``; default 0) the loop timer is set that long
+after the earliest deadline, and the pass runs every deadline due by then: deadlines up to
+``slack_s`` apart share one pass (one loop wake-up, one timer, one coalesced send per
+connection) at the price of running up to ``slack_s`` late -- each call then runs
+``handle_timer(now)``, as with any late timer, so trace replay stays exact; what changes is
+the edge-added latency (a CPU / latency trade, measured in prod/edge/README.md). Deadlines that moved
 stay in the heap until they surface and are dropped then (lazy deletion); the heap is rebuilt
 when stale entries outnumber live ones 4:1, so it stays bounded by the number of calls.
 
@@ -67,8 +73,12 @@ class CallScheduler:
     docstring). ``stats``: ``passes`` (timer firings), ``fired`` (calls run), ``max_batch``
     (most calls run in one pass), ``errors``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, slack_s: float = 0.0) -> None:
+        if not slack_s >= 0.0:
+            raise ValueError(f"CallScheduler: slack_s must be >= 0, got {slack_s!r}")
         self.loop = loop or asyncio.get_running_loop()
+        self.slack_s = slack_s
+        """How long after the earliest pending deadline the pass runs (module docstring)."""
         self._heap: list[tuple[float, int, int]] = []  # (deadline, seq, key)
         self._due: dict[int, float] = {}  # key -> the call's current deadline
         self._calls: dict[int, Scheduled] = {}
@@ -81,13 +91,14 @@ class CallScheduler:
         self.stats = {"passes": 0, "fired": 0, "max_batch": 0, "errors": 0, "coalesced": 0}
 
     @classmethod
-    def install(cls, loop: asyncio.AbstractEventLoop | None = None) -> CallScheduler:
+    def install(cls, loop: asyncio.AbstractEventLoop | None = None, slack_s: float = 0.0) -> CallScheduler:
         """Return the scheduler of ``loop`` (default: the running loop), creating and
-        registering it on first use. Raises RuntimeError without a running loop."""
+        registering it on first use (with ``slack_s``; an installed one keeps its own).
+        Raises RuntimeError without a running loop."""
         loop = loop or asyncio.get_running_loop()
         sched = _BY_LOOP.get(loop)
         if sched is None:
-            sched = _BY_LOOP[loop] = cls(loop)
+            sched = _BY_LOOP[loop] = cls(loop, slack_s)
         return sched
 
     @staticmethod
@@ -157,9 +168,9 @@ class CallScheduler:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._timer_at = when
+        self._timer_at = when  # the earliest deadline; the pass runs slack_s after it
         if when is not None:
-            self._timer = self.loop.call_at(when, self._fire)
+            self._timer = self.loop.call_at(when + self.slack_s, self._fire)
 
     def _next_live(self) -> float | None:
         heap, due = self._heap, self._due
@@ -171,9 +182,9 @@ class CallScheduler:
         return None
 
     def _fire(self) -> None:
-        # due: every deadline up to the one this timer was set for (asyncio may run a timer a
-        # clock resolution early) or up to now, whichever is later
-        limit = max(self.loop.time(), self._timer_at or 0.0)
+        # due: every deadline up to the one this timer was set for (+ the slack; asyncio may
+        # run a timer a clock resolution early) or up to now, whichever is later
+        limit = max(self.loop.time(), (self._timer_at or 0.0) + self.slack_s)
         self._timer = self._timer_at = None
         heap, due = self._heap, self._due
         batch: list[tuple[float, Scheduled]] = []

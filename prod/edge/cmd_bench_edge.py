@@ -19,7 +19,9 @@ calls each (:mod:`clutchcall.prod.edge.bench_callers`), on the same QUIC core as
 model is the embedded reference model (``--model-mode speak``, or the cheap ``echo``). QUIC
 runs also report ``packets_per_frame_up`` / ``_down``: UDP datagrams the edge received / sent
 per caller frame it received (one caller frame = one 20 ms tick of one call). ``--call-loop``
-(``call_loop``) is the edge's call loop: ``batched`` (one scheduler per shard) or ``per-call``.
+(``call_loop``) is the edge's call loop: ``batched`` (one scheduler per shard) or ``per-call``;
+``--call-loop-slack-ms`` (``call_loop_slack_ms``) its pass slack (serve's flag: deadlines up to
+that far apart share a pass, each up to that much later; default 0).
 
 ``--search`` runs a bounded step search (doubling, then bisection, at most ``--max-runs``
 runs) for the largest N whose edge-added p99 stays <= ``--p99-ms`` (5 ms), once per leg of
@@ -74,6 +76,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call-loop", choices=("batched", "per-call"), default="batched",
                         help="the edge's call loop (serve --call-loop): one scheduler per shard "
                              "(default) or a loop timer per call")
+    parser.add_argument("--call-loop-slack-ms", type=float, default=0.0,
+                        help="the batched loop's pass slack (serve --call-loop-slack-ms, 0..2; default 0)")
     parser.add_argument("--model-mode", choices=("speak", "echo"), default="speak",
                         help="embedded model: espeak replies (default) or the cheap echo of the turn")
     parser.add_argument("--legs", default="qh3,aioquic,ws",
@@ -164,7 +168,7 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
                    workdir: str, profile: str | None = None, io: str = "asyncio",
                    shards: int = 1, ramp_s: float = 1.0, quic_core: str | None = None,
                    audio_transport: str = "auto", caller_procs: int = 0,
-                   call_loop: str = "batched") -> dict[str, Any]:
+                   call_loop: str = "batched", call_loop_slack_ms: float = 0.0) -> dict[str, Any]:
     """One load run with ``calls`` callers in ``caller_procs`` worker processes (0: one per 50
     calls); return its figures (module docstring)."""
     from clutchcall.prod.quic.core import default_quic_core
@@ -178,7 +182,8 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
            "--log-level", "error", "--call-id", "bench", "--tokens", str(calls),
            "--cert-dir", str(Path(workdir) / "tls"), "--summary-json", str(summary_path),
            "--idle-timeout", "30", "--grace", "2", "--io", io, "--shards", str(shards),
-           "--quic-core", core, "--audio-transport", audio_transport, "--call-loop", call_loop]
+           "--quic-core", core, "--audio-transport", audio_transport, "--call-loop", call_loop,
+           "--call-loop-slack-ms", str(call_loop_slack_ms)]
     if profile:
         cmd += ["--profile", profile]
     edge = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
@@ -263,6 +268,7 @@ async def run_once(calls: int, seconds: float, transport: str, model_url: str,
     return {
         "calls": calls, "seconds": seconds, "transport": transport, "io": ready.get("io"),
         "shards": shards, "quic_core": core if transport == "quic" else None, "call_loop": call_loop,
+        "call_loop_slack_ms": call_loop_slack_ms if call_loop == "batched" else None,
         # what the calls actually used (the edge's per-session decision): datagram if any did
         "audio_transport": (("datagram" if modes.get("datagram") else "stream") if transport == "quic"
                             else "stream"),
@@ -361,7 +367,8 @@ async def _search(args: argparse.Namespace, url: str, work: str, transport: str,
     for _ in range(args.max_runs if args.search else 1):
         r = await run_once(n, args.seconds, transport, url, work, io=args.io, shards=args.shards,
                            ramp_s=args.ramp_s, quic_core=core, audio_transport=args.audio_transport,
-                           caller_procs=args.caller_procs, call_loop=args.call_loop)
+                           caller_procs=args.caller_procs, call_loop=args.call_loop,
+                           call_loop_slack_ms=args.call_loop_slack_ms)
         runs.append(r)
         leg = core or transport
         line = (f"  {leg:>8} {n:>5} calls: edge-added p50 {r['edge_added_ms_p50']} p99 {r['edge_added_ms_p99']} ms, "
@@ -418,7 +425,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await run_once(args.calls, args.seconds, args.transport, url, work, profile=prof,
                                io=args.io, shards=1, ramp_s=args.ramp_s, quic_core=args.quic_core,
                                audio_transport=args.audio_transport, caller_procs=args.caller_procs,
-                               call_loop=args.call_loop)
+                               call_loop=args.call_loop, call_loop_slack_ms=args.call_loop_slack_ms)
                 if os.path.exists(prof):  # noqa: ASYNC240 -- one stat after the run
                     profile_top = _top(prof)
                     profile_parts = _by_part(prof)

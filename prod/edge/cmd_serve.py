@@ -84,6 +84,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call-loop", choices=("batched", "per-call"), default=None,
                         help="batched: one scheduler per edge process runs every call's deadlines "
                              "(default); per-call: a loop timer per call")
+    parser.add_argument("--call-loop-slack-ms", type=float, default=None,
+                        help="batched call loop: run a pass this long (0..2 ms) after the earliest "
+                             "deadline, so nearby deadlines share it (less CPU, up to this much later; "
+                             "default 0)")
     parser.add_argument("--vad", choices=("webrtc", "silero"), default=None,
                         help="VAD backend for the caller's frames (default webrtc; silero needs "
                              "the [silero] extra); the same as [pipeline] vad in --config")
@@ -124,7 +128,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               log_level=args.log_level, model=model,
                               io=args.io, xdp_iface=args.iface, quic_core=args.quic_core,
                               audio_transport=args.audio_transport,
-                              call_loop=getattr(args, "call_loop", None))
+                              call_loop=getattr(args, "call_loop", None),
+                              call_loop_slack_ms=getattr(args, "call_loop_slack_ms", None))
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -134,6 +134,11 @@ class EdgeConfig:
     call_loop: str = "batched"
     """``batched`` (default): one scheduler per edge process runs every call's core deadlines
     (:mod:`clutchcall.prod.call_scheduler`); ``per-call``: a loop timer per call."""
+    call_loop_slack_ms: float = 0.0
+    """Batched call loop: a pass runs this long after the earliest pending deadline, so the
+    deadlines within it share one pass -- less CPU per frame, each deadline up to this much
+    later (0..2 ms: a QUIC ACK left for ``ACK_COALESCE_MS`` = 23 ms must still leave within
+    the 25 ms ``max_ack_delay``). 0 (default): every deadline on time."""
     json_logs: bool = True
     """Log one JSON object per line (with the call id) to stderr."""
     log_level: str = "info"
@@ -173,6 +178,9 @@ class EdgeConfig:
             raise ConfigError(f"EdgeConfig.audio_transport: auto or stream, got {self.audio_transport!r}")
         if self.call_loop not in ("batched", "per-call"):
             raise ConfigError(f"EdgeConfig.call_loop: batched or per-call, got {self.call_loop!r}")
+        if (not isinstance(self.call_loop_slack_ms, (int, float)) or isinstance(self.call_loop_slack_ms, bool)
+                or not 0.0 <= self.call_loop_slack_ms <= 2.0):
+            raise ConfigError(f"EdgeConfig.call_loop_slack_ms: a number in 0..2, got {self.call_loop_slack_ms!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"EdgeConfig.log_level: debug/info/warning/error, got {self.log_level!r}")
         if self.model_url is not None and not self.model_url.startswith(("ws://", "wss://")):

@@ -116,7 +116,8 @@ class Edge:
                                    turn_config=cfg.turn, metrics=self.metrics,
                                    pipeline_options=cfg.pipeline, trace_dir=cfg.trace_dir or None,
                                    idle_timeout_s=cfg.caller_idle_timeout_s,
-                                   call_loop=cfg.call_loop)
+                                   call_loop=cfg.call_loop,
+                                   call_loop_slack_s=cfg.call_loop_slack_ms / 1000)
         self.handler.call_scheduler()  # before any call: the ingress's calls find it too
         kw: dict[str, Any] = {"auth_key": resolve_auth_key(cfg.host, cfg.auth_key)}
         icfg = IngressConfig(host=cfg.host, quic_port=cfg.quic_port, ws_port=cfg.ws_port, cert=cfg.cert,

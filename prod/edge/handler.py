@@ -128,11 +128,14 @@ class EdgeHandler:
                  turn_config: TurnConfig | None = None, metrics: EdgeMetrics | None = None,
                  pipeline_options: dict[str, Any] | None = None, trace_dir: str | Path | None = None,
                  idle_timeout_s: float = 10.0, keep_calls: int = 1000,
-                 call_loop: str = "batched", guard_config: GuardConfig | None = None) -> None:
+                 call_loop: str = "batched", guard_config: GuardConfig | None = None,
+                 call_loop_slack_s: float = 0.0) -> None:
         self.model_url = model_url
         if call_loop not in CALL_LOOPS:
             raise ConfigError(f"call_loop must be one of {', '.join(CALL_LOOPS)}, got {call_loop!r}")
         self.call_loop = call_loop
+        self.call_loop_slack_s = call_loop_slack_s
+        """The batched loop's pass slack (``EdgeConfig.call_loop_slack_ms``, in seconds)."""
         self.scheduler: CallScheduler | None = None
         """``call_loop = "batched"``: the one scheduler of this handler's event loop (created
         with the first call) that runs every call's core deadlines."""
@@ -248,7 +251,7 @@ class EdgeHandler:
             return None
         if self.scheduler is None:
             # the loop's one scheduler: the ingress's calls (uplink jitter buffers) share it
-            self.scheduler = CallScheduler.install()
+            self.scheduler = CallScheduler.install(slack_s=self.call_loop_slack_s)
         return self.scheduler
 
     async def _frames(self, call: Any, summary: CallSummary, last: list[float],

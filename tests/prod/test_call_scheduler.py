@@ -105,13 +105,44 @@ def test_stale_entries_stay_bounded() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(("shared", "pushed"), [(True, False), (False, False), (True, True)],
-                         ids=["batched", "per-call", "batched-pushed"])
-def test_pipelines_on_one_scheduler_replay_exactly(shared: bool, pushed: bool) -> None:
+def test_a_slack_runs_nearby_deadlines_in_one_pass_never_early() -> None:
+    """``slack_s``: the pass runs that long after the earliest deadline and takes every
+    deadline due by then (one wake-up for deadlines that close together), none before its
+    deadline; a deadline beyond the slack waits for its own pass. A negative slack is refused."""
+    with pytest.raises(ValueError):
+        CallScheduler(asyncio.new_event_loop(), slack_s=-0.001)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = CallScheduler(slack_s=0.05)
+        log: list[tuple[str, float, float]] = []
+        t0 = loop.time()
+        calls = {n: _Call(n, log, sched) for n in "abc"}
+        sched.arm(calls["a"], t0 + 0.01)
+        sched.arm(calls["b"], t0 + 0.04)  # within the slack of a's deadline: a's pass
+        sched.arm(calls["c"], t0 + 0.5)  # beyond it: a pass of its own
+        await asyncio.sleep(0.3)
+        assert [x[0] for x in log] == ["a", "b"]
+        assert sched.stats["passes"] == 1 and sched.stats["max_batch"] == 2
+        assert all(now >= d for _, d, now in log)  # late by up to the slack, never early
+        assert log[0][2] >= t0 + 0.06 - 0.002  # the pass ran a's deadline + the slack
+        await asyncio.sleep(max(0.0, t0 + 0.65 - loop.time()))
+        assert [x[0] for x in log] == ["a", "b", "c"] and sched.stats["passes"] == 2
+        assert log[2][2] >= t0 + 0.55 - 0.002
+        sched.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("shared", "pushed", "slack_s"),
+                         [(True, False, 0.0), (False, False, 0.0), (True, True, 0.0), (True, True, 0.002)],
+                         ids=["batched", "per-call", "batched-pushed", "batched-pushed-slack"])
+def test_pipelines_on_one_scheduler_replay_exactly(shared: bool, pushed: bool, slack_s: float) -> None:
     """Two real calls at once (one answered, one barging in on the reply), on the shard's one
     scheduler or on their own timers, the uplink pulled by a task per call (``run``) or pushed
     into the pipeline as each frame comes (``push``/``run_pushed``, the edge's batched loop):
-    same behaviour; inputs replay to the same outputs."""
+    same behaviour; inputs replay to the same outputs (also with a pass slack: its deadlines
+    run late, which the recorded inputs carry)."""
     answered = np.concatenate([silence(300), speech("Where is my order?"), silence(2500)])
     barge = np.concatenate([silence(300), speech("Where is my order?"), silence(900),
                             speech("Wait, stop, one more thing please."), silence(1500)])
@@ -119,7 +150,7 @@ def test_pipelines_on_one_scheduler_replay_exactly(shared: bool, pushed: bool) -
     async def main() -> None:
         async with ReferenceModelServer(model_cfg(replies=("Okay, your order is on its way, "
                                                            "it left the warehouse this morning.",))) as srv:
-            sched = CallScheduler() if shared else None
+            sched = CallScheduler(slack_s=slack_s) if shared else None
             downs = [MemoryDownlink(), MemoryDownlink()]
             pipes = [CallPipeline(d, call_id=f"c{i}", model_url=srv.url, scheduler=sched,
                                   config=PipelineConfig(caller_rate=RATE, drain_timeout_s=5))

@@ -92,7 +92,13 @@ def test_config_toml_and_flag_overrides(tmp_path) -> None:  # type: ignore[no-un
     cfg2 = cfg.with_overrides(quic_port=6000, ws_port=None, turn_barge_confirm_ms=250)
     assert cfg2.quic_port == 6000 and cfg2.ws_port == 0 and cfg2.turn.barge_confirm_ms == 250
     assert cfg2.turn.end_of_turn_silence_ms == 400
+    assert cfg.call_loop_slack_ms == 0.0  # every deadline on time unless asked
+    assert cfg.with_overrides(call_loop_slack_ms=1.5).call_loop_slack_ms == 1.5
+    for slack in (2.5, -1.0, "1", True):
+        with pytest.raises(ConfigError):
+            cfg.with_overrides(call_loop_slack_ms=slack)
     for bad in ('[edge]\nquic_prot = 1\n', '[turn]\nend_of_turn_silence_ms = -1\n', '[nope]\n',
+                '[edge]\ncall_loop_slack_ms = 3\n',
                 '[pipeline]\nfoo = 1\n', '[edge]\nmodel_url = "http://x"\n', 'not toml ['):
         p.write_text(bad)
         with pytest.raises(ConfigError):

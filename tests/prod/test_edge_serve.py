@@ -63,11 +63,12 @@ def test_serve_ready_json_call_and_sigterm(tmp_path) -> None:  # type: ignore[no
 
 def test_serve_shards_io_uring_calls_land_and_stop(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``serve --shards 2 --io uring``: one QUIC port and one WebSocket port for two edge
-    processes; real calls over both transports are answered; SIGTERM stops every shard."""
+    processes; real calls over both transports are answered (with a 1 ms call-loop slack);
+    SIGTERM stops every shard."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "clutchcall.cli", "serve", "--quic-port", "0", "--ws-port", "0",
          "--metrics-port", "0", "--ready-json", "--no-trace", "--tokens", "6", "--shards", "2",
-         "--io", "uring", "--ttfa-ms", "100"],
+         "--io", "uring", "--ttfa-ms", "100", "--call-loop-slack-ms", "1"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
