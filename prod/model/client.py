@@ -4,9 +4,7 @@ Theory of operation: :class:`ModelLeg` owns one WebSocket to a Realtime-compatib
 (the embedded :mod:`clutchcall.prod.model.server` by default, or an external one from
 ``CLUTCHCALL_MODEL_URL`` / ``OPENAI_API_KEY``). Its action methods are synchronous so the
 engine drive loop can call them in order without awaiting: each one turns an engine action
-into protocol events and writes them in order: batched and written to the socket in the
-loop's next pass while nothing waits (:meth:`ModelLeg._write`), else on one outgoing queue
-that a writer task sends in order (the socket pushes back).
+into protocol events and puts them on one outgoing queue, which a writer task sends in order.
 
 * ``append(pcm)`` -- ``input_audio_buffer.append``; audio is batched up to
   ``append_batch_ms`` per message (frames still flow at 1x; every other action flushes first).
@@ -29,15 +27,13 @@ that a writer task sends in order (the socket pushes back).
   response's audio is dropped and its ``response.done`` is not passed on (nobody waits for it).
   Both dialects (``ga``, ``beta``) use these event names.
 
-Server events are handled as their frames arrive (:class:`_LegConnection`; a reader task
-takes what the connection queued instead, e.g. a fragmented message): audio deltas
-(``response.output_audio.delta`` and the older ``response.audio.delta``) go to the
-``on_audio`` callback as :class:`AudioChunk` (deltas of a cancelled response are dropped);
-``response.created`` / ``response.done`` and output item ids are tracked; ``error`` events
-become :class:`ModelServerError`, logged, counted in the metrics and passed to ``on_error`` --
-the leg keeps running. The model's own time to first audio is measured here: from the moment
-``response.create`` was written to the socket to the arrival of the response's first audio
-delta.
+A reader task handles server events: audio deltas (``response.output_audio.delta`` and the
+older ``response.audio.delta``) go to the ``on_audio`` callback as :class:`AudioChunk` (deltas
+of a cancelled response are dropped); ``response.created`` / ``response.done`` and output item
+ids are tracked; ``error`` events become :class:`ModelServerError`, logged, counted in the
+metrics and passed to ``on_error`` -- the leg keeps running. The model's own time to first
+audio is measured here: from the moment ``response.create`` was written to the socket to the
+arrival of the response's first audio delta.
 
 Time-outs (each a :class:`ModelTimeoutError`, counted in ``model_timeouts{stage}``):
 ``connect_timeout_s`` for the TCP/TLS/WebSocket handshake and ``session_timeout_s`` for
@@ -64,8 +60,6 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.frames import Frame, Opcode
-from websockets.protocol import Event, State
 
 from clutchcall.engine.errors import ConfigError, RemoteProtocolError
 from clutchcall.prod.model.protocol import (
@@ -189,33 +183,6 @@ class ModelLegStats:
     errors: int = 0
 
 
-class _LegConnection(ClientConnection):
-    """The model leg's WebSocket connection: a complete text message whose frame arrives while
-    nothing waits in the connection's receive queue goes straight to ``on_text`` (called in
-    ``data_received``, in arrival order), not through the queue, a future and a reader task
-    wake-up per message. Everything else -- fragmented messages, binary frames, messages that
-    arrive while earlier ones still wait in the queue -- takes websockets' own path (the
-    reader task's ``recv``), so the order of messages is kept. ``process_event`` is websockets'
-    documented override point."""
-
-    on_text: Callable[[str], None] | None = None
-    _fragmented = False  # a data frame without FIN came: its continuation frames follow
-
-    def process_event(self, event: Event) -> None:
-        on_text = self.on_text
-        if on_text is not None and isinstance(event, Frame) and self.response is not None:
-            op = event.opcode
-            if op is Opcode.TEXT and event.fin and not self._fragmented and not self.recv_messages.frames:
-                # websockets already checked the UTF-8 of a text frame (1007 close otherwise)
-                on_text(bytes(event.data).decode())
-                return
-            if op is Opcode.TEXT or op is Opcode.BINARY:
-                self._fragmented = not event.fin
-            elif op is Opcode.CONT and event.fin:
-                self._fragmented = False
-        super().process_event(event)
-
-
 class ModelLeg:
     """One model session. Use ``await leg.connect()``, the action methods, ``await leg.close()``.
 
@@ -259,7 +226,6 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         self.close_reason: BaseException | None = None
         self._ws: ClientConnection | None = None
         self._out: asyncio.Queue[tuple[str, str, str] | None] = asyncio.Queue()
-        self._batch: list[tuple[str, str, str]] = []  # written in the loop's next pass (_write)
         self._pending = bytearray()
         self._batch_bytes = config.append_batch_ms * BYTES_PER_MS
         self._uncommitted = 0
@@ -296,14 +262,11 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             assert self.url is not None
             self._ws = await connect(self.url, additional_headers=headers, max_size=16 << 20,
                                      open_timeout=self.config.connect_timeout_s,
-                                     close_timeout=2.0, compression=None,
-                                     create_connection=_LegConnection)
+                                     close_timeout=2.0, compression=None)
         except TimeoutError as exc:
             raise self._timed_out("connect", self.config.connect_timeout_s) from exc
         except (OSError, InvalidHandshake, InvalidURI) as exc:
             raise RemoteProtocolError(f"model leg: cannot connect to {self.url}: {exc}") from exc
-        if isinstance(self._ws, _LegConnection):
-            self._ws.on_text = self._on_text
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._writer())]
         self._send(session_update(self.config.dialect, self.config.instructions, self.config.voice))
         try:
@@ -474,7 +437,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
                 # this is one message per ``append_batch_ms`` of every call's audio
                 text = ('{"type":"input_audio_buffer.append","audio":"' + b64encode(self._pending)
                         + '","event_id":"' + eid + '"}')
-                self._write(text, "", eid)
+                self._out.put_nowait((text, "", eid))
             self.stats.appends += 1
             self.stats.appended_bytes += len(self._pending)
             self._pending.clear()
@@ -484,56 +447,7 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
         if eid is None:
             return
         event["event_id"] = eid
-        self._write(dumps(event), kind, eid)
-
-    def _write(self, text: str, kind: str, eid: str) -> None:
-        """Send one event, in order: batched for :meth:`_write_batch` (one ``call_soon`` per
-        loop pass, not a queue, a writer-task wake-up and websockets' async send per event),
-        or on the writer task's queue while that holds anything (the socket pushes back)."""
-        if self._batch:
-            self._batch.append((text, kind, eid))
-        elif self._out.empty():
-            self._batch.append((text, kind, eid))
-            asyncio.get_running_loop().call_soon(self._write_batch)
-        else:
-            self._out.put_nowait((text, kind, eid))
-
-    def _write_batch(self) -> None:
-        """Write the events batched by :meth:`_write` in the loop's next pass -- after the
-        work that made them, like the writer task did (a socket write can hand the CPU to
-        the model's process: not in the middle of a scheduler pass): each into websockets'
-        protocol, their bytes to the transport at once (websockets' synchronous send, what its
-        ``broadcast`` does). Once the connection is not open or pushes back, the rest go to
-        the writer task's queue in order (it waits for the socket to drain and closes the leg
-        on a closed connection). A ``response.create``'s send time is noted and its first-audio
-        timer armed once it is written, as the writer does."""
-        batch, self._batch = self._batch, []
-        ws = self._ws
-        if ws is None or self.closed:
-            return
-        wrote = 0
-        loop = asyncio.get_running_loop()
-        try:
-            for text, kind, eid in batch:
-                if (ws.protocol.state is not State.OPEN or ws.paused
-                        or ws.send_in_progress is not None or ws.transport.is_closing()):
-                    break
-                ws.protocol.send_text(text.encode())
-                wrote += 1
-                if kind == "response.create":
-                    self._requested_at.append((eid, loop.time()))
-                    self._await_first_audio(eid)
-                if wrote % 8 == 0:
-                    ws.send_data()  # a long batch: let the transport see it (and push back)
-            ws.send_data()
-        except Exception as exc:  # noqa: BLE001 -- as websockets' send: the connection is gone
-            ws.set_connection_exc(exc)
-            ws.transport.abort()
-            return
-        for msg in batch[wrote:]:
-            self._out.put_nowait(msg)
-        if self._out.empty():
-            self._idle.set()
+        self._out.put_nowait((dumps(event), kind, eid))
 
     def _next_event_id(self) -> str | None:
         """Return the id of the next event to send (the queue is then no longer idle), or None
@@ -578,14 +492,6 @@ again when that one is done), ``on_error(ModelServerError | ModelProtocolError)`
             self._mark_closed(exc)
         finally:
             self._idle.set()
-
-    def _on_text(self, raw: str) -> None:
-        """One server event, from :class:`_LegConnection` as it arrives (what the reader task
-        does per message)."""
-        try:
-            self._handle(parse_event(raw))
-        except ModelProtocolError as exc:
-            self._protocol_error(exc)
 
     async def _reader(self) -> None:
         assert self._ws is not None

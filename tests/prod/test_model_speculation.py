@@ -61,15 +61,13 @@ def tap(leg: ModelLeg) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     got: list[dict[str, Any]] = []
     ws = leg._ws
     assert ws is not None
-    # the protocol's text frames: what the writer task sends and what the leg writes directly
-    proto = ws.protocol
-    send_text = proto.send_text
+    send = ws.send
 
-    def send_text_and_keep(data: bytes, fin: bool = True) -> None:
-        sent.append(json.loads(data))
-        send_text(data, fin)
+    async def send_and_keep(msg: Any) -> None:
+        sent.append(json.loads(msg))
+        await send(msg)
 
-    proto.send_text = send_text_and_keep  # type: ignore[method-assign]
+    ws.send = send_and_keep  # type: ignore[method-assign]
     handle = leg._handle
 
     def handle_and_keep(ev: dict[str, Any]) -> None:
