@@ -9,8 +9,10 @@ is also run with per-frame acoustic features and the ``evidence`` policy with so
 (``frames_per_s_features``: the product default's hot path; issue 15 keeps it >= 1 M/s).
 
 Two drive paths, the same outputs (tests/engine/test_batch.py): ``frames_per_s`` /
-``frames_per_s_features`` time the per-frame API (one :class:`EngineInput` at a time through
-:meth:`EngineDriver.feed`, as the real-time shell and the simulator feed it: the headline);
+``frames_per_s_features`` time the per-frame API (one input at a time, as the call core of
+the real-time shell and of the simulator feeds it: a caller frame through
+:meth:`EngineDriver.caller_frame`, anything else through :meth:`EngineDriver.feed`; the
+headline);
 ``frames_per_s_batch`` / ``frames_per_s_features_batch`` time the offline drivers' batch path
 -- the call's caller frames as columns (:func:`~clutchcall.tools.scenario.to_columns`, prepared before the clock starts, as
 the inputs themselves are), fed by :meth:`EngineDriver.feed_columns

@@ -123,13 +123,25 @@ def run_columns(engine: TurnEngine, items: list[FrameColumns | ScriptInput]) -> 
     driver = EngineDriver(engine)
     out: list[Output] = []
     agent_playing = False
+    get_timer = engine.get_timer
+    caller_frame = driver.caller_frame
     for item in items:
         if isinstance(item, FrameColumns):
             out += driver.feed_columns(item.times, item.speech, item.duration_ms,
                                        features=item.features, seqs=item.seqs)
             continue
-        out += driver.advance(item.time)
+        now = item.time
+        deadline = get_timer()
+        if deadline is not None and deadline <= now:
+            out += driver.advance(now)
         kind = item.kind
+        if kind == CALLER_FRAME:
+            # as the call core feeds a frame (engine/call/core.py): the driver's per-frame
+            # entry point, no EngineInput dispatch; the same outputs as ``driver.feed(item)``
+            assert item.speech is not None and item.duration_ms is not None
+            out += caller_frame(now, speech=item.speech, duration_ms=item.duration_ms,
+                                seq=item.seq, features=item.features)
+            continue
         if kind == AGENT_STARTED:
             if agent_playing:
                 continue
