@@ -341,7 +341,9 @@ def dask_client(spec: ExecutorSpec) -> Iterator[Any]:
             client.close()
         return
     n = spec.workers or os.cpu_count() or 1
-    with local_cluster(n) as cluster, Client(cluster) as client:
+    # results straight from the workers (one hop), not relayed by the scheduler, which runs in
+    # this process: 187 small results cost 0.39-0.40 CPU-s here instead of 0.49-0.54 (measured)
+    with local_cluster(n) as cluster, Client(cluster, direct_to_workers=True) as client:
         yield client
 
 
