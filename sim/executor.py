@@ -24,7 +24,8 @@ Executors (:class:`ExecutorSpec`):
 * ``dask``: a ``distributed`` cluster -- the one at ``scheduler`` (``tcp://HOST:PORT``), or
   without one a ``distributed.LocalCluster`` of ``workers`` single-threaded worker processes on
   this machine (no dashboard, slowed housekeeping and no profiler: :data:`LOCAL_CLUSTER_CONFIG`;
-  the workers import the simulator while they start: :data:`WORKER_PRELOAD`). The commands
+  heartbeats every :data:`WORKER_HEARTBEAT_S`; the workers are forked from a fork server that
+  has imported ``distributed`` and the simulator once, :func:`worker_start_method`). The commands
   open it through an :class:`ExecutorSession`, which starts it while they load their calls
   and closes it while they write their output. The calls are scattered once and broadcast
   to every worker (a worker that joins later fetches them once, from a peer), never sent
@@ -340,7 +341,9 @@ def dask_client(spec: ExecutorSpec) -> Iterator[Any]:
             client.close()
         return
     n = spec.workers or os.cpu_count() or 1
-    with local_cluster(n) as cluster, Client(cluster) as client:
+    # results straight from the workers (one hop), not relayed by the scheduler, which runs in
+    # this process: 187 small results cost 0.39-0.40 CPU-s here instead of 0.49-0.54 (measured)
+    with local_cluster(n) as cluster, Client(cluster, direct_to_workers=True) as client:
         yield client
 
 
@@ -365,19 +368,79 @@ WORKER_PRELOAD = ["clutchcall.sim.executor"]
 the simulator and everything it imports (polars, numpy, the engine), which the calls' scatter
 and the first task would otherwise import on the critical path (~0.3-0.9 s on this box)."""
 
+FORKSERVER_PRELOAD = ["distributed", *WORKER_PRELOAD]
+"""Modules the fork server imports once, before it forks the embedded LocalCluster's workers
+(:func:`worker_start_method`). The server is a fresh interpreter that only imports these (it
+never runs a polars or numpy operation, so no thread pool of theirs is forked half-used)."""
+
+WORKER_HEARTBEAT_S = 5.0
+"""Seconds between an embedded LocalCluster's worker heartbeats (:func:`slow_heartbeats`)."""
+
+
+def worker_start_method() -> str:
+    """Return how the embedded LocalCluster's nannies start their worker processes, and get it
+    ready: ``forkserver`` where the platform has it, else ``spawn`` (``distributed``'s default).
+
+    A spawned worker is a new interpreter that imports ``distributed`` and
+    :data:`WORKER_PRELOAD` itself: ~0.55 CPU-s per worker on this box, during the command's
+    own start (calls loading, scheduler starting) and ahead of its first task. The fork server
+    imports :data:`FORKSERVER_PRELOAD` once and forks each worker from that: 0.04 CPU-s per
+    worker, and a worker's exit skips the interpreter's teardown (the close: 0.02 s instead of
+    0.15-0.33 s). It is started here, before the cluster, so that it has this preload (not
+    ``distributed``'s own list, set when a nanny first starts a process) and the environment
+    of the command (not the one a nanny sets before spawning). The server is this process's
+    (shared by every later cluster here, and by any forkserver pool) and exits with it."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return "spawn"
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    forkserver.ensure_running()
+    return "forkserver"
+
+
+def slow_heartbeats(scheduler: Any, interval_s: float = WORKER_HEARTBEAT_S) -> None:
+    """Have ``scheduler``'s workers heartbeat every ``interval_s`` seconds at most.
+
+    ``distributed``'s scheduler tells each worker in its heartbeat reply when to send the next
+    one, every 0.5 s for clusters of 10 workers or fewer (not configurable). Our LocalCluster's
+    scheduler runs in the command's process; a heartbeat costs CPU there and in the worker
+    (~0.01 CPU-s/s for two workers, measured) on the cores the simulations use. Nothing of a
+    LocalCluster waits on them: a worker that dies is seen when its connection drops, and the
+    scheduler drops a silent one only after ``distributed.scheduler.worker-ttl`` (5 minutes).
+    The reply of this scheduler instance's handler is raised to ``interval_s``; a scheduler
+    without that handler (another ``distributed`` version) is left as it is."""
+    handlers = getattr(scheduler, "handlers", None)
+    beat = handlers.get("heartbeat_worker") if isinstance(handlers, dict) else None
+    if beat is None or handlers is None:
+        return
+
+    def slower(*args: Any, **kwargs: Any) -> Any:
+        reply = beat(*args, **kwargs)
+        if isinstance(reply, dict) and isinstance(reply.get("heartbeat-interval"), int | float):
+            reply["heartbeat-interval"] = max(reply["heartbeat-interval"], interval_s)
+        return reply
+
+    handlers["heartbeat_worker"] = slower
+
 
 def local_cluster(n_workers: int) -> Any:
     """Return a new ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker
     processes on loopback, without dashboard (its HTTP endpoint on a random loopback port),
-    with :data:`LOCAL_CLUSTER_CONFIG` and :data:`WORKER_PRELOAD`."""
+    with :data:`LOCAL_CLUSTER_CONFIG` and :data:`WORKER_PRELOAD`, its workers started by
+    :func:`worker_start_method` and heartbeating every :data:`WORKER_HEARTBEAT_S`."""
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set(LOCAL_CLUSTER_CONFIG):  # the nannies pass it on to their workers
-        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                            host="127.0.0.1", dashboard_address=None,
-                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                            silence_logs=logging.ERROR, preload=list(WORKER_PRELOAD))
+    config = {**LOCAL_CLUSTER_CONFIG,
+              "distributed.worker.multiprocessing-method": worker_start_method()}
+    with dask.config.set(config):  # the nannies pass it on to their workers
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                               silence_logs=logging.ERROR, preload=list(WORKER_PRELOAD))
+    slow_heartbeats(cluster.scheduler)
+    return cluster
 
 
 class ExecutorSession:

@@ -11,6 +11,7 @@ Sub-grids and calls are small so the whole file stays well under a minute.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -146,8 +147,21 @@ def test_embedded_local_cluster_eval_equals_serial(capsys: pytest.CaptureFixture
 
 
 def _children() -> set[int]:
+    """This process's descendants, but for multiprocessing's fork server and its resource
+    tracker: they are started once per process (by the first embedded LocalCluster, see
+    worker_start_method), outlive the clusters and exit with this process (checked on the
+    command itself: test_command_leaves_no_process_behind)."""
     psutil = pytest.importorskip("psutil")
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    kids = set()
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            # (the workers forked by the server share its command line, not its parent)
+            cmd = " ".join(p.cmdline())
+            if p.ppid() == os.getpid() and ("multiprocessing.forkserver" in cmd
+                                            or "multiprocessing.resource_tracker" in cmd):
+                continue
+        kids.add(p.pid)
+    return kids
 
 
 def test_embedded_cluster_sweep_leaves_no_process_behind(
@@ -163,6 +177,52 @@ def test_embedded_cluster_sweep_leaves_no_process_behind(
     assert _children() <= before
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     assert "raised" not in capsys.readouterr().err
+
+
+def test_command_leaves_no_process_behind(tmp_path: Path) -> None:
+    """``sim sweep --executor dask`` run as its own process: once it has exited, no process
+    it started (workers, the fork server) is still alive a few seconds later."""
+    psutil = pytest.importorskip("psutil")
+    mark = f"CLUTCHCALL_TEST_MARK={os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+    cmd = [sys.executable, "-m", "clutchcall", "sim", "sweep", "--synthetic", "2",
+           "--synthetic-seconds", "10", "--seed", "3", "--response-min-speech-ms", "200,600",
+           "--no-progress", "--executor", "dask", "--workers", "2", "--out", str(tmp_path)]
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
+
+    def marked() -> list[int]:
+        pids = []
+        for p in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if p.environ().get(mark.split("=")[0]) == mark.split("=")[1]:
+                    pids.append(p.pid)
+        return pids
+
+    deadline = time.monotonic() + 5
+    while marked() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marked() == []
+
+
+def test_embedded_cluster_workers_come_from_the_fork_server() -> None:
+    """Where the platform has a fork server, the LocalCluster's workers are forked from it
+    (they start with WORKER_PRELOAD already imported) and heartbeat every WORKER_HEARTBEAT_S."""
+    from clutchcall.sim.executor import WORKER_HEARTBEAT_S, worker_start_method
+
+    method = worker_start_method()
+    with local_cluster(2) as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)
+        started = client.run(lambda: __import__("multiprocessing").get_start_method(True))
+        deadline = time.monotonic() + 10  # the first reply of the scheduler sets the interval
+        while time.monotonic() < deadline:
+            beats = client.run(lambda dask_worker: dask_worker.periodic_callbacks[
+                "heartbeat"].callback_time)
+            if all(b == WORKER_HEARTBEAT_S * 1000 for b in beats.values()):
+                break
+            time.sleep(0.2)
+    assert list(beats.values()) == [WORKER_HEARTBEAT_S * 1000] * 2
+    if method == "forkserver":
+        assert list(started.values()) == ["forkserver"] * 2
 
 
 def test_session_starts_ahead_and_closes_behind() -> None:
