@@ -31,12 +31,14 @@ Lag-drain policy (documented contract):
   the longest stall so far for the rest of the call, and a QUIC buffer keeps each re-anchor.
 * The lag is drained during caller silence by playing out faster, never by dropping audio:
   when the frame played last was judged *silent* (``is_silent(payload)``, a cheap energy
-  check the shell supplies) or was a concealment, the lag is at least one frame, and the next
-  frame is buffered and would still have been held ``depth`` after its arrival were the
-  schedule one frame earlier, the schedule moves one frame earlier: the next frame is due at
-  once instead of a frame later. Each such step takes one frame of lag out and is counted in
-  ``drained``. Every frame is still released, in order; speech frames keep their 1x spacing
-  (only silent frames are followed early), and the buffer never goes below its ``depth``.
+  check the shell supplies) or was a concealment, there is a lag, and the next frame is
+  buffered and would still have been held ``depth`` after its arrival were the schedule one
+  step earlier, the schedule moves one step earlier. A step is one frame (the next frame is
+  due at once instead of a frame later), or the whole lag when less than a frame is left (a
+  stall a few ms longer than ``depth`` leaves such a rest; without this it would stay for the
+  rest of the call and delay every later turn by it). Each step is counted in ``drained``.
+  Every frame is still released, in order; speech frames keep their 1x spacing (only silent
+  frames are followed early), and the buffer never goes below its ``depth``.
 
 Concealed frames are emitted with ``concealed=True``; their payload is whatever ``conceal``
 returned (the pipeline decides its format, see ``clutchcall.prod.ingress.call``).
@@ -48,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
+
+_MIN_STEP_S = 1e-6  # a lag below this (s) is float noise, not worth a drain step
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,8 +145,9 @@ class JitterBuffer:
         if seq in self._buf:
             self.stats.duplicates += 1
             return
-        if seq == self._next and now > self._playout(seq):
-            # the frame due next arrives after its slot: re-anchor on the (slow) sender
+        if seq == self._next and now > self._playout(seq) + 1e-9:
+            # the frame due next arrives after its slot: re-anchor on the (slow) sender (not
+            # on float noise: a drained depth-0 schedule puts slots exactly on arrivals)
             assert self._t0 is not None
             shift = now - self._playout(seq)
             self._t0 += shift
@@ -159,11 +164,13 @@ class JitterBuffer:
         """Before playing frame ``seq`` (buffered, arrived at ``arrival``) right after a silent
         or concealed frame: the lag-drain policy of the module docstring."""
         self._quiet_prev = False  # one step per silent frame
-        if self._lag < self.frame_s - 1e-9 or arrival + self.depth_s > self._playout(seq) - self.frame_s + 1e-9:
+        # a whole frame, or the sub-frame rest of the lag (else that rest stays for the call)
+        step = min(self.frame_s, self._lag)
+        if step < _MIN_STEP_S or arrival + self.depth_s > self._playout(seq) - step + 1e-9:
             return
         assert self._t0 is not None
-        self._t0 -= self.frame_s
-        self._lag -= self.frame_s
+        self._t0 -= step
+        self._lag = 0.0 if self._lag - step < 1e-9 else self._lag - step
         self.stats.drained += 1
         self._note_lag()
 

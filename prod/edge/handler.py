@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -47,6 +48,7 @@ from typing import Any
 
 from clutchcall.engine import TurnConfig
 from clutchcall.engine.call import TurnRecord
+from clutchcall.engine.call.jitter import JitterBuffer
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.call_scheduler import CallScheduler
 from clutchcall.prod.edge.guard import GuardConfig, ViolationGuard
@@ -113,6 +115,10 @@ class CallSummary:
     engine_outputs: int = 0
     uplink_dropped: int = 0
     """Caller frames the caller leg's bounded queue refused (prod/ingress/call.py)."""
+    uplink_jitter: dict[str, Any] | None = None
+    """The caller leg's uplink jitter buffer counters at the end of the call
+    (:class:`~clutchcall.engine.call.jitter.JitterStats`: ``lag_ms`` left undrained,
+    ``reanchored``, ``drained``, ...); None where the transport has no jitter buffer."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-able dict."""
@@ -228,6 +234,9 @@ class EdgeHandler:
                                                           if t.turn_latency_ms is not None])
             summary.agent_frames_sent = pipe.agent_frames_sent
             summary.uplink_dropped = int(getattr(call, "uplink_dropped", 0))
+            jb = getattr(call, "jitter", None)
+            if isinstance(jb, JitterBuffer):
+                summary.uplink_jitter = dataclasses.asdict(jb.stats)
             summary.end_reason = summary.end_reason or getattr(call, "close_reason", "") or "ended"
             trace = recorder.trace()
             summary.engine_inputs = len(trace.inputs)

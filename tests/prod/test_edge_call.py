@@ -51,6 +51,11 @@ def test_quic_call_through_edge_trace_replays_exactly(tmp_path) -> None:  # type
     res, summary, metrics, missing = asyncio.run(main())
     assert summary.failed is None and not summary.idle_closed
     assert summary.transport == "quic" and summary.codec == "pcm16"
+    # the uplink jitter buffer's counters reach the summary (--summary-json)
+    jit = summary.uplink_jitter
+    assert jit is not None and jit["released"] > 100 and jit["received"] >= jit["released"]
+    assert {"lag_ms", "reanchored", "drained"} <= set(jit)
+    assert summary.to_dict()["uplink_jitter"] == jit
     assert len(summary.turns) >= 1 and res.agent_frames_received > 0
     t = summary.turns[0]
     assert t.turn_latency_ms is not None and t.edge_added_ms is not None and t.model_ttfa_ms is not None

@@ -51,11 +51,13 @@ def test_ws_stall_lag_drains_in_silence_never_in_speech() -> None:
     out, b = drive(arr, speech, 0)
     assert [k for _t, k in out] == list(range(30))  # nothing dropped, in order
     lag = [t - a_nominal for (t, _k), a_nominal in zip(out, stall(30, 0, 0.0), strict=True)]
-    # speech keeps the 70 ms lag at 1x; the silence after it gives it back 20 ms per frame
+    # speech keeps the 70 ms lag at 1x; the silence after it gives it back 20 ms per frame,
+    # then the 10 ms rest (less than a frame) in one step
     assert lag[2:11] == pytest.approx([0.07] * 9)
-    assert lag[14:] == pytest.approx([0.01] * 16)
-    assert b.stats.reanchored == 1 and b.stats.drained == 3
-    assert b.stats.lag_ms == pytest.approx(10.0) and b.stats.max_lag_ms == pytest.approx(70.0)
+    assert lag[11:14] == pytest.approx([0.05, 0.03, 0.01])
+    assert lag[14:] == pytest.approx([0.0] * 16)
+    assert b.stats.reanchored == 1 and b.stats.drained == 4
+    assert b.stats.lag_ms == pytest.approx(0.0) and b.stats.max_lag_ms == pytest.approx(70.0)
     assert b.stats.released == 30 and b.stats.lost == 0
     # all speech: the lag is kept (speech is never played faster)
     out, b = drive(arr, [True] * 30, 0)
@@ -74,6 +76,27 @@ def test_drain_never_goes_below_depth() -> None:
     for (t, k), (t0, _k0) in zip(out, plain, strict=True):
         assert t >= min(arr[k] + 0.04, t0) - 1e-9
     assert out[-1][0] == pytest.approx(arr[-1] + 0.04) and plain[-1][0] == pytest.approx(arr[-1] + 0.1)
+
+
+def test_sub_frame_lag_drains_in_silence() -> None:
+    # QUIC-like depth 40: a 47 ms stall re-anchors by 7 ms (less than a frame). Before, that
+    # rest was never drained and every later turn of the call was 7 ms later (issue 17).
+    arr = stall(40, 3, 0.047)
+    out, b = drive(arr, [True] * 10 + [False] * 30, 40)
+    assert [k for _t, k in out] == list(range(40))
+    assert b.stats.max_lag_ms == pytest.approx(7.0) and b.stats.reanchored == 1
+    assert b.stats.drained == 1 and b.stats.lag_ms == pytest.approx(0.0)
+    nominal = [a + 0.04 for a in stall(40, 0, 0.0)]  # no stall: depth after arrival
+    held = [t - n for (t, _k), n in zip(out, nominal, strict=True)]
+    assert held[3:11] == pytest.approx([0.007] * 8)  # speech keeps its 1x spacing
+    assert held[11:] == pytest.approx([0.0] * 29)  # from the first silent frame on: no lag
+    # all speech: the rest is kept
+    plain, b = drive(arr, [True] * 40, 40)
+    assert b.stats.drained == 0 and b.stats.lag_ms == pytest.approx(7.0)
+    # the drain never plays a frame with less than ``depth`` of buffering (frames right behind
+    # the re-anchor have less, drain or not)
+    for (t, k), (t0, _k0) in zip(out, plain, strict=True):
+        assert t >= min(arr[k] + 0.04, t0) - 1e-9
 
 
 def test_concealed_frames_drain_too() -> None:
