@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from clutchcall.engine.errors import ConfigError, LocalProtocolError
 
 _MIN_STEP_S = 1e-6  # a lag below this (s) is float noise, not worth a drain step
+_EPS_S = 1e-9  # schedule comparisons: a difference below this (s) is float rounding
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +146,7 @@ class JitterBuffer:
         if seq in self._buf:
             self.stats.duplicates += 1
             return
-        if seq == self._next and now > self._playout(seq) + 1e-9:
+        if seq == self._next and now > self._playout(seq) + _EPS_S:
             # the frame due next arrives after its slot: re-anchor on the (slow) sender (not
             # on float noise: a drained depth-0 schedule puts slots exactly on arrivals)
             assert self._t0 is not None
@@ -166,11 +167,11 @@ class JitterBuffer:
         self._quiet_prev = False  # one step per silent frame
         # a whole frame, or the sub-frame rest of the lag (else that rest stays for the call)
         step = min(self.frame_s, self._lag)
-        if step < _MIN_STEP_S or arrival + self.depth_s > self._playout(seq) - step + 1e-9:
+        if step < _MIN_STEP_S or arrival + self.depth_s > self._playout(seq) - step + _EPS_S:
             return
         assert self._t0 is not None
         self._t0 -= step
-        self._lag = 0.0 if self._lag - step < 1e-9 else self._lag - step
+        self._lag = 0.0 if self._lag - step < _EPS_S else self._lag - step
         self.stats.drained += 1
         self._note_lag()
 
