@@ -199,3 +199,25 @@ def test_neutral_and_final_tiers_and_bad_percent() -> None:
     for bad in (0, 101):
         with pytest.raises(ConfigError):
             TurnConfig(end_of_turn_rule="prosodic", end_of_turn_final_pct=bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rule_name=st.sampled_from(["adaptive", "prosodic"]), answer_min=st.integers(0, 1200),
+       speech=st.integers(0, 1199), final=finals)
+def test_a_turn_too_short_to_answer_is_never_ended_early(rule_name: str, answer_min: int,
+                                                         speech: int,
+                                                         final: FinalProsody | None) -> None:
+    """The short-answer shortcut (``end_of_turn_min_ms``) only ends a turn the policy could
+    reply to: one with at least ``answer_min_speech_ms`` of speech. A knock or a click right
+    after the agent's question (under it) waits the full silence, so the caller's real "yes"
+    that follows joins the same turn instead of finding the answer window spent (corpus v3 and
+    v2 test split, call0068: a 180 ms knock ended after 250 ms, then "yes" needed the
+    backchannel filter's 600 ms and was missed)."""
+    cfg = TurnConfig(end_of_turn_rule=rule_name, answer_min_speech_ms=answer_min, prime_silence_ms=0)
+    rule = make_end_of_turn_rule(cfg)
+    ms = rule.silence_ms(PauseEvidence(turn_speech_ms=speech, burst_ms=speech, answer=True,
+                                       pauses=0, longest_pause_ms=0, final=final))
+    if speech < answer_min:
+        assert ms == cfg.end_of_turn_silence_ms
+    else:
+        assert ms >= cfg.end_of_turn_min_ms
