@@ -126,7 +126,7 @@ Speculative commit and adaptive end of turn (see ``engine/turn.py`` and ``engine
 * ``speculate_budget_ms = 30000`` -- per call, model time that retracted speculations may
   waste (each counts from its ``Speculate`` to its ``Retract``); once spent, turns are
   committed without speculation. 30 s is ~5 % of a 10-minute call.
-* ``end_of_turn_rule = "fixed"`` (also in the product, :data:`PRODUCT_TURN`) --
+* ``end_of_turn_rule = "fixed"`` (the product, :data:`PRODUCT_TURN`, uses ``"prosodic"``) --
   ``"fixed"``: every pause needs ``end_of_turn_silence_ms``; ``"adaptive"``: the silence is
   chosen per pause from evidence (``engine/endpoint.py``) between ``end_of_turn_min_ms`` and
   ``end_of_turn_silence_ms``; ``"prosodic"``: also from the final burst's prosody (final
@@ -427,15 +427,20 @@ PRODUCT_TURN = TurnConfig(policy="evidence", barge_yield="pause", barge_yield_ms
                           speculate=True, evidence_soft_db=4, evidence_edge_db=2,
                           answer_overlap_ms=300, cancel_answer_window_ms=1500,
                           evidence_soft_yield_ms=700, evidence_mid_confirm_ms=600,
-                          burst_gap_ms=200)
+                          burst_gap_ms=200, end_of_turn_rule="prosodic")
 """The product's turn config (``serve``, ``demo``, the ``clutchcall`` simulator preset): the
 ``evidence`` policy with soft barge-in (the agent pauses after 200 ms of speech over it and
-resumes if the barge-in is dismissed; issue 15) and speculative commit (issue 16), with the
-fixed end-of-turn rule. The ``prosodic`` rule (``engine/endpoint.py`` ``ProsodicRule``) won on
-corpus v3's train split (premature replies 6/88 -> 4/85, missed 0 both) and tied on v2's, but
-on the test splits it missed one more reply (1/60 -> 2/60 on v3 and on v2) and its false holds
-(turn ends it judged continuing) raised the p95 from end of speech (v3 777 -> 1064 ms, v2 672
--> 756 ms), so it stays opt-in (``end_of_turn_rule = "prosodic"``; figures in sim/README.md).
+resumes if the barge-in is dismissed; issue 15), speculative commit and the ``prosodic``
+end-of-turn rule (issue 16; ``engine/endpoint.py`` ``ProsodicRule``: 1 s of silence when the
+caller's last words sound unfinished -- a pitch rise or a level ending -- else the 500 ms of
+``end_of_turn_silence_ms``; it never shortens the wait by default). On the train splits it is
+the fixed rule's equal or better (v3 premature replies 6/91 -> 2/87, v2 6/88 both, missed 0,
+p50 / p95 from end of speech unchanged). It became the product's rule once the one reply it
+missed on both test splits (a knock that spent the answer status, call0068) was traced to a
+bug and fixed; on the test splits, then: v3 premature 13/95 -> 6/88, v2 9/91 both, missed
+0/60 both, at a cost in the tail -- its false holds (turn ends it judged continuing) wait 1 s:
+p95 from end of speech v3 776 -> 1055 ms, v2 671 -> 721 ms (sim/README.md, "Prosodic as the
+product's rule"). ``end_of_turn_rule = "fixed"`` gives the old behaviour.
 Evidence knobs chosen on the train split (sim/README.md, issue 15 follow-up):
 ``evidence_soft_db = 4`` and ``evidence_edge_db = 2`` (with the voiced-frame speech level of
 ``engine/audio/features.py``: a burst is backchannel-like if its voiced frames are 4 dB

@@ -72,7 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end-of-turn-silence-ms", type=int, default=None,
                         help="end-of-turn silence (default: the product's, 500 ms)")
     parser.add_argument("--end-of-turn-rule", choices=END_OF_TURN_RULES, default=None,
-                        help="end-of-turn rule (default: the product's, fixed); smart-turn needs "
+                        help="end-of-turn rule (default: the product's, prosodic); smart-turn needs "
                              "the [smartturn] extra")
     parser.add_argument("--end-of-turn-final-ms", type=int, default=None,
                         help="prosodic rule: end-of-turn silence after a final fall (default: the "
