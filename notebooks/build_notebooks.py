@@ -204,9 +204,9 @@ assert all(len(nbh.ecdf(v)[0]) > 0 for v in lat.values())"""),
 `speculate_silence_ms` x end-of-turn rule x end-of-turn silence, product config otherwise,
 model TTFA lognormal (the simulator's default: median 350 ms, sigma 0.35), on the corpus *train* split (the
 manifest's `split`; the test split is only for reporting). Rules: `fixed`, `adaptive` (short answers end
-after 250 ms) and `prosodic` (opt-in: continuation prosody -- a rise, a plateau, a level ending -- waits up
+after 250 ms) and `prosodic` (the product's rule since 2026-12-08: continuation prosody -- a rise, a plateau, a level ending -- waits up
 to 1 s, and a short answer that sounds unfinished is not ended early; here with `end_of_turn_final_ms` = the
-silence, i.e. it never shortens, as by default). The product's rule is `fixed` at 500 ms. *Turn latency from end of speech*: the labelled end of
+silence, i.e. it never shortens, as by default). `fixed` at 500 ms was the product's rule before. *Turn latency from end of speech*: the labelled end of
 a reply segment -> first agent audio at the caller. *Premature reply rate*: released replies
 after which the caller went on with the same turn within 1 s / released replies (a retracted
 speculation played nothing and is not counted). Definitions: `sim/speculation_metrics.py`."""),
