@@ -23,7 +23,7 @@ so the engine stays a pure function of its inputs and the timer is set once).
   once (:meth:`SmartTurnRule.revised_ms`): a complete turn ends after ``end_of_turn_min_ms``, an
   incomplete one after ``INCOMPLETE_MS``.
 
-* :class:`ProsodicRule` (``"prosodic"``, opt-in): also the final burst's prosody
+* :class:`ProsodicRule` (``"prosodic"``, the product's rule: ``PRODUCT_TURN``): also the final burst's prosody
   (:class:`FinalProsody`, from :class:`ProsodyTrack`: the engine keeps the caller's last voiced
   frames' pitch, level and relative pitch): a small logistic model fitted on corpus v3's train
   split says how final the burst sounds; continuation prosody (a plateau or rise) lengthens the
