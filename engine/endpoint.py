@@ -106,7 +106,7 @@ def prosody_vector(final: FinalProsody) -> tuple[float, float, float, float]:
 
 
 class ProsodyTrack:
-    """The last voiced frames of the caller's speech: ``(end time, pitch in semitones,
+    """The last voiced frames of the caller's speech: ``(end time, pitch in Hz,
     relative level, relative pitch)`` of at most ``CAPACITY`` frames. The engine adds every
     voiced speech frame (after the noise gate) and asks :meth:`final` when a pause starts.
     Pure, O(1) per frame; the batch path may add only a run's last ``CAPACITY`` voiced frames
@@ -124,15 +124,19 @@ class ProsodyTrack:
         self._ring: deque[tuple[float, float, float, float]] = deque(maxlen=self.CAPACITY)
 
     def add(self, now: float, features: FrameFeatures) -> None:
-        """Count one speech frame that ended at ``now`` (ignored unless voiced)."""
-        if features.f0_hz > 0.0:
-            self._ring.append((now, 12.0 * math.log2(features.f0_hz / 100.0), features.rel_db,
-                               features.rel_f0_st))
+        """Count one speech frame that ended at ``now`` (ignored unless voiced). The ring keeps
+        the pitch in Hz; :meth:`final` (once per pause) converts it to semitones, so a frame
+        costs one append."""
+        f0 = features.f0_hz
+        if f0 > 0.0:
+            self._ring.append((now, f0, features.rel_db, features.rel_f0_st))
 
     def final(self, since: float, last_speech_end: float) -> FinalProsody | None:
         """The prosody of the burst that started at ``since`` (s) and whose last speech frame
         ended at ``last_speech_end``; None with fewer than 3 voiced frames in it."""
-        frames = [f for f in self._ring if f[0] > since + 1e-9 and f[0] <= last_speech_end + 1e-9]
+        log2 = math.log2
+        frames = [(f[0], 12.0 * log2(f[1] / 100.0), f[2], f[3]) for f in self._ring
+                  if f[0] > since + 1e-9 and f[0] <= last_speech_end + 1e-9]
         if len(frames) < 3:
             return None
         last_t = frames[-1][0]

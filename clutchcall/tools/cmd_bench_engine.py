@@ -6,7 +6,9 @@ and reports the median over several runs of frames per second and microseconds p
 A baseline measured in the same process -- the bare loop over the same inputs calling a no-op --
 is reported too, so the engine's own cost can be told from the interpreter's. The same call
 is also run with per-frame acoustic features and the ``evidence`` policy with soft barge-in
-(``frames_per_s_features``: the product default's hot path; issue 15 keeps it >= 1 M/s).
+(``frames_per_s_features``: issue 15 keeps it >= 1 M/s), and with the product's whole turn
+config on voiced frames (``frames_per_s_product``: the prosodic end-of-turn rule's pitch
+track and speculation too -- the product default's hot path since 2026-12-08).
 
 Two drive paths, the same outputs (tests/engine/test_batch.py): ``frames_per_s`` /
 ``frames_per_s_features`` time the per-frame API (one input at a time, as the call core of
@@ -30,7 +32,7 @@ import time
 
 from clutchcall.engine.audio.features import FrameFeatures
 from clutchcall.engine.call.inputs import CALLER_FRAME, EngineInput
-from clutchcall.engine.config import TurnConfig
+from clutchcall.engine.config import PRODUCT_TURN, TurnConfig
 from clutchcall.engine.turn import TurnEngine
 from clutchcall.tools.scenario import run_columns, run_inputs, scripted_call, to_columns
 
@@ -54,23 +56,32 @@ def _baseline(inputs: list[object]) -> float:
     return time.perf_counter() - t0
 
 
-def _with_features(inputs: list[EngineInput]) -> list[EngineInput]:
+def _with_features(inputs: list[EngineInput], *, voiced: bool = False) -> list[EngineInput]:
     """Return ``inputs`` with per-frame acoustic features on every caller frame (a loud
-    frame for speech, a quiet one for silence)."""
-    loud = FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0)
+    frame for speech, a quiet one for silence). ``voiced``: speech frames also carry voicing
+    and a pitch contour (a slow fall and rise around 140 Hz), which the ``prosodic``
+    end-of-turn rule tracks."""
     quiet = FrameFeatures(level_db=-60.0, rel_db=-38.0, snr_db=1.0)
+    contour = [FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0, voicing=0.8 if voiced else -1.0,
+                             f0_hz=140.0 * 2 ** (((k % 25) - 12) / 60) if voiced else 0.0,
+                             rel_f0_st=((k % 25) - 12) / 5 if voiced else 0.0) for k in range(25)]
     return [EngineInput.frame(i.time, speech=bool(i.speech), duration_ms=i.duration_ms or 20,
-                              seq=i.seq, features=loud if i.speech else quiet)
-            if i.kind == CALLER_FRAME else i for i in inputs]
+                              seq=i.seq, features=contour[k % 25] if i.speech else quiet)
+            if i.kind == CALLER_FRAME else i for k, i in enumerate(inputs)]
 
 
-def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
+def measure_features(seconds: float = 600.0, runs: int = 7, *, product: bool = False
+                     ) -> dict[str, float | int]:
     """Return frames/s of the engine with per-frame features and the ``evidence`` policy
-    with soft barge-in (pause): the product default's hot path, batch and per-frame."""
-    inputs = _with_features(scripted_call(seed=7, seconds=seconds))
+    with soft barge-in (pause), batch and per-frame (keys ``*_features``). ``product``: the
+    product's whole turn config instead (:data:`~clutchcall.engine.config.PRODUCT_TURN`:
+    also the prosodic end-of-turn rule, fed voiced frames with a pitch contour, and
+    speculation; keys ``*_product``)."""
+    inputs = _with_features(scripted_call(seed=7, seconds=seconds), voiced=product)
     columns = to_columns(inputs)
     frames = sum(1 for i in inputs if i.kind == CALLER_FRAME)
-    cfg = TurnConfig(policy="evidence", barge_yield="pause")
+    cfg = PRODUCT_TURN if product else TurnConfig(policy="evidence", barge_yield="pause")
+    tag = "product" if product else "features"
     times, step = [], []
     for _ in range(runs):  # the two paths interleaved, so load hits both alike
         engine = TurnEngine(cfg)
@@ -83,10 +94,10 @@ def measure_features(seconds: float = 600.0, runs: int = 7) -> dict[str, float |
         step.append(time.perf_counter() - t0)
     med = statistics.median(times)
     med_step = statistics.median(step)
-    return {"frames_per_s_features": round(frames / med_step),
-            "us_per_frame_features": round(med_step / frames * 1e6, 3),
-            "frames_per_s_features_batch": round(frames / med),
-            "us_per_frame_features_batch": round(med / frames * 1e6, 3)}
+    return {f"frames_per_s_{tag}": round(frames / med_step),
+            f"us_per_frame_{tag}": round(med_step / frames * 1e6, 3),
+            f"frames_per_s_{tag}_batch": round(frames / med),
+            f"us_per_frame_{tag}_batch": round(med / frames * 1e6, 3)}
 
 
 def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
@@ -126,6 +137,7 @@ def measure(seconds: float = 600.0, runs: int = 7) -> dict[str, float | int]:
 def run(args: argparse.Namespace) -> int:
     res = measure(args.seconds, args.runs)
     res.update(measure_features(args.seconds, args.runs))
+    res.update(measure_features(args.seconds, args.runs, product=True))
     if args.json:
         print(json.dumps(res))
     else:
@@ -136,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
               f"(engine = {res['engine_over_baseline']}x that)")
         print(f"  with per-frame features, evidence policy, soft barge-in: "
               f"{res['frames_per_s_features']:,} frames/s")
+        print(f"  the product's turn config (+ prosodic end of turn, speculation), voiced frames: "
+              f"{res['frames_per_s_product']:,} frames/s")
         print(f"  batch path (quiet runs in one call): {res['frames_per_s_batch']:,} frames/s, "
-              f"with features {res['frames_per_s_features_batch']:,} frames/s")
+              f"with features {res['frames_per_s_features_batch']:,} frames/s, product "
+              f"{res['frames_per_s_product_batch']:,} frames/s")
     return 0

@@ -12,7 +12,8 @@ def test_bench_engine_json(capsys) -> None:
     res = json.loads(capsys.readouterr().out)
     assert res["frames"] == 1000
     assert res["frames_per_s"] > 0 and res["us_per_frame"] > 0
-    for k in ("frames_per_s_batch", "frames_per_s_features", "frames_per_s_features_batch"):
+    for k in ("frames_per_s_batch", "frames_per_s_features", "frames_per_s_features_batch",
+              "frames_per_s_product", "frames_per_s_product_batch"):
         assert res[k] > 0
 
 
