@@ -224,11 +224,16 @@ class AdaptiveRule:
         self._max = config.end_of_turn_silence_ms
         self._answer_min = config.answer_min_speech_ms
 
+    @classmethod
+    def short_answer(cls, ev: PauseEvidence, answer_min_ms: int) -> bool:
+        """Whether the pause follows a short answer the policy can reply to: the turn answers
+        the agent and has at least ``answer_min_ms`` (``answer_min_speech_ms``) and under
+        ``SHORT_TURN_MS`` of speech (the class docstring; :class:`ProsodicRule` uses it too)."""
+        return ev.answer and answer_min_ms <= ev.turn_speech_ms < cls.SHORT_TURN_MS
+
     def silence_ms(self, ev: PauseEvidence) -> int:
         """Return this pause's end-of-turn silence (see the class docstring)."""
-        if ev.answer and self._answer_min <= ev.turn_speech_ms < self.SHORT_TURN_MS:
-            return self._min
-        return self._max
+        return self._min if self.short_answer(ev, self._answer_min) else self._max
 
 
 PROSODIC_WEIGHTS = (-0.115, -0.859, -0.909, 0.268, -0.241)
@@ -323,7 +328,7 @@ class ProsodicRule:
     def silence_ms(self, ev: PauseEvidence) -> int:
         """Return this pause's end-of-turn silence (see the class docstring)."""
         if ev.turn_speech_ms < AdaptiveRule.SHORT_TURN_MS:
-            if (ev.answer and ev.turn_speech_ms >= self._answer_min and ev.final is not None
+            if (AdaptiveRule.short_answer(ev, self._answer_min) and ev.final is not None
                     and not self.continues(ev.final)):
                 return self._min
             return self._base
