@@ -62,11 +62,11 @@ def _with_features(inputs: list[EngineInput], *, voiced: bool = False) -> list[E
     and a pitch contour (a slow fall and rise around 140 Hz), which the ``prosodic``
     end-of-turn rule tracks."""
     quiet = FrameFeatures(level_db=-60.0, rel_db=-38.0, snr_db=1.0)
-    contour = [FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0, voicing=0.8 if voiced else -1.0,
-                             f0_hz=140.0 * 2 ** (((k % 25) - 12) / 60) if voiced else 0.0,
-                             rel_f0_st=((k % 25) - 12) / 5 if voiced else 0.0) for k in range(25)]
+    loud = ([FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0, voicing=0.8,
+                           f0_hz=140.0 * 2 ** ((k - 12) / 60), rel_f0_st=(k - 12) / 5)
+             for k in range(25)] if voiced else [FrameFeatures(level_db=-22.0, rel_db=-1.0, snr_db=30.0)])
     return [EngineInput.frame(i.time, speech=bool(i.speech), duration_ms=i.duration_ms or 20,
-                              seq=i.seq, features=contour[k % 25] if i.speech else quiet)
+                              seq=i.seq, features=loud[k % len(loud)] if i.speech else quiet)
             if i.kind == CALLER_FRAME else i for k, i in enumerate(inputs)]
 
 
