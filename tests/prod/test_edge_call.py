@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from clutchcall.engine import Commit, Release
+from clutchcall.engine.call.hold import _EPS_HOLD
 from clutchcall.engine.errors import ConfigError
 from clutchcall.prod.caller.client import Caller
 from clutchcall.prod.caller.quic_transport import QuicCallerTransport
@@ -59,7 +60,10 @@ def test_quic_call_through_edge_trace_replays_exactly(tmp_path) -> None:  # type
     assert len(summary.turns) >= 1 and res.agent_frames_received > 0
     t = summary.turns[0]
     assert t.turn_latency_ms is not None and t.edge_added_ms is not None and t.model_ttfa_ms is not None
-    assert t.turn_latency_ms >= t.eot_silence_ms  # the end-of-turn silence is always inside
+    # the end-of-turn silence is always inside, up to the frame hold's epsilon (a frame due
+    # within _EPS_HOLD of the media clock is fed at once, so the deadline can fire that much
+    # early: CI saw 499.91 ms for a 500 ms silence, as test_demo did)
+    assert t.turn_latency_ms >= t.eot_silence_ms - _EPS_HOLD * 1000 - 0.01
     # the trace: written, valid, and the replay reproduces the engine's actions exactly
     assert summary.trace is not None and summary.trace.endswith("q1.parquet")
     trace = read_trace(summary.trace)
